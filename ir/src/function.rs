@@ -1,0 +1,292 @@
+//! Functions and modules: SSA values, instructions and regions in arenas.
+//!
+//! Everything is owned by its [`Function`] and referred to by small copyable ids
+//! ([`Value`], [`Inst`], [`Region`]) in the style of Cranelift's entity arenas: passes
+//! pass ids around freely and look data up in the function, with no reference counting
+//! and no lifetimes in the IR types.
+//!
+//! A function's body is a [`Region`]: parameters (the function's parameters) and a list
+//! of instructions ending in `ret`. A `loop` instruction owns one body region whose
+//! parameters are the index (`i64`) and the carried values, ending in `yield`. Regions
+//! nest; a region sees every value defined before it in an enclosing region.
+
+use crate::op::{Op, Signature};
+use crate::types::Type;
+use cranelift_entity::{entity_impl, PrimaryMap};
+
+/// An SSA value: a function or region parameter, or an instruction result.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value(u32);
+entity_impl!(Value, "v");
+
+/// An instruction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Inst(u32);
+entity_impl!(Inst, "inst");
+
+/// A region: parameters and an instruction list (a function body or a loop body).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(u32);
+entity_impl!(Region, "region");
+
+/// Where a value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueDef {
+    /// Parameter `index` of `region`.
+    Param(Region, u32),
+    /// Result `index` of `inst`.
+    Result(Inst, u32),
+}
+
+/// What the function knows about a value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueData {
+    /// Its type.
+    pub ty: Type,
+    /// Its definition.
+    pub def: ValueDef,
+    /// The name it was given in text or by a pass (without `%`); printers invent
+    /// `%vN` for unnamed values.
+    pub name: Option<String>,
+}
+
+/// One instruction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstData {
+    /// The operation.
+    pub op: Op,
+    /// Operands.
+    pub args: Vec<Value>,
+    /// Results, in order.
+    pub results: Vec<Value>,
+    /// Nested regions (one for `loop`, none otherwise).
+    pub regions: Vec<Region>,
+}
+
+/// A region's contents.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegionData {
+    /// Parameters.
+    pub params: Vec<Value>,
+    /// Instructions in order; the last one is the terminator in verified IR.
+    pub insts: Vec<Inst>,
+    /// The instruction owning this region, `None` for a function body.
+    pub parent: Option<Inst>,
+}
+
+/// A function: name, signature and an SSA body.
+#[derive(Clone, Debug)]
+pub struct Function {
+    /// Name, without `@`. May contain dots (`f.jvp`).
+    pub name: String,
+    /// Parameter and result types.
+    pub sig: Signature,
+    /// All values.
+    pub values: PrimaryMap<Value, ValueData>,
+    /// All instructions, in creation order (not program order: see [`RegionData`]).
+    pub insts: PrimaryMap<Inst, InstData>,
+    /// All regions.
+    pub regions: PrimaryMap<Region, RegionData>,
+    /// The body region; its params are the function's parameters.
+    pub body: Region,
+}
+
+impl Function {
+    /// A function with parameters of the signature's types and an empty body. The caller
+    /// appends the body, ending in `ret` (see [`crate::builder::FunctionBuilder`] for a
+    /// type-checked way).
+    pub fn new(name: impl Into<String>, sig: Signature) -> Self {
+        let mut regions = PrimaryMap::new();
+        let body = regions.push(RegionData::default());
+        let mut f = Function {
+            name: name.into(),
+            sig: Signature {
+                params: vec![],
+                results: sig.results,
+            },
+            values: PrimaryMap::new(),
+            insts: PrimaryMap::new(),
+            regions,
+            body,
+        };
+        for ty in sig.params {
+            f.add_param(ty);
+        }
+        f
+    }
+
+    /// Appends a function parameter of type `ty` (also extending the signature).
+    pub fn add_param(&mut self, ty: Type) -> Value {
+        self.sig.params.push(ty);
+        self.add_region_param(self.body, ty)
+    }
+
+    /// Appends a parameter to `region` (not to the signature: use [`Self::add_param`]
+    /// for the body).
+    pub fn add_region_param(&mut self, region: Region, ty: Type) -> Value {
+        let index = self.regions[region].params.len() as u32;
+        let v = self.values.push(ValueData {
+            ty,
+            def: ValueDef::Param(region, index),
+            name: None,
+        });
+        self.regions[region].params.push(v);
+        v
+    }
+
+    /// Creates a new empty region owned by `parent`; attach it with
+    /// [`Self::append_inst`]'s `regions`.
+    pub fn new_region(&mut self) -> Region {
+        self.regions.push(RegionData::default())
+    }
+
+    /// Creates an instruction with results of `result_types` and appends it to `region`.
+    /// No type checking happens here; the builder and the verifier do that.
+    pub fn append_inst(
+        &mut self,
+        region: Region,
+        op: Op,
+        args: Vec<Value>,
+        result_types: &[Type],
+        regions: Vec<Region>,
+    ) -> Inst {
+        let inst = self.create_inst(op, args, result_types, regions);
+        self.regions[region].insts.push(inst);
+        inst
+    }
+
+    /// Creates an instruction that is not yet in any region (place it by pushing onto a
+    /// region's `insts`).
+    pub fn create_inst(
+        &mut self,
+        op: Op,
+        args: Vec<Value>,
+        result_types: &[Type],
+        regions: Vec<Region>,
+    ) -> Inst {
+        let inst = self.insts.next_key();
+        let results = result_types
+            .iter()
+            .enumerate()
+            .map(|(i, &ty)| {
+                self.values.push(ValueData {
+                    ty,
+                    def: ValueDef::Result(inst, i as u32),
+                    name: None,
+                })
+            })
+            .collect();
+        for &r in &regions {
+            self.regions[r].parent = Some(inst);
+        }
+        self.insts.push(InstData {
+            op,
+            args,
+            results,
+            regions,
+        })
+    }
+
+    /// The function's parameters.
+    pub fn params(&self) -> &[Value] {
+        &self.regions[self.body].params
+    }
+
+    /// The type of `v`.
+    pub fn ty(&self, v: Value) -> Type {
+        self.values[v].ty
+    }
+
+    /// The name of `v` if it has one.
+    pub fn name_of(&self, v: Value) -> Option<&str> {
+        self.values[v].name.as_deref()
+    }
+
+    /// Names `v` (without `%`).
+    pub fn set_name(&mut self, v: Value, name: impl Into<String>) {
+        self.values[v].name = Some(name.into());
+    }
+
+    /// The single result of `inst`. Panics if it has not exactly one: only for
+    /// instructions the caller created with one result.
+    pub fn result(&self, inst: Inst) -> Value {
+        let r = &self.insts[inst].results;
+        assert_eq!(r.len(), 1, "instruction has {} results", r.len());
+        r[0]
+    }
+
+    /// The body's terminator (`ret`), if the body ends in one.
+    pub fn ret_inst(&self) -> Option<Inst> {
+        let last = *self.regions[self.body].insts.last()?;
+        matches!(self.insts[last].op, Op::Ret).then_some(last)
+    }
+
+    /// Values returned by the body's `ret` (empty if there is none).
+    pub fn returned(&self) -> &[Value] {
+        match self.ret_inst() {
+            Some(i) => &self.insts[i].args,
+            None => &[],
+        }
+    }
+
+    /// Instructions in program order, depth first: each instruction, then (for a loop)
+    /// its body, before the next instruction of the enclosing region.
+    pub fn insts_in_order(&self) -> Vec<Inst> {
+        let mut out = Vec::with_capacity(self.insts.len());
+        let mut stack = vec![(self.body, 0usize)];
+        while let Some((region, pos)) = stack.pop() {
+            let insts = &self.regions[region].insts;
+            if pos < insts.len() {
+                let inst = insts[pos];
+                out.push(inst);
+                stack.push((region, pos + 1));
+                for &r in self.insts[inst].regions.iter().rev() {
+                    stack.push((r, 0));
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of instructions reachable from the body (program size, for reports).
+    pub fn num_insts(&self) -> usize {
+        self.insts_in_order().len()
+    }
+}
+
+/// A module: functions that may call each other by name.
+#[derive(Clone, Debug, Default)]
+pub struct Module {
+    /// Functions, in file order.
+    pub funcs: Vec<Function>,
+}
+
+impl Module {
+    /// An empty module.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The function named `name`.
+    pub fn get(&self, name: &str) -> Option<&Function> {
+        self.funcs.iter().find(|f| f.name == name)
+    }
+
+    /// The function named `name`, mutably.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Function> {
+        self.funcs.iter_mut().find(|f| f.name == name)
+    }
+
+    /// The signature of the function named `name`.
+    pub fn signature(&self, name: &str) -> Option<&Signature> {
+        self.get(name).map(|f| &f.sig)
+    }
+
+    /// Adds `f`, replacing a function of the same name.
+    pub fn insert(&mut self, f: Function) {
+        match self.funcs.iter_mut().find(|g| g.name == f.name) {
+            Some(slot) => *slot = f,
+            None => self.funcs.push(f),
+        }
+    }
+}

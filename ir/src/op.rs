@@ -1,0 +1,748 @@
+//! The one list of operations.
+//!
+//! Every op is a variant of [`Op`]. Beside the enum sit the exhaustive matches every
+//! consumer relies on: the text name ([`Op::name`]), the operand arity
+//! ([`Op::arity`]), result typing ([`Op::result_types`]) and purity
+//! ([`Op::is_pure`]). A new op breaks every `match` that must learn it — that is the
+//! checklist (see ARCHITECTURE.md, "Adding an op").
+//!
+//! Numeric semantics of each op live in [`crate::math`], shared by the interpreter and
+//! the JIT's runtime calls so both engines agree bit for bit.
+
+use crate::types::{ScalarType, Type};
+use std::fmt;
+
+/// A constant literal (the payload of `const`).
+///
+/// Equality and hashing compare bit patterns, so `-0.0 != 0.0` and `NaN == NaN` here:
+/// what CSE and constant folding need.
+#[derive(Clone, Copy, Debug)]
+pub enum Constant {
+    /// An `f64` literal.
+    F64(f64),
+    /// An `f32` literal.
+    F32(f32),
+    /// An `i64` literal.
+    I64(i64),
+    /// A `bool` literal.
+    Bool(bool),
+}
+
+impl Constant {
+    /// The type of the constant.
+    pub fn ty(self) -> ScalarType {
+        match self {
+            Constant::F64(_) => ScalarType::F64,
+            Constant::F32(_) => ScalarType::F32,
+            Constant::I64(_) => ScalarType::I64,
+            Constant::Bool(_) => ScalarType::Bool,
+        }
+    }
+
+    /// A float constant of type `ty` with value `v` (rounded for `f32`); `None` for
+    /// non-float types.
+    pub fn float(ty: ScalarType, v: f64) -> Option<Self> {
+        match ty {
+            ScalarType::F64 => Some(Constant::F64(v)),
+            ScalarType::F32 => Some(Constant::F32(v as f32)),
+            ScalarType::I64 | ScalarType::Bool => None,
+        }
+    }
+
+    /// The value as `f64` for float constants.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Constant::F64(v) => Some(v),
+            Constant::F32(v) => Some(v as f64),
+            Constant::I64(_) | Constant::Bool(_) => None,
+        }
+    }
+
+    fn bits(self) -> (u8, u64) {
+        match self {
+            Constant::F64(v) => (0, v.to_bits()),
+            Constant::F32(v) => (1, v.to_bits() as u64),
+            Constant::I64(v) => (2, v as u64),
+            Constant::Bool(v) => (3, v as u64),
+        }
+    }
+}
+
+impl PartialEq for Constant {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits() == other.bits()
+    }
+}
+impl Eq for Constant {}
+impl std::hash::Hash for Constant {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bits().hash(state)
+    }
+}
+
+/// Formats a float literal so that parsing it gives back the same bits:
+/// shortest round-trip digits, always with a `.` or exponent, and `nan`, `inf`, `-inf`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        // `{:?}` is Rust's shortest round-trip representation and keeps `.0`.
+        format!("{v:?}")
+    }
+}
+
+impl fmt::Display for Constant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Constant::F64(v) => f.write_str(&format_float(v)),
+            Constant::F32(v) => {
+                if v.is_finite() {
+                    write!(f, "{v:?}")
+                } else {
+                    f.write_str(&format_float(v as f64))
+                }
+            }
+            Constant::I64(v) => write!(f, "{v}"),
+            Constant::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// One end of a loop's index range: an immediate, or an `i64` operand known at call
+/// time (`loop %i in 0..%n`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bound {
+    /// A literal bound.
+    Imm(i64),
+    /// The bound is an operand of the loop instruction (the dynamic bounds come first
+    /// in the operand list: start, then end).
+    Dyn,
+}
+
+/// The index range of a `loop`: `start..end`, end exclusive; zero trips when
+/// `end <= start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LoopBounds {
+    /// First index.
+    pub start: Bound,
+    /// One past the last index.
+    pub end: Bound,
+}
+
+impl LoopBounds {
+    /// How many leading operands are dynamic bounds (0, 1 or 2).
+    pub fn num_dyn(self) -> usize {
+        usize::from(self.start == Bound::Dyn) + usize::from(self.end == Bound::Dyn)
+    }
+}
+
+/// An operation. Variant docs give the maths and the edge conventions; derivative rules
+/// live in `jitad-passes`, lowering in `jitad-codegen`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `const c : T` — a literal.
+    Const(Constant),
+
+    // ---- arithmetic (f64, f32; add/sub/mul/neg also i64, wrapping) ----
+    /// `add a, b` = a + b.
+    Add,
+    /// `sub a, b` = a − b.
+    Sub,
+    /// `mul a, b` = a · b.
+    Mul,
+    /// `div a, b` = a / b (floats only; IEEE: x/0 = ±inf, 0/0 = NaN).
+    Div,
+    /// `neg a` = −a (flips the sign bit for floats, so `neg 0.0 = -0.0`).
+    Neg,
+    /// `fma a, b, c` = a·b + c with a single rounding.
+    Fma,
+
+    // ---- elementary functions (floats) ----
+    /// `sqrt a`; NaN for a < 0, `sqrt(-0.0) = -0.0`.
+    Sqrt,
+    /// `exp a` = eᵃ.
+    Exp,
+    /// `expm1 a` = eᵃ − 1, accurate near 0.
+    Expm1,
+    /// `log a` = ln a; −inf at 0, NaN below.
+    Log,
+    /// `log1p a` = ln(1 + a), accurate near 0.
+    Log1p,
+    /// `sin a`.
+    Sin,
+    /// `cos a`.
+    Cos,
+    /// `tan a`.
+    Tan,
+    /// `tanh a`.
+    Tanh,
+    /// `sigmoid a` = 1 / (1 + e^(−a)), computed without overflow (see `math::sigmoid`).
+    Sigmoid,
+    /// `erf a`, the error function.
+    Erf,
+    /// `abs a` = |a| (clears the sign bit for floats; wrapping for `i64::MIN`).
+    Abs,
+    /// `pow a, b` = aᵇ with C99 `pow` edge cases (`pow(x, 0) = 1`, `pow(0, y<0) = inf`).
+    Pow,
+    /// `powi a, n` = aⁿ for an immediate integer n, by square-and-multiply
+    /// (`math::powi` fixes the multiplication order so every engine agrees).
+    Powi(i32),
+    /// `min a, b`: IEEE 754-2019 `minimum` — NaN if either is NaN, `min(-0, +0) = -0`.
+    Min,
+    /// `max a, b`: IEEE 754-2019 `maximum` — NaN if either is NaN, `max(-0, +0) = +0`.
+    Max,
+    /// `atan2 a, b` = the angle of the point (b, a), in (−π, π].
+    Atan2,
+    /// `floor a`, the largest integer ≤ a.
+    Floor,
+    /// `ceil a`, the smallest integer ≥ a.
+    Ceil,
+    /// `round a`, nearest integer, halfway cases away from zero (Rust's `f64::round`).
+    Round,
+    /// `trunc a`, the integer part (towards zero).
+    Trunc,
+    /// `copysign a, b` = |a| with the sign bit of b.
+    Copysign,
+
+    // ---- comparisons (numeric operands; eq/ne also bool) → bool ----
+    /// `lt a, b` = a < b (false if either is NaN).
+    Lt,
+    /// `le a, b` = a ≤ b (false if either is NaN).
+    Le,
+    /// `gt a, b` = a > b (false if either is NaN).
+    Gt,
+    /// `ge a, b` = a ≥ b (false if either is NaN).
+    Ge,
+    /// `eq a, b` = a == b (false if either is NaN; `0.0 == -0.0`).
+    Eq,
+    /// `ne a, b` = a != b (true if either is NaN).
+    Ne,
+
+    // ---- choice, conversion, checks ----
+    /// `select c, a, b` = if c { a } else { b }.
+    Select,
+    /// `cast a : T` converts between scalar types: float→int truncates towards zero and
+    /// saturates (NaN → 0), like Rust's `as`; int→float rounds to nearest; bool→number
+    /// gives 0 or 1; number→bool is `a != 0`.
+    Cast(ScalarType),
+    /// `guard c` — a traced branch decision. Evaluation stops with a re-trace error when
+    /// `c` is false.
+    Guard,
+
+    // ---- structure ----
+    /// `call @f(args...)` — calls another function of the module.
+    Call(String),
+    /// `loop %i in start..end (%a = init : T, ...) { ... yield ... }` — runs its body
+    /// region once per index with the carried values; results are the carried values
+    /// after the last trip (the inits when there are no trips). Operands: dynamic
+    /// bounds (start, end, whichever are dynamic), then the inits. Body region
+    /// parameters: the index (`i64`), then the carried values.
+    Loop(LoopBounds),
+    /// `yield vals...` — ends a loop body with the next carried values.
+    Yield,
+    /// `ret vals...` — ends a function with its results.
+    Ret,
+}
+
+/// How many operands an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Fixed(usize),
+    /// Any number (call, loop, yield, ret: checked against signatures by the verifier).
+    Variadic,
+}
+
+/// Why an op's operand types were rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TypeError {
+    /// Wrong number of operands.
+    #[error("`{op}` takes {expected} operand(s), got {got}")]
+    Arity {
+        /// Op text name.
+        op: &'static str,
+        /// Expected count.
+        expected: usize,
+        /// Actual count.
+        got: usize,
+    },
+    /// An operand has a type the op does not accept.
+    #[error("`{op}` operand {index} has type {got}, expected {expected}")]
+    Operand {
+        /// Op text name.
+        op: &'static str,
+        /// Operand position (0-based).
+        index: usize,
+        /// Actual type.
+        got: Type,
+        /// What was expected, in words.
+        expected: String,
+    },
+    /// A call names a function the module does not have.
+    #[error("call to unknown function @{0}")]
+    UnknownCallee(String),
+}
+
+/// A function signature: parameter and result types.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Signature {
+    /// Parameter types.
+    pub params: Vec<Type>,
+    /// Result types.
+    pub results: Vec<Type>,
+}
+
+/// Which operand types an op family accepts.
+#[derive(Clone, Copy)]
+enum Accept {
+    Numeric,
+    Float,
+    Any,
+}
+
+impl Accept {
+    fn ok(self, t: Type) -> bool {
+        match (self, t) {
+            (Accept::Numeric, Type::Scalar(s)) => s.is_numeric(),
+            (Accept::Float, Type::Scalar(s)) => s.is_float(),
+            (Accept::Any, Type::Scalar(_)) => true,
+            // Tensor operands arrive with the tensor ops.
+            (_, Type::Tensor(..)) => false,
+        }
+    }
+    fn words(self) -> &'static str {
+        match self {
+            Accept::Numeric => "a numeric scalar (f64, f32, i64)",
+            Accept::Float => "a float scalar (f64, f32)",
+            Accept::Any => "a scalar",
+        }
+    }
+}
+
+impl Op {
+    /// Every op name, for parsers, docs and completeness tests. `const`, `powi`, `cast`,
+    /// `call` and `loop` carry payloads and appear here by name only.
+    pub const NAMES: &'static [&'static str] = &[
+        "const", "add", "sub", "mul", "div", "neg", "fma", "sqrt", "exp", "expm1", "log", "log1p",
+        "sin", "cos", "tan", "tanh", "sigmoid", "erf", "abs", "pow", "powi", "min", "max", "atan2",
+        "floor", "ceil", "round", "trunc", "copysign", "lt", "le", "gt", "ge", "eq", "ne",
+        "select", "cast", "guard", "call", "loop", "yield", "ret",
+    ];
+
+    /// The text name, as printed and parsed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Const(_) => "const",
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+            Op::Div => "div",
+            Op::Neg => "neg",
+            Op::Fma => "fma",
+            Op::Sqrt => "sqrt",
+            Op::Exp => "exp",
+            Op::Expm1 => "expm1",
+            Op::Log => "log",
+            Op::Log1p => "log1p",
+            Op::Sin => "sin",
+            Op::Cos => "cos",
+            Op::Tan => "tan",
+            Op::Tanh => "tanh",
+            Op::Sigmoid => "sigmoid",
+            Op::Erf => "erf",
+            Op::Abs => "abs",
+            Op::Pow => "pow",
+            Op::Powi(_) => "powi",
+            Op::Min => "min",
+            Op::Max => "max",
+            Op::Atan2 => "atan2",
+            Op::Floor => "floor",
+            Op::Ceil => "ceil",
+            Op::Round => "round",
+            Op::Trunc => "trunc",
+            Op::Copysign => "copysign",
+            Op::Lt => "lt",
+            Op::Le => "le",
+            Op::Gt => "gt",
+            Op::Ge => "ge",
+            Op::Eq => "eq",
+            Op::Ne => "ne",
+            Op::Select => "select",
+            Op::Cast(_) => "cast",
+            Op::Guard => "guard",
+            Op::Call(_) => "call",
+            Op::Loop(_) => "loop",
+            Op::Yield => "yield",
+            Op::Ret => "ret",
+        }
+    }
+
+    /// The payload-free op for a plain name (`add`, `sin`, ...). Names with payloads
+    /// (`const`, `powi`, `cast`, `call`, `loop`) return `None`: their parser reads the
+    /// payload.
+    pub fn from_plain_name(s: &str) -> Option<Op> {
+        Some(match s {
+            "add" => Op::Add,
+            "sub" => Op::Sub,
+            "mul" => Op::Mul,
+            "div" => Op::Div,
+            "neg" => Op::Neg,
+            "fma" => Op::Fma,
+            "sqrt" => Op::Sqrt,
+            "exp" => Op::Exp,
+            "expm1" => Op::Expm1,
+            "log" => Op::Log,
+            "log1p" => Op::Log1p,
+            "sin" => Op::Sin,
+            "cos" => Op::Cos,
+            "tan" => Op::Tan,
+            "tanh" => Op::Tanh,
+            "sigmoid" => Op::Sigmoid,
+            "erf" => Op::Erf,
+            "abs" => Op::Abs,
+            "pow" => Op::Pow,
+            "min" => Op::Min,
+            "max" => Op::Max,
+            "atan2" => Op::Atan2,
+            "floor" => Op::Floor,
+            "ceil" => Op::Ceil,
+            "round" => Op::Round,
+            "trunc" => Op::Trunc,
+            "copysign" => Op::Copysign,
+            "lt" => Op::Lt,
+            "le" => Op::Le,
+            "gt" => Op::Gt,
+            "ge" => Op::Ge,
+            "eq" => Op::Eq,
+            "ne" => Op::Ne,
+            "select" => Op::Select,
+            "guard" => Op::Guard,
+            "yield" => Op::Yield,
+            "ret" => Op::Ret,
+            _ => return None,
+        })
+    }
+
+    /// Operand count.
+    pub fn arity(&self) -> Arity {
+        use Arity::*;
+        match self {
+            Op::Const(_) => Fixed(0),
+            Op::Neg
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Abs
+            | Op::Powi(_)
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Cast(_)
+            | Op::Guard => Fixed(1),
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Pow
+            | Op::Min
+            | Op::Max
+            | Op::Atan2
+            | Op::Copysign
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne => Fixed(2),
+            Op::Fma | Op::Select => Fixed(3),
+            Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => Variadic,
+        }
+    }
+
+    /// True for ops without side effects or control: removable when unused, mergeable
+    /// by CSE. `guard` (it can stop evaluation), `call` (callees may hold guards),
+    /// `loop`, `yield` and `ret` are not pure.
+    pub fn is_pure(&self) -> bool {
+        match self {
+            Op::Guard | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => false,
+            Op::Const(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Neg
+            | Op::Fma
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Abs
+            | Op::Pow
+            | Op::Powi(_)
+            | Op::Min
+            | Op::Max
+            | Op::Atan2
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Copysign
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne
+            | Op::Select
+            | Op::Cast(_) => true,
+        }
+    }
+
+    /// True for region terminators (`yield`, `ret`).
+    pub fn is_terminator(&self) -> bool {
+        matches!(self, Op::Yield | Op::Ret)
+    }
+
+    /// The result types for operands of types `args`. `callee` looks up the signature
+    /// of a called function. For `loop` this checks the bounds and returns the carried
+    /// types; the body region is the verifier's business.
+    pub fn result_types<'s>(
+        &self,
+        args: &[Type],
+        callee: impl FnOnce(&str) -> Option<&'s Signature>,
+    ) -> Result<Vec<Type>, TypeError> {
+        let name = self.name();
+        if let Arity::Fixed(n) = self.arity() {
+            if args.len() != n {
+                return Err(TypeError::Arity {
+                    op: name,
+                    expected: n,
+                    got: args.len(),
+                });
+            }
+        }
+        let check = |index: usize, accept: Accept| -> Result<(), TypeError> {
+            if accept.ok(args[index]) {
+                Ok(())
+            } else {
+                Err(TypeError::Operand {
+                    op: name,
+                    index,
+                    got: args[index],
+                    expected: accept.words().into(),
+                })
+            }
+        };
+        let same_as_first = |index: usize| -> Result<(), TypeError> {
+            if args[index] == args[0] {
+                Ok(())
+            } else {
+                Err(TypeError::Operand {
+                    op: name,
+                    index,
+                    got: args[index],
+                    expected: format!("{} (the type of operand 0)", args[0]),
+                })
+            }
+        };
+        // All operands of one accepted kind and one type; result that type.
+        let uniform = |accept: Accept| -> Result<Vec<Type>, TypeError> {
+            for i in 0..args.len() {
+                check(i, accept)?;
+                same_as_first(i)?;
+            }
+            Ok(vec![args[0]])
+        };
+        match self {
+            Op::Const(c) => Ok(vec![Type::Scalar(c.ty())]),
+            Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Abs | Op::Min | Op::Max => {
+                uniform(Accept::Numeric)
+            }
+            Op::Div
+            | Op::Fma
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Pow
+            | Op::Powi(_)
+            | Op::Atan2
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Copysign => uniform(Accept::Float),
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                uniform(Accept::Numeric)?;
+                Ok(vec![Type::BOOL])
+            }
+            Op::Eq | Op::Ne => {
+                uniform(Accept::Any)?;
+                Ok(vec![Type::BOOL])
+            }
+            Op::Select => {
+                if args[0] != Type::BOOL {
+                    return Err(TypeError::Operand {
+                        op: name,
+                        index: 0,
+                        got: args[0],
+                        expected: "bool".into(),
+                    });
+                }
+                check(1, Accept::Any)?;
+                if args[2] != args[1] {
+                    return Err(TypeError::Operand {
+                        op: name,
+                        index: 2,
+                        got: args[2],
+                        expected: format!("{} (the type of operand 1)", args[1]),
+                    });
+                }
+                Ok(vec![args[1]])
+            }
+            Op::Cast(to) => {
+                check(0, Accept::Any)?;
+                Ok(vec![Type::Scalar(*to)])
+            }
+            Op::Guard => {
+                if args[0] != Type::BOOL {
+                    return Err(TypeError::Operand {
+                        op: name,
+                        index: 0,
+                        got: args[0],
+                        expected: "bool".into(),
+                    });
+                }
+                Ok(vec![])
+            }
+            Op::Call(f) => {
+                let sig = callee(f).ok_or_else(|| TypeError::UnknownCallee(f.clone()))?;
+                if args.len() != sig.params.len() {
+                    return Err(TypeError::Arity {
+                        op: name,
+                        expected: sig.params.len(),
+                        got: args.len(),
+                    });
+                }
+                for (i, (&a, &p)) in args.iter().zip(&sig.params).enumerate() {
+                    if a != p {
+                        return Err(TypeError::Operand {
+                            op: name,
+                            index: i,
+                            got: a,
+                            expected: format!("{p} (parameter {i} of @{f})"),
+                        });
+                    }
+                }
+                Ok(sig.results.clone())
+            }
+            Op::Loop(b) => {
+                let nd = b.num_dyn();
+                if args.len() < nd {
+                    return Err(TypeError::Arity {
+                        op: name,
+                        expected: nd,
+                        got: args.len(),
+                    });
+                }
+                for (i, &t) in args[..nd].iter().enumerate() {
+                    if t != Type::I64 {
+                        return Err(TypeError::Operand {
+                            op: name,
+                            index: i,
+                            got: t,
+                            expected: "i64 (a loop bound)".into(),
+                        });
+                    }
+                }
+                for i in nd..args.len() {
+                    check(i, Accept::Any)?;
+                }
+                Ok(args[nd..].to_vec())
+            }
+            Op::Yield | Op::Ret => Ok(vec![]),
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for &n in Op::NAMES {
+            if let Some(op) = Op::from_plain_name(n) {
+                assert_eq!(op.name(), n);
+            } else {
+                assert!(
+                    ["const", "powi", "cast", "call", "loop"].contains(&n),
+                    "{n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn typing() {
+        let none = |_: &str| None;
+        assert_eq!(
+            Op::Add.result_types(&[Type::F64, Type::F64], none).unwrap(),
+            vec![Type::F64]
+        );
+        assert!(Op::Add.result_types(&[Type::F64, Type::F32], none).is_err());
+        assert!(Op::Sin.result_types(&[Type::I64], none).is_err());
+        assert_eq!(
+            Op::Lt.result_types(&[Type::I64, Type::I64], none).unwrap(),
+            vec![Type::BOOL]
+        );
+        assert!(Op::Select
+            .result_types(&[Type::F64, Type::F64, Type::F64], none)
+            .is_err());
+        assert!(matches!(
+            Op::Call("h".into()).result_types(&[], none),
+            Err(TypeError::UnknownCallee(_))
+        ));
+    }
+
+    #[test]
+    fn floats_print_round_trip() {
+        for v in [0.5, -0.0, 1e300, 3.0, f64::MIN_POSITIVE, 0.1] {
+            let s = format_float(v);
+            assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{s}");
+        }
+        assert_eq!(format_float(f64::NAN), "nan");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-inf");
+    }
+}
