@@ -202,6 +202,16 @@ impl Function {
         self.values[v].name.as_deref()
     }
 
+    /// How `v` is called in text and error messages (without `%`): its name, or
+    /// `vN` (its arena index) when unnamed. Printers add a suffix when two values
+    /// would print alike.
+    pub fn value_label(&self, v: Value) -> String {
+        match &self.values[v].name {
+            Some(n) => n.clone(),
+            None => v.to_string(),
+        }
+    }
+
     /// Names `v` (without `%`).
     pub fn set_name(&mut self, v: Value, name: impl Into<String>) {
         self.values[v].name = Some(name.into());
