@@ -1,1 +1,5 @@
-//! jitad
+//! jitad: trace once, differentiate as IR, JIT-compile with Cranelift.
+
+pub mod problems;
+
+pub use jitad_ir as ir;
