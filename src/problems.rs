@@ -32,7 +32,9 @@ pub fn rosenbrock<T: Float>(x: &[T]) -> T {
 
 /// The standard starting point: x_i = −1.2 for even i, 1 for odd i.
 pub fn rosenbrock_start(n: usize) -> Vec<f64> {
-    (0..n).map(|i| if i % 2 == 0 { -1.2 } else { 1.0 }).collect()
+    (0..n)
+        .map(|i| if i % 2 == 0 { -1.2 } else { 1.0 })
+        .collect()
 }
 
 /// Hand-written value and gradient of [`rosenbrock`]; `g` must have `x.len()` entries.
@@ -85,7 +87,9 @@ impl MlpData {
     /// A synthetic task: y = sin(x₀ + x₁) + x₂·x₃/2, inputs uniform in [−1, 1].
     pub fn synthetic(seed: u64) -> Self {
         let mut s = seed;
-        let x: Vec<f64> = (0..mlp::BATCH * mlp::IN).map(|_| splitmix(&mut s)).collect();
+        let x: Vec<f64> = (0..mlp::BATCH * mlp::IN)
+            .map(|_| splitmix(&mut s))
+            .collect();
         let y = x
             .chunks(mlp::IN)
             .map(|r| (r[0] + r[1]).sin() + 0.5 * r[2] * r[3])

@@ -81,7 +81,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let module = load(&file)?;
             let name = entry_name(&module, func.as_deref())?;
-            let f = module.get(&name).ok_or_else(|| anyhow!("no function @{name}"))?;
+            let f = module
+                .get(&name)
+                .ok_or_else(|| anyhow!("no function @{name}"))?;
             let vals = parse_args(&args, &f.sig.params)
                 .with_context(|| format!("bad --args for @{name}"))?;
             let results = jitad_ir::interp::eval(&module, &name, &vals)?;
@@ -95,8 +97,8 @@ pub fn run(cli: Cli) -> Result<()> {
 fn load(path: &Path) -> Result<Module> {
     let src =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let module = jitad_ir::parse::parse_module(&src)
-        .map_err(|e| anyhow!("{}:{e}", path.display()))?;
+    let module =
+        jitad_ir::parse::parse_module(&src).map_err(|e| anyhow!("{}:{e}", path.display()))?;
     jitad_ir::verify::verify_module(&module)
         .map_err(|e| anyhow!("{}: verifier errors:\n{e}", path.display()))?;
     Ok(module)
