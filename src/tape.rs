@@ -48,7 +48,7 @@ pub enum TapeError {
 }
 
 /// One tape operation. Unary ops ignore their second operand (node 0, a sink).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 enum Code {
     Input,
     Const,
@@ -274,6 +274,10 @@ impl Tape {
         x: &[f64],
         f: impl FnOnce(&[TapeVar]) -> TapeVar,
     ) -> Result<f64, TapeError> {
+        let busy = ACTIVE.with(|t| t.try_borrow().map_or(true, |slot| slot.is_some()));
+        if busy {
+            return Err(TapeError::Nested);
+        }
         let mut tape = std::mem::take(self);
         tape.code.clear();
         tape.args.clear();
@@ -288,17 +292,7 @@ impl Tape {
                 val: v,
             })
             .collect();
-        let installed = ACTIVE.with(|t| match t.try_borrow_mut() {
-            Ok(mut slot) if slot.is_none() => {
-                *slot = Some(tape);
-                Ok(())
-            }
-            _ => Err(tape),
-        });
-        if let Err(tape) = installed {
-            *self = tape;
-            return Err(TapeError::Nested);
-        }
+        ACTIVE.with(|t| *t.borrow_mut() = Some(tape));
         let y = f(&vars);
         let mut tape = ACTIVE
             .with(|t| t.borrow_mut().take())
