@@ -7,6 +7,7 @@
 //! - [`math`]: the scalar semantics shared by the interpreter and the JIT.
 
 pub mod builder;
+pub mod dot;
 pub mod function;
 pub mod math;
 pub mod op;
