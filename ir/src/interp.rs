@@ -1,0 +1,932 @@
+//! The reference interpreter: the semantic ground truth for every engine.
+//!
+//! [`eval`] runs a function of a [`Module`] on scalar arguments ([`Val`]) and returns its
+//! results. Every op follows the semantics written on its [`Op`] variant; every op that is
+//! not a single IEEE operation goes through [`crate::math`], the very functions the JIT
+//! calls, so interpreter and JIT agree bit for bit.
+//!
+//! # Guarantees
+//!
+//! - The interpreter assumes verified IR but never panics on a malformed function: bad
+//!   value, instruction or region ids, operands of the wrong type or count, a missing
+//!   terminator, `yield` outside a loop and the like give [`EvalError::Malformed`]. (A
+//!   value read before it is defined, which only unverified IR can contain, reads a
+//!   stale slot instead of failing.)
+//! - Arguments are checked against the signature ([`EvalError::ArgCount`],
+//!   [`EvalError::ArgType`]).
+//! - A failed `guard` stops evaluation with [`EvalError::GuardFailed`]: the inputs took a
+//!   branch other than the traced one and the function must be re-traced.
+//! - Execution is iterative (an explicit stack of frames and region cursors), so neither
+//!   deep call chains nor nested loops grow the Rust stack; call depth is capped
+//!   ([`MAX_CALL_DEPTH`], [`EvalError::CallDepth`]).
+//!
+//! # Speed
+//!
+//! Values live in one slot vector indexed by [`Value`] index (each call frame is a window
+//! of it). Straight-line code allocates nothing; an [`Interpreter`] reused across calls
+//! allocates nothing in steady state at all (see [`Interpreter::run`]). Callees are found
+//! by name with a linear scan of the module.
+//!
+//! ```
+//! use jitad_ir::{interp, FunctionBuilder, Module, Op, Type};
+//! let mut b = FunctionBuilder::new("f");
+//! let x = b.named_param("x", Type::F64);
+//! let y = b.named_param("y", Type::F64);
+//! let a = b.ins1(Op::Add, &[x, y]).unwrap();
+//! let s = b.ins1(Op::Sub, &[x, y]).unwrap();
+//! let c = b.ins1(Op::Mul, &[a, s]).unwrap();
+//! b.ret(&[c]).unwrap();
+//! let mut m = Module::new();
+//! m.insert(b.finish().unwrap());
+//! assert_eq!(interp::eval_f64(&m, "f", &[3.0, 2.0]).unwrap(), vec![5.0]);
+//! ```
+
+use crate::function::{Function, Inst, InstData, Module, Region, Value};
+use crate::math::{f32m, f64m};
+use crate::op::{Bound, Constant, Op};
+use crate::types::{ScalarType, Type};
+use cranelift_entity::EntityRef;
+use std::fmt;
+
+/// The default cap on nested calls.
+pub const MAX_CALL_DEPTH: usize = 1000;
+
+/// Cap on open regions (loop bodies and call frames), against malformed IR whose loop
+/// body contains the loop itself.
+const MAX_REGION_NESTING: usize = 1 << 16;
+
+/// A scalar runtime value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Val {
+    /// An `f64`.
+    F64(f64),
+    /// An `f32`.
+    F32(f32),
+    /// An `i64`.
+    I64(i64),
+    /// A `bool`.
+    Bool(bool),
+}
+
+impl Val {
+    /// The scalar type of the value.
+    pub fn ty(self) -> ScalarType {
+        match self {
+            Val::F64(_) => ScalarType::F64,
+            Val::F32(_) => ScalarType::F32,
+            Val::I64(_) => ScalarType::I64,
+            Val::Bool(_) => ScalarType::Bool,
+        }
+    }
+
+    /// The value as `f64` for floats (`f32` widens exactly); `None` for `i64` and `bool`.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Val::F64(v) => Some(v),
+            Val::F32(v) => Some(f64::from(v)),
+            Val::I64(_) | Val::Bool(_) => None,
+        }
+    }
+
+    /// The value as `i64`, for `i64` values only.
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            Val::I64(v) => Some(v),
+            Val::F64(_) | Val::F32(_) | Val::Bool(_) => None,
+        }
+    }
+
+    /// The value as `bool`, for `bool` values only.
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            Val::Bool(v) => Some(v),
+            Val::F64(_) | Val::F32(_) | Val::I64(_) => None,
+        }
+    }
+}
+
+impl From<Constant> for Val {
+    fn from(c: Constant) -> Self {
+        match c {
+            Constant::F64(v) => Val::F64(v),
+            Constant::F32(v) => Val::F32(v),
+            Constant::I64(v) => Val::I64(v),
+            Constant::Bool(v) => Val::Bool(v),
+        }
+    }
+}
+
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::F64(v)
+    }
+}
+
+impl From<f32> for Val {
+    fn from(v: f32) -> Self {
+        Val::F32(v)
+    }
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I64(v)
+    }
+}
+
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::Bool(v)
+    }
+}
+
+/// Prints the value as the text format prints a constant of its type (`5.0`, `-3`,
+/// `true`, `nan`).
+impl fmt::Display for Val {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(
+            &match *self {
+                Val::F64(v) => Constant::F64(v),
+                Val::F32(v) => Constant::F32(v),
+                Val::I64(v) => Constant::I64(v),
+                Val::Bool(v) => Constant::Bool(v),
+            },
+            f,
+        )
+    }
+}
+
+/// Why evaluation failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The module has no function of that name (the entry point or a callee).
+    #[error("no function @{0} in the module")]
+    UnknownFunction(String),
+    /// Wrong number of arguments.
+    #[error("@{func} takes {expected} argument(s), got {got}")]
+    ArgCount {
+        /// Function called.
+        func: String,
+        /// Parameter count.
+        expected: usize,
+        /// Argument count.
+        got: usize,
+    },
+    /// An argument has the wrong type.
+    #[error("argument {index} of @{func} has type {got}, expected {expected}")]
+    ArgType {
+        /// Function called.
+        func: String,
+        /// Argument position (0-based).
+        index: usize,
+        /// Parameter type.
+        expected: Type,
+        /// Argument type.
+        got: ScalarType,
+    },
+    /// A result is not of the type the caller asked for (e.g. [`eval_f64`] on a function
+    /// returning `i64`).
+    #[error("result {index} of @{func} has type {got}, expected {expected}")]
+    ResultType {
+        /// Function evaluated.
+        func: String,
+        /// Result position (0-based).
+        index: usize,
+        /// Wanted type.
+        expected: ScalarType,
+        /// Actual type.
+        got: ScalarType,
+    },
+    /// A traced branch decision does not hold for these inputs.
+    #[error(
+        "guard {inst} failed in @{func}: these inputs take a branch other than the one \
+         recorded when tracing; re-trace the function at these inputs"
+    )]
+    GuardFailed {
+        /// Function holding the guard.
+        func: String,
+        /// The `guard` instruction.
+        inst: Inst,
+    },
+    /// Calls nested deeper than the cap (unbounded recursion, most likely).
+    #[error("call depth limit {limit} exceeded calling @{func}")]
+    CallDepth {
+        /// Function being called when the limit was hit.
+        func: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// The function is not well formed (run the verifier for a full report).
+    #[error("malformed @{func}: {reason}")]
+    Malformed {
+        /// Function being evaluated.
+        func: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// An internal failure, cheap to build on the hot path; named with the function later.
+#[derive(Debug)]
+enum Fault {
+    BadValue(Value),
+    BadOperands(Inst),
+    BadInst(Inst),
+    BadRegion(Region),
+    NoTerminator(Region),
+    YieldOutsideLoop(Inst),
+    RetInsideLoop(Inst),
+    ResultCount(Inst),
+    Guard(Inst),
+    UnknownCallee(String),
+    CallArgs(Inst, String),
+    CallDepth(String),
+}
+
+impl Fault {
+    fn into_error(self, func: &str, limit: usize) -> EvalError {
+        let malformed = |reason: String| EvalError::Malformed {
+            func: func.to_string(),
+            reason,
+        };
+        match self {
+            Fault::BadValue(v) => malformed(format!("value {v} does not exist")),
+            Fault::BadOperands(i) => {
+                malformed(format!("{i} has operands of the wrong type or count"))
+            }
+            Fault::BadInst(i) => malformed(format!("instruction {i} does not exist")),
+            Fault::BadRegion(r) => malformed(format!("{r} does not exist or is misused")),
+            Fault::NoTerminator(r) => malformed(format!("{r} does not end in a terminator")),
+            Fault::YieldOutsideLoop(i) => malformed(format!("{i}: `yield` outside a loop body")),
+            Fault::RetInsideLoop(i) => malformed(format!("{i}: `ret` inside a loop body")),
+            Fault::ResultCount(i) => malformed(format!("{i} has the wrong number of results")),
+            Fault::Guard(inst) => EvalError::GuardFailed {
+                func: func.to_string(),
+                inst,
+            },
+            Fault::UnknownCallee(name) => EvalError::UnknownFunction(name),
+            Fault::CallArgs(i, why) => malformed(format!("{i}: {why}")),
+            Fault::CallDepth(callee) => EvalError::CallDepth {
+                func: callee,
+                limit,
+            },
+        }
+    }
+}
+
+/// A call frame: which function, where its slots start, and the `call` in the caller
+/// that receives its results.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    /// `None`: the entry function; `Some(i)`: `module.funcs[i]`.
+    func: Option<usize>,
+    base: usize,
+    call: Option<Inst>,
+}
+
+/// Where execution stands in one region.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    region: Region,
+    pos: usize,
+    /// For a loop body: the loop instruction, the current index and the end.
+    lp: Option<(Inst, i64, i64)>,
+}
+
+/// A reusable interpreter: keeps its slot, frame and cursor vectors between calls, so a
+/// benchmark loop calling [`Interpreter::run`] allocates nothing in steady state.
+#[derive(Debug)]
+pub struct Interpreter {
+    slots: Vec<Val>,
+    frames: Vec<Frame>,
+    cursors: Vec<Cursor>,
+    scratch: Vec<Val>,
+    max_call_depth: usize,
+}
+
+impl Default for Interpreter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads operand `i` of `args` from the current frame.
+#[inline]
+fn arg(frame: &[Val], data: &InstData, inst: Inst, i: usize) -> Result<Val, Fault> {
+    let v = *data.args.get(i).ok_or(Fault::BadOperands(inst))?;
+    frame.get(v.index()).copied().ok_or(Fault::BadValue(v))
+}
+
+#[inline]
+fn set(frame: &mut [Val], v: Value, x: Val) -> Result<(), Fault> {
+    *frame.get_mut(v.index()).ok_or(Fault::BadValue(v))? = x;
+    Ok(())
+}
+
+/// A float op of one operand, at either width.
+#[inline]
+fn un_f(
+    frame: &[Val],
+    data: &InstData,
+    inst: Inst,
+    f64f: impl Fn(f64) -> f64,
+    f32f: impl Fn(f32) -> f32,
+) -> Result<Val, Fault> {
+    match arg(frame, data, inst, 0)? {
+        Val::F64(a) => Ok(Val::F64(f64f(a))),
+        Val::F32(a) => Ok(Val::F32(f32f(a))),
+        Val::I64(_) | Val::Bool(_) => Err(Fault::BadOperands(inst)),
+    }
+}
+
+/// A float op of two operands of one type.
+#[inline]
+fn bin_f(
+    frame: &[Val],
+    data: &InstData,
+    inst: Inst,
+    f64f: impl Fn(f64, f64) -> f64,
+    f32f: impl Fn(f32, f32) -> f32,
+) -> Result<Val, Fault> {
+    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
+        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+        _ => Err(Fault::BadOperands(inst)),
+    }
+}
+
+/// A numeric op of two operands of one type (floats and `i64`).
+#[inline]
+fn bin_n(
+    frame: &[Val],
+    data: &InstData,
+    inst: Inst,
+    f64f: impl Fn(f64, f64) -> f64,
+    f32f: impl Fn(f32, f32) -> f32,
+    i64f: impl Fn(i64, i64) -> i64,
+) -> Result<Val, Fault> {
+    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
+        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+        (Val::I64(a), Val::I64(b)) => Ok(Val::I64(i64f(a, b))),
+        _ => Err(Fault::BadOperands(inst)),
+    }
+}
+
+/// A numeric op of one operand (floats and `i64`).
+#[inline]
+fn un_n(
+    frame: &[Val],
+    data: &InstData,
+    inst: Inst,
+    f64f: impl Fn(f64) -> f64,
+    f32f: impl Fn(f32) -> f32,
+    i64f: impl Fn(i64) -> i64,
+) -> Result<Val, Fault> {
+    match arg(frame, data, inst, 0)? {
+        Val::F64(a) => Ok(Val::F64(f64f(a))),
+        Val::F32(a) => Ok(Val::F32(f32f(a))),
+        Val::I64(a) => Ok(Val::I64(i64f(a))),
+        Val::Bool(_) => Err(Fault::BadOperands(inst)),
+    }
+}
+
+/// An order comparison (numeric operands). `Ord` results map to the float predicate so
+/// NaN compares false.
+#[inline]
+fn cmp(
+    frame: &[Val],
+    data: &InstData,
+    inst: Inst,
+    pf: impl Fn(f64, f64) -> bool,
+    pf32: impl Fn(f32, f32) -> bool,
+    pi: impl Fn(i64, i64) -> bool,
+    pb: Option<fn(bool, bool) -> bool>,
+) -> Result<Val, Fault> {
+    let r = match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
+        (Val::F64(a), Val::F64(b)) => pf(a, b),
+        (Val::F32(a), Val::F32(b)) => pf32(a, b),
+        (Val::I64(a), Val::I64(b)) => pi(a, b),
+        (Val::Bool(a), Val::Bool(b)) => match pb {
+            Some(p) => p(a, b),
+            None => return Err(Fault::BadOperands(inst)),
+        },
+        _ => return Err(Fault::BadOperands(inst)),
+    };
+    Ok(Val::Bool(r))
+}
+
+/// `cast a : to`, exactly as documented on [`Op::Cast`].
+fn cast(a: Val, to: ScalarType) -> Val {
+    match (a, to) {
+        (Val::F64(x), ScalarType::F64) => Val::F64(x),
+        (Val::F64(x), ScalarType::F32) => Val::F32(x as f32),
+        (Val::F64(x), ScalarType::I64) => Val::I64(x as i64),
+        (Val::F64(x), ScalarType::Bool) => Val::Bool(x != 0.0),
+        (Val::F32(x), ScalarType::F64) => Val::F64(f64::from(x)),
+        (Val::F32(x), ScalarType::F32) => Val::F32(x),
+        (Val::F32(x), ScalarType::I64) => Val::I64(x as i64),
+        (Val::F32(x), ScalarType::Bool) => Val::Bool(x != 0.0),
+        (Val::I64(x), ScalarType::F64) => Val::F64(x as f64),
+        (Val::I64(x), ScalarType::F32) => Val::F32(x as f32),
+        (Val::I64(x), ScalarType::I64) => Val::I64(x),
+        (Val::I64(x), ScalarType::Bool) => Val::Bool(x != 0),
+        (Val::Bool(x), ScalarType::F64) => Val::F64(if x { 1.0 } else { 0.0 }),
+        (Val::Bool(x), ScalarType::F32) => Val::F32(if x { 1.0 } else { 0.0 }),
+        (Val::Bool(x), ScalarType::I64) => Val::I64(i64::from(x)),
+        (Val::Bool(x), ScalarType::Bool) => Val::Bool(x),
+    }
+}
+
+/// Evaluates a pure single-result op. `None` for the ops that are not pure
+/// (guard, call, loop, yield, ret), which the interpreter loop handles.
+#[inline]
+fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, Fault>> {
+    use std::ops::{Add, Div, Mul, Sub};
+    let (f, d, i) = (frame, data, inst);
+    Some(match &data.op {
+        Op::Const(c) => Ok(Val::from(*c)),
+        Op::Add => bin_n(f, d, i, f64::add, f32::add, i64::wrapping_add),
+        Op::Sub => bin_n(f, d, i, f64::sub, f32::sub, i64::wrapping_sub),
+        Op::Mul => bin_n(f, d, i, f64::mul, f32::mul, i64::wrapping_mul),
+        Op::Div => bin_f(f, d, i, f64::div, f32::div),
+        Op::Neg => un_n(f, d, i, |a| -a, |a| -a, i64::wrapping_neg),
+        Op::Fma => match (arg(f, d, i, 0), arg(f, d, i, 1), arg(f, d, i, 2)) {
+            (Ok(Val::F64(a)), Ok(Val::F64(b)), Ok(Val::F64(c))) => Ok(Val::F64(a.mul_add(b, c))),
+            (Ok(Val::F32(a)), Ok(Val::F32(b)), Ok(Val::F32(c))) => Ok(Val::F32(a.mul_add(b, c))),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            _ => Err(Fault::BadOperands(i)),
+        },
+        Op::Sqrt => un_f(f, d, i, f64::sqrt, f32::sqrt),
+        Op::Exp => un_f(f, d, i, |a| f64m::exp(a), |a| f32m::exp(a)),
+        Op::Expm1 => un_f(f, d, i, |a| f64m::expm1(a), |a| f32m::expm1(a)),
+        Op::Log => un_f(f, d, i, |a| f64m::log(a), |a| f32m::log(a)),
+        Op::Log1p => un_f(f, d, i, |a| f64m::log1p(a), |a| f32m::log1p(a)),
+        Op::Sin => un_f(f, d, i, |a| f64m::sin(a), |a| f32m::sin(a)),
+        Op::Cos => un_f(f, d, i, |a| f64m::cos(a), |a| f32m::cos(a)),
+        Op::Tan => un_f(f, d, i, |a| f64m::tan(a), |a| f32m::tan(a)),
+        Op::Tanh => un_f(f, d, i, |a| f64m::tanh(a), |a| f32m::tanh(a)),
+        Op::Sigmoid => un_f(f, d, i, |a| f64m::sigmoid(a), |a| f32m::sigmoid(a)),
+        Op::Erf => un_f(f, d, i, |a| f64m::erf(a), |a| f32m::erf(a)),
+        Op::Abs => un_n(f, d, i, f64::abs, f32::abs, i64::wrapping_abs),
+        Op::Pow => bin_f(f, d, i, |a, b| f64m::pow(a, b), |a, b| f32m::pow(a, b)),
+        Op::Powi(n) => {
+            let n = *n;
+            un_f(f, d, i, |a| f64m::powi(a, n), |a| f32m::powi(a, n))
+        }
+        Op::Min => bin_n(
+            f,
+            d,
+            i,
+            |a, b| f64m::min(a, b),
+            |a, b| f32m::min(a, b),
+            i64::min,
+        ),
+        Op::Max => bin_n(
+            f,
+            d,
+            i,
+            |a, b| f64m::max(a, b),
+            |a, b| f32m::max(a, b),
+            i64::max,
+        ),
+        Op::Atan2 => bin_f(f, d, i, |a, b| f64m::atan2(a, b), |a, b| f32m::atan2(a, b)),
+        Op::Floor => un_f(f, d, i, f64::floor, f32::floor),
+        Op::Ceil => un_f(f, d, i, f64::ceil, f32::ceil),
+        Op::Round => un_f(f, d, i, |a| f64m::round(a), |a| f32m::round(a)),
+        Op::Trunc => un_f(f, d, i, f64::trunc, f32::trunc),
+        Op::Copysign => bin_f(f, d, i, f64::copysign, f32::copysign),
+        Op::Lt => cmp(f, d, i, |a, b| a < b, |a, b| a < b, |a, b| a < b, None),
+        Op::Le => cmp(f, d, i, |a, b| a <= b, |a, b| a <= b, |a, b| a <= b, None),
+        Op::Gt => cmp(f, d, i, |a, b| a > b, |a, b| a > b, |a, b| a > b, None),
+        Op::Ge => cmp(f, d, i, |a, b| a >= b, |a, b| a >= b, |a, b| a >= b, None),
+        Op::Eq => cmp(
+            f,
+            d,
+            i,
+            |a, b| a == b,
+            |a, b| a == b,
+            |a, b| a == b,
+            Some(|a, b| a == b),
+        ),
+        Op::Ne => cmp(
+            f,
+            d,
+            i,
+            |a, b| a != b,
+            |a, b| a != b,
+            |a, b| a != b,
+            Some(|a, b| a != b),
+        ),
+        Op::Select => match arg(f, d, i, 0) {
+            Ok(Val::Bool(c)) => match (arg(f, d, i, 1), arg(f, d, i, 2)) {
+                (Ok(a), Ok(b)) if a.ty() == b.ty() => Ok(if c { a } else { b }),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                _ => Err(Fault::BadOperands(i)),
+            },
+            Ok(_) => Err(Fault::BadOperands(i)),
+            Err(e) => Err(e),
+        },
+        Op::Cast(to) => arg(f, d, i, 0).map(|a| cast(a, *to)),
+        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => return None,
+    })
+}
+
+impl Interpreter {
+    /// An interpreter with the default call-depth cap ([`MAX_CALL_DEPTH`]).
+    pub fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            frames: Vec::new(),
+            cursors: Vec::new(),
+            scratch: Vec::new(),
+            max_call_depth: MAX_CALL_DEPTH,
+        }
+    }
+
+    /// Sets the cap on nested calls.
+    pub fn with_max_call_depth(mut self, limit: usize) -> Self {
+        self.max_call_depth = limit;
+        self
+    }
+
+    /// Evaluates `f` on `args` and returns its results. `module` resolves calls (none
+    /// may occur when it is `None`).
+    pub fn eval(
+        &mut self,
+        f: &Function,
+        module: Option<&Module>,
+        args: &[Val],
+    ) -> Result<Vec<Val>, EvalError> {
+        let mut out = Vec::with_capacity(f.sig.results.len());
+        self.run(f, module, args, &mut out)?;
+        Ok(out)
+    }
+
+    /// Evaluates `f` on `args`, replacing the contents of `out` with its results. With
+    /// `out` and the interpreter reused, this allocates nothing in steady state.
+    pub fn run(
+        &mut self,
+        f: &Function,
+        module: Option<&Module>,
+        args: &[Val],
+        out: &mut Vec<Val>,
+    ) -> Result<(), EvalError> {
+        out.clear();
+        check_args(f, args)?;
+        self.frames.clear();
+        self.cursors.clear();
+        self.slots.clear();
+        self.slots.resize(f.values.len(), Val::Bool(false));
+        for (&p, &a) in f.params().iter().zip(args) {
+            set(&mut self.slots, p, a).map_err(|e| e.into_error(&f.name, self.max_call_depth))?;
+        }
+        self.frames.push(Frame {
+            func: None,
+            base: 0,
+            call: None,
+        });
+        self.cursors.push(Cursor {
+            region: f.body,
+            pos: 0,
+            lp: None,
+        });
+        let mut cur = f;
+        let r = self.execute(f, module, &mut cur, out);
+        r.map_err(|e| e.into_error(&cur.name, self.max_call_depth))
+    }
+
+    /// The interpreter loop. `cur` tracks the running function, for error messages.
+    fn execute<'a>(
+        &mut self,
+        entry: &'a Function,
+        module: Option<&'a Module>,
+        cur: &mut &'a Function,
+        out: &mut Vec<Val>,
+    ) -> Result<(), Fault> {
+        let mut base = 0usize;
+        loop {
+            let f: &'a Function = cur;
+            let Some(cursor) = self.cursors.last_mut() else {
+                return Err(Fault::BadRegion(f.body));
+            };
+            let region = f
+                .regions
+                .get(cursor.region)
+                .ok_or(Fault::BadRegion(cursor.region))?;
+            let inst = *region
+                .insts
+                .get(cursor.pos)
+                .ok_or(Fault::NoTerminator(cursor.region))?;
+            cursor.pos += 1;
+            let data = f.insts.get(inst).ok_or(Fault::BadInst(inst))?;
+            let frame = &mut self.slots[base..];
+            if let Some(v) = eval_pure(frame, data, inst) {
+                let res = *data.results.first().ok_or(Fault::ResultCount(inst))?;
+                set(frame, res, v?)?;
+                continue;
+            }
+            match &data.op {
+                Op::Guard => match arg(frame, data, inst, 0)? {
+                    Val::Bool(true) => {}
+                    Val::Bool(false) => return Err(Fault::Guard(inst)),
+                    _ => return Err(Fault::BadOperands(inst)),
+                },
+                Op::Loop(bounds) => {
+                    let mut k = 0;
+                    let mut bound = |b: Bound| -> Result<i64, Fault> {
+                        match b {
+                            Bound::Imm(v) => Ok(v),
+                            Bound::Dyn => {
+                                k += 1;
+                                arg(frame, data, inst, k - 1)?
+                                    .as_i64()
+                                    .ok_or(Fault::BadOperands(inst))
+                            }
+                        }
+                    };
+                    let start = bound(bounds.start)?;
+                    let end = bound(bounds.end)?;
+                    let inits = data.args.get(k..).ok_or(Fault::BadOperands(inst))?;
+                    let body = *data.regions.first().ok_or(Fault::BadOperands(inst))?;
+                    let params = &f.regions.get(body).ok_or(Fault::BadRegion(body))?.params;
+                    if params.len() != inits.len() + 1 || data.results.len() != inits.len() {
+                        return Err(Fault::BadRegion(body));
+                    }
+                    if start >= end {
+                        for (&r, &a) in data.results.iter().zip(inits) {
+                            let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                            set(frame, r, v)?;
+                        }
+                    } else {
+                        // Verified IR nests loops only as deep as its text; a region that
+                        // contains its own loop (malformed) would nest forever.
+                        if self.cursors.len() >= MAX_REGION_NESTING {
+                            return Err(Fault::BadRegion(body));
+                        }
+                        set(frame, params[0], Val::I64(start))?;
+                        for (&p, &a) in params[1..].iter().zip(inits) {
+                            let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                            set(frame, p, v)?;
+                        }
+                        self.cursors.push(Cursor {
+                            region: body,
+                            pos: 0,
+                            lp: Some((inst, start, end)),
+                        });
+                    }
+                }
+                Op::Yield => {
+                    let Some((loop_inst, i, end)) = cursor.lp else {
+                        return Err(Fault::YieldOutsideLoop(inst));
+                    };
+                    self.scratch.clear();
+                    for &a in &data.args {
+                        let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                        self.scratch.push(v);
+                    }
+                    let next = i + 1; // i < end <= i64::MAX: no overflow
+                    if next < end {
+                        let params = &region.params;
+                        if params.len() != self.scratch.len() + 1 {
+                            return Err(Fault::BadRegion(cursor.region));
+                        }
+                        cursor.pos = 0;
+                        cursor.lp = Some((loop_inst, next, end));
+                        set(frame, params[0], Val::I64(next))?;
+                        for (&p, &v) in params[1..].iter().zip(&self.scratch) {
+                            set(frame, p, v)?;
+                        }
+                    } else {
+                        let results = &f
+                            .insts
+                            .get(loop_inst)
+                            .ok_or(Fault::BadInst(loop_inst))?
+                            .results;
+                        if results.len() != self.scratch.len() {
+                            return Err(Fault::ResultCount(loop_inst));
+                        }
+                        for (&r, &v) in results.iter().zip(&self.scratch) {
+                            set(frame, r, v)?;
+                        }
+                        self.cursors.pop();
+                    }
+                }
+                Op::Ret => {
+                    if cursor.lp.is_some() {
+                        return Err(Fault::RetInsideLoop(inst));
+                    }
+                    self.scratch.clear();
+                    for &a in &data.args {
+                        let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                        self.scratch.push(v);
+                    }
+                    if self.scratch.len() != f.sig.results.len() {
+                        return Err(Fault::ResultCount(inst));
+                    }
+                    self.cursors.pop();
+                    let done = self.frames.pop().ok_or(Fault::BadInst(inst))?;
+                    let Some(&caller) = self.frames.last() else {
+                        out.extend_from_slice(&self.scratch);
+                        return Ok(());
+                    };
+                    let call = done.call.ok_or(Fault::BadInst(inst))?;
+                    self.slots.truncate(done.base);
+                    let cf = resolve(entry, module, caller.func)?;
+                    *cur = cf;
+                    base = caller.base;
+                    let frame = &mut self.slots[base..];
+                    let results = &cf.insts.get(call).ok_or(Fault::BadInst(call))?.results;
+                    if results.len() != self.scratch.len() {
+                        return Err(Fault::ResultCount(call));
+                    }
+                    for (&r, &v) in results.iter().zip(&self.scratch) {
+                        set(frame, r, v)?;
+                    }
+                }
+                Op::Call(name) => {
+                    let m = module.ok_or_else(|| Fault::UnknownCallee(name.clone()))?;
+                    let idx = m
+                        .funcs
+                        .iter()
+                        .position(|g| g.name == *name)
+                        .ok_or_else(|| Fault::UnknownCallee(name.clone()))?;
+                    let callee = &m.funcs[idx];
+                    let params = callee.params();
+                    if data.args.len() != params.len() || params.len() != callee.sig.params.len() {
+                        return Err(Fault::CallArgs(
+                            inst,
+                            format!(
+                                "@{name} takes {} argument(s), got {}",
+                                callee.sig.params.len(),
+                                data.args.len()
+                            ),
+                        ));
+                    }
+                    if self.frames.len() >= self.max_call_depth {
+                        return Err(Fault::CallDepth(name.clone()));
+                    }
+                    let new_base = self.slots.len();
+                    self.slots
+                        .resize(new_base + callee.values.len(), Val::Bool(false));
+                    let (callers, frame) = self.slots.split_at_mut(new_base);
+                    let caller_frame = &callers[base..];
+                    for (k, (&p, &pty)) in params.iter().zip(&callee.sig.params).enumerate() {
+                        let v = arg(caller_frame, data, inst, k)?;
+                        if Type::Scalar(v.ty()) != pty {
+                            return Err(Fault::CallArgs(
+                                inst,
+                                format!(
+                                    "argument {k} of @{name} has type {}, expected {pty}",
+                                    v.ty()
+                                ),
+                            ));
+                        }
+                        set(frame, p, v)?;
+                    }
+                    self.frames.push(Frame {
+                        func: Some(idx),
+                        base: new_base,
+                        call: Some(inst),
+                    });
+                    self.cursors.push(Cursor {
+                        region: callee.body,
+                        pos: 0,
+                        lp: None,
+                    });
+                    *cur = callee;
+                    base = new_base;
+                }
+                // Pure ops were handled by `eval_pure` above.
+                Op::Const(_)
+                | Op::Add
+                | Op::Sub
+                | Op::Mul
+                | Op::Div
+                | Op::Neg
+                | Op::Fma
+                | Op::Sqrt
+                | Op::Exp
+                | Op::Expm1
+                | Op::Log
+                | Op::Log1p
+                | Op::Sin
+                | Op::Cos
+                | Op::Tan
+                | Op::Tanh
+                | Op::Sigmoid
+                | Op::Erf
+                | Op::Abs
+                | Op::Pow
+                | Op::Powi(_)
+                | Op::Min
+                | Op::Max
+                | Op::Atan2
+                | Op::Floor
+                | Op::Ceil
+                | Op::Round
+                | Op::Trunc
+                | Op::Copysign
+                | Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::Select
+                | Op::Cast(_) => return Err(Fault::BadInst(inst)),
+            }
+        }
+    }
+}
+
+/// The function a frame runs.
+fn resolve<'a>(
+    entry: &'a Function,
+    module: Option<&'a Module>,
+    func: Option<usize>,
+) -> Result<&'a Function, Fault> {
+    match func {
+        None => Ok(entry),
+        Some(i) => module
+            .and_then(|m| m.funcs.get(i))
+            .ok_or_else(|| Fault::UnknownCallee(format!("#{i}"))),
+    }
+}
+
+/// Checks argument count and types against `f`'s signature.
+fn check_args(f: &Function, args: &[Val]) -> Result<(), EvalError> {
+    if args.len() != f.sig.params.len() {
+        return Err(EvalError::ArgCount {
+            func: f.name.clone(),
+            expected: f.sig.params.len(),
+            got: args.len(),
+        });
+    }
+    if f.params().len() != f.sig.params.len() {
+        return Err(EvalError::Malformed {
+            func: f.name.clone(),
+            reason: "the body's parameters do not match the signature".into(),
+        });
+    }
+    for (index, (a, &p)) in args.iter().zip(&f.sig.params).enumerate() {
+        if Type::Scalar(a.ty()) != p {
+            return Err(EvalError::ArgType {
+                func: f.name.clone(),
+                index,
+                expected: p,
+                got: a.ty(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the function `func` of `module` on `args`.
+pub fn eval(module: &Module, func: &str, args: &[Val]) -> Result<Vec<Val>, EvalError> {
+    let f = module
+        .get(func)
+        .ok_or_else(|| EvalError::UnknownFunction(func.to_string()))?;
+    Interpreter::new().eval(f, Some(module), args)
+}
+
+/// Evaluates `f` on `args`; `module` resolves calls (`None`: `f` makes none).
+pub fn eval_function(
+    f: &Function,
+    module: Option<&Module>,
+    args: &[Val],
+) -> Result<Vec<Val>, EvalError> {
+    Interpreter::new().eval(f, module, args)
+}
+
+/// Converts results to `f64`, failing on any result of another type.
+fn results_f64(func: &str, vals: Vec<Val>) -> Result<Vec<f64>, EvalError> {
+    vals.into_iter()
+        .enumerate()
+        .map(|(index, v)| match v {
+            Val::F64(x) => Ok(x),
+            other => Err(EvalError::ResultType {
+                func: func.to_string(),
+                index,
+                expected: ScalarType::F64,
+                got: other.ty(),
+            }),
+        })
+        .collect()
+}
+
+/// [`eval`] for functions from `f64`s to `f64`s.
+pub fn eval_f64(module: &Module, func: &str, args: &[f64]) -> Result<Vec<f64>, EvalError> {
+    let args: Vec<Val> = args.iter().map(|&x| Val::F64(x)).collect();
+    results_f64(func, eval(module, func, &args)?)
+}
+
+/// [`eval_function`] for functions from `f64`s to `f64`s (e.g. a traced function).
+pub fn eval_function_f64(
+    f: &Function,
+    module: Option<&Module>,
+    args: &[f64],
+) -> Result<Vec<f64>, EvalError> {
+    let args: Vec<Val> = args.iter().map(|&x| Val::F64(x)).collect();
+    results_f64(&f.name, eval_function(f, module, &args)?)
+}

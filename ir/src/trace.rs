@@ -1,0 +1,982 @@
+//! The tracer: run generic Rust code on [`Var`] and record it as IR.
+//!
+//! [`Var`] is a traced `f64` scalar implementing num-traits' [`Float`], so one generic
+//! function `fn f<T: Float>(x: &[T]) -> T` runs natively on `f64` and, called through
+//! [`trace`], records a [`Function`]:
+//!
+//! ```
+//! use jitad_ir::trace::trace_scalar;
+//! use num_traits::Float;
+//! fn f<T: Float>(x: &[T]) -> T {
+//!     (x[0] + x[1]) * (x[0] - x[1])
+//! }
+//! let g = trace_scalar("f", &[3.0, 2.0], |x| f(x)).unwrap();
+//! assert_eq!(g.sig.params.len(), 2);
+//! let y = jitad_ir::interp::eval_function_f64(&g, None, &[5.0, 1.0]).unwrap();
+//! assert_eq!(y, vec![24.0]);
+//! assert_eq!(f(&[5.0, 1.0]), 24.0);
+//! ```
+//!
+//! # How it works
+//!
+//! A thread-local context holds the [`FunctionBuilder`] and a generation number unique to
+//! the trace. A `Var` carries its example value and, when it was recorded, the
+//! generation and the IR value. A `Var` without a node is a constant not yet recorded:
+//! ops between constants fold at trace time (nothing is recorded), and a constant is
+//! materialised as `const` (once per bit pattern) only when combined with a traced `Var`.
+//! Outside any trace a `Var` is a plain number.
+//!
+//! Every op computes its example value with the same [`crate::math`] functions the
+//! interpreter and the JIT use, so the traced function evaluated at the example gives
+//! the example's results bit for bit.
+//!
+//! # Data-dependent decisions
+//!
+//! Comparisons (`<`, `==`, `partial_cmp`, ...), `is_nan`, `is_sign_negative`,
+//! `classify`, `Zero::is_zero`, `ToPrimitive::to_*`, `integer_decode` and the like answer
+//! from the example value and record a `guard` that the answer still holds: the guard
+//! checks the comparison when it was true, and `eq %c, false` when it was false. A
+//! traced function evaluated at inputs that would take the other branch fails with
+//! [`crate::interp::EvalError::GuardFailed`] (re-trace), never silently computing the
+//! wrong branch. Conversions to integers guard that `trunc(x)` equals the example's;
+//! conversions to floats and `integer_decode` guard that `x` equals the example exactly
+//! (sign of zero included). Decisions between two constants record nothing.
+//!
+//! # Semantics that differ from `f64`
+//!
+//! - `max`/`min` record IR `max`/`min`: IEEE 754-2019 `maximum`/`minimum`, which
+//!   propagate NaN (and order −0 < +0), whereas `f64::max` ignores a NaN operand. This
+//!   holds for untraced `Var`s too.
+//! - Functions without an IR op are composites of IR ops (so they differentiate through
+//!   the ops' rules); each method documents its formula. They agree with `std` to a few
+//!   ulps in the usual range; where a formula overflows earlier than `std` it says so.
+//! - `%` is `x − trunc(x/y)·y`, which differs from C's `fmod` (exact) when `x/y`
+//!   rounds.
+//! - `NumCast::from` reads its argument with `to_f64`, so converting a traced `Var`
+//!   with it yields an untraced constant (and a guard pinning the value).
+
+use crate::builder::{BuildError, FunctionBuilder};
+use crate::function::{Function, Value};
+use crate::math::f64m;
+use crate::op::{Constant, Op};
+use crate::types::Type;
+use num_traits::{Float, FloatConst, Num, NumCast, One, ToPrimitive, Zero};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::num::FpCategory;
+use std::ops::{
+    Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
+};
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+
+/// Why a trace failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TraceError {
+    /// `trace` was called while another trace was running on this thread.
+    #[error("cannot trace @{inner} inside the trace of @{outer}: nested traces are not supported")]
+    Nested {
+        /// The running trace.
+        outer: String,
+        /// The trace that was refused.
+        inner: String,
+    },
+    /// A `Var` recorded by another (usually finished) trace was used.
+    #[error(
+        "@{func}: a Var from another trace was used; a Var must not outlive the trace that \
+         recorded it (pass values in through the trace's arguments instead)"
+    )]
+    ForeignVar {
+        /// The trace that saw the foreign Var.
+        func: String,
+    },
+    /// The builder rejected an instruction (a bug in the tracer, reported rather than
+    /// panicking).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Generations are unique across threads, so a `Var` moved between threads is still
+/// recognised as foreign.
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
+
+struct Ctx {
+    builder: FunctionBuilder,
+    generation: u32,
+    consts: HashMap<Constant, Value>,
+    error: Option<TraceError>,
+}
+
+impl Ctx {
+    fn fail(&mut self, e: TraceError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    fn constant(&mut self, c: Constant) -> Value {
+        if let Some(&v) = self.consts.get(&c) {
+            return v;
+        }
+        let v = self.builder.constant(c);
+        self.consts.insert(c, v);
+        v
+    }
+
+    /// The IR value of `a` in this trace; `None` (and the trace fails) for a foreign Var.
+    fn value_of(&mut self, a: Var) -> Option<Value> {
+        match a.node {
+            None => Some(self.constant(Constant::F64(a.x))),
+            Some((g, v)) if g == self.generation => Some(v),
+            Some(_) => {
+                let func = self.builder.func().name.clone();
+                self.fail(TraceError::ForeignVar { func });
+                None
+            }
+        }
+    }
+
+    fn values_of(&mut self, args: &[Var]) -> Option<Vec<Value>> {
+        args.iter().map(|&a| self.value_of(a)).collect()
+    }
+
+    fn ins1(&mut self, op: Op, args: &[Value]) -> Option<Value> {
+        match self.builder.ins1(op, args) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(e.into());
+                None
+            }
+        }
+    }
+
+    fn guard(&mut self, c: Value) {
+        if let Err(e) = self.builder.ins(Op::Guard, &[c]) {
+            self.fail(e.into());
+        }
+    }
+
+    /// Guards that the bool `c` is `holds`.
+    fn guard_is(&mut self, c: Value, holds: bool) {
+        if holds {
+            self.guard(c);
+        } else {
+            let f = self.constant(Constant::Bool(false));
+            if let Some(e) = self.ins1(Op::Eq, &[c, f]) {
+                self.guard(e);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the active trace context, if there is one.
+fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
+    CTX.try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.as_mut().map(f)))
+        .ok()
+        .flatten()
+}
+
+/// A traced `f64` scalar: an example value and, once recorded, its IR value.
+///
+/// Outside a trace (or when built with [`Var::constant`]) it is a plain number; see the
+/// [module docs](self) for the semantics.
+#[derive(Clone, Copy, Debug)]
+pub struct Var {
+    x: f64,
+    node: Option<(u32, Value)>,
+}
+
+impl Var {
+    /// An untraced constant.
+    pub fn constant(x: f64) -> Var {
+        Var { x, node: None }
+    }
+
+    /// The example value.
+    pub fn value(&self) -> f64 {
+        self.x
+    }
+
+    /// True when the Var was recorded by a trace (not a folded constant).
+    pub fn is_traced(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The IR value recorded for this Var, if any (meaningful only inside its trace).
+    pub fn node(&self) -> Option<Value> {
+        self.node.map(|(_, v)| v)
+    }
+
+    /// Records `op(args)` with example value `x`.
+    fn record(op: Op, args: &[Var], x: f64) -> Var {
+        let Some(first) = args.iter().find_map(|a| a.node) else {
+            return Var::constant(x);
+        };
+        // Outside a trace, a recorded Var stays marked with its (stale) generation so a
+        // later trace recognises anything computed from it as foreign.
+        let stale = Var {
+            x,
+            node: Some(first),
+        };
+        with_ctx(|ctx| {
+            let gen = ctx.generation;
+            let node = ctx
+                .values_of(args)
+                .and_then(|vals| ctx.ins1(op, &vals))
+                .map(|v| (gen, v));
+            Var { x, node }
+        })
+        .unwrap_or(stale)
+    }
+
+    fn un(self, op: Op, x: f64) -> Var {
+        Var::record(op, &[self], x)
+    }
+
+    fn bin(self, op: Op, other: Var, x: f64) -> Var {
+        Var::record(op, &[self, other], x)
+    }
+
+    /// Records `op(a, b)` (a comparison) and guards that it is `holds`; returns `holds`.
+    fn decide(op: Op, a: Var, b: Var, holds: bool) -> bool {
+        if a.node.is_none() && b.node.is_none() {
+            return holds;
+        }
+        with_ctx(|ctx| {
+            if let Some(vals) = ctx.values_of(&[a, b]) {
+                if let Some(c) = ctx.ins1(op, &vals) {
+                    ctx.guard_is(c, holds);
+                }
+            }
+        });
+        holds
+    }
+
+    /// Guards that `x` equals the example exactly: same value, same sign of zero, or NaN
+    /// when the example is NaN.
+    fn pin_exact(self) {
+        let x = self.x;
+        if x.is_nan() {
+            Var::decide(Op::Ne, self, self, true);
+        } else {
+            Var::decide(Op::Eq, self, Var::constant(x), true);
+            if x == 0.0 {
+                self.is_sign_negative();
+            }
+        }
+    }
+
+    /// Guards that `trunc(x)` equals the example's (which decides every integer
+    /// conversion), or NaN/±inf when the example is.
+    fn pin_trunc(self) {
+        let x = self.x;
+        if x.is_nan() {
+            Var::decide(Op::Ne, self, self, true);
+        } else if x.is_infinite() {
+            Var::decide(Op::Eq, self, Var::constant(x), true);
+        } else {
+            let t = Float::trunc(self);
+            Var::decide(Op::Eq, t, Var::constant(x.trunc()), true);
+        }
+    }
+
+    /// The logistic sigmoid 1/(1 + e^(−x)) (IR `sigmoid`).
+    pub fn sigmoid(self) -> Var {
+        self.un(Op::Sigmoid, f64m::sigmoid(self.x))
+    }
+
+    /// The error function (IR `erf`).
+    pub fn erf(self) -> Var {
+        self.un(Op::Erf, f64m::erf(self.x))
+    }
+
+    /// The IR `select`-free ReLU, `max(x, 0)` (IEEE `maximum`: NaN propagates).
+    pub fn relu(self) -> Var {
+        Float::max(self, Var::constant(0.0))
+    }
+}
+
+impl Default for Var {
+    fn default() -> Self {
+        Var::constant(0.0)
+    }
+}
+
+impl From<f64> for Var {
+    fn from(x: f64) -> Self {
+        Var::constant(x)
+    }
+}
+
+impl std::fmt::Display for Var {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.x, f)
+    }
+}
+
+/// Traces `f` at `example`: parameters `%x0, %x1, ...` of type `f64`, one per example
+/// value, and `ret` of the outputs.
+///
+/// Fails when called inside another trace on the same thread, or when `f` used a `Var`
+/// of another trace. If `f` panics, the panic propagates and the trace context is
+/// cleaned up.
+pub fn trace(
+    name: &str,
+    example: &[f64],
+    f: impl FnOnce(&[Var]) -> Vec<Var>,
+) -> Result<Function, TraceError> {
+    let generation = NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed);
+    let mut builder = FunctionBuilder::new(name);
+    let inputs: Vec<Var> = example
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let v = builder.named_param(&format!("x{i}"), Type::F64);
+            Var {
+                x,
+                node: Some((generation, v)),
+            }
+        })
+        .collect();
+    let installed = CTX.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(|_| TraceError::Nested {
+            outer: "?".into(),
+            inner: name.into(),
+        })?;
+        if let Some(outer) = c.as_ref() {
+            return Err(TraceError::Nested {
+                outer: outer.builder.func().name.clone(),
+                inner: name.into(),
+            });
+        }
+        *c = Some(Ctx {
+            builder,
+            generation,
+            consts: HashMap::new(),
+            error: None,
+        });
+        Ok(())
+    });
+    installed?;
+    // Uninstalls the context even if `f` panics.
+    struct Uninstall;
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            let _ = CTX.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    *c = None;
+                }
+            });
+        }
+    }
+    let uninstall = Uninstall;
+    let outputs = f(&inputs);
+    let ctx = CTX.with(|c| c.borrow_mut().take());
+    drop(uninstall);
+    let Some(mut ctx) = ctx else {
+        // Unreachable: only this function installs and removes the context.
+        return Err(TraceError::Nested {
+            outer: "?".into(),
+            inner: name.into(),
+        });
+    };
+    let outs = ctx.values_of(&outputs);
+    if let Some(e) = ctx.error.take() {
+        return Err(e);
+    }
+    let outs = outs.ok_or_else(|| TraceError::ForeignVar { func: name.into() })?;
+    ctx.builder.ret(&outs)?;
+    Ok(ctx.builder.finish()?)
+}
+
+/// [`trace`] for a function with one output.
+pub fn trace_scalar(
+    name: &str,
+    example: &[f64],
+    f: impl FnOnce(&[Var]) -> Var,
+) -> Result<Function, TraceError> {
+    trace(name, example, |x| vec![f(x)])
+}
+
+// ---- arithmetic operators: Var∘Var, Var∘f64, f64∘Var, and the assigning forms ----
+
+macro_rules! binop {
+    ($Tr:ident, $m:ident, $TrA:ident, $ma:ident, $op:expr, $f:expr) => {
+        impl $Tr for Var {
+            type Output = Var;
+            fn $m(self, rhs: Var) -> Var {
+                let f: fn(f64, f64) -> f64 = $f;
+                self.bin($op, rhs, f(self.x, rhs.x))
+            }
+        }
+        impl $Tr<f64> for Var {
+            type Output = Var;
+            fn $m(self, rhs: f64) -> Var {
+                $Tr::$m(self, Var::constant(rhs))
+            }
+        }
+        impl $Tr<Var> for f64 {
+            type Output = Var;
+            fn $m(self, rhs: Var) -> Var {
+                $Tr::$m(Var::constant(self), rhs)
+            }
+        }
+        impl $TrA for Var {
+            fn $ma(&mut self, rhs: Var) {
+                *self = $Tr::$m(*self, rhs);
+            }
+        }
+        impl $TrA<f64> for Var {
+            fn $ma(&mut self, rhs: f64) {
+                *self = $Tr::$m(*self, rhs);
+            }
+        }
+    };
+}
+
+binop!(Add, add, AddAssign, add_assign, Op::Add, |a, b| a + b);
+binop!(Sub, sub, SubAssign, sub_assign, Op::Sub, |a, b| a - b);
+binop!(Mul, mul, MulAssign, mul_assign, Op::Mul, |a, b| a * b);
+binop!(Div, div, DivAssign, div_assign, Op::Div, |a, b| a / b);
+
+/// `x % y` = `x − trunc(x/y)·y` (a composite; differs from `fmod` when `x/y` rounds).
+impl Rem for Var {
+    type Output = Var;
+    fn rem(self, rhs: Var) -> Var {
+        self - Float::trunc(self / rhs) * rhs
+    }
+}
+impl Rem<f64> for Var {
+    type Output = Var;
+    fn rem(self, rhs: f64) -> Var {
+        self % Var::constant(rhs)
+    }
+}
+impl Rem<Var> for f64 {
+    type Output = Var;
+    fn rem(self, rhs: Var) -> Var {
+        Var::constant(self) % rhs
+    }
+}
+impl RemAssign for Var {
+    fn rem_assign(&mut self, rhs: Var) {
+        *self = *self % rhs;
+    }
+}
+impl RemAssign<f64> for Var {
+    fn rem_assign(&mut self, rhs: f64) {
+        *self = *self % rhs;
+    }
+}
+
+impl Neg for Var {
+    type Output = Var;
+    fn neg(self) -> Var {
+        self.un(Op::Neg, -self.x)
+    }
+}
+
+impl std::iter::Sum for Var {
+    fn sum<I: Iterator<Item = Var>>(iter: I) -> Var {
+        iter.fold(Var::constant(0.0), |a, b| a + b)
+    }
+}
+
+impl std::iter::Product for Var {
+    fn product<I: Iterator<Item = Var>>(iter: I) -> Var {
+        iter.fold(Var::constant(1.0), |a, b| a * b)
+    }
+}
+
+// ---- comparisons: answered from the example, guarded ----
+
+/// Records `eq` and guards its answer.
+impl PartialEq for Var {
+    fn eq(&self, other: &Var) -> bool {
+        Var::decide(Op::Eq, *self, *other, self.x == other.x)
+    }
+}
+
+/// Records `eq` against a constant and guards its answer.
+impl PartialEq<f64> for Var {
+    fn eq(&self, other: &f64) -> bool {
+        *self == Var::constant(*other)
+    }
+}
+
+/// `lt`/`le`/`gt`/`ge` record that exact comparison; `partial_cmp` records the relation
+/// that holds (`lt`, `eq` or `gt`; for unordered operands, that one of them is NaN).
+impl PartialOrd for Var {
+    fn partial_cmp(&self, other: &Var) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering::*;
+        let (a, b) = (*self, *other);
+        let r = self.x.partial_cmp(&other.x);
+        match r {
+            Some(Less) => Var::decide(Op::Lt, a, b, true),
+            Some(Equal) => Var::decide(Op::Eq, a, b, true),
+            Some(Greater) => Var::decide(Op::Gt, a, b, true),
+            // Unordered: neither a <= b nor a >= b holds.
+            None => {
+                Var::decide(Op::Le, a, b, false);
+                Var::decide(Op::Ge, a, b, false)
+            }
+        };
+        r
+    }
+    fn lt(&self, other: &Var) -> bool {
+        Var::decide(Op::Lt, *self, *other, self.x < other.x)
+    }
+    fn le(&self, other: &Var) -> bool {
+        Var::decide(Op::Le, *self, *other, self.x <= other.x)
+    }
+    fn gt(&self, other: &Var) -> bool {
+        Var::decide(Op::Gt, *self, *other, self.x > other.x)
+    }
+    fn ge(&self, other: &Var) -> bool {
+        Var::decide(Op::Ge, *self, *other, self.x >= other.x)
+    }
+}
+
+/// Comparisons against a constant, recorded and guarded like `Var`'s.
+impl PartialOrd<f64> for Var {
+    fn partial_cmp(&self, other: &f64) -> Option<std::cmp::Ordering> {
+        self.partial_cmp(&Var::constant(*other))
+    }
+    fn lt(&self, other: &f64) -> bool {
+        *self < Var::constant(*other)
+    }
+    fn le(&self, other: &f64) -> bool {
+        *self <= Var::constant(*other)
+    }
+    fn gt(&self, other: &f64) -> bool {
+        *self > Var::constant(*other)
+    }
+    fn ge(&self, other: &f64) -> bool {
+        *self >= Var::constant(*other)
+    }
+}
+
+// ---- num-traits ----
+
+impl Zero for Var {
+    fn zero() -> Var {
+        Var::constant(0.0)
+    }
+    /// Records `eq x, 0.0` and guards the answer.
+    fn is_zero(&self) -> bool {
+        *self == Var::constant(0.0)
+    }
+}
+
+impl One for Var {
+    fn one() -> Var {
+        Var::constant(1.0)
+    }
+}
+
+impl Num for Var {
+    type FromStrRadixErr = <f64 as Num>::FromStrRadixErr;
+    fn from_str_radix(s: &str, radix: u32) -> Result<Var, Self::FromStrRadixErr> {
+        <f64 as Num>::from_str_radix(s, radix).map(Var::constant)
+    }
+}
+
+/// Conversions answer from the example and guard it: integer conversions guard
+/// `trunc(x)`, float conversions guard `x` exactly.
+impl ToPrimitive for Var {
+    fn to_i64(&self) -> Option<i64> {
+        self.pin_trunc();
+        self.x.to_i64()
+    }
+    fn to_u64(&self) -> Option<u64> {
+        self.pin_trunc();
+        self.x.to_u64()
+    }
+    fn to_i128(&self) -> Option<i128> {
+        self.pin_trunc();
+        self.x.to_i128()
+    }
+    fn to_u128(&self) -> Option<u128> {
+        self.pin_trunc();
+        self.x.to_u128()
+    }
+    fn to_f32(&self) -> Option<f32> {
+        self.pin_exact();
+        self.x.to_f32()
+    }
+    fn to_f64(&self) -> Option<f64> {
+        self.pin_exact();
+        Some(self.x)
+    }
+}
+
+/// An untraced constant from any number (a traced `Var` argument is pinned and read as
+/// its example value).
+impl NumCast for Var {
+    fn from<T: ToPrimitive>(n: T) -> Option<Var> {
+        n.to_f64().map(Var::constant)
+    }
+}
+
+impl FloatConst for Var {
+    fn E() -> Var {
+        Var::constant(std::f64::consts::E)
+    }
+    fn FRAC_1_PI() -> Var {
+        Var::constant(std::f64::consts::FRAC_1_PI)
+    }
+    fn FRAC_1_SQRT_2() -> Var {
+        Var::constant(std::f64::consts::FRAC_1_SQRT_2)
+    }
+    fn FRAC_2_PI() -> Var {
+        Var::constant(std::f64::consts::FRAC_2_PI)
+    }
+    fn FRAC_2_SQRT_PI() -> Var {
+        Var::constant(std::f64::consts::FRAC_2_SQRT_PI)
+    }
+    fn FRAC_PI_2() -> Var {
+        Var::constant(std::f64::consts::FRAC_PI_2)
+    }
+    fn FRAC_PI_3() -> Var {
+        Var::constant(std::f64::consts::FRAC_PI_3)
+    }
+    fn FRAC_PI_4() -> Var {
+        Var::constant(std::f64::consts::FRAC_PI_4)
+    }
+    fn FRAC_PI_6() -> Var {
+        Var::constant(std::f64::consts::FRAC_PI_6)
+    }
+    fn FRAC_PI_8() -> Var {
+        Var::constant(std::f64::consts::FRAC_PI_8)
+    }
+    fn LN_10() -> Var {
+        Var::constant(std::f64::consts::LN_10)
+    }
+    fn LN_2() -> Var {
+        Var::constant(std::f64::consts::LN_2)
+    }
+    fn LOG10_E() -> Var {
+        Var::constant(std::f64::consts::LOG10_E)
+    }
+    fn LOG2_E() -> Var {
+        Var::constant(std::f64::consts::LOG2_E)
+    }
+    fn PI() -> Var {
+        Var::constant(std::f64::consts::PI)
+    }
+    fn SQRT_2() -> Var {
+        Var::constant(std::f64::consts::SQRT_2)
+    }
+}
+
+fn c(x: f64) -> Var {
+    Var::constant(x)
+}
+
+/// Ops with an IR instruction record it; the others are composites, documented on each
+/// method. Predicates and `classify` record guards (see the module docs).
+impl Float for Var {
+    fn nan() -> Var {
+        c(f64::NAN)
+    }
+    fn infinity() -> Var {
+        c(f64::INFINITY)
+    }
+    fn neg_infinity() -> Var {
+        c(f64::NEG_INFINITY)
+    }
+    fn neg_zero() -> Var {
+        c(-0.0)
+    }
+    fn min_value() -> Var {
+        c(f64::MIN)
+    }
+    fn min_positive_value() -> Var {
+        c(f64::MIN_POSITIVE)
+    }
+    fn epsilon() -> Var {
+        c(f64::EPSILON)
+    }
+    fn max_value() -> Var {
+        c(f64::MAX)
+    }
+    /// Guards `ne x, x`.
+    fn is_nan(self) -> bool {
+        Var::decide(Op::Ne, self, self, self.x.is_nan())
+    }
+    /// Guards `eq |x|, inf`.
+    fn is_infinite(self) -> bool {
+        Var::decide(Op::Eq, self.abs(), c(f64::INFINITY), self.x.is_infinite())
+    }
+    /// Guards `lt |x|, inf`.
+    fn is_finite(self) -> bool {
+        Var::decide(Op::Lt, self.abs(), c(f64::INFINITY), self.x.is_finite())
+    }
+    /// Guards the class (see [`Float::classify`]).
+    fn is_normal(self) -> bool {
+        self.classify() == FpCategory::Normal
+    }
+    /// Guards the class (see [`Float::classify`]).
+    fn is_subnormal(self) -> bool {
+        self.classify() == FpCategory::Subnormal
+    }
+    /// Guards the class of the example: NaN `ne x x`; infinite `eq |x| inf`; zero
+    /// `eq x 0`; subnormal `lt |x| MIN_POSITIVE` and `gt |x| 0`; normal
+    /// `ge |x| MIN_POSITIVE` and `lt |x| inf`.
+    fn classify(self) -> FpCategory {
+        let k = self.x.classify();
+        let a = self.abs();
+        let (inf, tiny, zero) = (c(f64::INFINITY), c(f64::MIN_POSITIVE), c(0.0));
+        match k {
+            FpCategory::Nan => {
+                Var::decide(Op::Ne, self, self, true);
+            }
+            FpCategory::Infinite => {
+                Var::decide(Op::Eq, a, inf, true);
+            }
+            FpCategory::Zero => {
+                Var::decide(Op::Eq, self, zero, true);
+            }
+            FpCategory::Subnormal => {
+                Var::decide(Op::Lt, a, tiny, true);
+                Var::decide(Op::Gt, a, zero, true);
+            }
+            FpCategory::Normal => {
+                Var::decide(Op::Ge, a, tiny, true);
+                Var::decide(Op::Lt, a, inf, true);
+            }
+        }
+        k
+    }
+    /// IR `floor`.
+    fn floor(self) -> Var {
+        self.un(Op::Floor, self.x.floor())
+    }
+    /// IR `ceil`.
+    fn ceil(self) -> Var {
+        self.un(Op::Ceil, self.x.ceil())
+    }
+    /// IR `round` (half away from zero).
+    fn round(self) -> Var {
+        self.un(Op::Round, f64m::round(self.x))
+    }
+    /// IR `trunc`.
+    fn trunc(self) -> Var {
+        self.un(Op::Trunc, self.x.trunc())
+    }
+    /// `x − trunc(x)`.
+    fn fract(self) -> Var {
+        self - self.trunc()
+    }
+    /// IR `abs`.
+    fn abs(self) -> Var {
+        self.un(Op::Abs, self.x.abs())
+    }
+    /// Branch-free: `select(ne x x, x, copysign(1, x))` (NaN for NaN, ±1 by the sign
+    /// bit otherwise, so `signum(-0.0) = -1`, like `f64::signum`).
+    fn signum(self) -> Var {
+        let s = c(1.0).copysign(self);
+        if self.node.is_none() {
+            return if self.x.is_nan() { self } else { s };
+        }
+        let x = if self.x.is_nan() { self.x } else { s.x };
+        with_ctx(|ctx| {
+            let gen = ctx.generation;
+            let vals = ctx.values_of(&[self, s])?;
+            let isnan = ctx.ins1(Op::Ne, &[vals[0], vals[0]])?;
+            let r = ctx.ins1(Op::Select, &[isnan, vals[0], vals[1]])?;
+            Some(Var {
+                x,
+                node: Some((gen, r)),
+            })
+        })
+        .flatten()
+        .unwrap_or(Var { x, node: self.node })
+    }
+    /// Guards `lt copysign(1, x), 0` is false (the sign bit, so −0.0 and −NaN count).
+    fn is_sign_positive(self) -> bool {
+        !self.is_sign_negative()
+    }
+    /// Guards `lt copysign(1, x), 0` (the sign bit, so −0.0 and −NaN count).
+    fn is_sign_negative(self) -> bool {
+        let s = c(1.0).copysign(self);
+        Var::decide(Op::Lt, s, c(0.0), self.x.is_sign_negative())
+    }
+    /// IR `fma` (one rounding).
+    fn mul_add(self, a: Var, b: Var) -> Var {
+        Var::record(Op::Fma, &[self, a, b], self.x.mul_add(a.x, b.x))
+    }
+    /// `1 / x`.
+    fn recip(self) -> Var {
+        c(1.0) / self
+    }
+    /// IR `powi`.
+    fn powi(self, n: i32) -> Var {
+        self.un(Op::Powi(n), f64m::powi(self.x, n))
+    }
+    /// IR `pow`.
+    fn powf(self, n: Var) -> Var {
+        self.bin(Op::Pow, n, f64m::pow(self.x, n.x))
+    }
+    /// IR `sqrt`.
+    fn sqrt(self) -> Var {
+        self.un(Op::Sqrt, self.x.sqrt())
+    }
+    /// IR `exp`.
+    fn exp(self) -> Var {
+        self.un(Op::Exp, f64m::exp(self.x))
+    }
+    /// `pow(2, x)`.
+    fn exp2(self) -> Var {
+        c(2.0).powf(self)
+    }
+    /// IR `log`.
+    fn ln(self) -> Var {
+        self.un(Op::Log, f64m::log(self.x))
+    }
+    /// `log(x) / log(base)`.
+    fn log(self, base: Var) -> Var {
+        self.ln() / base.ln()
+    }
+    /// `log(x) · log2(e)` (not exact at powers of two, unlike `f64::log2`).
+    fn log2(self) -> Var {
+        self.ln() * std::f64::consts::LOG2_E
+    }
+    /// `log(x) · log10(e)` (not exact at powers of ten, unlike `f64::log10`).
+    fn log10(self) -> Var {
+        self.ln() * std::f64::consts::LOG10_E
+    }
+    /// `x · (180/π)`, like `f64::to_degrees`.
+    fn to_degrees(self) -> Var {
+        self * (180.0f64 / std::f64::consts::PI)
+    }
+    /// `x · (π/180)`, like `f64::to_radians`.
+    fn to_radians(self) -> Var {
+        self * (std::f64::consts::PI / 180.0)
+    }
+    /// IR `max`: IEEE 754-2019 `maximum`, NaN-propagating (`f64::max` ignores NaN).
+    fn max(self, other: Var) -> Var {
+        self.bin(Op::Max, other, f64m::max(self.x, other.x))
+    }
+    /// IR `min`: IEEE 754-2019 `minimum`, NaN-propagating (`f64::min` ignores NaN).
+    fn min(self, other: Var) -> Var {
+        self.bin(Op::Min, other, f64m::min(self.x, other.x))
+    }
+    /// Branch-free `min(max(x, lo), hi)` (IEEE: a NaN bound gives NaN; no check that
+    /// `lo <= hi`).
+    fn clamp(self, lo: Var, hi: Var) -> Var {
+        Float::min(Float::max(self, lo), hi)
+    }
+    /// `max(x − y, 0)` (positive difference; NaN-propagating like C's `fdim`).
+    fn abs_sub(self, other: Var) -> Var {
+        Float::max(self - other, c(0.0))
+    }
+    /// `copysign(pow(|x|, 1/3), x)` (within an ulp or two of `f64::cbrt`; not exact at
+    /// perfect cubes).
+    fn cbrt(self) -> Var {
+        self.abs().powf(c(1.0 / 3.0)).copysign(self)
+    }
+    /// `sqrt(x·x + y·y)` (unscaled: overflows when |x| or |y| exceeds ~1e154, where
+    /// `f64::hypot` does not).
+    fn hypot(self, other: Var) -> Var {
+        (self * self + other * other).sqrt()
+    }
+    /// IR `sin`.
+    fn sin(self) -> Var {
+        self.un(Op::Sin, f64m::sin(self.x))
+    }
+    /// IR `cos`.
+    fn cos(self) -> Var {
+        self.un(Op::Cos, f64m::cos(self.x))
+    }
+    /// IR `tan`.
+    fn tan(self) -> Var {
+        self.un(Op::Tan, f64m::tan(self.x))
+    }
+    /// `atan2(x, sqrt((1 − x)(1 + x)))` (NaN outside [−1, 1]).
+    fn asin(self) -> Var {
+        self.atan2(((c(1.0) - self) * (c(1.0) + self)).sqrt())
+    }
+    /// `atan2(sqrt((1 − x)(1 + x)), x)` (NaN outside [−1, 1]).
+    fn acos(self) -> Var {
+        ((c(1.0) - self) * (c(1.0) + self)).sqrt().atan2(self)
+    }
+    /// `atan2(x, 1)`.
+    fn atan(self) -> Var {
+        self.atan2(c(1.0))
+    }
+    /// IR `atan2` (`self` is y, `other` is x).
+    fn atan2(self, other: Var) -> Var {
+        self.bin(Op::Atan2, other, f64m::atan2(self.x, other.x))
+    }
+    /// `(sin x, cos x)`.
+    fn sin_cos(self) -> (Var, Var) {
+        (self.sin(), self.cos())
+    }
+    /// IR `expm1`.
+    fn exp_m1(self) -> Var {
+        self.un(Op::Expm1, f64m::expm1(self.x))
+    }
+    /// IR `log1p`.
+    fn ln_1p(self) -> Var {
+        self.un(Op::Log1p, f64m::log1p(self.x))
+    }
+    /// `(expm1(x) − expm1(−x)) / 2` (accurate near 0; overflows for |x| > ~709.78, a
+    /// little before `f64::sinh`).
+    fn sinh(self) -> Var {
+        (self.exp_m1() - (-self).exp_m1()) * 0.5
+    }
+    /// `(exp(x) + exp(−x)) / 2` (overflows for |x| > ~709.78, a little before
+    /// `f64::cosh`).
+    fn cosh(self) -> Var {
+        (self.exp() + (-self).exp()) * 0.5
+    }
+    /// IR `tanh`.
+    fn tanh(self) -> Var {
+        self.un(Op::Tanh, f64m::tanh(self.x))
+    }
+    /// `copysign(log1p(a + a / (r + sqrt(1 + r²))), x)` with `a = |x|`, `r = 1/a` — the
+    /// formula `f64::asinh` uses (with `hypot(1, r)` written as a square root).
+    fn asinh(self) -> Var {
+        let a = self.abs();
+        let r = a.recip();
+        (a + a / (r + (c(1.0) + r * r).sqrt()))
+            .ln_1p()
+            .copysign(self)
+    }
+    /// `log1p(t + sqrt(t)·sqrt(x + 1))` with `t = x − 1` (NaN below 1).
+    fn acosh(self) -> Var {
+        let t = self - 1.0;
+        (t + t.sqrt() * (self + 1.0).sqrt()).ln_1p()
+    }
+    /// `log1p(2x / (1 − x)) / 2`, the formula `f64::atanh` uses.
+    fn atanh(self) -> Var {
+        ((self * 2.0) / (c(1.0) - self)).ln_1p() * 0.5
+    }
+    /// The example's decomposition; guards that `x` equals the example exactly.
+    fn integer_decode(self) -> (u64, i16, i8) {
+        self.pin_exact();
+        Float::integer_decode(self.x)
+    }
+    /// IR `copysign`.
+    fn copysign(self, sign: Var) -> Var {
+        self.bin(Op::Copysign, sign, self.x.copysign(sign.x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untraced_vars_are_plain_numbers() {
+        let a = Var::constant(2.0);
+        let b = a * 3.0 + 1.0;
+        assert_eq!(b.value(), 7.0);
+        assert!(!b.is_traced());
+        assert!(b > a);
+    }
+}
