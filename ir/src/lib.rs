@@ -4,18 +4,35 @@
 //! - [`op`]: the one list of operations, with their typing rules;
 //! - [`function`]: values, instructions, regions, functions and modules in arenas;
 //! - [`builder`]: a type-checked builder for functions, calls and loops;
-//! - [`math`]: the scalar semantics shared by the interpreter and the JIT.
+//! - [`math`]: the scalar semantics shared by the interpreter and the JIT;
+//! - [`print`], [`parse`]: the `.jir` text format (print → parse → print is the identity);
+//! - [`testgen`]: seeded random well-typed programs for property tests;
+//! - [`interp`]: the reference interpreter, the semantic ground truth;
+//! - [`trace`]: the tracer, recording generic `Float` code run on [`Var`];
+//! - [`verify`]: the verifier, which checks every structural, scoping and typing rule.
 
 pub mod builder;
 pub mod dot;
 pub mod function;
+pub mod interp;
 pub mod math;
 pub mod op;
+pub mod parse;
+pub mod print;
+pub mod testgen;
+pub mod trace;
 pub mod types;
+pub mod verify;
 
 pub use builder::{BuildError, FunctionBuilder};
 pub use function::{
     Function, Inst, InstData, Module, Region, RegionData, Value, ValueData, ValueDef,
 };
+pub use interp::{eval, eval_f64, eval_function, EvalError, Interpreter, Val};
 pub use op::{Bound, Constant, LoopBounds, Op, Signature, TypeError};
+pub use parse::{parse_function, parse_module, ParseError, ParseErrorKind};
+pub use print::{print_function, print_module};
+pub use testgen::{random_module, GenOptions};
+pub use trace::{trace, trace_scalar, TraceError, Var};
 pub use types::{ScalarType, Shape, Type};
+pub use verify::{verify_function, verify_module, VerifyError, VerifyErrorKind, VerifyErrors};

@@ -65,12 +65,7 @@ pub fn sanitize_ident(name: &str) -> String {
     for (i, &c) in chars.iter().enumerate() {
         let ok = match c {
             'A'..='Z' | 'a'..='z' | '0'..='9' | '_' => true,
-            '.' => {
-                i > 0
-                    && i + 1 < chars.len()
-                    && chars[i - 1] != '.'
-                    && chars[i + 1] != '.'
-            }
+            '.' => i > 0 && i + 1 < chars.len() && chars[i - 1] != '.' && chars[i + 1] != '.',
             _ => false,
         };
         out.push(if ok { c } else { '_' });
@@ -110,7 +105,7 @@ pub fn value_labels(f: &Function) -> SecondaryMap<Value, String> {
     let reserved: HashSet<&str> = bases.iter().map(String::as_str).collect();
     let mut used: HashSet<String> = HashSet::with_capacity(order.len());
     let mut next_suffix: HashMap<String, usize> = HashMap::new();
-    let mut labels = SecondaryMap::with_capacity(order.len());
+    let mut labels: SecondaryMap<Value, String> = SecondaryMap::with_capacity(order.len());
     for (&v, b) in order.iter().zip(&bases) {
         if !labels[v].is_empty() {
             continue; // a value listed twice (malformed IR): keep its first label

@@ -1,0 +1,658 @@
+//! Seeded random well-typed programs, for property tests across the workspace (text
+//! round trips, interpreter vs JIT, derivative checks, pass preservation).
+//!
+//! [`random_module`] turns a `u64` seed and [`GenOptions`] into a [`Module`]; the same
+//! seed and options always give the same module. Every instruction goes through
+//! [`FunctionBuilder`], so programs are well typed, and values are only used where they
+//! are in scope, so they verify. Guarantees:
+//!
+//! - the **last** function is the entry `@main`: `num_params` (at least 1) `f64`
+//!   parameters `%x0, %x1, ...`, and with `all_types` one more, trailing `i64`
+//!   parameter `%n`; it returns one or two `f64` results;
+//! - with `calls`, helpers `@h0`, `@h1`, ... (`f64` parameters, one or two `f64`
+//!   results) come first; `@main` and later helpers call earlier ones;
+//! - with `loops`, loops nest up to [`MAX_LOOP_DEPTH`] deep, carry one to three values
+//!   (rarely none), and run at most 5 trips each: bounds are small immediates, the
+//!   index of an enclosing loop (as start), or — only with `all_types`, in `@main` —
+//!   `min(%n, 4)` (as end), so any `%n` is safe;
+//! - no `guard` is ever generated, so evaluation never asks for a re-trace;
+//! - about a third of the instruction results are named (`%t3`), the rest print as
+//!   `%vN`; loop indices are `%iK`, carried values `%cK`, loop results `%rK`.
+//!
+//! With `smooth_only`, `@main` is infinitely differentiable in its `f64` inputs
+//! everywhere except on the switching surfaces of `select`s, and finite on all of ℝⁿ:
+//! only `add sub mul neg fma sin cos tanh sigmoid erf`, `powi` with exponent 0..=3,
+//! `exp` applied only to a bounded value (`exp(sin x)`, `exp(tanh x)`, ...), `div` only
+//! by `1 + y*y`, `select` on comparisons, and `f64` constants; with `all_types` also
+//! `i64` arithmetic, `i64` comparisons and `cast i64 → f64` (constant in the inputs), but
+//! no `f32` and no casts from floats. Loop-carried `f64` values often pass through
+//! `tanh`/`sin` so magnitudes stay moderate. Without `smooth_only` every op but `guard`
+//! may appear, and results may be `inf` or NaN (`log` of a negative, overflow, ...).
+
+use crate::builder::{BuildError, FunctionBuilder};
+use crate::function::{Module, Value};
+use crate::op::{Bound, Constant, LoopBounds, Op, Signature};
+use crate::types::{ScalarType, Type};
+use std::collections::HashSet;
+
+/// The deepest loop nesting the generator produces.
+pub const MAX_LOOP_DEPTH: usize = 2;
+
+/// What [`random_module`] may generate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenOptions {
+    /// Number of `f64` parameters of `@main` (at least 1 is used).
+    pub num_params: usize,
+    /// About how many instructions `@main` has (loop bodies included; helpers have
+    /// about a third as many).
+    pub num_insts: usize,
+    /// Generate (nested) loops with carried values.
+    pub loops: bool,
+    /// Generate helper functions and calls to them.
+    pub calls: bool,
+    /// Also use `f32`, `i64` and `bool` values: casts, comparisons, `select`, integer
+    /// arithmetic, and a trailing `i64` parameter `%n` of `@main` (a dynamic loop
+    /// bound). Never `guard`.
+    pub all_types: bool,
+    /// Only ops that are smooth and finite on all of ℝ (see the module docs), for
+    /// derivative tests.
+    pub smooth_only: bool,
+}
+
+impl Default for GenOptions {
+    /// Two parameters, about 16 instructions, loops and calls, `f64` only, every op.
+    fn default() -> Self {
+        GenOptions {
+            num_params: 2,
+            num_insts: 16,
+            loops: true,
+            calls: true,
+            all_types: false,
+            smooth_only: false,
+        }
+    }
+}
+
+/// A random well-typed, verifiable module for `seed`; the last function is `@main`.
+/// Deterministic: the same seed and options give the same module.
+pub fn random_module(seed: u64, opts: &GenOptions) -> Module {
+    let mut g = Gen {
+        rng: Rng(seed ^ 0x6a09_e667_f3bc_c909),
+        opts: opts.clone(),
+        scopes: Vec::new(),
+        indices: Vec::new(),
+        n_param: None,
+        helpers: Vec::new(),
+        budget: 0,
+        depth: 0,
+        counter: 0,
+        used: HashSet::new(),
+    };
+    let mut module = Module::new();
+    if opts.calls {
+        let count = 1 + g.rng.below(2);
+        for k in 0..count {
+            let f = g
+                .function(&format!("h{k}"), false)
+                .expect("testgen only builds well-typed instructions");
+            g.helpers.push((f.name.clone(), f.sig.clone()));
+            module.funcs.push(f);
+        }
+    }
+    let main = g
+        .function("main", true)
+        .expect("testgen only builds well-typed instructions");
+    module.funcs.push(main);
+    module
+}
+
+/// splitmix64: tiny, fast, good enough for test generation.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n == 0`).
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// True with probability `num/den`.
+    fn chance(&mut self, num: usize, den: usize) -> bool {
+        self.below(den) < num
+    }
+
+    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())].clone()
+    }
+}
+
+const SMOOTH_UNARY: &[Op] = &[Op::Neg, Op::Sin, Op::Cos, Op::Tanh, Op::Sigmoid, Op::Erf];
+const ALL_UNARY: &[Op] = &[
+    Op::Neg,
+    Op::Sqrt,
+    Op::Exp,
+    Op::Expm1,
+    Op::Log,
+    Op::Log1p,
+    Op::Sin,
+    Op::Cos,
+    Op::Tan,
+    Op::Tanh,
+    Op::Sigmoid,
+    Op::Erf,
+    Op::Abs,
+    Op::Floor,
+    Op::Ceil,
+    Op::Round,
+    Op::Trunc,
+];
+const SMOOTH_BINARY: &[Op] = &[Op::Add, Op::Sub, Op::Mul];
+const ALL_BINARY: &[Op] = &[
+    Op::Add,
+    Op::Sub,
+    Op::Mul,
+    Op::Div,
+    Op::Pow,
+    Op::Min,
+    Op::Max,
+    Op::Atan2,
+    Op::Copysign,
+];
+const BOUNDED: &[Op] = &[Op::Sin, Op::Cos, Op::Tanh, Op::Sigmoid, Op::Erf];
+const COMPARE: &[Op] = &[Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Eq, Op::Ne];
+const INT_OPS: &[Op] = &[Op::Add, Op::Sub, Op::Mul, Op::Min, Op::Max];
+const CONSTS: &[f64] = &[0.5, -1.5, 2.0, 0.25, 3.0, -0.75, 1.0, 0.1];
+
+struct Gen {
+    rng: Rng,
+    opts: GenOptions,
+    /// Values visible at the current point, innermost scope last.
+    scopes: Vec<Vec<Value>>,
+    /// Indices of the enclosing loops (small: in -1..=4), usable as loop starts.
+    indices: Vec<Value>,
+    /// `@main`'s `%n`, when it has one.
+    n_param: Option<Value>,
+    /// Functions generated so far, callable.
+    helpers: Vec<(String, Signature)>,
+    /// Instructions still to generate in the current function.
+    budget: usize,
+    depth: usize,
+    /// For fresh names.
+    counter: usize,
+    /// Values used as operands so far (to fold dead ends into the results).
+    used: HashSet<Value>,
+}
+
+type R<T> = Result<T, BuildError>;
+
+impl Gen {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}{}", self.counter)
+    }
+
+    /// Records `v` as visible; names about a third of them.
+    fn add(&mut self, b: &mut FunctionBuilder, v: Value) -> Value {
+        if self.rng.chance(1, 3) {
+            let name = self.fresh("t");
+            b.set_name(v, &name);
+        }
+        if let Some(s) = self.scopes.last_mut() {
+            s.push(v);
+        }
+        v
+    }
+
+    fn take(&mut self, n: usize) {
+        self.budget = self.budget.saturating_sub(n);
+    }
+
+    /// A visible value of type `ty`, biased towards recent ones.
+    fn pick(&mut self, b: &FunctionBuilder, ty: Type) -> Option<Value> {
+        let cands: Vec<Value> = self
+            .scopes
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&v| b.ty(v) == ty)
+            .collect();
+        if cands.is_empty() {
+            return None;
+        }
+        if self.rng.chance(1, 2) {
+            let k = cands.len().min(4);
+            Some(cands[cands.len() - 1 - self.rng.below(k)])
+        } else {
+            Some(self.rng.pick(&cands))
+        }
+    }
+
+    /// A visible `f64` value, creating a constant if there is none.
+    fn f64_val(&mut self, b: &mut FunctionBuilder) -> Value {
+        match self.pick(b, Type::F64) {
+            Some(v) => v,
+            None => {
+                let c = self.rng.pick(CONSTS);
+                let v = b.const_f64(c);
+                self.add(b, v)
+            }
+        }
+    }
+
+    fn ins1(&mut self, b: &mut FunctionBuilder, op: Op, args: &[Value]) -> R<Value> {
+        self.used.extend(args.iter().copied());
+        let v = b.ins1(op, args)?;
+        self.take(1);
+        Ok(self.add(b, v))
+    }
+
+    fn function(&mut self, name: &str, is_main: bool) -> R<crate::function::Function> {
+        let mut b = FunctionBuilder::new(name);
+        for (n, sig) in &self.helpers {
+            b.declare(n.clone(), sig.clone());
+        }
+        self.scopes = vec![Vec::new()];
+        self.used.clear();
+        self.indices.clear();
+        self.depth = 0;
+        self.n_param = None;
+        let nparams = if is_main {
+            self.opts.num_params.max(1)
+        } else {
+            1 + self.rng.below(2)
+        };
+        for k in 0..nparams {
+            let x = b.named_param(&format!("x{k}"), Type::F64);
+            self.scopes[0].push(x);
+        }
+        if is_main && self.opts.all_types {
+            let n = b.named_param("n", Type::I64);
+            self.scopes[0].push(n);
+            self.n_param = Some(n);
+        }
+        self.budget = if is_main {
+            self.opts.num_insts
+        } else {
+            (self.opts.num_insts / 3).max(2)
+        };
+        while self.budget > 0 {
+            self.step(&mut b)?;
+        }
+        let nres = 1 + self.rng.below(2);
+        let mut results = Vec::with_capacity(nres);
+        // The first result adds up the latest unused f64 values (at most four), so most
+        // of the program is live and the result depends on most inputs.
+        let dead_ends: Vec<Value> = self.scopes[0]
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&v| b.ty(v) == Type::F64 && !self.used.contains(&v))
+            .take(4)
+            .collect();
+        let mut acc: Option<Value> = None;
+        for v in dead_ends {
+            acc = Some(match acc {
+                None => v,
+                Some(a) => {
+                    let s = b.ins1(Op::Add, &[a, v])?;
+                    self.add(&mut b, s)
+                }
+            });
+        }
+        if let Some(v) = acc {
+            results.push(v);
+        }
+        while results.len() < nres {
+            let v = self.f64_val(&mut b);
+            results.push(v);
+        }
+        b.ret(&results)?;
+        b.finish()
+    }
+
+    fn step(&mut self, b: &mut FunctionBuilder) -> R<()> {
+        let c = self.rng.below(100);
+        if self.opts.loops && self.depth < MAX_LOOP_DEPTH && self.budget >= 3 && c < 12 {
+            return self.gen_loop(b);
+        }
+        if self.opts.calls && !self.helpers.is_empty() && (12..20).contains(&c) {
+            return self.gen_call(b);
+        }
+        if self.opts.all_types && (20..45).contains(&c) {
+            return self.gen_typed(b);
+        }
+        self.gen_float(b)
+    }
+
+    /// One `f64`-valued computation.
+    fn gen_float(&mut self, b: &mut FunctionBuilder) -> R<()> {
+        let smooth = self.opts.smooth_only;
+        match self.rng.below(9) {
+            0 | 1 => {
+                let x = self.f64_val(b);
+                let op = self.rng.pick(if smooth { SMOOTH_UNARY } else { ALL_UNARY });
+                self.ins1(b, op, &[x])?;
+            }
+            2 | 3 => {
+                let x = self.f64_val(b);
+                let y = self.f64_val(b);
+                let op = self
+                    .rng
+                    .pick(if smooth { SMOOTH_BINARY } else { ALL_BINARY });
+                self.ins1(b, op, &[x, y])?;
+            }
+            4 => {
+                let (x, y, z) = (self.f64_val(b), self.f64_val(b), self.f64_val(b));
+                self.ins1(b, Op::Fma, &[x, y, z])?;
+            }
+            5 => {
+                let x = self.f64_val(b);
+                let n = if smooth {
+                    self.rng.below(4) as i32
+                } else {
+                    self.rng.below(9) as i32 - 4
+                };
+                self.ins1(b, Op::Powi(n), &[x])?;
+            }
+            6 => {
+                // exp of a bounded value, or a division by 1 + y*y.
+                let x = self.f64_val(b);
+                if self.rng.chance(1, 2) {
+                    let op = self.rng.pick(BOUNDED);
+                    let u = self.ins1(b, op, &[x])?;
+                    self.ins1(b, Op::Exp, &[u])?;
+                } else {
+                    let y = self.f64_val(b);
+                    let yy = self.ins1(b, Op::Mul, &[y, y])?;
+                    let one = b.const_f64(1.0);
+                    self.take(1);
+                    let d = self.ins1(b, Op::Add, &[one, yy])?;
+                    self.ins1(b, Op::Div, &[x, d])?;
+                }
+            }
+            7 => {
+                let c = self.rng.pick(CONSTS);
+                let v = b.const_f64(c);
+                self.take(1);
+                self.add(b, v);
+            }
+            _ => {
+                let (x, y) = (self.f64_val(b), self.f64_val(b));
+                let op = self.rng.pick(COMPARE);
+                let c = self.ins1(b, op, &[x, y])?;
+                let (u, v) = (self.f64_val(b), self.f64_val(b));
+                self.ins1(b, Op::Select, &[c, u, v])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An `i64` value: a visible one, or a small constant.
+    fn i64_val(&mut self, b: &mut FunctionBuilder) -> Value {
+        match self.pick(b, Type::I64) {
+            Some(v) if self.rng.chance(3, 4) => v,
+            _ => {
+                let k = self.rng.below(7) as i64 - 3;
+                let v = b.constant(Constant::I64(k));
+                self.take(1);
+                self.add(b, v)
+            }
+        }
+    }
+
+    /// Computations over `i64`, `bool` and `f32` (only the smooth-safe ones under
+    /// `smooth_only`).
+    fn gen_typed(&mut self, b: &mut FunctionBuilder) -> R<()> {
+        let smooth = self.opts.smooth_only;
+        let choice = self.rng.below(if smooth { 3 } else { 7 });
+        match choice {
+            0 => {
+                let (x, y) = (self.i64_val(b), self.i64_val(b));
+                let op = self.rng.pick(INT_OPS);
+                self.ins1(b, op, &[x, y])?;
+            }
+            1 => {
+                let x = self.i64_val(b);
+                self.ins1(b, Op::Cast(ScalarType::F64), &[x])?;
+            }
+            2 => {
+                let (x, y) = (self.i64_val(b), self.i64_val(b));
+                let op = self.rng.pick(COMPARE);
+                let c = self.ins1(b, op, &[x, y])?;
+                let (u, v) = (self.f64_val(b), self.f64_val(b));
+                self.ins1(b, Op::Select, &[c, u, v])?;
+            }
+            3 => {
+                // f32: convert, compute, convert back.
+                let f32_ty = Type::F32;
+                let x = match self.pick(b, f32_ty) {
+                    Some(v) if self.rng.chance(1, 2) => v,
+                    _ => {
+                        let x = self.f64_val(b);
+                        self.ins1(b, Op::Cast(ScalarType::F32), &[x])?
+                    }
+                };
+                let y = if self.rng.chance(1, 2) {
+                    let op = self.rng.pick(ALL_UNARY);
+                    self.ins1(b, op, &[x])?
+                } else {
+                    let c = b.constant(Constant::F32(self.rng.pick(CONSTS) as f32));
+                    self.take(1);
+                    let op = self.rng.pick(ALL_BINARY);
+                    self.ins1(b, op, &[x, c])?
+                };
+                if self.rng.chance(1, 2) {
+                    self.ins1(b, Op::Cast(ScalarType::F64), &[y])?;
+                }
+            }
+            4 => {
+                let x = self.f64_val(b);
+                let to = self.rng.pick(&[ScalarType::I64, ScalarType::Bool]);
+                self.ins1(b, Op::Cast(to), &[x])?;
+            }
+            5 => {
+                // bool logic: eq/ne/select over bools, a bool constant, cast to f64.
+                let x = match self.pick(b, Type::BOOL) {
+                    Some(v) => v,
+                    None => {
+                        let v = b.constant(Constant::Bool(self.rng.chance(1, 2)));
+                        self.take(1);
+                        self.add(b, v)
+                    }
+                };
+                let y = self.pick(b, Type::BOOL).unwrap_or(x);
+                let op = self.rng.pick(&[Op::Eq, Op::Ne]);
+                let c = self.ins1(b, op, &[x, y])?;
+                let s = self.ins1(b, Op::Select, &[c, y, x])?;
+                self.ins1(b, Op::Cast(ScalarType::F64), &[s])?;
+            }
+            _ => {
+                let (x, y) = (self.f64_val(b), self.f64_val(b));
+                let op = self.rng.pick(COMPARE);
+                let c = self.ins1(b, op, &[x, y])?;
+                self.ins1(b, Op::Cast(ScalarType::F64), &[c])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn gen_call(&mut self, b: &mut FunctionBuilder) -> R<()> {
+        let k = self.rng.below(self.helpers.len());
+        let (name, sig) = self.helpers[k].clone();
+        let mut args = Vec::with_capacity(sig.params.len());
+        for &t in &sig.params {
+            let v = match self.pick(b, t) {
+                Some(v) => v,
+                None => self.f64_val(b),
+            };
+            args.push(v);
+        }
+        self.used.extend(args.iter().copied());
+        let results = b.call(&name, &args)?;
+        self.take(1);
+        for v in results {
+            self.add(b, v);
+        }
+        Ok(())
+    }
+
+    fn gen_loop(&mut self, b: &mut FunctionBuilder) -> R<()> {
+        let mut dyn_bounds = Vec::new();
+        // Trip counts stay at most 5: starts are in -1..=4, ends at most 4 when the
+        // start is dynamic, and at most start + 5 when it is an immediate.
+        let start = if !self.indices.is_empty() && self.rng.chance(1, 4) {
+            let i = self.rng.pick(&self.indices.clone());
+            dyn_bounds.push(i);
+            None
+        } else {
+            Some(self.rng.below(3) as i64 - 1)
+        };
+        let use_n = self.n_param.is_some() && self.rng.chance(1, 3);
+        let end = if use_n {
+            if let Some(n) = self.n_param {
+                let four = b.constant(Constant::I64(4));
+                let m = b.ins1(Op::Min, &[n, four])?;
+                self.take(2);
+                dyn_bounds.push(m);
+            }
+            Bound::Dyn
+        } else {
+            match start {
+                Some(s) => Bound::Imm(s + self.rng.below(6) as i64),
+                None => Bound::Imm(self.rng.below(5) as i64),
+            }
+        };
+        let bounds = LoopBounds {
+            start: start.map_or(Bound::Dyn, Bound::Imm),
+            end,
+        };
+        let ncarried = if self.rng.chance(1, 10) {
+            0
+        } else {
+            1 + self.rng.below(3)
+        };
+        let mut inits = Vec::with_capacity(ncarried);
+        for _ in 0..ncarried {
+            let v = if self.opts.all_types && !self.opts.smooth_only && self.rng.chance(1, 4) {
+                let ty = self.rng.pick(&[Type::I64, Type::BOOL, Type::F32]);
+                match self.pick(b, ty) {
+                    Some(v) => v,
+                    None => self.f64_val(b),
+                }
+            } else {
+                self.f64_val(b)
+            };
+            inits.push(v);
+        }
+        self.take(1);
+        self.used.extend(dyn_bounds.iter().chain(&inits).copied());
+        let results = b.build_loop(bounds, &dyn_bounds, &inits, |b, i, carried| {
+            self.loop_body(b, i, carried)
+        })?;
+        for v in results {
+            let name = self.fresh("r");
+            b.set_name(v, &name);
+            if let Some(s) = self.scopes.last_mut() {
+                s.push(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn loop_body(&mut self, b: &mut FunctionBuilder, i: Value, carried: &[Value]) -> R<Vec<Value>> {
+        let name = self.fresh("i");
+        b.set_name(i, &name);
+        let mut scope = vec![i];
+        for &c in carried {
+            let name = self.fresh("c");
+            b.set_name(c, &name);
+            scope.push(c);
+        }
+        self.scopes.push(scope);
+        self.indices.push(i);
+        self.depth += 1;
+        let outer_budget = self.budget;
+        let n = (1 + self.rng.below(5)).min(outer_budget.max(1));
+        self.budget = n;
+        let mut result = Ok(());
+        while self.budget > 0 && result.is_ok() {
+            result = self.step(b);
+        }
+        let used = n;
+        let mut next = Vec::with_capacity(carried.len());
+        if result.is_ok() {
+            for &c in carried {
+                let ty = b.ty(c);
+                let inner: Vec<Value> = self
+                    .scopes
+                    .last()
+                    .map(|s| s.iter().copied().filter(|&v| b.ty(v) == ty).collect())
+                    .unwrap_or_default();
+                let mut v = if !inner.is_empty() && self.rng.chance(3, 4) {
+                    inner[inner.len() - 1 - self.rng.below(inner.len().min(3))]
+                } else {
+                    self.pick(b, ty).unwrap_or(c)
+                };
+                if ty == Type::F64 && self.opts.smooth_only && self.rng.chance(2, 3) {
+                    let op = self.rng.pick(&[Op::Tanh, Op::Sin]);
+                    match b.ins1(op, &[v]) {
+                        Ok(w) => v = w,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                self.used.insert(v);
+                next.push(v);
+            }
+        }
+        self.depth -= 1;
+        self.indices.pop();
+        self.scopes.pop();
+        self.budget = outer_budget.saturating_sub(used);
+        result.map(|()| next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_ends_with_main() {
+        for seed in 0..20 {
+            for opts in [
+                GenOptions::default(),
+                GenOptions {
+                    all_types: true,
+                    ..GenOptions::default()
+                },
+                GenOptions {
+                    smooth_only: true,
+                    all_types: true,
+                    ..GenOptions::default()
+                },
+            ] {
+                let a = random_module(seed, &opts);
+                let b = random_module(seed, &opts);
+                assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                let main = a.funcs.last().unwrap();
+                assert_eq!(main.name, "main");
+                assert!(main.sig.results.iter().all(|&t| t == Type::F64));
+                assert!(!main.sig.results.is_empty());
+            }
+        }
+    }
+}
