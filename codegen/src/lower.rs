@@ -1,0 +1,706 @@
+//! Lowering jitad IR to Cranelift IR: one flat `match` over [`Op`].
+//!
+//! Every generated function (an IR function, one chunk of it, or a chunk driver) has the
+//! ABI of [`crate::EntryFn`]: `(args, results, workspace) -> status`, pointers to
+//! 8-byte slots. Values come from three places:
+//!
+//! - SSA values computed in this Cranelift function (`vals`);
+//! - function parameters, loaded from the argument buffer where they are used;
+//! - values of earlier chunks, loaded from their workspace slot where they are used.
+//!
+//! A load is emitted at every use (not once per function), so nothing forces a
+//! parameter to live from the entry to its last use. Cranelift's redundant-load
+//! elimination (part of its e-graph pass) still merges loads of one address with no
+//! store in between, so in practice a parameter is loaded once per chunk (chunk stores
+//! separate the rest). Inside a loop, the memory-backed values the body reads are loaded
+//! once before the loop (hoisted).
+//!
+//! Op by op (the semantics are those documented on [`Op`]):
+//!
+//! | op | lowering |
+//! |---|---|
+//! | add sub mul div fma sqrt floor ceil trunc copysign | the Cranelift instruction (`iadd`, `isub`, `imul` for i64) |
+//! | neg abs | `bxor`/`band` with a sign-mask constant shared by the whole function (Cranelift's `fneg`/`fabs` rematerialise the mask, 15 bytes, at every use); `ineg`/`iabs` for i64 |
+//! | min max | `fmin`/`fmax` (IEEE 754-2019 minimum/maximum, like ours), with NaN results replaced by the canonical NaN that `math::min`/`max` return; `smin`/`smax` for i64 |
+//! | round | exact sequence: `t = trunc x; t + copysign(1, x)` if `abs(x - t) >= 0.5`, else `t` |
+//! | powi n | the square-and-multiply of `math::powi`, unrolled at compile time in the same order |
+//! | exp expm1 log log1p sin cos tan tanh sigmoid erf pow atan2 | calls to `jitad_ir::math::{f64m,f32m}` |
+//! | lt le gt ge eq ne | `fcmp`/`icmp` (NaN: false, `ne` true), `bool` is an `i8` 0/1 |
+//! | select | `select` |
+//! | cast | Rust `as`: `fcvt_to_sint_sat`, `fcvt_from_sint`, `fpromote`/`fdemote`; to bool `x != 0` |
+//! | guard | branch to a cold exit returning the guard's status |
+//! | call | arguments and results through a stack slot, a direct call, status check |
+//! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end` |
+
+use crate::error::CompileError;
+use crate::plan::{nested_insts, FnPlan, IdMap};
+use cranelift_codegen::ir::{
+    self as cl, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, InstBuilder, MemFlagsData,
+    StackSlotData, StackSlotKind,
+};
+use cranelift_frontend::FunctionBuilder;
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Module as _};
+use jitad_ir::{Bound, Constant, Function, Inst, Op, ScalarType, Value, ValueDef};
+use std::collections::HashMap;
+
+/// Where a guard lives, for [`crate::CallError::GuardFailed`]. Status `k >= 1` returned
+/// by compiled code means guard `k - 1` of the module's guard table failed.
+#[derive(Clone, Debug)]
+pub(crate) struct GuardInfo {
+    /// The function.
+    pub func: String,
+    /// Its ordinal among the function's guards, in program order.
+    pub ordinal: usize,
+}
+
+/// Module-wide facts shared by every function's lowering.
+pub(crate) struct ModuleCx<'a> {
+    /// Function index by name.
+    pub by_name: HashMap<&'a str, usize>,
+    /// Plans, by function index (`None` for unreachable functions).
+    pub plans: Vec<Option<FnPlan>>,
+    /// The Cranelift function implementing each IR function (its driver if chunked).
+    pub main_ids: Vec<Option<FuncId>>,
+    /// The imported runtime functions, by [`crate::runtime::symbols`] index.
+    pub rt_ids: Vec<Option<FuncId>>,
+    /// Every guard lowered so far.
+    pub guards: Vec<GuardInfo>,
+    /// The pointer type.
+    pub ptr: cl::Type,
+}
+
+/// The Cranelift type of a scalar (`bool` is an `i8` holding 0 or 1).
+pub(crate) fn cl_ty(t: ScalarType) -> cl::Type {
+    match t {
+        ScalarType::F64 => types::F64,
+        ScalarType::F32 => types::F32,
+        ScalarType::I64 => types::I64,
+        ScalarType::Bool => types::I8,
+    }
+}
+
+/// The signature every generated function has: `(args, results, ws) -> status`.
+pub(crate) fn abi_signature(module: &JITModule) -> cl::Signature {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..3 {
+        sig.params.push(cl::AbiParam::new(ptr));
+    }
+    sig.returns.push(cl::AbiParam::new(types::I32));
+    sig
+}
+
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+fn block_args(vs: &[cl::Value]) -> Vec<BlockArg> {
+    vs.iter().map(|&v| v.into()).collect()
+}
+
+enum Flow {
+    Next,
+    Yield(Vec<cl::Value>),
+    Returned,
+}
+
+/// Lowers one generated function: chunk `chunk` of IR function `fi`.
+pub(crate) struct Lower<'a, 'b> {
+    cx: &'a mut ModuleCx<'b>,
+    module: &'a mut JITModule,
+    f: &'b Function,
+    plan: &'a FnPlan,
+    chunk: usize,
+    b: FunctionBuilder<'a>,
+    vals: IdMap<Value, cl::Value>,
+    frefs: IdMap<FuncId, cl::FuncRef>,
+    args_ptr: cl::Value,
+    res_ptr: cl::Value,
+    ws_ptr: cl::Value,
+    /// Cold block returning its `i32` parameter (guard failures, callee failures).
+    exit: Option<cl::Block>,
+    guard_ordinal: &'a mut usize,
+}
+
+impl<'a, 'b> Lower<'a, 'b> {
+    /// Sets up the entry block of `b` for chunk `chunk` of `f`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cx: &'a mut ModuleCx<'b>,
+        module: &'a mut JITModule,
+        f: &'b Function,
+        plan: &'a FnPlan,
+        chunk: usize,
+        mut b: FunctionBuilder<'a>,
+        guard_ordinal: &'a mut usize,
+    ) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        Lower {
+            cx,
+            module,
+            f,
+            plan,
+            chunk,
+            b,
+            vals: IdMap::default(),
+            frefs: IdMap::default(),
+            args_ptr: p[0],
+            res_ptr: p[1],
+            ws_ptr: p[2],
+            exit: None,
+            guard_ordinal,
+        }
+    }
+
+    fn i(&mut self) -> cranelift_frontend::FuncInstBuilder<'_, 'a> {
+        self.b.ins()
+    }
+
+    fn err(&self, message: impl Into<String>) -> CompileError {
+        CompileError::InvalidIr {
+            func: self.f.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Lowers the chunk's top-level instructions and finishes the function.
+    pub(crate) fn lower_chunk(mut self) -> Result<(), CompileError> {
+        let top = &self.f.regions[self.f.body].insts;
+        let range = self.plan.chunks[self.chunk].clone();
+        let mut returned = false;
+        for &inst in &top[range] {
+            match self.lower_inst(inst)? {
+                Flow::Next => {}
+                Flow::Returned => {
+                    returned = true;
+                    break;
+                }
+                Flow::Yield(_) => return Err(self.err(format!("`yield` at top level ({inst})"))),
+            }
+            // Values later chunks read go to their workspace slots right away, and
+            // values the function returns straight to the results buffer.
+            for &r in &self.f.insts[inst].results {
+                if let Some(&s) = self.plan.slot.get(&r) {
+                    let v = self.vals[&r];
+                    let ws = self.ws_ptr;
+                    self.b.ins().store(trusted(), v, ws, 8 * s as i32);
+                }
+                if let Some(ps) = self.plan.early_ret.get(&r) {
+                    let v = self.vals[&r];
+                    let t = self.scalar(r)?;
+                    for &p in ps {
+                        self.store_result(t, v, p as usize);
+                    }
+                }
+            }
+        }
+        if !returned {
+            let z = self.b.ins().iconst(types::I32, 0);
+            self.b.ins().return_(&[z]);
+        }
+        self.finish()
+    }
+
+    /// Builds the driver of a chunked function: calls each chunk in order.
+    pub(crate) fn lower_driver(mut self, chunks: &[FuncId]) -> Result<(), CompileError> {
+        for &id in chunks {
+            let fref = self.func_ref(id);
+            let (a, r, w) = (self.args_ptr, self.res_ptr, self.ws_ptr);
+            let call = self.b.ins().call(fref, &[a, r, w]);
+            let st = self.b.inst_results(call)[0];
+            self.check_status(st);
+        }
+        let z = self.b.ins().iconst(types::I32, 0);
+        self.b.ins().return_(&[z]);
+        self.finish()
+    }
+
+    fn finish(mut self) -> Result<(), CompileError> {
+        if let Some(exit) = self.exit {
+            self.b.switch_to_block(exit);
+            let st = self.b.block_params(exit)[0];
+            self.b.ins().return_(&[st]);
+        }
+        self.b.seal_all_blocks();
+        let config = self.module.target_config();
+        self.b.finalize(config);
+        Ok(())
+    }
+
+    fn exit_block(&mut self) -> cl::Block {
+        if let Some(b) = self.exit {
+            return b;
+        }
+        let b = self.b.create_block();
+        self.b.append_block_param(b, types::I32);
+        self.b.set_cold_block(b);
+        self.exit = Some(b);
+        b
+    }
+
+    /// Returns `st` from the function when it is nonzero.
+    fn check_status(&mut self, st: cl::Value) {
+        let exit = self.exit_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(st, exit, &block_args(&[st]), cont, &[]);
+        self.b.switch_to_block(cont);
+    }
+
+    fn func_ref(&mut self, id: FuncId) -> cl::FuncRef {
+        if let Some(&r) = self.frefs.get(&id) {
+            return r;
+        }
+        let r = self.module.declare_func_in_func(id, self.b.func);
+        self.frefs.insert(id, r);
+        r
+    }
+
+    fn scalar(&self, v: Value) -> Result<ScalarType, CompileError> {
+        self.f
+            .values
+            .get(v)
+            .and_then(|d| d.ty.scalar())
+            .ok_or_else(|| self.err(format!("{v} is not a scalar value")))
+    }
+
+    fn load(&mut self, t: ScalarType, base: cl::Value, off: i32) -> cl::Value {
+        self.b.ins().load(cl_ty(t), trusted(), base, off)
+    }
+
+    /// Stores result `i`; results are whole 8-byte slots, so bools are widened to 0/1.
+    fn store_result(&mut self, t: ScalarType, x: cl::Value, i: usize) {
+        let x = if t == ScalarType::Bool {
+            self.b.ins().uextend(types::I64, x)
+        } else {
+            x
+        };
+        let base = self.res_ptr;
+        self.b.ins().store(trusted(), x, base, 8 * i as i32);
+    }
+
+    /// True if `v` lives in memory here (a parameter, or a value of an earlier chunk).
+    fn is_mem(&self, v: Value) -> bool {
+        match self.f.values.get(v).map(|d| d.def) {
+            Some(ValueDef::Param(r, _)) => r == self.f.body,
+            Some(ValueDef::Result(..)) => self.plan.home.get(&v).is_some_and(|&h| h < self.chunk),
+            None => false,
+        }
+    }
+
+    /// The Cranelift value of `v`, loading memory-backed values afresh.
+    fn get(&mut self, v: Value) -> Result<cl::Value, CompileError> {
+        if let Some(&x) = self.vals.get(&v) {
+            return Ok(x);
+        }
+        let t = self.scalar(v)?;
+        match self.f.values[v].def {
+            ValueDef::Param(r, i) if r == self.f.body => {
+                let base = self.args_ptr;
+                Ok(self.load(t, base, 8 * i as i32))
+            }
+            _ if self.is_mem(v) => {
+                let s = self.plan.slot[&v];
+                let base = self.ws_ptr;
+                Ok(self.load(t, base, 8 * s as i32))
+            }
+            _ => Err(self.err(format!("{v} is used where it is not defined"))),
+        }
+    }
+
+    fn args(&mut self, inst: Inst) -> Result<Vec<cl::Value>, CompileError> {
+        let f = self.f;
+        f.insts[inst].args.iter().map(|&v| self.get(v)).collect()
+    }
+
+    fn fconst(&mut self, t: ScalarType, v: f64) -> cl::Value {
+        match t {
+            ScalarType::F32 => self.b.ins().f32const(v as f32),
+            _ => self.b.ins().f64const(v),
+        }
+    }
+
+    fn rt_call(
+        &mut self,
+        op: &Op,
+        t: ScalarType,
+        args: &[cl::Value],
+    ) -> Result<cl::Value, CompileError> {
+        let id = crate::runtime::rt_index(op, t)
+            .and_then(|i| self.cx.rt_ids.get(i).copied().flatten())
+            .ok_or_else(|| self.err(format!("no runtime function for `{op}` at {t}")))?;
+        let fref = self.func_ref(id);
+        let call = self.b.ins().call(fref, args);
+        Ok(self.b.inst_results(call)[0])
+    }
+
+    fn lower_seq(&mut self, insts: &[Inst]) -> Result<Flow, CompileError> {
+        for &inst in insts {
+            match self.lower_inst(inst)? {
+                Flow::Next => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn define(&mut self, inst: Inst, outs: &[cl::Value]) -> Result<(), CompileError> {
+        let rs = &self.f.insts[inst].results;
+        if rs.len() != outs.len() {
+            return Err(self.err(format!(
+                "{inst} has {} results, lowering made {}",
+                rs.len(),
+                outs.len()
+            )));
+        }
+        for (&r, &o) in rs.iter().zip(outs) {
+            self.vals.insert(r, o);
+        }
+        Ok(())
+    }
+
+    fn lower_inst(&mut self, inst: Inst) -> Result<Flow, CompileError> {
+        let f = self.f;
+        let d = &f.insts[inst];
+        // Ops whose operands need special handling come first.
+        match &d.op {
+            Op::Ret => {
+                // One value at a time: a gradient returns thousands of values, mostly
+                // re-loaded from memory; loading them all first would make them all
+                // live at once.
+                for (i, &v) in d.args.iter().enumerate() {
+                    if self.plan.early_ret.contains_key(&v) {
+                        continue; // stored by its defining chunk
+                    }
+                    let x = self.get(v)?;
+                    let t = self.scalar(v)?;
+                    self.store_result(t, x, i);
+                }
+                let z = self.b.ins().iconst(types::I32, 0);
+                self.b.ins().return_(&[z]);
+                return Ok(Flow::Returned);
+            }
+            Op::Yield => return Ok(Flow::Yield(self.args(inst)?)),
+            Op::Loop(bounds) => return self.lower_loop(inst, *bounds).map(|()| Flow::Next),
+            Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
+            Op::Const(c) => {
+                let v = match *c {
+                    Constant::F64(v) => self.b.ins().f64const(v),
+                    Constant::F32(v) => self.b.ins().f32const(v),
+                    Constant::I64(v) => self.b.ins().iconst(types::I64, v),
+                    Constant::Bool(v) => self.b.ins().iconst(types::I8, i64::from(v)),
+                };
+                self.define(inst, &[v])?;
+                return Ok(Flow::Next);
+            }
+            _ => {}
+        }
+        let a = self.args(inst)?;
+        let Some(&a0) = d.args.first() else {
+            return Err(self.err(format!("{inst}: `{}` without operands", d.op)));
+        };
+        let t = self.scalar(a0)?;
+        let fl = t.is_float();
+        let x = a[0];
+        let y = a.get(1).copied().unwrap_or(x);
+        let out = match &d.op {
+            Op::Add if fl => self.i().fadd(x, y),
+            Op::Add => self.i().iadd(x, y),
+            Op::Sub if fl => self.i().fsub(x, y),
+            Op::Sub => self.i().isub(x, y),
+            Op::Mul if fl => self.i().fmul(x, y),
+            Op::Mul => self.i().imul(x, y),
+            Op::Div => self.i().fdiv(x, y),
+            Op::Neg if fl => {
+                // `bxor` with a shared -0.0 value: the sign mask is one CLIF value kept
+                // in a register, where `fneg` rematerialises it (movabs + movq, 15
+                // bytes) at every use.
+                let mask = self.fconst(t, -0.0);
+                self.i().bxor(x, mask)
+            }
+            Op::Neg => self.i().ineg(x),
+            Op::Fma => self.i().fma(x, y, a[2]),
+            Op::Sqrt => self.i().sqrt(x),
+            Op::Abs if fl => {
+                // `band` with a shared mask, for the reason given at `neg`.
+                let mask = match t {
+                    ScalarType::F32 => self.i().f32const(f32::from_bits(0x7fff_ffff)),
+                    _ => self.i().f64const(f64::from_bits(0x7fff_ffff_ffff_ffff)),
+                };
+                self.i().band(x, mask)
+            }
+            Op::Abs => self.i().iabs(x),
+            Op::Floor => self.i().floor(x),
+            Op::Ceil => self.i().ceil(x),
+            Op::Trunc => self.i().trunc(x),
+            Op::Copysign => self.i().fcopysign(x, y),
+            Op::Min | Op::Max if fl => {
+                let m = if d.op == Op::Min {
+                    self.i().fmin(x, y)
+                } else {
+                    self.i().fmax(x, y)
+                };
+                // Cranelift returns one operand's (quieted) NaN; ours is canonical.
+                let uno = self.i().fcmp(FloatCC::Unordered, x, y);
+                let nan = self.fconst(t, f64::NAN);
+                self.i().select(uno, nan, m)
+            }
+            Op::Min => self.i().smin(x, y),
+            Op::Max => self.i().smax(x, y),
+            Op::Round => {
+                // Exact for every input: x - trunc(x) is exact, so the test sees the
+                // true fraction (no 0.49999999999999994 + 0.5 double rounding).
+                let tr = self.i().trunc(x);
+                let frac = self.i().fsub(x, tr);
+                let af = self.i().fabs(frac);
+                let half = self.fconst(t, 0.5);
+                let ge = self.i().fcmp(FloatCC::GreaterThanOrEqual, af, half);
+                let one = self.fconst(t, 1.0);
+                let s = self.i().fcopysign(one, x);
+                let up = self.i().fadd(tr, s);
+                self.i().select(ge, up, tr)
+            }
+            Op::Powi(n) => self.powi(t, x, *n),
+            Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Pow
+            | Op::Atan2 => self.rt_call(&d.op, t, &a)?,
+            Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => {
+                let (fc, ic) = match d.op {
+                    Op::Lt => (FloatCC::LessThan, IntCC::SignedLessThan),
+                    Op::Le => (FloatCC::LessThanOrEqual, IntCC::SignedLessThanOrEqual),
+                    Op::Gt => (FloatCC::GreaterThan, IntCC::SignedGreaterThan),
+                    Op::Ge => (FloatCC::GreaterThanOrEqual, IntCC::SignedGreaterThanOrEqual),
+                    Op::Eq => (FloatCC::Equal, IntCC::Equal),
+                    _ => (FloatCC::NotEqual, IntCC::NotEqual),
+                };
+                if fl {
+                    self.i().fcmp(fc, x, y)
+                } else {
+                    self.i().icmp(ic, x, y)
+                }
+            }
+            Op::Select => self.i().select(x, y, a[2]),
+            Op::Cast(to) => self.cast(t, *to, x),
+            Op::Guard => {
+                self.cx.guards.push(GuardInfo {
+                    func: f.name.clone(),
+                    ordinal: *self.guard_ordinal,
+                });
+                *self.guard_ordinal += 1;
+                let status = i64::try_from(self.cx.guards.len())
+                    .ok()
+                    .filter(|&s| s <= i64::from(i32::MAX))
+                    .ok_or_else(|| self.err("too many guards"))?;
+                let st = self.i().iconst(types::I32, status);
+                let exit = self.exit_block();
+                let cont = self.b.create_block();
+                self.b.ins().brif(x, cont, &[], exit, &block_args(&[st]));
+                self.b.switch_to_block(cont);
+                return Ok(Flow::Next);
+            }
+            Op::Const(_) | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => {
+                return Err(self.err(format!("{inst}: unexpected `{}`", d.op)))
+            }
+        };
+        self.define(inst, &[out])?;
+        Ok(Flow::Next)
+    }
+
+    /// `math::powi`'s square-and-multiply, unrolled for the immediate `n`. The first
+    /// multiplication there is `1.0 * base`, which is `base` exactly.
+    fn powi(&mut self, t: ScalarType, x: cl::Value, n: i32) -> cl::Value {
+        let mut e = n.unsigned_abs();
+        let mut base = x;
+        let mut acc: Option<cl::Value> = None;
+        while e != 0 {
+            if e & 1 == 1 {
+                acc = Some(match acc {
+                    None => base,
+                    Some(a) => self.b.ins().fmul(a, base),
+                });
+            }
+            e >>= 1;
+            if e != 0 {
+                base = self.b.ins().fmul(base, base);
+            }
+        }
+        let acc = match acc {
+            Some(a) => a,
+            None => self.fconst(t, 1.0),
+        };
+        if n < 0 {
+            let one = self.fconst(t, 1.0);
+            self.b.ins().fdiv(one, acc)
+        } else {
+            acc
+        }
+    }
+
+    /// `cast` with Rust `as` semantics.
+    fn cast(&mut self, from: ScalarType, to: ScalarType, x: cl::Value) -> cl::Value {
+        use ScalarType as S;
+        match (from, to) {
+            _ if from == to => x,
+            (S::F64, S::F32) => self.b.ins().fdemote(types::F32, x),
+            (S::F32, S::F64) => self.b.ins().fpromote(types::F64, x),
+            (S::F64 | S::F32, S::I64) => self.b.ins().fcvt_to_sint_sat(types::I64, x),
+            (S::I64, S::F64 | S::F32) => self.b.ins().fcvt_from_sint(cl_ty(to), x),
+            (S::Bool, S::I64) => self.b.ins().uextend(types::I64, x),
+            (S::Bool, S::F64 | S::F32) => {
+                let one = self.fconst(to, 1.0);
+                let zero = self.fconst(to, 0.0);
+                self.b.ins().select(x, one, zero)
+            }
+            (S::F64 | S::F32, S::Bool) => {
+                // `x != 0`: true for NaN, false for ±0.
+                let zero = self.fconst(from, 0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+            }
+            (S::I64, S::Bool) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+            // Same-type casts are caught by the first arm.
+            (S::F64, S::F64) | (S::F32, S::F32) | (S::I64, S::I64) | (S::Bool, S::Bool) => x,
+        }
+    }
+
+    fn lower_call(&mut self, inst: Inst, name: &str) -> Result<(), CompileError> {
+        let f = self.f;
+        let d = &f.insts[inst];
+        let ci = *self
+            .cx
+            .by_name
+            .get(name)
+            .ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
+        let id =
+            self.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
+        let n = d.args.len();
+        let m = d.results.len();
+        let size = 8 * (n + m).max(1) as u64;
+        let ptr = self.cx.ptr;
+        let ws = self.ws_ptr;
+        // Small frames on the stack; large ones in this function's workspace frame,
+        // never on the machine stack.
+        let base = if size <= crate::plan::MAX_STACK_FRAME {
+            let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                size as u32,
+                3,
+            ));
+            self.b.ins().stack_addr(ptr, ss, 0)
+        } else {
+            let k = self.b.ins().iconst(ptr, self.plan.frame_offset as i64);
+            self.b.ins().iadd(ws, k)
+        };
+        // Arguments one at a time, so memory-backed ones are never all live at once.
+        for (i, &v) in d.args.iter().enumerate() {
+            let x = self.get(v)?;
+            self.b.ins().store(trusted(), x, base, 8 * i as i32);
+        }
+        let res = self.b.ins().iadd_imm_s(base, 8 * n as i64);
+        let own = self.plan.own_bytes as i64;
+        let cws = if own > 0 {
+            let k = self.b.ins().iconst(ptr, own);
+            self.b.ins().iadd(ws, k)
+        } else {
+            ws
+        };
+        let fref = self.func_ref(id);
+        let call = self.b.ins().call(fref, &[base, res, cws]);
+        let st = self.b.inst_results(call)[0];
+        self.check_status(st);
+        let mut outs = Vec::with_capacity(m);
+        for (i, &r) in d.results.iter().enumerate() {
+            let t = self.scalar(r)?;
+            outs.push(self.load(t, res, 8 * i as i32));
+        }
+        self.define(inst, &outs)
+    }
+
+    fn lower_loop(&mut self, inst: Inst, bounds: jitad_ir::LoopBounds) -> Result<(), CompileError> {
+        let f = self.f;
+        let d = &f.insts[inst];
+        let nd = bounds.num_dyn();
+        let a = self.args(inst)?;
+        let mut k = 0;
+        let mut bound = |l: &mut Self, b: Bound| match b {
+            Bound::Imm(v) => l.b.ins().iconst(types::I64, v),
+            Bound::Dyn => {
+                k += 1;
+                a[k - 1]
+            }
+        };
+        let start = bound(self, bounds.start);
+        let end = bound(self, bounds.end);
+        let inits = &a[nd..];
+        let &[region] = &d.regions[..] else {
+            return Err(self.err(format!("{inst}: a loop needs one body region")));
+        };
+        // Hoist the memory-backed values the body reads.
+        let mut inner = vec![];
+        nested_insts(f, inst, &mut inner);
+        let mut scoped: Vec<Value> = vec![];
+        for &i in &inner {
+            for &v in &f.insts[i].args {
+                if !self.vals.contains_key(&v) && self.is_mem(v) {
+                    let x = self.get(v)?;
+                    self.vals.insert(v, x);
+                    scoped.push(v);
+                }
+            }
+        }
+        let rparams = &f.regions[region].params;
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        let idx = self.b.append_block_param(body, types::I64);
+        self.vals.insert(rparams[0], idx);
+        scoped.push(rparams[0]);
+        for &p in &rparams[1..] {
+            let t = cl_ty(self.scalar(p)?);
+            let bp = self.b.append_block_param(body, t);
+            self.vals.insert(p, bp);
+            scoped.push(p);
+            self.b.append_block_param(exit, t);
+        }
+        let go = self.b.ins().icmp(IntCC::SignedLessThan, start, end);
+        let mut first = vec![start];
+        first.extend_from_slice(inits);
+        self.b
+            .ins()
+            .brif(go, body, &block_args(&first), exit, &block_args(inits));
+        self.b.switch_to_block(body);
+        let ys = match self.lower_seq(&f.regions[region].insts)? {
+            Flow::Yield(ys) => ys,
+            _ => return Err(self.err(format!("{inst}: loop body must end in `yield`"))),
+        };
+        let next = self.b.ins().iadd_imm_s(idx, 1);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+        let mut again = vec![next];
+        again.extend_from_slice(&ys);
+        self.b
+            .ins()
+            .brif(more, body, &block_args(&again), exit, &block_args(&ys));
+        self.b.switch_to_block(exit);
+        let outs = self.b.block_params(exit).to_vec();
+        // Values of the body (and hoisted loads) are out of scope after the loop.
+        for v in scoped {
+            self.vals.remove(&v);
+        }
+        for &i in &inner {
+            for r in &f.insts[i].results {
+                self.vals.remove(r);
+            }
+        }
+        self.define(inst, &outs)
+    }
+}

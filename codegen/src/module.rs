@@ -1,0 +1,405 @@
+//! The compile driver: Cranelift setup, declarations, lowering, definition, finalize.
+
+use crate::error::CompileError;
+use crate::handle::{CompileStats, Compiled, EntryFn, Owner, Shared};
+use crate::lower::{abi_signature, Lower, ModuleCx};
+use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
+use crate::runtime::{symbols, RtSig};
+use crate::{CompileOptions, RegAlloc};
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{AbiParam, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module as _, ModuleError, ModuleReloc};
+use jitad_ir::Module;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn isa_err(e: impl std::fmt::Display) -> CompileError {
+    CompileError::Isa(e.to_string())
+}
+
+/// Cranelift's message, with verifier errors one per line (their `Display` says only
+/// "Verifier errors").
+fn cranelift_err(func: String, e: ModuleError) -> CompileError {
+    match e {
+        ModuleError::Compilation(e) => codegen_err(func, e),
+        other => CompileError::Cranelift {
+            func,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn codegen_err(func: String, e: CodegenError) -> CompileError {
+    let message = match &e {
+        CodegenError::Verifier(errs) => {
+            let mut s = String::from("verifier errors:");
+            for err in &errs.0 {
+                let _ = write!(s, "\n  {err}");
+            }
+            s
+        }
+        other => format!("{other}"),
+    };
+    CompileError::Cranelift { func, message }
+}
+
+/// IR instructions lowered before the pending functions are compiled (in parallel when
+/// there are several and [`CompileOptions::threads`] allows).
+const BATCH_INSTS: usize = 16_000;
+
+/// Below this many IR instructions a batch is compiled on the calling thread: spawning
+/// threads costs more than it saves.
+const PARALLEL_MIN_INSTS: usize = 4_000;
+
+/// One generated function, lowered and waiting for Cranelift.
+struct Job {
+    id: FuncId,
+    what: String,
+    ctx: Context,
+}
+
+/// Lowered functions waiting to be compiled, and spare contexts.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    weight: usize,
+    spare: Vec<Context>,
+}
+
+impl Batch {
+    /// Compiles every pending job (on up to `threads` threads), then defines them in
+    /// the module in order.
+    fn flush(
+        &mut self,
+        module: &mut JITModule,
+        isa: &OwnedTargetIsa,
+        threads: usize,
+        stats: &mut CompileStats,
+        mut asm: Option<&mut String>,
+    ) -> Result<(), CompileError> {
+        if self.jobs.is_empty() {
+            return Ok(());
+        }
+        let tc = Instant::now();
+        let compile_one = |job: &mut Job| -> Result<(), CompileError> {
+            job.ctx
+                .compile(&**isa, &mut ControlPlane::default())
+                .map(|_| ())
+                .map_err(|e| codegen_err(job.what.clone(), e.inner))
+        };
+        let threads = threads.min(self.jobs.len());
+        if threads > 1 && self.weight >= PARALLEL_MIN_INSTS {
+            // Contiguous shares of about equal weight: jobs are similar in size.
+            let per = self.jobs.len().div_ceil(threads);
+            let results: Vec<Result<(), CompileError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .jobs
+                    .chunks_mut(per)
+                    .map(|share| s.spawn(move || share.iter_mut().try_for_each(compile_one)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(CompileError::Cranelift {
+                                func: "a worker thread".into(),
+                                message: "Cranelift panicked".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<(), _>>()?;
+        } else {
+            self.jobs.iter_mut().try_for_each(compile_one)?;
+        }
+        for mut job in self.jobs.drain(..) {
+            let code = job
+                .ctx
+                .compiled_code()
+                .ok_or_else(|| CompileError::Cranelift {
+                    func: job.what.clone(),
+                    message: "no compiled code".into(),
+                })?;
+            let relocs: Vec<ModuleReloc> = code
+                .buffer
+                .relocs()
+                .iter()
+                .map(|r| ModuleReloc::from_mach_reloc(r, &job.ctx.func, job.id))
+                .collect();
+            let align = u64::from(code.buffer.alignment);
+            module
+                .define_function_bytes(job.id, align, code.code_buffer(), &relocs)
+                .map_err(|e| cranelift_err(job.what.clone(), e))?;
+            stats.code_bytes += code.code_buffer().len();
+            stats.clif_functions += 1;
+            if let Some(asm) = asm.as_deref_mut() {
+                let _ = writeln!(
+                    asm,
+                    "; {}\n{}",
+                    job.what,
+                    code.vcode.as_deref().unwrap_or("")
+                );
+            }
+            job.ctx.clear();
+            self.spare.push(job.ctx);
+        }
+        self.weight = 0;
+        stats.cranelift += tc.elapsed();
+        Ok(())
+    }
+}
+
+/// A JIT module for the host with every runtime symbol registered.
+fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), CompileError> {
+    let mut fb = settings::builder();
+    let set = |fb: &mut settings::Builder, k: &str, v: &str| fb.set(k, v).map_err(isa_err);
+    set(
+        &mut fb,
+        "opt_level",
+        if opts.optimize { "speed" } else { "none" },
+    )?;
+    set(
+        &mut fb,
+        "enable_verifier",
+        if opts.verify { "true" } else { "false" },
+    )?;
+    set(&mut fb, "unwind_info", "false")?;
+    set(&mut fb, "is_pic", "false")?;
+    set(&mut fb, "use_colocated_libcalls", "false")?;
+    set(
+        &mut fb,
+        "regalloc_algorithm",
+        match opts.regalloc {
+            RegAlloc::Backtracking => "backtracking",
+            RegAlloc::SinglePass => "single_pass",
+        },
+    )?;
+    let isa = cranelift_native::builder()
+        .map_err(isa_err)?
+        .finish(settings::Flags::new(fb))
+        .map_err(isa_err)?;
+    let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
+    for s in symbols() {
+        jb.symbol(s.name, s.addr());
+    }
+    Ok((JITModule::new(jb), isa))
+}
+
+/// Compiles `entries` of `m` (and every function they call) into one JIT module and
+/// returns a handle per entry, all sharing the machine code.
+pub(crate) fn compile(
+    m: &Module,
+    entries: &[&str],
+    opts: &CompileOptions,
+) -> Result<Vec<Compiled>, CompileError> {
+    let t0 = Instant::now();
+    let by_name = index_by_name(m);
+    if by_name.len() != m.funcs.len() {
+        let dup = m
+            .funcs
+            .iter()
+            .enumerate()
+            .find(|(i, f)| by_name[f.name.as_str()] != *i)
+            .map(|(_, f)| f.name.clone())
+            .unwrap_or_default();
+        return Err(CompileError::InvalidIr {
+            func: dup,
+            message: "two functions have this name".into(),
+        });
+    }
+    let roots = entries
+        .iter()
+        .map(|&e| {
+            by_name
+                .get(e)
+                .copied()
+                .ok_or_else(|| CompileError::UnknownFunction(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let order = reachable_post_order(m, &by_name, &roots)?;
+    let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
+    for &fi in &order {
+        let f = &m.funcs[fi];
+        check_function(m, f)?;
+        let plan = plan_function(f, opts.chunk_size, opts.chunk_threshold, |name| {
+            by_name
+                .get(name)
+                .and_then(|&ci| plans[ci].as_ref())
+                .map_or(0, |p| p.ws_bytes)
+        });
+        plans[fi] = Some(plan);
+    }
+
+    let (mut module, isa) = new_jit(opts)?;
+    let ptr = module.target_config().pointer_type();
+    let abi = abi_signature(&module);
+    // Runtime imports.
+    let mut rt_ids = Vec::new();
+    for s in symbols() {
+        if !s.name.starts_with("jitad_") {
+            rt_ids.push(None);
+            continue;
+        }
+        let t = crate::lower::cl_ty(s.ty);
+        let mut sig = module.make_signature();
+        let n = match s.sig {
+            RtSig::Unary => 1,
+            RtSig::Binary => 2,
+            RtSig::Ternary => 3,
+        };
+        for _ in 0..n {
+            sig.params.push(AbiParam::new(t));
+        }
+        sig.returns.push(AbiParam::new(t));
+        let id = module
+            .declare_function(s.name, Linkage::Import, &sig)
+            .map_err(|e| cranelift_err(s.name.into(), e))?;
+        rt_ids.push(Some(id));
+    }
+    // Declare every generated function before lowering any, so calls can refer to them.
+    let mut main_ids = vec![None; m.funcs.len()];
+    let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];
+    for &fi in &order {
+        let decl = |module: &mut JITModule, name: String| {
+            module
+                .declare_function(&name, Linkage::Local, &abi)
+                .map_err(|e| cranelift_err(name, e))
+        };
+        main_ids[fi] = Some(decl(&mut module, format!("jitad_fn{fi}"))?);
+        let nchunks = plans[fi].as_ref().map_or(1, |p| p.chunks.len());
+        if nchunks > 1 {
+            for k in 0..nchunks {
+                chunk_ids[fi].push(decl(&mut module, format!("jitad_fn{fi}_chunk{k}"))?);
+            }
+        }
+    }
+    let mut cx = ModuleCx {
+        by_name,
+        plans,
+        main_ids: main_ids.clone(),
+        rt_ids,
+        guards: vec![],
+        ptr,
+    };
+    let mut stats = CompileStats {
+        setup: t0.elapsed(),
+        ..CompileStats::default()
+    };
+    let mut clif = String::new();
+    let mut asm = String::new();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut batch = Batch::default();
+    let threads = opts.threads.max(1);
+    for &fi in &order {
+        let f = &m.funcs[fi];
+        let (Some(plan), Some(main)) = (cx.plans[fi].take(), main_ids[fi]) else {
+            continue;
+        };
+        stats.ir_insts += plan.num_insts;
+        let mut ordinal = 0usize;
+        let mut jobs: Vec<(FuncId, Option<usize>)> = vec![];
+        if chunk_ids[fi].is_empty() {
+            jobs.push((main, Some(0)));
+        } else {
+            stats.chunks += chunk_ids[fi].len();
+            for (k, &id) in chunk_ids[fi].iter().enumerate() {
+                jobs.push((id, Some(k)));
+            }
+            jobs.push((main, None));
+        }
+        for (id, chunk) in jobs {
+            let tl = Instant::now();
+            let mut ctx = batch.spare.pop().unwrap_or_else(Context::new);
+            ctx.func.signature = abi.clone();
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let l = Lower::new(
+                &mut cx,
+                &mut module,
+                f,
+                &plan,
+                chunk.unwrap_or(0),
+                b,
+                &mut ordinal,
+            );
+            let weight = match chunk {
+                Some(k) => {
+                    l.lower_chunk()?;
+                    plan.chunk_insts[k]
+                }
+                None => {
+                    l.lower_driver(&chunk_ids[fi])?;
+                    chunk_ids[fi].len()
+                }
+            };
+            let what = match chunk {
+                Some(k) if !chunk_ids[fi].is_empty() => format!("@{} chunk {k}", f.name),
+                Some(_) => format!("@{}", f.name),
+                None => format!("@{} chunk driver", f.name),
+            };
+            if opts.emit_text {
+                let _ = writeln!(clif, "; {what}\n{}", ctx.func.display());
+                ctx.set_disasm(true);
+            }
+            stats.lower += tl.elapsed();
+            batch.jobs.push(Job { id, what, ctx });
+            batch.weight += weight;
+            if batch.weight >= BATCH_INSTS {
+                batch.flush(
+                    &mut module,
+                    &isa,
+                    threads,
+                    &mut stats,
+                    opts.emit_text.then_some(&mut asm),
+                )?;
+            }
+        }
+        cx.plans[fi] = Some(plan);
+    }
+    batch.flush(
+        &mut module,
+        &isa,
+        threads,
+        &mut stats,
+        opts.emit_text.then_some(&mut asm),
+    )?;
+    let tf = Instant::now();
+    module
+        .finalize_definitions()
+        .map_err(|e| cranelift_err("finalize".into(), e))?;
+    stats.finalize = tf.elapsed();
+    let mut ptrs = vec![];
+    for &r in &roots {
+        let id =
+            main_ids[r].ok_or_else(|| CompileError::UnknownFunction(m.funcs[r].name.clone()))?;
+        let p = module.get_finalized_function(id);
+        // SAFETY: `p` is the finalized code of a function generated with exactly the
+        // ABI of `EntryFn` (three pointer parameters, one i32 return, the host's default
+        // C calling convention, which `make_signature` uses); the code stays mapped as
+        // long as `Owner` (held by every handle) is alive.
+        let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(p) };
+        ptrs.push(entry);
+    }
+    stats.total = t0.elapsed();
+    let shared = Arc::new(Shared {
+        _owner: Owner::new(module),
+        guards: cx.guards,
+        clif: opts.emit_text.then_some(clif),
+        asm: opts.emit_text.then_some(asm),
+        stats,
+    });
+    let mut out = vec![];
+    for (&r, entry) in roots.iter().zip(ptrs) {
+        let f = &m.funcs[r];
+        let ws = cx.plans[r].as_ref().map_or(0, |p| p.ws_bytes);
+        out.push(Compiled::new(Arc::clone(&shared), entry, f, ws)?);
+    }
+    Ok(out)
+}

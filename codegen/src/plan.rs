@@ -1,0 +1,434 @@
+//! Planning before lowering: a light IR check, the call graph (order, cycles,
+//! workspace sizes) and the chunking of long functions.
+//!
+//! **Chunking.** Register allocation time grows much faster than linearly with the
+//! length of a Cranelift function when many values are live across it (the shape of
+//! every reverse-mode derivative). A function whose body has more than
+//! [`crate::CompileOptions::chunk_threshold`] instructions is therefore split at top
+//! level into chunks of about [`crate::CompileOptions::chunk_size`] instructions. Each
+//! chunk becomes its own Cranelift function with the function's ABI; a small driver calls
+//! the chunks in order. A value defined in one chunk and used in a later one gets an
+//! 8-byte slot in the function's part of the workspace: the defining chunk stores it
+//! right after computing it, later chunks load it where they use it. A `loop` (with all
+//! of its body) is never split.
+//!
+//! **Workspace layout.** The workspace of function `f` is `own(f)` bytes: its slots,
+//! then a frame for the arguments and results of calls too large for the machine stack
+//! (over [`MAX_STACK_FRAME`] bytes); then the workspace of whichever callee runs: `ws(f) = own(f) + max ws(callee)`.
+//! Callees run one at a time and never outlive the call, so they share that tail.
+//! Recursion is rejected (the IR has no conditional to end it anyway).
+
+use crate::error::CompileError;
+use jitad_ir::{Function, Inst, Module, Op, Type, Value};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// Call frames (arguments and results, 8 bytes each) up to this size live in a stack
+/// slot of the caller; larger ones in the caller's workspace.
+pub(crate) const MAX_STACK_FRAME: u64 = 1024;
+
+/// A fast hasher for small integer ids (entity indices): one multiply per word.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A hash map keyed by entity ids.
+pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// What lowering needs to know about one IR function.
+#[derive(Debug)]
+pub(crate) struct FnPlan {
+    /// Top-level instruction ranges (indices into the body's `insts`), one per chunk;
+    /// a single range means the function is not chunked.
+    pub chunks: Vec<Range<usize>>,
+    /// Workspace slot (8-byte index) of each value that crosses chunks.
+    pub slot: IdMap<Value, u32>,
+    /// For each top-level result that crosses chunks, the chunk defining it.
+    pub home: IdMap<Value, usize>,
+    /// Results of `ret` that are top-level values of a chunked function, with their
+    /// positions in `ret`: the defining chunk stores them straight into the results
+    /// buffer, so neither a slot nor the last chunk has to carry them.
+    pub early_ret: IdMap<Value, Vec<u32>>,
+    /// IR instructions in each chunk (loop bodies included).
+    pub chunk_insts: Vec<usize>,
+    /// Where, in this function's workspace, call frames too large for the machine stack
+    /// go (after the slots).
+    pub frame_offset: u64,
+    /// Bytes of this function's own slots and large call frame.
+    pub own_bytes: u64,
+    /// Bytes of workspace this function needs, callees included.
+    pub ws_bytes: u64,
+    /// Instructions, loop bodies included.
+    pub num_insts: usize,
+}
+
+/// Index of each function by name (the first one wins on duplicates; the light check
+/// rejects duplicates anyway).
+pub(crate) fn index_by_name(m: &Module) -> HashMap<&str, usize> {
+    let mut map = HashMap::new();
+    for (i, f) in m.funcs.iter().enumerate() {
+        map.entry(f.name.as_str()).or_insert(i);
+    }
+    map
+}
+
+fn invalid(f: &Function, message: impl Into<String>) -> CompileError {
+    CompileError::InvalidIr {
+        func: f.name.clone(),
+        message: message.into(),
+    }
+}
+
+fn scalar_only(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
+    match t {
+        Type::Scalar(_) => Ok(()),
+        Type::Tensor(..) => Err(CompileError::Unsupported {
+            func: f.name.clone(),
+            what: format!("the tensor {what} of type {t}"),
+        }),
+    }
+}
+
+/// Checks what lowering relies on: scalar types, operand and result types of every
+/// instruction, loop region shapes, the terminators. Scoping (use before definition) is
+/// checked while lowering. This is not the full verifier, only enough that no malformed
+/// input reaches Cranelift.
+pub(crate) fn check_function(m: &Module, f: &Function) -> Result<(), CompileError> {
+    for &t in f.sig.params.iter().chain(&f.sig.results) {
+        scalar_only(f, t, "parameter or result")?;
+    }
+    let body = f
+        .regions
+        .get(f.body)
+        .ok_or_else(|| invalid(f, "no body region"))?;
+    if body.params.len() != f.sig.params.len() {
+        return Err(invalid(f, "body parameters differ from the signature"));
+    }
+    for (&p, &t) in body.params.iter().zip(&f.sig.params) {
+        if f.values.get(p).map(|d| d.ty) != Some(t) {
+            return Err(invalid(f, format!("parameter {p} does not have type {t}")));
+        }
+    }
+    // Walk every region, checking each instruction.
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(f.body, None::<Inst>)];
+    while let Some((region, parent)) = stack.pop() {
+        if !seen.insert(region) {
+            return Err(invalid(f, format!("{region} is owned twice")));
+        }
+        let rd = f
+            .regions
+            .get(region)
+            .ok_or_else(|| invalid(f, format!("missing {region}")))?;
+        let Some((&last, _)) = rd.insts.split_last() else {
+            return Err(invalid(f, format!("{region} is empty")));
+        };
+        for &inst in &rd.insts {
+            let d = f
+                .insts
+                .get(inst)
+                .ok_or_else(|| invalid(f, format!("missing {inst}")))?;
+            let ty_of = |v: Value| {
+                f.values
+                    .get(v)
+                    .map(|d| d.ty)
+                    .ok_or_else(|| invalid(f, format!("{inst} uses unknown value {v}")))
+            };
+            let arg_tys = d
+                .args
+                .iter()
+                .map(|&v| ty_of(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            for &t in &arg_tys {
+                scalar_only(f, t, "operand")?;
+            }
+            let is_last = inst == last;
+            let want_term = match (parent, &d.op) {
+                (None, Op::Ret) | (Some(_), Op::Yield) => true,
+                (_, Op::Ret | Op::Yield) => {
+                    return Err(invalid(f, format!("misplaced `{}` at {inst}", d.op)))
+                }
+                _ => false,
+            };
+            if want_term != is_last {
+                return Err(invalid(
+                    f,
+                    format!("{region} must end in exactly one terminator ({inst})"),
+                ));
+            }
+            let expect = match &d.op {
+                Op::Ret => {
+                    if arg_tys != f.sig.results {
+                        return Err(invalid(f, "`ret` operands differ from the signature"));
+                    }
+                    vec![]
+                }
+                Op::Yield => {
+                    // Checked against the loop below, when the loop is visited.
+                    vec![]
+                }
+                op => op
+                    .result_types(&arg_tys, |name| m.signature(name))
+                    .map_err(|e| invalid(f, format!("{inst}: {e}")))?,
+            };
+            let res_tys = d
+                .results
+                .iter()
+                .map(|&v| ty_of(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            if res_tys != expect {
+                return Err(invalid(
+                    f,
+                    format!("{inst}: result types differ from `{}`'s typing", d.op),
+                ));
+            }
+            match &d.op {
+                Op::Loop(b) => {
+                    let [r] = d.regions[..] else {
+                        return Err(invalid(f, format!("{inst}: a loop needs one body region")));
+                    };
+                    let rd = f
+                        .regions
+                        .get(r)
+                        .ok_or_else(|| invalid(f, format!("missing {r}")))?;
+                    let carried = &arg_tys[b.num_dyn()..];
+                    let ptys = rd
+                        .params
+                        .iter()
+                        .map(|&v| ty_of(v))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if ptys.first() != Some(&Type::I64) || ptys[1..] != *carried {
+                        return Err(invalid(
+                            f,
+                            format!("{inst}: loop body parameters must be (i64, carried...)"),
+                        ));
+                    }
+                    let y = rd.insts.last().and_then(|&i| f.insts.get(i));
+                    match y {
+                        Some(y) if y.op == Op::Yield => {
+                            let ytys = y
+                                .args
+                                .iter()
+                                .map(|&v| ty_of(v))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            if ytys != carried {
+                                return Err(invalid(
+                                    f,
+                                    format!("{inst}: `yield` types differ from the carried types"),
+                                ));
+                            }
+                        }
+                        _ => {
+                            return Err(invalid(
+                                f,
+                                format!("{inst}: loop body must end in `yield`"),
+                            ))
+                        }
+                    }
+                    stack.push((r, Some(inst)));
+                }
+                _ => {
+                    if !d.regions.is_empty() {
+                        return Err(invalid(f, format!("{inst}: `{}` takes no region", d.op)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every instruction nested in `inst`'s regions (not `inst` itself), in program order.
+pub(crate) fn nested_insts(f: &Function, inst: Inst, out: &mut Vec<Inst>) {
+    let mut stack: Vec<(jitad_ir::Region, usize)> = f.insts[inst]
+        .regions
+        .iter()
+        .rev()
+        .map(|&r| (r, 0))
+        .collect();
+    while let Some((region, pos)) = stack.pop() {
+        let insts = &f.regions[region].insts;
+        if pos < insts.len() {
+            let i = insts[pos];
+            out.push(i);
+            stack.push((region, pos + 1));
+            for &r in f.insts[i].regions.iter().rev() {
+                stack.push((r, 0));
+            }
+        }
+    }
+}
+
+/// Names of the functions `f` calls, anywhere in its body.
+fn callees(f: &Function) -> Vec<&str> {
+    let mut out: Vec<&str> = f
+        .insts
+        .values()
+        .filter_map(|d| match &d.op {
+            Op::Call(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Functions reachable from `roots`, callees before callers (post-order), rejecting
+/// cycles and unknown callees.
+pub(crate) fn reachable_post_order(
+    m: &Module,
+    by_name: &HashMap<&str, usize>,
+    roots: &[usize],
+) -> Result<Vec<usize>, CompileError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark = vec![Mark::New; m.funcs.len()];
+    let mut order = vec![];
+    for &root in roots {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (function, its callees, next callee position).
+        let mut stack = vec![(root, callees(&m.funcs[root]), 0usize)];
+        mark[root] = Mark::Open;
+        while let Some((fi, cs, pos)) = stack.last_mut() {
+            if let Some(&c) = cs.get(*pos) {
+                *pos += 1;
+                let ci = *by_name
+                    .get(c)
+                    .ok_or_else(|| CompileError::UnknownFunction(c.to_string()))?;
+                match mark[ci] {
+                    Mark::Done => {}
+                    Mark::Open => return Err(CompileError::Recursion(c.to_string())),
+                    Mark::New => {
+                        mark[ci] = Mark::Open;
+                        stack.push((ci, callees(&m.funcs[ci]), 0));
+                    }
+                }
+            } else {
+                let fi = *fi;
+                mark[fi] = Mark::Done;
+                order.push(fi);
+                stack.pop();
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Plans chunks and slots for `f`; `callee_ws` gives the workspace bytes of each
+/// callee (already planned, since plans are made in post-order).
+pub(crate) fn plan_function(
+    f: &Function,
+    chunk_size: usize,
+    chunk_threshold: usize,
+    callee_ws: impl Fn(&str) -> u64,
+) -> FnPlan {
+    let top = &f.regions[f.body].insts;
+    // Nested instructions of each top-level instruction, flattened once.
+    let mut nested: Vec<Inst> = vec![];
+    let mut spans: Vec<Range<usize>> = Vec::with_capacity(top.len());
+    for &inst in top {
+        let s = nested.len();
+        nested.push(inst);
+        nested_insts(f, inst, &mut nested);
+        spans.push(s..nested.len());
+    }
+    let num_insts = nested.len();
+    let mut max_callee = 0u64;
+    let mut frame = 0u64;
+    for &i in &nested {
+        let d = &f.insts[i];
+        if let Op::Call(name) = &d.op {
+            max_callee = max_callee.max(callee_ws(name));
+            let size = 8 * (d.args.len() + d.results.len()).max(1) as u64;
+            if size > MAX_STACK_FRAME {
+                frame = frame.max(size);
+            }
+        }
+    }
+    let chunk_size = chunk_size.max(1);
+    let mut chunks = vec![];
+    if num_insts <= chunk_threshold {
+        chunks.push(0..top.len());
+    } else {
+        let mut start = 0;
+        let mut weight = 0;
+        for (k, span) in spans.iter().enumerate() {
+            weight += span.len();
+            if weight >= chunk_size && k + 1 < top.len() {
+                chunks.push(start..k + 1);
+                start = k + 1;
+                weight = 0;
+            }
+        }
+        chunks.push(start..top.len());
+    }
+    let chunk_insts = chunks
+        .iter()
+        .map(|r| spans[r.clone()].iter().map(|s| s.len()).sum())
+        .collect();
+    let mut slot = IdMap::default();
+    let mut home = IdMap::default();
+    let mut early_ret: IdMap<Value, Vec<u32>> = IdMap::default();
+    if chunks.len() > 1 {
+        let mut def_chunk: IdMap<Value, usize> = IdMap::default();
+        for (c, r) in chunks.iter().enumerate() {
+            for k in r.clone() {
+                for &i in &nested[spans[k].clone()] {
+                    if f.insts[i].op == Op::Ret {
+                        for (pos, &a) in f.insts[i].args.iter().enumerate() {
+                            if def_chunk.contains_key(&a) {
+                                early_ret.entry(a).or_default().push(pos as u32);
+                            }
+                        }
+                        continue;
+                    }
+                    for &a in &f.insts[i].args {
+                        if let Some(&dc) = def_chunk.get(&a) {
+                            if dc != c && !slot.contains_key(&a) {
+                                let n = slot.len() as u32;
+                                slot.insert(a, n);
+                                home.insert(a, dc);
+                            }
+                        }
+                    }
+                }
+                for &r in &f.insts[top[k]].results {
+                    def_chunk.insert(r, c);
+                }
+            }
+        }
+    }
+    let frame_offset = 8 * slot.len() as u64;
+    let own_bytes = frame_offset + frame;
+    FnPlan {
+        chunks,
+        slot,
+        home,
+        early_ret,
+        chunk_insts,
+        frame_offset,
+        own_bytes,
+        ws_bytes: own_bytes + max_callee,
+        num_insts,
+    }
+}

@@ -1,0 +1,91 @@
+//! Calls allocate nothing in steady state: a counting global allocator (this test
+//! binary's own) sees zero allocations across many calls of `call_f64` and `call`, for
+//! a small function (no workspace) and a chunked one (pooled workspace).
+
+use jitad_codegen::{compile_module, CompileOptions};
+use jitad_ir::{parse_module, Val};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SRC: &str = r#"
+func @f(%x: f64, %y: f64) -> (f64, f64, f64) {
+  %a = add %x, %y
+  %b = sub %x, %y
+  %c = mul %a, %b
+  %s = sin %c
+  %t = mul %s, %x
+  %u = exp %t
+  %v = add %u, %b
+  %w = mul %v, %a
+  ret %c, %w, %v
+}
+"#;
+
+#[test]
+fn steady_state_calls_allocate_nothing() {
+    let m = parse_module(SRC).unwrap();
+    let plain = compile_module(&m, "f", &CompileOptions::default()).unwrap();
+    let chunked = compile_module(
+        &m,
+        "f",
+        &CompileOptions {
+            chunk_size: 2,
+            chunk_threshold: 1,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(plain.workspace_bytes(), 0);
+    assert!(chunked.workspace_bytes() > 0);
+    let mut out = [0.0; 3];
+    let mut vout = [Val::F64(0.0); 3];
+    let vargs = [Val::F64(0.3), Val::F64(0.2)];
+    // Warm up: the pools get their buffers.
+    for f in [&plain, &chunked] {
+        f.call_f64(&[0.3, 0.2], &mut out).unwrap();
+        f.call(&vargs, &mut vout).unwrap();
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut acc = 0.0;
+    for k in 0..10_000 {
+        let x = [0.3 + 1e-5 * k as f64, 0.2];
+        for f in [&plain, &chunked] {
+            f.call_f64(&x, &mut out).unwrap();
+            acc += out[1];
+            f.call(&vargs, &mut vout).unwrap();
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    assert!(acc.is_finite());
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in 40,000 calls",
+        after - before
+    );
+}

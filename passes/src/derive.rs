@@ -1,0 +1,222 @@
+//! Derivative requests: naming, signatures, and generating each derived function once.
+//!
+//! A transform of `@f` may need derivatives of the functions `@f` calls, with respect
+//! to whichever of their arguments are active at the call. A [`Session`] hands out the
+//! name and signature of each requested derivative at once (so a caller can be emitted
+//! before its callee's derivative exists) and generates each distinct
+//! `(function, kind, wrt)` exactly once, from a work queue rather than by recursion.
+//!
+//! Names: `@f.jvp`, `@f.vjp`, `@f.grad` when `wrt` is every float parameter in order;
+//! otherwise the positions are spelled out, `@f.jvp.wrt0_2` (`@f.jvp.wrtnone` for none).
+//! A module function already bearing a derived name is replaced by the new derivative.
+
+use crate::emit::is_float;
+use crate::error::{AdError, Result};
+use jitad_ir::{verify_function, Function, Module, Signature, Type};
+use std::collections::{HashMap, VecDeque};
+
+/// Which derivative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// `f.jvp(x..., dx_wrt...) -> (y..., dy...)`.
+    Jvp,
+    /// `f.vjp(x..., ybar...) -> (y..., xbar_wrt...)`.
+    Vjp,
+    /// `f.grad(x...) -> (y, g_wrt...)`.
+    Grad,
+}
+
+impl Kind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Jvp => "jvp",
+            Kind::Vjp => "vjp",
+            Kind::Grad => "grad",
+        }
+    }
+}
+
+/// The positions of `f`'s float scalar parameters: the default `wrt`.
+pub fn float_params(f: &Function) -> Vec<usize> {
+    f.sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| is_float(t))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Positions of the float results (those that get tangents and adjoints).
+pub(crate) fn float_results(sig: &Signature) -> Vec<usize> {
+    sig.results
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| is_float(t))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn type_list(ts: &[Type]) -> String {
+    ts.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One pending derivative.
+struct Request {
+    src: String,
+    kind: Kind,
+    wrt: Vec<usize>,
+    name: String,
+}
+
+/// Generates the derivatives a transform needs, each once.
+pub(crate) struct Session<'m> {
+    /// The module being differentiated (read only; results are inserted afterwards).
+    pub(crate) module: &'m Module,
+    /// Signatures of the module's functions and of every requested derivative.
+    pub(crate) sigs: HashMap<String, Signature>,
+    queue: VecDeque<Request>,
+    names: HashMap<(String, Kind, Vec<usize>), String>,
+}
+
+impl<'m> Session<'m> {
+    pub(crate) fn new(module: &'m Module) -> Self {
+        Session {
+            module,
+            sigs: module
+                .funcs
+                .iter()
+                .map(|f| (f.name.clone(), f.sig.clone()))
+                .collect(),
+            queue: VecDeque::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// Requests the `kind` derivative of `func` with respect to `wrt`; returns its name.
+    /// Checks `wrt` and, for `grad`, the result.
+    pub(crate) fn request(&mut self, func: &str, kind: Kind, wrt: &[usize]) -> Result<String> {
+        let key = (func.to_string(), kind, wrt.to_vec());
+        if let Some(n) = self.names.get(&key) {
+            return Ok(n.clone());
+        }
+        let f = self
+            .module
+            .get(func)
+            .ok_or_else(|| AdError::UnknownFunction(func.to_string()))?;
+        let params = &f.sig.params;
+        for (k, &i) in wrt.iter().enumerate() {
+            let Some(&ty) = params.get(i) else {
+                return Err(AdError::WrtOutOfRange {
+                    func: func.into(),
+                    index: i,
+                    params: params.len(),
+                });
+            };
+            if wrt[..k].contains(&i) {
+                return Err(AdError::WrtDuplicate {
+                    func: func.into(),
+                    index: i,
+                });
+            }
+            if !is_float(ty) {
+                return Err(AdError::NotDifferentiable {
+                    func: func.into(),
+                    index: i,
+                    ty,
+                });
+            }
+        }
+        let results = &f.sig.results;
+        if kind == Kind::Grad && !(results.len() == 1 && is_float(results[0])) {
+            return Err(AdError::NotScalar {
+                func: func.into(),
+                results: type_list(results),
+            });
+        }
+        let mut name = format!("{func}.{}", kind.suffix());
+        if wrt != float_params(f).as_slice() {
+            name.push_str(".wrt");
+            if wrt.is_empty() {
+                name.push_str("none");
+            }
+            let list: Vec<String> = wrt.iter().map(|i| i.to_string()).collect();
+            name.push_str(&list.join("_"));
+        }
+        let wrt_tys = wrt.iter().map(|&i| params[i]);
+        let float_res = float_results(&f.sig).into_iter().map(|k| results[k]);
+        let sig = match kind {
+            Kind::Jvp => Signature {
+                params: params.iter().copied().chain(wrt_tys).collect(),
+                results: results.iter().copied().chain(float_res).collect(),
+            },
+            Kind::Vjp => Signature {
+                params: params.iter().copied().chain(float_res).collect(),
+                results: results.iter().copied().chain(wrt_tys).collect(),
+            },
+            Kind::Grad => Signature {
+                params: params.clone(),
+                results: results.iter().copied().chain(wrt_tys).collect(),
+            },
+        };
+        self.sigs.insert(name.clone(), sig);
+        self.names.insert(key, name.clone());
+        self.queue.push_back(Request {
+            src: func.to_string(),
+            kind,
+            wrt: wrt.to_vec(),
+            name: name.clone(),
+        });
+        Ok(name)
+    }
+
+    /// Generates every requested derivative (and those they request in turn).
+    pub(crate) fn run(mut self) -> Result<Vec<Function>> {
+        let mut out = Vec::new();
+        while let Some(req) = self.queue.pop_front() {
+            let module = self.module;
+            let src = module
+                .get(&req.src)
+                .ok_or_else(|| AdError::UnknownFunction(req.src.clone()))?;
+            verify_function(src, Some(module)).map_err(|errors| AdError::Invalid {
+                func: req.src.clone(),
+                errors,
+            })?;
+            let f = match req.kind {
+                Kind::Jvp => crate::jvp::build(&mut self, src, &req.wrt, &req.name)?,
+                Kind::Vjp => crate::vjp::build(&mut self, src, &req.wrt, &req.name, false)?,
+                Kind::Grad => crate::vjp::build(&mut self, src, &req.wrt, &req.name, true)?,
+            };
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
+
+/// Generates the `kind` derivative of `func` and everything it needs into `m`; returns
+/// its name.
+pub(crate) fn derive(m: &mut Module, func: &str, kind: Kind, wrt: &[usize]) -> Result<String> {
+    let (name, funcs) = {
+        let mut s = Session::new(m);
+        let name = s.request(func, kind, wrt)?;
+        (name, s.run()?)
+    };
+    for f in funcs {
+        m.insert(f);
+    }
+    Ok(name)
+}
+
+/// A readable name for a derived value: the primal's name with a prefix or suffix, or
+/// `None` when the primal has no name of its own.
+pub(crate) fn derived_name(
+    src: &Function,
+    v: jitad_ir::Value,
+    prefix: &str,
+    suffix: &str,
+) -> Option<String> {
+    src.name_of(v).map(|n| format!("{prefix}{n}{suffix}"))
+}

@@ -1,0 +1,307 @@
+//! Forward mode: `jvp(f, wrt)` maps `f(x) -> y` to `f.jvp(x, dx_wrt) -> (y, dy)`.
+//!
+//! One pass over the function in program order copies each instruction and, when one of
+//! its results is active ([`crate::activity`]), emits its tangent rule right after it
+//! ([`crate::rules::tangent`]). Tangents of inactive values are structural zeros: they
+//! emit nothing, and a zero is materialised only where a value must exist (an output, a
+//! loop-carried slot, a callee's tangent argument).
+//!
+//! - `call @g(...)` with active arguments becomes `call @g.jvp(..., dargs)` (the callee's
+//!   jvp generated once, with respect to exactly the active arguments), which returns
+//!   the primal results too, so the original call is not kept.
+//! - `loop` becomes a loop carrying the primal state and the tangents of its active
+//!   slots; the body is transformed recursively (nesting depth is the only recursion).
+//! - `dy` is returned for every float result, in order; results that do not depend on
+//!   `wrt` get a constant zero tangent.
+//!
+//! Tangents are named after their primal (`%a` → `%da`) when the primal has a name.
+
+use crate::activity::{yield_args, Activity};
+use crate::derive::{derived_name, float_results, Kind, Session};
+use crate::emit::{is_float, Emitter};
+use crate::error::{AdError, Result};
+use crate::lin::{self, Lin};
+use crate::rules;
+use cranelift_entity::SecondaryMap;
+use jitad_ir::{Function, Inst, Op, Region, Value};
+use std::collections::HashMap;
+
+/// Generates the forward-mode derivative of `func` with respect to the parameters at
+/// `wrt` (float parameters only) into `m`, together with the derivatives of the
+/// functions it calls; returns its name (`f.jvp`, see [`crate::derive`] for names).
+///
+/// The result is `@f.jvp(x..., dx_wrt...) -> (y..., dy...)` with one `dy` per float
+/// result of `f`. The function must verify.
+pub fn jvp(m: &mut jitad_ir::Module, func: &str, wrt: &[usize]) -> Result<String> {
+    crate::derive::derive(m, func, Kind::Jvp, wrt)
+}
+
+struct Jvp<'a> {
+    src: &'a Function,
+    act: Activity,
+    /// Primal value → its copy.
+    map: SecondaryMap<Value, Option<Value>>,
+    /// Primal value → its tangent (`None`: zero).
+    tan: SecondaryMap<Value, Option<Lin>>,
+    /// Calls replaced by a callee jvp: its name and the callee's wrt.
+    calls: HashMap<Inst, (String, Vec<usize>)>,
+    /// Values of the derived function that copy primal values (never renamed).
+    primal: SecondaryMap<Value, bool>,
+}
+
+/// Builds `name` = jvp of `src` w.r.t. `wrt`.
+pub(crate) fn build(
+    s: &mut Session,
+    src: &Function,
+    wrt: &[usize],
+    name: &str,
+) -> Result<Function> {
+    let outs = float_results(&src.sig);
+    let act = Activity::analyze(src, wrt, &outs);
+    // Plan calls first, so the emitter can borrow the signatures.
+    let mut calls = HashMap::new();
+    for inst in src.insts_in_order() {
+        let d = &src.insts[inst];
+        if let Op::Call(g) = &d.op {
+            if !d.results.iter().any(|&r| act.is_active(r)) {
+                continue;
+            }
+            let cwrt: Vec<usize> = (0..d.args.len())
+                .filter(|&i| act.is_varied(d.args[i]) && is_float(src.ty(d.args[i])))
+                .collect();
+            if !cwrt.is_empty() {
+                let n = s.request(g, Kind::Jvp, &cwrt)?;
+                calls.insert(inst, (n, cwrt));
+            }
+        }
+    }
+    let mut t = Jvp {
+        src,
+        act,
+        map: SecondaryMap::new(),
+        tan: SecondaryMap::new(),
+        calls,
+        primal: SecondaryMap::new(),
+    };
+    let mut em = Emitter::new(name, &s.sigs);
+    for &p in src.params() {
+        let np = em.param(src.ty(p), src.name_of(p).map(str::to_string));
+        t.map[p] = Some(np);
+        t.primal[np] = true;
+    }
+    for &i in wrt {
+        let Some(&p) = src.params().get(i) else {
+            continue;
+        };
+        let dp = em.param(
+            src.ty(p),
+            Some(derived_name(src, p, "d", "").unwrap_or_else(|| format!("dx{i}"))),
+        );
+        if t.act.is_useful(p) {
+            t.tan[p] = Some(Lin::of(dp));
+        }
+    }
+    t.region(&mut em, src.body)?;
+    let ret = src.ret_inst().ok_or_else(|| malformed(src, "no `ret`"))?;
+    let rargs = &src.insts[ret].args;
+    let mut vals = Vec::with_capacity(rargs.len() + outs.len());
+    for &r in rargs {
+        vals.push(t.get(r)?);
+    }
+    for &k in &outs {
+        let r = rargs[k];
+        let like = t.get(r)?;
+        vals.push(lin::value(&mut em, t.tan[r], like)?);
+    }
+    em.finish(&vals)
+}
+
+fn malformed(src: &Function, reason: &str) -> AdError {
+    AdError::Malformed {
+        func: src.name.clone(),
+        reason: reason.into(),
+    }
+}
+
+impl Jvp<'_> {
+    fn get(&self, v: Value) -> Result<Value> {
+        self.map[v].ok_or_else(|| {
+            malformed(
+                self.src,
+                &format!(
+                    "value %{} is used before it is defined",
+                    self.src.value_label(v)
+                ),
+            )
+        })
+    }
+
+    /// Transforms the instructions of `region` except its terminator.
+    fn region(&mut self, em: &mut Emitter, region: Region) -> Result<()> {
+        let insts = &self.src.regions[region].insts;
+        let body = match insts.split_last() {
+            Some((last, rest)) if self.src.insts[*last].op.is_terminator() => rest,
+            _ => return Err(malformed(self.src, "region without terminator")),
+        };
+        for &inst in body {
+            self.inst(em, inst)?;
+        }
+        Ok(())
+    }
+
+    fn inst(&mut self, em: &mut Emitter, inst: Inst) -> Result<()> {
+        let src = self.src;
+        let d = &src.insts[inst];
+        let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
+        match &d.op {
+            Op::Loop(_) => return self.lp(em, inst, &args),
+            Op::Yield | Op::Ret => return Err(malformed(src, "terminator inside a region")),
+            Op::Call(_) => {
+                if let Some((name, cwrt)) = self.calls.get(&inst).cloned() {
+                    let mut cargs = args.clone();
+                    for &i in &cwrt {
+                        let a = d.args[i];
+                        cargs.push(lin::value(em, self.tan[a], args[i])?);
+                    }
+                    let res = em.ins(Op::Call(name), &cargs)?;
+                    let n = d.results.len();
+                    if res.len() < n {
+                        return Err(malformed(src, "callee jvp returns too few results"));
+                    }
+                    for (k, &r) in d.results.iter().enumerate() {
+                        self.map[r] = Some(res[k]);
+                        self.primal[res[k]] = true;
+                        if let Some(n) = src.name_of(r) {
+                            em.f.set_name(res[k], n);
+                        }
+                    }
+                    let fres = float_results(&jitad_ir::Signature {
+                        params: vec![],
+                        results: d.results.iter().map(|&r| src.ty(r)).collect(),
+                    });
+                    for (j, &k) in fres.iter().enumerate() {
+                        let r = d.results[k];
+                        if self.act.is_active(r) {
+                            if let Some(&dv) = res.get(n + j) {
+                                self.tan[r] = Some(Lin::of(dv));
+                                self.name_tangent(em, r, dv);
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        // Copy the primal instruction.
+        let res = match &d.op {
+            Op::Const(c) => vec![em.constant(*c)],
+            op => em.ins(op.clone(), &args)?,
+        };
+        for (&r, &nr) in d.results.iter().zip(&res) {
+            self.map[r] = Some(nr);
+            self.primal[nr] = true;
+            if let Some(n) = src.name_of(r) {
+                em.f.set_name(nr, n);
+            }
+        }
+        let Some(&y) = d.results.first() else {
+            return Ok(());
+        };
+        if d.results.len() != 1 || !self.act.is_active(y) || matches!(d.op, Op::Call(_)) {
+            return Ok(());
+        }
+        let need: Vec<bool> = d.args.iter().map(|&a| self.tan[a].is_some()).collect();
+        let local = rules::local(em, &d.op, &args, Some(res[0]), &need)?;
+        let dargs: Vec<Option<Lin>> = d.args.iter().map(|&a| self.tan[a]).collect();
+        let dy = rules::tangent(em, &local, &dargs, res[0])?;
+        self.tan[y] = dy;
+        if let Some(l) = dy {
+            self.name_tangent(em, y, l.val);
+        }
+        Ok(())
+    }
+
+    fn name_tangent(&self, em: &mut Emitter, primal: Value, v: Value) {
+        if !self.primal[v] && em.const_of(v).is_none() {
+            if let Some(n) = derived_name(self.src, primal, "d", "") {
+                em.name_if_unnamed(v, n);
+            }
+        }
+    }
+
+    /// A loop carrying primal and tangent state.
+    fn lp(&mut self, em: &mut Emitter, inst: Inst, args: &[Value]) -> Result<()> {
+        let src = self.src;
+        let d = &src.insts[inst];
+        let Op::Loop(bounds) = d.op else {
+            return Err(malformed(src, "not a loop"));
+        };
+        let nd = bounds.num_dyn();
+        let &[body] = d.regions.as_slice() else {
+            return Err(malformed(src, "loop without exactly one body"));
+        };
+        let params = src.regions[body].params.clone();
+        let nc = d.results.len();
+        if args.len() != nd + nc || params.len() != nc + 1 {
+            return Err(malformed(src, "loop carries mismatched values"));
+        }
+        let yields = yield_args(src, inst).to_vec();
+        if yields.len() != nc {
+            return Err(malformed(
+                src,
+                "loop body yields the wrong number of values",
+            ));
+        }
+        // Active slots carry a tangent.
+        let slots: Vec<usize> = (0..nc)
+            .filter(|&k| self.act.is_active(d.results[k]) || self.act.is_active(params[k + 1]))
+            .collect();
+        let mut inits = args[nd..].to_vec();
+        for &k in &slots {
+            let x = d.args[nd + k];
+            inits.push(lin::value(em, self.tan[x], args[nd + k])?);
+        }
+        let (index, nparams) = em.begin_loop(bounds, &args[..nd], &inits)?;
+        self.map[params[0]] = Some(index);
+        if let Some(n) = src.name_of(params[0]) {
+            em.f.set_name(index, n);
+        }
+        for k in 0..nc {
+            let p = params[k + 1];
+            self.map[p] = Some(nparams[k]);
+            self.primal[nparams[k]] = true;
+            if let Some(n) = src.name_of(p) {
+                em.f.set_name(nparams[k], n);
+            }
+        }
+        for (j, &k) in slots.iter().enumerate() {
+            let p = params[k + 1];
+            let dp = nparams[nc + j];
+            self.tan[p] = Some(Lin::of(dp));
+            self.name_tangent(em, p, dp);
+        }
+        self.region(em, body)?;
+        let mut next: Vec<Value> = yields.iter().map(|&y| self.get(y)).collect::<Result<_>>()?;
+        for &k in &slots {
+            let y = yields[k];
+            let like = self.get(y)?;
+            next.push(lin::value(em, self.tan[y], like)?);
+        }
+        let res = em.end_loop(&next)?;
+        for (k, &r) in d.results.iter().enumerate() {
+            self.map[r] = Some(res[k]);
+            self.primal[res[k]] = true;
+            if let Some(n) = src.name_of(r) {
+                em.f.set_name(res[k], n);
+            }
+        }
+        for (j, &k) in slots.iter().enumerate() {
+            let r = d.results[k];
+            let dr = res[nc + j];
+            self.tan[r] = Some(Lin::of(dr));
+            self.name_tangent(em, r, dr);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! Golden files: `tests/ir/ad/NAME.jir` (input; the last function is differentiated with
+//! respect to every float parameter) and `NAME.{jvp,vjp,grad}.expected.jir`, the derived
+//! functions after `optimize_module`, compared as text. `BLESS=1 cargo test -p
+//! jitad-passes --test golden` rewrites the expectations and prints what changed; read
+//! a blessed file before committing it — a golden file pins shape, not truth (truth is
+//! checked by the finite-difference and dot-product tests).
+
+mod common;
+use jitad_ir::{parse_module, print_module, verify_module, Module};
+use jitad_passes::{float_params, grad, jvp, optimize_module, vjp, OptOptions};
+use std::path::{Path, PathBuf};
+
+fn suite() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ir/ad")
+}
+
+fn derive(input: &Module, kind: &str) -> String {
+    let mut m = input.clone();
+    let Some(f) = m.funcs.last() else {
+        return String::new();
+    };
+    let (name, wrt) = (f.name.clone(), float_params(f));
+    match kind {
+        "jvp" => jvp(&mut m, &name, &wrt),
+        "vjp" => vjp(&mut m, &name, &wrt),
+        _ => grad(&mut m, &name, &wrt),
+    }
+    .unwrap_or_else(|e| panic!("{kind} of @{name}: {e}"));
+    optimize_module(&mut m, &OptOptions::default());
+    verify_module(&m).unwrap();
+    let mut out = Module::new();
+    for f in m.funcs {
+        if input.get(&f.name).is_none() {
+            out.funcs.push(f);
+        }
+    }
+    print_module(&out)
+}
+
+#[test]
+fn golden_derivatives() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(suite())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "jir")
+                && !p.to_string_lossy().ends_with(".expected.jir")
+        })
+        .collect();
+    inputs.sort();
+    assert!(!inputs.is_empty());
+    let mut failures = Vec::new();
+    for input in &inputs {
+        let src = std::fs::read_to_string(input).unwrap();
+        let module = parse_module(&src).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+        let stem = input.file_stem().unwrap().to_string_lossy().to_string();
+        for kind in ["jvp", "vjp", "grad"] {
+            let got = derive(&module, kind);
+            // The printed output, beside its input, parses back and prints identically.
+            let both = format!("{}\n{got}", print_module(&module));
+            let reparsed = parse_module(&both).unwrap_or_else(|e| panic!("{e}\n{both}"));
+            assert_eq!(print_module(&reparsed), both);
+            let path = suite().join(format!("{stem}.{kind}.expected.jir"));
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            if got != want {
+                if bless {
+                    std::fs::write(&path, &got).unwrap();
+                    eprintln!("blessed {}:\n{got}", path.display());
+                } else {
+                    failures.push(format!("{}: expected\n{want}\ngot\n{got}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n(BLESS=1 rewrites)",
+        failures.join("\n")
+    );
+}
