@@ -14,14 +14,13 @@ fn quickstart(c: &mut Criterion) {
         b.iter(|| problems::quickstart_grad(black_box(&x), &mut dx))
     });
     let mut tape = Tape::new();
-    tape.record(&x, |v| problems::quickstart(v))
-        .expect("record");
+    tape.record(&x, problems::quickstart).expect("record");
     g.bench_function("tape-replay", |b| {
         b.iter(|| tape.replay(black_box(&x), &mut dx).expect("replay"))
     });
     g.bench_function("tape-record", |b| {
         b.iter(|| {
-            let v = tape.record(black_box(&x), |v| problems::quickstart(v));
+            let v = tape.record(black_box(&x), problems::quickstart);
             tape.gradient(&mut dx).expect("gradient");
             v
         })
@@ -38,14 +37,13 @@ fn rosenbrock(c: &mut Criterion) {
             b.iter(|| problems::rosenbrock_grad(black_box(x), &mut dx))
         });
         let mut tape = Tape::new();
-        tape.record(&x, |v| problems::rosenbrock(v))
-            .expect("record");
+        tape.record(&x, problems::rosenbrock).expect("record");
         g.bench_with_input(BenchmarkId::new("tape-replay", n), &x, |b, x| {
             b.iter(|| tape.replay(black_box(x), &mut dx).expect("replay"))
         });
         g.bench_with_input(BenchmarkId::new("tape-record", n), &x, |b, x| {
             b.iter(|| {
-                let v = tape.record(black_box(x), |v| problems::rosenbrock(v));
+                let v = tape.record(black_box(x), problems::rosenbrock);
                 tape.gradient(&mut dx).expect("gradient");
                 v
             })

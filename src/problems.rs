@@ -264,7 +264,7 @@ mod tests {
         let mut g = vec![0.0; 7];
         let v = rosenbrock_grad(&x, &mut g);
         assert_eq!(v, rosenbrock(&x));
-        assert_close(&g, &fd(|x| rosenbrock(x), &x), 1e-6);
+        assert_close(&g, &fd(rosenbrock, &x), 1e-6);
 
         let data = MlpData::synthetic(1);
         let p = mlp_init(2);

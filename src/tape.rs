@@ -576,9 +576,7 @@ mod tests {
     #[test]
     fn quickstart_gradient() {
         let mut t = Tape::new();
-        let v = t
-            .record(&[3.0, 2.0], |x| crate::problems::quickstart(x))
-            .unwrap();
+        let v = t.record(&[3.0, 2.0], crate::problems::quickstart).unwrap();
         let mut g = [0.0; 2];
         t.gradient(&mut g).unwrap();
         assert_eq!((v, g), (5.0, [6.0, -4.0]));
@@ -591,7 +589,7 @@ mod tests {
     fn record_and_replay_match_hand_written() {
         let x = crate::problems::rosenbrock_start(50);
         let mut t = Tape::new();
-        t.record(&x, |x| rosenbrock(x)).unwrap();
+        t.record(&x, rosenbrock).unwrap();
         let y: Vec<f64> = x.iter().map(|v| v * 0.9 + 0.05).collect();
         let (mut g1, mut g2) = (vec![0.0; 50], vec![0.0; 50]);
         let v1 = t.replay(&y, &mut g1).unwrap();

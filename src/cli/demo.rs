@@ -11,7 +11,7 @@ fn f<T: Float>(x: &[T]) -> T {
 /// Runs the demo.
 pub fn run() -> Result<()> {
     let at = [3.0, 2.0];
-    let func = jitad_ir::trace::trace_scalar("f", &at, |x| f(x))?;
+    let func = jitad_ir::trace::trace_scalar("f", &at, f)?;
     println!("The quickstart example f(x, y) = (x + y)(x - y), traced at (3, 2):\n");
     print!("{}", jitad_ir::print::print_function(&func));
     let mut module = jitad_ir::Module::new();
