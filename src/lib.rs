@@ -1,6 +1,53 @@
 //! jitad: trace once, differentiate as IR, JIT-compile with Cranelift.
+//!
+//! A generic Rust function is traced into typed SSA IR; forward- and reverse-mode
+//! transforms derive new IR from it; clean-up passes make that IR lean; Cranelift
+//! compiles it to machine code behind a safe, allocation-free handle. Each step is one
+//! line:
+//!
+//! ```
+//! use num_traits::Float;
+//!
+//! // The quickstart example, generic so it runs natively on f64 and traces on Var.
+//! fn f<T: Float>(x: &[T]) -> T {
+//!     (x[0] + x[1]) * (x[0] - x[1])
+//! }
+//!
+//! let traced = jitad::trace_scalar("f", &[3.0, 2.0], |x| f(x))?; // closure → IR
+//! let grad = traced.grad()?;                                       // IR → gradient IR
+//! let compiled = grad.compile()?;                                  // → machine code
+//! let mut out = [0.0; 3];                                          // (value, ∂f/∂x, ∂f/∂y)
+//! compiled.call_f64(&[3.0, 2.0], &mut out)?;
+//! assert_eq!(out, [5.0, 6.0, -4.0]);
+//!
+//! // Forward mode: (x, y, dx, dy) -> (f, df).
+//! let jvp = traced.jvp()?.compile()?;
+//! let mut out = [0.0; 2];
+//! jvp.call_f64(&[3.0, 2.0, 1.0, 0.0], &mut out)?;
+//! assert_eq!(out, [5.0, 6.0]);
+//!
+//! // Every stage prints as parseable IR.
+//! println!("{}", grad.to_jir());
+//! # Ok::<(), jitad::Error>(())
+//! ```
+//!
+//! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
+//! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
+//! adds the facade ([`Traced`]), the classic tape baseline ([`tape`]), the benchmark
+//! problems with hand-written gradients ([`problems`]) and the `jitad` command line.
 
+#![warn(missing_docs)]
+
+mod error;
 pub mod problems;
 pub mod tape;
+mod traced;
 
+pub use error::{Error, Result};
+pub use jitad_codegen as codegen;
+pub use jitad_codegen::{CallError, CompileOptions, Compiled};
 pub use jitad_ir as ir;
+pub use jitad_ir::{Val, Var};
+pub use jitad_passes as passes;
+pub use num_traits::Float;
+pub use traced::{trace, trace_scalar, Traced};

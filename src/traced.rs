@@ -1,0 +1,348 @@
+//! [`Traced`]: a function as IR, with its derivatives one method call away.
+//!
+//! A `Traced` owns a verified [`Module`] and names its entry function. Every transform
+//! returns a new `Traced` whose module holds the derived entry and every function it
+//! calls (callees' derivatives included), cleaned up by the [`jitad_passes::optimize`]
+//! pipeline, so each stage can be printed ([`Traced::to_jir`]), interpreted
+//! ([`Traced::eval`]) or compiled ([`Traced::compile`]).
+//!
+//! Signatures of derived functions (`x` the entry's parameters, `wrt` the
+//! differentiated ones, all float parameters unless a `_wrt` method names them):
+//!
+//! | method | signature |
+//! |---|---|
+//! | [`jvp`](Traced::jvp) | `(x..., dx_wrt...) -> (y..., dy...)` |
+//! | [`vjp`](Traced::vjp) | `(x..., ybar...) -> (y..., xbar_wrt...)` |
+//! | [`grad`](Traced::grad) | `(x...) -> (y, g_wrt...)` (one float result) |
+//! | [`hvp`](Traced::hvp) | `(x..., v_wrt...) -> (y, g_wrt..., (H·v)_wrt...)` |
+//! | [`hessian`](Traced::hessian) | `(x...) -> (y, g_wrt..., H row-major)` |
+
+use crate::error::{Error, Result};
+use jitad_codegen::{CompileOptions, Compiled};
+use jitad_ir::{Function, Module, Op, Val, Var};
+use jitad_passes::OptOptions;
+use std::collections::HashSet;
+
+/// A function as verified IR; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Traced {
+    module: Module,
+    entry: String,
+}
+
+/// Traces `f` at `example` (one `f64` parameter `%x0, %x1, ...` per value) and verifies
+/// the result. Data-dependent decisions answer from `example` and record guards (see
+/// [`jitad_ir::trace`]).
+pub fn trace(
+    name: &str,
+    example: &[f64],
+    f: impl FnOnce(&[Var]) -> Vec<Var>,
+) -> Result<Traced> {
+    Traced::from_function(jitad_ir::trace(name, example, f)?)
+}
+
+/// [`trace`] for a function with one output.
+pub fn trace_scalar(name: &str, example: &[f64], f: impl FnOnce(&[Var]) -> Var) -> Result<Traced> {
+    trace(name, example, |x| vec![f(x)])
+}
+
+impl Traced {
+    /// Wraps one function (which calls no other) after verifying it.
+    pub fn from_function(f: Function) -> Result<Traced> {
+        let entry = f.name.clone();
+        let mut module = Module::new();
+        module.insert(f);
+        Traced::from_module(module, &entry)
+    }
+
+    /// Wraps function `entry` of `module` after verifying the whole module.
+    pub fn from_module(module: Module, entry: &str) -> Result<Traced> {
+        let entry = entry.strip_prefix('@').unwrap_or(entry);
+        if module.get(entry).is_none() {
+            return Err(Error::UnknownFunction(entry.to_string()));
+        }
+        jitad_ir::verify_module(&module)?;
+        Ok(Traced {
+            module,
+            entry: entry.to_string(),
+        })
+    }
+
+    /// Parses `.jir` text and wraps function `entry` (the first function when `None`).
+    pub fn from_jir(src: &str, entry: Option<&str>) -> Result<Traced> {
+        let module = jitad_ir::parse_module(src)?;
+        let entry = match entry {
+            Some(e) => e.to_string(),
+            None => module
+                .funcs
+                .first()
+                .map(|f| f.name.clone())
+                .ok_or_else(|| Error::UnknownFunction("(the text has no functions)".into()))?,
+        };
+        Traced::from_module(module, &entry)
+    }
+
+    /// The entry function's name.
+    pub fn name(&self) -> &str {
+        &self.entry
+    }
+
+    /// The entry function.
+    pub fn function(&self) -> &Function {
+        // `from_module` checked it exists and no method removes it.
+        self.module
+            .get(&self.entry)
+            .expect("the entry function exists (checked on construction)")
+    }
+
+    /// The module: the entry and every function it may call.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The entry function followed by the functions it calls (transitively), in the
+    /// order they are first called.
+    pub fn reachable(&self) -> Vec<&Function> {
+        let mut seen = HashSet::new();
+        let mut order = Vec::new();
+        let mut stack = vec![self.entry.as_str()];
+        while let Some(name) = stack.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let Some(f) = self.module.get(name) else {
+                continue;
+            };
+            order.push(f);
+            let mut callees: Vec<&str> = f
+                .insts
+                .values()
+                .filter_map(|d| match &d.op {
+                    Op::Call(c) => Some(c.as_str()),
+                    _ => None,
+                })
+                .collect();
+            callees.reverse();
+            stack.extend(callees);
+        }
+        order
+    }
+
+    /// The entry and its callees as `.jir` text (parseable; `print → parse → print` is
+    /// the identity).
+    pub fn to_jir(&self) -> String {
+        self.reachable()
+            .into_iter()
+            .map(jitad_ir::print_function)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Indices of the entry's float parameters (the default `wrt`).
+    pub fn float_params(&self) -> Vec<usize> {
+        jitad_passes::float_params(self.function())
+    }
+
+    /// IR instructions in the entry function (loop bodies included).
+    pub fn num_insts(&self) -> usize {
+        self.function().num_insts()
+    }
+
+    fn derive(
+        &self,
+        wrt: Option<&[usize]>,
+        transform: impl FnOnce(&mut Module, &str, &[usize]) -> jitad_passes::Result<String>,
+    ) -> Result<Traced> {
+        let wrt = match wrt {
+            Some(w) => w.to_vec(),
+            None => self.float_params(),
+        };
+        let mut module = self.module.clone();
+        let name = transform(&mut module, &self.entry, &wrt)?;
+        jitad_passes::optimize_module(&mut module, &OptOptions::default());
+        let mut t = Traced {
+            module,
+            entry: name,
+        };
+        t.prune();
+        Ok(t)
+    }
+
+    /// Drops functions the entry cannot reach.
+    fn prune(&mut self) {
+        let keep: HashSet<String> = self.reachable().iter().map(|f| f.name.clone()).collect();
+        self.module.funcs.retain(|f| keep.contains(&f.name));
+    }
+
+    /// A copy cleaned up by the optimisation pipeline (DCE, CSE, constant folding,
+    /// IEEE-safe simplification, to a fixed point). Results are unchanged bit for bit.
+    pub fn optimize(&self) -> Traced {
+        let mut t = self.clone();
+        jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
+        t
+    }
+
+    /// Forward mode with respect to every float parameter:
+    /// `(x..., dx...) -> (y..., dy...)`.
+    pub fn jvp(&self) -> Result<Traced> {
+        self.derive(None, jitad_passes::jvp)
+    }
+
+    /// Forward mode with respect to the parameters at `wrt`.
+    pub fn jvp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
+        self.derive(Some(wrt), jitad_passes::jvp)
+    }
+
+    /// Reverse mode with respect to every float parameter:
+    /// `(x..., ybar...) -> (y..., xbar...)`.
+    pub fn vjp(&self) -> Result<Traced> {
+        self.derive(None, jitad_passes::vjp)
+    }
+
+    /// Reverse mode with respect to the parameters at `wrt`.
+    pub fn vjp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
+        self.derive(Some(wrt), jitad_passes::vjp)
+    }
+
+    /// Value and gradient of a function with one float result: `(x...) -> (y, g...)`.
+    pub fn grad(&self) -> Result<Traced> {
+        self.derive(None, jitad_passes::grad)
+    }
+
+    /// Value and gradient with respect to the parameters at `wrt`.
+    pub fn grad_wrt(&self, wrt: &[usize]) -> Result<Traced> {
+        self.derive(Some(wrt), jitad_passes::grad)
+    }
+
+    /// Hessian-vector product, forward over reverse: `(x..., v...) -> (y, g..., H·v...)`.
+    pub fn hvp(&self) -> Result<Traced> {
+        self.derive(None, jitad_passes::hvp)
+    }
+
+    /// Hessian-vector product with respect to the parameters at `wrt`.
+    pub fn hvp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
+        self.derive(Some(wrt), jitad_passes::hvp)
+    }
+
+    /// Value, gradient and dense Hessian (row-major), one Hessian-vector product per
+    /// parameter: for small `n`.
+    pub fn hessian(&self) -> Result<Traced> {
+        self.derive(None, jitad_passes::hessian)
+    }
+
+    /// Evaluates the entry function with the reference interpreter.
+    pub fn eval(&self, args: &[Val]) -> Result<Vec<Val>> {
+        Ok(jitad_ir::eval(&self.module, &self.entry, args)?)
+    }
+
+    /// [`Traced::eval`] for a function taking and returning `f64` only.
+    pub fn eval_f64(&self, args: &[f64]) -> Result<Vec<f64>> {
+        Ok(jitad_ir::eval_f64(&self.module, &self.entry, args)?)
+    }
+
+    /// JIT-compiles the entry function (and its callees) with default options.
+    pub fn compile(&self) -> Result<Compiled> {
+        self.compile_with(&CompileOptions::default())
+    }
+
+    /// JIT-compiles the entry function with `opts`.
+    pub fn compile_with(&self, opts: &CompileOptions) -> Result<Compiled> {
+        Ok(jitad_codegen::compile_module(
+            &self.module,
+            &self.entry,
+            opts,
+        )?)
+    }
+}
+
+impl std::fmt::Display for Traced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_jir())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quickstart() -> Traced {
+        trace_scalar("f", &[3.0, 2.0], |x| (x[0] + x[1]) * (x[0] - x[1])).unwrap()
+    }
+
+    #[test]
+    fn every_stage_agrees_between_interpreter_and_jit() {
+        let f = quickstart();
+        let stages = [
+            (f.clone(), vec![3.0, 2.0]),
+            (f.jvp().unwrap(), vec![3.0, 2.0, 0.5, -1.0]),
+            (f.vjp().unwrap(), vec![3.0, 2.0, 2.0]),
+            (f.grad().unwrap(), vec![3.0, 2.0]),
+            (f.hvp().unwrap(), vec![3.0, 2.0, 1.0, 0.0]),
+            (f.hessian().unwrap(), vec![3.0, 2.0]),
+        ];
+        for (t, args) in stages {
+            let interp = t.eval_f64(&args).unwrap();
+            let c = t.compile().unwrap();
+            let mut out = vec![0.0; c.results().len()];
+            c.call_f64(&args, &mut out).unwrap();
+            assert_eq!(interp, out, "{}", t.name());
+        }
+        // grad: (5, 6, -4); hessian of x² − y²: [[2, 0], [0, −2]].
+        assert_eq!(
+            f.grad().unwrap().eval_f64(&[3.0, 2.0]).unwrap(),
+            [5.0, 6.0, -4.0]
+        );
+        assert_eq!(
+            f.hessian().unwrap().eval_f64(&[3.0, 2.0]).unwrap(),
+            [5.0, 6.0, -4.0, 2.0, 0.0, 0.0, -2.0]
+        );
+    }
+
+    #[test]
+    fn wrt_selects_parameters_and_bad_wrt_is_an_error() {
+        let f = quickstart();
+        assert_eq!(
+            f.grad_wrt(&[1]).unwrap().eval_f64(&[3.0, 2.0]).unwrap(),
+            [5.0, -4.0]
+        );
+        assert!(matches!(f.grad_wrt(&[2]), Err(Error::Ad(_))));
+        assert!(matches!(f.grad_wrt(&[0, 0]), Err(Error::Ad(_))));
+    }
+
+    #[test]
+    fn jir_round_trips_and_bad_text_reports_position() {
+        let g = quickstart().grad().unwrap();
+        let back = Traced::from_jir(&g.to_jir(), None).unwrap();
+        assert_eq!(back.to_jir(), g.to_jir());
+        match Traced::from_jir("func @f(%x: f64) -> f64 {\n  ret %y\n}\n", None) {
+            Err(Error::Verify(e)) => assert!(e.to_string().contains("%y"), "{e}"),
+            Err(Error::Parse(e)) => assert!(e.to_string().contains("2:"), "{e}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(matches!(
+            Traced::from_jir("func @f(%x: f64) -> f64 {", None),
+            Err(Error::Parse(_))
+        ));
+        assert!(matches!(
+            Traced::from_module(Module::new(), "nope"),
+            Err(Error::UnknownFunction(_))
+        ));
+    }
+
+    #[test]
+    fn reachable_lists_callees_once() {
+        let src = "func @f(%x: f64) -> f64 {\n  %a = call @g(%x)\n  %b = call @g(%a)\n  ret %b\n}\n\
+                   func @g(%x: f64) -> f64 {\n  %y = sin %x\n  ret %y\n}\n\
+                   func @unused(%x: f64) -> f64 {\n  ret %x\n}\n";
+        let t = Traced::from_jir(src, Some("f")).unwrap();
+        let names: Vec<&str> = t.reachable().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["f", "g"]);
+        let g = t.grad().unwrap();
+        let names: Vec<&str> = g.reachable().iter().map(|f| f.name.as_str()).collect();
+        assert!(!names.contains(&"unused"), "{names:?}");
+        let x = 0.7f64;
+        let out = g.eval_f64(&[x]).unwrap();
+        assert_eq!(out[0], x.sin().sin());
+        assert!((out[1] - x.sin().cos() * x.cos()).abs() < 1e-15);
+    }
+}
