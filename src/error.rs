@@ -24,6 +24,9 @@ pub enum Error {
     /// The interpreter failed (wrong arguments, a failed guard).
     #[error(transparent)]
     Eval(#[from] jitad_ir::EvalError),
+    /// The classic tape refused a recording or a buffer.
+    #[error(transparent)]
+    Tape(#[from] crate::tape::TapeError),
     /// The module has no function of that name.
     #[error("no function @{0} in the module")]
     UnknownFunction(String),

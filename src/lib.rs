@@ -40,6 +40,7 @@
 
 mod error;
 pub mod problems;
+pub mod suite;
 pub mod tape;
 mod traced;
 

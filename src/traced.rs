@@ -33,11 +33,7 @@ pub struct Traced {
 /// Traces `f` at `example` (one `f64` parameter `%x0, %x1, ...` per value) and verifies
 /// the result. Data-dependent decisions answer from `example` and record guards (see
 /// [`jitad_ir::trace`]).
-pub fn trace(
-    name: &str,
-    example: &[f64],
-    f: impl FnOnce(&[Var]) -> Vec<Var>,
-) -> Result<Traced> {
+pub fn trace(name: &str, example: &[f64], f: impl FnOnce(&[Var]) -> Vec<Var>) -> Result<Traced> {
     Traced::from_function(jitad_ir::trace(name, example, f)?)
 }
 
@@ -331,7 +327,8 @@ mod tests {
 
     #[test]
     fn reachable_lists_callees_once() {
-        let src = "func @f(%x: f64) -> f64 {\n  %a = call @g(%x)\n  %b = call @g(%a)\n  ret %b\n}\n\
+        let src =
+            "func @f(%x: f64) -> f64 {\n  %a = call @g(%x)\n  %b = call @g(%a)\n  ret %b\n}\n\
                    func @g(%x: f64) -> f64 {\n  %y = sin %x\n  ret %y\n}\n\
                    func @unused(%x: f64) -> f64 {\n  ret %x\n}\n";
         let t = Traced::from_jir(src, Some("f")).unwrap();

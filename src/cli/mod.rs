@@ -1,11 +1,12 @@
 //! Argument parsing and dispatch for the `jitad` binary.
 
+mod bench;
 mod demo;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use jitad_ir::interp::Val;
-use jitad_ir::{Module, ScalarType, Type};
+use jitad::{CompileOptions, Traced, Val};
+use jitad_ir::{ScalarType, Type};
 use std::path::{Path, PathBuf};
 
 /// jitad: trace once, differentiate as IR, JIT-compile with Cranelift.
@@ -18,20 +19,30 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The quickstart example f(x,y) = (x+y)(x-y) end to end.
+    /// The quickstart example f(x,y) = (x+y)(x-y) end to end: IR, tangent and adjoint
+    /// IR, compiled value and gradient checked against finite differences, speed.
     Demo,
     /// Parse and verify a .jir file, then print a stage of it.
     Dump {
         /// The .jir file.
         file: PathBuf,
-        /// Function to show (default: every function for `ir`, the first one otherwise).
+        /// Function to start from (default: the first in the file; `--emit ir` without
+        /// `--func` prints every function).
         #[arg(long)]
         func: Option<String>,
         /// What to print.
         #[arg(long, value_enum, default_value_t = Emit::Ir)]
         emit: Emit,
+        /// Differentiate with respect to these parameters only (comma-separated
+        /// indices; default: every float parameter).
+        #[arg(long, value_delimiter = ',')]
+        wrt: Option<Vec<usize>>,
+        /// For `--emit clif|asm|dot`: which function to show (default: the function
+        /// itself).
+        #[arg(long, value_enum, default_value_t = Stage::Primal)]
+        of: Stage,
     },
-    /// Evaluate a function of a .jir file.
+    /// Evaluate a function of a .jir file (JIT-compiled unless `--engine interp`).
     Run {
         /// The .jir file.
         file: PathBuf,
@@ -42,84 +53,200 @@ enum Command {
         /// `true` as the parameter types need).
         #[arg(long, allow_hyphen_values = true, default_value = "")]
         args: String,
-        /// Print `{"results": [...]}` as JSON.
+        /// Also compute the gradient (the function must have one float result).
+        #[arg(long)]
+        grad: bool,
+        /// With `--grad`: differentiate with respect to these parameters only.
+        #[arg(long, value_delimiter = ',')]
+        wrt: Option<Vec<usize>>,
+        /// Which engine evaluates the function.
+        #[arg(long, value_enum, default_value_t = Engine::Jit)]
+        engine: Engine,
+        /// Print `{"results": [...]}` (and `"gradient": [...]` with `--grad`) as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Run the benchmark suite: hand-written, JIT, interpreter, tape, forward-mode JIT.
+    Bench(bench::Args),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Emit {
     /// The verified IR, printed back.
     Ir,
+    /// The IR after the clean-up pipeline (DCE, CSE, constant folding, simplification).
+    Opt,
+    /// Forward mode: `(x, dx) -> (y, dy)`, optimised.
+    Jvp,
+    /// Reverse mode: `(x, ybar) -> (y, xbar)`, optimised.
+    Vjp,
+    /// Value and gradient: `(x) -> (y, g)`, optimised.
+    Grad,
+    /// Hessian-vector product: `(x, v) -> (y, g, Hv)`, optimised.
+    Hvp,
+    /// Cranelift IR of the compiled function (see `--of`).
+    Clif,
+    /// Machine code listing of the compiled function (see `--of`).
+    Asm,
+    /// Graphviz DOT of the computational graph (see `--of`); tangents blue, adjoints red.
+    Dot,
+}
+
+/// A derivative stage, for `--of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    /// The function as written.
+    Primal,
+    /// Its optimised jvp.
+    Jvp,
+    /// Its optimised vjp.
+    Vjp,
+    /// Its optimised grad.
+    Grad,
+    /// Its optimised hvp.
+    Hvp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    /// Cranelift-compiled machine code.
+    Jit,
+    /// The reference interpreter.
+    Interp,
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo => demo::run(),
-        Command::Dump { file, func, emit } => {
-            let module = load(&file)?;
-            match emit {
-                Emit::Ir => match func {
-                    Some(name) => {
-                        let f = module
-                            .get(&name)
-                            .ok_or_else(|| anyhow!("no function @{name} in {}", file.display()))?;
-                        print!("{}", jitad_ir::print::print_function(f));
-                    }
-                    None => print!("{}", jitad_ir::print::print_module(&module)),
-                },
-            }
-            Ok(())
-        }
+        Command::Bench(args) => bench::run(&args),
+        Command::Dump {
+            file,
+            func,
+            emit,
+            wrt,
+            of,
+        } => dump(&file, func.as_deref(), emit, wrt.as_deref(), of),
         Command::Run {
             file,
             func,
             args,
+            grad,
+            wrt,
+            engine,
             json,
         } => {
-            let module = load(&file)?;
-            let name = entry_name(&module, func.as_deref())?;
-            let f = module
-                .get(&name)
-                .ok_or_else(|| anyhow!("no function @{name}"))?;
-            let vals = parse_args(&args, &f.sig.params)
-                .with_context(|| format!("bad --args for @{name}"))?;
-            let results = jitad_ir::interp::eval(&module, &name, &vals)?;
-            print_results(&results, json);
+            let traced = load(&file, func.as_deref())?;
+            let vals = parse_args(&args, &traced.function().sig.params)
+                .with_context(|| format!("bad --args for @{}", traced.name()))?;
+            if grad {
+                let g = derive(&traced, Stage::Grad, wrt.as_deref())?;
+                let out = evaluate(&g, &vals, engine)?;
+                let (value, gradient) = out.split_at(1);
+                print_results(value, Some(gradient), json);
+            } else {
+                if wrt.is_some() {
+                    bail!("--wrt needs --grad");
+                }
+                let out = evaluate(&traced, &vals, engine)?;
+                print_results(&out, None, json);
+            }
             Ok(())
         }
     }
 }
 
-/// Reads, parses and verifies a `.jir` file.
-fn load(path: &Path) -> Result<Module> {
-    let src =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let module =
-        jitad_ir::parse::parse_module(&src).map_err(|e| anyhow!("{}:{e}", path.display()))?;
-    jitad_ir::verify::verify_module(&module)
-        .map_err(|e| anyhow!("{}: verifier errors:\n{e}", path.display()))?;
-    Ok(module)
+fn dump(
+    file: &Path,
+    func: Option<&str>,
+    emit: Emit,
+    wrt: Option<&[usize]>,
+    of: Stage,
+) -> Result<()> {
+    let traced = load(file, func)?;
+    if of != Stage::Primal && !matches!(emit, Emit::Clif | Emit::Asm | Emit::Dot) {
+        bail!("--of applies to --emit clif, asm and dot only");
+    }
+    if wrt.is_some() && matches!(emit, Emit::Ir | Emit::Opt) {
+        bail!("--wrt applies to derivatives only (--emit jvp|vjp|grad|hvp, or --of)");
+    }
+    match emit {
+        Emit::Ir if func.is_none() => print!("{}", jitad_ir::print_module(traced.module())),
+        Emit::Ir => print!("{}", traced.to_jir()),
+        Emit::Opt => print!("{}", traced.optimize().to_jir()),
+        Emit::Jvp => print!("{}", derive(&traced, Stage::Jvp, wrt)?.to_jir()),
+        Emit::Vjp => print!("{}", derive(&traced, Stage::Vjp, wrt)?.to_jir()),
+        Emit::Grad => print!("{}", derive(&traced, Stage::Grad, wrt)?.to_jir()),
+        Emit::Hvp => print!("{}", derive(&traced, Stage::Hvp, wrt)?.to_jir()),
+        Emit::Dot => {
+            let t = derive(&traced, of, wrt)?;
+            print!("{}", jitad_ir::dot::function_to_dot(t.function()));
+        }
+        Emit::Clif | Emit::Asm => {
+            let t = derive(&traced, of, wrt)?;
+            let opts = CompileOptions {
+                emit_text: true,
+                ..CompileOptions::default()
+            };
+            let c = t.compile_with(&opts)?;
+            let text = if emit == Emit::Clif {
+                c.clif_text()
+            } else {
+                c.asm_text()
+            };
+            print!("{}", text.unwrap_or_default());
+        }
+    }
+    Ok(())
 }
 
-/// The function to run: the one named, or the first in the file.
-fn entry_name(module: &Module, func: Option<&str>) -> Result<String> {
-    match func {
-        Some(n) => {
-            let n = n.strip_prefix('@').unwrap_or(n);
-            if module.get(n).is_none() {
-                bail!("no function @{n}");
-            }
-            Ok(n.to_string())
+/// The derived stage of `t` (or `t` itself for `Primal`).
+fn derive(t: &Traced, stage: Stage, wrt: Option<&[usize]>) -> Result<Traced> {
+    Ok(match (stage, wrt) {
+        (Stage::Primal, _) => t.clone(),
+        (Stage::Jvp, None) => t.jvp()?,
+        (Stage::Jvp, Some(w)) => t.jvp_wrt(w)?,
+        (Stage::Vjp, None) => t.vjp()?,
+        (Stage::Vjp, Some(w)) => t.vjp_wrt(w)?,
+        (Stage::Grad, None) => t.grad()?,
+        (Stage::Grad, Some(w)) => t.grad_wrt(w)?,
+        (Stage::Hvp, None) => t.hvp()?,
+        (Stage::Hvp, Some(w)) => t.hvp_wrt(w)?,
+    })
+}
+
+/// Evaluates `t` on `args` with the chosen engine.
+fn evaluate(t: &Traced, args: &[Val], engine: Engine) -> Result<Vec<Val>> {
+    match engine {
+        Engine::Interp => Ok(t.eval(args)?),
+        Engine::Jit => {
+            let c = t.compile()?;
+            let mut out: Vec<Val> = c.results().iter().map(|&ty| zero(ty)).collect();
+            c.call(args, &mut out)?;
+            Ok(out)
         }
-        None => module
-            .funcs
-            .first()
-            .map(|f| f.name.clone())
-            .ok_or_else(|| anyhow!("the file has no functions")),
     }
+}
+
+fn zero(ty: ScalarType) -> Val {
+    match ty {
+        ScalarType::F64 => Val::F64(0.0),
+        ScalarType::F32 => Val::F32(0.0),
+        ScalarType::I64 => Val::I64(0),
+        ScalarType::Bool => Val::Bool(false),
+    }
+}
+
+/// Reads, parses and verifies a `.jir` file; `func` names the entry (default: first).
+fn load(path: &Path, func: Option<&str>) -> Result<Traced> {
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Traced::from_jir(&src, func).map_err(|e| match e {
+        jitad::Error::Verify(errors) => {
+            anyhow!("{}: verifier errors:\n{errors}", path.display())
+        }
+        e => anyhow!("{}:{e}", path.display()),
+    })
 }
 
 /// Parses `--args` against the parameter types.
@@ -174,15 +301,24 @@ fn parse_float(s: &str) -> Result<f64> {
     }
 }
 
-/// Prints results one per line, or as `{"results": [...]}`. JSON has no NaN or
-/// infinities; they print as `null`.
-fn print_results(results: &[Val], json: bool) {
+/// Prints results one per line (then `gradient: g0, g1, ...`), or as
+/// `{"results": [...], "gradient": [...]}`. JSON has no NaN or infinities; they print
+/// as `null`.
+fn print_results(results: &[Val], gradient: Option<&[Val]>, json: bool) {
     if json {
         let arr: Vec<serde_json::Value> = results.iter().map(val_json).collect();
-        println!("{}", serde_json::json!({ "results": arr }));
+        let mut obj = serde_json::json!({ "results": arr });
+        if let Some(g) = gradient {
+            obj["gradient"] = g.iter().map(val_json).collect();
+        }
+        println!("{obj}");
     } else {
         for r in results {
             println!("{r}");
+        }
+        if let Some(g) = gradient {
+            let g: Vec<String> = g.iter().map(|v| v.to_string()).collect();
+            println!("gradient: {}", g.join(", "));
         }
     }
 }
