@@ -155,11 +155,14 @@ impl Traced {
         };
         let mut module = self.module.clone();
         let name = transform(&mut module, &self.entry, &wrt)?;
-        jitad_passes::optimize_module(&mut module, &OptOptions::default());
         let mut t = Traced {
             module,
             entry: name,
         };
+        // Prune first: optimising the primal (when the derivative does not call it)
+        // would be wasted work.
+        t.prune();
+        jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
         t.prune();
         Ok(t)
     }

@@ -58,3 +58,210 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, _) = jitad(&["run", "no/such/file.jir"]);
     assert!(!ok);
 }
+
+#[test]
+fn run_gradient_with_either_engine() {
+    for engine in ["jit", "interp"] {
+        let (ok, out, err) = jitad(&[
+            "run",
+            "tests/ir/quickstart.jir",
+            "--args",
+            "3,2",
+            "--grad",
+            "--json",
+            "--engine",
+            engine,
+        ]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["results"], serde_json::json!([5.0]), "{engine}");
+        assert_eq!(v["gradient"], serde_json::json!([6.0, -4.0]), "{engine}");
+    }
+    // --wrt picks parameters: ∂f/∂y only.
+    let (ok, out, _) = jitad(&[
+        "run",
+        "tests/ir/quickstart.jir",
+        "--args",
+        "3,2",
+        "--grad",
+        "--wrt",
+        "1",
+    ]);
+    assert!(ok);
+    assert_eq!(out, "5.0\ngradient: -4.0\n");
+    // The engines agree on DESIGN.md's @g (a call and a 1000-trip loop).
+    let args = [
+        "run",
+        "tests/ir/design_g.jir",
+        "--func",
+        "g",
+        "--args",
+        "0.3,3",
+    ];
+    let jit = jitad(&args);
+    let interp = jitad(&[&args[..], &["--engine", "interp"]].concat());
+    assert!(jit.0 && interp.0);
+    assert_eq!(jit.1, interp.1);
+}
+
+#[test]
+fn dump_derivatives_are_parseable_and_match_the_goldens() {
+    let (ok, out, err) = jitad(&["dump", "tests/ir/quickstart.jir", "--emit", "grad"]);
+    assert!(ok, "{err}");
+    let golden = std::fs::read_to_string("tests/ir/ad/quickstart.grad.expected.jir").unwrap();
+    assert_eq!(out, golden);
+    for emit in ["opt", "jvp", "vjp", "grad", "hvp"] {
+        for file in ["tests/ir/quickstart.jir", "tests/ir/ad/call.jir"] {
+            let (ok, out, err) = jitad(&["dump", file, "--emit", emit]);
+            assert!(ok, "{file} --emit {emit}: {err}");
+            let m = jitad_ir::parse_module(&out).unwrap_or_else(|e| panic!("{emit}: {e}\n{out}"));
+            jitad_ir::verify_module(&m).unwrap_or_else(|e| panic!("{emit}: {e}\n{out}"));
+        }
+    }
+    // --wrt restricts the tangent inputs: one dx, no dy.
+    let (ok, out, _) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "jvp",
+        "--wrt",
+        "0",
+    ]);
+    assert!(ok);
+    assert!(
+        out.starts_with("func @f.jvp.wrt0(%x: f64, %y: f64, %dx: f64)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn dump_machine_stages_and_graphs() {
+    let (ok, clif, err) = jitad(&["dump", "tests/ir/quickstart.jir", "--emit", "clif"]);
+    assert!(ok, "{err}");
+    assert!(clif.contains("fadd") && clif.contains("fmul"), "{clif}");
+    let (ok, asm, err) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "asm",
+        "--of",
+        "grad",
+    ]);
+    assert!(ok, "{err}");
+    assert!(asm.contains("ret"), "{asm}");
+    let (ok, dot, _) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "dot",
+        "--of",
+        "grad",
+    ]);
+    assert!(ok);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(dot.contains("#c0392b"), "adjoint nodes are red: {dot}");
+    let (ok, dot, _) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "dot",
+        "--of",
+        "jvp",
+    ]);
+    assert!(ok);
+    assert!(dot.contains("#1f5fbf"), "tangent nodes are blue: {dot}");
+    // --of is for machine stages and pictures only.
+    let (ok, _, err) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "ir",
+        "--of",
+        "grad",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--of"), "{err}");
+}
+
+#[test]
+fn derivative_and_guard_errors_are_clear() {
+    // Reverse mode through an active loop is the checkpointing work: a clear error.
+    let (ok, _, err) = jitad(&[
+        "dump",
+        "tests/ir/design_g.jir",
+        "--func",
+        "g",
+        "--emit",
+        "vjp",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("not supported yet"), "{err}");
+    // A bad --wrt index.
+    let (ok, _, err) = jitad(&[
+        "dump",
+        "tests/ir/quickstart.jir",
+        "--emit",
+        "grad",
+        "--wrt",
+        "5",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("out of range"), "{err}");
+    // A failed guard asks for a re-trace, from both engines.
+    let dir = std::env::temp_dir().join(format!("jitad-cli-guard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("guard.jir");
+    std::fs::write(
+        &file,
+        "func @f(%x: f64) -> f64 {\n  %z = const 0.0 : f64\n  %c = gt %x, %z\n  guard %c\n  %y = sqrt %x\n  ret %y\n}\n",
+    )
+    .unwrap();
+    for engine in ["jit", "interp"] {
+        let f = file.to_str().unwrap();
+        let (ok, out, _) = jitad(&["run", f, "--args", "4", "--engine", engine]);
+        assert!(ok);
+        assert_eq!(out, "2.0\n");
+        let (ok, _, err) = jitad(&["run", f, "--args", "-1", "--engine", engine]);
+        assert!(!ok, "{engine}");
+        assert!(err.contains("re-trace"), "{engine}: {err}");
+    }
+}
+
+#[test]
+fn bench_json_rows() {
+    let (ok, out, err) = jitad(&["bench", "--quick", "--json", "quickstart"]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let legs: Vec<&str> = rows.iter().map(|r| r["leg"].as_str().unwrap()).collect();
+    assert_eq!(
+        legs,
+        [
+            "hand",
+            "jit",
+            "interp",
+            "tape-replay",
+            "tape-record",
+            "forward-jit"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r["problem"], "quickstart");
+        assert_eq!(r["n"], 2);
+        assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+#[test]
+fn demo_checks_itself() {
+    let (ok, out, err) = jitad(&["demo"]);
+    assert!(ok, "{err}");
+    for needle in [
+        "func @f(",
+        "func @f.jvp(",
+        "func @f.grad(",
+        "gradient             = (6, -4)",
+        "faster",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+}

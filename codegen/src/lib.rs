@@ -111,7 +111,13 @@ pub struct CompileOptions {
     /// Run Cranelift's verifier on every generated function (default: on in debug
     /// builds, off in release).
     pub verify: bool,
-    /// Cranelift's `opt_level=speed` (default) rather than `none`.
+    /// Cranelift's `opt_level=speed` rather than `none` (default: `none`). jitad's own
+    /// pipeline has already run CSE, constant folding and DCE, so Cranelift's e-graph
+    /// finds little left; measured on the traced Rosenbrock gradient at n = 1000
+    /// (`--example ad_scaling` in the root package, `JITAD_VERBOSE=1`), `none` compiles
+    /// 3.2× faster (15 ms against 50 ms) and its code runs faster (3.5 µs against
+    /// 4.8 µs per call, 173 KB against 217 KB of machine code), because the e-graph's
+    /// rematerialised constants lengthen the code.
     pub optimize: bool,
     /// The register allocator.
     pub regalloc: RegAlloc,
@@ -132,7 +138,7 @@ impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             verify: cfg!(debug_assertions),
-            optimize: true,
+            optimize: false,
             regalloc: RegAlloc::Backtracking,
             chunk_size: 1000,
             chunk_threshold: 1500,

@@ -12,6 +12,7 @@
 //! dead for [`crate::dce`] to remove.
 
 use crate::rewrite::Subst;
+use cranelift_entity::packed_option::ReservedValue;
 use jitad_ir::{Function, Inst, Op, Region, Value};
 use std::collections::HashMap;
 
@@ -42,8 +43,12 @@ pub fn cse(f: &mut Function) -> bool {
                     changed = true;
                 }
                 None => {
-                    table.insert(k.clone(), r);
-                    stack[top].2.push(k);
+                    // Keys of the body are never retracted, so only nested regions
+                    // remember theirs.
+                    if region != f.body {
+                        stack[top].2.push(k.clone());
+                    }
+                    table.insert(k, r);
                 }
             }
         }
@@ -55,20 +60,24 @@ pub fn cse(f: &mut Function) -> bool {
     changed
 }
 
-/// What makes two pure instructions equal: the op and the (canonically ordered) operands.
-type Key = (Op, Vec<Value>);
+/// What makes two pure instructions equal: the op and the (canonically ordered)
+/// operands, padded with the reserved value. A fixed array rather than a `Vec` keeps
+/// the table free of per-entry allocations, which dominated CSE on 10⁵-instruction
+/// gradients.
+type Key = (Op, [Value; 3]);
 
 fn key(f: &Function, inst: Inst) -> Option<Key> {
     let d = &f.insts[inst];
-    if !d.op.is_pure() || d.results.len() != 1 || !d.regions.is_empty() {
+    if !d.op.is_pure() || d.results.len() != 1 || !d.regions.is_empty() || d.args.len() > 3 {
         return None;
     }
-    let mut args = d.args.clone();
+    let mut args = [Value::reserved_value(); 3];
+    args[..d.args.len()].copy_from_slice(&d.args);
     let commutative = matches!(
         d.op,
         Op::Add | Op::Mul | Op::Min | Op::Max | Op::Eq | Op::Ne | Op::Fma
     );
-    if commutative && args.len() >= 2 && args[1] < args[0] {
+    if commutative && d.args.len() >= 2 && args[1] < args[0] {
         args.swap(0, 1);
     }
     Some((d.op.clone(), args))

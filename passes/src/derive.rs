@@ -108,7 +108,8 @@ impl<'m> Session<'m> {
             .get(func)
             .ok_or_else(|| AdError::UnknownFunction(func.to_string()))?;
         let params = &f.sig.params;
-        for (k, &i) in wrt.iter().enumerate() {
+        let mut seen = vec![false; params.len()];
+        for &i in wrt {
             let Some(&ty) = params.get(i) else {
                 return Err(AdError::WrtOutOfRange {
                     func: func.into(),
@@ -116,7 +117,7 @@ impl<'m> Session<'m> {
                     params: params.len(),
                 });
             };
-            if wrt[..k].contains(&i) {
+            if std::mem::replace(&mut seen[i], true) {
                 return Err(AdError::WrtDuplicate {
                     func: func.into(),
                     index: i,

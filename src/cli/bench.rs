@@ -18,6 +18,9 @@ pub struct Args {
     /// Print an array of `{"problem", "n", "leg", "median_ns"}` rows instead of tables.
     #[arg(long)]
     json: bool,
+    /// Run only the problems whose name contains this (`quickstart`, `rosenbrock`,
+    /// `mlp`; `compile` selects the compile-time rows).
+    filter: Option<String>,
 }
 
 /// One measured row.
@@ -35,10 +38,11 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         (15, Duration::from_millis(100))
     };
-    let compile_sizes: &[usize] = if args.quick {
-        &[1000, 10_000]
-    } else {
-        &[1000, 10_000, 100_000]
+    let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+    let compile_sizes: &[usize] = match (wanted("compile"), args.quick) {
+        (false, _) => &[],
+        (true, true) => &[1000, 10_000],
+        (true, false) => &[1000, 10_000, 100_000],
     };
 
     let bar = ProgressBar::new(0);
@@ -47,7 +51,7 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message("tracing, differentiating and compiling the problems");
-    let mut groups = suite::all_cases(args.quick)?;
+    let mut groups = suite::all_cases(args.quick, &wanted)?;
     let total: usize = groups.iter().map(Vec::len).sum::<usize>() + compile_sizes.len();
     bar.set_length(total as u64);
 

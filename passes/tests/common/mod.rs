@@ -1,16 +1,57 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use jitad_codegen::{compile_module, CompileOptions, Compiled};
 use jitad_ir::{interp, verify_module, Module, Val};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
-/// Evaluates `func` on f64 arguments, returning f64 results (panics on failure: tests).
+thread_local! {
+    /// Compiled functions by (module text, function), so repeated evaluations (finite
+    /// differences) compile once.
+    static JIT: RefCell<HashMap<(String, String), Rc<Compiled>>> = RefCell::new(HashMap::new());
+}
+
+/// The JIT-compiled `func` of `m` (cached).
+pub fn compiled(m: &Module, func: &str) -> Rc<Compiled> {
+    let key = (jitad_ir::print_module(m), func.to_string());
+    if let Some(c) = JIT.with(|j| j.borrow().get(&key).cloned()) {
+        return c;
+    }
+    let opts = CompileOptions {
+        verify: true,
+        ..CompileOptions::default()
+    };
+    let c =
+        Rc::new(compile_module(m, func, &opts).unwrap_or_else(|e| panic!("compile @{func}: {e}")));
+    JIT.with(|j| j.borrow_mut().insert(key, c.clone()));
+    c
+}
+
+/// Evaluates `func` on f64 arguments with the interpreter and with the JIT, asserts
+/// that both engines agree bit for bit (any NaN equals any NaN), and returns the f64
+/// results (panics on failure: tests). So every derivative test runs compiled too.
 pub fn eval(m: &Module, func: &str, args: &[f64]) -> Vec<f64> {
     let vals: Vec<Val> = args.iter().map(|&x| Val::F64(x)).collect();
-    interp::eval(m, func, &vals)
+    let interp: Vec<f64> = interp::eval(m, func, &vals)
         .unwrap_or_else(|e| panic!("eval @{func}{args:?}: {e}"))
         .into_iter()
         .map(|v| v.as_f64().expect("float result"))
-        .collect()
+        .collect();
+    let c = compiled(m, func);
+    let mut out: Vec<Val> = c.results().iter().map(|_| Val::F64(0.0)).collect();
+    c.call(&vals, &mut out)
+        .unwrap_or_else(|e| panic!("JIT @{func}{args:?}: {e}"));
+    for (k, (a, b)) in interp.iter().zip(&out).enumerate() {
+        let b = b.as_f64().expect("float result");
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "@{func}{args:?} result {k}: interpreter {a:e}, JIT {b:e}\n{}",
+            jitad_ir::print_module(m)
+        );
+    }
+    interp
 }
 
 /// Verifies `m`, printing it on failure.
