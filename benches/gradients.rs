@@ -1,80 +1,68 @@
-//! Value+gradient per call, every leg on the same input in the same run, so each ratio
-//! comes from one process: hand-written Rust, the classic tape (replay and record per
-//! call), and — as they land — the JIT and the interpreter on the same gradient IR.
+//! Value+gradient per call for every problem and leg of [`jitad::suite`]: hand-written
+//! Rust, the JIT, the interpreter on the same gradient IR, the classic tape (replay and
+//! record per call) and forward-mode JIT (small n). Every leg of a group runs on the
+//! same input in the same process, so the ratios are like for like. A last group times
+//! trace + grad + compile.
+//!
+//! `cargo bench --bench gradients -- rosenbrock/jit` runs one leg; `jitad bench` prints
+//! the same suite as one table.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use jitad::problems::{self, MlpData};
-use jitad::tape::Tape;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use jitad::suite::{self, Case, Mlp, Quickstart, Rosenbrock};
+use std::hint::black_box;
+use std::time::Duration;
 
-fn quickstart(c: &mut Criterion) {
-    let mut g = c.benchmark_group("quickstart");
-    let x = [3.0, 2.0];
-    let mut dx = [0.0; 2];
-    g.bench_function("hand", |b| {
-        b.iter(|| problems::quickstart_grad(black_box(&x), &mut dx))
-    });
-    let mut tape = Tape::new();
-    tape.record(&x, problems::quickstart).expect("record");
-    g.bench_function("tape-replay", |b| {
-        b.iter(|| tape.replay(black_box(&x), &mut dx).expect("replay"))
-    });
-    g.bench_function("tape-record", |b| {
-        b.iter(|| {
-            let v = tape.record(black_box(&x), problems::quickstart);
-            tape.gradient(&mut dx).expect("gradient");
-            v
-        })
-    });
+fn group(c: &mut Criterion, name: &str, cases: Vec<Case>) {
+    let mut g = c.benchmark_group(name);
+    if cases.first().is_some_and(|c| c.n >= 1000) {
+        g.measurement_time(Duration::from_secs(3));
+    }
+    for mut case in cases {
+        let id = BenchmarkId::new(case.leg.name(), case.n);
+        g.bench_function(id, |b| b.iter(|| black_box(case.run())));
+    }
     g.finish();
 }
 
+fn quickstart(c: &mut Criterion) {
+    group(c, "quickstart", suite::cases(&Quickstart).expect("setup"));
+    // The handle alone, without the suite's closure and gradient copy: what a caller
+    // with its own buffers pays per call.
+    let g = suite::trace_problem(&Quickstart)
+        .and_then(|t| t.grad())
+        .and_then(|g| g.compile())
+        .expect("compile");
+    let x = [3.0, 2.0];
+    let mut out = [0.0; 3];
+    c.bench_function("quickstart/jit-handle", |b| {
+        b.iter(|| g.call_f64(black_box(&x), &mut out).expect("call"))
+    });
+}
+
 fn rosenbrock(c: &mut Criterion) {
-    let mut g = c.benchmark_group("rosenbrock");
     for n in [10usize, 1000, 10000] {
-        let x = problems::rosenbrock_start(n);
-        let mut dx = vec![0.0; n];
-        g.bench_with_input(BenchmarkId::new("hand", n), &x, |b, x| {
-            b.iter(|| problems::rosenbrock_grad(black_box(x), &mut dx))
-        });
-        let mut tape = Tape::new();
-        tape.record(&x, problems::rosenbrock).expect("record");
-        g.bench_with_input(BenchmarkId::new("tape-replay", n), &x, |b, x| {
-            b.iter(|| tape.replay(black_box(x), &mut dx).expect("replay"))
-        });
-        g.bench_with_input(BenchmarkId::new("tape-record", n), &x, |b, x| {
-            b.iter(|| {
-                let v = tape.record(black_box(x), problems::rosenbrock);
-                tape.gradient(&mut dx).expect("gradient");
-                v
-            })
+        group(
+            c,
+            "rosenbrock",
+            suite::cases(&Rosenbrock(n)).expect("setup"),
+        );
+    }
+}
+
+fn mlp(c: &mut Criterion) {
+    group(c, "mlp", suite::cases(&Mlp::standard()).expect("setup"));
+}
+
+fn compile_time(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compile");
+    g.sample_size(10);
+    for n in [1000usize, 10_000] {
+        g.bench_function(BenchmarkId::new("rosenbrock", n), |b| {
+            b.iter(|| suite::compile_times(&Rosenbrock(n)).expect("compile"))
         });
     }
     g.finish();
 }
 
-fn mlp(c: &mut Criterion) {
-    let mut g = c.benchmark_group("mlp");
-    let data = MlpData::synthetic(1);
-    let p = problems::mlp_init(2);
-    let mut dp = vec![0.0; p.len()];
-    g.bench_function("hand", |b| {
-        b.iter(|| problems::mlp_grad(black_box(&p), &data, &mut dp))
-    });
-    let mut tape = Tape::new();
-    tape.record(&p, |v| problems::mlp_loss(v, &data))
-        .expect("record");
-    g.bench_function("tape-replay", |b| {
-        b.iter(|| tape.replay(black_box(&p), &mut dp).expect("replay"))
-    });
-    g.bench_function("tape-record", |b| {
-        b.iter(|| {
-            let v = tape.record(black_box(&p), |v| problems::mlp_loss(v, &data));
-            tape.gradient(&mut dp).expect("gradient");
-            v
-        })
-    });
-    g.finish();
-}
-
-criterion_group!(benches, quickstart, rosenbrock, mlp);
+criterion_group!(benches, quickstart, rosenbrock, mlp, compile_time);
 criterion_main!(benches);
