@@ -32,6 +32,13 @@ fn main() -> Result<(), jitad::Error> {
             for (label, opts) in [
                 ("default", jitad::CompileOptions::default()),
                 (
+                    "no schedule",
+                    jitad::CompileOptions {
+                        schedule: false,
+                        ..Default::default()
+                    },
+                ),
+                (
                     "opt none",
                     jitad::CompileOptions {
                         optimize: false,

@@ -242,7 +242,11 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
             if jit.call_f64(x, &mut vg).is_err() {
                 return f64::NAN;
             }
-            g.copy_from_slice(&vg[1..]);
+            // A plain loop: for two values it inlines, where `copy_from_slice` calls
+            // memcpy.
+            for (gi, v) in g.iter_mut().zip(&vg[1..]) {
+                *gi = *v;
+            }
             vg[0]
         }),
     );

@@ -91,6 +91,7 @@ mod lower;
 mod module;
 mod plan;
 mod runtime;
+mod schedule;
 
 pub use error::{CallError, CompileError};
 pub use handle::{from_slot, to_slot, CompileStats, Compiled, EntryFn};
@@ -129,6 +130,9 @@ pub struct CompileOptions {
     /// Threads compiling chunks of long functions at once (default: the available
     /// parallelism, at most 4; 1 compiles on the calling thread only).
     pub threads: usize,
+    /// Reorder instructions for short live ranges before lowering (default: on; see
+    /// the private `schedule` module). Results are bit-identical either way.
+    pub schedule: bool,
     /// Keep the CLIF text and the machine code listing of every generated function
     /// ([`Compiled::clif_text`], [`Compiled::asm_text`]).
     pub emit_text: bool,
@@ -143,6 +147,7 @@ impl Default for CompileOptions {
             chunk_size: 1000,
             chunk_threshold: 1500,
             emit_text: false,
+            schedule: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }

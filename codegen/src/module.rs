@@ -224,6 +224,27 @@ pub(crate) fn compile(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let order = reachable_post_order(m, &by_name, &roots)?;
+    // The JIT schedules its own copy of the functions it compiles (the caller's IR is
+    // left as written).
+    let scheduled: Module;
+    let m = if opts.schedule {
+        let mut copy = Module::new();
+        for (fi, f) in m.funcs.iter().enumerate() {
+            if order.contains(&fi) {
+                let mut f = f.clone();
+                crate::schedule::schedule_function(&mut f);
+                copy.funcs.push(f);
+            } else {
+                // Keep indices aligned with `by_name`.
+                copy.funcs
+                    .push(jitad_ir::Function::new(f.name.clone(), f.sig.clone()));
+            }
+        }
+        scheduled = copy;
+        &scheduled
+    } else {
+        m
+    };
     let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
     for &fi in &order {
         let f = &m.funcs[fi];

@@ -130,6 +130,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
         println!();
     }
+    if compile.is_empty() {
+        return Ok(());
+    }
     println!("\nTrace + grad + compile, extended Rosenbrock (wall clock):\n");
     println!(
         "| n | primal insts | grad insts | trace | AD + clean-up | compile (Cranelift) | total |"

@@ -1,0 +1,195 @@
+//! Instruction scheduling for short live ranges, before lowering.
+//!
+//! Reverse-mode code computes every primal value in a forward sweep and reads it again
+//! in the adjoint sweep, so in program order almost every value is live across the
+//! whole function: Cranelift spills them, and chunked functions pass them through the
+//! workspace. The derivative's data dependencies rarely demand that order (the adjoint
+//! of element `i` of a sum needs only element `i`'s primal values), so this pass
+//! reorders each region's instructions with a greedy list scheduler that prefers the
+//! ready instruction that ends the most live ranges:
+//!
+//! `score = (operands whose last use this is) − (results that will be used)`,
+//!
+//! highest first, ties in program order (so code with nothing to gain keeps its
+//! order). Values used only by the terminator do not count as live, because the
+//! lowering stores returned values to the results buffer as soon as they exist.
+//!
+//! Only the order changes, never an operation, so results are bit-identical. Data
+//! dependencies (including values read inside a loop body) are kept, and instructions
+//! with effects (`guard`, `call`, `loop`) keep their order among themselves; pure
+//! instructions may move across them, which is safe because no pure op traps. The
+//! terminator stays last. The IR seen by the user (dumps, the interpreter) is not
+//! changed: the JIT schedules its own copy.
+//!
+//! Cost: O(n log n) per region (a binary heap with lazy re-prioritisation: a score only
+//! grows, when an operand's remaining uses drop to one).
+
+use cranelift_entity::SecondaryMap;
+use jitad_ir::{Function, Inst, Op, Region, Value, ValueDef};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Reorders every region of `f` (see the module docs).
+pub(crate) fn schedule_function(f: &mut Function) {
+    let regions: Vec<Region> = f.regions.keys().collect();
+    let mut local: SecondaryMap<Inst, u32> = SecondaryMap::with_default(u32::MAX);
+    for r in regions {
+        schedule_region(f, r, &mut local);
+    }
+}
+
+fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u32>) {
+    let insts = f.regions[r].insts.clone();
+    let Some((&term, body)) = insts.split_last() else {
+        return;
+    };
+    if !matches!(f.insts[term].op, Op::Ret | Op::Yield) || body.len() < 3 {
+        return;
+    }
+    let n = body.len();
+    for (i, &inst) in body.iter().enumerate() {
+        local[inst] = i as u32;
+    }
+    // The local instruction defining `v`, if any.
+    let def_of = |f: &Function, local: &SecondaryMap<Inst, u32>, v: Value| -> Option<usize> {
+        match f.values.get(v)?.def {
+            ValueDef::Result(d, _) => {
+                let k = local[d];
+                (k != u32::MAX && body.get(k as usize) == Some(&d)).then_some(k as usize)
+            }
+            ValueDef::Param(..) => None,
+        }
+    };
+
+    // Operands of each instruction that are defined in this region (deduplicated),
+    // including those read anywhere inside its nested regions.
+    let mut operands: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut stack: Vec<Inst> = Vec::new();
+    for (i, &inst) in body.iter().enumerate() {
+        let ops = &mut operands[i];
+        stack.clear();
+        stack.push(inst);
+        while let Some(j) = stack.pop() {
+            let d = &f.insts[j];
+            for &a in &d.args {
+                if let Some(k) = def_of(f, local, a) {
+                    if !ops.contains(&k) {
+                        ops.push(k);
+                    }
+                }
+            }
+            for &nr in &d.regions {
+                stack.extend(f.regions[nr].insts.iter().copied());
+            }
+        }
+    }
+    // A nested body reads values from this region: `contains` on a short list is fine
+    // for straight-line code (≤ 3 operands); loop bodies are small.
+
+    // Predecessors (operand definitions, and the previous instruction with effects)
+    // and successors.
+    let mut npred = vec![0u32; n];
+    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut last_effect: Option<usize> = None;
+    for i in 0..n {
+        for &k in &operands[i] {
+            succ[k].push(i);
+            npred[i] += 1;
+        }
+        if !f.insts[body[i]].op.is_pure() {
+            if let Some(e) = last_effect {
+                if !operands[i].contains(&e) {
+                    succ[e].push(i);
+                    npred[i] += 1;
+                }
+            }
+            last_effect = Some(i);
+        }
+    }
+    // Remaining uses of each instruction's results, by instruction (the terminator's use
+    // does not count), and the cost of each instruction: 1 if any result is used.
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ops) in operands.iter().enumerate() {
+        for &k in ops {
+            users[k].push(i);
+        }
+    }
+    let mut rem: Vec<u32> = users.iter().map(|u| u.len() as u32).collect();
+    let mut score: Vec<i32> = (0..n).map(|i| -i32::from(rem[i] > 0)).collect();
+    for i in 0..n {
+        score[i] += operands[i].iter().filter(|&&k| rem[k] == 1).count() as i32;
+    }
+
+    let mut heap: BinaryHeap<(i32, Reverse<usize>)> = BinaryHeap::new();
+    for i in 0..n {
+        if npred[i] == 0 {
+            heap.push((score[i], Reverse(i)));
+        }
+    }
+    let mut done = vec![false; n];
+    let mut order: Vec<Inst> = Vec::with_capacity(insts.len());
+    while let Some((s, Reverse(i))) = heap.pop() {
+        if done[i] || s != score[i] {
+            continue; // a stale entry: the instruction was re-queued with a higher score
+        }
+        done[i] = true;
+        order.push(body[i]);
+        for &k in &operands[i] {
+            rem[k] -= 1;
+            if rem[k] == 1 {
+                if let Some(&w) = users[k].iter().find(|&&w| !done[w]) {
+                    score[w] += 1;
+                    if npred[w] == 0 {
+                        heap.push((score[w], Reverse(w)));
+                    }
+                }
+            }
+        }
+        for &t in &succ[i] {
+            npred[t] -= 1;
+            if npred[t] == 0 {
+                heap.push((score[t], Reverse(t)));
+            }
+        }
+    }
+    if order.len() != n {
+        // Unreachable for verified IR (dependencies follow program order, so they are
+        // acyclic); keep the original order rather than lose instructions.
+        return;
+    }
+    order.push(term);
+    f.regions[r].insts = order;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitad_ir::{parse_function, print_function};
+
+    #[test]
+    fn interleaves_independent_sweeps_and_keeps_effects_in_order() {
+        // Two independent chains written sweep by sweep: scheduling pairs each value
+        // with its last use.
+        let src = "func @f(%x: f64, %y: f64) -> f64 {\n  %a = sin %x\n  %b = sin %y\n  \
+                   %c = cos %a\n  %d = cos %b\n  %e = add %c, %d\n  ret %e\n}\n";
+        let mut f = parse_function(src).unwrap();
+        schedule_function(&mut f);
+        let text = print_function(&f);
+        let pos = |s: &str| text.find(s).unwrap();
+        assert!(pos("%c = cos") < pos("%b = sin"), "{text}");
+        jitad_ir::verify_function(&f, None).unwrap();
+
+        // Guards keep their order; every instruction is still there.
+        let src = "func @g(%x: f64) -> f64 {\n  %z = const 0.0 : f64\n  %c1 = gt %x, %z\n  \
+                   guard %c1\n  %c2 = lt %x, %z\n  %n = eq %c2, %c2\n  guard %n\n  \
+                   %s = sqrt %x\n  ret %s\n}\n";
+        let mut g = parse_function(src).unwrap();
+        let before = g.num_insts();
+        schedule_function(&mut g);
+        let text = print_function(&g);
+        assert_eq!(g.num_insts(), before);
+        assert!(text.find("guard %c1").unwrap() < text.find("guard %n").unwrap());
+        assert!(text.trim_end().ends_with("ret %s\n}"), "{text}");
+        jitad_ir::verify_function(&g, None).unwrap();
+    }
+}
