@@ -113,9 +113,10 @@ impl Traced {
             let mut callees: Vec<&str> = f
                 .insts
                 .values()
-                .filter_map(|d| match &d.op {
-                    Op::Call(c) => Some(c.as_str()),
-                    _ => None,
+                .flat_map(|d| match &d.op {
+                    Op::Call(c) => vec![c.as_str()],
+                    Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
+                    _ => vec![],
                 })
                 .collect();
             callees.reverse();

@@ -90,6 +90,7 @@ mod handle;
 mod lower;
 mod module;
 mod plan;
+mod revloop;
 mod runtime;
 mod schedule;
 

@@ -64,6 +64,8 @@ pub(crate) struct ModuleCx<'a> {
     pub main_ids: Vec<Option<FuncId>>,
     /// The imported runtime functions, by [`crate::runtime::symbols`] index.
     pub rt_ids: Vec<Option<FuncId>>,
+    /// The `revloop` driver ([`crate::revloop`]).
+    pub revloop_id: FuncId,
     /// Every guard lowered so far.
     pub guards: Vec<GuardInfo>,
     /// The pointer type.
@@ -386,6 +388,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             Op::Yield => return Ok(Flow::Yield(self.args(inst)?)),
             Op::Loop(bounds) => return self.lower_loop(inst, *bounds).map(|()| Flow::Next),
             Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
+            Op::RevLoop(r) => return self.lower_revloop(inst, r).map(|()| Flow::Next),
             Op::Const(c) => {
                 let v = match *c {
                     Constant::F64(v) => self.b.ins().f64const(v),
@@ -510,7 +513,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.b.switch_to_block(cont);
                 return Ok(Flow::Next);
             }
-            Op::Const(_) | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => {
+            Op::Const(_) | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
                 return Err(self.err(format!("{inst}: unexpected `{}`", d.op)))
             }
         };
@@ -623,6 +626,102 @@ impl<'a, 'b> Lower<'a, 'b> {
         for (i, &r) in d.results.iter().enumerate() {
             let t = self.scalar(r)?;
             outs.push(self.load(t, res, 8 * i as i32));
+        }
+        self.define(inst, &outs)
+    }
+
+    /// A `revloop`: a descriptor (see [`crate::revloop`]) in a stack slot (or the
+    /// workspace frame when large), then a call to the driver.
+    fn lower_revloop(&mut self, inst: Inst, r: &jitad_ir::RevLoop) -> Result<(), CompileError> {
+        use crate::revloop::{encode_policy, HEADER};
+        let f = self.f;
+        let d = &f.insts[inst];
+        let [bounds, inits, caps, seeds] = r
+            .split(d.args.len())
+            .ok_or_else(|| self.err(format!("{inst}: `revloop` with too few operands")))?;
+        let (k, c, a) = (inits.len(), caps.len(), seeds.len());
+        let words = HEADER + k + c + a;
+        let size = 8 * words as u64;
+        let ptr = self.cx.ptr;
+        let ws = self.ws_ptr;
+        let base = if size <= crate::plan::MAX_STACK_FRAME {
+            let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                size as u32,
+                3,
+            ));
+            self.b.ins().stack_addr(ptr, ss, 0)
+        } else {
+            let off = self.b.ins().iconst(ptr, self.plan.frame_offset as i64);
+            self.b.ins().iadd(ws, off)
+        };
+        let id_of = |l: &Self, name: &str| -> Result<FuncId, CompileError> {
+            let ci = *l
+                .cx
+                .by_name
+                .get(name)
+                .ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
+            l.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))
+        };
+        let (fwd, bwd) = (id_of(self, &r.fwd)?, id_of(self, &r.bwd)?);
+        let fwd = self.func_ref(fwd);
+        let bwd = self.func_ref(bwd);
+        let fa = self.b.ins().func_addr(ptr, fwd);
+        let ba = self.b.ins().func_addr(ptr, bwd);
+        self.b.ins().store(trusted(), fa, base, 0);
+        self.b.ins().store(trusted(), ba, base, 8);
+        let own = self.plan.own_bytes as i64;
+        let cws = if own > 0 {
+            let kk = self.b.ins().iconst(ptr, own);
+            self.b.ins().iadd(ws, kk)
+        } else {
+            ws
+        };
+        self.b.ins().store(trusted(), cws, base, 16);
+        let mut dyn_args = bounds.clone();
+        for (w, bound) in [(3, r.bounds.start), (4, r.bounds.end)] {
+            let v = match bound {
+                Bound::Imm(v) => self.b.ins().iconst(types::I64, v),
+                Bound::Dyn => {
+                    let k = dyn_args
+                        .next()
+                        .ok_or_else(|| self.err(format!("{inst}: missing loop bound")))?;
+                    self.get(d.args[k])?
+                }
+            };
+            self.b.ins().store(trusted(), v, base, 8 * w);
+        }
+        let (tag, param) = encode_policy(r.policy);
+        for (w, x) in [
+            (5, tag),
+            (6, param),
+            (7, k as u64),
+            (8, c as u64),
+            (9, a as u64),
+        ] {
+            let v = self.b.ins().iconst(types::I64, x as i64);
+            self.b.ins().store(trusted(), v, base, 8 * w);
+        }
+        // Values one at a time, so memory-backed ones are never all live at once.
+        for (w, k) in (HEADER..).zip(inits.start..seeds.end) {
+            let v = d.args[k];
+            let x = self.get(v)?;
+            let t = self.scalar(v)?;
+            let x = if t == ScalarType::Bool {
+                self.b.ins().uextend(types::I64, x)
+            } else {
+                x
+            };
+            self.b.ins().store(trusted(), x, base, 8 * w as i32);
+        }
+        let rt = self.func_ref(self.cx.revloop_id);
+        let call = self.b.ins().call(rt, &[base]);
+        let st = self.b.inst_results(call)[0];
+        self.check_status(st);
+        let mut outs = Vec::with_capacity(a);
+        for (j, &res) in d.results.iter().enumerate() {
+            let t = self.scalar(res)?;
+            outs.push(self.load(t, base, 8 * (HEADER + k + c + j) as i32));
         }
         self.define(inst, &outs)
     }

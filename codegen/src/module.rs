@@ -189,6 +189,10 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
     for s in symbols() {
         jb.symbol(s.name, s.addr());
     }
+    jb.symbol(
+        "jitad_revloop",
+        crate::revloop::jitad_revloop as unsafe extern "C" fn(*mut u64) -> u32 as *const u8,
+    );
     Ok((JITModule::new(jb), isa))
 }
 
@@ -284,6 +288,15 @@ pub(crate) fn compile(
             .map_err(|e| cranelift_err(s.name.into(), e))?;
         rt_ids.push(Some(id));
     }
+    let revloop_id = {
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
+        sig.returns
+            .push(AbiParam::new(cranelift_codegen::ir::types::I32));
+        module
+            .declare_function("jitad_revloop", Linkage::Import, &sig)
+            .map_err(|e| cranelift_err("jitad_revloop".into(), e))?
+    };
     // Declare every generated function before lowering any, so calls can refer to them.
     let mut main_ids = vec![None; m.funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];
@@ -306,6 +319,7 @@ pub(crate) fn compile(
         plans,
         main_ids: main_ids.clone(),
         rt_ids,
+        revloop_id,
         guards: vec![],
         ptr,
     };

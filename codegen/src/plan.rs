@@ -277,9 +277,10 @@ fn callees(f: &Function) -> Vec<&str> {
     let mut out: Vec<&str> = f
         .insts
         .values()
-        .filter_map(|d| match &d.op {
-            Op::Call(name) => Some(name.as_str()),
-            _ => None,
+        .flat_map(|d| match &d.op {
+            Op::Call(name) => vec![name.as_str()],
+            Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
+            _ => vec![],
         })
         .collect();
     out.sort_unstable();
@@ -360,6 +361,13 @@ pub(crate) fn plan_function(
         if let Op::Call(name) = &d.op {
             max_callee = max_callee.max(callee_ws(name));
             let size = 8 * (d.args.len() + d.results.len()).max(1) as u64;
+            if size > MAX_STACK_FRAME {
+                frame = frame.max(size);
+            }
+        }
+        if let Op::RevLoop(r) = &d.op {
+            max_callee = max_callee.max(callee_ws(&r.fwd)).max(callee_ws(&r.bwd));
+            let size = 8 * (crate::revloop::HEADER + d.args.len()) as u64;
             if size > MAX_STACK_FRAME {
                 frame = frame.max(size);
             }

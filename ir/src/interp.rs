@@ -96,6 +96,28 @@ impl Val {
         }
     }
 
+    /// The 8-byte slot encoding (the JIT's ABI): f64 bits, f32 bits in the low 4 bytes,
+    /// i64, bool 0/1.
+    pub fn to_slot(self) -> u64 {
+        match self {
+            Val::F64(v) => v.to_bits(),
+            Val::F32(v) => u64::from(v.to_bits()),
+            Val::I64(v) => v as u64,
+            Val::Bool(v) => u64::from(v),
+        }
+    }
+
+    /// Decodes a slot holding a value of type `ty` (only the low 4 bytes for `f32`,
+    /// the low byte for `bool`).
+    pub fn from_slot(ty: ScalarType, s: u64) -> Val {
+        match ty {
+            ScalarType::F64 => Val::F64(f64::from_bits(s)),
+            ScalarType::F32 => Val::F32(f32::from_bits(s as u32)),
+            ScalarType::I64 => Val::I64(s as i64),
+            ScalarType::Bool => Val::Bool(s as u8 != 0),
+        }
+    }
+
     /// The value as `bool`, for `bool` values only.
     pub fn as_bool(self) -> Option<bool> {
         match self {
@@ -241,6 +263,8 @@ enum Fault {
     UnknownCallee(String),
     CallArgs(Inst, String),
     CallDepth(String),
+    /// An error inside a `revloop`'s step function, already complete.
+    Nested(Box<EvalError>),
 }
 
 impl Fault {
@@ -270,6 +294,7 @@ impl Fault {
                 func: callee,
                 limit,
             },
+            Fault::Nested(e) => *e,
         }
     }
 }
@@ -302,6 +327,11 @@ pub struct Interpreter {
     cursors: Vec<Cursor>,
     scratch: Vec<Val>,
     max_call_depth: usize,
+    /// Runs step functions for an enclosing `revloop` (leaves the checkpointing
+    /// statistics to the outermost run).
+    nested: bool,
+    /// What the reverse sweeps of the last run did.
+    last_stats: crate::checkpoint::Stats,
 }
 
 impl Default for Interpreter {
@@ -528,8 +558,138 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
             Err(e) => Err(e),
         },
         Op::Cast(to) => arg(f, d, i, 0).map(|a| cast(a, *to)),
-        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => return None,
+        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
+            return None
+        }
     })
+}
+
+/// Evaluates a `revloop` through the checkpointing driver, running its step functions
+/// in a nested interpreter.
+fn rev_loop(
+    m: &Module,
+    r: &crate::op::RevLoop,
+    data: &InstData,
+    frame: &[Val],
+    inst: Inst,
+    depth: usize,
+) -> Result<Vec<Val>, Fault> {
+    let find = |name: &str| {
+        m.funcs
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| Fault::UnknownCallee(name.to_string()))
+    };
+    let fwd = find(&r.fwd)?;
+    let bwd = find(&r.bwd)?;
+    let [bounds, inits, caps, seeds] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
+    let val = |k: usize| arg(frame, data, inst, k);
+    let mut dyn_bounds = bounds.map(val);
+    let mut bound = |b: Bound| -> Result<i64, Fault> {
+        match b {
+            Bound::Imm(v) => Ok(v),
+            Bound::Dyn => dyn_bounds
+                .next()
+                .ok_or(Fault::BadOperands(inst))??
+                .as_i64()
+                .ok_or(Fault::BadOperands(inst)),
+        }
+    };
+    let start = bound(r.bounds.start)?;
+    let end = bound(r.bounds.end)?;
+    let state: Vec<u64> = inits
+        .map(|k| val(k).map(Val::to_slot))
+        .collect::<Result<_, _>>()?;
+    let caps: Vec<Val> = caps.map(val).collect::<Result<_, _>>()?;
+    let seeds: Vec<Val> = seeds.map(val).collect::<Result<_, _>>()?;
+    let mut adj: Vec<u64> = seeds.iter().map(|v| v.to_slot()).collect();
+    let adj_tys: Vec<ScalarType> = seeds.iter().map(|v| v.ty()).collect();
+    let st_tys: Vec<ScalarType> = fwd
+        .sig
+        .results
+        .iter()
+        .map(|t| t.scalar().ok_or(Fault::BadOperands(inst)))
+        .collect::<Result<_, _>>()?;
+    let mut steps = InterpSteps {
+        m,
+        fwd,
+        bwd,
+        caps,
+        st_tys,
+        adj_tys: adj_tys.clone(),
+        interp: Interpreter {
+            nested: true,
+            ..Interpreter::new().with_max_call_depth(depth)
+        },
+        args: Vec::new(),
+        out: Vec::new(),
+    };
+    let l = if end > start { (end - start) as u64 } else { 0 };
+    crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
+        .map_err(|e| Fault::Nested(Box::new(e)))?;
+    Ok(adj
+        .iter()
+        .zip(&adj_tys)
+        .map(|(&s, &t)| Val::from_slot(t, s))
+        .collect())
+}
+
+/// A `revloop`'s step functions, interpreted.
+struct InterpSteps<'a> {
+    m: &'a Module,
+    fwd: &'a Function,
+    bwd: &'a Function,
+    caps: Vec<Val>,
+    st_tys: Vec<ScalarType>,
+    adj_tys: Vec<ScalarType>,
+    interp: Interpreter,
+    args: Vec<Val>,
+    out: Vec<Val>,
+}
+
+impl crate::checkpoint::Steps for InterpSteps<'_> {
+    type Error = EvalError;
+
+    fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), EvalError> {
+        self.args.clear();
+        self.args.push(Val::I64(i));
+        self.args.extend(
+            state
+                .iter()
+                .zip(&self.st_tys)
+                .map(|(&s, &t)| Val::from_slot(t, s)),
+        );
+        self.args.extend_from_slice(&self.caps);
+        self.interp
+            .run(self.fwd, Some(self.m), &self.args, &mut self.out)?;
+        for (s, v) in state.iter_mut().zip(&self.out) {
+            *s = v.to_slot();
+        }
+        Ok(())
+    }
+
+    fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), EvalError> {
+        self.args.clear();
+        self.args.push(Val::I64(i));
+        self.args.extend(
+            state
+                .iter()
+                .zip(&self.st_tys)
+                .map(|(&s, &t)| Val::from_slot(t, s)),
+        );
+        self.args.extend_from_slice(&self.caps);
+        self.args.extend(
+            adj.iter()
+                .zip(&self.adj_tys)
+                .map(|(&s, &t)| Val::from_slot(t, s)),
+        );
+        self.interp
+            .run(self.bwd, Some(self.m), &self.args, &mut self.out)?;
+        for (s, v) in adj.iter_mut().zip(&self.out) {
+            *s = v.to_slot();
+        }
+        Ok(())
+    }
 }
 
 impl Interpreter {
@@ -541,6 +701,8 @@ impl Interpreter {
             cursors: Vec::new(),
             scratch: Vec::new(),
             max_call_depth: MAX_CALL_DEPTH,
+            nested: false,
+            last_stats: crate::checkpoint::Stats::default(),
         }
     }
 
@@ -574,6 +736,9 @@ impl Interpreter {
     ) -> Result<(), EvalError> {
         out.clear();
         check_args(f, args)?;
+        if !self.nested {
+            crate::checkpoint::take_stats();
+        }
         self.frames.clear();
         self.cursors.clear();
         self.slots.clear();
@@ -593,7 +758,16 @@ impl Interpreter {
         });
         let mut cur = f;
         let r = self.execute(f, module, &mut cur, out);
+        if !self.nested {
+            self.last_stats = crate::checkpoint::take_stats();
+        }
         r.map_err(|e| e.into_error(&cur.name, self.max_call_depth))
+    }
+
+    /// What the reverse sweeps (`revloop`s) of the last [`Interpreter::run`] did:
+    /// snapshots, tape bytes, forward steps recomputed.
+    pub fn last_stats(&self) -> crate::checkpoint::Stats {
+        self.last_stats
     }
 
     /// The interpreter loop. `cur` tracks the running function, for error messages.
@@ -742,6 +916,20 @@ impl Interpreter {
                     }
                     for (&r, &v) in results.iter().zip(&self.scratch) {
                         set(frame, r, v)?;
+                    }
+                }
+                Op::RevLoop(r) => {
+                    let m = module.ok_or_else(|| Fault::UnknownCallee(r.fwd.clone()))?;
+                    let depth = self.max_call_depth.saturating_sub(self.frames.len());
+                    if depth == 0 {
+                        return Err(Fault::CallDepth(r.fwd.clone()));
+                    }
+                    let results = rev_loop(m, r, data, frame, inst, depth)?;
+                    if results.len() != data.results.len() {
+                        return Err(Fault::ResultCount(inst));
+                    }
+                    for (&res, v) in data.results.iter().zip(results) {
+                        set(frame, res, v)?;
                     }
                 }
                 Op::Call(name) => {

@@ -240,10 +240,50 @@ pub enum Op {
     /// bounds (start, end, whichever are dynamic), then the inits. Body region
     /// parameters: the index (`i64`), then the carried values.
     Loop(LoopBounds),
+    /// `revloop start..end checkpoint P fwd @F bwd @B (inits...) caps (caps...)
+    /// seed (seeds...)` — the reverse sweep of a loop, made by reverse-mode AD.
+    ///
+    /// `@F(i: i64, s..., c...) -> s...` is one forward iteration of the loop (state `s`,
+    /// captured values `c`), `@B(i: i64, s..., c..., a...) -> a...` one backward
+    /// iteration (adjoint state `a`). With `s_start` = the inits and
+    /// `s_{i+1} = F(i, s_i, c)`, the results are the adjoint state after
+    /// `a ← B(i, s_i, c, a)` for `i` from `end − 1` down to `start`, starting from the
+    /// seeds. The policy `P` ([`crate::checkpoint::Policy`]) chooses which `s_i` are
+    /// stored and which recomputed; it never changes the results. Operands: dynamic
+    /// bounds, then the inits, the captures and the seeds.
+    RevLoop(Box<RevLoop>),
     /// `yield vals...` — ends a loop body with the next carried values.
     Yield,
     /// `ret vals...` — ends a function with its results.
     Ret,
+}
+
+/// The payload of [`Op::RevLoop`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RevLoop {
+    /// The iterations reversed.
+    pub bounds: LoopBounds,
+    /// What is stored and what recomputed.
+    pub policy: crate::checkpoint::Policy,
+    /// The forward iteration `@F`.
+    pub fwd: String,
+    /// The backward iteration `@B`.
+    pub bwd: String,
+    /// Number of state values (after the dynamic bounds).
+    pub state: u32,
+    /// Number of captured values (after the state); the seeds follow.
+    pub caps: u32,
+}
+
+impl RevLoop {
+    /// Operand ranges: (bounds, inits, captures, seeds), as index ranges into the
+    /// operand list, or `None` when the list is too short.
+    pub fn split(&self, nargs: usize) -> Option<[std::ops::Range<usize>; 4]> {
+        let nd = self.bounds.num_dyn();
+        let s = nd + self.state as usize;
+        let c = s + self.caps as usize;
+        (nargs >= c).then_some([0..nd, nd..s, s..c, c..nargs])
+    }
 }
 
 /// How many operands an op takes.
@@ -323,12 +363,12 @@ impl Accept {
 
 impl Op {
     /// Every op name, for parsers, docs and completeness tests. `const`, `powi`, `cast`,
-    /// `call` and `loop` carry payloads and appear here by name only.
+    /// `call`, `loop` and `revloop` carry payloads and appear here by name only.
     pub const NAMES: &'static [&'static str] = &[
         "const", "add", "sub", "mul", "div", "neg", "fma", "sqrt", "exp", "expm1", "log", "log1p",
         "sin", "cos", "tan", "tanh", "sigmoid", "erf", "abs", "pow", "powi", "min", "max", "atan2",
         "floor", "ceil", "round", "trunc", "copysign", "lt", "le", "gt", "ge", "eq", "ne",
-        "select", "cast", "guard", "call", "loop", "yield", "ret",
+        "select", "cast", "guard", "call", "loop", "revloop", "yield", "ret",
     ];
 
     /// The text name, as printed and parsed.
@@ -373,6 +413,7 @@ impl Op {
             Op::Cast(_) => "cast",
             Op::Guard => "guard",
             Op::Call(_) => "call",
+            Op::RevLoop(_) => "revloop",
             Op::Loop(_) => "loop",
             Op::Yield => "yield",
             Op::Ret => "ret",
@@ -466,7 +507,7 @@ impl Op {
             | Op::Eq
             | Op::Ne => Fixed(2),
             Op::Fma | Op::Select => Fixed(3),
-            Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => Variadic,
+            Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => Variadic,
         }
     }
 
@@ -475,7 +516,7 @@ impl Op {
     /// `loop`, `yield` and `ret` are not pure.
     pub fn is_pure(&self) -> bool {
         match self {
-            Op::Guard | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => false,
+            Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => false,
             Op::Const(_)
             | Op::Add
             | Op::Sub
@@ -527,7 +568,7 @@ impl Op {
     pub fn result_types<'s>(
         &self,
         args: &[Type],
-        callee: impl FnOnce(&str) -> Option<&'s Signature>,
+        callee: impl Fn(&str) -> Option<&'s Signature>,
     ) -> Result<Vec<Type>, TypeError> {
         let name = self.name();
         if let Arity::Fixed(n) = self.arity() {
@@ -685,6 +726,56 @@ impl Op {
                 }
                 Ok(args[nd..].to_vec())
             }
+            Op::RevLoop(r) => {
+                let [bounds, inits, caps, seeds] = r.split(args.len()).ok_or(TypeError::Arity {
+                    op: name,
+                    expected: r.bounds.num_dyn() + r.state as usize + r.caps as usize,
+                    got: args.len(),
+                })?;
+                for i in bounds {
+                    if args[i] != Type::I64 {
+                        return Err(TypeError::Operand {
+                            op: name,
+                            index: i,
+                            got: args[i],
+                            expected: "i64 (a loop bound)".into(),
+                        });
+                    }
+                }
+                let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
+                let bwd = callee(&r.bwd).ok_or_else(|| TypeError::UnknownCallee(r.bwd.clone()))?;
+                let state = &args[inits.clone()];
+                let want_fwd: Vec<Type> = std::iter::once(Type::I64)
+                    .chain(state.iter().copied())
+                    .chain(args[caps.clone()].iter().copied())
+                    .collect();
+                let want_bwd: Vec<Type> = want_fwd
+                    .iter()
+                    .copied()
+                    .chain(args[seeds.clone()].iter().copied())
+                    .collect();
+                let mismatch = |what: String| TypeError::Operand {
+                    op: name,
+                    index: 0,
+                    got: Type::I64,
+                    expected: what,
+                };
+                if fwd.params != want_fwd || fwd.results != state {
+                    return Err(mismatch(format!(
+                        "@{} to be (i64, state..., captures...) -> (state...) for the given \
+                         operands",
+                        r.fwd
+                    )));
+                }
+                if bwd.params != want_bwd || bwd.results != args[seeds.clone()] {
+                    return Err(mismatch(format!(
+                        "@{} to be (i64, state..., captures..., adjoints...) -> (adjoints...) \
+                         for the given operands",
+                        r.bwd
+                    )));
+                }
+                Ok(args[seeds].to_vec())
+            }
             Op::Yield | Op::Ret => Ok(vec![]),
         }
     }
@@ -707,7 +798,7 @@ mod tests {
                 assert_eq!(op.name(), n);
             } else {
                 assert!(
-                    ["const", "powi", "cast", "call", "loop"].contains(&n),
+                    ["const", "powi", "cast", "call", "loop", "revloop"].contains(&n),
                     "{n}"
                 );
             }

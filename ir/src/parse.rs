@@ -34,8 +34,9 @@
 //!
 //! Every value gets the name it has in the text, so printing gives the same labels back.
 
+use crate::checkpoint::Policy;
 use crate::function::{Function, Module, Region, Value};
-use crate::op::{Bound, Constant, LoopBounds, Op, Signature, TypeError};
+use crate::op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TypeError};
 use crate::types::{ScalarType, Shape, Type, MAX_RANK};
 use std::collections::HashMap;
 use std::fmt;
@@ -394,10 +395,12 @@ impl<'s> Lexer<'s> {
             b'=' => punct(self, "="),
             b if b.is_ascii_alphabetic() => {
                 let start = self.i;
-                while self
-                    .peek_at(0)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
-                {
+                // A `-` between letters belongs to the word (`store-all`).
+                while self.peek_at(0).is_some_and(|c| {
+                    c.is_ascii_alphanumeric()
+                        || c == b'_'
+                        || (c == b'-' && self.peek_at(1).is_some_and(|d| d.is_ascii_alphabetic()))
+                }) {
                     self.bump();
                 }
                 Tok::Word(self.src[start..self.i].to_string())
@@ -746,6 +749,50 @@ impl<'s> Parser<'s> {
                     callee_pos: Some(callee_pos),
                 }
             }
+            "revloop" => {
+                let mut args = Vec::new();
+                let mut bound = |p: &mut Self| -> Result<Bound, ParseError> {
+                    Ok(match p.bound()? {
+                        BoundAst::Imm(n) => Bound::Imm(n),
+                        BoundAst::Dyn(name) => {
+                            args.push(name);
+                            Bound::Dyn
+                        }
+                    })
+                };
+                let start = bound(self)?;
+                self.expect_punct("..")?;
+                let end = bound(self)?;
+                self.expect_word("checkpoint")?;
+                let policy = self.policy()?;
+                self.expect_word("fwd")?;
+                let fwd = self.global("the forward step `@name`")?;
+                self.expect_word("bwd")?;
+                let bwd = self.global("the backward step `@name`")?;
+                let mut group = |p: &mut Self, word: Option<&str>| -> Result<u32, ParseError> {
+                    if let Some(w) = word {
+                        p.expect_word(w)?;
+                    }
+                    p.expect_punct("(")?;
+                    let list = p.local_list(true)?;
+                    p.expect_punct(")")?;
+                    let n = list.len() as u32;
+                    args.extend(list);
+                    Ok(n)
+                };
+                let state = group(self, None)?;
+                let caps = group(self, Some("caps"))?;
+                group(self, Some("seed"))?;
+                let op = Op::RevLoop(Box::new(RevLoop {
+                    bounds: LoopBounds { start, end },
+                    policy,
+                    fwd,
+                    bwd,
+                    state,
+                    caps,
+                }));
+                plain(op, args)
+            }
             "loop" => {
                 if depth >= MAX_NESTING {
                     return Err(pos.err(ParseErrorKind::TooDeep(MAX_NESTING)));
@@ -793,6 +840,41 @@ impl<'s> Parser<'s> {
             },
         };
         Ok(Stmt { results, pos, kind })
+    }
+
+    /// A checkpoint policy: `store-all`, `recompute`, `binomial:S`, `every:K`, `auto:B`.
+    fn policy(&mut self) -> Result<Policy, ParseError> {
+        let Tok::Word(w) = &self.tok.kind else {
+            return self.expected(
+                "a checkpoint policy (store-all, binomial:S, every:K, recompute, auto:BYTES)",
+            );
+        };
+        let mut text = w.clone();
+        let pos = self.tok.pos;
+        self.advance()?;
+        if self.eat_punct(":")? {
+            let Tok::Num(n) = &self.tok.kind else {
+                return self.expected("a number after `:`");
+            };
+            text = format!("{text}:{n}");
+            self.advance()?;
+        }
+        text.parse::<Policy>().map_err(|e| {
+            pos.err(ParseErrorKind::BadNumber {
+                text,
+                expected: e.to_string(),
+            })
+        })
+    }
+
+    /// A function name `@name`.
+    fn global(&mut self, what: &str) -> Result<String, ParseError> {
+        let Tok::Global(g) = &self.tok.kind else {
+            return self.expected(what);
+        };
+        let g = g.clone();
+        self.advance()?;
+        Ok(g)
     }
 
     fn bound(&mut self) -> Result<BoundAst, ParseError> {

@@ -191,6 +191,40 @@ impl Printer<'_> {
                 self.vals(out, &d.args);
                 out.push(')');
             }
+            Op::RevLoop(r) => {
+                out.push(' ');
+                let mut args = d.args.iter();
+                for (k, bound) in [r.bounds.start, r.bounds.end].into_iter().enumerate() {
+                    if k == 1 {
+                        out.push_str("..");
+                    }
+                    match bound {
+                        Bound::Imm(n) => {
+                            let _ = write!(out, "{n}");
+                        }
+                        Bound::Dyn => match args.next() {
+                            Some(&v) => self.val(out, v),
+                            None => out.push_str("%?bound"),
+                        },
+                    }
+                }
+                let _ = write!(
+                    out,
+                    " checkpoint {} fwd @{} bwd @{} (",
+                    r.policy,
+                    sanitize_ident(&r.fwd),
+                    sanitize_ident(&r.bwd)
+                );
+                let rest: Vec<Value> = args.copied().collect();
+                let ns = (r.state as usize).min(rest.len());
+                let nc = (r.caps as usize).min(rest.len() - ns);
+                self.vals(out, &rest[..ns]);
+                out.push_str(") caps (");
+                self.vals(out, &rest[ns..ns + nc]);
+                out.push_str(") seed (");
+                self.vals(out, &rest[ns + nc..]);
+                out.push(')');
+            }
             Op::Loop(b) => {
                 let region = d.regions.first().copied();
                 let params: &[Value] = region

@@ -451,8 +451,13 @@ fn calls_of(f: &Function) -> Vec<(Inst, String)> {
                 continue;
             }
             if let Some(d) = f.insts.get(i) {
-                if let Op::Call(name) = &d.op {
-                    out.push((i, name.clone()));
+                match &d.op {
+                    Op::Call(name) => out.push((i, name.clone())),
+                    Op::RevLoop(r) => {
+                        out.push((i, r.fwd.clone()));
+                        out.push((i, r.bwd.clone()));
+                    }
+                    _ => {}
                 }
                 stack.extend(d.regions.iter().copied());
             }
@@ -522,6 +527,11 @@ pub fn render_inst(f: &Function, inst: Inst) -> String {
         Op::Powi(n) => write!(s, "powi {args}, {n}"),
         Op::Cast(t) => write!(s, "cast {args} : {t}"),
         Op::Call(name) => write!(s, "call @{name}({args})"),
+        Op::RevLoop(r) => write!(
+            s,
+            "revloop checkpoint {} fwd @{} bwd @{} ({args})",
+            r.policy, r.fwd, r.bwd
+        ),
         Op::Loop(b) => {
             let mut next_arg = d.args.iter();
             let mut bound = |b: Bound| match b {
@@ -945,6 +955,24 @@ impl<'a> Verifier<'a> {
                 };
                 expected_results.clone_from(&carried);
                 self.loop_region(inst, carried);
+            }
+            Op::RevLoop(r) => {
+                self.calls.push((inst, r.fwd.clone()));
+                self.calls.push((inst, r.bwd.clone()));
+                match (self.m, &arg_tys) {
+                    (None, _) => self.err(
+                        Some(inst),
+                        VerifyErrorKind::NoModule {
+                            callee: r.fwd.clone(),
+                        },
+                    ),
+                    (Some(m), Some(tys)) => {
+                        let own = |n: &str| (n == f.name).then_some(&f.sig);
+                        let res = d.op.result_types(tys, |n| m.signature(n).or(own(n)));
+                        expected_results = self.typed(inst, res);
+                    }
+                    (Some(_), None) => {}
+                }
             }
             Op::Call(name) => {
                 self.calls.push((inst, name.clone()));

@@ -32,6 +32,7 @@ pub fn dce_with(f: &mut Function, pure_call: &dyn Fn(&str) -> bool) -> bool {
         let root = match &f.insts[i].op {
             Op::Ret | Op::Guard => true,
             Op::Call(g) => !pure_call(g),
+            Op::RevLoop(r) => !(pure_call(&r.fwd) && pure_call(&r.bwd)),
             _ => false,
         };
         if root {

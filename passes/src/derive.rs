@@ -14,6 +14,7 @@ use crate::emit::is_float;
 use crate::error::{AdError, Result};
 use jitad_ir::{verify_function, Function, Module, Signature, Type};
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// Which derivative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,6 +73,22 @@ struct Request {
     name: String,
 }
 
+/// A function the session can differentiate: the module's, or one it made.
+enum FnRef<'m> {
+    Module(&'m Function),
+    Extra(Rc<Function>),
+}
+
+impl std::ops::Deref for FnRef<'_> {
+    type Target = Function;
+    fn deref(&self) -> &Function {
+        match self {
+            FnRef::Module(f) => f,
+            FnRef::Extra(f) => f,
+        }
+    }
+}
+
 /// Generates the derivatives a transform needs, each once.
 pub(crate) struct Session<'m> {
     /// The module being differentiated (read only; results are inserted afterwards).
@@ -80,6 +97,13 @@ pub(crate) struct Session<'m> {
     pub(crate) sigs: HashMap<String, Signature>,
     queue: VecDeque<Request>,
     names: HashMap<(String, Kind, Vec<usize>), String>,
+    /// Functions made during the session that are not derivatives of a module function
+    /// (a loop body outlined as its forward step, the backward step wrapping its vjp):
+    /// they can be differentiated like module functions and join the module at the end.
+    extra: HashMap<String, Rc<Function>>,
+    extra_order: Vec<String>,
+    /// The checkpointing policy of every `revloop` reverse mode emits.
+    pub(crate) policy: jitad_ir::checkpoint::Policy,
 }
 
 impl<'m> Session<'m> {
@@ -93,6 +117,30 @@ impl<'m> Session<'m> {
                 .collect(),
             queue: VecDeque::new(),
             names: HashMap::new(),
+            extra: HashMap::new(),
+            extra_order: Vec::new(),
+            policy: jitad_ir::checkpoint::Policy::default(),
+        }
+    }
+
+    /// Adds a function made by the session (see `extra`); its signature becomes known
+    /// at once.
+    pub(crate) fn add_extra(&mut self, f: Function) {
+        self.sigs.insert(f.name.clone(), f.sig.clone());
+        if self
+            .extra
+            .insert(f.name.clone(), Rc::new(f.clone()))
+            .is_none()
+        {
+            self.extra_order.push(f.name);
+        }
+    }
+
+    /// A module function or one the session made.
+    fn lookup(&self, name: &str) -> Option<FnRef<'m>> {
+        match self.extra.get(name) {
+            Some(f) => Some(FnRef::Extra(f.clone())),
+            None => self.module.get(name).map(FnRef::Module),
         }
     }
 
@@ -104,9 +152,9 @@ impl<'m> Session<'m> {
             return Ok(n.clone());
         }
         let f = self
-            .module
-            .get(func)
+            .lookup(func)
             .ok_or_else(|| AdError::UnknownFunction(func.to_string()))?;
+        let f = &*f;
         let params = &f.sig.params;
         let mut seen = vec![false; params.len()];
         for &i in wrt {
@@ -179,19 +227,27 @@ impl<'m> Session<'m> {
         let mut out = Vec::new();
         while let Some(req) = self.queue.pop_front() {
             let module = self.module;
-            let src = module
-                .get(&req.src)
+            let src = self
+                .lookup(&req.src)
                 .ok_or_else(|| AdError::UnknownFunction(req.src.clone()))?;
-            verify_function(src, Some(module)).map_err(|errors| AdError::Invalid {
-                func: req.src.clone(),
-                errors,
-            })?;
+            let src = &*src;
+            if module.get(&req.src).is_some() {
+                verify_function(src, Some(module)).map_err(|errors| AdError::Invalid {
+                    func: req.src.clone(),
+                    errors,
+                })?;
+            }
             let f = match req.kind {
                 Kind::Jvp => crate::jvp::build(&mut self, src, &req.wrt, &req.name)?,
                 Kind::Vjp => crate::vjp::build(&mut self, src, &req.wrt, &req.name, false)?,
                 Kind::Grad => crate::vjp::build(&mut self, src, &req.wrt, &req.name, true)?,
             };
             out.push(f);
+        }
+        for name in std::mem::take(&mut self.extra_order) {
+            if let Some(f) = self.extra.remove(&name) {
+                out.push(Rc::unwrap_or_clone(f));
+            }
         }
         Ok(out)
     }

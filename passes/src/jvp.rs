@@ -155,6 +155,14 @@ impl Jvp<'_> {
         let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
         match &d.op {
             Op::Loop(_) => return self.lp(em, inst, &args),
+            Op::RevLoop(_) if d.args.iter().any(|&a| self.tan[a].is_some()) => {
+                return Err(AdError::Unsupported {
+                    func: src.name.clone(),
+                    what: "forward mode through a `revloop` (forward over reverse through an \
+                           active loop, e.g. hvp of a function with a loop)"
+                        .into(),
+                });
+            }
             Op::Yield | Op::Ret => return Err(malformed(src, "terminator inside a region")),
             Op::Call(_) => {
                 if let Some((name, cwrt)) = self.calls.get(&inst).cloned() {

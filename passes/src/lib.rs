@@ -44,6 +44,7 @@ pub mod hessian;
 pub mod jvp;
 mod lin;
 pub mod pipeline;
+pub mod revloop;
 mod rewrite;
 pub mod rules;
 pub mod simplify;

@@ -128,7 +128,8 @@ pub(crate) fn flows(op: &Op, index: usize) -> bool {
         | Op::Atan2
         | Op::Cast(_)
         | Op::Call(_)
-        | Op::Loop(_) => true,
+        | Op::Loop(_)
+        | Op::RevLoop(_) => true,
     }
 }
 
@@ -175,7 +176,7 @@ pub(crate) fn local(
         | Op::Round
         | Op::Trunc
         | Op::Powi(0) => return Ok(Local::Zero),
-        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::Yield | Op::Ret => {
+        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
             return Err(AdError::Malformed {
                 func: em.f.name.clone(),
                 reason: format!("`{}` has no local rule", op.name()),

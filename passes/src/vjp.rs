@@ -32,8 +32,10 @@ use crate::derive::{derived_name, float_results, Kind, Session};
 use crate::emit::{is_float, Emitter};
 use crate::error::{AdError, Result};
 use crate::lin::{self, Lin};
+use crate::revloop::{self, LoopPlan};
 use crate::rules;
 use cranelift_entity::SecondaryMap;
+use jitad_ir::checkpoint::Policy;
 use jitad_ir::{Function, Inst, Module, Op, Region, Value};
 use std::collections::HashMap;
 
@@ -60,6 +62,10 @@ struct Vjp<'a> {
     map: SecondaryMap<Value, Option<Value>>,
     adj: SecondaryMap<Value, Option<Lin>>,
     calls: HashMap<Inst, (String, Vec<usize>)>,
+    /// Active loops and how each is reversed.
+    loops: HashMap<Inst, LoopPlan>,
+    /// The checkpointing policy written into each `revloop`.
+    policy: Policy,
     primal: SecondaryMap<Value, bool>,
 }
 
@@ -81,19 +87,25 @@ pub(crate) fn build(
     let outs = float_results(&src.sig);
     let act = Activity::analyze(src, wrt, &outs);
     let mut calls = HashMap::new();
-    for inst in src.insts_in_order() {
+    let mut loops = HashMap::new();
+    // Only top-level instructions: loop bodies are differentiated as functions of their
+    // own (crate::revloop), calls inside them there.
+    for &inst in &src.regions[src.body].insts {
         let d = &src.insts[inst];
         match &d.op {
             Op::Loop(_) => {
                 let body_active = d.regions.iter().any(|&r| region_active(src, &act, r));
                 if d.results.iter().any(|&r| act.is_active(r)) || body_active {
-                    return Err(AdError::Unsupported {
-                        func: src.name.clone(),
-                        what: "reverse mode through a `loop` with active values (it needs \
-                               checkpointing; forward mode works through loops)"
-                            .into(),
-                    });
+                    if let Some(p) = revloop::plan(s, src, &act, inst, name, loops.len())? {
+                        loops.insert(inst, p);
+                    }
                 }
+            }
+            Op::RevLoop(_) if d.args.iter().any(|&a| act.is_active(a)) => {
+                return Err(AdError::Unsupported {
+                    func: src.name.clone(),
+                    what: "reverse mode through a `revloop` (reverse over reverse)".into(),
+                });
             }
             Op::Call(g) => {
                 if !d.results.iter().any(|&r| act.is_active(r)) {
@@ -116,6 +128,8 @@ pub(crate) fn build(
         map: SecondaryMap::new(),
         adj: SecondaryMap::new(),
         calls,
+        loops,
+        policy: s.policy,
         primal: SecondaryMap::new(),
     };
     let mut em = Emitter::new(name, &s.sigs);
@@ -184,6 +198,60 @@ fn region_active(src: &Function, act: &Activity, region: Region) -> bool {
 }
 
 impl Vjp<'_> {
+    /// The adjoint of an active loop: a `revloop` seeded with the adjoints of the
+    /// loop's results (see [`crate::revloop`]).
+    fn reverse_loop(
+        &mut self,
+        em: &mut Emitter,
+        inst: Inst,
+        args: &[Value],
+        plan: &LoopPlan,
+    ) -> Result<()> {
+        let src = self.src;
+        let d = &src.insts[inst];
+        let nd = plan.bounds.num_dyn();
+        let k = d.results.len();
+        let mut rargs: Vec<Value> = args.to_vec();
+        for &c in &plan.caps {
+            rargs.push(self.get(c)?);
+        }
+        for &j in &plan.active_slots {
+            let r = d.results[j];
+            if let Some(l) = self.adj[r] {
+                self.name_adjoint(em, r, l.val);
+            }
+            let like = self.get(r)?;
+            rargs.push(lin::value(em, self.adj[r], like)?);
+        }
+        for &c in &plan.active_caps {
+            let like = self.get(plan.caps[c])?;
+            rargs.push(em.zero_like(like)?);
+        }
+        let res = em.ins(revloop::rev_op(plan, k, self.policy), &rargs)?;
+        let na = plan.active_slots.len();
+        for (p, &j) in plan.active_slots.iter().enumerate() {
+            let init = d.args[nd + j];
+            if self.act.is_active(init) {
+                self.adj[init] = Some(lin::accumulate_lin(
+                    em,
+                    self.adj[init],
+                    Lin::of(res[p]),
+                    true,
+                )?);
+            }
+        }
+        for (q, &c) in plan.active_caps.iter().enumerate() {
+            let v = plan.caps[c];
+            self.adj[v] = Some(lin::accumulate_lin(
+                em,
+                self.adj[v],
+                Lin::of(res[na + q]),
+                true,
+            )?);
+        }
+        Ok(())
+    }
+
     fn get(&self, v: Value) -> Result<Value> {
         self.map[v].ok_or_else(|| {
             malformed(
@@ -292,7 +360,13 @@ impl Vjp<'_> {
                     self.adj[a] = Some(lin::accumulate_lin(em, self.adj[a], Lin::of(xb), true)?);
                 }
             }
-            Op::Loop(_) | Op::Guard | Op::Yield | Op::Ret | Op::Const(_) => {}
+            Op::Loop(_) => {
+                let Some(plan) = self.loops.get(&inst).cloned() else {
+                    return Ok(());
+                };
+                self.reverse_loop(em, inst, &args, &plan)?;
+            }
+            Op::RevLoop(_) | Op::Guard | Op::Yield | Op::Ret | Op::Const(_) => {}
             op => {
                 let (Some(&y), Some(ybar)) = (
                     d.results.first(),

@@ -1,0 +1,152 @@
+//! `revloop` in compiled code: the lowering stores a descriptor and calls
+//! [`jitad_revloop`], which runs [`jitad_ir::checkpoint::reverse`] — the same driver the
+//! interpreter uses — calling the compiled forward and backward iterations through
+//! their entry pointers.
+//!
+//! Descriptor (8-byte words, written by the lowering in `lower.rs`):
+//!
+//! | word | content |
+//! |---|---|
+//! | 0, 1 | entry of the forward / backward iteration ([`crate::EntryFn`]) |
+//! | 2 | workspace for them (the caller's callee area) |
+//! | 3, 4 | start, end (i64) |
+//! | 5, 6 | policy tag and parameter ([`encode_policy`]) |
+//! | 7, 8, 9 | state count `k`, capture count `c`, adjoint count `a` |
+//! | 10.. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
+
+use crate::handle::EntryFn;
+use jitad_ir::checkpoint::{self, Policy, Steps};
+
+/// Words before the values.
+pub(crate) const HEADER: usize = 10;
+
+/// Status returned when the driver itself failed (a bug: it caught a panic rather than
+/// let it unwind through machine code).
+pub(crate) const STATUS_INTERNAL: u32 = u32::MAX;
+
+/// The policy as two words.
+pub(crate) fn encode_policy(p: Policy) -> (u64, u64) {
+    match p {
+        Policy::Auto(b) => (0, b),
+        Policy::StoreAll => (1, 0),
+        Policy::Binomial(s) => (2, u64::from(s)),
+        Policy::Every(k) => (3, u64::from(k)),
+        Policy::Recompute => (4, 0),
+    }
+}
+
+fn decode_policy(tag: u64, param: u64) -> Policy {
+    match tag {
+        1 => Policy::StoreAll,
+        2 => Policy::Binomial(param.clamp(1, u64::from(u32::MAX)) as u32),
+        3 => Policy::Every(param.clamp(1, u64::from(u32::MAX)) as u32),
+        4 => Policy::Recompute,
+        _ => Policy::Auto(param),
+    }
+}
+
+/// The compiled iterations of one `revloop`, with argument and result buffers owned by
+/// the driver's frame.
+struct JitSteps<'a> {
+    fwd: EntryFn,
+    bwd: EntryFn,
+    ws: *mut u8,
+    caps: &'a [u64],
+    k: usize,
+    a: usize,
+    /// `[i, state (k), caps (c), adj (a)]` then `max(k, a)` result words.
+    buf: &'a mut [u64],
+}
+
+impl Steps for JitSteps<'_> {
+    type Error = u32;
+
+    fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), u32> {
+        let (k, c) = (self.k, self.caps.len());
+        let (args, res) = self.buf.split_at_mut(1 + k + c + self.a);
+        args[0] = i as u64;
+        args[1..1 + k].copy_from_slice(state);
+        args[1 + k..1 + k + c].copy_from_slice(self.caps);
+        // SAFETY: `fwd` is the entry of `(i64, s.., c..) -> s..` in the JIT module the
+        // calling handle keeps alive; it reads 1 + k + c argument slots and writes k
+        // result slots (`res` holds max(k, a) ≥ k); `ws` is the callee workspace the
+        // caller's plan sized for it. It cannot unwind (runtime functions are
+        // panic-free `extern "C"` code; this driver catches its own panics).
+        let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        state.copy_from_slice(&res[..k]);
+        Ok(())
+    }
+
+    fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), u32> {
+        let (k, c, a) = (self.k, self.caps.len(), self.a);
+        let (args, res) = self.buf.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        args[1..1 + k].copy_from_slice(state);
+        args[1 + k..1 + k + c].copy_from_slice(self.caps);
+        args[1 + k + c..].copy_from_slice(adj);
+        // SAFETY: as in `forward`, for `bwd: (i64, s.., c.., a..) -> a..`, reading
+        // 1 + k + c + a slots and writing a.
+        let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        adj.copy_from_slice(&res[..a]);
+        Ok(())
+    }
+}
+
+/// Runs the reverse sweep a `revloop` descriptor describes; returns 0 or the status of
+/// a failed step (a guard), or [`STATUS_INTERNAL`].
+///
+/// # Safety
+///
+/// `desc` must point to a descriptor laid out as in the module docs, by the lowering,
+/// whose entry pointers belong to a live JIT module and whose workspace is large
+/// enough for both iterations.
+pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
+    // SAFETY: the caller guarantees the header is readable.
+    let header = unsafe { std::slice::from_raw_parts(desc, HEADER) };
+    let (k, c, a) = (header[7] as usize, header[8] as usize, header[9] as usize);
+    // SAFETY: the lowering wrote HEADER + k + c + a words at `desc`, and nothing else
+    // accesses them during this call.
+    let words = unsafe { std::slice::from_raw_parts_mut(desc, HEADER + k + c + a) };
+    // SAFETY: words 0 and 1 hold `func_addr`s of functions with the `EntryFn` ABI.
+    let fwd: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(words[0] as usize) };
+    // SAFETY: as above.
+    let bwd: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(words[1] as usize) };
+    let ws = words[2] as usize as *mut u8;
+    let (start, end) = (words[3] as i64, words[4] as i64);
+    let policy = decode_policy(words[5], words[6]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (head, rest) = words.split_at_mut(HEADER + k + c);
+        let state0 = &head[HEADER..HEADER + k];
+        let caps = &head[HEADER + k..];
+        let need = 1 + k + c + a + k.max(a);
+        let mut small = [0u64; 256];
+        let mut big = Vec::new();
+        let buf: &mut [u64] = if need <= small.len() {
+            &mut small[..need]
+        } else {
+            big.resize(need, 0);
+            &mut big
+        };
+        let mut steps = JitSteps {
+            fwd,
+            bwd,
+            ws,
+            caps,
+            k,
+            a,
+            buf,
+        };
+        let l = if end > start { (end - start) as u64 } else { 0 };
+        match checkpoint::reverse(policy, start, l, state0, rest, &mut steps) {
+            Ok(()) => 0,
+            Err(st) => st,
+        }
+    }));
+    r.unwrap_or(STATUS_INTERNAL)
+}

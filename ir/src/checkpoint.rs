@@ -1,0 +1,796 @@
+//! Checkpointing: how the reverse sweep of a loop obtains each iteration's state.
+//!
+//! Reverse mode needs the loop-carried state `s_i` of every iteration `i`, in reverse
+//! order. A [`Policy`] decides what is stored and what is recomputed; every policy gives
+//! the same gradient (the same operations on the same states, in the same order), and
+//! differs only in memory and forward steps:
+//!
+//! | policy | peak snapshots | forward steps for `l` iterations |
+//! |---|---|---|
+//! | `store-all` | `l` | `l − 1` |
+//! | `binomial:S` | `S` (the initial state included) | `r·l − β(S+1, r−1)` |
+//! | `every:K` | `⌈l/K⌉ + K − 1` | at most `2(l − 1)` |
+//! | `recompute` | 1 | `l(l−1)/2` |
+//! | `auto:B` | store-all if `l` states fit in `B` bytes, else binomial within `B` |
+//!
+//! `binomial` is Revolve (Griewank & Walther, ACM TOMS 26(1), 2000): with `S`
+//! snapshots and repetition number `r` (the least `r` with `β(S, r) ≥ l`, where
+//! `β(s, r) = C(s + r, s)`), the number of forward steps `r·l − β(S+1, r−1)` is the
+//! minimum possible. `l` may be known only when the loop runs.
+//!
+//! [`reverse`] drives one reverse sweep for either engine: the caller supplies the
+//! forward step and the backward step of one iteration ([`Steps`]) over 8-byte slots
+//! (the JIT's ABI), and the driver keeps snapshots in a per-thread [`Arena`] that grows
+//! to the largest size needed and is then reused, so steady-state calls allocate
+//! nothing. [`Stats`] report what a sweep did.
+
+use std::cell::RefCell;
+
+/// What the reverse sweep of a loop stores and what it recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Store-all if the whole tape fits in this many bytes, else `binomial` with as many
+    /// snapshots as fit (at least 2).
+    Auto(u64),
+    /// A snapshot of the carried state before every iteration.
+    StoreAll,
+    /// Revolve-optimal binomial checkpointing with this many snapshots (≥ 1, the
+    /// initial state included).
+    Binomial(u32),
+    /// A snapshot every `k` iterations; each segment is recomputed once, stored, and
+    /// reversed.
+    Every(u32),
+    /// Nothing stored: every state is recomputed from the initial one (O(l²) steps; for
+    /// comparison and tests).
+    Recompute,
+}
+
+/// The default memory budget of [`Policy::Auto`]: 256 MiB.
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::Auto(DEFAULT_BUDGET)
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::Auto(b) => write!(f, "auto:{b}"),
+            Policy::StoreAll => f.write_str("store-all"),
+            Policy::Binomial(s) => write!(f, "binomial:{s}"),
+            Policy::Every(k) => write!(f, "every:{k}"),
+            Policy::Recompute => f.write_str("recompute"),
+        }
+    }
+}
+
+/// Why a policy text was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad checkpoint policy `{0}`: expected store-all, binomial:S (S ≥ 1), every:K (K ≥ 1), \
+     recompute or auto:BYTES"
+)]
+pub struct PolicyError(pub String);
+
+impl std::str::FromStr for Policy {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        let bad = || PolicyError(s.to_string());
+        let num = |t: &str| t.parse::<u64>().map_err(|_| bad());
+        let small = |t: &str| -> Result<u32, PolicyError> {
+            let v = num(t)?;
+            u32::try_from(v).ok().filter(|&v| v >= 1).ok_or_else(bad)
+        };
+        match s.split_once(':') {
+            None if s == "store-all" => Ok(Policy::StoreAll),
+            None if s == "recompute" => Ok(Policy::Recompute),
+            None if s == "auto" => Ok(Policy::default()),
+            Some(("binomial", n)) => Ok(Policy::Binomial(small(n)?)),
+            Some(("every", n)) => Ok(Policy::Every(small(n)?)),
+            Some(("auto", n)) => Ok(Policy::Auto(num(n)?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// What reverse sweeps did (summed over every sweep of a call, nested loops included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Reverse sweeps run (one per `revloop` executed).
+    pub sweeps: u64,
+    /// Snapshots of the carried state taken (the initial state, which the caller
+    /// holds, is not counted).
+    pub snapshots: u64,
+    /// Largest snapshot storage held at once, in bytes (the initial state excluded).
+    pub peak_tape_bytes: u64,
+    /// Forward steps run by the reverse sweeps (recomputation included; the primal
+    /// loop's own steps are not).
+    pub forward_steps: u64,
+    /// Backward steps (one per iteration).
+    pub backward_steps: u64,
+}
+
+impl Stats {
+    /// Adds `other` (peaks take the maximum).
+    pub fn merge(&mut self, other: &Stats) {
+        self.sweeps += other.sweeps;
+        self.snapshots += other.snapshots;
+        self.peak_tape_bytes = self.peak_tape_bytes.max(other.peak_tape_bytes);
+        self.forward_steps += other.forward_steps;
+        self.backward_steps += other.backward_steps;
+    }
+}
+
+/// `β(s, r) = C(s + r, s)`, saturating at `u64::MAX`; 0 for `r < 0`.
+pub fn beta(s: u64, r: i64) -> u64 {
+    if r < 0 {
+        return 0;
+    }
+    let r = r as u64;
+    // C(s + r, min(s, r)) computed incrementally: each partial product is a binomial.
+    let k = s.min(r);
+    let mut c: u128 = 1;
+    for j in 1..=u128::from(k) {
+        c = c * (u128::from(s.max(r)) + j) / j;
+        if c > u128::from(u64::MAX) {
+            return u64::MAX;
+        }
+    }
+    c as u64
+}
+
+/// The repetition number: the least `r` with `β(s, r) ≥ l` (`s ≥ 1`).
+pub fn repetitions(l: u64, s: u64) -> i64 {
+    let mut r = 0;
+    while beta(s, r) < l {
+        r += 1;
+    }
+    r
+}
+
+/// Revolve's forward-step count for `l` iterations and `s ≥ 1` snapshots:
+/// `r·l − β(s+1, r−1)`.
+pub fn revolve_forward_steps(l: u64, s: u64) -> u64 {
+    if l == 0 {
+        return 0;
+    }
+    let r = repetitions(l, s);
+    (r as u64) * l - beta(s + 1, r - 1)
+}
+
+/// Where to place the next snapshot when reversing `l ≥ 2` iterations whose first state
+/// is held, with `ds ≥ 1` snapshots in all (the held one included): the offset `m`
+/// (`1 ≤ m < l`) of Revolve's optimal split (Griewank & Walther's `revolve`, adapted).
+fn split(l: u64, ds: u64) -> u64 {
+    let mut reps: u64 = 0;
+    let mut range: u64 = 1;
+    while range < l {
+        reps += 1;
+        range = (u128::from(range) * u128::from(reps + ds) / u128::from(reps)) as u64;
+    }
+    let bino1 = range * reps / (ds + reps);
+    let bino2 = if ds > 1 {
+        bino1 * ds / (ds + reps - 1)
+    } else {
+        1
+    };
+    let bino3 = if ds == 1 {
+        0
+    } else if ds > 2 {
+        bino2 * (ds - 1) / (ds + reps - 2)
+    } else {
+        1
+    };
+    let bino4 = bino2 * (reps - 1) / ds;
+    let bino5 = if ds < 3 {
+        0
+    } else if reps > 1 {
+        bino3 * (ds - 2) / reps
+    } else {
+        1
+    };
+    let m = if l <= bino1 + bino3 {
+        bino4
+    } else if l >= range - bino5 {
+        bino1
+    } else {
+        l - bino2 - bino3
+    };
+    m.clamp(1, l - 1)
+}
+
+/// The forward and backward step of one loop iteration, over 8-byte slots.
+pub trait Steps {
+    /// The error a step can fail with (a failed guard).
+    type Error;
+    /// `state ← F(i, state)`.
+    fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), Self::Error>;
+    /// `adj ← B(i, state, adj)`, where `state` is the state before iteration `i`.
+    fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), Self::Error>;
+}
+
+/// Snapshot storage: a stack of 8-byte words in segments that never move, so a nested
+/// reverse sweep (a loop inside a loop body) can grow it while an outer sweep holds
+/// positions in it. One per thread, grown to the largest size needed and reused.
+#[derive(Debug, Default)]
+pub struct Arena {
+    segs: Vec<Box<[u64]>>,
+    /// (segment, offset) of the next free word.
+    top: (usize, usize),
+}
+
+/// A position in the [`Arena`], to release back to.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark((usize, usize));
+
+/// Where a block of words lives in the [`Arena`].
+#[derive(Clone, Copy, Debug)]
+pub struct Block {
+    seg: usize,
+    off: usize,
+}
+
+impl Block {
+    /// The block starting `words` further on (inside the same allocation).
+    fn offset(self, words: usize) -> Block {
+        Block {
+            seg: self.seg,
+            off: self.off + words,
+        }
+    }
+}
+
+impl Arena {
+    /// The current top, for [`Arena::release`].
+    pub fn mark(&self) -> Mark {
+        Mark(self.top)
+    }
+
+    /// Frees everything allocated since `m` (the storage is kept for reuse).
+    pub fn release(&mut self, m: Mark) {
+        self.top = m.0;
+    }
+
+    /// Allocates `n` words (contiguous).
+    pub fn alloc(&mut self, n: usize) -> Block {
+        let (mut seg, mut off) = self.top;
+        loop {
+            match self.segs.get(seg) {
+                Some(s) if s.len() - off >= n => {
+                    self.top = (seg, off + n);
+                    return Block { seg, off };
+                }
+                Some(_) => {
+                    seg += 1;
+                    off = 0;
+                }
+                None => {
+                    let prev = self.segs.last().map_or(0, |s| s.len());
+                    let size = n.max(4096).max(prev.saturating_mul(2).min(1 << 24));
+                    self.segs.push(vec![0u64; size].into_boxed_slice());
+                }
+            }
+        }
+    }
+
+    /// The words of `b` (`n` of them).
+    pub fn get(&mut self, b: Block, n: usize) -> &mut [u64] {
+        &mut self.segs[b.seg][b.off..b.off + n]
+    }
+
+    /// Words held by the arena (its capacity, not its use).
+    pub fn capacity_words(&self) -> usize {
+        self.segs.iter().map(|s| s.len()).sum()
+    }
+}
+
+thread_local! {
+    static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
+    static STATS: RefCell<Stats> = RefCell::new(Stats::default());
+}
+
+/// Runs `f` on this thread's arena. Borrows are short: never call a step inside.
+fn with_arena<R>(f: impl FnOnce(&mut Arena) -> R) -> R {
+    ARENA.with(|a| f(&mut a.borrow_mut()))
+}
+
+/// Takes (and resets) the statistics of the sweeps run on this thread since the last
+/// call. The interpreter and the compiled handle call this around each evaluation.
+pub fn take_stats() -> Stats {
+    STATS.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+/// Snapshot storage of this thread's arena, in bytes (capacity held for reuse).
+pub fn arena_bytes() -> usize {
+    ARENA.with(|a| a.borrow().capacity_words() * 8)
+}
+
+/// Bookkeeping of one sweep.
+struct Sweep {
+    k: usize,
+    stats: Stats,
+    held: u64,
+}
+
+impl Sweep {
+    fn hold(&mut self, snapshots: u64) {
+        self.held += snapshots;
+        self.stats.snapshots += snapshots;
+        let bytes = self.held * self.k as u64 * 8;
+        self.stats.peak_tape_bytes = self.stats.peak_tape_bytes.max(bytes);
+    }
+    fn drop_held(&mut self, snapshots: u64) {
+        self.held -= snapshots;
+    }
+}
+
+/// Reverses the `l` iterations `start..start+l` of a loop: `state0` is the state before
+/// iteration `start`, `adj` the adjoint state after the last iteration on entry and
+/// before the first on return. `policy` decides what is stored (see the module docs).
+pub fn reverse<S: Steps>(
+    policy: Policy,
+    start: i64,
+    l: u64,
+    state0: &[u64],
+    adj: &mut [u64],
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let k = state0.len();
+    let mut sw = Sweep {
+        k,
+        stats: Stats {
+            sweeps: 1,
+            ..Stats::default()
+        },
+        held: 0,
+    };
+    let policy = resolve(policy, k, l);
+    let mark = with_arena(|a| a.mark());
+    let base = with_arena(|a| a.alloc(k));
+    with_arena(|a| a.get(base, k).copy_from_slice(state0));
+    let r = match policy {
+        Policy::Recompute => recompute(start, l, base, adj, &mut sw, steps),
+        Policy::Every(kk) => every(start, l, u64::from(kk), base, adj, &mut sw, steps),
+        Policy::Binomial(s) => binomial(start, l, u64::from(s).max(1), base, adj, &mut sw, steps),
+        Policy::StoreAll | Policy::Auto(_) => segment(start, l, base, adj, &mut sw, steps),
+    };
+    with_arena(|a| a.release(mark));
+    STATS.with(|s| s.borrow_mut().merge(&sw.stats));
+    r
+}
+
+/// The concrete policy `auto` stands for, for `k` state slots and `l` iterations.
+pub fn resolve(policy: Policy, k: usize, l: u64) -> Policy {
+    match policy {
+        Policy::Auto(budget) => {
+            let state_bytes = (k as u64).max(1) * 8;
+            let fit = budget / state_bytes;
+            if fit.saturating_add(2) >= l {
+                Policy::StoreAll
+            } else {
+                Policy::Binomial(fit.clamp(2, u64::from(u32::MAX)) as u32)
+            }
+        }
+        p => p,
+    }
+}
+
+/// A copy of the state in `from` (`k` words), in a scratch buffer.
+fn load(from: Block, k: usize) -> Scratch {
+    let mut buf = Scratch::new(k);
+    with_arena(|a| buf.as_mut().copy_from_slice(a.get(from, k)));
+    buf
+}
+
+fn fwd<S: Steps>(steps: &mut S, i: i64, st: &mut Scratch, sw: &mut Sweep) -> Result<(), S::Error> {
+    sw.stats.forward_steps += 1;
+    steps.forward(i, st.as_mut())
+}
+
+fn bwd<S: Steps>(
+    steps: &mut S,
+    i: i64,
+    st: &mut Scratch,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+) -> Result<(), S::Error> {
+    sw.stats.backward_steps += 1;
+    steps.backward(i, st.as_mut(), adj)
+}
+
+/// Store-all over `l` iterations from the state in `base`: the states of iterations
+/// `1..l−1` are stored (the last one is the working state, used at once).
+fn segment<S: Steps>(
+    start: i64,
+    l: u64,
+    base: Block,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    if l == 0 {
+        return Ok(());
+    }
+    let k = sw.k;
+    let stored = l.saturating_sub(2);
+    let mark = with_arena(|a| a.mark());
+    let tape = with_arena(|a| a.alloc(stored as usize * k));
+    sw.hold(stored);
+    let r = (|| {
+        let mut work = load(base, k);
+        for j in 0..l - 1 {
+            fwd(steps, start + j as i64, &mut work, sw)?;
+            if j + 1 < l - 1 {
+                let off = j as usize * k;
+                with_arena(|a| {
+                    a.get(tape, stored as usize * k)[off..off + k].copy_from_slice(work.as_mut())
+                });
+            }
+        }
+        bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
+        for j in (0..l - 1).rev() {
+            let mut st = if j == 0 {
+                load(base, k)
+            } else {
+                let off = (j - 1) as usize * k;
+                let mut buf = Scratch::new(k);
+                with_arena(|a| {
+                    buf.as_mut()
+                        .copy_from_slice(&a.get(tape, stored as usize * k)[off..off + k])
+                });
+                buf
+            };
+            bwd(steps, start + j as i64, &mut st, adj, sw)?;
+        }
+        Ok(())
+    })();
+    sw.drop_held(stored);
+    with_arena(|a| a.release(mark));
+    r
+}
+
+/// Every state recomputed from the initial one.
+fn recompute<S: Steps>(
+    start: i64,
+    l: u64,
+    base: Block,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    for j in (0..l).rev() {
+        let mut work = load(base, sw.k);
+        for t in 0..j {
+            fwd(steps, start + t as i64, &mut work, sw)?;
+        }
+        bwd(steps, start + j as i64, &mut work, adj, sw)?;
+    }
+    Ok(())
+}
+
+/// A snapshot at the start of every segment of `kk` iterations; segments reversed
+/// last to first, each by [`segment`].
+fn every<S: Steps>(
+    start: i64,
+    l: u64,
+    kk: u64,
+    base: Block,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    if l == 0 {
+        return Ok(());
+    }
+    let k = sw.k;
+    let kk = kk.max(1);
+    let nseg = l.div_ceil(kk);
+    let snaps = (nseg - 1) as usize;
+    let mark = with_arena(|a| a.mark());
+    let blocks_base = with_arena(|a| a.alloc(snaps * k));
+    sw.hold(snaps as u64);
+    let r = (|| {
+        let mut work = load(base, k);
+        for q in 1..nseg {
+            for t in (q - 1) * kk..q * kk {
+                fwd(steps, start + t as i64, &mut work, sw)?;
+            }
+            let off = (q - 1) as usize * k;
+            with_arena(|a| {
+                a.get(blocks_base, snaps * k)[off..off + k].copy_from_slice(work.as_mut())
+            });
+        }
+        for q in (0..nseg).rev() {
+            let seg_base = if q == 0 {
+                base
+            } else {
+                blocks_base.offset((q - 1) as usize * k)
+            };
+            let len = kk.min(l - q * kk);
+            let m = with_arena(|a| a.mark());
+            segment(start + (q * kk) as i64, len, seg_base, adj, sw, steps)?;
+            with_arena(|a| a.release(m));
+        }
+        Ok(())
+    })();
+    sw.drop_held(snaps as u64);
+    with_arena(|a| a.release(mark));
+    r
+}
+
+/// A task of the binomial schedule.
+#[derive(Clone, Copy, Debug)]
+enum Task {
+    /// Reverse iterations `a..b` with `free` snapshots to spare; the state before `a`
+    /// is in `base`.
+    Reverse {
+        a: u64,
+        b: u64,
+        free: u64,
+        base: Block,
+    },
+    /// Drop the snapshot taken at this arena mark.
+    Release(Mark),
+}
+
+thread_local! {
+    /// The binomial schedule's task stack, shared by nested sweeps (each pops only what
+    /// it pushed), grown once and reused.
+    static TASKS: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Revolve: `s` snapshots in all, the initial state (in `base`) included.
+fn binomial<S: Steps>(
+    start: i64,
+    l: u64,
+    s: u64,
+    base: Block,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let k = sw.k;
+    let bottom = TASKS.with(|t| t.borrow().len());
+    let push = |task: Task| TASKS.with(|t| t.borrow_mut().push(task));
+    push(Task::Reverse {
+        a: 0,
+        b: l,
+        free: s - 1,
+        base,
+    });
+    let r = (|| {
+        loop {
+            let task = TASKS.with(|t| {
+                let mut t = t.borrow_mut();
+                if t.len() > bottom {
+                    t.pop()
+                } else {
+                    None
+                }
+            });
+            let Some(task) = task else { break };
+            match task {
+                Task::Release(m) => {
+                    with_arena(|a| a.release(m));
+                    sw.drop_held(1);
+                }
+                Task::Reverse { a, b, free, base } => {
+                    let l = b - a;
+                    if l <= free + 2 {
+                        let m = with_arena(|ar| ar.mark());
+                        segment(start + a as i64, l, base, adj, sw, steps)?;
+                        with_arena(|ar| ar.release(m));
+                        continue;
+                    }
+                    let m = split(l, free + 1);
+                    let mut work = load(base, k);
+                    for t in a..a + m {
+                        fwd(steps, start + t as i64, &mut work, sw)?;
+                    }
+                    // `b − (a + m) ≥ 2` here (l > free + 2 ≥ 2 and Revolve leaves
+                    // room), but stay correct if it is 1: the working state is used at
+                    // once and is not a snapshot.
+                    if b - (a + m) == 1 {
+                        bwd(steps, start + (a + m) as i64, &mut work, adj, sw)?;
+                        push(Task::Reverse {
+                            a,
+                            b: a + m,
+                            free,
+                            base,
+                        });
+                        continue;
+                    }
+                    let mark = with_arena(|ar| ar.mark());
+                    let snap = with_arena(|ar| ar.alloc(k));
+                    with_arena(|ar| ar.get(snap, k).copy_from_slice(work.as_mut()));
+                    sw.hold(1);
+                    push(Task::Reverse {
+                        a,
+                        b: a + m,
+                        free,
+                        base,
+                    });
+                    push(Task::Release(mark));
+                    push(Task::Reverse {
+                        a: a + m,
+                        b,
+                        free: free.saturating_sub(1),
+                        base: snap,
+                    });
+                }
+            }
+        }
+        Ok(())
+    })();
+    TASKS.with(|t| t.borrow_mut().truncate(bottom));
+    r
+}
+/// A small state lives on the stack; larger ones use a heap buffer (an allocation per
+/// step only for states above 32 slots). The size difference is the point: no heap
+/// allocation for the usual few-slot state.
+#[allow(clippy::large_enum_variant)]
+enum Scratch {
+    Stack([u64; 32], usize),
+    Heap(Vec<u64>),
+}
+
+impl Scratch {
+    fn new(k: usize) -> Self {
+        if k <= 32 {
+            Scratch::Stack([0; 32], k)
+        } else {
+            Scratch::Heap(vec![0; k])
+        }
+    }
+    fn as_mut(&mut self) -> &mut [u64] {
+        match self {
+            Scratch::Stack(a, k) => &mut a[..*k],
+            Scratch::Heap(v) => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop with state (x, counter): x ← x·c + i, where the adjoint state is
+    /// ∂L/∂x; the backward step records which iterations it saw, in order.
+    struct Affine {
+        c: f64,
+        seen: Vec<i64>,
+    }
+
+    impl Steps for Affine {
+        type Error = ();
+        fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), ()> {
+            let x = f64::from_bits(state[0]);
+            state[0] = (x * self.c + i as f64).to_bits();
+            state[1] += 1;
+            Ok(())
+        }
+        fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), ()> {
+            // The state must be the one before iteration i: the counter says so.
+            assert_eq!(state[1] as i64, i, "state of the wrong iteration");
+            self.seen.push(i);
+            let a = f64::from_bits(adj[0]);
+            adj[0] = (a * self.c).to_bits();
+            Ok(())
+        }
+    }
+
+    fn run(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats) {
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
+        let mut adj = [1.0f64.to_bits()];
+        take_stats();
+        reverse(policy, 0, l, &[2.0f64.to_bits(), 0], &mut adj, &mut s).unwrap();
+        (s.seen, f64::from_bits(adj[0]), take_stats())
+    }
+
+    #[test]
+    fn every_policy_visits_every_state_in_reverse() {
+        for l in [0u64, 1, 2, 3, 4, 7, 10, 33, 100] {
+            let expect: Vec<i64> = (0..l as i64).rev().collect();
+            let want_adj = 0.5f64.powi(l as i32);
+            for p in [
+                Policy::StoreAll,
+                Policy::Recompute,
+                Policy::Every(1),
+                Policy::Every(3),
+                Policy::Every(10),
+                Policy::Binomial(1),
+                Policy::Binomial(2),
+                Policy::Binomial(3),
+                Policy::Binomial(5),
+                Policy::Binomial(200),
+                Policy::Auto(64),
+                Policy::Auto(1 << 20),
+            ] {
+                let (seen, adj, st) = run(p, l);
+                assert_eq!(seen, expect, "{p} l={l}");
+                assert_eq!(adj, want_adj, "{p} l={l}");
+                assert_eq!(st.backward_steps, l, "{p} l={l}");
+            }
+        }
+    }
+
+    #[test]
+    fn forward_steps_match_the_closed_forms() {
+        for l in [1u64, 2, 5, 10, 37, 100, 1000] {
+            assert_eq!(run(Policy::StoreAll, l).2.forward_steps, l - 1);
+            assert_eq!(run(Policy::Recompute, l).2.forward_steps, l * (l - 1) / 2);
+            assert_eq!(run(Policy::StoreAll, l).2.snapshots, l.saturating_sub(2));
+        }
+    }
+
+    #[test]
+    fn binomial_matches_revolve() {
+        // Forward steps r·l − β(s+1, r−1), at most s snapshots held (the initial state
+        // counts as one), for many (l, s).
+        for s in 1..=12u64 {
+            for l in (1..=300u64).chain([1000, 4321, 10_000]) {
+                let (_, _, st) = run(Policy::Binomial(s as u32), l);
+                assert_eq!(st.forward_steps, revolve_forward_steps(l, s), "l={l} s={s}");
+                let held = st.peak_tape_bytes / 16; // two 8-byte slots per state
+                assert!(held < s.max(1), "l={l} s={s}: {held} snapshots held");
+            }
+        }
+    }
+
+    #[test]
+    fn revolve_formula_small_cases() {
+        // Hand-checked: s = 1 is recompute-from-start; l ≤ s + 1 is store-all.
+        assert_eq!(revolve_forward_steps(3, 1), 3);
+        assert_eq!(revolve_forward_steps(4, 1), 6);
+        assert_eq!(revolve_forward_steps(4, 2), 4);
+        assert_eq!(revolve_forward_steps(10, 2), 20);
+        assert_eq!(revolve_forward_steps(5, 9), 4);
+        assert_eq!(beta(2, 3), 10);
+        assert_eq!(beta(3, -1), 0);
+    }
+
+    #[test]
+    fn policies_parse_and_print() {
+        for text in [
+            "store-all",
+            "recompute",
+            "binomial:20",
+            "every:100",
+            "auto:1024",
+        ] {
+            let p: Policy = text.parse().unwrap();
+            assert_eq!(p.to_string(), text);
+        }
+        for bad in ["binomial", "binomial:0", "every:-1", "fast", "auto:x"] {
+            assert!(bad.parse::<Policy>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nested_sweeps_share_the_arena() {
+        // A backward step that runs a whole inner sweep, as a loop inside a loop body.
+        struct Outer;
+        impl Steps for Outer {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                state[1] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), ()> {
+                assert_eq!(state[1] as i64, i);
+                let (seen, a, _) = run(Policy::Binomial(3), 50);
+                assert_eq!(seen.len(), 50);
+                adj[0] = (f64::from_bits(adj[0]) + a).to_bits();
+                Ok(())
+            }
+        }
+        let mut adj = [0.0f64.to_bits()];
+        reverse(Policy::Binomial(4), 0, 40, &[0, 0], &mut adj, &mut Outer).unwrap();
+        assert_eq!(f64::from_bits(adj[0]), 40.0 * 0.5f64.powi(50));
+    }
+}
