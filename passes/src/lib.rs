@@ -55,4 +55,5 @@ pub use error::{AdError, Result};
 pub use hessian::{hessian, hvp};
 pub use jvp::jvp;
 pub use pipeline::{optimize, optimize_module, OptOptions, OptStats};
+pub use revloop::set_policy;
 pub use vjp::{grad, vjp};

@@ -319,3 +319,18 @@ pub(crate) fn rev_op(plan: &LoopPlan, state: usize, policy: Policy) -> Op {
         caps: plan.caps.len() as u32,
     }))
 }
+
+/// Sets the checkpointing policy of every `revloop` in `m` (nested ones included);
+/// returns how many there are. Policies never change results, only memory and time.
+pub fn set_policy(m: &mut jitad_ir::Module, policy: Policy) -> usize {
+    let mut n = 0;
+    for f in &mut m.funcs {
+        for d in f.insts.values_mut() {
+            if let Op::RevLoop(r) = &mut d.op {
+                r.policy = policy;
+                n += 1;
+            }
+        }
+    }
+    n
+}
