@@ -230,6 +230,23 @@ impl Traced {
         self.derive(None, jitad_passes::hessian)
     }
 
+    /// A copy whose reverse sweeps through loops (`revloop`s, made by [`Traced::grad`]
+    /// and [`Traced::vjp`] for functions with active loops) use `policy`; see
+    /// [`jitad_ir::checkpoint`]. Results are unchanged; memory and time are not.
+    pub fn with_checkpoint(&self, policy: jitad_ir::checkpoint::Policy) -> Traced {
+        let mut t = self.clone();
+        jitad_passes::set_policy(&mut t.module, policy);
+        t
+    }
+
+    /// Evaluates the entry function with the reference interpreter, also returning what
+    /// its reverse sweeps through loops did.
+    pub fn eval_with_stats(&self, args: &[Val]) -> Result<(Vec<Val>, jitad_ir::checkpoint::Stats)> {
+        let mut it = jitad_ir::Interpreter::new();
+        let out = it.eval(self.function(), Some(&self.module), args)?;
+        Ok((out, it.last_stats()))
+    }
+
     /// Evaluates the entry function with the reference interpreter.
     pub fn eval(&self, args: &[Val]) -> Result<Vec<Val>> {
         Ok(jitad_ir::eval(&self.module, &self.entry, args)?)

@@ -23,23 +23,13 @@ pub type EntryFn = unsafe extern "C" fn(*const u64, *mut u64, *mut u8) -> u32;
 /// The 8-byte slot encoding of a value: f64 bits, f32 bits in the low 4 bytes, i64,
 /// bool 0/1.
 pub fn to_slot(v: Val) -> u64 {
-    match v {
-        Val::F64(v) => v.to_bits(),
-        Val::F32(v) => u64::from(v.to_bits()),
-        Val::I64(v) => v as u64,
-        Val::Bool(v) => u64::from(v),
-    }
+    v.to_slot()
 }
 
 /// Decodes a slot holding a value of type `ty` (only the low 4 bytes for `f32`, the
 /// low byte for `bool`).
 pub fn from_slot(ty: ScalarType, s: u64) -> Val {
-    match ty {
-        ScalarType::F64 => Val::F64(f64::from_bits(s)),
-        ScalarType::F32 => Val::F32(f32::from_bits(s as u32)),
-        ScalarType::I64 => Val::I64(s as i64),
-        ScalarType::Bool => Val::Bool(s as u8 != 0),
-    }
+    Val::from_slot(ty, s)
 }
 
 /// Times and sizes of one compilation.
@@ -287,6 +277,20 @@ impl Compiled {
             s
         };
         self.status(s)
+    }
+
+    /// [`Compiled::call`], also returning what the reverse sweeps through loops
+    /// (`revloop`s) of this call did: snapshots, tape bytes, forward steps recomputed.
+    /// (Every call leaves these statistics in the calling thread's
+    /// [`jitad_ir::checkpoint::take_stats`]; this reads them for exactly this call.)
+    pub fn call_with_stats(
+        &self,
+        args: &[Val],
+        out: &mut [Val],
+    ) -> Result<jitad_ir::checkpoint::Stats, CallError> {
+        jitad_ir::checkpoint::take_stats();
+        self.call(args, out)?;
+        Ok(jitad_ir::checkpoint::take_stats())
     }
 
     /// Calls the function with typed arguments; `out` receives the results (its

@@ -6,6 +6,7 @@ mod demo;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use jitad::{CompileOptions, Traced, Val};
+use jitad_ir::checkpoint::{Policy, Stats};
 use jitad_ir::{ScalarType, Type};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,8 @@ enum Command {
         /// itself).
         #[arg(long, value_enum, default_value_t = Stage::Primal)]
         of: Stage,
+        #[command(flatten)]
+        ckpt: Checkpointing,
     },
     /// Evaluate a function of a .jir file (JIT-compiled unless `--engine interp`).
     Run {
@@ -62,12 +65,42 @@ enum Command {
         /// Which engine evaluates the function.
         #[arg(long, value_enum, default_value_t = Engine::Jit)]
         engine: Engine,
-        /// Print `{"results": [...]}` (and `"gradient": [...]` with `--grad`) as JSON.
+        /// Print `{"results": [...]}` (and `"gradient": [...]` with `--grad`, and
+        /// `"stats": {...}` when loops were reversed) as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        ckpt: Checkpointing,
     },
     /// Run the benchmark suite: hand-written, JIT, interpreter, tape, forward-mode JIT.
     Bench(bench::Args),
+}
+
+/// How reverse mode stores loop states (`--checkpoint`, `--mem-budget`).
+#[derive(clap::Args, Debug, Clone)]
+struct Checkpointing {
+    /// Checkpointing policy of reverse sweeps through loops: store-all, binomial:S,
+    /// every:K, recompute (default: store-all if the tape fits the memory budget,
+    /// binomial within it otherwise).
+    #[arg(long, value_name = "POLICY")]
+    checkpoint: Option<Policy>,
+    /// Memory budget of the default policy, in bytes (default 256 MiB).
+    #[arg(long, value_name = "BYTES", conflicts_with = "checkpoint")]
+    mem_budget: Option<u64>,
+}
+
+impl Checkpointing {
+    /// The policy asked for, if any.
+    fn policy(&self) -> Option<Policy> {
+        self.checkpoint.or(self.mem_budget.map(Policy::Auto))
+    }
+
+    fn apply(&self, t: Traced) -> Traced {
+        match self.policy() {
+            Some(p) => t.with_checkpoint(p),
+            None => t,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,7 +159,8 @@ pub fn run(cli: Cli) -> Result<()> {
             emit,
             wrt,
             of,
-        } => dump(&file, func.as_deref(), emit, wrt.as_deref(), of),
+            ckpt,
+        } => dump(&file, func.as_deref(), emit, wrt.as_deref(), of, &ckpt),
         Command::Run {
             file,
             func,
@@ -135,21 +169,22 @@ pub fn run(cli: Cli) -> Result<()> {
             wrt,
             engine,
             json,
+            ckpt,
         } => {
             let traced = load(&file, func.as_deref())?;
             let vals = parse_args(&args, &traced.function().sig.params)
                 .with_context(|| format!("bad --args for @{}", traced.name()))?;
             if grad {
-                let g = derive(&traced, Stage::Grad, wrt.as_deref())?;
-                let out = evaluate(&g, &vals, engine)?;
+                let g = ckpt.apply(derive(&traced, Stage::Grad, wrt.as_deref())?);
+                let (out, stats) = evaluate(&g, &vals, engine)?;
                 let (value, gradient) = out.split_at(1);
-                print_results(value, Some(gradient), json);
+                print_results(value, Some(gradient), &stats, json);
             } else {
                 if wrt.is_some() {
                     bail!("--wrt needs --grad");
                 }
-                let out = evaluate(&traced, &vals, engine)?;
-                print_results(&out, None, json);
+                let (out, stats) = evaluate(&ckpt.apply(traced), &vals, engine)?;
+                print_results(&out, None, &stats, json);
             }
             Ok(())
         }
@@ -162,8 +197,10 @@ fn dump(
     emit: Emit,
     wrt: Option<&[usize]>,
     of: Stage,
+    ckpt: &Checkpointing,
 ) -> Result<()> {
     let traced = load(file, func)?;
+    let derive = |t: &Traced, s: Stage, w: Option<&[usize]>| derive(t, s, w).map(|d| ckpt.apply(d));
     if of != Stage::Primal && !matches!(emit, Emit::Clif | Emit::Asm | Emit::Dot) {
         bail!("--of applies to --emit clif, asm and dot only");
     }
@@ -215,15 +252,16 @@ fn derive(t: &Traced, stage: Stage, wrt: Option<&[usize]>) -> Result<Traced> {
     })
 }
 
-/// Evaluates `t` on `args` with the chosen engine.
-fn evaluate(t: &Traced, args: &[Val], engine: Engine) -> Result<Vec<Val>> {
+/// Evaluates `t` on `args` with the chosen engine; also returns what its reverse
+/// sweeps through loops did.
+fn evaluate(t: &Traced, args: &[Val], engine: Engine) -> Result<(Vec<Val>, Stats)> {
     match engine {
-        Engine::Interp => Ok(t.eval(args)?),
+        Engine::Interp => Ok(t.eval_with_stats(args)?),
         Engine::Jit => {
             let c = t.compile()?;
             let mut out: Vec<Val> = c.results().iter().map(|&ty| zero(ty)).collect();
-            c.call(args, &mut out)?;
-            Ok(out)
+            let stats = c.call_with_stats(args, &mut out)?;
+            Ok((out, stats))
         }
     }
 }
@@ -304,12 +342,21 @@ fn parse_float(s: &str) -> Result<f64> {
 /// Prints results one per line (then `gradient: g0, g1, ...`), or as
 /// `{"results": [...], "gradient": [...]}`. JSON has no NaN or infinities; they print
 /// as `null`.
-fn print_results(results: &[Val], gradient: Option<&[Val]>, json: bool) {
+fn print_results(results: &[Val], gradient: Option<&[Val]>, stats: &Stats, json: bool) {
     if json {
         let arr: Vec<serde_json::Value> = results.iter().map(val_json).collect();
         let mut obj = serde_json::json!({ "results": arr });
         if let Some(g) = gradient {
             obj["gradient"] = g.iter().map(val_json).collect();
+        }
+        if stats.sweeps > 0 {
+            obj["stats"] = serde_json::json!({
+                "sweeps": stats.sweeps,
+                "snapshots": stats.snapshots,
+                "peak_tape_bytes": stats.peak_tape_bytes,
+                "forward_steps": stats.forward_steps,
+                "backward_steps": stats.backward_steps,
+            });
         }
         println!("{obj}");
     } else {
@@ -319,6 +366,17 @@ fn print_results(results: &[Val], gradient: Option<&[Val]>, json: bool) {
         if let Some(g) = gradient {
             let g: Vec<String> = g.iter().map(|v| v.to_string()).collect();
             println!("gradient: {}", g.join(", "));
+        }
+        if stats.sweeps > 0 {
+            println!(
+                "reverse sweeps: {}, snapshots: {}, peak tape: {} bytes, forward steps: {}, \
+                 backward steps: {}",
+                stats.sweeps,
+                stats.snapshots,
+                stats.peak_tape_bytes,
+                stats.forward_steps,
+                stats.backward_steps
+            );
         }
     }
 }
