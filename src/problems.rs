@@ -227,6 +227,129 @@ pub fn mlp_grad(p: &[f64], data: &MlpData, g: &mut [f64]) -> f64 {
     loss * inv_b
 }
 
+/// The Lorenz system's parameters and initial state of the ODE-sensitivity problem:
+/// (σ, ρ, β, x₀, y₀, z₀) = (10, 28, 8/3, 1, 1, 1).
+pub const LORENZ_POINT: [f64; 6] = [10.0, 28.0, 8.0 / 3.0, 1.0, 1.0, 1.0];
+
+/// The Lorenz system as IR (`tests/ir/loops/lorenz.jir`): `@loss(σ, ρ, β, x₀, y₀, z₀,
+/// n: i64)` integrates it with `n` classic RK4 steps of `1/n` in a `loop` and returns
+/// `x_n + y_n + z_n`.
+pub const LORENZ_JIR: &str = include_str!("../tests/ir/loops/lorenz.jir");
+
+/// The Lorenz vector field f(s) = (σ(y−x), x(ρ−z)−y, xy−βz).
+fn lorenz_field<T: Float>(s: [T; 3], sigma: T, rho: T, beta: T) -> [T; 3] {
+    let [x, y, z] = s;
+    [sigma * (y - x), x * (rho - z) - y, x * y - beta * z]
+}
+
+/// `a·b + c` as `lorenz.jir` computes it: a fused multiply-add, so the native, traced,
+/// taped and compiled versions round identically.
+fn fma<T: Float>(a: T, b: T, c: T) -> T {
+    a.mul_add(b, c)
+}
+
+/// One classic RK4 step of size `h`, operation for operation as `@rk4` in `lorenz.jir`.
+fn rk4_step<T: Float>(s: [T; 3], p: [T; 3], h: T) -> [T; 3] {
+    let c = |v: f64| T::from(v).unwrap_or_else(T::nan);
+    let (half, two, sixth) = (c(0.5), c(2.0), c(0.16666666666666666));
+    let hh = h * half;
+    let k1 = lorenz_field(s, p[0], p[1], p[2]);
+    let a = [0, 1, 2].map(|i| fma(hh, k1[i], s[i]));
+    let k2 = lorenz_field(a, p[0], p[1], p[2]);
+    let b = [0, 1, 2].map(|i| fma(hh, k2[i], s[i]));
+    let k3 = lorenz_field(b, p[0], p[1], p[2]);
+    let cc = [0, 1, 2].map(|i| fma(h, k3[i], s[i]));
+    let k4 = lorenz_field(cc, p[0], p[1], p[2]);
+    let hs = h * sixth;
+    [0, 1, 2].map(|i| {
+        let t = fma(two, k3[i], fma(two, k2[i], k1[i])) + k4[i];
+        fma(hs, t, s[i])
+    })
+}
+
+/// `x_n + y_n + z_n` after `n` RK4 steps of `1/n` from `p = (σ, ρ, β, x₀, y₀, z₀)`.
+pub fn lorenz_loss<T: Float>(p: &[T], n: usize) -> T {
+    let h = T::one() / T::from(n as f64).unwrap_or_else(T::nan);
+    let params = [p[0], p[1], p[2]];
+    let mut s = [p[3], p[4], p[5]];
+    for _ in 0..n {
+        s = rk4_step(s, params, h);
+    }
+    s[0] + s[1] + s[2]
+}
+
+/// `v ↦ J_f(s)ᵀ v` of the Lorenz field, and the parameter adjoint added to `pbar`.
+fn lorenz_field_adjoint(s: [f64; 3], p: [f64; 3], v: [f64; 3], pbar: &mut [f64; 3]) -> [f64; 3] {
+    let [x, y, z] = s;
+    let [sigma, rho, beta] = p;
+    let [u, w, q] = v;
+    pbar[0] += (y - x) * u;
+    pbar[1] += x * w;
+    pbar[2] -= z * q;
+    [
+        -sigma * u + (rho - z) * w + y * q,
+        sigma * u - w + x * q,
+        -x * w - beta * q,
+    ]
+}
+
+/// Hand-written value and gradient of [`lorenz_loss`] with respect to all six inputs,
+/// store-all: the forward pass keeps each step's state in `tape` (reused between
+/// calls), the reverse pass recomputes each step's stages from its state. The
+/// reference a careful engineer would write.
+pub fn lorenz_grad(p: &[f64], n: usize, tape: &mut Vec<[f64; 3]>, g: &mut [f64]) -> f64 {
+    let h = 1.0 / n as f64;
+    let params = [p[0], p[1], p[2]];
+    tape.clear();
+    let mut s = [p[3], p[4], p[5]];
+    for _ in 0..n {
+        tape.push(s);
+        s = rk4_step(s, params, h);
+    }
+    let value = s[0] + s[1] + s[2];
+    let mut a = [1.0; 3];
+    let mut pbar = [0.0; 3];
+    let (hh, hs) = (h * 0.5, h * 0.16666666666666666);
+    for &s in tape.iter().rev() {
+        // Recompute the stages.
+        let k1 = lorenz_field(s, params[0], params[1], params[2]);
+        let s2 = [0, 1, 2].map(|i| fma(hh, k1[i], s[i]));
+        let k2 = lorenz_field(s2, params[0], params[1], params[2]);
+        let s3 = [0, 1, 2].map(|i| fma(hh, k2[i], s[i]));
+        let k3 = lorenz_field(s3, params[0], params[1], params[2]);
+        let s4 = [0, 1, 2].map(|i| fma(h, k3[i], s[i]));
+        // Adjoints of the stages.
+        let mut k1b = a.map(|v| hs * v);
+        let mut k2b = a.map(|v| 2.0 * hs * v);
+        let mut k3b = a.map(|v| 2.0 * hs * v);
+        let k4b = a.map(|v| hs * v);
+        let mut sb = a;
+        let s4b = lorenz_field_adjoint(s4, params, k4b, &mut pbar);
+        for i in 0..3 {
+            sb[i] += s4b[i];
+            k3b[i] += h * s4b[i];
+        }
+        let s3b = lorenz_field_adjoint(s3, params, k3b, &mut pbar);
+        for i in 0..3 {
+            sb[i] += s3b[i];
+            k2b[i] += hh * s3b[i];
+        }
+        let s2b = lorenz_field_adjoint(s2, params, k2b, &mut pbar);
+        for i in 0..3 {
+            sb[i] += s2b[i];
+            k1b[i] += hh * s2b[i];
+        }
+        let s1b = lorenz_field_adjoint(s, params, k1b, &mut pbar);
+        for i in 0..3 {
+            sb[i] += s1b[i];
+        }
+        a = sb;
+    }
+    g[..3].copy_from_slice(&pbar);
+    g[3..6].copy_from_slice(&a);
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +396,27 @@ mod tests {
         let v = mlp_grad(&p, &data, &mut g);
         assert!((v - mlp_loss(&p, &data)).abs() < 1e-14);
         assert_close(&g, &fd(|p| mlp_loss(p, &data), &p), 1e-6);
+
+        let mut tape = Vec::new();
+        let mut g = [0.0; 6];
+        let v = lorenz_grad(&LORENZ_POINT, 200, &mut tape, &mut g);
+        assert_eq!(v, lorenz_loss(&LORENZ_POINT, 200));
+        assert_close(&g, &fd(|p| lorenz_loss(p, 200), &LORENZ_POINT), 1e-6);
+    }
+
+    #[test]
+    fn lorenz_ir_matches_the_rust_function() {
+        // The IR and the generic Rust function do the same operations in the same
+        // order: the same bits.
+        let m = jitad_ir::parse_module(LORENZ_JIR).unwrap();
+        let mut args: Vec<jitad_ir::Val> = LORENZ_POINT
+            .iter()
+            .map(|&v| jitad_ir::Val::F64(v))
+            .collect();
+        args.push(jitad_ir::Val::I64(300));
+        let ir = jitad_ir::eval(&m, "loss", &args).unwrap()[0]
+            .as_f64()
+            .unwrap();
+        assert_eq!(ir.to_bits(), lorenz_loss(&LORENZ_POINT, 300).to_bits());
     }
 }

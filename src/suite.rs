@@ -75,8 +75,28 @@ pub trait Problem {
     fn point(&self) -> Vec<f64>;
     /// The function, generic so it runs on `f64`, [`Var`] and [`TapeVar`].
     fn eval<T: Float>(&self, x: &[T]) -> T;
-    /// Hand-written value and gradient.
-    fn hand(&self, x: &[f64], g: &mut [f64]) -> f64;
+    /// Hand-written value and gradient (`&mut self`: it may keep a tape between calls).
+    fn hand(&mut self, x: &[f64], g: &mut [f64]) -> f64;
+    /// The problem size in tables and JSON (default: the number of inputs).
+    fn size(&self) -> usize {
+        self.point().len()
+    }
+    /// Integer arguments the IR takes after the point (default: none).
+    fn int_args(&self) -> Vec<i64> {
+        vec![]
+    }
+    /// The IR the compiled and interpreted legs run (default: the function traced at
+    /// the point).
+    fn ir(&self) -> Result<Traced, Error>
+    where
+        Self: Sized,
+    {
+        trace_problem(self)
+    }
+    /// Legs to leave out (default: none).
+    fn skip(&self, _leg: Leg) -> bool {
+        false
+    }
 }
 
 /// f(x, y) = (x + y)(x − y) at (3, 2).
@@ -93,7 +113,7 @@ impl Problem for Quickstart {
     fn eval<T: Float>(&self, x: &[T]) -> T {
         problems::quickstart(x)
     }
-    fn hand(&self, x: &[f64], g: &mut [f64]) -> f64 {
+    fn hand(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
         problems::quickstart_grad(x, g)
     }
 }
@@ -112,7 +132,7 @@ impl Problem for Rosenbrock {
     fn eval<T: Float>(&self, x: &[T]) -> T {
         problems::rosenbrock(x)
     }
-    fn hand(&self, x: &[f64], g: &mut [f64]) -> f64 {
+    fn hand(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
         problems::rosenbrock_grad(x, g)
     }
 }
@@ -138,8 +158,55 @@ impl Problem for Mlp {
     fn eval<T: Float>(&self, x: &[T]) -> T {
         problems::mlp_loss(x, &self.0)
     }
-    fn hand(&self, x: &[f64], g: &mut [f64]) -> f64 {
+    fn hand(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
         problems::mlp_grad(x, &self.0, g)
+    }
+}
+
+/// The Lorenz system integrated with `N` RK4 steps (a `loop` in the IR, reversed with
+/// checkpointing), gradient with respect to (σ, ρ, β, x₀, y₀, z₀).
+#[derive(Clone, Debug)]
+pub struct Lorenz {
+    /// Steps.
+    pub steps: usize,
+    tape: Vec<[f64; 3]>,
+}
+
+impl Lorenz {
+    /// `steps` RK4 steps of `1/steps`.
+    pub fn new(steps: usize) -> Self {
+        Lorenz {
+            steps,
+            tape: Vec::new(),
+        }
+    }
+}
+
+impl Problem for Lorenz {
+    fn name(&self) -> &'static str {
+        "lorenz"
+    }
+    fn point(&self) -> Vec<f64> {
+        problems::LORENZ_POINT.to_vec()
+    }
+    fn eval<T: Float>(&self, x: &[T]) -> T {
+        problems::lorenz_loss(x, self.steps)
+    }
+    fn hand(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
+        problems::lorenz_grad(x, self.steps, &mut self.tape, g)
+    }
+    fn size(&self) -> usize {
+        self.steps
+    }
+    fn int_args(&self) -> Vec<i64> {
+        vec![self.steps as i64]
+    }
+    fn ir(&self) -> Result<Traced, Error> {
+        Traced::from_jir(problems::LORENZ_JIR, Some("loss"))
+    }
+    fn skip(&self, leg: Leg) -> bool {
+        // The interpreter needs seconds per call beyond 10⁴ steps.
+        leg == Leg::Interp && self.steps > 10_000
     }
 }
 
@@ -211,55 +278,82 @@ pub fn trace_problem<P: Problem>(p: &P) -> Result<Traced, Error> {
     crate::trace_scalar(p.name(), &p.point(), |x: &[Var]| p.eval(x))
 }
 
-/// Every leg of `p` (forward mode only when n ≤ [`FORWARD_MAX_N`]), in [`Leg::ALL`]
-/// order. Tracing, differentiating and compiling happen here, not in the timed calls.
+/// Every leg of `p` (forward mode only when it has at most [`FORWARD_MAX_N`] inputs;
+/// legs `p` skips left out), in [`Leg::ALL`] order. Tracing, differentiating and
+/// compiling happen here, not in the timed calls.
 pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Error> {
     let x = p.point();
     let n = x.len();
-    let traced = trace_problem(p)?;
+    let ints: Vec<Val> = p.int_args().into_iter().map(Val::I64).collect();
+    let traced = p.ir()?;
     let grad = traced.grad()?;
     let mut out = Vec::new();
     let mut case = |leg: Leg, run: Runner| {
-        out.push(Case {
-            problem: p.name(),
-            n,
-            leg,
-            x: x.clone(),
-            g: vec![0.0; n],
-            run,
-        })
+        if !p.skip(leg) {
+            out.push(Case {
+                problem: p.name(),
+                n: p.size(),
+                leg,
+                x: x.clone(),
+                g: vec![0.0; n],
+                run,
+            })
+        }
     };
 
-    let hp = p.clone();
+    let mut hp = p.clone();
     case(Leg::Hand, Box::new(move |x, g| hp.hand(x, g)));
 
     let jit = grad.compile()?;
-    let mut vg = vec![0.0; n + 1];
-    case(
-        Leg::Jit,
-        Box::new(move |x, g| {
-            // The lengths are right by construction; an error would leave NaN.
-            if jit.call_f64(x, &mut vg).is_err() {
-                return f64::NAN;
-            }
-            // A plain loop: for two values it inlines, where `copy_from_slice` calls
-            // memcpy.
-            for (gi, v) in g.iter_mut().zip(&vg[1..]) {
-                *gi = *v;
-            }
-            vg[0]
-        }),
-    );
+    if ints.is_empty() {
+        let mut vg = vec![0.0; n + 1];
+        case(
+            Leg::Jit,
+            Box::new(move |x, g| {
+                // The lengths are right by construction; an error would leave NaN.
+                if jit.call_f64(x, &mut vg).is_err() {
+                    return f64::NAN;
+                }
+                // A plain loop: for two values it inlines, where `copy_from_slice`
+                // calls memcpy.
+                for (gi, v) in g.iter_mut().zip(&vg[1..]) {
+                    *gi = *v;
+                }
+                vg[0]
+            }),
+        );
+    } else {
+        let mut args: Vec<Val> = Vec::with_capacity(n + ints.len());
+        let mut res = vec![Val::F64(0.0); n + 1];
+        let extra = ints.clone();
+        case(
+            Leg::Jit,
+            Box::new(move |x, g| {
+                args.clear();
+                args.extend(x.iter().map(|&v| Val::F64(v)));
+                args.extend_from_slice(&extra);
+                if jit.call(&args, &mut res).is_err() {
+                    return f64::NAN;
+                }
+                for (gi, r) in g.iter_mut().zip(&res[1..]) {
+                    *gi = r.as_f64().unwrap_or(f64::NAN);
+                }
+                res[0].as_f64().unwrap_or(f64::NAN)
+            }),
+        );
+    }
 
     let mut interp = Interpreter::new();
-    let mut args: Vec<Val> = Vec::with_capacity(n);
+    let mut args: Vec<Val> = Vec::with_capacity(n + ints.len());
     let mut res: Vec<Val> = Vec::with_capacity(n + 1);
     let ig = grad.clone();
+    let extra = ints.clone();
     case(
         Leg::Interp,
         Box::new(move |x, g| {
             args.clear();
             args.extend(x.iter().map(|&v| Val::F64(v)));
+            args.extend_from_slice(&extra);
             if interp
                 .run(ig.function(), Some(ig.module()), &args, &mut res)
                 .is_err()
@@ -273,13 +367,15 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
         }),
     );
 
-    let mut tape = Tape::new();
-    let rp = p.clone();
-    tape.record(&x, |v: &[TapeVar]| rp.eval(v))?;
-    case(
-        Leg::TapeReplay,
-        Box::new(move |x, g| tape.replay(x, g).unwrap_or(f64::NAN)),
-    );
+    if !p.skip(Leg::TapeReplay) {
+        let mut tape = Tape::new();
+        let rp = p.clone();
+        tape.record(&x, |v: &[TapeVar]| rp.eval(v))?;
+        case(
+            Leg::TapeReplay,
+            Box::new(move |x, g| tape.replay(x, g).unwrap_or(f64::NAN)),
+        );
+    }
 
     let mut tape = Tape::new();
     let rp = p.clone();
@@ -296,21 +392,28 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
 
     if n <= FORWARD_MAX_N {
         let jvp = traced.jvp()?.compile()?;
-        let mut args = vec![0.0; 2 * n];
-        let mut yd = [0.0; 2];
+        let mut args = vec![Val::F64(0.0); 2 * n + ints.len()];
+        let mut yd = [Val::F64(0.0), Val::F64(0.0)];
+        let extra = ints.clone();
         case(
             Leg::ForwardJit,
             Box::new(move |x, g| {
-                args[..n].copy_from_slice(x);
+                // (x..., ints..., dx...): the jvp's parameters.
+                for (a, &v) in args.iter_mut().zip(x) {
+                    *a = Val::F64(v);
+                }
+                args[n..n + extra.len()].copy_from_slice(&extra);
+                let m = n + extra.len();
                 for i in 0..n {
-                    args[n..].iter_mut().for_each(|d| *d = 0.0);
-                    args[n + i] = 1.0;
-                    if jvp.call_f64(&args, &mut yd).is_err() {
+                    for (k, a) in args[m..].iter_mut().enumerate() {
+                        *a = Val::F64(if k == i { 1.0 } else { 0.0 });
+                    }
+                    if jvp.call(&args, &mut yd).is_err() {
                         return f64::NAN;
                     }
-                    g[i] = yd[1];
+                    g[i] = yd[1].as_f64().unwrap_or(f64::NAN);
                 }
-                yd[0]
+                yd[0].as_f64().unwrap_or(f64::NAN)
             }),
         );
     }
@@ -337,6 +440,13 @@ pub fn all_cases(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Vec<C
     let mlp = Mlp::standard();
     if wanted(mlp.name()) {
         v.push(cases(&mlp)?);
+    }
+    let steps: &[usize] = if quick { &[1000] } else { &[1000, 100_000] };
+    for &n in steps {
+        let l = Lorenz::new(n);
+        if wanted(l.name()) {
+            v.push(cases(&l)?);
+        }
     }
     Ok(v)
 }
@@ -415,7 +525,7 @@ mod tests {
                 }
             }
             let legs: Vec<Leg> = group.iter().map(|c| c.leg).collect();
-            if group[0].n <= FORWARD_MAX_N {
+            if group[0].x.len() <= FORWARD_MAX_N {
                 assert_eq!(legs, Leg::ALL);
             } else {
                 assert_eq!(legs, Leg::ALL[..5]);

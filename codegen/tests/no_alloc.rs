@@ -32,6 +32,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is process-wide: the tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const SRC: &str = r#"
 func @f(%x: f64, %y: f64) -> (f64, f64, f64) {
   %a = add %x, %y
@@ -48,6 +51,7 @@ func @f(%x: f64, %y: f64) -> (f64, f64, f64) {
 
 #[test]
 fn steady_state_calls_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = parse_module(SRC).unwrap();
     let plain = compile_module(&m, "f", &CompileOptions::default()).unwrap();
     let chunked = compile_module(
@@ -88,4 +92,46 @@ fn steady_state_calls_allocate_nothing() {
         "{} allocations in 40,000 calls",
         after - before
     );
+}
+
+/// Reverse sweeps through loops (`revloop`) keep their snapshots in a per-thread arena
+/// that is sized by the first call for a given trip count and then reused: steady-state
+/// calls allocate nothing, under every policy (nested loops included).
+#[test]
+fn loop_gradients_allocate_nothing_in_steady_state() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use jitad_ir::checkpoint::Policy;
+    // This crate cannot depend on jitad-passes: the gradients are derived IR as text.
+    let mut m = parse_module(include_str!("../../tests/ir/revloop.jir")).unwrap();
+    let mut nm = parse_module(include_str!("nested_loop_grad.jir")).unwrap();
+    let g = "f.grad";
+    for p in [
+        Policy::StoreAll,
+        Policy::Binomial(3),
+        Policy::Every(7),
+        Policy::Recompute,
+        Policy::Auto(1 << 10),
+    ] {
+        for f in m.funcs.iter_mut().chain(nm.funcs.iter_mut()) {
+            for d in f.insts.values_mut() {
+                if let jitad_ir::Op::RevLoop(r) = &mut d.op {
+                    r.policy = p;
+                }
+            }
+        }
+        let c = compile_module(&m, "f.grad", &CompileOptions::default()).unwrap();
+        let cn = compile_module(&nm, g, &CompileOptions::default()).unwrap();
+        let args = [Val::F64(0.7), Val::F64(0.9), Val::I64(2000)];
+        let mut out = [Val::F64(0.0); 3];
+        let mut nout = [Val::F64(0.0); 2];
+        c.call(&args, &mut out).unwrap();
+        cn.call(&[Val::F64(0.4)], &mut nout).unwrap();
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..50 {
+            c.call(&args, &mut out).unwrap();
+            cn.call(&[Val::F64(0.4)], &mut nout).unwrap();
+        }
+        let after = ALLOCS.load(Ordering::Relaxed);
+        assert_eq!(after - before, 0, "{p}: {} allocations", after - before);
+    }
 }

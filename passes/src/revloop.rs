@@ -95,34 +95,78 @@ fn captures(f: &Function, region: Region) -> Vec<Value> {
     out
 }
 
-/// Copies `src_region`'s instructions into `dst_region` of `dst`, mapping values;
-/// nested loops are copied with their bodies. The terminator becomes `ret` when
-/// `yield_to_ret`.
+/// What to do with a region's terminator when copying it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Term {
+    /// Copy it (a nested loop body's `yield`).
+    Keep,
+    /// The outlined loop body: its `yield` becomes the function's `ret`.
+    YieldToRet,
+    /// An inlined callee: its `ret` values are returned to the caller, not emitted.
+    Return,
+}
+
+/// Most instructions a loop body may grow to by inlining its calls.
+const MAX_INLINED: usize = 20_000;
+
+/// Copies `src_region`'s instructions into `dst_region` of `dst`, mapping values.
+/// Nested loops are copied with their bodies; calls to functions `lookup` finds are
+/// inlined (their bodies copied in place, recursively), so the outlined body is one
+/// function without calls and its vjp recomputes nothing twice. Returns the mapped
+/// `ret` operands for [`Term::Return`].
 fn copy_region(
+    cx: &mut CopyCx,
     src: &Function,
     dst: &mut Function,
     src_region: Region,
     dst_region: Region,
     map: &mut SecondaryMap<Value, Option<Value>>,
-    yield_to_ret: bool,
-) -> Result<()> {
+    term: Term,
+) -> Result<Vec<Value>> {
     let get = |map: &SecondaryMap<Value, Option<Value>>, v: Value| {
         map[v].ok_or_else(|| malformed(src, "loop body reads a value it cannot see"))
     };
-    // Explicit stack of (source region, destination region, position).
-    let mut stack = vec![(src_region, dst_region, 0usize)];
-    while let Some((sr, dr, pos)) = stack.pop() {
-        let Some(&inst) = src.regions[sr].insts.get(pos) else {
-            continue;
-        };
-        stack.push((sr, dr, pos + 1));
+    for &inst in &src.regions[src_region].insts {
         let d = &src.insts[inst];
         let args: Vec<Value> = d.args.iter().map(|&a| get(map, a)).collect::<Result<_>>()?;
-        let tys: Vec<Type> = d.results.iter().map(|&r| src.ty(r)).collect();
-        let op = match (&d.op, yield_to_ret && sr == src_region) {
-            (Op::Yield, true) => Op::Ret,
+        let op = match (&d.op, term) {
+            (Op::Ret, Term::Return) => return Ok(args),
+            (Op::Yield, Term::YieldToRet) => Op::Ret,
+            (Op::Call(g), _) if cx.budget > 0 => {
+                if let Some(callee) = (cx.lookup)(g) {
+                    cx.budget = cx.budget.saturating_sub(callee.num_insts());
+                    let mut cmap: SecondaryMap<Value, Option<Value>> = SecondaryMap::new();
+                    for (&p, &a) in callee.params().iter().zip(&args) {
+                        cmap[p] = Some(a);
+                    }
+                    let callee_body = callee.body;
+                    let outs = copy_region(
+                        cx,
+                        callee,
+                        dst,
+                        callee_body,
+                        dst_region,
+                        &mut cmap,
+                        Term::Return,
+                    )?;
+                    if outs.len() != d.results.len() {
+                        return Err(malformed(src, "inlined callee returns the wrong count"));
+                    }
+                    for (&r, &o) in d.results.iter().zip(&outs) {
+                        map[r] = Some(o);
+                        if let Some(n) = src.name_of(r) {
+                            if dst.name_of(o).is_none() {
+                                dst.set_name(o, n);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                d.op.clone()
+            }
             (op, _) => op.clone(),
         };
+        let tys: Vec<Type> = d.results.iter().map(|&r| src.ty(r)).collect();
         let mut regions = Vec::new();
         for &nr in &d.regions {
             let new = dst.new_region();
@@ -133,10 +177,12 @@ fn copy_region(
                 }
                 map[p] = Some(np);
             }
-            regions.push((nr, new));
+            // Loop bodies see what was defined before the loop: copy them first.
+            copy_region(cx, src, dst, nr, new, map, Term::Keep)?;
+            regions.push(new);
         }
-        let new_inst = dst.create_inst(op, args, &tys, regions.iter().map(|r| r.1).collect());
-        dst.regions[dr].insts.push(new_inst);
+        let new_inst = dst.create_inst(op, args, &tys, regions);
+        dst.regions[dst_region].insts.push(new_inst);
         for (k, &r) in d.results.iter().enumerate() {
             let nr = dst.insts[new_inst].results[k];
             map[r] = Some(nr);
@@ -144,17 +190,28 @@ fn copy_region(
                 dst.set_name(nr, n);
             }
         }
-        // Nested bodies are copied before the rest of this region (their results are
-        // only visible after the loop, and they see everything defined before it).
-        for &(nr, new) in regions.iter().rev() {
-            stack.push((nr, new, 0));
-        }
     }
-    Ok(())
+    if term == Term::Return {
+        return Err(malformed(src, "inlined callee without `ret`"));
+    }
+    Ok(vec![])
 }
 
-/// Outlines the body of loop `inst` of `src` as `@name(%i, s..., c...) -> s...`.
-fn outline(src: &Function, inst: Inst, name: &str, caps: &[Value]) -> Result<Function> {
+/// State of one outlining: where callees come from and how much inlining is left.
+struct CopyCx<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<&'a Function>,
+    budget: usize,
+}
+
+/// Outlines the body of loop `inst` of `src` as `@name(%i, s..., c...) -> s...`, with
+/// the calls it makes inlined (functions of `module`).
+fn outline(
+    src: &Function,
+    inst: Inst,
+    name: &str,
+    caps: &[Value],
+    module: &jitad_ir::Module,
+) -> Result<Function> {
     let d = &src.insts[inst];
     let &[body] = d.regions.as_slice() else {
         return Err(malformed(src, "loop without exactly one body"));
@@ -187,7 +244,12 @@ fn outline(src: &Function, inst: Inst, name: &str, caps: &[Value]) -> Result<Fun
         map[c] = Some(np);
     }
     let fb = f.body;
-    copy_region(src, &mut f, body, fb, &mut map, true)?;
+    let lookup = |n: &str| module.get(n);
+    let mut cx = CopyCx {
+        lookup: &lookup,
+        budget: MAX_INLINED,
+    };
+    copy_region(&mut cx, src, &mut f, body, fb, &mut map, Term::YieldToRet)?;
     Ok(f)
 }
 
@@ -227,7 +289,7 @@ pub(crate) fn plan(
     }
     let fwd_name = format!("{prefix}.loop{index}");
     let bwd_name = format!("{fwd_name}.bwd");
-    let fwd = outline(src, inst, &fwd_name, &caps)?;
+    let fwd = outline(src, inst, &fwd_name, &caps, s.module)?;
     let fwd_params = fwd.sig.params.clone();
     let fwd_results = fwd.sig.results.clone();
     s.add_extra(fwd);
