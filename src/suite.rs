@@ -404,14 +404,14 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
                 }
                 args[n..n + extra.len()].copy_from_slice(&extra);
                 let m = n + extra.len();
-                for i in 0..n {
+                for (i, gi) in g.iter_mut().enumerate().take(n) {
                     for (k, a) in args[m..].iter_mut().enumerate() {
                         *a = Val::F64(if k == i { 1.0 } else { 0.0 });
                     }
                     if jvp.call(&args, &mut yd).is_err() {
                         return f64::NAN;
                     }
-                    g[i] = yd[1].as_f64().unwrap_or(f64::NAN);
+                    *gi = yd[1].as_f64().unwrap_or(f64::NAN);
                 }
                 yd[0].as_f64().unwrap_or(f64::NAN)
             }),
