@@ -116,6 +116,7 @@ impl Traced {
                 .flat_map(|d| match &d.op {
                     Op::Call(c) => vec![c.as_str()],
                     Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
+                    Op::TapeLoop(r) => vec![r.fwd.as_str()],
                     _ => vec![],
                 })
                 .collect();

@@ -66,6 +66,8 @@ pub(crate) struct ModuleCx<'a> {
     pub rt_ids: Vec<Option<FuncId>>,
     /// The `revloop` driver ([`crate::revloop`]).
     pub revloop_id: FuncId,
+    /// The `tapeloop` driver.
+    pub tapeloop_id: FuncId,
     /// Every guard lowered so far.
     pub guards: Vec<GuardInfo>,
     /// The pointer type.
@@ -389,6 +391,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             Op::Loop(bounds) => return self.lower_loop(inst, *bounds).map(|()| Flow::Next),
             Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
             Op::RevLoop(r) => return self.lower_revloop(inst, r).map(|()| Flow::Next),
+            Op::TapeLoop(r) => return self.lower_tapeloop(inst, r).map(|()| Flow::Next),
             Op::Const(c) => {
                 let v = match *c {
                     Constant::F64(v) => self.b.ins().f64const(v),
@@ -513,9 +516,13 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.b.switch_to_block(cont);
                 return Ok(Flow::Next);
             }
-            Op::Const(_) | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
-                return Err(self.err(format!("{inst}: unexpected `{}`", d.op)))
-            }
+            Op::Const(_)
+            | Op::Call(_)
+            | Op::Loop(_)
+            | Op::RevLoop(_)
+            | Op::TapeLoop(_)
+            | Op::Yield
+            | Op::Ret => return Err(self.err(format!("{inst}: unexpected `{}`", d.op))),
         };
         self.define(inst, &[out])?;
         Ok(Flow::Next)
@@ -630,17 +637,26 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.define(inst, &outs)
     }
 
-    /// A `revloop`: a descriptor (see [`crate::revloop`]) in a stack slot (or the
-    /// workspace frame when large), then a call to the driver.
-    fn lower_revloop(&mut self, inst: Inst, r: &jitad_ir::RevLoop) -> Result<(), CompileError> {
+    /// A loop driver's descriptor (see [`crate::revloop`]): header words, then the
+    /// operands at `values`; returns its address. In a stack slot, or the workspace
+    /// frame when large.
+    #[allow(clippy::too_many_arguments)]
+    fn driver_descriptor(
+        &mut self,
+        inst: Inst,
+        bounds: jitad_ir::LoopBounds,
+        dyn_bounds: std::ops::Range<usize>,
+        policy: jitad_ir::checkpoint::Policy,
+        fwd: &str,
+        bwd: Option<&str>,
+        counts: [usize; 3],
+        token: Option<usize>,
+        values: std::ops::Range<usize>,
+    ) -> Result<cl::Value, CompileError> {
         use crate::revloop::{encode_policy, HEADER};
         let f = self.f;
         let d = &f.insts[inst];
-        let [bounds, inits, caps, seeds] = r
-            .split(d.args.len())
-            .ok_or_else(|| self.err(format!("{inst}: `revloop` with too few operands")))?;
-        let (k, c, a) = (inits.len(), caps.len(), seeds.len());
-        let words = HEADER + k + c + a;
+        let words = HEADER + counts.iter().sum::<usize>();
         let size = 8 * words as u64;
         let ptr = self.cx.ptr;
         let ws = self.ws_ptr;
@@ -663,13 +679,17 @@ impl<'a, 'b> Lower<'a, 'b> {
                 .ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
             l.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))
         };
-        let (fwd, bwd) = (id_of(self, &r.fwd)?, id_of(self, &r.bwd)?);
-        let fwd = self.func_ref(fwd);
-        let bwd = self.func_ref(bwd);
-        let fa = self.b.ins().func_addr(ptr, fwd);
-        let ba = self.b.ins().func_addr(ptr, bwd);
-        self.b.ins().store(trusted(), fa, base, 0);
-        self.b.ins().store(trusted(), ba, base, 8);
+        for (w, name) in [(0, Some(fwd)), (1, bwd)] {
+            let v = match name {
+                Some(n) => {
+                    let id = id_of(self, n)?;
+                    let fr = self.func_ref(id);
+                    self.b.ins().func_addr(ptr, fr)
+                }
+                None => self.b.ins().iconst(ptr, 0),
+            };
+            self.b.ins().store(trusted(), v, base, 8 * w);
+        }
         let own = self.plan.own_bytes as i64;
         let cws = if own > 0 {
             let kk = self.b.ins().iconst(ptr, own);
@@ -678,8 +698,8 @@ impl<'a, 'b> Lower<'a, 'b> {
             ws
         };
         self.b.ins().store(trusted(), cws, base, 16);
-        let mut dyn_args = bounds.clone();
-        for (w, bound) in [(3, r.bounds.start), (4, r.bounds.end)] {
+        let mut dyn_args = dyn_bounds;
+        for (w, bound) in [(3, bounds.start), (4, bounds.end)] {
             let v = match bound {
                 Bound::Imm(v) => self.b.ins().iconst(types::I64, v),
                 Bound::Dyn => {
@@ -691,29 +711,50 @@ impl<'a, 'b> Lower<'a, 'b> {
             };
             self.b.ins().store(trusted(), v, base, 8 * w);
         }
-        let (tag, param) = encode_policy(r.policy);
-        for (w, x) in [
-            (5, tag),
-            (6, param),
-            (7, k as u64),
-            (8, c as u64),
-            (9, a as u64),
-        ] {
+        let (tag, param) = encode_policy(policy);
+        let [k, c, a] = counts.map(|n| n as u64);
+        for (w, x) in [(5, tag), (6, param), (7, k), (8, c), (9, a)] {
             let v = self.b.ins().iconst(types::I64, x as i64);
             self.b.ins().store(trusted(), v, base, 8 * w);
         }
+        let t = match token {
+            Some(i) => self.get(d.args[i])?,
+            None => self.b.ins().iconst(types::I64, 0),
+        };
+        self.b.ins().store(trusted(), t, base, 80);
         // Values one at a time, so memory-backed ones are never all live at once.
-        for (w, k) in (HEADER..).zip(inits.start..seeds.end) {
+        for (w, k) in (HEADER..).zip(values) {
             let v = d.args[k];
             let x = self.get(v)?;
-            let t = self.scalar(v)?;
-            let x = if t == ScalarType::Bool {
+            let x = if self.scalar(v)? == ScalarType::Bool {
                 self.b.ins().uextend(types::I64, x)
             } else {
                 x
             };
             self.b.ins().store(trusted(), x, base, 8 * w as i32);
         }
+        Ok(base)
+    }
+
+    /// A `revloop`: its descriptor, then a call to the driver.
+    fn lower_revloop(&mut self, inst: Inst, r: &jitad_ir::RevLoop) -> Result<(), CompileError> {
+        let f = self.f;
+        let d = &f.insts[inst];
+        let [bounds, tape, inits, caps, seeds] = r
+            .split(d.args.len())
+            .ok_or_else(|| self.err(format!("{inst}: `revloop` with too few operands")))?;
+        let (k, c, a) = (inits.len(), caps.len(), seeds.len());
+        let base = self.driver_descriptor(
+            inst,
+            r.bounds,
+            bounds,
+            r.policy,
+            &r.fwd,
+            Some(&r.bwd),
+            [k, c, a],
+            tape.clone().next(),
+            inits.start..seeds.end,
+        )?;
         let rt = self.func_ref(self.cx.revloop_id);
         let call = self.b.ins().call(rt, &[base]);
         let st = self.b.inst_results(call)[0];
@@ -721,7 +762,44 @@ impl<'a, 'b> Lower<'a, 'b> {
         let mut outs = Vec::with_capacity(a);
         for (j, &res) in d.results.iter().enumerate() {
             let t = self.scalar(res)?;
-            outs.push(self.load(t, base, 8 * (HEADER + k + c + j) as i32));
+            let off = 8 * (crate::revloop::HEADER + k + c + j) as i32;
+            outs.push(self.load(t, base, off));
+        }
+        self.define(inst, &outs)
+    }
+
+    /// A `tapeloop`: its descriptor, then a call to the recording driver.
+    fn lower_tapeloop(&mut self, inst: Inst, r: &jitad_ir::TapeLoop) -> Result<(), CompileError> {
+        let f = self.f;
+        let d = &f.insts[inst];
+        let [bounds, inits, caps] = r
+            .split(d.args.len())
+            .ok_or_else(|| self.err(format!("{inst}: `tapeloop` with too few operands")))?;
+        let k = inits.len();
+        let base = self.driver_descriptor(
+            inst,
+            r.bounds,
+            bounds,
+            r.policy,
+            &r.fwd,
+            None,
+            [k, caps.len(), 0],
+            None,
+            inits.start..caps.end,
+        )?;
+        let rt = self.func_ref(self.cx.tapeloop_id);
+        let call = self.b.ins().call(rt, &[base]);
+        let st = self.b.inst_results(call)[0];
+        self.check_status(st);
+        let mut outs = Vec::with_capacity(k + 1);
+        for (j, &res) in d.results.iter().enumerate() {
+            let t = self.scalar(res)?;
+            let off = if j < k {
+                8 * (crate::revloop::HEADER + j) as i32
+            } else {
+                80
+            };
+            outs.push(self.load(t, base, off));
         }
         self.define(inst, &outs)
     }

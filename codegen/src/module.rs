@@ -193,6 +193,10 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
         "jitad_revloop",
         crate::revloop::jitad_revloop as unsafe extern "C" fn(*mut u64) -> u32 as *const u8,
     );
+    jb.symbol(
+        "jitad_tapeloop",
+        crate::revloop::jitad_tapeloop as unsafe extern "C" fn(*mut u64) -> u32 as *const u8,
+    );
     Ok((JITModule::new(jb), isa))
 }
 
@@ -288,15 +292,17 @@ pub(crate) fn compile(
             .map_err(|e| cranelift_err(s.name.into(), e))?;
         rt_ids.push(Some(id));
     }
-    let revloop_id = {
+    let mut driver = |name: &str| {
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(ptr));
         sig.returns
             .push(AbiParam::new(cranelift_codegen::ir::types::I32));
         module
-            .declare_function("jitad_revloop", Linkage::Import, &sig)
-            .map_err(|e| cranelift_err("jitad_revloop".into(), e))?
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(|e| cranelift_err(name.into(), e))
     };
+    let revloop_id = driver("jitad_revloop")?;
+    let tapeloop_id = driver("jitad_tapeloop")?;
     // Declare every generated function before lowering any, so calls can refer to them.
     let mut main_ids = vec![None; m.funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];
@@ -320,6 +326,7 @@ pub(crate) fn compile(
         main_ids: main_ids.clone(),
         rt_ids,
         revloop_id,
+        tapeloop_id,
         guards: vec![],
         ptr,
     };

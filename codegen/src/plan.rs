@@ -280,6 +280,7 @@ fn callees(f: &Function) -> Vec<&str> {
         .flat_map(|d| match &d.op {
             Op::Call(name) => vec![name.as_str()],
             Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
+            Op::TapeLoop(r) => vec![r.fwd.as_str()],
             _ => vec![],
         })
         .collect();
@@ -361,6 +362,13 @@ pub(crate) fn plan_function(
         if let Op::Call(name) = &d.op {
             max_callee = max_callee.max(callee_ws(name));
             let size = 8 * (d.args.len() + d.results.len()).max(1) as u64;
+            if size > MAX_STACK_FRAME {
+                frame = frame.max(size);
+            }
+        }
+        if let Op::TapeLoop(r) = &d.op {
+            max_callee = max_callee.max(callee_ws(&r.fwd));
+            let size = 8 * (crate::revloop::HEADER + d.args.len()) as u64;
             if size > MAX_STACK_FRAME {
                 frame = frame.max(size);
             }

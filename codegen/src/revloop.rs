@@ -12,13 +12,18 @@
 //! | 3, 4 | start, end (i64) |
 //! | 5, 6 | policy tag and parameter ([`encode_policy`]) |
 //! | 7, 8, 9 | state count `k`, capture count `c`, adjoint count `a` |
-//! | 10.. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
+//! | 10 | tape token (0: none) |
+//! | 11.. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
+//!
+//! A `tapeloop` uses the same layout with no backward iteration and no seeds: the
+//! driver [`jitad_tapeloop`] overwrites the inits with the final state and writes the
+//! token to word 10.
 
 use crate::handle::EntryFn;
 use jitad_ir::checkpoint::{self, Policy, Steps};
 
 /// Words before the values.
-pub(crate) const HEADER: usize = 10;
+pub(crate) const HEADER: usize = 11;
 
 /// Status returned when the driver itself failed (a bug: it caught a panic rather than
 /// let it unwind through machine code).
@@ -143,8 +148,69 @@ pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
             buf,
         };
         let l = if end > start { (end - start) as u64 } else { 0 };
-        match checkpoint::reverse(policy, start, l, state0, rest, &mut steps) {
-            Ok(()) => 0,
+        let token = head[10];
+        if token != 0 {
+            match checkpoint::reverse_recorded(token, rest, &mut steps) {
+                Ok(()) => 0,
+                Err(checkpoint::TapeError::Step(st)) => st,
+                Err(checkpoint::TapeError::BadToken(_)) => STATUS_INTERNAL,
+            }
+        } else {
+            match checkpoint::reverse(policy, start, l, state0, rest, &mut steps) {
+                Ok(()) => 0,
+                Err(st) => st,
+            }
+        }
+    }));
+    r.unwrap_or(STATUS_INTERNAL)
+}
+
+/// Runs a `tapeloop` descriptor: the loop's iterations, recording what the policy
+/// keeps; writes the final state over the inits and the token to word 10. Returns 0
+/// or the status of a failed iteration, or [`STATUS_INTERNAL`].
+///
+/// # Safety
+///
+/// As [`jitad_revloop`] (word 1 is unused).
+pub(crate) unsafe extern "C" fn jitad_tapeloop(desc: *mut u64) -> u32 {
+    // SAFETY: the caller guarantees the header is readable.
+    let header = unsafe { std::slice::from_raw_parts(desc, HEADER) };
+    let (k, c) = (header[7] as usize, header[8] as usize);
+    // SAFETY: the lowering wrote HEADER + k + c words at `desc`, and nothing else
+    // accesses them during this call.
+    let words = unsafe { std::slice::from_raw_parts_mut(desc, HEADER + k + c) };
+    // SAFETY: word 0 holds the `func_addr` of a function with the `EntryFn` ABI.
+    let fwd: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(words[0] as usize) };
+    let ws = words[2] as usize as *mut u8;
+    let (start, end) = (words[3] as i64, words[4] as i64);
+    let policy = decode_policy(words[5], words[6]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (head, caps) = words.split_at_mut(HEADER + k);
+        let (hdr, state) = head.split_at_mut(HEADER);
+        let need = 1 + k + c + k;
+        let mut small = [0u64; 256];
+        let mut big = Vec::new();
+        let buf: &mut [u64] = if need <= small.len() {
+            &mut small[..need]
+        } else {
+            big.resize(need, 0);
+            &mut big
+        };
+        let mut steps = JitSteps {
+            fwd,
+            bwd: fwd,
+            ws,
+            caps,
+            k,
+            a: 0,
+            buf,
+        };
+        let l = if end > start { (end - start) as u64 } else { 0 };
+        match checkpoint::record(policy, start, l, state, &mut steps) {
+            Ok(token) => {
+                hdr[10] = token;
+                0
+            }
             Err(st) => st,
         }
     }));

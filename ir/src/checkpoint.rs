@@ -289,6 +289,165 @@ impl Arena {
 thread_local! {
     static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
     static STATS: RefCell<Stats> = RefCell::new(Stats::default());
+    /// Tapes recorded by `tapeloop`s and not yet consumed, innermost last.
+    static PENDING: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
+    static NEXT_TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// What a `tapeloop` left for its `revloop`.
+#[derive(Clone, Copy, Debug)]
+struct Recorded {
+    token: u64,
+    /// The concrete policy (`auto` resolved).
+    policy: Policy,
+    start: i64,
+    l: u64,
+    k: usize,
+    /// Arena position before the recording: released when the tape is consumed.
+    mark: Mark,
+    /// The initial state (`k` words).
+    base: Block,
+    /// Under store-all: the states before each iteration (`l·k` words).
+    tape: Option<Block>,
+}
+
+/// Forgets every recorded tape and snapshot of this thread. The interpreter and the
+/// compiled handle call it when a top-level call starts, so that a tape whose
+/// `revloop` never ran (its gradient was not needed) or a call that stopped at a failed
+/// guard cannot hold memory into the next call.
+pub fn reset_thread() {
+    PENDING.with(|p| p.borrow_mut().clear());
+    TASKS.with(|t| t.borrow_mut().clear());
+    ARENA.with(|a| a.borrow_mut().release(Mark((0, 0))));
+}
+
+/// Why a recorded reverse sweep could not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TapeError<E> {
+    /// A step failed (a guard).
+    Step(E),
+    /// The token names no tape recorded in this call (used twice, or forged).
+    BadToken(u64),
+}
+
+/// The forward sweep of a loop that will be reversed: runs `l` iterations from
+/// `state` (which holds the final state on return) and records what `policy` keeps
+/// (every state under store-all, the initial state otherwise). Returns the token for
+/// [`reverse_recorded`].
+pub fn record<S: Steps>(
+    policy: Policy,
+    start: i64,
+    l: u64,
+    state: &mut [u64],
+    steps: &mut S,
+) -> Result<u64, S::Error> {
+    let k = state.len();
+    let policy = resolve(policy, k, l.saturating_add(2));
+    let mark = with_arena(|a| a.mark());
+    let base = with_arena(|a| a.alloc(k));
+    with_arena(|a| a.get(base, k).copy_from_slice(state));
+    let mut snapshots = 0;
+    let tape = if policy == Policy::StoreAll {
+        let words = l as usize * k;
+        let b = with_arena(|a| a.alloc(words));
+        for j in 0..l {
+            let off = j as usize * k;
+            with_arena(|a| a.get(b, words)[off..off + k].copy_from_slice(state));
+            if let Err(e) = steps.forward(start + j as i64, state) {
+                with_arena(|a| a.release(mark));
+                return Err(e);
+            }
+        }
+        snapshots = l;
+        Some(b)
+    } else {
+        for j in 0..l {
+            if let Err(e) = steps.forward(start + j as i64, state) {
+                with_arena(|a| a.release(mark));
+                return Err(e);
+            }
+        }
+        None
+    };
+    let token = NEXT_TOKEN.with(|t| {
+        let v = t.get();
+        t.set(v.wrapping_add(1).max(1));
+        v
+    });
+    PENDING.with(|p| {
+        p.borrow_mut().push(Recorded {
+            token,
+            policy,
+            start,
+            l,
+            k,
+            mark,
+            base,
+            tape,
+        })
+    });
+    STATS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.snapshots += snapshots;
+        s.peak_tape_bytes = s.peak_tape_bytes.max(snapshots * k as u64 * 8);
+    });
+    Ok(token)
+}
+
+/// The reverse sweep of a loop recorded by [`record`]: under store-all it reads the
+/// recorded states (no forward step runs again); under the other policies it runs
+/// [`reverse`] from the recorded initial state. Frees the recording.
+pub fn reverse_recorded<S: Steps>(
+    token: u64,
+    adj: &mut [u64],
+    steps: &mut S,
+) -> Result<(), TapeError<S::Error>> {
+    let rec = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let at = p.iter().rposition(|r| r.token == token)?;
+        let rec = p[at];
+        // Tapes recorded after this one and never consumed die with it.
+        p.truncate(at);
+        Some(rec)
+    });
+    let Some(rec) = rec else {
+        return Err(TapeError::BadToken(token));
+    };
+    let k = rec.k;
+    let r = match rec.tape {
+        Some(tape) => {
+            let words = rec.l as usize * k;
+            let mut st = Scratch::new(k);
+            let mut r = Ok(());
+            let mut done = 0;
+            for j in (0..rec.l).rev() {
+                let off = j as usize * k;
+                with_arena(|a| {
+                    st.as_mut()
+                        .copy_from_slice(&a.get(tape, words)[off..off + k])
+                });
+                if let Err(e) = steps.backward(rec.start + j as i64, st.as_mut(), adj) {
+                    r = Err(TapeError::Step(e));
+                    break;
+                }
+                done += 1;
+            }
+            STATS.with(|s| {
+                let mut s = s.borrow_mut();
+                s.sweeps += 1;
+                s.backward_steps += done;
+            });
+            r
+        }
+        None => {
+            let mut state0 = Scratch::new(k);
+            with_arena(|a| state0.as_mut().copy_from_slice(a.get(rec.base, k)));
+            reverse(rec.policy, rec.start, rec.l, state0.as_mut(), adj, steps)
+                .map_err(TapeError::Step)
+        }
+    };
+    with_arena(|a| a.release(rec.mark));
+    r
 }
 
 /// Runs `f` on this thread's arena. Borrows are short: never call a step inside.

@@ -558,10 +558,96 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
             Err(e) => Err(e),
         },
         Op::Cast(to) => arg(f, d, i, 0).map(|a| cast(a, *to)),
-        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
-            return None
-        }
+        Op::Guard
+        | Op::Call(_)
+        | Op::Loop(_)
+        | Op::RevLoop(_)
+        | Op::TapeLoop(_)
+        | Op::Yield
+        | Op::Ret => return None,
     })
+}
+
+/// The start and end of a loop's range from its bounds and dynamic-bound operands.
+fn loop_range(
+    bounds: crate::op::LoopBounds,
+    dyn_args: std::ops::Range<usize>,
+    data: &InstData,
+    frame: &[Val],
+    inst: Inst,
+) -> Result<(i64, u64), Fault> {
+    let mut dyn_bounds = dyn_args.map(|k| arg(frame, data, inst, k));
+    let mut bound = |b: Bound| -> Result<i64, Fault> {
+        match b {
+            Bound::Imm(v) => Ok(v),
+            Bound::Dyn => dyn_bounds
+                .next()
+                .ok_or(Fault::BadOperands(inst))??
+                .as_i64()
+                .ok_or(Fault::BadOperands(inst)),
+        }
+    };
+    let start = bound(bounds.start)?;
+    let end = bound(bounds.end)?;
+    Ok((start, if end > start { (end - start) as u64 } else { 0 }))
+}
+
+fn find_fn<'m>(m: &'m Module, name: &str) -> Result<&'m Function, Fault> {
+    m.funcs
+        .iter()
+        .find(|g| g.name == name)
+        .ok_or_else(|| Fault::UnknownCallee(name.to_string()))
+}
+
+fn scalar_types(tys: &[Type], inst: Inst) -> Result<Vec<ScalarType>, Fault> {
+    tys.iter()
+        .map(|t| t.scalar().ok_or(Fault::BadOperands(inst)))
+        .collect()
+}
+
+fn nested_interp(depth: usize) -> Interpreter {
+    Interpreter {
+        nested: true,
+        ..Interpreter::new().with_max_call_depth(depth)
+    }
+}
+
+/// Evaluates a `tapeloop`: the loop's iterations through the recording driver.
+fn tape_loop(
+    m: &Module,
+    r: &crate::op::TapeLoop,
+    data: &InstData,
+    frame: &[Val],
+    inst: Inst,
+    depth: usize,
+) -> Result<Vec<Val>, Fault> {
+    let fwd = find_fn(m, &r.fwd)?;
+    let [bounds, inits, caps] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
+    let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
+    let val = |k: usize| arg(frame, data, inst, k);
+    let mut state: Vec<u64> = inits
+        .map(|k| val(k).map(Val::to_slot))
+        .collect::<Result<_, _>>()?;
+    let st_tys = scalar_types(&fwd.sig.results, inst)?;
+    let mut steps = InterpSteps {
+        m,
+        fwd,
+        bwd: fwd,
+        caps: caps.map(val).collect::<Result<_, _>>()?,
+        st_tys: st_tys.clone(),
+        adj_tys: vec![],
+        interp: nested_interp(depth),
+        args: Vec::new(),
+        out: Vec::new(),
+    };
+    let token = crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps)
+        .map_err(|e| Fault::Nested(Box::new(e)))?;
+    Ok(state
+        .iter()
+        .zip(&st_tys)
+        .map(|(&s, &t)| Val::from_slot(t, s))
+        .chain([Val::I64(token as i64)])
+        .collect())
 }
 
 /// Evaluates a `revloop` through the checkpointing driver, running its step functions
@@ -574,59 +660,44 @@ fn rev_loop(
     inst: Inst,
     depth: usize,
 ) -> Result<Vec<Val>, Fault> {
-    let find = |name: &str| {
-        m.funcs
-            .iter()
-            .find(|g| g.name == name)
-            .ok_or_else(|| Fault::UnknownCallee(name.to_string()))
-    };
-    let fwd = find(&r.fwd)?;
-    let bwd = find(&r.bwd)?;
-    let [bounds, inits, caps, seeds] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
+    let fwd = find_fn(m, &r.fwd)?;
+    let bwd = find_fn(m, &r.bwd)?;
+    let [bounds, tape, inits, caps, seeds] =
+        r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
+    let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
     let val = |k: usize| arg(frame, data, inst, k);
-    let mut dyn_bounds = bounds.map(val);
-    let mut bound = |b: Bound| -> Result<i64, Fault> {
-        match b {
-            Bound::Imm(v) => Ok(v),
-            Bound::Dyn => dyn_bounds
-                .next()
-                .ok_or(Fault::BadOperands(inst))??
-                .as_i64()
-                .ok_or(Fault::BadOperands(inst)),
-        }
-    };
-    let start = bound(r.bounds.start)?;
-    let end = bound(r.bounds.end)?;
     let state: Vec<u64> = inits
         .map(|k| val(k).map(Val::to_slot))
         .collect::<Result<_, _>>()?;
-    let caps: Vec<Val> = caps.map(val).collect::<Result<_, _>>()?;
     let seeds: Vec<Val> = seeds.map(val).collect::<Result<_, _>>()?;
     let mut adj: Vec<u64> = seeds.iter().map(|v| v.to_slot()).collect();
     let adj_tys: Vec<ScalarType> = seeds.iter().map(|v| v.ty()).collect();
-    let st_tys: Vec<ScalarType> = fwd
-        .sig
-        .results
-        .iter()
-        .map(|t| t.scalar().ok_or(Fault::BadOperands(inst)))
-        .collect::<Result<_, _>>()?;
     let mut steps = InterpSteps {
         m,
         fwd,
         bwd,
-        caps,
-        st_tys,
+        caps: caps.map(val).collect::<Result<_, _>>()?,
+        st_tys: scalar_types(&fwd.sig.results, inst)?,
         adj_tys: adj_tys.clone(),
-        interp: Interpreter {
-            nested: true,
-            ..Interpreter::new().with_max_call_depth(depth)
-        },
+        interp: nested_interp(depth),
         args: Vec::new(),
         out: Vec::new(),
     };
-    let l = if end > start { (end - start) as u64 } else { 0 };
-    crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
-        .map_err(|e| Fault::Nested(Box::new(e)))?;
+    match tape.map(val).next() {
+        Some(token) => {
+            let token = token?.as_i64().ok_or(Fault::BadOperands(inst))? as u64;
+            crate::checkpoint::reverse_recorded(token, &mut adj, &mut steps).map_err(
+                |e| match e {
+                    crate::checkpoint::TapeError::Step(e) => Fault::Nested(Box::new(e)),
+                    crate::checkpoint::TapeError::BadToken(t) => {
+                        Fault::CallArgs(inst, format!("tape token {t} is not a tape of this call"))
+                    }
+                },
+            )?
+        }
+        None => crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
+            .map_err(|e| Fault::Nested(Box::new(e)))?,
+    }
     Ok(adj
         .iter()
         .zip(&adj_tys)
@@ -738,6 +809,7 @@ impl Interpreter {
         check_args(f, args)?;
         if !self.nested {
             crate::checkpoint::take_stats();
+            crate::checkpoint::reset_thread();
         }
         self.frames.clear();
         self.cursors.clear();
@@ -916,6 +988,20 @@ impl Interpreter {
                     }
                     for (&r, &v) in results.iter().zip(&self.scratch) {
                         set(frame, r, v)?;
+                    }
+                }
+                Op::TapeLoop(r) => {
+                    let m = module.ok_or_else(|| Fault::UnknownCallee(r.fwd.clone()))?;
+                    let depth = self.max_call_depth.saturating_sub(self.frames.len());
+                    if depth == 0 {
+                        return Err(Fault::CallDepth(r.fwd.clone()));
+                    }
+                    let results = tape_loop(m, r, data, frame, inst, depth)?;
+                    if results.len() != data.results.len() {
+                        return Err(Fault::ResultCount(inst));
+                    }
+                    for (&res, v) in data.results.iter().zip(results) {
+                        set(frame, res, v)?;
                     }
                 }
                 Op::RevLoop(r) => {

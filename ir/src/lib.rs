@@ -30,7 +30,7 @@ pub use function::{
     Function, Inst, InstData, Module, Region, RegionData, Value, ValueData, ValueDef,
 };
 pub use interp::{eval, eval_f64, eval_function, EvalError, Interpreter, Val};
-pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TypeError};
+pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError};
 pub use parse::{parse_function, parse_module, ParseError, ParseErrorKind};
 pub use print::{print_function, print_module};
 pub use testgen::{random_module, GenOptions};

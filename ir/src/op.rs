@@ -252,10 +252,39 @@ pub enum Op {
     /// stored and which recomputed; it never changes the results. Operands: dynamic
     /// bounds, then the inits, the captures and the seeds.
     RevLoop(Box<RevLoop>),
+    /// `tapeloop start..end checkpoint P fwd @F (inits...) caps (caps...)` — the forward
+    /// sweep of a loop that reverse mode will reverse: runs `s_{i+1} = F(i, s_i, c)` like
+    /// a `loop` and returns the final state, then an `i64` *tape token*: the states the
+    /// policy `P` keeps (every state under `store-all`; the initial one otherwise) stay
+    /// recorded for the `revloop ... tape %t` that consumes the token, which then needs
+    /// no forward re-run. A token is valid once, within the same call.
+    TapeLoop(Box<TapeLoop>),
     /// `yield vals...` — ends a loop body with the next carried values.
     Yield,
     /// `ret vals...` — ends a function with its results.
     Ret,
+}
+
+/// The payload of [`Op::TapeLoop`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TapeLoop {
+    /// The iterations.
+    pub bounds: LoopBounds,
+    /// What is recorded.
+    pub policy: crate::checkpoint::Policy,
+    /// The forward iteration `@F`.
+    pub fwd: String,
+    /// Number of state values (after the dynamic bounds); the captures follow.
+    pub state: u32,
+}
+
+impl TapeLoop {
+    /// Operand ranges (bounds, inits, captures), or `None` when the list is too short.
+    pub fn split(&self, nargs: usize) -> Option<[std::ops::Range<usize>; 3]> {
+        let nd = self.bounds.num_dyn();
+        let s = nd + self.state as usize;
+        (nargs >= s).then_some([0..nd, nd..s, s..nargs])
+    }
 }
 
 /// The payload of [`Op::RevLoop`].
@@ -273,16 +302,20 @@ pub struct RevLoop {
     pub state: u32,
     /// Number of captured values (after the state); the seeds follow.
     pub caps: u32,
+    /// The states come from a `tapeloop`'s token, the operand after the bounds.
+    pub tape: bool,
 }
 
 impl RevLoop {
-    /// Operand ranges: (bounds, inits, captures, seeds), as index ranges into the
-    /// operand list, or `None` when the list is too short.
-    pub fn split(&self, nargs: usize) -> Option<[std::ops::Range<usize>; 4]> {
+    /// Operand ranges: (bounds, tape token, inits, captures, seeds), as index ranges
+    /// into the operand list (the token range is empty without a tape), or `None` when
+    /// the list is too short.
+    pub fn split(&self, nargs: usize) -> Option<[std::ops::Range<usize>; 5]> {
         let nd = self.bounds.num_dyn();
-        let s = nd + self.state as usize;
+        let t = nd + usize::from(self.tape);
+        let s = t + self.state as usize;
         let c = s + self.caps as usize;
-        (nargs >= c).then_some([0..nd, nd..s, s..c, c..nargs])
+        (nargs >= c).then_some([0..nd, nd..t, t..s, s..c, c..nargs])
     }
 }
 
@@ -363,12 +396,12 @@ impl Accept {
 
 impl Op {
     /// Every op name, for parsers, docs and completeness tests. `const`, `powi`, `cast`,
-    /// `call`, `loop` and `revloop` carry payloads and appear here by name only.
+    /// `call`, `loop`, `revloop` and `tapeloop` carry payloads and appear here by name only.
     pub const NAMES: &'static [&'static str] = &[
         "const", "add", "sub", "mul", "div", "neg", "fma", "sqrt", "exp", "expm1", "log", "log1p",
         "sin", "cos", "tan", "tanh", "sigmoid", "erf", "abs", "pow", "powi", "min", "max", "atan2",
         "floor", "ceil", "round", "trunc", "copysign", "lt", "le", "gt", "ge", "eq", "ne",
-        "select", "cast", "guard", "call", "loop", "revloop", "yield", "ret",
+        "select", "cast", "guard", "call", "loop", "revloop", "tapeloop", "yield", "ret",
     ];
 
     /// The text name, as printed and parsed.
@@ -414,6 +447,7 @@ impl Op {
             Op::Guard => "guard",
             Op::Call(_) => "call",
             Op::RevLoop(_) => "revloop",
+            Op::TapeLoop(_) => "tapeloop",
             Op::Loop(_) => "loop",
             Op::Yield => "yield",
             Op::Ret => "ret",
@@ -507,16 +541,24 @@ impl Op {
             | Op::Eq
             | Op::Ne => Fixed(2),
             Op::Fma | Op::Select => Fixed(3),
-            Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => Variadic,
+            Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::TapeLoop(_) | Op::Yield | Op::Ret => {
+                Variadic
+            }
         }
     }
 
     /// True for ops without side effects or control: removable when unused, mergeable
     /// by CSE. `guard` (it can stop evaluation), `call` (callees may hold guards),
-    /// `loop`, `yield` and `ret` are not pure.
+    /// `loop`, `revloop`, `tapeloop`, `yield` and `ret` are not pure.
     pub fn is_pure(&self) -> bool {
         match self {
-            Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => false,
+            Op::Guard
+            | Op::Call(_)
+            | Op::Loop(_)
+            | Op::RevLoop(_)
+            | Op::TapeLoop(_)
+            | Op::Yield
+            | Op::Ret => false,
             Op::Const(_)
             | Op::Add
             | Op::Sub
@@ -726,12 +768,62 @@ impl Op {
                 }
                 Ok(args[nd..].to_vec())
             }
-            Op::RevLoop(r) => {
-                let [bounds, inits, caps, seeds] = r.split(args.len()).ok_or(TypeError::Arity {
+            Op::TapeLoop(r) => {
+                let [bounds, inits, caps] = r.split(args.len()).ok_or(TypeError::Arity {
                     op: name,
-                    expected: r.bounds.num_dyn() + r.state as usize + r.caps as usize,
+                    expected: r.bounds.num_dyn() + r.state as usize,
                     got: args.len(),
                 })?;
+                for i in bounds {
+                    if args[i] != Type::I64 {
+                        return Err(TypeError::Operand {
+                            op: name,
+                            index: i,
+                            got: args[i],
+                            expected: "i64 (a loop bound)".into(),
+                        });
+                    }
+                }
+                let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
+                let state = &args[inits];
+                let want: Vec<Type> = std::iter::once(Type::I64)
+                    .chain(state.iter().copied())
+                    .chain(args[caps].iter().copied())
+                    .collect();
+                if fwd.params != want || fwd.results != state {
+                    return Err(TypeError::Operand {
+                        op: name,
+                        index: 0,
+                        got: Type::I64,
+                        expected: format!(
+                            "@{} to be (i64, state..., captures...) -> (state...) for the \
+                             given operands",
+                            r.fwd
+                        ),
+                    });
+                }
+                Ok(state.iter().copied().chain([Type::I64]).collect())
+            }
+            Op::RevLoop(r) => {
+                let [bounds, tape, inits, caps, seeds] =
+                    r.split(args.len()).ok_or(TypeError::Arity {
+                        op: name,
+                        expected: r.bounds.num_dyn()
+                            + usize::from(r.tape)
+                            + r.state as usize
+                            + r.caps as usize,
+                        got: args.len(),
+                    })?;
+                for i in tape {
+                    if args[i] != Type::I64 {
+                        return Err(TypeError::Operand {
+                            op: name,
+                            index: i,
+                            got: args[i],
+                            expected: "i64 (a tape token)".into(),
+                        });
+                    }
+                }
                 for i in bounds {
                     if args[i] != Type::I64 {
                         return Err(TypeError::Operand {
@@ -798,7 +890,7 @@ mod tests {
                 assert_eq!(op.name(), n);
             } else {
                 assert!(
-                    ["const", "powi", "cast", "call", "loop", "revloop"].contains(&n),
+                    ["const", "powi", "cast", "call", "loop", "revloop", "tapeloop"].contains(&n),
                     "{n}"
                 );
             }

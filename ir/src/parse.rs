@@ -36,7 +36,7 @@
 
 use crate::checkpoint::Policy;
 use crate::function::{Function, Module, Region, Value};
-use crate::op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TypeError};
+use crate::op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError};
 use crate::types::{ScalarType, Shape, Type, MAX_RANK};
 use std::collections::HashMap;
 use std::fmt;
@@ -769,6 +769,13 @@ impl<'s> Parser<'s> {
                 let fwd = self.global("the forward step `@name`")?;
                 self.expect_word("bwd")?;
                 let bwd = self.global("the backward step `@name`")?;
+                let tape = if matches!(&self.tok.kind, Tok::Word(w) if w == "tape") {
+                    self.advance()?;
+                    args.push(self.local("a tape token `%name`")?);
+                    true
+                } else {
+                    false
+                };
                 let mut group = |p: &mut Self, word: Option<&str>| -> Result<u32, ParseError> {
                     if let Some(w) = word {
                         p.expect_word(w)?;
@@ -790,6 +797,43 @@ impl<'s> Parser<'s> {
                     bwd,
                     state,
                     caps,
+                    tape,
+                }));
+                plain(op, args)
+            }
+            "tapeloop" => {
+                let mut args = Vec::new();
+                let mut bound = |p: &mut Self| -> Result<Bound, ParseError> {
+                    Ok(match p.bound()? {
+                        BoundAst::Imm(n) => Bound::Imm(n),
+                        BoundAst::Dyn(name) => {
+                            args.push(name);
+                            Bound::Dyn
+                        }
+                    })
+                };
+                let start = bound(self)?;
+                self.expect_punct("..")?;
+                let end = bound(self)?;
+                self.expect_word("checkpoint")?;
+                let policy = self.policy()?;
+                self.expect_word("fwd")?;
+                let fwd = self.global("the forward step `@name`")?;
+                self.expect_punct("(")?;
+                let inits = self.local_list(true)?;
+                self.expect_punct(")")?;
+                self.expect_word("caps")?;
+                self.expect_punct("(")?;
+                let caps = self.local_list(true)?;
+                self.expect_punct(")")?;
+                let state = inits.len() as u32;
+                args.extend(inits);
+                args.extend(caps);
+                let op = Op::TapeLoop(Box::new(TapeLoop {
+                    bounds: LoopBounds { start, end },
+                    policy,
+                    fwd,
+                    state,
                 }));
                 plain(op, args)
             }

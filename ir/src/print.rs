@@ -210,11 +210,20 @@ impl Printer<'_> {
                 }
                 let _ = write!(
                     out,
-                    " checkpoint {} fwd @{} bwd @{} (",
+                    " checkpoint {} fwd @{} bwd @{} ",
                     r.policy,
                     sanitize_ident(&r.fwd),
                     sanitize_ident(&r.bwd)
                 );
+                if r.tape {
+                    out.push_str("tape ");
+                    match args.next() {
+                        Some(&t) => self.val(out, t),
+                        None => out.push_str("%?tape"),
+                    }
+                    out.push(' ');
+                }
+                out.push('(');
                 let rest: Vec<Value> = args.copied().collect();
                 let ns = (r.state as usize).min(rest.len());
                 let nc = (r.caps as usize).min(rest.len() - ns);
@@ -223,6 +232,36 @@ impl Printer<'_> {
                 self.vals(out, &rest[ns..ns + nc]);
                 out.push_str(") seed (");
                 self.vals(out, &rest[ns + nc..]);
+                out.push(')');
+            }
+            Op::TapeLoop(r) => {
+                out.push(' ');
+                let mut args = d.args.iter();
+                for (k, bound) in [r.bounds.start, r.bounds.end].into_iter().enumerate() {
+                    if k == 1 {
+                        out.push_str("..");
+                    }
+                    match bound {
+                        Bound::Imm(n) => {
+                            let _ = write!(out, "{n}");
+                        }
+                        Bound::Dyn => match args.next() {
+                            Some(&v) => self.val(out, v),
+                            None => out.push_str("%?bound"),
+                        },
+                    }
+                }
+                let _ = write!(
+                    out,
+                    " checkpoint {} fwd @{} (",
+                    r.policy,
+                    sanitize_ident(&r.fwd)
+                );
+                let rest: Vec<Value> = args.copied().collect();
+                let ns = (r.state as usize).min(rest.len());
+                self.vals(out, &rest[..ns]);
+                out.push_str(") caps (");
+                self.vals(out, &rest[ns..]);
                 out.push(')');
             }
             Op::Loop(b) => {

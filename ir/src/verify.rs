@@ -457,6 +457,7 @@ fn calls_of(f: &Function) -> Vec<(Inst, String)> {
                         out.push((i, r.fwd.clone()));
                         out.push((i, r.bwd.clone()));
                     }
+                    Op::TapeLoop(r) => out.push((i, r.fwd.clone())),
                     _ => {}
                 }
                 stack.extend(d.regions.iter().copied());
@@ -531,6 +532,11 @@ pub fn render_inst(f: &Function, inst: Inst) -> String {
             s,
             "revloop checkpoint {} fwd @{} bwd @{} ({args})",
             r.policy, r.fwd, r.bwd
+        ),
+        Op::TapeLoop(r) => write!(
+            s,
+            "tapeloop checkpoint {} fwd @{} ({args})",
+            r.policy, r.fwd
         ),
         Op::Loop(b) => {
             let mut next_arg = d.args.iter();
@@ -956,16 +962,19 @@ impl<'a> Verifier<'a> {
                 expected_results.clone_from(&carried);
                 self.loop_region(inst, carried);
             }
-            Op::RevLoop(r) => {
-                self.calls.push((inst, r.fwd.clone()));
-                self.calls.push((inst, r.bwd.clone()));
+            Op::RevLoop(_) | Op::TapeLoop(_) => {
+                let (fwd, bwd) = match &d.op {
+                    Op::RevLoop(r) => (r.fwd.clone(), Some(r.bwd.clone())),
+                    Op::TapeLoop(r) => (r.fwd.clone(), None),
+                    _ => unreachable!("matched above"),
+                };
+                self.calls.push((inst, fwd.clone()));
+                if let Some(b) = bwd {
+                    self.calls.push((inst, b));
+                }
+                let r = (fwd,);
                 match (self.m, &arg_tys) {
-                    (None, _) => self.err(
-                        Some(inst),
-                        VerifyErrorKind::NoModule {
-                            callee: r.fwd.clone(),
-                        },
-                    ),
+                    (None, _) => self.err(Some(inst), VerifyErrorKind::NoModule { callee: r.0 }),
                     (Some(m), Some(tys)) => {
                         let own = |n: &str| (n == f.name).then_some(&f.sig);
                         let res = d.op.result_types(tys, |n| m.signature(n).or(own(n)));

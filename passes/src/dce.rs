@@ -33,6 +33,7 @@ pub fn dce_with(f: &mut Function, pure_call: &dyn Fn(&str) -> bool) -> bool {
             Op::Ret | Op::Guard => true,
             Op::Call(g) => !pure_call(g),
             Op::RevLoop(r) => !(pure_call(&r.fwd) && pure_call(&r.bwd)),
+            Op::TapeLoop(r) => !pure_call(&r.fwd),
             _ => false,
         };
         if root {

@@ -155,11 +155,11 @@ impl Jvp<'_> {
         let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
         match &d.op {
             Op::Loop(_) => return self.lp(em, inst, &args),
-            Op::RevLoop(_) if d.args.iter().any(|&a| self.tan[a].is_some()) => {
+            Op::RevLoop(_) | Op::TapeLoop(_) if d.args.iter().any(|&a| self.tan[a].is_some()) => {
                 return Err(AdError::Unsupported {
                     func: src.name.clone(),
-                    what: "forward mode through a `revloop` (forward over reverse through an \
-                           active loop, e.g. hvp of a function with a loop)"
+                    what: "forward mode through a `revloop`/`tapeloop` (forward over reverse \
+                           through an active loop, e.g. hvp of a function with a loop)"
                         .into(),
                 });
             }

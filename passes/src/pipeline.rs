@@ -115,6 +115,7 @@ pub fn pure_functions(m: &Module) -> HashSet<String> {
             let calls_impure = f.insts_in_order().iter().any(|&i| match &f.insts[i].op {
                 Op::Call(g) => !pure.contains(g),
                 Op::RevLoop(r) => !(pure.contains(&r.fwd) && pure.contains(&r.bwd)),
+                Op::TapeLoop(r) => !pure.contains(&r.fwd),
                 _ => false,
             });
             if calls_impure {

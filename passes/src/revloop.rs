@@ -33,7 +33,7 @@ use crate::emit::{is_float, Emitter};
 use crate::error::{AdError, Result};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::checkpoint::Policy;
-use jitad_ir::{Function, Inst, LoopBounds, Op, Region, RevLoop, Signature, Type, Value};
+use jitad_ir::{Function, Inst, LoopBounds, Op, Region, RevLoop, Signature, TapeLoop, Type, Value};
 use std::collections::HashSet;
 
 /// How one loop of the source is reversed.
@@ -369,8 +369,8 @@ pub(crate) fn plan(
     }))
 }
 
-/// The `revloop` instruction for `plan` with `args` = (dynamic bounds, inits, captures,
-/// seeds) in the derived function.
+/// The `revloop` instruction for `plan`, with operands (dynamic bounds, tape token,
+/// inits, captures, seeds).
 pub(crate) fn rev_op(plan: &LoopPlan, state: usize, policy: Policy) -> Op {
     Op::RevLoop(Box::new(RevLoop {
         bounds: plan.bounds,
@@ -379,6 +379,18 @@ pub(crate) fn rev_op(plan: &LoopPlan, state: usize, policy: Policy) -> Op {
         bwd: plan.bwd.clone(),
         state: state as u32,
         caps: plan.caps.len() as u32,
+        tape: true,
+    }))
+}
+
+/// The `tapeloop` instruction for `plan`, with operands (dynamic bounds, inits,
+/// captures).
+pub(crate) fn tape_op(plan: &LoopPlan, state: usize, policy: Policy) -> Op {
+    Op::TapeLoop(Box::new(TapeLoop {
+        bounds: plan.bounds,
+        policy,
+        fwd: plan.fwd.clone(),
+        state: state as u32,
     }))
 }
 
@@ -388,9 +400,13 @@ pub fn set_policy(m: &mut jitad_ir::Module, policy: Policy) -> usize {
     let mut n = 0;
     for f in &mut m.funcs {
         for d in f.insts.values_mut() {
-            if let Op::RevLoop(r) = &mut d.op {
-                r.policy = policy;
-                n += 1;
+            match &mut d.op {
+                Op::RevLoop(r) => {
+                    r.policy = policy;
+                    n += 1;
+                }
+                Op::TapeLoop(r) => r.policy = policy,
+                _ => {}
             }
         }
     }

@@ -129,7 +129,8 @@ pub(crate) fn flows(op: &Op, index: usize) -> bool {
         | Op::Cast(_)
         | Op::Call(_)
         | Op::Loop(_)
-        | Op::RevLoop(_) => true,
+        | Op::RevLoop(_)
+        | Op::TapeLoop(_) => true,
     }
 }
 
@@ -176,7 +177,13 @@ pub(crate) fn local(
         | Op::Round
         | Op::Trunc
         | Op::Powi(0) => return Ok(Local::Zero),
-        Op::Guard | Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::Yield | Op::Ret => {
+        Op::Guard
+        | Op::Call(_)
+        | Op::Loop(_)
+        | Op::RevLoop(_)
+        | Op::TapeLoop(_)
+        | Op::Yield
+        | Op::Ret => {
             return Err(AdError::Malformed {
                 func: em.f.name.clone(),
                 reason: format!("`{}` has no local rule", op.name()),

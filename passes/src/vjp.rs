@@ -64,6 +64,8 @@ struct Vjp<'a> {
     calls: HashMap<Inst, (String, Vec<usize>)>,
     /// Active loops and how each is reversed.
     loops: HashMap<Inst, LoopPlan>,
+    /// The tape token of each active loop's `tapeloop`.
+    tapes: HashMap<Inst, Value>,
     /// The checkpointing policy written into each `revloop`.
     policy: Policy,
     primal: SecondaryMap<Value, bool>,
@@ -101,10 +103,11 @@ pub(crate) fn build(
                     }
                 }
             }
-            Op::RevLoop(_) if d.args.iter().any(|&a| act.is_active(a)) => {
+            Op::RevLoop(_) | Op::TapeLoop(_) if d.args.iter().any(|&a| act.is_active(a)) => {
                 return Err(AdError::Unsupported {
                     func: src.name.clone(),
-                    what: "reverse mode through a `revloop` (reverse over reverse)".into(),
+                    what: "reverse mode through a `revloop`/`tapeloop` (reverse over reverse)"
+                        .into(),
                 });
             }
             Op::Call(g) => {
@@ -129,6 +132,7 @@ pub(crate) fn build(
         adj: SecondaryMap::new(),
         calls,
         loops,
+        tapes: HashMap::new(),
         policy: s.policy,
         primal: SecondaryMap::new(),
     };
@@ -211,7 +215,13 @@ impl Vjp<'_> {
         let d = &src.insts[inst];
         let nd = plan.bounds.num_dyn();
         let k = d.results.len();
-        let mut rargs: Vec<Value> = args.to_vec();
+        let token = *self
+            .tapes
+            .get(&inst)
+            .ok_or_else(|| malformed(src, "active loop without a tape"))?;
+        let mut rargs: Vec<Value> = args[..nd].to_vec();
+        rargs.push(token);
+        rargs.extend_from_slice(&args[nd..]);
         for &c in &plan.caps {
             rargs.push(self.get(c)?);
         }
@@ -285,6 +295,23 @@ impl Vjp<'_> {
             let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
             let res = match &d.op {
                 Op::Const(c) => vec![em.constant(*c)],
+                Op::Loop(_) if self.loops.contains_key(&inst) => {
+                    // An active loop: run it through its outlined iteration, recording
+                    // the states its reverse sweep will need.
+                    let plan = &self.loops[&inst];
+                    let mut targs = args.clone();
+                    for &c in &plan.caps {
+                        targs.push(self.get(c)?);
+                    }
+                    let k = d.results.len();
+                    let mut out = em.ins(revloop::tape_op(plan, k, self.policy), &targs)?;
+                    let token = out
+                        .pop()
+                        .ok_or_else(|| malformed(src, "tapeloop without token"))?;
+                    em.name_if_unnamed(token, format!("tape{}", self.tapes.len()));
+                    self.tapes.insert(inst, token);
+                    out
+                }
                 Op::Loop(bounds) => {
                     let nd = bounds.num_dyn();
                     let &[r] = d.regions.as_slice() else {
@@ -366,7 +393,7 @@ impl Vjp<'_> {
                 };
                 self.reverse_loop(em, inst, &args, &plan)?;
             }
-            Op::RevLoop(_) | Op::Guard | Op::Yield | Op::Ret | Op::Const(_) => {}
+            Op::RevLoop(_) | Op::TapeLoop(_) | Op::Guard | Op::Yield | Op::Ret | Op::Const(_) => {}
             op => {
                 let (Some(&y), Some(ybar)) = (
                     d.results.first(),

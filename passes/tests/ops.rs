@@ -352,9 +352,9 @@ fn every_op_through_a_call() {
 #[test]
 fn every_op_has_a_row() {
     let mut covered: Vec<&str> = rows().iter().flat_map(|r| r.ops.iter().copied()).collect();
-    // Every row calls (above) and returns; `revloop` is made by reverse mode and is
+    // Every row calls (above) and returns; `revloop`/`tapeloop` are made by reverse mode and are
     // covered by tests/loops.rs (its own derivatives are refused with a clear error).
-    covered.extend(["call", "ret", "revloop"]);
+    covered.extend(["call", "ret", "revloop", "tapeloop"]);
     for name in Op::NAMES {
         assert!(
             covered.contains(name),
