@@ -390,7 +390,26 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
         }),
     );
 
-    if n <= FORWARD_MAX_N {
+    if n <= FORWARD_MAX_N && ints.is_empty() {
+        let jvp = traced.jvp()?.compile()?;
+        let mut args = vec![0.0; 2 * n];
+        let mut yd = [0.0; 2];
+        case(
+            Leg::ForwardJit,
+            Box::new(move |x, g| {
+                args[..n].copy_from_slice(x);
+                for (i, gi) in g.iter_mut().enumerate().take(n) {
+                    args[n..].iter_mut().for_each(|d| *d = 0.0);
+                    args[n + i] = 1.0;
+                    if jvp.call_f64(&args, &mut yd).is_err() {
+                        return f64::NAN;
+                    }
+                    *gi = yd[1];
+                }
+                yd[0]
+            }),
+        );
+    } else if n <= FORWARD_MAX_N {
         let jvp = traced.jvp()?.compile()?;
         let mut args = vec![Val::F64(0.0); 2 * n + ints.len()];
         let mut yd = [Val::F64(0.0), Val::F64(0.0)];

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     pub clif: Option<String>,
     pub asm: Option<String>,
     pub stats: CompileStats,
+    /// The code runs reverse sweeps through loops (`tapeloop`/`revloop`).
+    pub loops: bool,
 }
 
 /// A compiled function: call it with [`Compiled::call_f64`] or [`Compiled::call`].
@@ -259,6 +261,10 @@ impl Compiled {
             });
         }
         self.check_counts(args.len(), out.len())?;
+        if self.shared.loops {
+            // Recordings a previous call left (a failed guard, an unused tape) go.
+            jitad_ir::checkpoint::reset_thread();
+        }
         let (a, r) = (args.as_ptr().cast::<u64>(), out.as_mut_ptr().cast::<u64>());
         let s = if self.ws_words == 0 {
             // SAFETY: the code has the `EntryFn` ABI and stays mapped while `self`
@@ -306,6 +312,9 @@ impl Compiled {
                     got: a.ty(),
                 });
             }
+        }
+        if self.shared.loops {
+            jitad_ir::checkpoint::reset_thread();
         }
         let mut buf = self.take_buf();
         let (np, nr) = (self.params.len(), self.results.len());

@@ -430,12 +430,19 @@ pub(crate) fn compile(
         ptrs.push(entry);
     }
     stats.total = t0.elapsed();
+    let loops = order.iter().any(|&fi| {
+        m.funcs[fi]
+            .insts
+            .values()
+            .any(|d| matches!(d.op, jitad_ir::Op::RevLoop(_) | jitad_ir::Op::TapeLoop(_)))
+    });
     let shared = Arc::new(Shared {
         _owner: Owner::new(module),
         guards: cx.guards,
         clif: opts.emit_text.then_some(clif),
         asm: opts.emit_text.then_some(asm),
         stats,
+        loops,
     });
     let mut out = vec![];
     for (&r, entry) in roots.iter().zip(ptrs) {

@@ -1,28 +1,38 @@
 //! Checkpointing: how the reverse sweep of a loop obtains each iteration's state.
 //!
 //! Reverse mode needs the loop-carried state `s_i` of every iteration `i`, in reverse
-//! order. A [`Policy`] decides what is stored and what is recomputed; every policy gives
-//! the same gradient (the same operations on the same states, in the same order), and
-//! differs only in memory and forward steps:
+//! order. Reverse mode writes an active loop as a pair (see `jitad_passes::revloop`):
+//! a `tapeloop` in the forward sweep runs the iterations and records what the policy
+//! keeps ([`record`]), and a `revloop` in the adjoint sweep runs the backward
+//! iterations from the last to the first ([`reverse_recorded`]). A [`Policy`] decides
+//! what is stored and what is recomputed; every policy gives the same gradient (the
+//! same operations on the same states, in the same order), and differs only in memory
+//! and forward steps recomputed:
 //!
-//! | policy | peak snapshots | forward steps for `l` iterations |
+//! | policy | snapshots held | forward steps recomputed for `l` iterations |
 //! |---|---|---|
-//! | `store-all` | `l` | `l − 1` |
+//! | `store-all` | `l` (recorded by the forward sweep) | 0 |
 //! | `binomial:S` | `S` (the initial state included) | `r·l − β(S+1, r−1)` |
 //! | `every:K` | `⌈l/K⌉ + K − 1` | at most `2(l − 1)` |
 //! | `recompute` | 1 | `l(l−1)/2` |
-//! | `auto:B` | store-all if `l` states fit in `B` bytes, else binomial within `B` |
+//! | `auto:B` | store-all if `l` states fit in `B` bytes, else binomial within `B` | |
 //!
 //! `binomial` is Revolve (Griewank & Walther, ACM TOMS 26(1), 2000): with `S`
 //! snapshots and repetition number `r` (the least `r` with `β(S, r) ≥ l`, where
 //! `β(s, r) = C(s + r, s)`), the number of forward steps `r·l − β(S+1, r−1)` is the
-//! minimum possible. `l` may be known only when the loop runs.
+//! minimum possible; the schedule (its optimal splits) follows Revolve's own. `l` may
+//! be known only when the loop runs. A `revloop` without a tape (hand-written IR) runs
+//! the whole schedule with [`reverse`]; under `store-all` that costs `l − 1` forward
+//! steps.
 //!
-//! [`reverse`] drives one reverse sweep for either engine: the caller supplies the
-//! forward step and the backward step of one iteration ([`Steps`]) over 8-byte slots
-//! (the JIT's ABI), and the driver keeps snapshots in a per-thread [`Arena`] that grows
-//! to the largest size needed and is then reused, so steady-state calls allocate
-//! nothing. [`Stats`] report what a sweep did.
+//! The driver works for either engine: the caller supplies the forward and backward
+//! step of one iteration ([`Steps`]) over 8-byte slots (the JIT's ABI). Snapshots live
+//! in a per-thread [`Arena`] that grows to the largest size needed and is then reused,
+//! so steady-state calls allocate nothing. Per thread rather than in a compiled
+//! handle's workspace: the tape's size depends on the trip count, known only at call
+//! time, and a handle is shared by threads calling it at once — each thread gets its
+//! own storage without locks, and nested sweeps (a loop in a loop body) stack on it.
+//! [`Stats`] report what the sweeps did.
 
 use std::cell::RefCell;
 
@@ -100,13 +110,13 @@ impl std::str::FromStr for Policy {
 pub struct Stats {
     /// Reverse sweeps run (one per `revloop` executed).
     pub sweeps: u64,
-    /// Snapshots of the carried state taken (the initial state, which the caller
-    /// holds, is not counted).
+    /// Snapshots of the carried state taken (the initial state is not counted, except
+    /// by store-all's recording, which stores every state).
     pub snapshots: u64,
     /// Largest snapshot storage held at once, in bytes (the initial state excluded).
     pub peak_tape_bytes: u64,
-    /// Forward steps run by the reverse sweeps (recomputation included; the primal
-    /// loop's own steps are not).
+    /// Forward steps recomputed by the reverse sweeps (the forward sweep's own
+    /// iterations are not counted).
     pub forward_steps: u64,
     /// Backward steps (one per iteration).
     pub backward_steps: u64,
@@ -292,6 +302,18 @@ thread_local! {
     /// Tapes recorded by `tapeloop`s and not yet consumed, innermost last.
     static PENDING: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
     static NEXT_TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+    /// Whether any sweep ran since the last [`reset_thread`]: lets calls of functions
+    /// without loops skip the bookkeeping (one flag read).
+    static USED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True when a sweep or recording ran on this thread since the last [`reset_thread`].
+pub fn used() -> bool {
+    USED.with(|u| u.get())
+}
+
+fn mark_used() {
+    USED.with(|u| u.set(true));
 }
 
 /// What a `tapeloop` left for its `revloop`.
@@ -316,6 +338,10 @@ struct Recorded {
 /// `revloop` never ran (its gradient was not needed) or a call that stopped at a failed
 /// guard cannot hold memory into the next call.
 pub fn reset_thread() {
+    if !used() {
+        return;
+    }
+    USED.with(|u| u.set(false));
     PENDING.with(|p| p.borrow_mut().clear());
     TASKS.with(|t| t.borrow_mut().clear());
     ARENA.with(|a| a.borrow_mut().release(Mark((0, 0))));
@@ -341,6 +367,7 @@ pub fn record<S: Steps>(
     state: &mut [u64],
     steps: &mut S,
 ) -> Result<u64, S::Error> {
+    mark_used();
     let k = state.len();
     let policy = resolve(policy, k, l.saturating_add(2));
     let mark = with_arena(|a| a.mark());
@@ -496,6 +523,7 @@ pub fn reverse<S: Steps>(
     adj: &mut [u64],
     steps: &mut S,
 ) -> Result<(), S::Error> {
+    mark_used();
     let k = state0.len();
     let mut sw = Sweep {
         k,

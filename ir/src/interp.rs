@@ -263,8 +263,10 @@ enum Fault {
     UnknownCallee(String),
     CallArgs(Inst, String),
     CallDepth(String),
-    /// An error inside a `revloop`'s step function, already complete.
-    Nested(Box<EvalError>),
+    /// An error inside a loop driver's step function, kept in
+    /// [`Interpreter::nested_error`] (a payload here would give every `Result` of the
+    /// interpreter loop a costly drop).
+    Nested,
 }
 
 impl Fault {
@@ -294,7 +296,7 @@ impl Fault {
                 func: callee,
                 limit,
             },
-            Fault::Nested(e) => *e,
+            Fault::Nested => malformed("a loop step failed (error lost)".into()),
         }
     }
 }
@@ -332,6 +334,8 @@ pub struct Interpreter {
     nested: bool,
     /// What the reverse sweeps of the last run did.
     last_stats: crate::checkpoint::Stats,
+    /// The error of a failed loop step, for [`Fault::Nested`].
+    nested_error: Option<EvalError>,
 }
 
 impl Default for Interpreter {
@@ -613,6 +617,8 @@ fn nested_interp(depth: usize) -> Interpreter {
 }
 
 /// Evaluates a `tapeloop`: the loop's iterations through the recording driver.
+/// (Out of line: it would otherwise bloat the interpreter loop.)
+#[inline(never)]
 fn tape_loop(
     m: &Module,
     r: &crate::op::TapeLoop,
@@ -620,6 +626,7 @@ fn tape_loop(
     frame: &[Val],
     inst: Inst,
     depth: usize,
+    nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
     let fwd = find_fn(m, &r.fwd)?;
     let [bounds, inits, caps] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
@@ -640,8 +647,11 @@ fn tape_loop(
         args: Vec::new(),
         out: Vec::new(),
     };
-    let token = crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps)
-        .map_err(|e| Fault::Nested(Box::new(e)))?;
+    let token =
+        crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps).map_err(|e| {
+            *nested = Some(e);
+            Fault::Nested
+        })?;
     Ok(state
         .iter()
         .zip(&st_tys)
@@ -651,7 +661,8 @@ fn tape_loop(
 }
 
 /// Evaluates a `revloop` through the checkpointing driver, running its step functions
-/// in a nested interpreter.
+/// in a nested interpreter. (Out of line, like [`tape_loop`].)
+#[inline(never)]
 fn rev_loop(
     m: &Module,
     r: &crate::op::RevLoop,
@@ -659,6 +670,7 @@ fn rev_loop(
     frame: &[Val],
     inst: Inst,
     depth: usize,
+    nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
     let fwd = find_fn(m, &r.fwd)?;
     let bwd = find_fn(m, &r.bwd)?;
@@ -688,7 +700,10 @@ fn rev_loop(
             let token = token?.as_i64().ok_or(Fault::BadOperands(inst))? as u64;
             crate::checkpoint::reverse_recorded(token, &mut adj, &mut steps).map_err(
                 |e| match e {
-                    crate::checkpoint::TapeError::Step(e) => Fault::Nested(Box::new(e)),
+                    crate::checkpoint::TapeError::Step(e) => {
+                        *nested = Some(e);
+                        Fault::Nested
+                    }
                     crate::checkpoint::TapeError::BadToken(t) => {
                         Fault::CallArgs(inst, format!("tape token {t} is not a tape of this call"))
                     }
@@ -696,7 +711,10 @@ fn rev_loop(
             )?
         }
         None => crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
-            .map_err(|e| Fault::Nested(Box::new(e)))?,
+            .map_err(|e| {
+                *nested = Some(e);
+                Fault::Nested
+            })?,
     }
     Ok(adj
         .iter()
@@ -774,6 +792,7 @@ impl Interpreter {
             max_call_depth: MAX_CALL_DEPTH,
             nested: false,
             last_stats: crate::checkpoint::Stats::default(),
+            nested_error: None,
         }
     }
 
@@ -807,7 +826,7 @@ impl Interpreter {
     ) -> Result<(), EvalError> {
         out.clear();
         check_args(f, args)?;
-        if !self.nested {
+        if !self.nested && crate::checkpoint::used() {
             crate::checkpoint::take_stats();
             crate::checkpoint::reset_thread();
         }
@@ -831,9 +850,16 @@ impl Interpreter {
         let mut cur = f;
         let r = self.execute(f, module, &mut cur, out);
         if !self.nested {
-            self.last_stats = crate::checkpoint::take_stats();
+            self.last_stats = if crate::checkpoint::used() {
+                crate::checkpoint::take_stats()
+            } else {
+                crate::checkpoint::Stats::default()
+            };
         }
-        r.map_err(|e| e.into_error(&cur.name, self.max_call_depth))
+        r.map_err(|e| match (e, self.nested_error.take()) {
+            (Fault::Nested, Some(inner)) => inner,
+            (e, _) => e.into_error(&cur.name, self.max_call_depth),
+        })
     }
 
     /// What the reverse sweeps (`revloop`s) of the last [`Interpreter::run`] did:
@@ -996,7 +1022,8 @@ impl Interpreter {
                     if depth == 0 {
                         return Err(Fault::CallDepth(r.fwd.clone()));
                     }
-                    let results = tape_loop(m, r, data, frame, inst, depth)?;
+                    let results =
+                        tape_loop(m, r, data, frame, inst, depth, &mut self.nested_error)?;
                     if results.len() != data.results.len() {
                         return Err(Fault::ResultCount(inst));
                     }
@@ -1010,7 +1037,7 @@ impl Interpreter {
                     if depth == 0 {
                         return Err(Fault::CallDepth(r.fwd.clone()));
                     }
-                    let results = rev_loop(m, r, data, frame, inst, depth)?;
+                    let results = rev_loop(m, r, data, frame, inst, depth, &mut self.nested_error)?;
                     if results.len() != data.results.len() {
                         return Err(Fault::ResultCount(inst));
                     }

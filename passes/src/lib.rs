@@ -7,6 +7,7 @@
 //! - [`jvp`], [`vjp`], [`grad`]: derivatives as new functions of the module
 //!   (`@f.jvp`, `@f.vjp`, `@f.grad`);
 //! - [`hvp`], [`hessian`]: forward-over-reverse second derivatives;
+//! - [`revloop`]: reverse mode through loops, with checkpointing ([`set_policy`]);
 //! - [`activity`]: which values carry derivatives;
 //! - [`rules`]: the calculus of every op and the conventions at non-differentiable
 //!   points (ties of `min`/`max`, `abs` at 0, `sqrt` at 0, `pow` at 0, NaN-safe `select`);

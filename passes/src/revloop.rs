@@ -1,31 +1,34 @@
 //! Reverse mode through `loop`: the loop's iteration becomes a function, its vjp the
-//! backward iteration, and the adjoint sweep runs them under a checkpointing policy.
+//! backward iteration; the forward sweep records the iterations' states and the adjoint
+//! sweep runs the backward iterations under a checkpointing policy.
 //!
 //! For a top-level `loop` of `@f` with active values, reverse mode makes two functions
-//! and one instruction:
+//! and two instructions:
 //!
 //! - `@F = @<derivative>.loop<k>(%i: i64, s..., c...) -> s...`: the loop body, outlined.
 //!   `s` is the carried state, `c` the values the body reads from outside the loop
-//!   (its *captures*, in order of first use).
+//!   (its *captures*, in order of first use). Calls in the body are inlined, so the
+//!   body's vjp is one function that recomputes nothing twice.
 //! - `@B = @<derivative>.loop<k>.bwd(%i, s..., c..., sbar..., cbar...) -> (sbar..., cbar...)`:
 //!   one backward iteration. It calls `vjp(@F)` with respect to the active state slots
 //!   and active captures, returns the state adjoint before the iteration and adds the
 //!   iteration's capture adjoints to the running sums `cbar`. The vjp recomputes the
 //!   body's intermediates from the iteration's state, so only carried state is ever
 //!   stored.
-//! - In the adjoint sweep, `revloop ... fwd @F bwd @B (inits) caps (c) seed (ybar, 0...)`
-//!   ([`jitad_ir::Op::RevLoop`]) runs the backward iterations from the last to the
-//!   first, obtaining each iteration's state as its checkpointing policy says
-//!   ([`jitad_ir::checkpoint`]), and yields the adjoints of the inits and the summed
-//!   adjoints of the captures, which are accumulated like any operand's.
-//!
-//! The forward sweep keeps the original loop for its results; the reverse sweep runs
-//! the forward iterations again from the inits (once under `store-all`), which is the
-//! price of keeping every derived function pure and separately compiled.
+//! - In the forward sweep, `%s..., %tape = tapeloop ... fwd @F (inits) caps (c)` replaces
+//!   the loop: it runs the iterations through `@F` and records the states the policy
+//!   keeps ([`jitad_ir::Op::TapeLoop`]).
+//! - In the adjoint sweep, `revloop ... fwd @F bwd @B tape %tape (inits) caps (c)
+//!   seed (ybar, 0...)` ([`jitad_ir::Op::RevLoop`]) runs the backward iterations from
+//!   the last to the first, reading recorded states or recomputing them as the policy
+//!   says ([`jitad_ir::checkpoint`]), and yields the adjoints of the inits and the
+//!   summed adjoints of the captures, accumulated like any operand's.
 //!
 //! Nested loops need nothing more: the inner loop is a top-level loop of `@F`, so
-//! `vjp(@F)` reverses it with its own `revloop`. Loops whose bodies call functions work
-//! the same way, and the trip count may be an `i64` known only at call time.
+//! `vjp(@F)` reverses it with its own `tapeloop`/`revloop` pair, run inside each outer
+//! backward iteration. The trip count may be an `i64` known only at call time.
+//! Forward mode through the pair (an hvp of a function with an active loop) is not
+//! supported yet and says so.
 
 use crate::activity::Activity;
 use crate::derive::{Kind, Session};

@@ -19,9 +19,9 @@
 //!   tape; when `g`'s value is not needed otherwise, DCE removes the original call for
 //!   a pure callee. (A split forward/backward callee with residuals is the checkpointing
 //!   work's business.)
-//! - `loop`: a loop whose values are all inactive is copied; a loop with active values
-//!   needs its iterations' states in reverse order, which is the checkpointing issue's
-//!   work, and returns [`AdError::Unsupported`] until then.
+//! - `loop`: a loop whose values are all inactive is copied; a top-level loop with
+//!   active values is reversed as [`crate::revloop`] describes (a `tapeloop` in the
+//!   forward sweep, a `revloop` in the adjoint sweep, under a checkpointing policy).
 //! - `guard`s are kept in the forward sweep, so the derivative refuses inputs that take
 //!   another branch, like the function itself.
 //!
@@ -43,8 +43,9 @@ use std::collections::HashMap;
 /// `wrt` into `m` (with the derivatives of the functions it calls); returns its name.
 ///
 /// The result is `@f.vjp(x..., ybar...) -> (y..., xbar_wrt...)` with one `ybar` per
-/// float result of `f`. The function must verify; a `loop` with active values gives
-/// [`AdError::Unsupported`].
+/// float result of `f`. The function must verify. Active loops are reversed with the
+/// default checkpointing policy ([`jitad_ir::checkpoint::Policy::default`]; change it
+/// with [`crate::set_policy`]).
 pub fn vjp(m: &mut Module, func: &str, wrt: &[usize]) -> Result<String> {
     crate::derive::derive(m, func, Kind::Vjp, wrt)
 }
