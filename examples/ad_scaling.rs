@@ -1,6 +1,8 @@
-//! Times trace, AD and each clean-up pass for the extended Rosenbrock at growing n:
-//! `cargo run --release --example ad_scaling`.
-use jitad::suite::{trace_problem, Rosenbrock};
+//! Times trace → grad (AD and clean-up) → compile of the extended Rosenbrock at growing
+//! n through the facade, as `jitad bench` does, with the compile split into its parts:
+//! `cargo run --release --example ad_scaling [-- N...]`. With `JITAD_VERBOSE=1` it also
+//! compiles with other options and times a call of each.
+use jitad::suite::{compile_times, trace_problem, Rosenbrock};
 use std::time::Instant;
 
 fn main() -> Result<(), jitad::Error> {
@@ -14,75 +16,54 @@ fn main() -> Result<(), jitad::Error> {
         sizes
     };
     for n in sizes {
-        let t = Instant::now();
-        let traced = trace_problem(&Rosenbrock(n))?;
-        let trace = t.elapsed();
-        let mut m = traced.module().clone();
-        let t = Instant::now();
-        let g = jitad::passes::grad(&mut m, "rosenbrock", &traced.float_params())?;
-        let ad = t.elapsed();
-        let t = Instant::now();
-        let stats = jitad::passes::optimize_module(&mut m, &jitad::passes::OptOptions::default());
-        let opt = t.elapsed();
-        let t = Instant::now();
-        let c = jitad::codegen::compile_module(&m, &g, &jitad::CompileOptions::default())?;
-        let comp = t.elapsed();
-        if std::env::var_os("JITAD_VERBOSE").is_some() {
-            println!("{:?}", c.stats());
-            for (label, opts) in [
-                ("default", jitad::CompileOptions::default()),
-                (
-                    "no schedule",
-                    jitad::CompileOptions {
-                        schedule: false,
-                        ..Default::default()
-                    },
-                ),
-                (
-                    "opt none",
-                    jitad::CompileOptions {
-                        optimize: false,
-                        ..Default::default()
-                    },
-                ),
-                (
-                    "chunk 250",
-                    jitad::CompileOptions {
-                        chunk_size: 250,
-                        chunk_threshold: 400,
-                        ..Default::default()
-                    },
-                ),
-                (
-                    "chunk 4000",
-                    jitad::CompileOptions {
-                        chunk_size: 4000,
-                        chunk_threshold: 6000,
-                        ..Default::default()
-                    },
-                ),
-            ] {
-                let c = jitad::codegen::compile_module(&m, &g, &opts)?;
-                let x = jitad::problems::rosenbrock_start(n);
-                let mut out = vec![0.0; n + 1];
-                let t = Instant::now();
-                for _ in 0..200 {
-                    c.call_f64(&x, &mut out)?;
-                }
-                let call = t.elapsed() / 200;
-                println!(
-                    "  {label}: compile {:?} cranelift {:?}, {} code bytes, call {call:?}",
-                    c.stats().total,
-                    c.stats().cranelift,
-                    c.stats().code_bytes
-                );
-            }
-        }
+        let t = compile_times(&Rosenbrock(n))?;
         println!(
-            "n={n}: trace {trace:?}, grad {ad:?}, optimize {opt:?} ({} rounds), compile {comp:?} (cranelift {:?})",
-            stats.rounds,
-            c.stats().cranelift
+            "n={n}: trace {:?}, AD + clean-up {:?}, compile {:?} (Cranelift {:?}), total {:?}",
+            t.trace,
+            t.ad,
+            t.compile,
+            t.cranelift,
+            t.total()
         );
+        if std::env::var_os("JITAD_VERBOSE").is_none() {
+            continue;
+        }
+        let g = trace_problem(&Rosenbrock(n))?.grad()?;
+        let x = jitad::problems::rosenbrock_start(n);
+        for (label, opts) in [
+            ("default", jitad::CompileOptions::default()),
+            (
+                "no schedule",
+                jitad::CompileOptions {
+                    schedule: false,
+                    ..Default::default()
+                },
+            ),
+            (
+                "opt speed",
+                jitad::CompileOptions {
+                    optimize: true,
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let c = g.compile_with(&opts)?;
+            let mut out = vec![0.0; n + 1];
+            let s = Instant::now();
+            for _ in 0..200 {
+                c.call_f64(&x, &mut out)?;
+            }
+            let st = c.stats();
+            println!(
+                "  {label}: {:?} (setup {:?}, lower {:?}, Cranelift {:?}), {} code bytes, call {:?}",
+                st.total,
+                st.setup,
+                st.lower,
+                st.cranelift,
+                st.code_bytes,
+                s.elapsed() / 200
+            );
+        }
     }
     Ok(())
 }
