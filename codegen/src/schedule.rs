@@ -62,19 +62,23 @@ fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u
     };
 
     // Operands of each instruction that are defined in this region (deduplicated),
-    // including those read anywhere inside its nested regions.
-    let mut operands: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // including those read anywhere inside its nested regions, as one flat list with
+    // offsets (no per-instruction allocation: this runs on 10⁶-instruction gradients).
+    let mut op_start: Vec<u32> = Vec::with_capacity(n + 1);
+    let mut op_list: Vec<u32> = Vec::with_capacity(2 * n);
     let mut stack: Vec<Inst> = Vec::new();
-    for (i, &inst) in body.iter().enumerate() {
-        let ops = &mut operands[i];
+    for &inst in body {
+        let start = op_list.len();
+        op_start.push(start as u32);
         stack.clear();
         stack.push(inst);
         while let Some(j) = stack.pop() {
             let d = &f.insts[j];
             for &a in &d.args {
                 if let Some(k) = def_of(f, local, a) {
-                    if !ops.contains(&k) {
-                        ops.push(k);
+                    let k = k as u32;
+                    if !op_list[start..].contains(&k) {
+                        op_list.push(k);
                     }
                 }
             }
@@ -83,42 +87,49 @@ fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u
             }
         }
     }
-    // A nested body reads values from this region: `contains` on a short list is fine
-    // for straight-line code (≤ 3 operands); loop bodies are small.
+    op_start.push(op_list.len() as u32);
+    let ops = |i: usize| &op_list[op_start[i] as usize..op_start[i + 1] as usize];
 
-    // Predecessors (operand definitions, and the previous instruction with effects)
-    // and successors.
-    let mut npred = vec![0u32; n];
-    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Users of each instruction's results (the terminator's use does not count), flat.
+    let mut use_start = vec![0u32; n + 1];
+    for &k in &op_list {
+        use_start[k as usize + 1] += 1;
+    }
+    for i in 0..n {
+        use_start[i + 1] += use_start[i];
+    }
+    let mut use_list = vec![0u32; op_list.len()];
+    let mut fill = use_start.clone();
+    for i in 0..n {
+        for &k in ops(i) {
+            use_list[fill[k as usize] as usize] = i as u32;
+            fill[k as usize] += 1;
+        }
+    }
+    let users = |k: usize| &use_list[use_start[k] as usize..use_start[k + 1] as usize];
+
+    // Predecessors: operand definitions, and the previous instruction with effects.
+    let mut npred: Vec<u32> = (0..n).map(|i| ops(i).len() as u32).collect();
+    let mut effect_next = vec![u32::MAX; n];
     let mut last_effect: Option<usize> = None;
     for i in 0..n {
-        for &k in &operands[i] {
-            succ[k].push(i);
-            npred[i] += 1;
-        }
         if !f.insts[body[i]].op.is_pure() {
             if let Some(e) = last_effect {
-                if !operands[i].contains(&e) {
-                    succ[e].push(i);
+                effect_next[e] = i as u32;
+                if !ops(i).contains(&(e as u32)) {
                     npred[i] += 1;
                 }
             }
             last_effect = Some(i);
         }
     }
-    // Remaining uses of each instruction's results, by instruction (the terminator's use
-    // does not count), and the cost of each instruction: 1 if any result is used.
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, ops) in operands.iter().enumerate() {
-        for &k in ops {
-            users[k].push(i);
-        }
-    }
-    let mut rem: Vec<u32> = users.iter().map(|u| u.len() as u32).collect();
-    let mut score: Vec<i32> = (0..n).map(|i| -i32::from(rem[i] > 0)).collect();
-    for i in 0..n {
-        score[i] += operands[i].iter().filter(|&&k| rem[k] == 1).count() as i32;
-    }
+    let mut rem: Vec<u32> = (0..n).map(|k| users(k).len() as u32).collect();
+    let mut score: Vec<i32> = (0..n)
+        .map(|i| {
+            let kills = ops(i).iter().filter(|&&k| rem[k as usize] == 1).count() as i32;
+            kills - i32::from(rem[i] > 0)
+        })
+        .collect();
 
     let mut heap: BinaryHeap<(i32, Reverse<usize>)> = BinaryHeap::new();
     for i in 0..n {
@@ -134,10 +145,12 @@ fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u
         }
         done[i] = true;
         order.push(body[i]);
-        for &k in &operands[i] {
+        for &k in ops(i) {
+            let k = k as usize;
             rem[k] -= 1;
             if rem[k] == 1 {
-                if let Some(&w) = users[k].iter().find(|&&w| !done[w]) {
+                if let Some(&w) = users(k).iter().find(|&&w| !done[w as usize]) {
+                    let w = w as usize;
                     score[w] += 1;
                     if npred[w] == 0 {
                         heap.push((score[w], Reverse(w)));
@@ -145,11 +158,18 @@ fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u
                 }
             }
         }
-        for &t in &succ[i] {
+        let mut release = |t: usize, heap: &mut BinaryHeap<(i32, Reverse<usize>)>| {
             npred[t] -= 1;
             if npred[t] == 0 {
                 heap.push((score[t], Reverse(t)));
             }
+        };
+        for &t in users(i) {
+            release(t as usize, &mut heap);
+        }
+        let e = effect_next[i];
+        if e != u32::MAX && !ops(e as usize).contains(&(i as u32)) {
+            release(e as usize, &mut heap);
         }
     }
     if order.len() != n {
