@@ -240,6 +240,24 @@ impl Compiled {
         if s == 0 {
             return Ok(());
         }
+        let checkpoint = |reason: &str| {
+            Err(CallError::Checkpoint {
+                func: self.name.clone(),
+                reason: reason.into(),
+            })
+        };
+        match s {
+            crate::revloop::STATUS_TOO_LARGE => {
+                return checkpoint(
+                    "the checkpointing policy needs more snapshot memory than can be \
+                     allocated; use binomial:S or a memory budget",
+                )
+            }
+            crate::revloop::STATUS_BAD_TOKEN => {
+                return checkpoint("a tape token is not a pending tape of this call and level")
+            }
+            _ => {}
+        }
         match self.shared.guards.get(s as usize - 1) {
             Some(g) => Err(CallError::GuardFailed {
                 func: g.func.clone(),
@@ -271,7 +289,8 @@ impl Compiled {
             // (holding the owner) is borrowed. It reads exactly `params.len()` 8-byte
             // slots from `a` and writes exactly `results.len()` to `r` (lengths checked
             // above; f64 is an 8-byte slot), and touches no workspace (its size is 0).
-            // It cannot unwind: runtime calls are `extern "C"` math functions.
+            // It cannot unwind: runtime calls are `extern "C"` math functions and loop
+            // drivers that catch their own panics.
             unsafe { (self.entry)(a, r, std::ptr::null_mut()) }
         } else {
             let mut buf = self.take_buf();

@@ -717,19 +717,26 @@ impl<'a, 'b> Lower<'a, 'b> {
             let v = self.b.ins().iconst(types::I64, x as i64);
             self.b.ins().store(trusted(), v, base, 8 * w);
         }
-        let t = match token {
-            Some(i) => self.get(d.args[i])?,
-            None => self.b.ins().iconst(types::I64, 0),
+        let (t, has) = match token {
+            Some(i) => (self.get(d.args[i])?, 1),
+            None => (self.b.ins().iconst(types::I64, 0), 0),
         };
         self.b.ins().store(trusted(), t, base, 80);
+        let has = self.b.ins().iconst(types::I64, has);
+        self.b.ins().store(trusted(), has, base, 88);
         // Values one at a time, so memory-backed ones are never all live at once.
         for (w, k) in (HEADER..).zip(values) {
             let v = d.args[k];
             let x = self.get(v)?;
-            let x = if self.scalar(v)? == ScalarType::Bool {
-                self.b.ins().uextend(types::I64, x)
-            } else {
-                x
+            // Whole 8-byte words, as the driver reads them: bools and f32 bits
+            // zero-extended.
+            let x = match self.scalar(v)? {
+                ScalarType::Bool => self.b.ins().uextend(types::I64, x),
+                ScalarType::F32 => {
+                    let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+                    self.b.ins().uextend(types::I64, bits)
+                }
+                ScalarType::F64 | ScalarType::I64 => x,
             };
             self.b.ins().store(trusted(), x, base, 8 * w as i32);
         }

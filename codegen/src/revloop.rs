@@ -1,7 +1,8 @@
-//! `revloop` in compiled code: the lowering stores a descriptor and calls
-//! [`jitad_revloop`], which runs [`jitad_ir::checkpoint::reverse`] — the same driver the
-//! interpreter uses — calling the compiled forward and backward iterations through
-//! their entry pointers.
+//! `tapeloop` and `revloop` in compiled code: the lowering stores a descriptor and calls
+//! [`jitad_tapeloop`] or [`jitad_revloop`], which run [`jitad_ir::checkpoint::record`]
+//! and [`jitad_ir::checkpoint::reverse_recorded`] (or `reverse`, without a tape) — the
+//! same driver the interpreter uses — calling the compiled forward and backward
+//! iterations through their entry pointers.
 //!
 //! Descriptor (8-byte words, written by the lowering in `lower.rs`):
 //!
@@ -12,8 +13,8 @@
 //! | 3, 4 | start, end (i64) |
 //! | 5, 6 | policy tag and parameter ([`encode_policy`]) |
 //! | 7, 8, 9 | state count `k`, capture count `c`, adjoint count `a` |
-//! | 10 | tape token (0: none) |
-//! | 11.. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
+//! | 10, 11 | tape token, and 1 if there is one (0: none) |
+//! | 12.. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
 //!
 //! A `tapeloop` uses the same layout with no backward iteration and no seeds: the
 //! driver [`jitad_tapeloop`] overwrites the inits with the final state and writes the
@@ -23,11 +24,24 @@ use crate::handle::EntryFn;
 use jitad_ir::checkpoint::{self, Policy, Steps};
 
 /// Words before the values.
-pub(crate) const HEADER: usize = 11;
+pub(crate) const HEADER: usize = 12;
 
 /// Status returned when the driver itself failed (a bug: it caught a panic rather than
 /// let it unwind through machine code).
 pub(crate) const STATUS_INTERNAL: u32 = u32::MAX;
+/// Status: the policy's snapshots cannot be allocated.
+pub(crate) const STATUS_TOO_LARGE: u32 = u32::MAX - 1;
+/// Status: a tape token is not valid here.
+pub(crate) const STATUS_BAD_TOKEN: u32 = u32::MAX - 2;
+
+/// The status for a failed sweep.
+fn status(e: checkpoint::SweepError<u32>) -> u32 {
+    match e {
+        checkpoint::SweepError::Step(st) => st,
+        checkpoint::SweepError::TooLarge { .. } => STATUS_TOO_LARGE,
+        checkpoint::SweepError::BadToken(_) => STATUS_BAD_TOKEN,
+    }
+}
 
 /// The policy as two words.
 pub(crate) fn encode_policy(p: Policy) -> (u64, u64) {
@@ -147,20 +161,18 @@ pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
             a,
             buf,
         };
-        let l = if end > start { (end - start) as u64 } else { 0 };
-        let token = head[10];
-        if token != 0 {
-            match checkpoint::reverse_recorded(token, rest, &mut steps) {
-                Ok(()) => 0,
-                Err(checkpoint::TapeError::Step(st)) => st,
-                Err(checkpoint::TapeError::BadToken(_)) => STATUS_INTERNAL,
-            }
+        // Exact: end > start, so the difference fits in u64.
+        let l = if end > start {
+            end.wrapping_sub(start) as u64
         } else {
-            match checkpoint::reverse(policy, start, l, state0, rest, &mut steps) {
-                Ok(()) => 0,
-                Err(st) => st,
-            }
-        }
+            0
+        };
+        let r = if head[11] != 0 {
+            checkpoint::reverse_recorded(head[10], rest, &mut steps)
+        } else {
+            checkpoint::reverse(policy, start, l, state0, rest, &mut steps)
+        };
+        r.map_or_else(status, |()| 0)
     }));
     r.unwrap_or(STATUS_INTERNAL)
 }
@@ -205,13 +217,18 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(desc: *mut u64) -> u32 {
             a: 0,
             buf,
         };
-        let l = if end > start { (end - start) as u64 } else { 0 };
+        let l = if end > start {
+            end.wrapping_sub(start) as u64
+        } else {
+            0
+        };
         match checkpoint::record(policy, start, l, state, &mut steps) {
             Ok(token) => {
                 hdr[10] = token;
+                hdr[11] = 1;
                 0
             }
-            Err(st) => st,
+            Err(e) => status(e),
         }
     }));
     r.unwrap_or(STATUS_INTERNAL)

@@ -34,7 +34,7 @@
 //! own storage without locks, and nested sweeps (a loop in a loop body) stack on it.
 //! [`Stats`] report what the sweeps did.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// What the reverse sweep of a loop stores and what it recomputes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,11 +174,13 @@ pub fn revolve_forward_steps(l: u64, s: u64) -> u64 {
 /// is held, with `ds ≥ 1` snapshots in all (the held one included): the offset `m`
 /// (`1 ≤ m < l`) of Revolve's optimal split (Griewank & Walther's `revolve`, adapted).
 fn split(l: u64, ds: u64) -> u64 {
-    let mut reps: u64 = 0;
-    let mut range: u64 = 1;
+    // u128 throughout: `range·reps` overflows u64 for large `l` and `ds`.
+    let (l, ds) = (u128::from(l), u128::from(ds));
+    let mut reps: u128 = 0;
+    let mut range: u128 = 1;
     while range < l {
         reps += 1;
-        range = (u128::from(range) * u128::from(reps + ds) / u128::from(reps)) as u64;
+        range = range * (reps + ds) / reps;
     }
     let bino1 = range * reps / (ds + reps);
     let bino2 = if ds > 1 {
@@ -208,7 +210,7 @@ fn split(l: u64, ds: u64) -> u64 {
     } else {
         l - bino2 - bino3
     };
-    m.clamp(1, l - 1)
+    m.clamp(1, l - 1) as u64
 }
 
 /// The forward and backward step of one loop iteration, over 8-byte slots.
@@ -263,14 +265,14 @@ impl Arena {
         self.top = m.0;
     }
 
-    /// Allocates `n` words (contiguous).
-    pub fn alloc(&mut self, n: usize) -> Block {
+    /// Allocates `n` words (contiguous); `None` when the memory cannot be had.
+    pub fn alloc(&mut self, n: usize) -> Option<Block> {
         let (mut seg, mut off) = self.top;
         loop {
             match self.segs.get(seg) {
                 Some(s) if s.len() - off >= n => {
                     self.top = (seg, off + n);
-                    return Block { seg, off };
+                    return Some(Block { seg, off });
                 }
                 Some(_) => {
                     seg += 1;
@@ -279,7 +281,10 @@ impl Arena {
                 None => {
                     let prev = self.segs.last().map_or(0, |s| s.len());
                     let size = n.max(4096).max(prev.saturating_mul(2).min(1 << 24));
-                    self.segs.push(vec![0u64; size].into_boxed_slice());
+                    let mut v: Vec<u64> = Vec::new();
+                    v.try_reserve_exact(size).ok()?;
+                    v.resize(size, 0);
+                    self.segs.push(v.into_boxed_slice());
                 }
             }
         }
@@ -301,10 +306,16 @@ thread_local! {
     static STATS: RefCell<Stats> = RefCell::new(Stats::default());
     /// Tapes recorded by `tapeloop`s and not yet consumed, innermost last.
     static PENDING: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
-    static NEXT_TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+    static NEXT_TOKEN: Cell<u64> = const { Cell::new(1) };
+    /// How many step functions are running (sweeps nest inside loop bodies): a tape
+    /// can only be consumed at the level that recorded it.
+    static NEST: Cell<u32> = const { Cell::new(0) };
+    /// Snapshot bytes held on this thread right now (all sweeps and tapes), for the
+    /// peak in [`Stats`].
+    static HELD: Cell<u64> = const { Cell::new(0) };
     /// Whether any sweep ran since the last [`reset_thread`]: lets calls of functions
     /// without loops skip the bookkeeping (one flag read).
-    static USED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static USED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// True when a sweep or recording ran on this thread since the last [`reset_thread`].
@@ -316,10 +327,25 @@ fn mark_used() {
     USED.with(|u| u.set(true));
 }
 
+/// Adds (or removes) snapshot bytes held on this thread and raises the peak.
+fn held_bytes(delta: i128) {
+    let now = HELD.with(|h| {
+        let v = (i128::from(h.get()) + delta).max(0) as u64;
+        h.set(v);
+        v
+    });
+    STATS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.peak_tape_bytes = s.peak_tape_bytes.max(now);
+    });
+}
+
 /// What a `tapeloop` left for its `revloop`.
 #[derive(Clone, Copy, Debug)]
 struct Recorded {
     token: u64,
+    /// The step nesting level it was recorded at.
+    nest: u32,
     /// The concrete policy (`auto` resolved).
     policy: Policy,
     start: i64,
@@ -333,27 +359,101 @@ struct Recorded {
     tape: Option<Block>,
 }
 
-/// Forgets every recorded tape and snapshot of this thread. The interpreter and the
-/// compiled handle call it when a top-level call starts, so that a tape whose
+/// Forgets every recorded tape, snapshot and statistic of this thread. The interpreter
+/// and the compiled handle call it when a top-level call starts, so that a tape whose
 /// `revloop` never ran (its gradient was not needed) or a call that stopped at a failed
-/// guard cannot hold memory into the next call.
+/// guard cannot hold memory, or count, into the next call.
 pub fn reset_thread() {
     if !used() {
         return;
     }
     USED.with(|u| u.set(false));
+    NEST.with(|n| n.set(0));
+    HELD.with(|h| h.set(0));
+    STATS.with(|s| *s.borrow_mut() = Stats::default());
     PENDING.with(|p| p.borrow_mut().clear());
     TASKS.with(|t| t.borrow_mut().clear());
     ARENA.with(|a| a.borrow_mut().release(Mark((0, 0))));
 }
 
-/// Why a recorded reverse sweep could not run.
+/// Why a sweep could not run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TapeError<E> {
+pub enum SweepError<E> {
     /// A step failed (a guard).
     Step(E),
-    /// The token names no tape recorded in this call (used twice, or forged).
+    /// The snapshots the policy needs do not fit in memory (or their size overflows):
+    /// choose `binomial` or a memory budget.
+    TooLarge {
+        /// Bytes asked for.
+        bytes: u128,
+    },
+    /// The token names no tape recorded at this level of this call (used twice,
+    /// consumed inside a loop body that did not record it, or forged).
     BadToken(u64),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for SweepError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SweepError::Step(e) => e.fmt(f),
+            SweepError::TooLarge { bytes } => write!(
+                f,
+                "the checkpointing policy needs {bytes} bytes of snapshots, which cannot be \
+                 allocated; use binomial:S or a memory budget"
+            ),
+            SweepError::BadToken(t) => {
+                write!(
+                    f,
+                    "tape token {t} is not a pending tape of this call and level"
+                )
+            }
+        }
+    }
+}
+
+/// `n` words from this thread's arena, or [`SweepError::TooLarge`].
+fn alloc_words<E>(n: usize) -> Result<Block, SweepError<E>> {
+    with_arena(|a| a.alloc(n)).ok_or(SweepError::TooLarge {
+        bytes: n as u128 * 8,
+    })
+}
+
+/// `l·k` words as a `usize`, or [`SweepError::TooLarge`] when it overflows.
+fn words<E>(l: u64, k: usize) -> Result<usize, SweepError<E>> {
+    usize::try_from(l)
+        .ok()
+        .and_then(|l| l.checked_mul(k))
+        .ok_or(SweepError::TooLarge {
+            bytes: u128::from(l) * k as u128 * 8,
+        })
+}
+
+/// Runs one step function one nesting level down: tapes it records and does not
+/// consume die when it returns.
+fn in_step<R>(f: impl FnOnce() -> R) -> R {
+    let pending = PENDING.with(|p| p.borrow().len());
+    NEST.with(|n| n.set(n.get() + 1));
+    let r = f();
+    NEST.with(|n| n.set(n.get().saturating_sub(1)));
+    PENDING.with(|p| p.borrow_mut().truncate(pending));
+    r
+}
+
+fn step_forward<S: Steps>(
+    steps: &mut S,
+    i: i64,
+    state: &mut [u64],
+) -> Result<(), SweepError<S::Error>> {
+    in_step(|| steps.forward(i, state)).map_err(SweepError::Step)
+}
+
+fn step_backward<S: Steps>(
+    steps: &mut S,
+    i: i64,
+    state: &[u64],
+    adj: &mut [u64],
+) -> Result<(), SweepError<S::Error>> {
+    in_step(|| steps.backward(i, state, adj)).map_err(SweepError::Step)
 }
 
 /// The forward sweep of a loop that will be reversed: runs `l` iterations from
@@ -366,44 +466,53 @@ pub fn record<S: Steps>(
     l: u64,
     state: &mut [u64],
     steps: &mut S,
-) -> Result<u64, S::Error> {
+) -> Result<u64, SweepError<S::Error>> {
     mark_used();
     let k = state.len();
     let policy = resolve(policy, k, l.saturating_add(2));
     let mark = with_arena(|a| a.mark());
-    let base = with_arena(|a| a.alloc(k));
-    with_arena(|a| a.get(base, k).copy_from_slice(state));
-    let mut snapshots = 0;
-    let tape = if policy == Policy::StoreAll {
-        let words = l as usize * k;
-        let b = with_arena(|a| a.alloc(words));
-        for j in 0..l {
-            let off = j as usize * k;
-            with_arena(|a| a.get(b, words)[off..off + k].copy_from_slice(state));
-            if let Err(e) = steps.forward(start + j as i64, state) {
-                with_arena(|a| a.release(mark));
-                return Err(e);
+    let r = (|| {
+        let base = alloc_words(k)?;
+        with_arena(|a| a.get(base, k).copy_from_slice(state));
+        let tape = if policy == Policy::StoreAll {
+            let n = words(l, k)?;
+            let b = alloc_words(n)?;
+            held_bytes(n as i128 * 8);
+            for j in 0..l {
+                let off = j as usize * k;
+                with_arena(|a| a.get(b, n)[off..off + k].copy_from_slice(state));
+                if let Err(e) = step_forward(steps, start.wrapping_add(j as i64), state) {
+                    held_bytes(-(n as i128) * 8);
+                    return Err(e);
+                }
             }
-        }
-        snapshots = l;
-        Some(b)
-    } else {
-        for j in 0..l {
-            if let Err(e) = steps.forward(start + j as i64, state) {
-                with_arena(|a| a.release(mark));
-                return Err(e);
+            STATS.with(|s| s.borrow_mut().snapshots += l);
+            Some(b)
+        } else {
+            for j in 0..l {
+                step_forward(steps, start.wrapping_add(j as i64), state)?;
             }
+            None
+        };
+        Ok((base, tape))
+    })();
+    let (base, tape) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            with_arena(|a| a.release(mark));
+            return Err(e);
         }
-        None
     };
     let token = NEXT_TOKEN.with(|t| {
         let v = t.get();
         t.set(v.wrapping_add(1).max(1));
         v
     });
+    let nest = NEST.with(|n| n.get());
     PENDING.with(|p| {
         p.borrow_mut().push(Recorded {
             token,
+            nest,
             policy,
             start,
             l,
@@ -412,11 +521,6 @@ pub fn record<S: Steps>(
             base,
             tape,
         })
-    });
-    STATS.with(|s| {
-        let mut s = s.borrow_mut();
-        s.snapshots += snapshots;
-        s.peak_tape_bytes = s.peak_tape_bytes.max(snapshots * k as u64 * 8);
     });
     Ok(token)
 }
@@ -428,37 +532,38 @@ pub fn reverse_recorded<S: Steps>(
     token: u64,
     adj: &mut [u64],
     steps: &mut S,
-) -> Result<(), TapeError<S::Error>> {
+) -> Result<(), SweepError<S::Error>> {
+    let nest = NEST.with(|n| n.get());
     let rec = PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        let at = p.iter().rposition(|r| r.token == token)?;
+        let at = p.iter().rposition(|r| r.token == token && r.nest == nest)?;
         let rec = p[at];
         // Tapes recorded after this one and never consumed die with it.
         p.truncate(at);
         Some(rec)
     });
     let Some(rec) = rec else {
-        return Err(TapeError::BadToken(token));
+        return Err(SweepError::BadToken(token));
     };
     let k = rec.k;
     let r = match rec.tape {
         Some(tape) => {
-            let words = rec.l as usize * k;
+            let n = rec.l as usize * k;
             let mut st = Scratch::new(k);
             let mut r = Ok(());
             let mut done = 0;
             for j in (0..rec.l).rev() {
                 let off = j as usize * k;
-                with_arena(|a| {
-                    st.as_mut()
-                        .copy_from_slice(&a.get(tape, words)[off..off + k])
-                });
-                if let Err(e) = steps.backward(rec.start + j as i64, st.as_mut(), adj) {
-                    r = Err(TapeError::Step(e));
+                with_arena(|a| st.as_mut().copy_from_slice(&a.get(tape, n)[off..off + k]));
+                if let Err(e) =
+                    step_backward(steps, rec.start.wrapping_add(j as i64), st.as_mut(), adj)
+                {
+                    r = Err(e);
                     break;
                 }
                 done += 1;
             }
+            held_bytes(-(n as i128) * 8);
             STATS.with(|s| {
                 let mut s = s.borrow_mut();
                 s.sweeps += 1;
@@ -470,7 +575,6 @@ pub fn reverse_recorded<S: Steps>(
             let mut state0 = Scratch::new(k);
             with_arena(|a| state0.as_mut().copy_from_slice(a.get(rec.base, k)));
             reverse(rec.policy, rec.start, rec.l, state0.as_mut(), adj, steps)
-                .map_err(TapeError::Step)
         }
     };
     with_arena(|a| a.release(rec.mark));
@@ -497,18 +601,15 @@ pub fn arena_bytes() -> usize {
 struct Sweep {
     k: usize,
     stats: Stats,
-    held: u64,
 }
 
 impl Sweep {
     fn hold(&mut self, snapshots: u64) {
-        self.held += snapshots;
         self.stats.snapshots += snapshots;
-        let bytes = self.held * self.k as u64 * 8;
-        self.stats.peak_tape_bytes = self.stats.peak_tape_bytes.max(bytes);
+        held_bytes(i128::from(snapshots) * self.k as i128 * 8);
     }
     fn drop_held(&mut self, snapshots: u64) {
-        self.held -= snapshots;
+        held_bytes(-i128::from(snapshots) * self.k as i128 * 8);
     }
 }
 
@@ -522,7 +623,7 @@ pub fn reverse<S: Steps>(
     state0: &[u64],
     adj: &mut [u64],
     steps: &mut S,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     mark_used();
     let k = state0.len();
     let mut sw = Sweep {
@@ -531,20 +632,28 @@ pub fn reverse<S: Steps>(
             sweeps: 1,
             ..Stats::default()
         },
-        held: 0,
     };
     let policy = resolve(policy, k, l);
     let mark = with_arena(|a| a.mark());
-    let base = with_arena(|a| a.alloc(k));
-    with_arena(|a| a.get(base, k).copy_from_slice(state0));
-    let r = match policy {
-        Policy::Recompute => recompute(start, l, base, adj, &mut sw, steps),
-        Policy::Every(kk) => every(start, l, u64::from(kk), base, adj, &mut sw, steps),
-        Policy::Binomial(s) => binomial(start, l, u64::from(s).max(1), base, adj, &mut sw, steps),
-        Policy::StoreAll | Policy::Auto(_) => segment(start, l, base, adj, &mut sw, steps),
-    };
+    let r = alloc_words(k).and_then(|base| {
+        with_arena(|a| a.get(base, k).copy_from_slice(state0));
+        match policy {
+            Policy::Recompute => recompute(start, l, base, adj, &mut sw, steps),
+            Policy::Every(kk) => every(start, l, u64::from(kk), base, adj, &mut sw, steps),
+            Policy::Binomial(s) => {
+                binomial(start, l, u64::from(s).max(1), base, adj, &mut sw, steps)
+            }
+            Policy::StoreAll | Policy::Auto(_) => segment(start, l, base, adj, &mut sw, steps),
+        }
+    });
     with_arena(|a| a.release(mark));
-    STATS.with(|s| s.borrow_mut().merge(&sw.stats));
+    // Peaks are tracked thread-wide by `held_bytes`; merge the counts.
+    STATS.with(|s| {
+        let mut s = s.borrow_mut();
+        let peak = s.peak_tape_bytes;
+        s.merge(&sw.stats);
+        s.peak_tape_bytes = peak;
+    });
     r
 }
 
@@ -571,9 +680,14 @@ fn load(from: Block, k: usize) -> Scratch {
     buf
 }
 
-fn fwd<S: Steps>(steps: &mut S, i: i64, st: &mut Scratch, sw: &mut Sweep) -> Result<(), S::Error> {
+fn fwd<S: Steps>(
+    steps: &mut S,
+    i: i64,
+    st: &mut Scratch,
+    sw: &mut Sweep,
+) -> Result<(), SweepError<S::Error>> {
     sw.stats.forward_steps += 1;
-    steps.forward(i, st.as_mut())
+    step_forward(steps, i, st.as_mut())
 }
 
 fn bwd<S: Steps>(
@@ -582,9 +696,9 @@ fn bwd<S: Steps>(
     st: &mut Scratch,
     adj: &mut [u64],
     sw: &mut Sweep,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     sw.stats.backward_steps += 1;
-    steps.backward(i, st.as_mut(), adj)
+    step_backward(steps, i, st.as_mut(), adj)
 }
 
 /// Store-all over `l` iterations from the state in `base`: the states of iterations
@@ -596,14 +710,15 @@ fn segment<S: Steps>(
     adj: &mut [u64],
     sw: &mut Sweep,
     steps: &mut S,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     if l == 0 {
         return Ok(());
     }
     let k = sw.k;
     let stored = l.saturating_sub(2);
+    let n = words(stored, k)?;
     let mark = with_arena(|a| a.mark());
-    let tape = with_arena(|a| a.alloc(stored as usize * k));
+    let tape = alloc_words(n)?;
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
@@ -611,9 +726,7 @@ fn segment<S: Steps>(
             fwd(steps, start + j as i64, &mut work, sw)?;
             if j + 1 < l - 1 {
                 let off = j as usize * k;
-                with_arena(|a| {
-                    a.get(tape, stored as usize * k)[off..off + k].copy_from_slice(work.as_mut())
-                });
+                with_arena(|a| a.get(tape, n)[off..off + k].copy_from_slice(work.as_mut()));
             }
         }
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
@@ -623,10 +736,7 @@ fn segment<S: Steps>(
             } else {
                 let off = (j - 1) as usize * k;
                 let mut buf = Scratch::new(k);
-                with_arena(|a| {
-                    buf.as_mut()
-                        .copy_from_slice(&a.get(tape, stored as usize * k)[off..off + k])
-                });
+                with_arena(|a| buf.as_mut().copy_from_slice(&a.get(tape, n)[off..off + k]));
                 buf
             };
             bwd(steps, start + j as i64, &mut st, adj, sw)?;
@@ -646,7 +756,7 @@ fn recompute<S: Steps>(
     adj: &mut [u64],
     sw: &mut Sweep,
     steps: &mut S,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     for j in (0..l).rev() {
         let mut work = load(base, sw.k);
         for t in 0..j {
@@ -667,16 +777,19 @@ fn every<S: Steps>(
     adj: &mut [u64],
     sw: &mut Sweep,
     steps: &mut S,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     if l == 0 {
         return Ok(());
     }
     let k = sw.k;
     let kk = kk.max(1);
     let nseg = l.div_ceil(kk);
-    let snaps = (nseg - 1) as usize;
+    let snaps = usize::try_from(nseg - 1).map_err(|_| SweepError::TooLarge {
+        bytes: u128::from(nseg) * k as u128 * 8,
+    })?;
+    let n = words(snaps as u64, k)?;
     let mark = with_arena(|a| a.mark());
-    let blocks_base = with_arena(|a| a.alloc(snaps * k));
+    let blocks_base = alloc_words(n)?;
     sw.hold(snaps as u64);
     let r = (|| {
         let mut work = load(base, k);
@@ -737,7 +850,7 @@ fn binomial<S: Steps>(
     adj: &mut [u64],
     sw: &mut Sweep,
     steps: &mut S,
-) -> Result<(), S::Error> {
+) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
     let bottom = TASKS.with(|t| t.borrow().len());
     let push = |task: Task| TASKS.with(|t| t.borrow_mut().push(task));
@@ -790,7 +903,7 @@ fn binomial<S: Steps>(
                         continue;
                     }
                     let mark = with_arena(|ar| ar.mark());
-                    let snap = with_arena(|ar| ar.alloc(k));
+                    let snap = alloc_words(k)?;
                     with_arena(|ar| ar.get(snap, k).copy_from_slice(work.as_mut()));
                     sw.hold(1);
                     push(Task::Reverse {

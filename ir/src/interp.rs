@@ -18,13 +18,16 @@
 //!   branch other than the traced one and the function must be re-traced.
 //! - Execution is iterative (an explicit stack of frames and region cursors), so neither
 //!   deep call chains nor nested loops grow the Rust stack; call depth is capped
-//!   ([`MAX_CALL_DEPTH`], [`EvalError::CallDepth`]).
+//!   ([`MAX_CALL_DEPTH`], [`EvalError::CallDepth`]). The exception is reverse mode's
+//!   `tapeloop`/`revloop`: their drivers run the step functions in a nested
+//!   interpreter, so they nest on the Rust stack, capped at [`MAX_DRIVER_NESTING`].
 //!
 //! # Speed
 //!
 //! Values live in one slot vector indexed by [`Value`] index (each call frame is a window
 //! of it). Straight-line code allocates nothing; an [`Interpreter`] reused across calls
-//! allocates nothing in steady state at all (see [`Interpreter::run`]). Callees are found
+//! allocates nothing in steady state at all (see [`Interpreter::run`]), except that a
+//! `tapeloop`/`revloop` sets up a nested interpreter each time it runs. Callees are found
 //! by name with a linear scan of the module.
 //!
 //! ```
@@ -238,6 +241,15 @@ pub enum EvalError {
         /// The cap.
         limit: usize,
     },
+    /// A reverse sweep through a loop could not run: its snapshots do not fit in
+    /// memory, or a tape token is not valid where it is used.
+    #[error("@{func}: {reason}")]
+    Checkpoint {
+        /// The function holding the `tapeloop` or `revloop`.
+        func: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The function is not well formed (run the verifier for a full report).
     #[error("malformed @{func}: {reason}")]
     Malformed {
@@ -336,6 +348,8 @@ pub struct Interpreter {
     last_stats: crate::checkpoint::Stats,
     /// The error of a failed loop step, for [`Fault::Nested`].
     nested_error: Option<EvalError>,
+    /// Loop drivers this interpreter runs inside ([`MAX_DRIVER_NESTING`]).
+    drivers: u32,
 }
 
 impl Default for Interpreter {
@@ -593,7 +607,15 @@ fn loop_range(
     };
     let start = bound(bounds.start)?;
     let end = bound(bounds.end)?;
-    Ok((start, if end > start { (end - start) as u64 } else { 0 }))
+    // `wrapping_sub` is exact here: end > start, so the difference fits in u64.
+    Ok((
+        start,
+        if end > start {
+            end.wrapping_sub(start) as u64
+        } else {
+            0
+        },
+    ))
 }
 
 fn find_fn<'m>(m: &'m Module, name: &str) -> Result<&'m Function, Fault> {
@@ -609,16 +631,40 @@ fn scalar_types(tys: &[Type], inst: Inst) -> Result<Vec<ScalarType>, Fault> {
         .collect()
 }
 
-fn nested_interp(depth: usize) -> Interpreter {
+/// Most loop drivers running inside one another (each runs its steps in a nested
+/// interpreter on the Rust stack). Generated code nests them as deep as its loops;
+/// only recursive hand-written IR gets near this.
+pub const MAX_DRIVER_NESTING: u32 = 64;
+
+fn nested_interp(depth: usize, drivers: u32) -> Interpreter {
     Interpreter {
         nested: true,
+        drivers: drivers + 1,
         ..Interpreter::new().with_max_call_depth(depth)
     }
+}
+
+/// The fault for a failed sweep; the complete error waits in `nested`.
+fn sweep_fault(
+    e: crate::checkpoint::SweepError<EvalError>,
+    nested: &mut Option<EvalError>,
+    func: &str,
+) -> Fault {
+    use crate::checkpoint::SweepError;
+    *nested = Some(match e {
+        SweepError::Step(e) => e,
+        e @ (SweepError::TooLarge { .. } | SweepError::BadToken(_)) => EvalError::Checkpoint {
+            func: func.to_string(),
+            reason: e.to_string(),
+        },
+    });
+    Fault::Nested
 }
 
 /// Evaluates a `tapeloop`: the loop's iterations through the recording driver.
 /// (Out of line: it would otherwise bloat the interpreter loop.)
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // the interpreter loop's state, passed apart for borrowck
 fn tape_loop(
     m: &Module,
     r: &crate::op::TapeLoop,
@@ -626,6 +672,7 @@ fn tape_loop(
     frame: &[Val],
     inst: Inst,
     depth: usize,
+    drivers: u32,
     nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
     let fwd = find_fn(m, &r.fwd)?;
@@ -643,15 +690,12 @@ fn tape_loop(
         caps: caps.map(val).collect::<Result<_, _>>()?,
         st_tys: st_tys.clone(),
         adj_tys: vec![],
-        interp: nested_interp(depth),
+        interp: nested_interp(depth, drivers),
         args: Vec::new(),
         out: Vec::new(),
     };
-    let token =
-        crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps).map_err(|e| {
-            *nested = Some(e);
-            Fault::Nested
-        })?;
+    let token = crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps)
+        .map_err(|e| sweep_fault(e, nested, &r.fwd))?;
     Ok(state
         .iter()
         .zip(&st_tys)
@@ -663,6 +707,7 @@ fn tape_loop(
 /// Evaluates a `revloop` through the checkpointing driver, running its step functions
 /// in a nested interpreter. (Out of line, like [`tape_loop`].)
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // as `tape_loop`
 fn rev_loop(
     m: &Module,
     r: &crate::op::RevLoop,
@@ -670,6 +715,7 @@ fn rev_loop(
     frame: &[Val],
     inst: Inst,
     depth: usize,
+    drivers: u32,
     nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
     let fwd = find_fn(m, &r.fwd)?;
@@ -691,30 +737,18 @@ fn rev_loop(
         caps: caps.map(val).collect::<Result<_, _>>()?,
         st_tys: scalar_types(&fwd.sig.results, inst)?,
         adj_tys: adj_tys.clone(),
-        interp: nested_interp(depth),
+        interp: nested_interp(depth, drivers),
         args: Vec::new(),
         out: Vec::new(),
     };
     match tape.map(val).next() {
         Some(token) => {
             let token = token?.as_i64().ok_or(Fault::BadOperands(inst))? as u64;
-            crate::checkpoint::reverse_recorded(token, &mut adj, &mut steps).map_err(
-                |e| match e {
-                    crate::checkpoint::TapeError::Step(e) => {
-                        *nested = Some(e);
-                        Fault::Nested
-                    }
-                    crate::checkpoint::TapeError::BadToken(t) => {
-                        Fault::CallArgs(inst, format!("tape token {t} is not a tape of this call"))
-                    }
-                },
-            )?
+            crate::checkpoint::reverse_recorded(token, &mut adj, &mut steps)
+                .map_err(|e| sweep_fault(e, nested, &r.bwd))?
         }
         None => crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
-            .map_err(|e| {
-                *nested = Some(e);
-                Fault::Nested
-            })?,
+            .map_err(|e| sweep_fault(e, nested, &r.bwd))?,
     }
     Ok(adj
         .iter()
@@ -793,6 +827,7 @@ impl Interpreter {
             nested: false,
             last_stats: crate::checkpoint::Stats::default(),
             nested_error: None,
+            drivers: 0,
         }
     }
 
@@ -1022,8 +1057,19 @@ impl Interpreter {
                     if depth == 0 {
                         return Err(Fault::CallDepth(r.fwd.clone()));
                     }
-                    let results =
-                        tape_loop(m, r, data, frame, inst, depth, &mut self.nested_error)?;
+                    if self.drivers >= MAX_DRIVER_NESTING {
+                        return Err(Fault::CallDepth(r.fwd.clone()));
+                    }
+                    let results = tape_loop(
+                        m,
+                        r,
+                        data,
+                        frame,
+                        inst,
+                        depth,
+                        self.drivers,
+                        &mut self.nested_error,
+                    )?;
                     if results.len() != data.results.len() {
                         return Err(Fault::ResultCount(inst));
                     }
@@ -1037,7 +1083,19 @@ impl Interpreter {
                     if depth == 0 {
                         return Err(Fault::CallDepth(r.fwd.clone()));
                     }
-                    let results = rev_loop(m, r, data, frame, inst, depth, &mut self.nested_error)?;
+                    if self.drivers >= MAX_DRIVER_NESTING {
+                        return Err(Fault::CallDepth(r.bwd.clone()));
+                    }
+                    let results = rev_loop(
+                        m,
+                        r,
+                        data,
+                        frame,
+                        inst,
+                        depth,
+                        self.drivers,
+                        &mut self.nested_error,
+                    )?;
                     if results.len() != data.results.len() {
                         return Err(Fault::ResultCount(inst));
                     }

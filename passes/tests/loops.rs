@@ -256,3 +256,22 @@ fn a_guard_inside_a_loop_body_still_asks_for_a_retrace() {
     let e = c.call(&[Val::F64(-1.0)], &mut out).unwrap_err();
     assert!(e.to_string().contains("re-trace"), "{e}");
 }
+
+#[test]
+fn a_tape_too_large_for_memory_is_an_error_not_a_crash() {
+    // 2^61 iterations under store-all: the tape's size overflows; both engines refuse
+    // before running anything.
+    let mut m = parse_module(include_str!("../../tests/ir/loops/geometric.jir")).unwrap();
+    let g = grad(&mut m, "f", &[0, 1]).unwrap();
+    set_policy(&mut m, Policy::StoreAll);
+    let a = args(&[0.7, 0.9], &[1i64 << 61]);
+    let e = interp::eval(&m, &g, &a).unwrap_err();
+    assert!(e.to_string().contains("binomial"), "{e}");
+    let c = compiled(&m, &g);
+    let mut out = vec![Val::F64(0.0); 3];
+    let e = c.call(&a, &mut out).unwrap_err();
+    assert!(e.to_string().contains("binomial"), "{e}");
+    // The same call with a small trip count still works afterwards.
+    let ok = run(&m, &g, &args(&[0.7, 0.9], &[5]));
+    assert!(ok[1].is_finite());
+}
