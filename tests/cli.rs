@@ -185,10 +185,14 @@ fn dump_machine_stages_and_graphs() {
 
 #[test]
 fn derivative_and_guard_errors_are_clear() {
-    // Forward over reverse through an active loop (hvp) is not supported: a clear error.
-    let (ok, _, err) = jitad(&["dump", "tests/ir/loops/geometric.jir", "--emit", "hvp"]);
+    // Reverse over reverse through a reversed loop is not supported: a clear error.
+    let (ok, _, err) = jitad(&["dump", "tests/ir/revloop.jir", "--emit", "vjp"]);
     assert!(!ok);
     assert!(err.contains("not supported yet"), "{err}");
+    // Forward over reverse through it is (hvp of a function with a loop).
+    let (ok, out, err) = jitad(&["dump", "tests/ir/loops/geometric.jir", "--emit", "hvp"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("tapeloop") && out.contains(".tan"), "{out}");
     // A bad --wrt index.
     let (ok, _, err) = jitad(&[
         "dump",

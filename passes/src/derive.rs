@@ -48,6 +48,16 @@ pub fn float_params(f: &Function) -> Vec<usize> {
         .collect()
 }
 
+/// The positions of a signature's float scalar parameters.
+pub(crate) fn float_params_of(sig: &Signature) -> Vec<usize> {
+    sig.params
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| is_float(t))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Positions of the float results (those that get tangents and adjoints).
 pub(crate) fn float_results(sig: &Signature) -> Vec<usize> {
     sig.results

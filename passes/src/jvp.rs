@@ -14,6 +14,10 @@
 //! - `dy` is returned for every float result, in order; results that do not depend on
 //!   `wrt` get a constant zero tangent.
 //!
+//! - a reversed loop (a `tapeloop` and its `revloop`, made by reverse mode) is carried
+//!   as a pair over tangent steps (see `tangent_steps`), which is what makes
+//!   forward-over-reverse (hvp) work through loops.
+//!
 //! Tangents are named after their primal (`%a` → `%da`) when the primal has a name.
 
 use crate::activity::{yield_args, Activity};
@@ -23,7 +27,7 @@ use crate::error::{AdError, Result};
 use crate::lin::{self, Lin};
 use crate::rules;
 use cranelift_entity::SecondaryMap;
-use jitad_ir::{Function, Inst, Op, Region, Value};
+use jitad_ir::{Function, Inst, Op, Region, Type, Value, ValueDef};
 use std::collections::HashMap;
 
 /// Generates the forward-mode derivative of `func` with respect to the parameters at
@@ -47,6 +51,97 @@ struct Jvp<'a> {
     calls: HashMap<Inst, (String, Vec<usize>)>,
     /// Values of the derived function that copy primal values (never renamed).
     primal: SecondaryMap<Value, bool>,
+    /// `tapeloop`s and `revloop`s carried into forward mode: their tangent steps.
+    loop_pairs: HashMap<Inst, TangentSteps>,
+}
+
+/// The tangent versions of a reversed loop's step functions (see [`tangent_steps`]).
+#[derive(Clone, Debug)]
+struct TangentSteps {
+    fwd: String,
+    bwd: Option<String>,
+}
+
+/// Makes `@F.tan(i, s..., ds_f..., c..., dc_f...) -> (s'..., ds'_f...)` (and, with a
+/// backward step, `@B.tan(i, s..., ds_f..., c..., dc_f..., a..., da...) -> (a'..., da'...)`)
+/// around `jvp(@F)` and `jvp(@B)` with respect to all their float parameters, with the
+/// parameters in the order a `tapeloop`/`revloop` wants: state (primal then tangent),
+/// captures (primal then tangent), adjoints (primal then tangent). `_f` are the float
+/// slots.
+fn tangent_steps(s: &mut Session, fwd: &str, bwd: Option<&str>) -> Result<TangentSteps> {
+    let float_idx =
+        |ts: &[Type]| -> Vec<usize> { (0..ts.len()).filter(|&i| is_float(ts[i])).collect() };
+    let fsig = s
+        .sigs
+        .get(fwd)
+        .cloned()
+        .ok_or_else(|| AdError::UnknownFunction(fwd.into()))?;
+    let k = fsig.results.len();
+    let state_tys = fsig.results.clone();
+    let cap_tys: Vec<Type> = fsig.params.get(1 + k..).unwrap_or(&[]).to_vec();
+    let sf = float_idx(&state_tys);
+    let cf = float_idx(&cap_tys);
+    let fwd_tan = format!("{fwd}.tan");
+    if !s.sigs.contains_key(&fwd_tan) {
+        let fwrt = crate::derive::float_params_of(&fsig);
+        let jf = s.request(fwd, Kind::Jvp, &fwrt)?;
+        let mut em = Emitter::new(&fwd_tan, &s.sigs);
+        let i = em.param(Type::I64, Some("i".into()));
+        let st: Vec<Value> = state_tys.iter().map(|&t| em.param(t, None)).collect();
+        let dst: Vec<Value> = sf.iter().map(|&j| em.param(state_tys[j], None)).collect();
+        let cs: Vec<Value> = cap_tys.iter().map(|&t| em.param(t, None)).collect();
+        let dcs: Vec<Value> = cf.iter().map(|&j| em.param(cap_tys[j], None)).collect();
+        let args: Vec<Value> = std::iter::once(i)
+            .chain(st.iter().copied())
+            .chain(cs.iter().copied())
+            .chain(dst.iter().copied())
+            .chain(dcs.iter().copied())
+            .collect();
+        let res = em.ins(Op::Call(jf), &args)?;
+        let f = em.finish(&res)?;
+        s.add_extra(f);
+    }
+    let bwd_tan = match bwd {
+        None => None,
+        Some(bwd) => {
+            let name = format!("{bwd}.tan");
+            if !s.sigs.contains_key(&name) {
+                let bsig = s
+                    .sigs
+                    .get(bwd)
+                    .cloned()
+                    .ok_or_else(|| AdError::UnknownFunction(bwd.into()))?;
+                let adj_tys = bsig.results.clone();
+                let bwrt = crate::derive::float_params_of(&bsig);
+                let jb = s.request(bwd, Kind::Jvp, &bwrt)?;
+                let mut em = Emitter::new(&name, &s.sigs);
+                let i = em.param(Type::I64, Some("i".into()));
+                let st: Vec<Value> = state_tys.iter().map(|&t| em.param(t, None)).collect();
+                let dst: Vec<Value> = sf.iter().map(|&j| em.param(state_tys[j], None)).collect();
+                let cs: Vec<Value> = cap_tys.iter().map(|&t| em.param(t, None)).collect();
+                let dcs: Vec<Value> = cf.iter().map(|&j| em.param(cap_tys[j], None)).collect();
+                let a: Vec<Value> = adj_tys.iter().map(|&t| em.param(t, None)).collect();
+                let af = float_idx(&adj_tys);
+                let da: Vec<Value> = af.iter().map(|&j| em.param(adj_tys[j], None)).collect();
+                let args: Vec<Value> = std::iter::once(i)
+                    .chain(st.iter().copied())
+                    .chain(cs.iter().copied())
+                    .chain(a.iter().copied())
+                    .chain(dst.iter().copied())
+                    .chain(dcs.iter().copied())
+                    .chain(da.iter().copied())
+                    .collect();
+                let res = em.ins(Op::Call(jb), &args)?;
+                let f = em.finish(&res)?;
+                s.add_extra(f);
+            }
+            Some(name)
+        }
+    };
+    Ok(TangentSteps {
+        fwd: fwd_tan,
+        bwd: bwd_tan,
+    })
 }
 
 /// Builds `name` = jvp of `src` w.r.t. `wrt`.
@@ -75,6 +170,58 @@ pub(crate) fn build(
             }
         }
     }
+    // Reversed loops (`tapeloop` … `revloop` pairs, as reverse mode writes them): a pair
+    // is carried into forward mode as a whole when any of its operands varies, since
+    // the tape's states then need their tangents too.
+    let mut loop_pairs = HashMap::new();
+    let mut marked: std::collections::HashSet<Inst> = std::collections::HashSet::new();
+    let varied = |d: &jitad_ir::InstData| d.args.iter().any(|&a| act.is_varied(a));
+    let order = src.insts_in_order();
+    for &inst in &order {
+        let d = &src.insts[inst];
+        if let Op::RevLoop(r) = &d.op {
+            if varied(d) && r.tape {
+                let [_, tape, ..] = r
+                    .split(d.args.len())
+                    .ok_or_else(|| malformed(src, "revloop"))?;
+                if let Some(ti) = tape.clone().next() {
+                    if let ValueDef::Result(def, _) = src.values[d.args[ti]].def {
+                        marked.insert(def);
+                    }
+                }
+            }
+        }
+    }
+    let mut carried_tapes: std::collections::HashSet<Inst> = std::collections::HashSet::new();
+    for &inst in &order {
+        let d = &src.insts[inst];
+        match &d.op {
+            Op::TapeLoop(r) if varied(d) || marked.contains(&inst) => {
+                loop_pairs.insert(inst, tangent_steps(s, &r.fwd, None)?);
+                carried_tapes.insert(inst);
+            }
+            Op::RevLoop(r) => {
+                let [_, tape, ..] = r
+                    .split(d.args.len())
+                    .ok_or_else(|| malformed(src, "revloop"))?;
+                let tape_carried = tape.clone().next().is_some_and(|ti| {
+                    matches!(src.values[d.args[ti]].def,
+                        ValueDef::Result(def, _) if carried_tapes.contains(&def))
+                });
+                if varied(d) || tape_carried {
+                    if r.tape && !tape_carried {
+                        return Err(AdError::Unsupported {
+                            func: src.name.clone(),
+                            what: "forward mode through a `revloop` whose `tapeloop` does not vary"
+                                .into(),
+                        });
+                    }
+                    loop_pairs.insert(inst, tangent_steps(s, &r.fwd, Some(&r.bwd))?);
+                }
+            }
+            _ => {}
+        }
+    }
     let mut t = Jvp {
         src,
         act,
@@ -82,6 +229,7 @@ pub(crate) fn build(
         tan: SecondaryMap::new(),
         calls,
         primal: SecondaryMap::new(),
+        loop_pairs,
     };
     let mut em = Emitter::new(name, &s.sigs);
     for &p in src.params() {
@@ -155,13 +303,8 @@ impl Jvp<'_> {
         let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
         match &d.op {
             Op::Loop(_) => return self.lp(em, inst, &args),
-            Op::RevLoop(_) | Op::TapeLoop(_) if d.args.iter().any(|&a| self.tan[a].is_some()) => {
-                return Err(AdError::Unsupported {
-                    func: src.name.clone(),
-                    what: "forward mode through a `revloop`/`tapeloop` (forward over reverse \
-                           through an active loop, e.g. hvp of a function with a loop)"
-                        .into(),
-                });
+            Op::RevLoop(_) | Op::TapeLoop(_) if self.loop_pairs.contains_key(&inst) => {
+                return self.reversed_loop(em, inst, &args);
             }
             Op::Yield | Op::Ret => return Err(malformed(src, "terminator inside a region")),
             Op::Call(_) => {
@@ -236,6 +379,103 @@ impl Jvp<'_> {
                 em.name_if_unnamed(v, n);
             }
         }
+    }
+
+    /// A `tapeloop` or `revloop` carried into forward mode: the same op over the tangent
+    /// steps, its state, captures and adjoints each followed by their tangents.
+    fn reversed_loop(&mut self, em: &mut Emitter, inst: Inst, args: &[Value]) -> Result<()> {
+        let src = self.src;
+        let d = &src.insts[inst];
+        let steps = self.loop_pairs[&inst].clone();
+        // Tangents (or zeros) of the float operands among `range`.
+        let tangents = |em: &mut Emitter, range: std::ops::Range<usize>| -> Result<Vec<Value>> {
+            let mut out = Vec::new();
+            for k in range {
+                let a = d.args[k];
+                if is_float(src.ty(a)) {
+                    out.push(lin::value(em, self.tan[a], args[k])?);
+                }
+            }
+            Ok(out)
+        };
+        let (op, new_args) = match &d.op {
+            Op::TapeLoop(r) => {
+                let [bounds, inits, caps] = r
+                    .split(d.args.len())
+                    .ok_or_else(|| malformed(src, "tapeloop"))?;
+                let dinits = tangents(em, inits.clone())?;
+                let dcaps = tangents(em, caps.clone())?;
+                let mut a: Vec<Value> = args[bounds].to_vec();
+                a.extend_from_slice(&args[inits.clone()]);
+                a.extend(&dinits);
+                a.extend_from_slice(&args[caps]);
+                a.extend(&dcaps);
+                let mut nr = (**r).clone();
+                nr.fwd = steps.fwd.clone();
+                nr.state = (inits.len() + dinits.len()) as u32;
+                (Op::TapeLoop(Box::new(nr)), a)
+            }
+            Op::RevLoop(r) => {
+                let [bounds, tape, inits, caps, seeds] = r
+                    .split(d.args.len())
+                    .ok_or_else(|| malformed(src, "revloop"))?;
+                let dinits = tangents(em, inits.clone())?;
+                let dcaps = tangents(em, caps.clone())?;
+                let dseeds = tangents(em, seeds.clone())?;
+                let mut a: Vec<Value> = args[bounds].to_vec();
+                a.extend_from_slice(&args[tape]);
+                a.extend_from_slice(&args[inits.clone()]);
+                a.extend(&dinits);
+                a.extend_from_slice(&args[caps.clone()]);
+                a.extend(&dcaps);
+                a.extend_from_slice(&args[seeds]);
+                a.extend(&dseeds);
+                let mut nr = (**r).clone();
+                nr.fwd = steps.fwd.clone();
+                nr.bwd = steps
+                    .bwd
+                    .clone()
+                    .ok_or_else(|| malformed(src, "revloop without a tangent backward step"))?;
+                nr.state = (inits.len() + dinits.len()) as u32;
+                nr.caps = (caps.len() + dcaps.len()) as u32;
+                (Op::RevLoop(Box::new(nr)), a)
+            }
+            _ => return Err(malformed(src, "not a reversed loop")),
+        };
+        let res = em.ins(op, &new_args)?;
+        // Results: the primal ones (and a tape token last, for a tapeloop), with the
+        // float ones' tangents after the primal state or adjoints.
+        let n = d.results.len();
+        let is_tape = matches!(d.op, Op::TapeLoop(_));
+        let primal_n = if is_tape { n - 1 } else { n };
+        let fl: Vec<usize> = (0..primal_n)
+            .filter(|&j| is_float(src.ty(d.results[j])))
+            .collect();
+        for (&r, &nr) in d.results[..primal_n].iter().zip(&res) {
+            self.map[r] = Some(nr);
+            self.primal[nr] = true;
+            if let Some(nm) = src.name_of(r) {
+                em.f.set_name(nr, nm);
+            }
+        }
+        for (q, &j) in fl.iter().enumerate() {
+            let r = d.results[j];
+            let dv = res[primal_n + q];
+            self.tan[r] = Some(Lin::of(dv));
+            self.name_tangent(em, r, dv);
+        }
+        if is_tape {
+            let tok = d.results[n - 1];
+            let nt = *res
+                .last()
+                .ok_or_else(|| malformed(src, "tapeloop without token"))?;
+            self.map[tok] = Some(nt);
+            self.primal[nt] = true;
+            if let Some(nm) = src.name_of(tok) {
+                em.f.set_name(nt, nm);
+            }
+        }
+        Ok(())
     }
 
     /// A loop carrying primal and tangent state.

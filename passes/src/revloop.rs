@@ -27,8 +27,10 @@
 //! Nested loops need nothing more: the inner loop is a top-level loop of `@F`, so
 //! `vjp(@F)` reverses it with its own `tapeloop`/`revloop` pair, run inside each outer
 //! backward iteration. The trip count may be an `i64` known only at call time.
-//! Forward mode through the pair (an hvp of a function with an active loop) is not
-//! supported yet and says so.
+//! Forward mode carries a pair as a whole (`crate::jvp`): the same ops over tangent
+//! steps `@F.tan`/`@B.tan` whose state, captures and adjoints are each followed by
+//! their tangents, so an hvp of a function with a loop works. Reverse mode through a
+//! pair (reverse over reverse) is not supported yet and says so.
 
 use crate::activity::Activity;
 use crate::derive::{Kind, Session};

@@ -194,10 +194,11 @@ fn reverse_mode_through_loops() {
     let out = eval(&module, &g, &[1.1]);
     assert_eq!(out[0], ((1.1f64 * 1.1).powi(2)).powi(2));
     assert!(close(out[1], 8.0 * 1.1f64.powi(7), 1e-14), "{out:?}");
-    // Forward over reverse through the loop is not supported yet: a clear error.
-    let e = jitad_passes::hvp(&mut module, "f", &[0]).unwrap_err();
-    assert!(matches!(e, AdError::Unsupported { .. }), "{e}");
-    assert!(e.to_string().contains("revloop"), "{e}");
+    // Forward over reverse through the loop: f'' = 56x^6.
+    let h = jitad_passes::hvp(&mut module, "f", &[0]).unwrap();
+    verified(&module);
+    let out = eval(&module, &h, &[1.1, 1.0]);
+    assert!(close(out[2], 56.0 * 1.1f64.powi(6), 1e-13), "{out:?}");
     // An inactive loop is copied, and no revloop is made.
     let src = "func @f(%x: f64, %k: f64) -> f64 {
   %r = loop %i in 0..3 (%c = %k : f64) {

@@ -275,3 +275,53 @@ fn a_tape_too_large_for_memory_is_an_error_not_a_crash() {
     let ok = run(&m, &g, &args(&[0.7, 0.9], &[5]));
     assert!(ok[1].is_finite());
 }
+
+#[test]
+fn hessian_vector_products_through_loops_against_finite_differences_of_gradients() {
+    for case in cases() {
+        if case.name == "zero_trips" {
+            continue;
+        }
+        let mut m = parse_module(case.src).unwrap();
+        let entry = m.funcs[0].name.clone();
+        let n = case.x.len();
+        let wrt: Vec<usize> = (0..n).collect();
+        let g = grad(&mut m, &entry, &wrt).unwrap();
+        let h = jitad_passes::hvp(&mut m, &entry, &wrt).unwrap();
+        optimize_module(&mut m, &OptOptions::default());
+        verified(&m);
+        let v: Vec<f64> = (0..n).map(|i| 0.3 + 0.1 * i as f64).collect();
+        for p in [Policy::StoreAll, Policy::Binomial(3), Policy::Recompute] {
+            let mut mp = m.clone();
+            set_policy(&mut mp, p);
+            // hvp's parameters: x..., ints..., v...
+            let mut a = args(&case.x, &case.ints);
+            a.extend(v.iter().map(|&x| Val::F64(x)));
+            let out = run(&mp, &h, &a);
+            let hv = &out[1 + n..];
+            let eps = 1e-6;
+            let gat = |s: f64| {
+                let x: Vec<f64> = case
+                    .x
+                    .iter()
+                    .zip(&v)
+                    .map(|(x, v)| x + s * eps * v)
+                    .collect();
+                run(&mp, &g, &args(&x, &case.ints))
+            };
+            let (gp, gm) = (gat(1.0), gat(-1.0));
+            for i in 0..n {
+                let fd = (gp[1 + i] - gm[1 + i]) / (2.0 * eps);
+                assert!(
+                    close(hv[i], fd, 1e-5),
+                    "{} {p}: (Hv)[{i}] = {} vs finite differences {fd}",
+                    case.name,
+                    hv[i]
+                );
+            }
+            // The gradient inside the hvp equals the gradient.
+            let g0 = run(&mp, &g, &args(&case.x, &case.ints));
+            assert_eq!(out[..1 + n], g0[..], "{} {p}", case.name);
+        }
+    }
+}
