@@ -74,8 +74,19 @@ fn dot_test(m: &mut Module, seed: u64) -> Result<(f64, f64, f64), AdError> {
     let mut o = m.clone();
     optimize_module(&mut o, &OptOptions::default());
     verified(&o);
-    assert_eq!(eval(&o, &j, &ja), jo);
-    assert_eq!(eval(&o, &v, &va), vo);
+    let same = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    };
+    assert!(
+        same(&eval(&o, &j, &ja), &jo),
+        "seed {seed}: jvp changed by optimisation"
+    );
+    assert!(
+        same(&eval(&o, &v, &va), &vo),
+        "seed {seed}: vjp changed by optimisation"
+    );
     Ok((dot(ju, &w), dot(&u, jtw), scale(ju, &w) + scale(&u, jtw)))
 }
 
@@ -97,6 +108,8 @@ proptest! {
     fn programs_with_loops(seed in any::<u64>()) {
         let mut m = random_module(seed, &opts(true));
         let (a, b, s) = dot_test(&mut m, seed).unwrap();
+        // Iterating a random body can overflow; the dot product is then meaningless.
+        prop_assume!(a.is_finite() && b.is_finite() && s.is_finite());
         prop_assert!((a - b).abs() <= 1e-12 * s, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
         let main = m.get("main").unwrap();
         let (n, k) = (main.sig.params.len(), main.sig.results.len());
