@@ -12,7 +12,7 @@
 //! | policy | snapshots held | forward steps recomputed for `l` iterations |
 //! |---|---|---|
 //! | `store-all` | `l` (recorded by the forward sweep) | 0 |
-//! | `binomial:S` | `S` (the initial state included) | `r·l − β(S+1, r−1)` |
+//! | `binomial:S` | `S` (the initial state included) | `r·l − β(S+1, r−1)`, less the forward sweep's share |
 //! | `every:K` | `⌈l/K⌉ + K − 1` | at most `2(l − 1)` |
 //! | `recompute` | 1 | `l(l−1)/2` |
 //! | `auto:B` | store-all if `l` states fit in `B` bytes, else binomial within `B` | |
@@ -21,7 +21,9 @@
 //! snapshots and repetition number `r` (the least `r` with `β(S, r) ≥ l`, where
 //! `β(s, r) = C(s + r, s)`), the number of forward steps `r·l − β(S+1, r−1)` is the
 //! minimum possible; the schedule (its optimal splits) follows Revolve's own. `l` may
-//! be known only when the loop runs. A `revloop` without a tape (hand-written IR) runs
+//! be known only when the loop runs. Recorded by a `tapeloop`, the forward sweep itself
+//! takes Revolve's first sweep (its spine snapshots and the last segment's states), so
+//! the reverse sweep recomputes about `l` steps fewer than that count. A `revloop` without a tape (hand-written IR) runs
 //! the whole schedule with [`reverse`]; under `store-all` that costs `l − 1` forward
 //! steps.
 //!
@@ -310,6 +312,8 @@ thread_local! {
     /// How many step functions are running (sweeps nest inside loop bodies): a tape
     /// can only be consumed at the level that recorded it.
     static NEST: Cell<u32> = const { Cell::new(0) };
+    /// `PENDING.len()`, readable without a borrow (checked around every step).
+    static PENDING_LEN: Cell<usize> = const { Cell::new(0) };
     /// Snapshot bytes held on this thread right now (all sweeps and tapes), for the
     /// peak in [`Stats`].
     static HELD: Cell<u64> = const { Cell::new(0) };
@@ -355,8 +359,23 @@ struct Recorded {
     mark: Mark,
     /// The initial state (`k` words).
     base: Block,
-    /// Under store-all: the states before each iteration (`l·k` words).
-    tape: Option<Block>,
+    /// Under store-all and binomial: the recorded final segment.
+    seg: Option<Segment>,
+    /// Under binomial: the task stack's height below the recorded schedule.
+    tasks_bottom: usize,
+}
+
+/// The last iterations `a..l` of a recorded loop, whose states were all stored during
+/// the forward sweep (all of them under store-all, where `a = 0`).
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    a: u64,
+    /// The state before iteration `a`.
+    base: Block,
+    /// The states before iterations `a+1..l` (`(l−a−1)·k` words).
+    tape: Block,
+    words: usize,
+    mark: Mark,
 }
 
 /// Forgets every recorded tape, snapshot and statistic of this thread. The interpreter
@@ -372,6 +391,7 @@ pub fn reset_thread() {
     HELD.with(|h| h.set(0));
     STATS.with(|s| *s.borrow_mut() = Stats::default());
     PENDING.with(|p| p.borrow_mut().clear());
+    PENDING_LEN.with(|n| n.set(0));
     TASKS.with(|t| t.borrow_mut().clear());
     ARENA.with(|a| a.borrow_mut().release(Mark((0, 0))));
 }
@@ -431,11 +451,14 @@ fn words<E>(l: u64, k: usize) -> Result<usize, SweepError<E>> {
 /// Runs one step function one nesting level down: tapes it records and does not
 /// consume die when it returns.
 fn in_step<R>(f: impl FnOnce() -> R) -> R {
-    let pending = PENDING.with(|p| p.borrow().len());
+    let pending = PENDING_LEN.with(|n| n.get());
     NEST.with(|n| n.set(n.get() + 1));
     let r = f();
     NEST.with(|n| n.set(n.get().saturating_sub(1)));
-    PENDING.with(|p| p.borrow_mut().truncate(pending));
+    if PENDING_LEN.with(|n| n.get()) != pending {
+        PENDING.with(|p| p.borrow_mut().truncate(pending));
+        PENDING_LEN.with(|n| n.set(pending));
+    }
     r
 }
 
@@ -457,9 +480,10 @@ fn step_backward<S: Steps>(
 }
 
 /// The forward sweep of a loop that will be reversed: runs `l` iterations from
-/// `state` (which holds the final state on return) and records what `policy` keeps
-/// (every state under store-all, the initial state otherwise). Returns the token for
-/// [`reverse_recorded`].
+/// `state` (which holds the final state on return) and records what `policy` keeps:
+/// every state under store-all; under binomial, Revolve's first sweep (spine snapshots,
+/// the last segment's states, and the tasks left for the reverse sweep); the initial
+/// state otherwise. Returns the token for [`reverse_recorded`].
 pub fn record<S: Steps>(
     policy: Policy,
     start: i64,
@@ -471,34 +495,104 @@ pub fn record<S: Steps>(
     let k = state.len();
     let policy = resolve(policy, k, l.saturating_add(2));
     let mark = with_arena(|a| a.mark());
+    let tasks_bottom = TASKS.with(|t| t.borrow().len());
     let r = (|| {
         let base = alloc_words(k)?;
         with_arena(|a| a.get(base, k).copy_from_slice(state));
-        let tape = if policy == Policy::StoreAll {
-            let n = words(l, k)?;
-            let b = alloc_words(n)?;
-            held_bytes(n as i128 * 8);
-            for j in 0..l {
-                let off = j as usize * k;
-                with_arena(|a| a.get(b, n)[off..off + k].copy_from_slice(state));
-                if let Err(e) = step_forward(steps, start.wrapping_add(j as i64), state) {
-                    held_bytes(-(n as i128) * 8);
-                    return Err(e);
+        let (mut a, mut seg_base) = (0u64, base);
+        match policy {
+            Policy::StoreAll => {}
+            Policy::Binomial(snaps) => {
+                // Revolve's first sweep, taken by the forward sweep itself: advance,
+                // snapshot, and leave the tasks the reverse sweep will run, down the
+                // right spine until the rest fits in the snapshots left.
+                let mut free = u64::from(snaps.max(1)) - 1;
+                held_bytes(k as i128 * 8);
+                STATS.with(|s| s.borrow_mut().snapshots += 1);
+                while l - a > free + 1 && free > 0 {
+                    let m = split(l - a, free + 1);
+                    for t in a..a + m {
+                        step_forward(steps, start.wrapping_add(t as i64), state)?;
+                    }
+                    let mark = with_arena(|ar| ar.mark());
+                    let snap = alloc_words(k)?;
+                    with_arena(|ar| ar.get(snap, k).copy_from_slice(state));
+                    held_bytes(k as i128 * 8);
+                    STATS.with(|s| s.borrow_mut().snapshots += 1);
+                    TASKS.with(|t| {
+                        let mut t = t.borrow_mut();
+                        t.push(Task::Reverse {
+                            a,
+                            b: a + m,
+                            free,
+                            base: seg_base,
+                        });
+                        t.push(Task::Release(mark));
+                    });
+                    a += m;
+                    free = free.saturating_sub(1);
+                    seg_base = snap;
+                }
+                if l - a > free + 1 {
+                    // No snapshot left to store the rest: the reverse sweep recomputes
+                    // it from the last one; the forward sweep just runs on.
+                    TASKS.with(|t| {
+                        t.borrow_mut().push(Task::Reverse {
+                            a,
+                            b: l,
+                            free,
+                            base: seg_base,
+                        })
+                    });
+                    for j in a..l {
+                        step_forward(steps, start.wrapping_add(j as i64), state)?;
+                    }
+                    a = l;
                 }
             }
-            STATS.with(|s| s.borrow_mut().snapshots += l);
-            Some(b)
-        } else {
-            for j in 0..l {
-                step_forward(steps, start.wrapping_add(j as i64), state)?;
+            _ => {
+                for j in 0..l {
+                    step_forward(steps, start.wrapping_add(j as i64), state)?;
+                }
+                return Ok((base, None));
             }
-            None
-        };
-        Ok((base, tape))
+        }
+        // The final segment a..l: every state stored, then on to the final state.
+        let stored = (l - a).saturating_sub(1);
+        let n = words(stored, k)?;
+        let seg_mark = with_arena(|ar| ar.mark());
+        let tape = alloc_words(n)?;
+        held_bytes(
+            n as i128 * 8
+                + if policy == Policy::StoreAll {
+                    k as i128 * 8
+                } else {
+                    0
+                },
+        );
+        STATS.with(|s| s.borrow_mut().snapshots += stored + u64::from(policy == Policy::StoreAll));
+        for j in a..l {
+            step_forward(steps, start.wrapping_add(j as i64), state)?;
+            if j + 1 < l {
+                let off = (j - a) as usize * k;
+                with_arena(|ar| ar.get(tape, n)[off..off + k].copy_from_slice(state));
+            }
+        }
+        Ok((
+            base,
+            Some(Segment {
+                a,
+                base: seg_base,
+                tape,
+                words: n,
+                mark: seg_mark,
+            }),
+        ))
     })();
-    let (base, tape) = match r {
+    let (base, seg) = match r {
         Ok(x) => x,
         Err(e) => {
+            TASKS.with(|t| t.borrow_mut().truncate(tasks_bottom));
             with_arena(|a| a.release(mark));
             return Err(e);
         }
@@ -510,7 +604,9 @@ pub fn record<S: Steps>(
     });
     let nest = NEST.with(|n| n.get());
     PENDING.with(|p| {
-        p.borrow_mut().push(Recorded {
+        let mut p = p.borrow_mut();
+        PENDING_LEN.with(|n| n.set(p.len() + 1));
+        p.push(Recorded {
             token,
             nest,
             policy,
@@ -519,15 +615,17 @@ pub fn record<S: Steps>(
             k,
             mark,
             base,
-            tape,
+            seg,
+            tasks_bottom,
         })
     });
     Ok(token)
 }
 
 /// The reverse sweep of a loop recorded by [`record`]: under store-all it reads the
-/// recorded states (no forward step runs again); under the other policies it runs
-/// [`reverse`] from the recorded initial state. Frees the recording.
+/// recorded states (no forward step runs again); under binomial it reverses the
+/// recorded last segment, then runs the schedule's remaining tasks; under the other
+/// policies it runs [`reverse`] from the recorded initial state. Frees the recording.
 pub fn reverse_recorded<S: Steps>(
     token: u64,
     adj: &mut [u64],
@@ -540,34 +638,60 @@ pub fn reverse_recorded<S: Steps>(
         let rec = p[at];
         // Tapes recorded after this one and never consumed die with it.
         p.truncate(at);
+        PENDING_LEN.with(|n| n.set(at));
         Some(rec)
     });
     let Some(rec) = rec else {
         return Err(SweepError::BadToken(token));
     };
     let k = rec.k;
-    let r = match rec.tape {
-        Some(tape) => {
-            let n = rec.l as usize * k;
-            let mut st = Scratch::new(k);
+    let r = match rec.seg {
+        Some(seg) => {
+            let mut sw = Sweep {
+                k,
+                stats: Stats {
+                    sweeps: 1,
+                    ..Stats::default()
+                },
+            };
+            // The final segment from its stored states, last to first.
             let mut r = Ok(());
-            let mut done = 0;
-            for j in (0..rec.l).rev() {
-                let off = j as usize * k;
-                with_arena(|a| st.as_mut().copy_from_slice(&a.get(tape, n)[off..off + k]));
-                if let Err(e) =
-                    step_backward(steps, rec.start.wrapping_add(j as i64), st.as_mut(), adj)
-                {
+            for j in (seg.a..rec.l).rev() {
+                let mut st = if j == seg.a {
+                    load(seg.base, k)
+                } else {
+                    let off = (j - seg.a - 1) as usize * k;
+                    let mut buf = Scratch::new(k);
+                    with_arena(|a| {
+                        buf.as_mut()
+                            .copy_from_slice(&a.get(seg.tape, seg.words)[off..off + k])
+                    });
+                    buf
+                };
+                if let Err(e) = bwd(
+                    steps,
+                    rec.start.wrapping_add(j as i64),
+                    &mut st,
+                    adj,
+                    &mut sw,
+                ) {
                     r = Err(e);
                     break;
                 }
-                done += 1;
             }
-            held_bytes(-(n as i128) * 8);
+            with_arena(|a| a.release(seg.mark));
+            held_bytes(-(seg.words as i128) * 8);
+            // Then the binomial schedule's tasks the forward sweep left.
+            if r.is_ok() {
+                r = run_tasks(rec.tasks_bottom, rec.start, adj, &mut sw, steps);
+            }
+            TASKS.with(|t| t.borrow_mut().truncate(rec.tasks_bottom));
+            held_bytes(-(k as i128) * 8);
             STATS.with(|s| {
                 let mut s = s.borrow_mut();
-                s.sweeps += 1;
-                s.backward_steps += done;
+                let peak = s.peak_tape_bytes;
+                s.merge(&sw.stats);
+                s.peak_tape_bytes = peak;
             });
             r
         }
@@ -851,7 +975,6 @@ fn binomial<S: Steps>(
     sw: &mut Sweep,
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
-    let k = sw.k;
     let bottom = TASKS.with(|t| t.borrow().len());
     let push = |task: Task| TASKS.with(|t| t.borrow_mut().push(task));
     push(Task::Reverse {
@@ -860,7 +983,22 @@ fn binomial<S: Steps>(
         free: s - 1,
         base,
     });
-    let r = (|| {
+    let r = run_tasks(bottom, start, adj, sw, steps);
+    TASKS.with(|t| t.borrow_mut().truncate(bottom));
+    r
+}
+
+/// Runs the binomial schedule's tasks above `bottom` on the task stack.
+fn run_tasks<S: Steps>(
+    bottom: usize,
+    start: i64,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), SweepError<S::Error>> {
+    let k = sw.k;
+    let push = |task: Task| TASKS.with(|t| t.borrow_mut().push(task));
+    (|| {
         loop {
             let task = TASKS.with(|t| {
                 let mut t = t.borrow_mut();
@@ -923,10 +1061,9 @@ fn binomial<S: Steps>(
             }
         }
         Ok(())
-    })();
-    TASKS.with(|t| t.borrow_mut().truncate(bottom));
-    r
+    })()
 }
+
 /// A small state lives on the stack; larger ones use a heap buffer (an allocation per
 /// step only for states above 32 slots). The size difference is the point: no heap
 /// allocation for the usual few-slot state.
@@ -1015,6 +1152,64 @@ mod tests {
                 assert_eq!(seen, expect, "{p} l={l}");
                 assert_eq!(adj, want_adj, "{p} l={l}");
                 assert_eq!(st.backward_steps, l, "{p} l={l}");
+            }
+        }
+    }
+
+    /// The two-phase form: `record` (the forward sweep) then `reverse_recorded`.
+    fn run_recorded(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats, u64) {
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
+        reset_thread();
+        take_stats();
+        mark_used();
+        let mut state = [2.0f64.to_bits(), 0];
+        let token = record(policy, 0, l, &mut state, &mut s).unwrap();
+        assert_eq!(state[1], l, "the forward sweep ran every iteration");
+        let mut adj = [1.0f64.to_bits()];
+        reverse_recorded(token, &mut adj, &mut s).unwrap();
+        (s.seen, f64::from_bits(adj[0]), take_stats(), state[0])
+    }
+
+    #[test]
+    fn recorded_sweeps_visit_every_state_within_their_snapshots() {
+        for l in [0u64, 1, 2, 3, 7, 10, 33, 100, 1000] {
+            let expect: Vec<i64> = (0..l as i64).rev().collect();
+            for p in [
+                Policy::StoreAll,
+                Policy::Binomial(1),
+                Policy::Binomial(2),
+                Policy::Binomial(3),
+                Policy::Binomial(10),
+                Policy::Every(4),
+                Policy::Recompute,
+            ] {
+                let (seen, adj, st, _) = run_recorded(p, l);
+                assert_eq!(seen, expect, "{p} l={l}");
+                assert_eq!(adj, 0.5f64.powi(l as i32), "{p} l={l}");
+                if let Policy::Binomial(s) = p {
+                    // At most s states held at once, the initial one included.
+                    assert!(st.peak_tape_bytes <= 16 * u64::from(s), "{p} l={l}: {st:?}");
+                    // The forward sweep is Revolve's first sweep: what remains to
+                    // recompute is at most Revolve's count less the l − 1 steps of
+                    // that sweep, plus one for the extra stored state at its end.
+                    // The forward sweep takes Revolve's first sweep (spine snapshots and
+                    // the final segment's states), so the reverse sweep recomputes
+                    // less than Revolve's count: never more, and with two or more
+                    // snapshots at least half the first sweep's l − 1 steps less.
+                    let rev = revolve_forward_steps(l, u64::from(s));
+                    assert!(st.forward_steps <= rev, "{p} l={l}: {st:?} vs {rev}");
+                    if s >= 2 {
+                        let saved = rev - st.forward_steps;
+                        assert!(2 * saved >= l.saturating_sub(1), "{p} l={l}: saved {saved}");
+                    }
+                }
+                if p == Policy::StoreAll {
+                    assert_eq!(st.forward_steps, 0);
+                    assert_eq!(st.peak_tape_bytes, 16 * l.max(1));
+                }
             }
         }
     }

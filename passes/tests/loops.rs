@@ -219,7 +219,17 @@ fn stats_report_what_each_policy_did() {
         let s = stats(&mp);
         assert_eq!(s.sweeps, 1, "{p}");
         assert_eq!(s.backward_steps, l, "{p}");
-        assert_eq!(s.forward_steps, fwd, "{p}");
+        match p {
+            // The forward sweep takes Revolve's first sweep, so the reverse sweep
+            // recomputes at most Revolve's count less most of that sweep.
+            Policy::Binomial(_) => {
+                assert!(
+                    s.forward_steps <= fwd && fwd - s.forward_steps >= (l - 1) / 2,
+                    "{p}: {s:?}"
+                )
+            }
+            _ => assert_eq!(s.forward_steps, fwd, "{p}"),
+        }
         match p {
             // One f64 of state per snapshot, one snapshot per iteration.
             Policy::StoreAll => {
@@ -227,7 +237,8 @@ fn stats_report_what_each_policy_did() {
                 assert_eq!(s.snapshots, l);
             }
             Policy::Recompute => assert_eq!(s.snapshots, 0),
-            Policy::Binomial(k) => assert!(s.peak_tape_bytes < 8 * u64::from(k)),
+            // At most k states held, the initial one included.
+            Policy::Binomial(k) => assert!(s.peak_tape_bytes <= 8 * u64::from(k)),
             _ => {}
         }
     }
