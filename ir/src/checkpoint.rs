@@ -654,20 +654,20 @@ pub fn reverse_recorded<S: Steps>(
                     ..Stats::default()
                 },
             };
-            // The final segment from its stored states, last to first.
+            // The final segment from its stored states, last to first (one scratch
+            // buffer, reused: this loop runs once per iteration of the loop).
             let mut r = Ok(());
+            let mut st = Scratch::new(k);
             for j in (seg.a..rec.l).rev() {
-                let mut st = if j == seg.a {
-                    load(seg.base, k)
-                } else {
-                    let off = (j - seg.a - 1) as usize * k;
-                    let mut buf = Scratch::new(k);
-                    with_arena(|a| {
-                        buf.as_mut()
-                            .copy_from_slice(&a.get(seg.tape, seg.words)[off..off + k])
-                    });
-                    buf
-                };
+                with_arena(|a| {
+                    let src = if j == seg.a {
+                        a.get(seg.base, k)
+                    } else {
+                        let off = (j - seg.a - 1) as usize * k;
+                        &mut a.get(seg.tape, seg.words)[off..off + k]
+                    };
+                    st.as_mut().copy_from_slice(src);
+                });
                 if let Err(e) = bwd(
                     steps,
                     rec.start.wrapping_add(j as i64),
@@ -854,16 +854,19 @@ fn segment<S: Steps>(
             }
         }
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
+        // One scratch buffer for the whole segment (it is 264 bytes: moving a fresh
+        // one per iteration cost more than the copy).
         for j in (0..l - 1).rev() {
-            let mut st = if j == 0 {
-                load(base, k)
-            } else {
-                let off = (j - 1) as usize * k;
-                let mut buf = Scratch::new(k);
-                with_arena(|a| buf.as_mut().copy_from_slice(&a.get(tape, n)[off..off + k]));
-                buf
-            };
-            bwd(steps, start + j as i64, &mut st, adj, sw)?;
+            with_arena(|a| {
+                let src = if j == 0 {
+                    a.get(base, k)
+                } else {
+                    let off = (j - 1) as usize * k;
+                    &mut a.get(tape, n)[off..off + k]
+                };
+                work.as_mut().copy_from_slice(src);
+            });
+            bwd(steps, start + j as i64, &mut work, adj, sw)?;
         }
         Ok(())
     })();
