@@ -93,15 +93,18 @@ fn dot_test(m: &mut Module, seed: u64) -> Result<(f64, f64, f64), AdError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
 
-    /// Tolerance: 1e-11 of the sum of the products' magnitudes. Forward and reverse
-    /// mode round differently; seed 14738111489702355335 (kept in the regressions file)
-    /// differs by 1.1e-12 of that scale, through cancellation in a deep program. A
-    /// wrong rule shows as a discrepancy of order one, so this stays sharp.
+    /// Tolerance: 1e-11 of the sum of the products' magnitudes, plus 1e-13 absolute
+    /// (u and w have entries of order one). Forward and reverse mode round
+    /// differently: seed 14738111489702355335 differs by 1.1e-12 of that scale through
+    /// cancellation in a deep program, and seed 15335306149706428490 has a Jacobian
+    /// that is all round-off (entries of 1e-19 from sin near π), where the two modes'
+    /// noise differs by percents. Both seeds stay in the regressions file. A wrong rule
+    /// shows as a discrepancy of order one, so this stays sharp.
     #[test]
     fn dot_product_test_on_random_programs(seed in any::<u64>()) {
         let mut m = random_module(seed, &opts(false));
         let (a, b, s) = dot_test(&mut m, seed).unwrap();
-        prop_assert!((a - b).abs() <= 1e-11 * s, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
+        prop_assert!((a - b).abs() <= 1e-11 * s + 1e-13, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
     }
 
     /// Random loop bodies (nested loops and calls included): forward and reverse mode
@@ -114,7 +117,7 @@ proptest! {
         let (a, b, s) = dot_test(&mut m, seed).unwrap();
         // Iterating a random body can overflow; the dot product is then meaningless.
         prop_assume!(a.is_finite() && b.is_finite() && s.is_finite());
-        prop_assert!((a - b).abs() <= 1e-11 * s, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
+        prop_assert!((a - b).abs() <= 1e-11 * s + 1e-13, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
         let main = m.get("main").unwrap();
         let (n, k) = (main.sig.params.len(), main.sig.results.len());
         let mut va = numbers(seed, n);
