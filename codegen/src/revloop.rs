@@ -64,6 +64,17 @@ fn decode_policy(tag: u64, param: u64) -> Policy {
     }
 }
 
+/// The argument and result buffer of the step calls: `need` words on the stack when
+/// they fit (the usual few-slot state), else in `big` (one allocation per driver call).
+fn step_buffer<'b>(need: usize, small: &'b mut [u64; 256], big: &'b mut Vec<u64>) -> &'b mut [u64] {
+    if need <= small.len() {
+        &mut small[..need]
+    } else {
+        big.resize(need, 0);
+        big
+    }
+}
+
 /// The compiled iterations of one `revloop`, with argument and result buffers owned by
 /// the driver's frame.
 struct JitSteps<'a> {
@@ -146,12 +157,7 @@ pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
         let need = 1 + k + c + a + k.max(a);
         let mut small = [0u64; 256];
         let mut big = Vec::new();
-        let buf: &mut [u64] = if need <= small.len() {
-            &mut small[..need]
-        } else {
-            big.resize(need, 0);
-            &mut big
-        };
+        let buf = step_buffer(need, &mut small, &mut big);
         let mut steps = JitSteps {
             fwd,
             bwd,
@@ -161,12 +167,7 @@ pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
             a,
             buf,
         };
-        // Exact: end > start, so the difference fits in u64.
-        let l = if end > start {
-            end.wrapping_sub(start) as u64
-        } else {
-            0
-        };
+        let l = checkpoint::trip_count(start, end);
         let r = if head[11] != 0 {
             checkpoint::reverse_recorded(head[10], rest, &mut steps)
         } else {
@@ -202,12 +203,7 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(desc: *mut u64) -> u32 {
         let need = 1 + k + c + k;
         let mut small = [0u64; 256];
         let mut big = Vec::new();
-        let buf: &mut [u64] = if need <= small.len() {
-            &mut small[..need]
-        } else {
-            big.resize(need, 0);
-            &mut big
-        };
+        let buf = step_buffer(need, &mut small, &mut big);
         let mut steps = JitSteps {
             fwd,
             bwd: fwd,
@@ -217,11 +213,7 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(desc: *mut u64) -> u32 {
             a: 0,
             buf,
         };
-        let l = if end > start {
-            end.wrapping_sub(start) as u64
-        } else {
-            0
-        };
+        let l = checkpoint::trip_count(start, end);
         match checkpoint::record(policy, start, l, state, &mut steps) {
             Ok(token) => {
                 hdr[10] = token;

@@ -215,6 +215,16 @@ fn split(l: u64, ds: u64) -> u64 {
     m.clamp(1, l - 1) as u64
 }
 
+/// Iterations of `start..end` (none when `end ≤ start`). Exact: when `end > start` the
+/// difference fits in u64.
+pub fn trip_count(start: i64, end: i64) -> u64 {
+    if end > start {
+        end.wrapping_sub(start) as u64
+    } else {
+        0
+    }
+}
+
 /// The forward and backward step of one loop iteration, over 8-byte slots.
 pub trait Steps {
     /// The error a step can fail with (a failed guard).
@@ -654,31 +664,19 @@ pub fn reverse_recorded<S: Steps>(
                     ..Stats::default()
                 },
             };
-            // The final segment from its stored states, last to first (one scratch
-            // buffer, reused: this loop runs once per iteration of the loop).
-            let mut r = Ok(());
+            // The final segment from its stored states, last to first.
             let mut st = Scratch::new(k);
-            for j in (seg.a..rec.l).rev() {
-                with_arena(|a| {
-                    let src = if j == seg.a {
-                        a.get(seg.base, k)
-                    } else {
-                        let off = (j - seg.a - 1) as usize * k;
-                        &mut a.get(seg.tape, seg.words)[off..off + k]
-                    };
-                    st.as_mut().copy_from_slice(src);
-                });
-                if let Err(e) = bwd(
-                    steps,
-                    rec.start.wrapping_add(j as i64),
-                    &mut st,
-                    adj,
-                    &mut sw,
-                ) {
-                    r = Err(e);
-                    break;
-                }
-            }
+            let mut r = reverse_stored(
+                rec.start.wrapping_add(seg.a as i64),
+                rec.l - seg.a,
+                seg.base,
+                seg.tape,
+                seg.words,
+                &mut st,
+                adj,
+                &mut sw,
+                steps,
+            );
             with_arena(|a| a.release(seg.mark));
             held_bytes(-(seg.words as i128) * 8);
             // Then the binomial schedule's tasks the forward sweep left.
@@ -854,25 +852,43 @@ fn segment<S: Steps>(
             }
         }
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
-        // One scratch buffer for the whole segment (it is 264 bytes: moving a fresh
-        // one per iteration cost more than the copy).
-        for j in (0..l - 1).rev() {
-            with_arena(|a| {
-                let src = if j == 0 {
-                    a.get(base, k)
-                } else {
-                    let off = (j - 1) as usize * k;
-                    &mut a.get(tape, n)[off..off + k]
-                };
-                work.as_mut().copy_from_slice(src);
-            });
-            bwd(steps, start + j as i64, &mut work, adj, sw)?;
-        }
-        Ok(())
+        reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
     })();
     sw.drop_held(stored);
     with_arena(|a| a.release(mark));
     r
+}
+
+/// The backward steps of iterations `start..start+count` from stored states: the
+/// first in `base`, the others in `tape` (`n` words). `work` is one scratch buffer for
+/// them all: it is 264 bytes, and moving a fresh one per iteration cost more than the
+/// copy.
+#[allow(clippy::too_many_arguments)] // the sweep's state, as its callers hold it
+fn reverse_stored<S: Steps>(
+    start: i64,
+    count: u64,
+    base: Block,
+    tape: Block,
+    n: usize,
+    work: &mut Scratch,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), SweepError<S::Error>> {
+    let k = sw.k;
+    for j in (0..count).rev() {
+        with_arena(|a| {
+            let src = if j == 0 {
+                a.get(base, k)
+            } else {
+                let off = (j - 1) as usize * k;
+                &mut a.get(tape, n)[off..off + k]
+            };
+            work.as_mut().copy_from_slice(src);
+        });
+        bwd(steps, start.wrapping_add(j as i64), work, adj, sw)?;
+    }
+    Ok(())
 }
 
 /// Every state recomputed from the initial one.

@@ -607,15 +607,7 @@ fn loop_range(
     };
     let start = bound(bounds.start)?;
     let end = bound(bounds.end)?;
-    // `wrapping_sub` is exact here: end > start, so the difference fits in u64.
-    Ok((
-        start,
-        if end > start {
-            end.wrapping_sub(start) as u64
-        } else {
-            0
-        },
-    ))
+    Ok((start, crate::checkpoint::trip_count(start, end)))
 }
 
 fn find_fn<'m>(m: &'m Module, name: &str) -> Result<&'m Function, Fault> {
@@ -661,20 +653,33 @@ fn sweep_fault(
     Fault::Nested
 }
 
+/// What a loop driver needs of the running interpreter.
+struct DriverCx<'a> {
+    m: &'a Module,
+    /// Call depth left for the step functions.
+    depth: usize,
+    /// Drivers already running around this one.
+    drivers: u32,
+    /// Where a failed step's error goes ([`Fault::Nested`]).
+    nested: &'a mut Option<EvalError>,
+}
+
 /// Evaluates a `tapeloop`: the loop's iterations through the recording driver.
 /// (Out of line: it would otherwise bloat the interpreter loop.)
 #[inline(never)]
-#[allow(clippy::too_many_arguments)] // the interpreter loop's state, passed apart for borrowck
 fn tape_loop(
-    m: &Module,
+    cx: DriverCx<'_>,
     r: &crate::op::TapeLoop,
     data: &InstData,
     frame: &[Val],
     inst: Inst,
-    depth: usize,
-    drivers: u32,
-    nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
+    let DriverCx {
+        m,
+        depth,
+        drivers,
+        nested,
+    } = cx;
     let fwd = find_fn(m, &r.fwd)?;
     let [bounds, inits, caps] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
     let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
@@ -707,17 +712,19 @@ fn tape_loop(
 /// Evaluates a `revloop` through the checkpointing driver, running its step functions
 /// in a nested interpreter. (Out of line, like [`tape_loop`].)
 #[inline(never)]
-#[allow(clippy::too_many_arguments)] // as `tape_loop`
 fn rev_loop(
-    m: &Module,
+    cx: DriverCx<'_>,
     r: &crate::op::RevLoop,
     data: &InstData,
     frame: &[Val],
     inst: Inst,
-    depth: usize,
-    drivers: u32,
-    nested: &mut Option<EvalError>,
 ) -> Result<Vec<Val>, Fault> {
+    let DriverCx {
+        m,
+        depth,
+        drivers,
+        nested,
+    } = cx;
     let fwd = find_fn(m, &r.fwd)?;
     let bwd = find_fn(m, &r.bwd)?;
     let [bounds, tape, inits, caps, seeds] =
@@ -1051,51 +1058,28 @@ impl Interpreter {
                         set(frame, r, v)?;
                     }
                 }
-                Op::TapeLoop(r) => {
-                    let m = module.ok_or_else(|| Fault::UnknownCallee(r.fwd.clone()))?;
+                Op::TapeLoop(_) | Op::RevLoop(_) => {
+                    let step = match &data.op {
+                        Op::TapeLoop(r) => &r.fwd,
+                        Op::RevLoop(r) => &r.bwd,
+                        _ => return Err(Fault::BadInst(inst)),
+                    };
+                    let m = module.ok_or_else(|| Fault::UnknownCallee(step.clone()))?;
                     let depth = self.max_call_depth.saturating_sub(self.frames.len());
-                    if depth == 0 {
-                        return Err(Fault::CallDepth(r.fwd.clone()));
+                    if depth == 0 || self.drivers >= MAX_DRIVER_NESTING {
+                        return Err(Fault::CallDepth(step.clone()));
                     }
-                    if self.drivers >= MAX_DRIVER_NESTING {
-                        return Err(Fault::CallDepth(r.fwd.clone()));
-                    }
-                    let results = tape_loop(
+                    let cx = DriverCx {
                         m,
-                        r,
-                        data,
-                        frame,
-                        inst,
                         depth,
-                        self.drivers,
-                        &mut self.nested_error,
-                    )?;
-                    if results.len() != data.results.len() {
-                        return Err(Fault::ResultCount(inst));
-                    }
-                    for (&res, v) in data.results.iter().zip(results) {
-                        set(frame, res, v)?;
-                    }
-                }
-                Op::RevLoop(r) => {
-                    let m = module.ok_or_else(|| Fault::UnknownCallee(r.fwd.clone()))?;
-                    let depth = self.max_call_depth.saturating_sub(self.frames.len());
-                    if depth == 0 {
-                        return Err(Fault::CallDepth(r.fwd.clone()));
-                    }
-                    if self.drivers >= MAX_DRIVER_NESTING {
-                        return Err(Fault::CallDepth(r.bwd.clone()));
-                    }
-                    let results = rev_loop(
-                        m,
-                        r,
-                        data,
-                        frame,
-                        inst,
-                        depth,
-                        self.drivers,
-                        &mut self.nested_error,
-                    )?;
+                        drivers: self.drivers,
+                        nested: &mut self.nested_error,
+                    };
+                    let results = match &data.op {
+                        Op::TapeLoop(r) => tape_loop(cx, r, data, frame, inst)?,
+                        Op::RevLoop(r) => rev_loop(cx, r, data, frame, inst)?,
+                        _ => return Err(Fault::BadInst(inst)),
+                    };
                     if results.len() != data.results.len() {
                         return Err(Fault::ResultCount(inst));
                     }

@@ -654,6 +654,18 @@ impl Op {
             }
             Ok(vec![args[0]])
         };
+        // Operands that must be i64 (loop bounds, tape tokens).
+        let all_i64 = |range: std::ops::Range<usize>, what: &str| -> Result<(), TypeError> {
+            match range.clone().find(|&i| args[i] != Type::I64) {
+                Some(i) => Err(TypeError::Operand {
+                    op: name,
+                    index: i,
+                    got: args[i],
+                    expected: format!("i64 ({what})"),
+                }),
+                None => Ok(()),
+            }
+        };
         match self {
             Op::Const(c) => Ok(vec![Type::Scalar(c.ty())]),
             Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Abs | Op::Min | Op::Max => {
@@ -753,16 +765,7 @@ impl Op {
                         got: args.len(),
                     });
                 }
-                for (i, &t) in args[..nd].iter().enumerate() {
-                    if t != Type::I64 {
-                        return Err(TypeError::Operand {
-                            op: name,
-                            index: i,
-                            got: t,
-                            expected: "i64 (a loop bound)".into(),
-                        });
-                    }
-                }
+                all_i64(0..nd, "a loop bound")?;
                 for i in nd..args.len() {
                     check(i, Accept::Any)?;
                 }
@@ -774,16 +777,7 @@ impl Op {
                     expected: r.bounds.num_dyn() + r.state as usize,
                     got: args.len(),
                 })?;
-                for i in bounds {
-                    if args[i] != Type::I64 {
-                        return Err(TypeError::Operand {
-                            op: name,
-                            index: i,
-                            got: args[i],
-                            expected: "i64 (a loop bound)".into(),
-                        });
-                    }
-                }
+                all_i64(bounds, "a loop bound")?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let state = &args[inits];
                 let want: Vec<Type> = std::iter::once(Type::I64)
@@ -814,26 +808,8 @@ impl Op {
                             + r.caps as usize,
                         got: args.len(),
                     })?;
-                for i in tape {
-                    if args[i] != Type::I64 {
-                        return Err(TypeError::Operand {
-                            op: name,
-                            index: i,
-                            got: args[i],
-                            expected: "i64 (a tape token)".into(),
-                        });
-                    }
-                }
-                for i in bounds {
-                    if args[i] != Type::I64 {
-                        return Err(TypeError::Operand {
-                            op: name,
-                            index: i,
-                            got: args[i],
-                            expected: "i64 (a loop bound)".into(),
-                        });
-                    }
-                }
+                all_i64(tape, "a tape token")?;
+                all_i64(bounds, "a loop bound")?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let bwd = callee(&r.bwd).ok_or_else(|| TypeError::UnknownCallee(r.bwd.clone()))?;
                 let state = &args[inits.clone()];

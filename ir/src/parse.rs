@@ -751,22 +751,7 @@ impl<'s> Parser<'s> {
             }
             "revloop" => {
                 let mut args = Vec::new();
-                let mut bound = |p: &mut Self| -> Result<Bound, ParseError> {
-                    Ok(match p.bound()? {
-                        BoundAst::Imm(n) => Bound::Imm(n),
-                        BoundAst::Dyn(name) => {
-                            args.push(name);
-                            Bound::Dyn
-                        }
-                    })
-                };
-                let start = bound(self)?;
-                self.expect_punct("..")?;
-                let end = bound(self)?;
-                self.expect_word("checkpoint")?;
-                let policy = self.policy()?;
-                self.expect_word("fwd")?;
-                let fwd = self.global("the forward step `@name`")?;
+                let (bounds, policy, fwd) = self.driver_head(&mut args)?;
                 self.expect_word("bwd")?;
                 let bwd = self.global("the backward step `@name`")?;
                 let tape = if matches!(&self.tok.kind, Tok::Word(w) if w == "tape") {
@@ -776,22 +761,11 @@ impl<'s> Parser<'s> {
                 } else {
                     false
                 };
-                let mut group = |p: &mut Self, word: Option<&str>| -> Result<u32, ParseError> {
-                    if let Some(w) = word {
-                        p.expect_word(w)?;
-                    }
-                    p.expect_punct("(")?;
-                    let list = p.local_list(true)?;
-                    p.expect_punct(")")?;
-                    let n = list.len() as u32;
-                    args.extend(list);
-                    Ok(n)
-                };
-                let state = group(self, None)?;
-                let caps = group(self, Some("caps"))?;
-                group(self, Some("seed"))?;
+                let state = self.value_group(None, &mut args)?;
+                let caps = self.value_group(Some("caps"), &mut args)?;
+                self.value_group(Some("seed"), &mut args)?;
                 let op = Op::RevLoop(Box::new(RevLoop {
-                    bounds: LoopBounds { start, end },
+                    bounds,
                     policy,
                     fwd,
                     bwd,
@@ -803,34 +777,11 @@ impl<'s> Parser<'s> {
             }
             "tapeloop" => {
                 let mut args = Vec::new();
-                let mut bound = |p: &mut Self| -> Result<Bound, ParseError> {
-                    Ok(match p.bound()? {
-                        BoundAst::Imm(n) => Bound::Imm(n),
-                        BoundAst::Dyn(name) => {
-                            args.push(name);
-                            Bound::Dyn
-                        }
-                    })
-                };
-                let start = bound(self)?;
-                self.expect_punct("..")?;
-                let end = bound(self)?;
-                self.expect_word("checkpoint")?;
-                let policy = self.policy()?;
-                self.expect_word("fwd")?;
-                let fwd = self.global("the forward step `@name`")?;
-                self.expect_punct("(")?;
-                let inits = self.local_list(true)?;
-                self.expect_punct(")")?;
-                self.expect_word("caps")?;
-                self.expect_punct("(")?;
-                let caps = self.local_list(true)?;
-                self.expect_punct(")")?;
-                let state = inits.len() as u32;
-                args.extend(inits);
-                args.extend(caps);
+                let (bounds, policy, fwd) = self.driver_head(&mut args)?;
+                let state = self.value_group(None, &mut args)?;
+                self.value_group(Some("caps"), &mut args)?;
                 let op = Op::TapeLoop(Box::new(TapeLoop {
-                    bounds: LoopBounds { start, end },
+                    bounds,
                     policy,
                     fwd,
                     state,
@@ -884,6 +835,44 @@ impl<'s> Parser<'s> {
             },
         };
         Ok(Stmt { results, pos, kind })
+    }
+
+    /// `start..end checkpoint P fwd @F`, the head of a `tapeloop` or `revloop`; dynamic
+    /// bounds go to `args`.
+    fn driver_head(
+        &mut self,
+        args: &mut Vec<Name>,
+    ) -> Result<(LoopBounds, Policy, String), ParseError> {
+        let mut bound = |p: &mut Self| -> Result<Bound, ParseError> {
+            Ok(match p.bound()? {
+                BoundAst::Imm(n) => Bound::Imm(n),
+                BoundAst::Dyn(name) => {
+                    args.push(name);
+                    Bound::Dyn
+                }
+            })
+        };
+        let start = bound(self)?;
+        self.expect_punct("..")?;
+        let end = bound(self)?;
+        self.expect_word("checkpoint")?;
+        let policy = self.policy()?;
+        self.expect_word("fwd")?;
+        let fwd = self.global("the forward step `@name`")?;
+        Ok((LoopBounds { start, end }, policy, fwd))
+    }
+
+    /// `[word] (%a, %b, ...)`: appends the values to `args`; returns how many.
+    fn value_group(&mut self, word: Option<&str>, args: &mut Vec<Name>) -> Result<u32, ParseError> {
+        if let Some(w) = word {
+            self.expect_word(w)?;
+        }
+        self.expect_punct("(")?;
+        let list = self.local_list(true)?;
+        self.expect_punct(")")?;
+        let n = list.len() as u32;
+        args.extend(list);
+        Ok(n)
     }
 
     /// A checkpoint policy: `store-all`, `recompute`, `binomial:S`, `every:K`, `auto:B`.

@@ -16,7 +16,7 @@
 //!   (dangling ids print as `%?vN`, which does not parse).
 
 use crate::function::{Function, Inst, Module, Region, Value};
-use crate::op::{Bound, Op};
+use crate::op::{Bound, LoopBounds, Op};
 use cranelift_entity::SecondaryMap;
 use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
@@ -153,6 +153,24 @@ impl Printer<'_> {
         }
     }
 
+    /// Writes a loop's `start..end`, taking dynamic bounds from `args`.
+    fn range(&self, out: &mut String, b: LoopBounds, args: &mut std::slice::Iter<'_, Value>) {
+        for (k, bound) in [b.start, b.end].into_iter().enumerate() {
+            if k == 1 {
+                out.push_str("..");
+            }
+            match bound {
+                Bound::Imm(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Bound::Dyn => match args.next() {
+                    Some(&v) => self.val(out, v),
+                    None => out.push_str("%?bound"),
+                },
+            }
+        }
+    }
+
     fn ty(&self, v: Value) -> String {
         match self.f.values.get(v) {
             Some(d) => d.ty.to_string(),
@@ -194,20 +212,7 @@ impl Printer<'_> {
             Op::RevLoop(r) => {
                 out.push(' ');
                 let mut args = d.args.iter();
-                for (k, bound) in [r.bounds.start, r.bounds.end].into_iter().enumerate() {
-                    if k == 1 {
-                        out.push_str("..");
-                    }
-                    match bound {
-                        Bound::Imm(n) => {
-                            let _ = write!(out, "{n}");
-                        }
-                        Bound::Dyn => match args.next() {
-                            Some(&v) => self.val(out, v),
-                            None => out.push_str("%?bound"),
-                        },
-                    }
-                }
+                self.range(out, r.bounds, &mut args);
                 let _ = write!(
                     out,
                     " checkpoint {} fwd @{} bwd @{} ",
@@ -237,20 +242,7 @@ impl Printer<'_> {
             Op::TapeLoop(r) => {
                 out.push(' ');
                 let mut args = d.args.iter();
-                for (k, bound) in [r.bounds.start, r.bounds.end].into_iter().enumerate() {
-                    if k == 1 {
-                        out.push_str("..");
-                    }
-                    match bound {
-                        Bound::Imm(n) => {
-                            let _ = write!(out, "{n}");
-                        }
-                        Bound::Dyn => match args.next() {
-                            Some(&v) => self.val(out, v),
-                            None => out.push_str("%?bound"),
-                        },
-                    }
-                }
+                self.range(out, r.bounds, &mut args);
                 let _ = write!(
                     out,
                     " checkpoint {} fwd @{} (",
@@ -276,20 +268,7 @@ impl Printer<'_> {
                 }
                 out.push_str(" in ");
                 let mut args = d.args.iter();
-                for (k, bound) in [b.start, b.end].into_iter().enumerate() {
-                    if k == 1 {
-                        out.push_str("..");
-                    }
-                    match bound {
-                        Bound::Imm(n) => {
-                            let _ = write!(out, "{n}");
-                        }
-                        Bound::Dyn => match args.next() {
-                            Some(&v) => self.val(out, v),
-                            None => out.push_str("%?bound"),
-                        },
-                    }
-                }
+                self.range(out, *b, &mut args);
                 out.push_str(" (");
                 let inits: Vec<Value> = args.copied().collect();
                 let carried = params.get(1..).unwrap_or(&[]);
