@@ -86,16 +86,19 @@
 //! | `floor ceil round trunc` | 0 everywhere, also at the jumps | 0 (`defjvp_zero`; `jnp.trunc` is a `where` of `ceil`/`floor`) | 0 (`zeros_like(grad)`) |
 //! | `pow a, b`, ∂/∂a where b = 0 | 0 (also at a = 0) | 0 for integer b; **NaN at a = 0 for float b** (`y·x^(y−1)`, no guard) | 0 (`where(exponent == 0.0, 0, …)`) |
 //! | `pow a, b`, ∂/∂b at a = 0 | 0 for b > 0; **NaN for b < 0** (y = inf times ln a read as 0) | the same (`ans · log(_replace_zero(x))`) | 0 for b ≥ 0, −inf for b < 0 (`where((self == 0) & (exponent >= 0), 0, result * self.log())`) |
-//! | `powi a, n` at a = 0 | n·0^(n−1): 0 for n ≥ 2, 1 for n = 1, inf for n < 1; none for n = 0 | the same (`integer_pow` jvp) | the same (`pow_backward` with a scalar exponent) |
+//! | `powi a, n` at a = 0 | n·0^(n−1): 0 for n ≥ 2, 1 for n = 1, ±inf for n < 0 (sign of n·0^(n−1)); none for n = 0 | the same (`integer_pow` jvp) | the same (`pow_backward` with a scalar exponent) |
 //! | `atan2` at (0, 0) | NaN (0/0) | NaN (`g · y/(x²+y²)`) | NaN *(memory: `atan2_backward`, `grad · other · recip` with `recip` = inf)* |
 //! | `copysign a, b`, ∂/∂a at a = ±0 | ±sign(b) by sign bits (+0 → sign b, −0 → −sign b) | ±1 by the sign of b, also at −0 (`where(signbit(x2), -abs(x1), abs(x1))`, abs′(0) = 1) | 0 (`copysign_tensor_self_backward`: `result / self`, masked to 0 where `self == 0`) |
 //! | `log` at 0 | +inf (1/a) | the same | the same |
 //! | `cast` | float ↔ float passes the derivative; none to or from `i64`/`bool` | the same (`convert_element_type`; integer results get `float0` zeros) | the same (integer tensors carry no gradient) |
 //!
-//! jitad differs from both at `abs`′(0) from JAX only, at min/max ties and NaN operands
-//! from both (the first operand takes everything, so `max(x, y)` and `max(y, x)` have
-//! different gradients at a tie), at `copysign` at 0 from PyTorch, and is the only one
-//! that keeps NaN out of `select`'s untaken branch.
+//! In short: at `abs`′(0) jitad sides with PyTorch (0) against JAX (1); at min/max ties
+//! both split ½–½ where jitad gives everything to the first operand (so `max(x, y)` and
+//! `max(y, x)` differ at a tie); at `pow`'s ∂/∂a where b = 0, jitad and PyTorch give 0
+//! where JAX gives NaN at a = 0 for a float b; at `copysign` near 0 jitad and JAX give
+//! ±1, PyTorch 0; and only jitad keeps NaN out of `select`'s untaken branch. One pair is
+//! inconsistent within jitad:
+//! `copysign(x, 1.0)` is `abs(x)`, yet its derivative at ±0 is ±1 where `abs`'s is 0.
 //!
 //! # NaN-safe select
 //!
