@@ -1080,7 +1080,10 @@ mod tests {
     #[test]
     fn payloads_are_checked() {
         let powi = Op::from_name("powi").unwrap();
-        assert_eq!(powi.clone().with_payload(Format::WithImm(-3)), Ok(Op::Powi(-3)));
+        assert_eq!(
+            powi.clone().with_payload(Format::WithImm(-3)),
+            Ok(Op::Powi(-3))
+        );
         assert!(matches!(
             powi.clone().with_payload(Format::WithImm(1 << 40)),
             Err(PayloadError::Immediate { .. })
@@ -1119,7 +1122,13 @@ mod tests {
                 for (_, d) in f.insts.iter() {
                     names.insert(d.op.name());
                     let fmt = d.op.format();
-                    formats.insert(format!("{fmt:?}").split('(').next().unwrap_or("").to_string());
+                    formats.insert(
+                        format!("{fmt:?}")
+                            .split('(')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
                     assert_eq!(d.op.arity(), fmt.arity());
                 }
             }

@@ -7,12 +7,22 @@
 //! func    := "func" @name "(" [%name ":" type {"," ...}] ")" ["->" results] "{" inst* "}"
 //! results := type | "(" [type {"," type}] ")"
 //! type    := f64 | f32 | i64 | bool | scalar "[" dim {"," dim} "]"
-//! inst    := [%name {"," %name} "="] op-syntax
-//!            const LIT ":" type | powi %v "," INT | cast %v ":" type
-//!            | call @f "(" [%v {"," %v}] ")" | op [%v {"," %v}]
-//!            | loop %i in BOUND ".." BOUND "(" [%c "=" %v ":" type {","...}] ")" "{" inst* "}"
+//! inst    := [%name {"," %name} "="] op operands
+//! operands, by the op's format (crate::op::Format):
+//!   Literal   LIT ":" type                       (const)
+//!   Unary, Binary, Ternary, Variadic  [%v {"," %v}]   (arity checked when typing)
+//!   WithImm   %v "," INT                          (powi)
+//!   WithType  %v ":" type                         (cast)
+//!   Call      @f "(" [%v {"," %v}] ")"
+//!   Loop      %i in BOUND ".." BOUND "(" [%c "=" %v ":" type {","...}] ")" "{" inst* "}"
+//!   TapeLoop  BOUND ".." BOUND checkpoint POLICY fwd @F "(" %v... ")" caps "(" %v... ")"
+//!   RevLoop   BOUND ".." BOUND checkpoint POLICY fwd @F bwd @B [tape %t]
+//!             "(" %v... ")" caps "(" %v... ")" seed "(" %v... ")"
 //! BOUND   := INT | %v
 //! ```
+//!
+//! The parser finds the op by name ([`Op::from_name`]), reads the syntax of its format,
+//! and sets the payload read with [`Op::with_payload`]: it never matches on ops.
 //!
 //! `;` starts a comment running to the end of the line; newlines are ordinary
 //! whitespace. Identifiers are `[A-Za-z0-9_.]+` after `%` or `@` (an identifier ends
@@ -721,7 +731,9 @@ impl<'s> Parser<'s> {
                 args.push(self.local("a value `%name`")?);
                 self.expect_punct(",")?;
                 at = self.tok.pos;
-                Some(Format::WithImm(self.integer("an integer that fits in i64")?))
+                Some(Format::WithImm(
+                    self.integer("an integer that fits in i64")?,
+                ))
             }
             Format::WithType(_) => {
                 args.push(self.local("a value `%name`")?);
@@ -779,17 +791,17 @@ impl<'s> Parser<'s> {
         let op = match format {
             None => template,
             Some(format) => template.with_payload(format).map_err(|e| {
-            at.err(match e {
-                PayloadError::Immediate { got, expected, .. } => ParseErrorKind::BadNumber {
-                    text: got.to_string(),
-                    expected: expected.into(),
-                },
-                PayloadError::Type { op, got, expected } => {
-                    ParseErrorKind::Type(format!("expected {expected} for `{op}`, found {got}"))
-                }
-                PayloadError::Format { .. } => ParseErrorKind::UnknownOp(word.clone()),
-            })
-        })?,
+                at.err(match e {
+                    PayloadError::Immediate { got, expected, .. } => ParseErrorKind::BadNumber {
+                        text: got.to_string(),
+                        expected: expected.into(),
+                    },
+                    PayloadError::Type { op, got, expected } => {
+                        ParseErrorKind::Type(format!("expected {expected} for `{op}`, found {got}"))
+                    }
+                    PayloadError::Format { .. } => ParseErrorKind::UnknownOp(word.clone()),
+                })
+            })?,
         };
         let kind = StmtKind::Plain {
             op,
@@ -800,7 +812,12 @@ impl<'s> Parser<'s> {
     }
 
     /// The rest of `loop %i in B..B (%c = %v : T, ...) { ... }` after the op word.
-    fn loop_stmt(&mut self, results: Vec<Name>, pos: Pos, depth: usize) -> Result<Stmt, ParseError> {
+    fn loop_stmt(
+        &mut self,
+        results: Vec<Name>,
+        pos: Pos,
+        depth: usize,
+    ) -> Result<Stmt, ParseError> {
         if depth >= MAX_NESTING {
             return Err(pos.err(ParseErrorKind::TooDeep(MAX_NESTING)));
         }

@@ -291,7 +291,10 @@ pub(crate) fn rule(
         Op::Neg => return Ok(sum(&[(0, true)])),
         Op::Mul => {
             let (a, b) = (get!(a), get!(b));
-            let kept = [(0, b), (1, a)].into_iter().filter(|(i, _)| needs(*i)).collect();
+            let kept = [(0, b), (1, a)]
+                .into_iter()
+                .filter(|(i, _)| needs(*i))
+                .collect();
             return Ok(Rule::Linear(Linear::Bilinear(kept)));
         }
         Op::Div => {
