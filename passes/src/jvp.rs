@@ -1,11 +1,11 @@
 //! Forward mode: `jvp(f, wrt)` maps `f(x) -> y` to `f.jvp(x, dx_wrt) -> (y, dy)`.
 //!
 //! One pass over the function in program order copies each instruction and, when one of
-//! its results is active ([`crate::activity`]), emits its tangent rule right after it
-//! (by its rule's kind: [`crate::rules::pointwise_tangent`] or, for a linear op, the op
-//! on the tangents, [`crate::rules::linear_tangent`]). Tangents of inactive values are structural zeros: they
-//! emit nothing, and a zero is materialised only where a value must exist (an output, a
-//! loop-carried slot, a callee's tangent argument).
+//! its results is active ([`crate::activity`]), emits its tangent right after it, by its
+//! rule's kind: [`crate::rules::pointwise_tangent`] or, for a linear op, the op on the
+//! tangents ([`crate::rules::linear_tangent`]). Tangents of inactive values are
+//! structural zeros: they emit nothing, and a zero is materialised only where a value
+//! must exist (an output, a loop-carried slot, a callee's tangent argument).
 //!
 //! - `call @g(...)` with active arguments becomes `call @g.jvp(..., dargs)` (the callee's
 //!   jvp generated once, with respect to exactly the active arguments), which returns
