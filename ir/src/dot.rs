@@ -7,7 +7,7 @@
 //! value of the function, by the forward-mode pass) in blue, primal values in black.
 
 use crate::function::{Function, Inst, Region, Value, ValueDef};
-use crate::op::Op;
+use crate::op::{Format, Op};
 use std::collections::HashSet;
 use std::fmt::Write;
 
@@ -155,15 +155,26 @@ fn instruction(f: &Function, roles: &Roles, inst: Inst, depth: usize, pad: &str,
                 .map(|&v| format!("%{}", f.value_label(v)))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let label = match op {
-                Op::Const(c) => format!("{name} = {c}"),
-                Op::Powi(n) => format!("{name} = powi {n}"),
-                Op::Call(callee) => format!("{name} = call @{callee}"),
-                Op::RevLoop(r) => format!("{name} = revloop @{} ({})", r.bwd, r.policy),
-                Op::TapeLoop(r) => format!("{name} = tapeloop @{} ({})", r.fwd, r.policy),
-                Op::Cast(t) => format!("{name} = cast : {}", t.name()),
-                _ if name.is_empty() => op.name().to_string(),
-                _ => format!("{name} = {}", op.name()),
+            // The op and its payload, by format (operands are the graph's edges).
+            let opn = op.name();
+            let label = match op.format() {
+                Format::Literal(c, _) => format!("{name} = {c}"),
+                Format::WithImm(n) => format!("{name} = {opn} {n}"),
+                Format::WithType(t) => format!("{name} = {opn} : {t}"),
+                Format::Call(callee) => format!("{name} = {opn} @{callee}"),
+                Format::RevLoop(r) => format!("{name} = {opn} @{} ({})", r.bwd, r.policy),
+                Format::TapeLoop(r) => format!("{name} = {opn} @{} ({})", r.fwd, r.policy),
+                Format::Unary
+                | Format::Binary
+                | Format::Ternary
+                | Format::Variadic
+                | Format::Loop(_) => {
+                    if name.is_empty() {
+                        opn.to_string()
+                    } else {
+                        format!("{name} = {opn}")
+                    }
+                }
             };
             let _ = writeln!(
                 out,

@@ -1,10 +1,44 @@
 //! The one list of operations.
 //!
 //! Every op is a variant of [`Op`]. Beside the enum sit the exhaustive matches every
-//! consumer relies on: the text name ([`Op::name`]), the operand arity
-//! ([`Op::arity`]), result typing ([`Op::result_types`]) and purity
-//! ([`Op::is_pure`]). A new op breaks every `match` that must learn it — that is the
-//! checklist (see ARCHITECTURE.md, "Adding an op").
+//! consumer relies on: the text name ([`Op::name`], [`Op::from_name`]), the operand
+//! format ([`Op::format`], which also gives the arity), result typing
+//! ([`Op::result_types`]) and purity ([`Op::is_pure`]). A new op breaks every `match`
+//! that must learn it — that is the checklist (see ARCHITECTURE.md, "Adding an op").
+//!
+//! # Formats
+//!
+//! Ops come in families that share an operand syntax, as Cranelift's instruction formats
+//! do. [`Format`] names each family and carries its payload; the printer, the parser and
+//! the verifier's renderer switch on the format, never on the op, so a new op of a known
+//! format costs them nothing. Formats today, and the ones the tensor ops (DESIGN.md,
+//! "Tensors") will take:
+//!
+//! | format | syntax | ops |
+//! |--------|--------|-----|
+//! | [`Format::Literal`] | `op LIT : T` | `const`; later `fill 0.0 : f64[32,8]` |
+//! | [`Format::Unary`] | `op %a` | `neg sqrt exp ... trunc guard`; later every elementwise unary op on tensors |
+//! | [`Format::Binary`] | `op %a, %b` | `add ... copysign`, comparisons; later `matmul`, `dot` and the broadcasting elementwise forms |
+//! | [`Format::Ternary`] | `op %a, %b, %c` | `fma`, `select` |
+//! | [`Format::Variadic`] | `op %a, ...` | `yield`, `ret` |
+//! | [`Format::WithImm`] | `op %a, N` | `powi` |
+//! | [`Format::WithType`] | `op %a : T` | `cast`; later `broadcast %v : f64[32,8]`, `reshape %a : f64[4,64]` |
+//! | [`Format::Call`] | `op @f(%a, ...)` | `call` |
+//! | [`Format::Loop`] | `loop %i in B..B (%c = %v : T, ...) { ... }` | `loop` |
+//! | [`Format::TapeLoop`] | `tapeloop B..B checkpoint P fwd @F (...) caps (...)` | `tapeloop` |
+//! | [`Format::RevLoop`] | `revloop B..B checkpoint P fwd @F bwd @B [tape %t] (...) caps (...) seed (...)` | `revloop` |
+//!
+//! Planned, added with the first op that needs each (none exists before its op does):
+//!
+//! | format | syntax | tensor ops |
+//! |--------|--------|------------|
+//! | `WithAxes` | `op %x, axes [1, 2]` | `sum`, `mean`, the `max`/`min` reductions, `logsumexp` (the `axes` keyword tells a reduction from the binary `max %a, %b`) |
+//! | `WithPerm` | `op %a, perm [1, 0]` | `transpose` |
+//! | `WithRanges` | `op %a [0:4, 2:6]` | `slice` (start:end per axis), `pad` (low:high per axis) |
+//! | `WithAxis` | `op %a, %b, ..., axis 0` | `concat` (variadic operands and one axis) |
+//! | `Indexed` | `op %x [%i, ...]` | `extract` (the indices are `i64` operands after `%x`) |
+//! | `IndexedInsert` | `op %v into %x [%i, ...]` | `insert` |
+//! | `Iota` | `op axis 0 : T` | `iota` (no operand, an axis and a result type) |
 //!
 //! Numeric semantics of each op live in [`crate::math`], shared by the interpreter and
 //! the JIT's runtime calls so both engines agree bit for bit.
@@ -319,6 +353,94 @@ impl RevLoop {
     }
 }
 
+/// An op's operand format, with its payload: the syntax of everything after the op name
+/// (see the module docs for the table). [`Op::format`] gives it for an op; the parser
+/// reads the syntax a template op's format names ([`Op::from_name`]) and sets the payload
+/// it read with [`Op::with_payload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format<'a> {
+    /// `op LIT : T` — no operands; a literal and the result type.
+    Literal(Constant, Type),
+    /// `op %a`.
+    Unary,
+    /// `op %a, %b`.
+    Binary,
+    /// `op %a, %b, %c`.
+    Ternary,
+    /// `op %a, ...` — any number of operands, checked against the enclosing signature.
+    Variadic,
+    /// `op %a, N` — one operand and an integer immediate.
+    WithImm(i64),
+    /// `op %a : T` — one operand and the result type.
+    WithType(Type),
+    /// `op @f(%a, ...)` — a callee and its arguments.
+    Call(&'a str),
+    /// `loop %i in B..B (%c = %v : T, ...) { ... }` — bounds, carried values, one body
+    /// region (operands: dynamic bounds, then the inits).
+    Loop(LoopBounds),
+    /// `tapeloop B..B checkpoint P fwd @F (inits...) caps (caps...)`.
+    TapeLoop(&'a TapeLoop),
+    /// `revloop B..B checkpoint P fwd @F bwd @B [tape %t] (inits...) caps (caps...)
+    /// seed (seeds...)`.
+    RevLoop(&'a RevLoop),
+}
+
+impl Format<'_> {
+    /// How many operands an op of this format takes.
+    pub fn arity(self) -> Arity {
+        match self {
+            Format::Literal(..) => Arity::Fixed(0),
+            Format::Unary | Format::WithImm(_) | Format::WithType(_) => Arity::Fixed(1),
+            Format::Binary => Arity::Fixed(2),
+            Format::Ternary => Arity::Fixed(3),
+            Format::Variadic
+            | Format::Call(_)
+            | Format::Loop(_)
+            | Format::TapeLoop(_)
+            | Format::RevLoop(_) => Arity::Variadic,
+        }
+    }
+
+    /// True for the formats without a payload (`op %a, %b, ...`).
+    pub fn is_plain(self) -> bool {
+        matches!(
+            self,
+            Format::Unary | Format::Binary | Format::Ternary | Format::Variadic
+        )
+    }
+}
+
+/// Why [`Op::with_payload`] refused a payload.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// An immediate out of the op's range.
+    #[error("`{op}` takes {expected}, got {got}")]
+    Immediate {
+        /// Op text name.
+        op: &'static str,
+        /// The immediate read.
+        got: i64,
+        /// What fits, in words.
+        expected: &'static str,
+    },
+    /// A type the op does not take as its payload.
+    #[error("`{op}` takes {expected}, got {got}")]
+    Type {
+        /// Op text name.
+        op: &'static str,
+        /// The type read.
+        got: Type,
+        /// What fits, in words.
+        expected: &'static str,
+    },
+    /// A payload of another format.
+    #[error("`{op}` does not take a payload of this format")]
+    Format {
+        /// Op text name.
+        op: &'static str,
+    },
+}
+
 /// How many operands an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -395,8 +517,8 @@ impl Accept {
 }
 
 impl Op {
-    /// Every op name, for parsers, docs and completeness tests. `const`, `powi`, `cast`,
-    /// `call`, `loop`, `revloop` and `tapeloop` carry payloads and appear here by name only.
+    /// Every op name, for parsers, docs and completeness tests ([`Op::from_name`] knows
+    /// each).
     pub const NAMES: &'static [&'static str] = &[
         "const", "add", "sub", "mul", "div", "neg", "fma", "sqrt", "exp", "expm1", "log", "log1p",
         "sin", "cos", "tan", "tanh", "sigmoid", "erf", "abs", "pow", "powi", "min", "max", "atan2",
@@ -454,11 +576,36 @@ impl Op {
         }
     }
 
-    /// The payload-free op for a plain name (`add`, `sin`, ...). Names with payloads
-    /// (`const`, `powi`, `cast`, `call`, `loop`) return `None`: their parser reads the
-    /// payload.
-    pub fn from_plain_name(s: &str) -> Option<Op> {
+    /// The op of a text name. An op with a payload comes with a placeholder one (`const
+    /// 0.0 : f64`, `powi 0`, `cast : f64`, an empty callee, an empty range): its
+    /// [`Op::format`] says what the text holds next, and [`Op::with_payload`] sets it.
+    pub fn from_name(s: &str) -> Option<Op> {
+        let bounds = LoopBounds {
+            start: Bound::Imm(0),
+            end: Bound::Imm(0),
+        };
+        let policy = crate::checkpoint::Policy::default();
         Some(match s {
+            "const" => Op::Const(Constant::F64(0.0)),
+            "powi" => Op::Powi(0),
+            "cast" => Op::Cast(ScalarType::F64),
+            "call" => Op::Call(String::new()),
+            "loop" => Op::Loop(bounds),
+            "tapeloop" => Op::TapeLoop(Box::new(TapeLoop {
+                bounds,
+                policy,
+                fwd: String::new(),
+                state: 0,
+            })),
+            "revloop" => Op::RevLoop(Box::new(RevLoop {
+                bounds,
+                policy,
+                fwd: String::new(),
+                bwd: String::new(),
+                state: 0,
+                caps: 0,
+                tape: false,
+            })),
             "add" => Op::Add,
             "sub" => Op::Sub,
             "mul" => Op::Mul,
@@ -500,11 +647,16 @@ impl Op {
         })
     }
 
-    /// Operand count.
-    pub fn arity(&self) -> Arity {
-        use Arity::*;
+    /// The payload-free op of a plain name (`add`, `sin`, `ret`, ...); `None` for the
+    /// names of ops with a payload (`const`, `powi`, `cast`, `call`, the loops).
+    pub fn from_plain_name(s: &str) -> Option<Op> {
+        Op::from_name(s).filter(|op| op.format().is_plain())
+    }
+
+    /// The operand format of the op, with its payload (see the module docs).
+    pub fn format(&self) -> Format<'_> {
         match self {
-            Op::Const(_) => Fixed(0),
+            Op::Const(c) => Format::Literal(*c, Type::Scalar(c.ty())),
             Op::Neg
             | Op::Sqrt
             | Op::Exp
@@ -518,13 +670,11 @@ impl Op {
             | Op::Sigmoid
             | Op::Erf
             | Op::Abs
-            | Op::Powi(_)
             | Op::Floor
             | Op::Ceil
             | Op::Round
             | Op::Trunc
-            | Op::Cast(_)
-            | Op::Guard => Fixed(1),
+            | Op::Guard => Format::Unary,
             Op::Add
             | Op::Sub
             | Op::Mul
@@ -539,12 +689,63 @@ impl Op {
             | Op::Gt
             | Op::Ge
             | Op::Eq
-            | Op::Ne => Fixed(2),
-            Op::Fma | Op::Select => Fixed(3),
-            Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::TapeLoop(_) | Op::Yield | Op::Ret => {
-                Variadic
-            }
+            | Op::Ne => Format::Binary,
+            Op::Fma | Op::Select => Format::Ternary,
+            Op::Yield | Op::Ret => Format::Variadic,
+            Op::Powi(n) => Format::WithImm(i64::from(*n)),
+            Op::Cast(t) => Format::WithType(Type::Scalar(*t)),
+            Op::Call(f) => Format::Call(f),
+            Op::Loop(b) => Format::Loop(*b),
+            Op::TapeLoop(t) => Format::TapeLoop(t),
+            Op::RevLoop(r) => Format::RevLoop(r),
         }
+    }
+
+    /// This op with the payload of `format` (the parser's second step after
+    /// [`Op::from_name`]); a payload-free format must match the op's.
+    pub fn with_payload(self, format: Format<'_>) -> Result<Op, PayloadError> {
+        let name = self.name();
+        let op = match (self, format) {
+            (Op::Const(_), Format::Literal(c, t)) => {
+                if t != Type::Scalar(c.ty()) {
+                    return Err(PayloadError::Type {
+                        op: name,
+                        got: t,
+                        expected: "the scalar type of its literal",
+                    });
+                }
+                Op::Const(c)
+            }
+            (Op::Powi(_), Format::WithImm(n)) => {
+                Op::Powi(i32::try_from(n).map_err(|_| PayloadError::Immediate {
+                    op: name,
+                    got: n,
+                    expected: "an integer exponent that fits in i32",
+                })?)
+            }
+            (Op::Cast(_), Format::WithType(t)) => match t {
+                Type::Scalar(s) => Op::Cast(s),
+                Type::Tensor(..) => {
+                    return Err(PayloadError::Type {
+                        op: name,
+                        got: t,
+                        expected: "a scalar type",
+                    })
+                }
+            },
+            (Op::Call(_), Format::Call(f)) => Op::Call(f.to_string()),
+            (Op::Loop(_), Format::Loop(b)) => Op::Loop(b),
+            (Op::TapeLoop(_), Format::TapeLoop(t)) => Op::TapeLoop(Box::new(t.clone())),
+            (Op::RevLoop(_), Format::RevLoop(r)) => Op::RevLoop(Box::new(r.clone())),
+            (op, f) if f.is_plain() && op.format() == f => op,
+            _ => return Err(PayloadError::Format { op: name }),
+        };
+        Ok(op)
+    }
+
+    /// Operand count (from the format).
+    pub fn arity(&self) -> Arity {
+        self.format().arity()
     }
 
     /// True for ops without side effects or control: removable when unused, mergeable
@@ -862,15 +1063,79 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for &n in Op::NAMES {
-            if let Some(op) = Op::from_plain_name(n) {
-                assert_eq!(op.name(), n);
-            } else {
-                assert!(
-                    ["const", "powi", "cast", "call", "loop", "revloop", "tapeloop"].contains(&n),
-                    "{n}"
-                );
+            let op = Op::from_name(n).unwrap_or_else(|| panic!("no op named {n}"));
+            assert_eq!(op.name(), n);
+            assert_eq!(
+                Op::from_plain_name(n).is_some(),
+                op.format().is_plain(),
+                "{n}"
+            );
+            // Setting an op's own payload gives the op back.
+            let f = op.format();
+            assert_eq!(op.clone().with_payload(f).as_ref(), Ok(&op), "{n}");
+        }
+        assert_eq!(Op::from_name("nope"), None);
+    }
+
+    #[test]
+    fn payloads_are_checked() {
+        let powi = Op::from_name("powi").unwrap();
+        assert_eq!(
+            powi.clone().with_payload(Format::WithImm(-3)),
+            Ok(Op::Powi(-3))
+        );
+        assert!(matches!(
+            powi.clone().with_payload(Format::WithImm(1 << 40)),
+            Err(PayloadError::Immediate { .. })
+        ));
+        assert!(matches!(
+            powi.with_payload(Format::Binary),
+            Err(PayloadError::Format { op: "powi" })
+        ));
+        let tensor = Type::Tensor(ScalarType::F64, crate::types::Shape::new(&[2]).unwrap());
+        assert!(matches!(
+            Op::from_name("cast")
+                .unwrap()
+                .with_payload(Format::WithType(tensor)),
+            Err(PayloadError::Type { .. })
+        ));
+        assert!(Op::Add.with_payload(Format::Unary).is_err());
+    }
+
+    /// Every op has a format, and every format prints and re-parses: the golden inputs
+    /// hold each op (so each format) at least once.
+    #[test]
+    fn every_format_prints_and_reparses() {
+        use crate::{parse_module, print_module};
+        let texts = [
+            include_str!("../../tests/ir/all_ops.jir"),
+            include_str!("../../tests/ir/revloop.jir"),
+        ];
+        let mut names = std::collections::BTreeSet::new();
+        let mut formats = std::collections::BTreeSet::new();
+        for t in texts {
+            let m = parse_module(t).unwrap();
+            let printed = print_module(&m);
+            let again = parse_module(&printed).unwrap();
+            assert_eq!(print_module(&again), printed);
+            for f in &m.funcs {
+                for (_, d) in f.insts.iter() {
+                    names.insert(d.op.name());
+                    let fmt = d.op.format();
+                    formats.insert(
+                        format!("{fmt:?}")
+                            .split('(')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
+                    assert_eq!(d.op.arity(), fmt.arity());
+                }
             }
         }
+        let missing: Vec<_> = Op::NAMES.iter().filter(|n| !names.contains(*n)).collect();
+        assert!(missing.is_empty(), "ops not covered: {missing:?}");
+        assert_eq!(formats.len(), 11, "{formats:?}");
     }
 
     #[test]

@@ -7,12 +7,22 @@
 //! func    := "func" @name "(" [%name ":" type {"," ...}] ")" ["->" results] "{" inst* "}"
 //! results := type | "(" [type {"," type}] ")"
 //! type    := f64 | f32 | i64 | bool | scalar "[" dim {"," dim} "]"
-//! inst    := [%name {"," %name} "="] op-syntax
-//!            const LIT ":" type | powi %v "," INT | cast %v ":" type
-//!            | call @f "(" [%v {"," %v}] ")" | op [%v {"," %v}]
-//!            | loop %i in BOUND ".." BOUND "(" [%c "=" %v ":" type {","...}] ")" "{" inst* "}"
+//! inst    := [%name {"," %name} "="] op operands
+//! operands, by the op's format (crate::op::Format):
+//!   Literal   LIT ":" type                       (const)
+//!   Unary, Binary, Ternary, Variadic  [%v {"," %v}]   (arity checked when typing)
+//!   WithImm   %v "," INT                          (powi)
+//!   WithType  %v ":" type                         (cast)
+//!   Call      @f "(" [%v {"," %v}] ")"
+//!   Loop      %i in BOUND ".." BOUND "(" [%c "=" %v ":" type {","...}] ")" "{" inst* "}"
+//!   TapeLoop  BOUND ".." BOUND checkpoint POLICY fwd @F "(" %v... ")" caps "(" %v... ")"
+//!   RevLoop   BOUND ".." BOUND checkpoint POLICY fwd @F bwd @B [tape %t]
+//!             "(" %v... ")" caps "(" %v... ")" seed "(" %v... ")"
 //! BOUND   := INT | %v
 //! ```
+//!
+//! The parser finds the op by name ([`Op::from_name`]), reads the syntax of its format,
+//! and sets the payload read with [`Op::with_payload`]: it never matches on ops.
 //!
 //! `;` starts a comment running to the end of the line; newlines are ordinary
 //! whitespace. Identifiers are `[A-Za-z0-9_.]+` after `%` or `@` (an identifier ends
@@ -36,7 +46,9 @@
 
 use crate::checkpoint::Policy;
 use crate::function::{Function, Module, Region, Value};
-use crate::op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError};
+use crate::op::{
+    Bound, Constant, Format, LoopBounds, Op, PayloadError, RevLoop, Signature, TapeLoop, TypeError,
+};
 use crate::types::{ScalarType, Shape, Type, MAX_RANK};
 use std::collections::HashMap;
 use std::fmt;
@@ -694,64 +706,64 @@ impl<'s> Parser<'s> {
         let word = word.clone();
         let pos = self.tok.pos;
         self.advance()?;
-        let plain = |op: Op, args: Vec<Name>| StmtKind::Plain {
-            op,
-            args,
-            callee_pos: None,
+        let Some(template) = Op::from_name(&word) else {
+            return Err(pos.err(ParseErrorKind::UnknownOp(word)));
         };
-        let kind = match word.as_str() {
-            "const" => {
+        // The syntax after the op name is its format's; the payload read is set with
+        // `Op::with_payload`, whose refusals are reported at `at`.
+        let mut at = self.tok.pos;
+        let mut args: Vec<Name> = Vec::new();
+        let mut callee_pos = None;
+        let (callee, tape_loop, rev_loop);
+        let format = match template.format() {
+            Format::Unary | Format::Binary | Format::Ternary | Format::Variadic => {
+                args = self.local_list(true)?;
+                None
+            }
+            Format::Literal(..) => {
                 let lit = self.advance()?;
                 self.expect_punct(":")?;
-                let ty_pos = self.tok.pos;
+                at = self.tok.pos;
                 let ty = self.ty()?;
-                plain(Op::Const(literal(&lit, ty, ty_pos)?), vec![])
+                Some(Format::Literal(literal(&lit, ty, at, &word)?, ty))
             }
-            "powi" => {
-                let x = self.local("a value `%name`")?;
+            Format::WithImm(_) => {
+                args.push(self.local("a value `%name`")?);
                 self.expect_punct(",")?;
-                let Tok::Num(text) = &self.tok.kind else {
-                    return self.expected("an integer exponent");
-                };
-                let n = text.parse::<i32>().map_err(|_| {
-                    self.tok.pos.err(ParseErrorKind::BadNumber {
-                        text: text.clone(),
-                        expected: "an integer exponent that fits in i32".into(),
-                    })
-                })?;
-                self.advance()?;
-                plain(Op::Powi(n), vec![x])
+                at = self.tok.pos;
+                Some(Format::WithImm(
+                    self.integer("an integer that fits in i64")?,
+                ))
             }
-            "cast" => {
-                let x = self.local("a value `%name`")?;
+            Format::WithType(_) => {
+                args.push(self.local("a value `%name`")?);
                 self.expect_punct(":")?;
-                let ty_pos = self.tok.pos;
-                let Type::Scalar(t) = self.ty()? else {
-                    return Err(ty_pos.err(ParseErrorKind::Type(
-                        "expected a scalar type for `cast`, found a tensor type".into(),
-                    )));
-                };
-                plain(Op::Cast(t), vec![x])
+                at = self.tok.pos;
+                Some(Format::WithType(self.ty()?))
             }
-            "call" => {
-                let Tok::Global(callee) = &self.tok.kind else {
-                    return self.expected("a function name `@name`");
-                };
-                let callee = callee.clone();
-                let callee_pos = self.tok.pos;
-                self.advance()?;
+            Format::Call(_) => {
+                callee_pos = Some(self.tok.pos);
+                callee = self.global("a function name `@name`")?;
                 self.expect_punct("(")?;
-                let args = self.local_list(true)?;
+                args = self.local_list(true)?;
                 self.expect_punct(")")?;
-                StmtKind::Plain {
-                    op: Op::Call(callee),
-                    args,
-                    callee_pos: Some(callee_pos),
-                }
+                Some(Format::Call(&callee))
             }
-            "revloop" => {
-                let mut args = Vec::new();
-                let (bounds, policy, fwd) = self.driver_head(&mut args)?;
+            Format::Loop(_) => return self.loop_stmt(results, pos, depth),
+            Format::TapeLoop(_) => {
+                let (bounds, policy, f) = self.driver_head(&mut args)?;
+                let state = self.value_group(None, &mut args)?;
+                self.value_group(Some("caps"), &mut args)?;
+                tape_loop = TapeLoop {
+                    bounds,
+                    policy,
+                    fwd: f,
+                    state,
+                };
+                Some(Format::TapeLoop(&tape_loop))
+            }
+            Format::RevLoop(_) => {
+                let (bounds, policy, f) = self.driver_head(&mut args)?;
                 self.expect_word("bwd")?;
                 let bwd = self.global("the backward step `@name`")?;
                 let tape = if matches!(&self.tok.kind, Tok::Word(w) if w == "tape") {
@@ -764,77 +776,103 @@ impl<'s> Parser<'s> {
                 let state = self.value_group(None, &mut args)?;
                 let caps = self.value_group(Some("caps"), &mut args)?;
                 self.value_group(Some("seed"), &mut args)?;
-                let op = Op::RevLoop(Box::new(RevLoop {
+                rev_loop = RevLoop {
                     bounds,
                     policy,
-                    fwd,
+                    fwd: f,
                     bwd,
                     state,
                     caps,
                     tape,
-                }));
-                plain(op, args)
+                };
+                Some(Format::RevLoop(&rev_loop))
             }
-            "tapeloop" => {
-                let mut args = Vec::new();
-                let (bounds, policy, fwd) = self.driver_head(&mut args)?;
-                let state = self.value_group(None, &mut args)?;
-                self.value_group(Some("caps"), &mut args)?;
-                let op = Op::TapeLoop(Box::new(TapeLoop {
-                    bounds,
-                    policy,
-                    fwd,
-                    state,
-                }));
-                plain(op, args)
-            }
-            "loop" => {
-                if depth >= MAX_NESTING {
-                    return Err(pos.err(ParseErrorKind::TooDeep(MAX_NESTING)));
-                }
-                let index = self.local("a loop index `%name`")?;
-                self.expect_word("in")?;
-                let start = self.bound()?;
-                self.expect_punct("..")?;
-                let end = self.bound()?;
-                self.expect_punct("(")?;
-                let mut carried = Vec::new();
-                if !self.is_punct(")") {
-                    loop {
-                        let param = self.local("a carried value `%name`")?;
-                        self.expect_punct("=")?;
-                        let init = self.local("an initial value `%name`")?;
-                        self.expect_punct(":")?;
-                        let ty_pos = self.tok.pos;
-                        let ty = self.ty()?;
-                        carried.push(Carried {
-                            param,
-                            init,
-                            ty,
-                            ty_pos,
-                        });
-                        if !self.eat_punct(",")? {
-                            break;
-                        }
+        };
+        let op = match format {
+            None => template,
+            Some(format) => template.with_payload(format).map_err(|e| {
+                at.err(match e {
+                    PayloadError::Immediate { got, expected, .. } => ParseErrorKind::BadNumber {
+                        text: got.to_string(),
+                        expected: expected.into(),
+                    },
+                    PayloadError::Type { op, got, expected } => {
+                        ParseErrorKind::Type(format!("expected {expected} for `{op}`, found {got}"))
                     }
-                }
-                self.expect_punct(")")?;
-                let open = self.expect_punct("{")?;
-                let body = self.block(open, "loop", depth + 1)?;
-                StmtKind::Loop {
-                    index,
-                    start,
-                    end,
-                    carried,
-                    body,
-                }
-            }
-            w => match Op::from_plain_name(w) {
-                Some(op) => plain(op, self.local_list(true)?),
-                None => return Err(pos.err(ParseErrorKind::UnknownOp(word))),
-            },
+                    PayloadError::Format { .. } => ParseErrorKind::UnknownOp(word.clone()),
+                })
+            })?,
+        };
+        let kind = StmtKind::Plain {
+            op,
+            args,
+            callee_pos,
         };
         Ok(Stmt { results, pos, kind })
+    }
+
+    /// The rest of `loop %i in B..B (%c = %v : T, ...) { ... }` after the op word.
+    fn loop_stmt(
+        &mut self,
+        results: Vec<Name>,
+        pos: Pos,
+        depth: usize,
+    ) -> Result<Stmt, ParseError> {
+        if depth >= MAX_NESTING {
+            return Err(pos.err(ParseErrorKind::TooDeep(MAX_NESTING)));
+        }
+        let index = self.local("a loop index `%name`")?;
+        self.expect_word("in")?;
+        let start = self.bound()?;
+        self.expect_punct("..")?;
+        let end = self.bound()?;
+        self.expect_punct("(")?;
+        let mut carried = Vec::new();
+        if !self.is_punct(")") {
+            loop {
+                let param = self.local("a carried value `%name`")?;
+                self.expect_punct("=")?;
+                let init = self.local("an initial value `%name`")?;
+                self.expect_punct(":")?;
+                let ty_pos = self.tok.pos;
+                let ty = self.ty()?;
+                carried.push(Carried {
+                    param,
+                    init,
+                    ty,
+                    ty_pos,
+                });
+                if !self.eat_punct(",")? {
+                    break;
+                }
+            }
+        }
+        self.expect_punct(")")?;
+        let open = self.expect_punct("{")?;
+        let body = self.block(open, "loop", depth + 1)?;
+        let kind = StmtKind::Loop {
+            index,
+            start,
+            end,
+            carried,
+            body,
+        };
+        Ok(Stmt { results, pos, kind })
+    }
+
+    /// An integer literal (an immediate); `expected` describes it in errors.
+    fn integer(&mut self, expected: &str) -> Result<i64, ParseError> {
+        let Tok::Num(text) = &self.tok.kind else {
+            return self.expected("an integer");
+        };
+        let n = text.parse::<i64>().map_err(|_| {
+            self.tok.pos.err(ParseErrorKind::BadNumber {
+                text: text.clone(),
+                expected: expected.into(),
+            })
+        })?;
+        self.advance()?;
+        Ok(n)
     }
 
     /// `start..end checkpoint P fwd @F`, the head of a `tapeloop` or `revloop`; dynamic
@@ -928,11 +966,12 @@ impl<'s> Parser<'s> {
     }
 }
 
-/// The constant for literal token `lit` with declared type `ty` (at `ty_pos`).
-fn literal(lit: &Token, ty: Type, ty_pos: Pos) -> Result<Constant, ParseError> {
+/// The constant for literal token `lit` with declared type `ty` (at `ty_pos`), the
+/// payload of op `op`.
+fn literal(lit: &Token, ty: Type, ty_pos: Pos, op: &str) -> Result<Constant, ParseError> {
     let Type::Scalar(s) = ty else {
         return Err(ty_pos.err(ParseErrorKind::Type(format!(
-            "expected a scalar type for `const`, found {ty}"
+            "expected a scalar type for `{op}`, found {ty}"
         ))));
     };
     let bad = |text: &str, expected: String| {

@@ -13,10 +13,10 @@
 //!   every function ends with a newline;
 //! - the printer walks loops with an explicit stack, so arbitrarily deep nesting cannot
 //!   overflow the stack, and it never panics, even on IR the verifier would reject
-//!   (dangling ids print as `%?vN`, which does not parse).
+//!   (dangling ids print as `%?vN` and missing operands as `%?`, which do not parse).
 
 use crate::function::{Function, Inst, Module, Region, Value};
-use crate::op::{Bound, LoopBounds, Op};
+use crate::op::{Bound, Format, LoopBounds};
 use cranelift_entity::SecondaryMap;
 use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
@@ -128,175 +128,191 @@ pub fn value_labels(f: &Function) -> SecondaryMap<Value, String> {
     labels
 }
 
-struct Printer<'a> {
-    f: &'a Function,
-    labels: SecondaryMap<Value, String>,
+/// Writes `%label` of a value (the printer's unique labels, or the verifier's).
+pub(crate) type ValueWriter<'a> = dyn Fn(&mut String, Value) + 'a;
+
+fn vals(out: &mut String, val: &ValueWriter<'_>, vs: &[Value]) {
+    for (i, &v) in vs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        val(out, v);
+    }
 }
 
-impl Printer<'_> {
-    fn val(&self, out: &mut String, v: Value) {
-        let l = &self.labels[v];
-        if l.is_empty() {
-            let _ = write!(out, "%?{v}");
+/// The next operand, or the placeholder `%?` on malformed IR.
+fn next_val(out: &mut String, val: &ValueWriter<'_>, args: &mut std::slice::Iter<'_, Value>) {
+    match args.next() {
+        Some(&v) => val(out, v),
+        None => out.push_str("%?"),
+    }
+}
+
+/// Writes a loop's `start..end`, taking dynamic bounds from `args`.
+fn range(
+    out: &mut String,
+    val: &ValueWriter<'_>,
+    b: LoopBounds,
+    args: &mut std::slice::Iter<'_, Value>,
+) {
+    for (k, bound) in [b.start, b.end].into_iter().enumerate() {
+        if k == 1 {
+            out.push_str("..");
+        }
+        match bound {
+            Bound::Imm(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Bound::Dyn => next_val(out, val, args),
+        }
+    }
+}
+
+/// Writes `(%a, %b) word (%c) ...`: consecutive groups of `args` of the given sizes (the
+/// last group takes the rest), each group after its word.
+fn groups(
+    out: &mut String,
+    val: &ValueWriter<'_>,
+    args: std::slice::Iter<'_, Value>,
+    sizes: &[(&str, usize)],
+) {
+    let rest: &[Value] = args.as_slice();
+    let mut at = 0;
+    for (k, &(word, n)) in sizes.iter().enumerate() {
+        let end = if k + 1 == sizes.len() {
+            rest.len()
         } else {
-            out.push('%');
-            out.push_str(l);
-        }
-    }
-
-    fn vals(&self, out: &mut String, vs: &[Value]) {
-        for (i, &v) in vs.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            self.val(out, v);
-        }
-    }
-
-    /// Writes a loop's `start..end`, taking dynamic bounds from `args`.
-    fn range(&self, out: &mut String, b: LoopBounds, args: &mut std::slice::Iter<'_, Value>) {
-        for (k, bound) in [b.start, b.end].into_iter().enumerate() {
-            if k == 1 {
-                out.push_str("..");
-            }
-            match bound {
-                Bound::Imm(n) => {
-                    let _ = write!(out, "{n}");
-                }
-                Bound::Dyn => match args.next() {
-                    Some(&v) => self.val(out, v),
-                    None => out.push_str("%?bound"),
-                },
-            }
-        }
-    }
-
-    fn ty(&self, v: Value) -> String {
-        match self.f.values.get(v) {
-            Some(d) => d.ty.to_string(),
-            None => "?".into(),
-        }
-    }
-
-    /// Writes one instruction line (without indentation and newline). For a loop the
-    /// line ends with `{` and the result says which body to print next.
-    fn inst(&self, out: &mut String, inst: Inst) -> Line {
-        let Some(d) = self.f.insts.get(inst) else {
-            let _ = write!(out, "?{inst}");
-            return Line::Plain;
+            (at + n).min(rest.len())
         };
-        if !d.results.is_empty() {
-            self.vals(out, &d.results);
-            out.push_str(" = ");
+        if !word.is_empty() {
+            out.push_str(word);
+            out.push(' ');
         }
-        out.push_str(d.op.name());
-        match &d.op {
-            Op::Const(c) => {
-                let _ = write!(out, " {c} : {}", c.ty());
-            }
-            Op::Powi(n) => {
-                out.push(' ');
-                self.vals(out, &d.args);
-                let _ = write!(out, ", {n}");
-            }
-            Op::Cast(t) => {
-                out.push(' ');
-                self.vals(out, &d.args);
-                let _ = write!(out, " : {t}");
-            }
-            Op::Call(callee) => {
-                let _ = write!(out, " @{}(", sanitize_ident(callee));
-                self.vals(out, &d.args);
-                out.push(')');
-            }
-            Op::RevLoop(r) => {
-                out.push(' ');
-                let mut args = d.args.iter();
-                self.range(out, r.bounds, &mut args);
-                let _ = write!(
-                    out,
-                    " checkpoint {} fwd @{} bwd @{} ",
-                    r.policy,
-                    sanitize_ident(&r.fwd),
-                    sanitize_ident(&r.bwd)
-                );
-                if r.tape {
-                    out.push_str("tape ");
-                    match args.next() {
-                        Some(&t) => self.val(out, t),
-                        None => out.push_str("%?tape"),
-                    }
-                    out.push(' ');
-                }
-                out.push('(');
-                let rest: Vec<Value> = args.copied().collect();
-                let ns = (r.state as usize).min(rest.len());
-                let nc = (r.caps as usize).min(rest.len() - ns);
-                self.vals(out, &rest[..ns]);
-                out.push_str(") caps (");
-                self.vals(out, &rest[ns..ns + nc]);
-                out.push_str(") seed (");
-                self.vals(out, &rest[ns + nc..]);
-                out.push(')');
-            }
-            Op::TapeLoop(r) => {
-                out.push(' ');
-                let mut args = d.args.iter();
-                self.range(out, r.bounds, &mut args);
-                let _ = write!(
-                    out,
-                    " checkpoint {} fwd @{} (",
-                    r.policy,
-                    sanitize_ident(&r.fwd)
-                );
-                let rest: Vec<Value> = args.copied().collect();
-                let ns = (r.state as usize).min(rest.len());
-                self.vals(out, &rest[..ns]);
-                out.push_str(") caps (");
-                self.vals(out, &rest[ns..]);
-                out.push(')');
-            }
-            Op::Loop(b) => {
-                let region = d.regions.first().copied();
-                let params: &[Value] = region
-                    .and_then(|r| self.f.regions.get(r))
-                    .map_or(&[], |rd| rd.params.as_slice());
-                out.push(' ');
-                match params.first() {
-                    Some(&i) => self.val(out, i),
-                    None => out.push_str("%?index"),
-                }
-                out.push_str(" in ");
-                let mut args = d.args.iter();
-                self.range(out, *b, &mut args);
-                out.push_str(" (");
-                let inits: Vec<Value> = args.copied().collect();
-                let carried = params.get(1..).unwrap_or(&[]);
-                for (k, (&p, &init)) in carried.iter().zip(&inits).enumerate() {
-                    if k > 0 {
-                        out.push_str(", ");
-                    }
-                    self.val(out, p);
-                    out.push_str(" = ");
-                    self.val(out, init);
-                    let _ = write!(out, " : {}", self.ty(p));
-                }
-                out.push_str(") {");
-                return Line::Open(region);
-            }
-            _ => {
-                if !d.args.is_empty() {
-                    out.push(' ');
-                    self.vals(out, &d.args);
-                }
-            }
+        out.push('(');
+        vals(out, val, &rest[at..end]);
+        out.push(')');
+        if k + 1 < sizes.len() {
+            out.push(' ');
         }
-        Line::Plain
+        at = end;
     }
+}
+
+/// Writes one instruction of `f` in the text format, without indentation and newline,
+/// naming values with `val`: results, op name, then the operand syntax of the op's
+/// [`Format`]. For a loop the line ends with `{` and the result says which body follows.
+/// Shared by the printer and the verifier's renderer; never panics, whatever the ids.
+pub(crate) fn write_inst(
+    out: &mut String,
+    f: &Function,
+    inst: Inst,
+    val: &ValueWriter<'_>,
+) -> Line {
+    let Some(d) = f.insts.get(inst) else {
+        let _ = write!(out, "?{inst}");
+        return Line::Plain;
+    };
+    if !d.results.is_empty() {
+        vals(out, val, &d.results);
+        out.push_str(" = ");
+    }
+    out.push_str(d.op.name());
+    let mut args = d.args.iter();
+    match d.op.format() {
+        Format::Literal(c, ty) => {
+            let _ = write!(out, " {c} : {ty}");
+        }
+        Format::Unary | Format::Binary | Format::Ternary | Format::Variadic => {
+            if !d.args.is_empty() {
+                out.push(' ');
+                vals(out, val, &d.args);
+            }
+        }
+        Format::WithImm(n) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            let _ = write!(out, ", {n}");
+        }
+        Format::WithType(t) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            let _ = write!(out, " : {t}");
+        }
+        Format::Call(callee) => {
+            let _ = write!(out, " @{}(", sanitize_ident(callee));
+            vals(out, val, &d.args);
+            out.push(')');
+        }
+        Format::TapeLoop(r) => {
+            out.push(' ');
+            range(out, val, r.bounds, &mut args);
+            let _ = write!(
+                out,
+                " checkpoint {} fwd @{} ",
+                r.policy,
+                sanitize_ident(&r.fwd)
+            );
+            groups(out, val, args, &[("", r.state as usize), ("caps", 0)]);
+        }
+        Format::RevLoop(r) => {
+            out.push(' ');
+            range(out, val, r.bounds, &mut args);
+            let _ = write!(
+                out,
+                " checkpoint {} fwd @{} bwd @{} ",
+                r.policy,
+                sanitize_ident(&r.fwd),
+                sanitize_ident(&r.bwd)
+            );
+            if r.tape {
+                out.push_str("tape ");
+                next_val(out, val, &mut args);
+                out.push(' ');
+            }
+            let sizes = [
+                ("", r.state as usize),
+                ("caps", r.caps as usize),
+                ("seed", 0),
+            ];
+            groups(out, val, args, &sizes);
+        }
+        Format::Loop(b) => {
+            let region = d.regions.first().copied();
+            let params: &[Value] = region
+                .and_then(|r| f.regions.get(r))
+                .map_or(&[], |rd| rd.params.as_slice());
+            out.push(' ');
+            match params.first() {
+                Some(&i) => val(out, i),
+                None => out.push_str("%?"),
+            }
+            out.push_str(" in ");
+            range(out, val, b, &mut args);
+            out.push_str(" (");
+            // By the inits, so a malformed loop still shows its operands.
+            for (k, &init) in args.enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                let p = params.get(k + 1).copied();
+                match p {
+                    Some(p) => val(out, p),
+                    None => out.push_str("%?"),
+                }
+                out.push_str(" = ");
+                val(out, init);
+                let ty = p.or(Some(init)).and_then(|v| f.values.get(v));
+                let _ = write!(out, " : {}", ty.map_or("?".into(), |d| d.ty.to_string()));
+            }
+            out.push_str(") {");
+            return Line::Open(region);
+        }
+    }
+    Line::Plain
 }
 
 /// What the printer does after an instruction line.
-enum Line {
+pub(crate) enum Line {
     /// Nothing more.
     Plain,
     /// Print this loop body (none for a malformed loop), then a closing brace.
@@ -310,17 +326,24 @@ fn indent(out: &mut String, depth: usize) {
 }
 
 fn write_function(out: &mut String, f: &Function) {
-    let p = Printer {
-        f,
-        labels: value_labels(f),
+    let labels = value_labels(f);
+    let val = |out: &mut String, v: Value| {
+        let l = labels.get(v).map_or("", String::as_str);
+        if l.is_empty() {
+            let _ = write!(out, "%?{v}");
+        } else {
+            out.push('%');
+            out.push_str(l);
+        }
     };
     let _ = write!(out, "func @{}(", sanitize_ident(&f.name));
     for (i, &v) in f.params().iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        p.val(out, v);
-        let _ = write!(out, ": {}", p.ty(v));
+        val(out, v);
+        let ty = f.values.get(v).map_or("?".into(), |d| d.ty.to_string());
+        let _ = write!(out, ": {ty}");
     }
     out.push_str(") -> ");
     match f.sig.results.as_slice() {
@@ -350,7 +373,7 @@ fn write_function(out: &mut String, f: &Function) {
             top.1 += 1;
             let depth = stack.len();
             indent(out, depth);
-            let line = p.inst(out, inst);
+            let line = write_inst(out, f, inst, &val);
             out.push('\n');
             if let Line::Open(region) = line {
                 stack.push((region, 0));

@@ -55,7 +55,8 @@
 //! Module (`DuplicateFunction`): function names are unique.
 
 use crate::function::{Function, Inst, Module, Region, Value, ValueDef};
-use crate::op::{Bound, Op, TypeError};
+use crate::op::{Op, TypeError};
+use crate::print::{write_inst, Line};
 use crate::types::Type;
 use cranelift_entity::EntityRef;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -479,13 +480,6 @@ fn label(f: &Function, v: Value) -> String {
     }
 }
 
-fn labels(f: &Function, vs: &[Value]) -> String {
-    vs.iter()
-        .map(|&v| label(f, v))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn type_list(ts: &[Type]) -> String {
     ts.iter()
         .map(Type::to_string)
@@ -513,70 +507,17 @@ fn describe_def(d: ValueDef) -> String {
 
 /// One instruction in the text format, prefixed by its id:
 /// `inst4 (%c = mul %a, %b)`. A loop is rendered by its header, with `{...}` for the
-/// body. Never panics, whatever the ids.
+/// body. The syntax is the printer's ([`crate::print`], switching on the op's format);
+/// values show their own labels. Never panics, whatever the ids.
 pub fn render_inst(f: &Function, inst: Inst) -> String {
-    let Some(d) = f.insts.get(inst) else {
+    if f.insts.get(inst).is_none() {
         return format!("{inst} (<invalid>)");
-    };
-    let mut s = format!("{inst} (");
-    if !d.results.is_empty() {
-        let _ = write!(s, "{} = ", labels(f, &d.results));
     }
-    let args = labels(f, &d.args);
-    let _ = match &d.op {
-        Op::Const(c) => write!(s, "const {c} : {}", c.ty()),
-        Op::Powi(n) => write!(s, "powi {args}, {n}"),
-        Op::Cast(t) => write!(s, "cast {args} : {t}"),
-        Op::Call(name) => write!(s, "call @{name}({args})"),
-        Op::RevLoop(r) => write!(
-            s,
-            "revloop checkpoint {} fwd @{} bwd @{} ({args})",
-            r.policy, r.fwd, r.bwd
-        ),
-        Op::TapeLoop(r) => write!(
-            s,
-            "tapeloop checkpoint {} fwd @{} ({args})",
-            r.policy, r.fwd
-        ),
-        Op::Loop(b) => {
-            let mut next_arg = d.args.iter();
-            let mut bound = |b: Bound| match b {
-                Bound::Imm(n) => n.to_string(),
-                Bound::Dyn => next_arg
-                    .next()
-                    .map_or_else(|| "%?".to_string(), |&v| label(f, v)),
-            };
-            let (start, end) = (bound(b.start), bound(b.end));
-            let inits: Vec<Value> = next_arg.copied().collect();
-            let params = d
-                .regions
-                .first()
-                .and_then(|&r| f.regions.get(r))
-                .map(|rd| rd.params.as_slice())
-                .unwrap_or_default();
-            let index = params.first().map_or_else(|| "%?".into(), |&v| label(f, v));
-            let carried: Vec<String> = inits
-                .iter()
-                .enumerate()
-                .map(|(k, &init)| {
-                    let p = params
-                        .get(k + 1)
-                        .map_or_else(|| "%?".into(), |&v| label(f, v));
-                    match f.values.get(init) {
-                        Some(vd) => format!("{p} = {} : {}", label(f, init), vd.ty),
-                        None => format!("{p} = {}", label(f, init)),
-                    }
-                })
-                .collect();
-            write!(
-                s,
-                "loop {index} in {start}..{end} ({}) {{...}}",
-                carried.join(", ")
-            )
-        }
-        op if d.args.is_empty() => write!(s, "{}", op.name()),
-        op => write!(s, "{} {args}", op.name()),
-    };
+    let mut s = format!("{inst} (");
+    let val = |out: &mut String, v: Value| out.push_str(&label(f, v));
+    if let Line::Open(_) = write_inst(&mut s, f, inst, &val) {
+        s.push_str("...}");
+    }
     s.push(')');
     s
 }
@@ -1117,7 +1058,7 @@ impl<'a> Verifier<'a> {
 mod tests {
     use super::*;
     use crate::builder::FunctionBuilder;
-    use crate::op::{Constant, LoopBounds, Signature};
+    use crate::op::{Bound, Constant, LoopBounds, Signature};
 
     const B03: LoopBounds = LoopBounds {
         start: Bound::Imm(0),

@@ -1,10 +1,11 @@
 //! Forward mode: `jvp(f, wrt)` maps `f(x) -> y` to `f.jvp(x, dx_wrt) -> (y, dy)`.
 //!
 //! One pass over the function in program order copies each instruction and, when one of
-//! its results is active ([`crate::activity`]), emits its tangent rule right after it
-//! ([`crate::rules::tangent`]). Tangents of inactive values are structural zeros: they
-//! emit nothing, and a zero is materialised only where a value must exist (an output, a
-//! loop-carried slot, a callee's tangent argument).
+//! its results is active ([`crate::activity`]), emits its tangent right after it, by its
+//! rule's kind: [`crate::rules::pointwise_tangent`] or, for a linear op, the op on the
+//! tangents ([`crate::rules::linear_tangent`]). Tangents of inactive values are
+//! structural zeros: they emit nothing, and a zero is materialised only where a value
+//! must exist (an output, a loop-carried slot, a callee's tangent argument).
 //!
 //! - `call @g(...)` with active arguments becomes `call @g.jvp(..., dargs)` (the callee's
 //!   jvp generated once, with respect to exactly the active arguments), which returns
@@ -25,7 +26,7 @@ use crate::derive::{derived_name, float_results, Kind, Session};
 use crate::emit::{is_float, Emitter};
 use crate::error::{AdError, Result};
 use crate::lin::{self, Lin};
-use crate::rules;
+use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::{Function, Inst, Op, Region, Type, Value, ValueDef};
 use std::collections::HashMap;
@@ -363,9 +364,12 @@ impl Jvp<'_> {
             return Ok(());
         }
         let need: Vec<bool> = d.args.iter().map(|&a| self.tan[a].is_some()).collect();
-        let local = rules::local(em, &d.op, &args, Some(res[0]), &need)?;
         let dargs: Vec<Option<Lin>> = d.args.iter().map(|&a| self.tan[a]).collect();
-        let dy = rules::tangent(em, &local, &dargs, res[0])?;
+        let dy = match rules::rule(em, &d.op, &args, Some(res[0]), &need)? {
+            Rule::Zero => None,
+            Rule::Pointwise(ps) => rules::pointwise_tangent(em, &ps, &dargs)?,
+            Rule::Linear(l) => rules::linear_tangent(em, &l, &dargs, res[0])?,
+        };
         self.tan[y] = dy;
         if let Some(l) = dy {
             self.name_tangent(em, y, l.val);

@@ -1,44 +1,104 @@
-//! The calculus of every op, in one place.
+//! The calculus of every op, in one place, as one of two kinds of rule.
 //!
-//! For each op, [`local`] emits its *local partial derivatives* ∂y/∂xᵢ, as values of the
-//! derived function, from which both modes follow: the tangent rule
-//! `dy = Σᵢ ∂ᵢ·dxᵢ` ([`tangent`]) and the adjoint rule `x̄ᵢ += ȳ·∂ᵢ` ([`adjoint`]). An
-//! op's forward and reverse calculus therefore cannot drift apart. A few ops are not
-//! "partials" but linear maps of their own: `select` (and `min`/`max`, which are selects
-//! on a comparison), `cast` between float types; `call` and `loop` are handled by the
-//! transforms, which generate the callee's derivative or a derived loop.
+//! [`rule`] gives each instruction its derivative rule ([`Rule`]):
 //!
-//! Partials are products `±(f₁·…·fₖ)/d` ([`Partial`]), so a quotient rule costs a
-//! `div`, not a reciprocal and a `mul`, and a constant factor 1 costs nothing.
+//! - **Pointwise** rules are the op's *local partial derivatives* ∂y/∂xᵢ, as values of
+//!   the derived function, from which both modes follow: the tangent
+//!   `dy = Σᵢ ∂ᵢ·dxᵢ` ([`pointwise_tangent`]) and the adjoint contributions
+//!   `x̄ᵢ += ȳ·∂ᵢ` ([`pointwise_adjoint`]). An op's forward and reverse calculus
+//!   therefore cannot drift apart. Partials are products `±(f₁·…·fₖ)/d` ([`Partial`]),
+//!   so a quotient rule costs a `div`, not a reciprocal and a `mul`, and a constant
+//!   factor 1 costs nothing.
+//! - **Linear** rules ([`Linear`], JAX's linear/transpose: `deflinear2`, `defbilinear`
+//!   and `primitive_transposes` in `jax/_src/interpreters/ad.py`) are for ops that are
+//!   linear in their differentiable operands: the tangent is *the op applied to the
+//!   tangents* ([`linear_tangent`]), the adjoint is the op's named *transpose*
+//!   ([`transpose`]). A bilinear op (`mul`; `matmul` later) is linear in each operand
+//!   with the other held fixed. Zeros are symbolic in both directions: a missing tangent
+//!   drops its term, and a zero cotangent emits nothing (the transforms never call a
+//!   rule for a structurally zero adjoint).
+//!
+//! `call` and `loop` have no rule: the transforms generate the callee's derivative or a
+//! derived loop.
+//!
+//! # Pointwise rules
 //!
 //! | op | ∂ (operand order) | notes |
 //! |----|-------------------|-------|
-//! | `add a, b` | 1, 1 | |
-//! | `sub a, b` | 1, −1 | |
-//! | `mul a, b` | b, a | |
 //! | `div a, b` | 1/b, −y/b | |
-//! | `neg a` | −1 | |
 //! | `fma a, b, c` | b, a, 1 | |
-//! | `sqrt a` | 0.5/y | +inf at 0 (the one-sided limit), NaN below 0 |
+//! | `sqrt a` | 0.5/y | |
 //! | `exp a` | y | |
 //! | `expm1 a` | y + 1 | |
-//! | `log a` | 1/a | +inf at 0 |
+//! | `log a` | 1/a | |
 //! | `log1p a` | 1/(1 + a) | |
 //! | `sin a` / `cos a` | cos a / −sin a | |
 //! | `tan a` | 1 + y² (one `fma`) | |
 //! | `tanh a` | 1 − y² (one `fma`, exactly rounded) | |
 //! | `sigmoid a` | y·(1 − y) | |
 //! | `erf a` | (2/√π)·e^(−a²) | |
-//! | `abs a` | sign a | **0 at a = ±0** (the symmetric subgradient, as JAX and PyTorch) |
-//! | `pow a, b` | b·a^(b−1), y·ln a | ∂/∂a is **0 where b = 0** (a⁰ is constant, even at a = 0); ∂/∂b is **0 where a = 0** (the limit of aᵇ ln a as a → 0⁺); NaN for a < 0 |
-//! | `powi a, n` | n·a^(n−1) | none for n = 0; inf at a = 0 for n < 1 |
-//! | `atan2 a, b` | b/(a²+b²), −a/(a²+b²) | NaN at (0, 0) |
+//! | `abs a` | sign a, 0 at ±0 | |
+//! | `pow a, b` | b·a^(b−1) (0 where b = 0), y·ln a (ln a read as 0 where a = 0) | |
+//! | `powi a, n` | n·a^(n−1) | none for n = 0 |
+//! | `atan2 a, b` | b/(a²+b²), −a/(a²+b²) | |
 //! | `copysign a, b` | sign(a)·sign(b) by sign bits, 0 | |
-//! | `floor ceil round trunc` | 0 | piecewise constant: no derivative flows, also at jumps |
-//! | `min a, b` / `max a, b` | `select(a ≤ b, ·, ·)` / `select(a ≥ b, ·, ·)` | **at ties the whole derivative goes to the first operand `a`**; if either is NaN it goes to `b` |
-//! | `select c, a, b` | `select(c, da, db)`; ā += select(c, ȳ, 0), b̄ += select(c, 0, ȳ) | NaN-safe, see below |
-//! | `cast a : T` | dy = cast(da) between float types | none to or from `i64`/`bool` |
-//! | `const`, comparisons, `guard` | — | no derivative |
+//! | `floor ceil round trunc` | none | piecewise constant |
+//! | `const`, comparisons, `guard` | none | |
+//!
+//! # Linear rules
+//!
+//! | op | kind | tangent (the op on tangents) | transpose |
+//! |----|------|------------------------------|-----------|
+//! | `add a, b`, `sub a, b`, `neg a` | [`Linear::Sum`] `±a ± b` | `±da ± db`, signs kept lazily | fan-out: ā = ±ȳ, b̄ = ±ȳ |
+//! | `mul a, b` | [`Linear::Bilinear`] | `da·b + a·db` (an `fma` when both flow) | ā = ȳ·b, b̄ = ȳ·a |
+//! | `select c, a, b` | [`Linear::Select`] in the branches | `select(c, da, db)` | ā = ȳ masked to c, b̄ = ȳ masked to ¬c (NaN-safe, below) |
+//! | `min a, b` / `max a, b` | [`Linear::Select`] on `le a, b` / `ge a, b` | as `select` | as `select` |
+//! | `cast a : T` between float types | [`Linear::Convert`] | `cast(da)` | `cast(ȳ)` back to a's type |
+//!
+//! With tensors (DESIGN.md, "Tensors") the linear kind takes the structural ops, each
+//! with its named transpose: `broadcast` ↔ `sum`, `transpose` ↔ the inverse permutation,
+//! `reshape` ↔ `reshape` back, `slice` ↔ `pad`, `extract` ↔ `insert` into zeros, `concat`
+//! ↔ `slice`s, and `matmul` bilinear (ā = ȳ·bᵀ, b̄ = aᵀ·ȳ). Broadcasting's *sum-back* (a
+//! contribution of the result's shape summed over the broadcast axes to its operand's
+//! shape, JAX's `_unbroadcast`) will live in one helper in `lin.rs`, applied where a
+//! contribution meets its operand's adjoint (`lin::accumulate`, which both rule kinds'
+//! contributions go through), so no rule handles broadcasting itself; forward mode
+//! needs no sum-back, since the elementwise op applied to the tangents broadcasts them.
+//!
+//! # Edge conventions
+//!
+//! What jitad's derivative is at the points where the maths has none, next to JAX's
+//! (`jax/_src/lax/lax.py`, `jax/_src/numpy/*.py` and `jax/_src/nn/functions.py` at
+//! jax-ml/jax `cec06d1`, Aug 2026) and PyTorch's (`tools/autograd/derivatives.yaml` and
+//! `FunctionsManual.cpp`). Read from the sources except where marked *(memory)*. The
+//! jitad column is what `passes/tests/ad.rs` (`conventions_at_non_differentiable_points`,
+//! `double_where_gives_zero_not_nan`) checks.
+//!
+//! | where | jitad | JAX | PyTorch |
+//! |-------|-------|-----|---------|
+//! | `abs` at ±0 | **0** (`select(a == 0, 0, copysign(1, a))`) | **1** (`select(x >= 0, g, -g)`, also at −0) | **0** (`grad * self.sgn()`) |
+//! | `min`/`max` at a tie | **all to the first operand** (`select(a ≤ b, ·, ·)` / `select(a ≥ b, ·, ·)`) | **½ to each** (`_balanced_eq`) | **½ to each** (`maximum`/`minimum`: `where(self == other, grad / 2, grad)`) |
+//! | `min`/`max` with a NaN operand | all to the second operand | 0 to both (`_balanced_eq`: `x == NaN` is false) | all to both (neither mask fires) |
+//! | relu as `max(x, 0)` at 0 | 1 (the tie rule) | `jax.nn.relu`: 0 (custom jvp `select(x > 0, g, 0)`); `jnp.maximum(x, 0)`: ½ | `relu`: 0 (`threshold_backward(grad, result, 0)`); `maximum(x, 0)`: ½ |
+//! | relu as `select(x > 0, x, 0)` at 0 | 0 (the condition is false) | 0 | 0 (`where`) |
+//! | `sqrt` at +0 / −0 | +inf / −inf (0.5/y, y = ±0) | the same (`g · 0.5/ans`) | the same (`grad / (2 * result)`) |
+//! | `select`/`where`, untaken branch | 0, **also when its partials are inf or NaN** (deferred masks, below) | 0·inf = NaN can leak (`select(which, ct, zeros)` then the branch's rule) | the same leak (`where(condition, grad, 0)`) |
+//! | `floor ceil round trunc` | 0 everywhere, also at the jumps | 0 (`defjvp_zero`; `jnp.trunc` is a `where` of `ceil`/`floor`) | 0 (`zeros_like(grad)`) |
+//! | `pow a, b`, ∂/∂a where b = 0 | 0 (also at a = 0) | 0 for integer b; **NaN at a = 0 for float b** (`y·x^(y−1)`, no guard) | 0 (`where(exponent == 0.0, 0, …)`) |
+//! | `pow a, b`, ∂/∂b at a = 0 | 0 for b > 0; **NaN for b < 0** (y = inf times ln a read as 0) | the same (`ans · log(_replace_zero(x))`) | 0 for b ≥ 0, −inf for b < 0 (`where((self == 0) & (exponent >= 0), 0, result * self.log())`) |
+//! | `powi a, n` at a = 0 | n·0^(n−1): 0 for n ≥ 2, 1 for n = 1, ±inf for n < 0 (sign of n·0^(n−1)); none for n = 0 | the same (`integer_pow` jvp) | the same (`pow_backward` with a scalar exponent) |
+//! | `atan2` at (0, 0) | NaN (0/0) | NaN (`g · y/(x²+y²)`) | NaN *(memory: `atan2_backward`, `grad · other · recip` with `recip` = inf)* |
+//! | `copysign a, b`, ∂/∂a at a = ±0 | ±sign(b) by sign bits (+0 → sign b, −0 → −sign b) | ±1 by the sign of b, also at −0 (`where(signbit(x2), -abs(x1), abs(x1))`, abs′(0) = 1) | 0 (`copysign_tensor_self_backward`: `result / self`, masked to 0 where `self == 0`) |
+//! | `log` at 0 | +inf (1/a) | the same | the same |
+//! | `cast` | float ↔ float passes the derivative; none to or from `i64`/`bool` | the same (`convert_element_type`; integer results get `float0` zeros) | the same (integer tensors carry no gradient) |
+//!
+//! In short: at `abs`′(0) jitad sides with PyTorch (0) against JAX (1); at min/max ties
+//! both split ½–½ where jitad gives everything to the first operand (so `max(x, y)` and
+//! `max(y, x)` differ at a tie); at `pow`'s ∂/∂a where b = 0, jitad and PyTorch give 0
+//! where JAX gives NaN at a = 0 for a float b; at `copysign` near 0 jitad and JAX give
+//! ±1, PyTorch 0; and only jitad keeps NaN out of `select`'s untaken branch. One pair is
+//! inconsistent within jitad:
+//! `copysign(x, 1.0)` is `abs(x)`, yet its derivative at ±0 is ±1 where `abs`'s is 0.
 //!
 //! # NaN-safe select
 //!
@@ -64,13 +124,27 @@ use crate::error::{AdError, Result};
 use crate::lin::{self, and_mask, Lin, Mask, Partial, Term};
 use jitad_ir::{Op, Value};
 
-/// The local derivative of one instruction.
-pub(crate) enum Local {
+/// The derivative rule of one instruction: one of the two kinds (module docs).
+pub(crate) enum Rule {
     /// No derivative flows (constants, comparisons, piecewise-constant ops).
     Zero,
-    /// `dy = Σ ∂ᵢ·dxᵢ` over these `(operand index, ∂)` pairs.
-    Partials(Vec<(usize, Partial)>),
-    /// `y = select(cond, a, b)` with `a`, `b` the operands at these indices.
+    /// Pointwise: `dy = Σ ∂ᵢ·dxᵢ` over these `(operand index, ∂)` pairs.
+    Pointwise(Vec<(usize, Partial)>),
+    /// Linear in the operands that carry derivatives: the tangent is the op on the
+    /// tangents, the adjoint its transpose.
+    Linear(Linear),
+}
+
+/// A linear (or bilinear) op, as its tangent and transpose see it.
+pub(crate) enum Linear {
+    /// `y = Σ ±xᵢ` over these `(operand index, negated)` pairs (`add`, `sub`, `neg`).
+    /// Transpose: fan-out, `x̄ᵢ = ±ȳ`.
+    Sum(Vec<(usize, bool)>),
+    /// `y = a·b`, linear in each operand with the other fixed: `(operand index, the
+    /// other factor)` pairs. Tangent `da·b + a·db`; transpose `ā = ȳ·b`, `b̄ = ȳ·a`.
+    Bilinear(Vec<(usize, Value)>),
+    /// `y = select(cond, a, b)`, linear in the branches `a`, `b` (operand indices).
+    /// Transpose: `ȳ` masked to each branch.
     Select {
         /// The condition (a value of the derived function).
         cond: Value,
@@ -79,8 +153,8 @@ pub(crate) enum Local {
         /// Operand index of the value taken otherwise.
         b: usize,
     },
-    /// A conversion between float types: `dy = cast(dx)`.
-    Cast,
+    /// A conversion between float types: `dy = cast(dx)`; transpose: `cast(ȳ)` back.
+    Convert,
 }
 
 /// Whether a derivative flows from operand `index` of `op` to its results (at
@@ -134,16 +208,16 @@ pub(crate) fn flows(op: &Op, index: usize) -> bool {
     }
 }
 
-/// Emits the local derivative of `y = op(args)` (values of the derived function). Only
-/// partials for operands with `need[i]` are emitted. `y` is the primal result, when
-/// the op has one.
-pub(crate) fn local(
+/// The derivative rule of `y = op(args)` (values of the derived function), emitting what
+/// it needs (a pointwise rule's partials, a comparison for `min`/`max`). Only terms for
+/// operands with `need[i]` are kept. `y` is the primal result, when the op has one.
+pub(crate) fn rule(
     em: &mut Emitter,
     op: &Op,
     args: &[Value],
     y: Option<Value>,
     need: &[bool],
-) -> Result<Local> {
+) -> Result<Rule> {
     let malformed = |em: &Emitter| AdError::Malformed {
         func: em.f.name.clone(),
         reason: format!(
@@ -163,6 +237,11 @@ pub(crate) fn local(
             }
         };
     }
+    // `y = Σ ±xᵢ` over the needed operands.
+    let sum = |signs: &[(usize, bool)]| {
+        let kept = signs.iter().copied().filter(|(i, _)| needs(*i)).collect();
+        Rule::Linear(Linear::Sum(kept))
+    };
     let mut ps: Vec<(usize, Partial)> = Vec::with_capacity(2);
     match op {
         Op::Const(_)
@@ -176,7 +255,7 @@ pub(crate) fn local(
         | Op::Ceil
         | Op::Round
         | Op::Trunc
-        | Op::Powi(0) => return Ok(Local::Zero),
+        | Op::Powi(0) => return Ok(Rule::Zero),
         Op::Guard
         | Op::Call(_)
         | Op::Loop(_)
@@ -190,11 +269,11 @@ pub(crate) fn local(
             })
         }
         Op::Select => {
-            return Ok(Local::Select {
+            return Ok(Rule::Linear(Linear::Select {
                 cond: get!(a),
                 a: 1,
                 b: 2,
-            })
+            }))
         }
         Op::Min | Op::Max => {
             let (a, b) = (get!(a), get!(b));
@@ -204,28 +283,25 @@ pub(crate) fn local(
                 Op::Ge
             };
             let cond = em.ins1(cmp, &[a, b])?;
-            return Ok(Local::Select { cond, a: 0, b: 1 });
+            return Ok(Rule::Linear(Linear::Select { cond, a: 0, b: 1 }));
         }
-        Op::Cast(_) => return Ok(Local::Cast),
-        Op::Add => {
-            ps.push((0, Partial::one()));
-            ps.push((1, Partial::one()));
-        }
-        Op::Sub => {
-            ps.push((0, Partial::one()));
-            ps.push((1, Partial::minus_one()));
-        }
+        Op::Cast(_) => return Ok(Rule::Linear(Linear::Convert)),
+        Op::Add => return Ok(sum(&[(0, false), (1, false)])),
+        Op::Sub => return Ok(sum(&[(0, false), (1, true)])),
+        Op::Neg => return Ok(sum(&[(0, true)])),
         Op::Mul => {
             let (a, b) = (get!(a), get!(b));
-            ps.push((0, Partial::of(b)));
-            ps.push((1, Partial::of(a)));
+            let kept = [(0, b), (1, a)]
+                .into_iter()
+                .filter(|(i, _)| needs(*i))
+                .collect();
+            return Ok(Rule::Linear(Linear::Bilinear(kept)));
         }
         Op::Div => {
             let (b, y) = (get!(b), get!(y));
             ps.push((0, Partial::ratio(false, vec![], b)));
             ps.push((1, Partial::ratio(true, vec![y], b)));
         }
-        Op::Neg => ps.push((0, Partial::minus_one())),
         Op::Fma => {
             let (a, b) = (get!(a), get!(b));
             ps.push((0, Partial::of(b)));
@@ -375,30 +451,66 @@ pub(crate) fn local(
         }
     }
     ps.retain(|(i, _)| needs(*i));
-    Ok(Local::Partials(ps))
+    Ok(Rule::Pointwise(ps))
 }
 
-/// The tangent rule: `dy` from the operands' tangents `dargs` (`None` = zero). `y` is
-/// the primal result (for types).
-pub(crate) fn tangent(
+/// A pointwise tangent: `dy = Σ ∂ᵢ·dxᵢ` from the operands' tangents `dargs` (`None` =
+/// zero, which drops its term).
+pub(crate) fn pointwise_tangent(
     em: &mut Emitter,
-    local: &Local,
+    ps: &[(usize, Partial)],
+    dargs: &[Option<Lin>],
+) -> Result<Option<Lin>> {
+    let mut acc = None;
+    for (i, p) in ps {
+        if let Some(d) = dargs.get(*i).copied().flatten() {
+            acc = Some(lin::accumulate(em, acc, &lin::term(d, p), false)?);
+        }
+    }
+    Ok(acc)
+}
+
+/// Pointwise adjoint contributions: `(operand index, ȳ·∂ᵢ)`.
+pub(crate) fn pointwise_adjoint(ps: &[(usize, Partial)], ybar: Lin) -> Vec<(usize, Term)> {
+    ps.iter().map(|(i, p)| (*i, lin::term(ybar, p))).collect()
+}
+
+/// A linear op's tangent: the op applied to the operands' tangents `dargs` (`None` =
+/// zero: a sum drops the term, a bilinear op drops the side, a select materialises a
+/// zero only when the other branch has a tangent). `y` is the primal result (for types).
+pub(crate) fn linear_tangent(
+    em: &mut Emitter,
+    l: &Linear,
     dargs: &[Option<Lin>],
     y: Value,
 ) -> Result<Option<Lin>> {
     let darg = |i: usize| dargs.get(i).copied().flatten();
-    match local {
-        Local::Zero => Ok(None),
-        Local::Partials(ps) => {
+    match l {
+        Linear::Sum(signs) => {
             let mut acc = None;
-            for (i, p) in ps {
-                if let Some(d) = darg(*i) {
-                    acc = Some(lin::accumulate(em, acc, &lin::term(d, p), false)?);
+            for &(i, neg) in signs {
+                if let Some(d) = darg(i) {
+                    let p = if neg {
+                        Partial::minus_one()
+                    } else {
+                        Partial::one()
+                    };
+                    acc = Some(lin::accumulate(em, acc, &lin::term(d, &p), false)?);
                 }
             }
             Ok(acc)
         }
-        Local::Select { cond, a, b } => match (darg(*a), darg(*b)) {
+        Linear::Bilinear(sides) => {
+            let mut acc = None;
+            for &(i, other) in sides {
+                if let Some(d) = darg(i) {
+                    let t = lin::term(d, &Partial::of(other));
+                    acc = Some(lin::accumulate(em, acc, &t, false)?);
+                }
+            }
+            Ok(acc)
+        }
+        Linear::Select { cond, a, b } => match (darg(*a), darg(*b)) {
             (None, None) => Ok(None),
             (Some(da), Some(db)) if da.neg == db.neg && da.mask.is_none() && db.mask.is_none() => {
                 let v = em.ins1(Op::Select, &[*cond, da.val, db.val])?;
@@ -414,7 +526,7 @@ pub(crate) fn tangent(
                 Ok(Some(Lin::of(em.ins1(Op::Select, &[*cond, va, vb])?)))
             }
         },
-        Local::Cast => match darg(0) {
+        Linear::Convert => match darg(0) {
             None => Ok(None),
             Some(d) => {
                 let d = lin::unmasked(em, d)?;
@@ -438,18 +550,32 @@ pub(crate) fn tangent(
     }
 }
 
-/// The adjoint rule: the contributions `(operand index, ȳ·∂)` of `ybar` to the operands'
-/// adjoints. `args` are the operands in the derived function (for `cast`'s type).
-pub(crate) fn adjoint(
+/// A linear op's transpose: the contributions `(operand index, term)` of the (non-zero)
+/// cotangent `ybar` to the operands' adjoints. `args` are the operands in the derived
+/// function (for `cast`'s type).
+pub(crate) fn transpose(
     em: &mut Emitter,
-    local: &Local,
+    l: &Linear,
     ybar: Lin,
     args: &[Value],
 ) -> Result<Vec<(usize, Term)>> {
-    match local {
-        Local::Zero => Ok(vec![]),
-        Local::Partials(ps) => Ok(ps.iter().map(|(i, p)| (*i, lin::term(ybar, p))).collect()),
-        Local::Select { cond, a, b } => {
+    match l {
+        Linear::Sum(signs) => Ok(signs
+            .iter()
+            .map(|&(i, neg)| {
+                let p = if neg {
+                    Partial::minus_one()
+                } else {
+                    Partial::one()
+                };
+                (i, lin::term(ybar, &p))
+            })
+            .collect()),
+        Linear::Bilinear(sides) => Ok(sides
+            .iter()
+            .map(|&(i, other)| (i, lin::term(ybar, &Partial::of(other))))
+            .collect()),
+        Linear::Select { cond, a, b } => {
             let ma = and_mask(
                 em,
                 ybar.mask,
@@ -479,7 +605,7 @@ pub(crate) fn adjoint(
                 (*b, lin::term(lb, &Partial::one())),
             ])
         }
-        Local::Cast => {
+        Linear::Convert => {
             let Some(&x) = args.first() else {
                 return Ok(vec![]);
             };

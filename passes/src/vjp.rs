@@ -3,8 +3,9 @@
 //! with the constant 1.
 //!
 //! A *forward sweep* copies the function; an *adjoint sweep* then walks its
-//! instructions backwards, applying each active instruction's adjoint rule
-//! ([`crate::rules::adjoint`]) to the adjoint of its result and accumulating the
+//! instructions backwards, applying each active instruction's adjoint rule (by its
+//! rule's kind: [`crate::rules::pointwise_adjoint`] or, for a linear op, its transpose,
+//! [`crate::rules::transpose`]) to the adjoint of its result and accumulating the
 //! contributions into its operands' adjoints ([`crate::lin::accumulate`]). Zero adjoints
 //! are structural: an inactive value has none and emits nothing; the first contribution
 //! to an adjoint is used as is (no `add` to zero); later ones are added, as one `fma`
@@ -33,7 +34,7 @@ use crate::emit::{is_float, Emitter};
 use crate::error::{AdError, Result};
 use crate::lin::{self, Lin};
 use crate::revloop::{self, LoopPlan};
-use crate::rules;
+use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::checkpoint::Policy;
 use jitad_ir::{Function, Inst, Module, Op, Region, Value};
@@ -406,8 +407,12 @@ impl Vjp<'_> {
                 let ybar_val = ybar.val;
                 self.name_adjoint(em, y, ybar_val);
                 let need: Vec<bool> = d.args.iter().map(|&a| self.act.is_active(a)).collect();
-                let local = rules::local(em, op, &args, Some(ny), &need)?;
-                for (i, t) in rules::adjoint(em, &local, ybar, &args)? {
+                let contributions = match rules::rule(em, op, &args, Some(ny), &need)? {
+                    Rule::Zero => vec![],
+                    Rule::Pointwise(ps) => rules::pointwise_adjoint(&ps, ybar),
+                    Rule::Linear(l) => rules::transpose(em, &l, ybar, &args)?,
+                };
+                for (i, t) in contributions {
                     let Some(&a) = d.args.get(i) else { continue };
                     if self.act.is_active(a) {
                         self.adj[a] = Some(lin::accumulate(em, self.adj[a], &t, true)?);
