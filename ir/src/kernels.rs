@@ -30,23 +30,50 @@
 //! - **i64** sums wrap (two's complement), like the scalar `add`.
 //!
 //! # GEMM: `matrixmultiply`
-//! Measured on this machine (AMD EPYC, AVX2+FMA, no AVX-512), f64, one thread pinned with
-//! `taskset -c 1`, on the MLP shapes of issue #13; µs per call, the median of 3 runs
-//! (each itself a median of 15 batches), GFLOP/s in brackets. The machine is shared with
-//! other builds, so single figures vary by about ±10%; the ranking held in every run.
+//! Compared on the MLP shapes of issue #13 (batch 256, 64 inputs, 256 hidden, and the
+//! small MLP: batch 32, 8 inputs, 16 hidden), with the products the adjoint needs read
+//! through strides (`ᵀ` = a transposed view, nothing materialised). f64, one thread,
+//! pinned with `taskset -c 1`, on this machine kind (AMD EPYC, AVX2 + FMA, no AVX-512),
+//! from a scratch crate outside the repository. µs per call: the median of 6 runs (each
+//! run's figure the median of 15 batches of ~2 ms), the best run in brackets. The
+//! machine was shared with other builds and the spread is large (single runs up to
+//! 20× slower); the best-run figures show the three at the same speed on the large
+//! shapes (20–30 GFLOP/s), the medians favour `matrixmultiply` on the transposed
+//! products.
 //!
-//! GEMM_TABLE_PLACEHOLDER
+//! | product (f64)                              | matrixmultiply | gemm 0.19    | faer 0.24    |
+//! |--------------------------------------------|----------------|--------------|--------------|
+//! | MLP-M fwd 1: `[256,64]·[64,256]`           |      388 (310) |    322 (304) |    559 (292) |
+//! | MLP-M fwd 2: `[256,256]·[256,256]`         |    1588 (1328) |  1495 (1362) |  1769 (1390) |
+//! | MLP-M out: `[256,256]·[256,1]`             |        54 (42) |      70 (18) |      24 (10) |
+//! | MLP-M dW1 = Xᵀ·dH: `[256,64]ᵀ·[256,256]`   |      388 (291) |    495 (295) |    440 (297) |
+//! | MLP-M dW2 = Hᵀ·dH: `[256,256]ᵀ·[256,256]`  |    1389 (1120) |  1916 (1402) |  2220 (1308) |
+//! | MLP-M dX = dH·W1ᵀ: `[256,256]·[64,256]ᵀ`   |      395 (295) |   1351 (375) |   1661 (609) |
+//! | MLP-M dH = dH·W2ᵀ: `[256,256]·[256,256]ᵀ`  |    1526 (1443) |  1538 (1018) |  1921 (1243) |
+//! | small fwd: `[32,8]·[8,16]`                 |    0.87 (0.68) |  0.79 (0.62) |  2.12 (0.62) |
+//! | small dW = Xᵀ·dH: `[32,8]ᵀ·[32,16]`        |    0.70 (0.56) |  0.68 (0.41) |  2.00 (0.53) |
+//! | small dX = dH·Wᵀ: `[32,16]·[8,16]ᵀ`        |    2.15 (0.81) |  3.15 (1.05) |  0.70 (0.46) |
 //!
-//! Choice: **`matrixmultiply`** — it is within noise of the fastest on the large shapes and
-//! the adjoint's transposed products run at full speed through its strides (no transposes
-//! materialised), it is deterministic by construction (always packs both operands and
-//! runs one fixed loop nest per shape and CPU; single-threaded unless its `threading`
-//! feature is on, which we leave off), and it is tiny: one crate plus `rawpointer`, pure
-//! Rust, a second or two to build, maintained in the `rust-ndarray` organisation (it is
-//! `ndarray`'s GEMM). `gemm` and `faer` bring ~20–40 crates (`pulp`, `raw-cpuid`,
-//! `dyn-stack`, code generators), pick among many code paths by size at run time, and
-//! take far longer to build; their edge is on tiny matrices, where a plain loop serves
-//! the small MLP as well.
+//! Choice: **`matrixmultiply` 0.3** (default features, no `threading`):
+//! - speed: as fast as the others on the large products and the fastest on the
+//!   adjoint's `A·Bᵀ` and `Aᵀ·B` through strides; the tiny products of the small MLP take
+//!   about a microsecond with any of them. Its weak spot is matrix × vector (`n = 1`,
+//!   where `faer` has a dedicated path): ~50 µs for `[256,256]·[256]`, about 1% of an
+//!   MLP-M gradient, worth a dedicated kernel later;
+//! - strides: arbitrary row and column strides for all three matrices;
+//! - determinism: it always packs both operands into aligned buffers and runs one loop
+//!   nest chosen by the CPU's features alone, single-threaded, so the same call gives the
+//!   same bits every time (tested here); `gemm` and `faer` switch among code paths by
+//!   size and stride at run time (still deterministic per call, but more to audit);
+//! - weight: one crate plus `rawpointer`, pure Rust, a few seconds to build; `gemm`
+//!   (with `default-features = false`) pulls 25 crates (`pulp`, `raw-cpuid`,
+//!   `dyn-stack`, `nano-gemm`, per-type crates), `faer` 49 and minutes of compile time
+//!   on this machine (it is a whole linear-algebra library);
+//! - maintenance: it is `ndarray`'s GEMM, maintained in the rust-ndarray organisation,
+//!   stable API since 2016.
+//!
+//! Its API takes raw pointers, so [`gemm`] checks that every addressed element lies in
+//! the slices before the one `unsafe` call.
 
 use crate::math::{f32m, f64m};
 use crate::shape::{MatmulDims, Reduction};
@@ -782,7 +809,11 @@ impl<'a, T> MatView<'a, T> {
         }
         let last = (rows - 1)
             .checked_mul(self.rs)
-            .and_then(|r| (cols - 1).checked_mul(self.cs).and_then(|c| r.checked_add(c)))
+            .and_then(|r| {
+                (cols - 1)
+                    .checked_mul(self.cs)
+                    .and_then(|c| r.checked_add(c))
+            })
             .and_then(|rc| rc.checked_add(self.offset));
         last.is_some_and(|l| l < self.data.len())
     }
@@ -809,7 +840,13 @@ pub fn gemm<T: Real>(
         return Ok(());
     }
     let stride = |s: usize| isize::try_from(s).map_err(|_| shape_err("gemm (strides)", &[s], &[]));
-    let (rsa, csa, rsb, csb, rsc) = (stride(a.rs)?, stride(a.cs)?, stride(b.rs)?, stride(b.cs)?, stride(n)?);
+    let (rsa, csa, rsb, csb, rsc) = (
+        stride(a.rs)?,
+        stride(a.cs)?,
+        stride(b.rs)?,
+        stride(b.cs)?,
+        stride(n)?,
+    );
     // SAFETY: `fits` checked that every element the dimensions and strides address lies
     // inside `a.data`, `b.data` and `c` (offsets included), and `c` is a unique borrow,
     // so it overlaps neither shared operand.
@@ -834,7 +871,12 @@ pub fn gemm<T: Real>(
 
 /// `matmul a, b` for the ranks [`crate::shape::matmul_dims`] accepts, all operands
 /// row-major; `dims` comes from that function.
-pub fn matmul<T: Real>(dims: MatmulDims, a: &[T], b: &[T], out: &mut [T]) -> Result<(), KernelError> {
+pub fn matmul<T: Real>(
+    dims: MatmulDims,
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+) -> Result<(), KernelError> {
     let MatmulDims {
         batch,
         m,
@@ -852,9 +894,21 @@ pub fn matmul<T: Real>(dims: MatmulDims, a: &[T], b: &[T], out: &mut [T]) -> Res
         }),
     };
     let b_batches = if b_batch_stride == 0 { 1 } else { batch };
-    need("matmul lhs", a.len(), batch.checked_mul(m).and_then(|x| x.checked_mul(k)))?;
-    need("matmul rhs", b.len(), b_batches.checked_mul(k).and_then(|x| x.checked_mul(n)))?;
-    need("matmul result", out.len(), batch.checked_mul(m).and_then(|x| x.checked_mul(n)))?;
+    need(
+        "matmul lhs",
+        a.len(),
+        batch.checked_mul(m).and_then(|x| x.checked_mul(k)),
+    )?;
+    need(
+        "matmul rhs",
+        b.len(),
+        b_batches.checked_mul(k).and_then(|x| x.checked_mul(n)),
+    )?;
+    need(
+        "matmul result",
+        out.len(),
+        batch.checked_mul(m).and_then(|x| x.checked_mul(n)),
+    )?;
     for i in 0..batch {
         let av = MatView::row_major(a, i * a_batch_stride, k);
         let bv = MatView::row_major(b, i * b_batch_stride, n);
@@ -868,8 +922,7 @@ pub fn dot<T: Real + std::ops::Mul<Output = T>>(a: &[T], b: &[T]) -> Result<T, K
     if a.len() != b.len() {
         return Err(shape_err("dot", &[a.len()], &[b.len()]));
     }
-    Ok(a
-        .iter()
+    Ok(a.iter()
         .zip(b)
         .fold(T::ADD_IDENTITY, |s, (&x, &y)| T::add(s, x * y)))
 }

@@ -262,7 +262,10 @@ mod tests {
         assert_eq!(b.offset(&[1, 2]), None);
         let s = Layout::of(Type::F32).unwrap();
         assert_eq!((s.byte_size(), s.align(), s.num_elements()), (8, 8, 1));
-        assert_eq!(Layout::of(t(ScalarType::Bool, &[5])).unwrap().byte_size(), 5);
+        assert_eq!(
+            Layout::of(t(ScalarType::Bool, &[5])).unwrap().byte_size(),
+            5
+        );
     }
 
     #[test]

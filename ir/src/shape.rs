@@ -221,7 +221,9 @@ fn make(op: &'static str, from: Type, elem: ScalarType, dims: &[u64]) -> Result<
         return Err(bad());
     }
     let ds: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-    Shape::new(&ds).map(|s| Type::Tensor(elem, s)).ok_or_else(bad)
+    Shape::new(&ds)
+        .map(|s| Type::Tensor(elem, s))
+        .ok_or_else(bad)
 }
 
 fn dims_u64(ty: Type) -> Vec<u64> {
@@ -292,7 +294,11 @@ pub fn elementwise(op: &'static str, operands: &[Type]) -> Result<Type, ShapeErr
 }
 
 /// Broadcasts the shapes of `operands` (element types ignored) to a type of `elem`.
-fn broadcast_all(op: &'static str, operands: &[Type], elem: ScalarType) -> Result<Type, ShapeError> {
+fn broadcast_all(
+    op: &'static str,
+    operands: &[Type],
+    elem: ScalarType,
+) -> Result<Type, ShapeError> {
     let first = *operands.first().ok_or(ShapeError::NoOperands { op })?;
     let mut acc = dims_u64(first);
     let mut acc_ty = first;

@@ -58,18 +58,19 @@ fn count(d: &[usize]) -> usize {
 /// A result shape (rank 0..=4, dims 1..=4) and an operand shape that broadcasts to it:
 /// some leading axes dropped, some of the rest set to 1.
 fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    prop::collection::vec(1usize..5, 0..=4).prop_flat_map(|out| {
-        let r = out.len();
-        (Just(out), 0..=r, prop::collection::vec(any::<bool>(), r))
-    })
-    .prop_map(|(out, drop, ones)| {
-        let op = out[drop..]
-            .iter()
-            .zip(&ones[drop..])
-            .map(|(&d, &one)| if one { 1 } else { d })
-            .collect();
-        (out, op)
-    })
+    prop::collection::vec(1usize..5, 0..=4)
+        .prop_flat_map(|out| {
+            let r = out.len();
+            (Just(out), 0..=r, prop::collection::vec(any::<bool>(), r))
+        })
+        .prop_map(|(out, drop, ones)| {
+            let op = out[drop..]
+                .iter()
+                .zip(&ones[drop..])
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .collect();
+            (out, op)
+        })
 }
 
 proptest! {
@@ -322,8 +323,7 @@ proptest! {
 fn logsumexp_is_stable() {
     let lse = |x: &[f64]| {
         let (mut out, mut s) = ([0.0], [0.0]);
-        kernels::reduce_real(Reduction::LogSumExp, x, &[x.len()], &[0], &mut out, &mut s)
-            .unwrap();
+        kernels::reduce_real(Reduction::LogSumExp, x, &[x.len()], &[0], &mut out, &mut s).unwrap();
         out[0]
     };
     let ln2 = std::f64::consts::LN_2;
@@ -342,8 +342,15 @@ fn logsumexp_is_stable() {
     assert_eq!(out, [f64::NEG_INFINITY, 1.0 + ln2]);
     // f32 too.
     let (mut o32, mut s32) = ([0.0f32], [0.0f32]);
-    kernels::reduce_real(Reduction::LogSumExp, &[100.0f32, 100.0], &[2], &[0], &mut o32, &mut s32)
-        .unwrap();
+    kernels::reduce_real(
+        Reduction::LogSumExp,
+        &[100.0f32, 100.0],
+        &[2],
+        &[0],
+        &mut o32,
+        &mut s32,
+    )
+    .unwrap();
     assert_eq!(o32[0], 100.0 + std::f32::consts::LN_2);
 }
 
@@ -359,7 +366,10 @@ fn max_min_follow_the_scalar_ops() {
     assert!(red(NumericReduction::Min, &[0.0, -0.0]).is_sign_negative());
     assert!(red(NumericReduction::Max, &[1.0, f64::NAN, 2.0]).is_nan());
     assert!(red(NumericReduction::Min, &[f64::NAN, 2.0]).is_nan());
-    assert_eq!(red(NumericReduction::Max, &[f64::NEG_INFINITY]), f64::NEG_INFINITY);
+    assert_eq!(
+        red(NumericReduction::Max, &[f64::NEG_INFINITY]),
+        f64::NEG_INFINITY
+    );
     // A sum of one -0.0 is -0.0 (the fold starts at -0.0, the additive identity).
     assert!(red(NumericReduction::Sum, &[-0.0]).is_sign_negative());
     // i64 sums wrap.
@@ -391,7 +401,9 @@ fn iota_extract_insert() {
         Err(KernelError::Index { index: 2, len: 2 })
     );
     assert_eq!(
-        kernels::extract_row(&x, &[2, 3], -1, &mut row).unwrap_err().to_string(),
+        kernels::extract_row(&x, &[2, 3], -1, &mut row)
+            .unwrap_err()
+            .to_string(),
         "index -1 is out of range for a leading axis of length 2"
     );
     let mut y = x;
@@ -418,7 +430,9 @@ fn kernels_reject_mismatched_buffers() {
     assert!(kernels::reduce(NumericReduction::Sum, &x, &[2, 3], &[2], &mut o2).is_err());
     assert!(kernels::reduce(NumericReduction::Sum, &x, &[2, 3], &[1, 1], &mut o2).is_err());
     let mut s1 = [0.0; 1];
-    assert!(kernels::reduce_real(Reduction::LogSumExp, &x, &[2, 3], &[1], &mut o2, &mut s1).is_err());
+    assert!(
+        kernels::reduce_real(Reduction::LogSumExp, &x, &[2, 3], &[1], &mut o2, &mut s1).is_err()
+    );
     // A view that reaches past its buffer is refused, not read.
     let mut c = [0.0; 4];
     let av = MatView::row_major(&x, 2, 3); // 2×3 from offset 2 needs 8 elements

@@ -41,7 +41,10 @@ fn elementwise_broadcasting() {
     );
     // The third operand is reported against the broadcast of the first two.
     assert_eq!(
-        msg(shape::elementwise("fma", &[t(&[3, 1]), t(&[4]), t(&[2, 4])])),
+        msg(shape::elementwise(
+            "fma",
+            &[t(&[3, 1]), t(&[4]), t(&[2, 4])]
+        )),
         "`fma`: cannot broadcast f64[3,4] with f64[2,4]"
     );
     assert_eq!(
@@ -58,7 +61,10 @@ fn compare_and_select() {
         msg(shape::compare("lt", t(&[2]), t(&[3]))),
         "`lt`: cannot broadcast f64[2] with f64[3]"
     );
-    assert_eq!(shape::select(tb(&[3, 1]), t(&[4]), Type::F64), Ok(t(&[3, 4])));
+    assert_eq!(
+        shape::select(tb(&[3, 1]), t(&[4]), Type::F64),
+        Ok(t(&[3, 4]))
+    );
     assert_eq!(shape::select(Type::BOOL, t(&[2]), t(&[2])), Ok(t(&[2])));
     assert_eq!(
         msg(shape::select(t(&[2]), t(&[2]), t(&[2]))),
@@ -139,14 +145,23 @@ fn sum_back_of_broadcasts() {
     assert_eq!(sb.summed, t(&[3]));
     assert_eq!(sb.reshape, Some(t(&[3, 1])));
     let sb = shape::sum_back(t(&[4]), t(&[2, 3, 4])).unwrap();
-    assert_eq!((sb.axes, sb.summed, sb.reshape), (vec![0, 1], t(&[4]), None));
+    assert_eq!(
+        (sb.axes, sb.summed, sb.reshape),
+        (vec![0, 1], t(&[4]), None)
+    );
     let sb = shape::sum_back(Type::F64, t(&[2, 3])).unwrap();
-    assert_eq!((sb.axes, sb.summed, sb.reshape), (vec![0, 1], Type::F64, None));
+    assert_eq!(
+        (sb.axes, sb.summed, sb.reshape),
+        (vec![0, 1], Type::F64, None)
+    );
     let sb = shape::sum_back(t(&[2, 3]), t(&[2, 3])).unwrap();
     assert!(sb.is_identity());
     // [1,1] broadcast to [1,5]: only axis 1 stretched; axis 0 stays (size 1 both).
     let sb = shape::sum_back(t(&[1, 1]), t(&[1, 5])).unwrap();
-    assert_eq!((sb.axes, sb.summed, sb.reshape), (vec![1], t(&[1]), Some(t(&[1, 1]))));
+    assert_eq!(
+        (sb.axes, sb.summed, sb.reshape),
+        (vec![1], t(&[1]), Some(t(&[1, 1])))
+    );
     // The element type follows the operand (a bool condition's adjoint never exists,
     // but sum_back is shape-only).
     assert_eq!(
@@ -191,9 +206,8 @@ fn matmul_and_dot() {
         msg(shape::matmul(t(&[3]), t(&[3]))),
         "`matmul`: cannot multiply f64[3] by f64[3] (vector·vector is `dot`)"
     );
-    assert!(msg(shape::matmul(t(&[3, 4]), t(&[2, 4, 3]))).starts_with(
-        "`matmul`: cannot multiply f64[3,4] by f64[2,4,3] (expected"
-    ));
+    assert!(msg(shape::matmul(t(&[3, 4]), t(&[2, 4, 3])))
+        .starts_with("`matmul`: cannot multiply f64[3,4] by f64[2,4,3] (expected"));
     assert!(shape::matmul(Type::F64, t(&[3])).is_err());
     assert!(shape::matmul(ti(&[2, 2]), ti(&[2, 2])).is_err());
     assert!(shape::matmul(t(&[2, 2]), tf(&[2, 2])).is_err());
@@ -212,7 +226,10 @@ fn matmul_and_dot() {
 #[test]
 fn transpose_and_reshape() {
     assert_eq!(shape::transpose(t(&[2, 3]), &[1, 0]), Ok(t(&[3, 2])));
-    assert_eq!(shape::transpose(t(&[2, 3, 4]), &[2, 0, 1]), Ok(t(&[4, 2, 3])));
+    assert_eq!(
+        shape::transpose(t(&[2, 3, 4]), &[2, 0, 1]),
+        Ok(t(&[4, 2, 3]))
+    );
     assert_eq!(shape::transpose(Type::F64, &[]), Ok(Type::F64));
     assert_eq!(
         msg(shape::transpose(t(&[2, 3]), &[0, 0])),
@@ -240,7 +257,10 @@ fn transpose_and_reshape() {
 #[test]
 fn slice_concat_pad() {
     let r = SliceRange::new;
-    assert_eq!(shape::slice(t(&[8, 8]), &[r(0, 4), r(2, 6)]), Ok(t(&[4, 4])));
+    assert_eq!(
+        shape::slice(t(&[8, 8]), &[r(0, 4), r(2, 6)]),
+        Ok(t(&[4, 4]))
+    );
     let stepped = SliceRange {
         start: 1,
         end: 8,
@@ -252,7 +272,15 @@ fn slice_concat_pad() {
         "`slice`: range 2:9 is empty or out of bounds for axis 1 of f64[8,8]"
     );
     assert!(shape::slice(t(&[8]), &[r(3, 3)]).is_err());
-    assert!(shape::slice(t(&[8]), &[SliceRange { start: 0, end: 2, step: 0 }]).is_err());
+    assert!(shape::slice(
+        t(&[8]),
+        &[SliceRange {
+            start: 0,
+            end: 2,
+            step: 0
+        }]
+    )
+    .is_err());
     assert_eq!(
         msg(shape::slice(t(&[8, 8]), &[r(0, 4)])),
         "`slice`: 1 per-axis entries given for f64[8,8] (rank 2)"
@@ -260,7 +288,10 @@ fn slice_concat_pad() {
     assert_eq!(stepped.to_string(), "1:8:3");
 
     assert_eq!(shape::concat(&[t(&[2, 3]), t(&[4, 3])], 0), Ok(t(&[6, 3])));
-    assert_eq!(shape::concat(&[t(&[2, 3]), t(&[2, 1]), t(&[2, 2])], 1), Ok(t(&[2, 6])));
+    assert_eq!(
+        shape::concat(&[t(&[2, 3]), t(&[2, 1]), t(&[2, 2])], 1),
+        Ok(t(&[2, 6]))
+    );
     assert_eq!(shape::concat(&[t(&[5])], 0), Ok(t(&[5])));
     assert_eq!(
         msg(shape::concat(&[t(&[2, 3]), t(&[4, 2])], 0)),
@@ -272,7 +303,10 @@ fn slice_concat_pad() {
     assert!(shape::concat(&[Type::F64], 0).is_err());
     assert!(shape::concat(&[], 0).is_err());
 
-    assert_eq!(shape::pad(t(&[2, 3]), Type::F64, &[(1, 0), (2, 2)]), Ok(t(&[3, 7])));
+    assert_eq!(
+        shape::pad(t(&[2, 3]), Type::F64, &[(1, 0), (2, 2)]),
+        Ok(t(&[3, 7]))
+    );
     assert_eq!(
         msg(shape::pad(t(&[2, 3]), t(&[1]), &[(1, 0), (2, 2)])),
         "`pad`: operand 1 has type f64[1], expected a scalar pad value"
@@ -280,8 +314,10 @@ fn slice_concat_pad() {
     assert!(shape::pad(t(&[2, 3]), Type::F32, &[(1, 0), (2, 2)]).is_err());
     assert!(shape::pad(t(&[2, 3]), Type::F64, &[(1, 0)]).is_err());
     // A padded dimension above u32::MAX is not representable.
-    assert!(msg(shape::pad(t(&[u32::MAX as usize]), Type::F64, &[(1, 0)]))
-        .contains("not representable"));
+    assert!(
+        msg(shape::pad(t(&[u32::MAX as usize]), Type::F64, &[(1, 0)]))
+            .contains("not representable")
+    );
 }
 
 #[test]
@@ -297,7 +333,10 @@ fn extract_and_insert() {
         msg(shape::extract(t(&[5]), Type::F64)),
         "`extract`: operand 1 has type f64, expected an i64 index"
     );
-    assert_eq!(shape::insert(t(&[3]), t(&[5, 3]), Type::I64), Ok(t(&[5, 3])));
+    assert_eq!(
+        shape::insert(t(&[3]), t(&[5, 3]), Type::I64),
+        Ok(t(&[5, 3]))
+    );
     assert_eq!(shape::insert(Type::F64, t(&[5]), Type::I64), Ok(t(&[5])));
     assert_eq!(
         msg(shape::insert(t(&[4]), t(&[5, 3]), Type::I64)),
