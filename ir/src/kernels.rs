@@ -243,8 +243,12 @@ macro_rules! real {
 real!(f64, f64m, matrixmultiply::dgemm);
 real!(f32, f32m, matrixmultiply::sgemm);
 
+/// Checks that `buf` elements hold a tensor of `dims`: rank at most `MAX_RANK`, no
+/// zero-size dimension (jitad has no empty tensors; see [`crate::layout`]).
 fn check_len(what: &'static str, buf: usize, dims: &[usize]) -> Result<usize, KernelError> {
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d).filter(|_| d > 0));
     match n {
         Some(n) if n == buf && dims.len() <= MAX_RANK => Ok(n),
         _ => Err(KernelError::Length {
@@ -322,14 +326,14 @@ impl<const N: usize> Iterator for StridedIndex<N> {
                 self.counter[ax] += 1;
                 if self.counter[ax] < self.dims[ax] {
                     for (o, s) in self.offsets.iter_mut().zip(&self.strides) {
-                        *o += s[ax];
+                        *o = o.wrapping_add(s[ax]);
                     }
                     break;
                 }
                 // Wrap: undo this axis' (dims − 1) steps and carry.
                 self.counter[ax] = 0;
                 for (o, s) in self.offsets.iter_mut().zip(&self.strides) {
-                    *o -= s[ax] * (self.dims[ax] - 1);
+                    *o = o.wrapping_sub(s[ax].wrapping_mul(self.dims[ax] - 1));
                 }
             }
         }
@@ -364,18 +368,39 @@ pub fn broadcast_strides(dims: &[usize], out: &[usize]) -> Option<[usize; MAX_RA
     Some(s)
 }
 
-/// Operand offsets of a broadcast over `out`: one `[a, b, …]` per result element, in
-/// row-major order of the result.
-fn broadcast_walk<const N: usize>(
+/// A broadcast over `out`, row by row: the walk over every axis but the last gives each
+/// operand's offset at the start of a result row; along the row, operand `j` advances
+/// by `inner[j]` (0 when broadcast, else 1); rows have `len` elements. Rows keep the
+/// per-element work to one multiply-add per operand.
+struct Rows<const N: usize> {
+    outer: StridedIndex<N>,
+    inner: [usize; N],
+    len: usize,
+}
+
+fn broadcast_rows<const N: usize>(
     what: &'static str,
     operands: [&[usize]; N],
     out: &[usize],
-) -> Result<StridedIndex<N>, KernelError> {
+) -> Result<Rows<N>, KernelError> {
     let mut strides = [[0; MAX_RANK]; N];
     for (s, dims) in strides.iter_mut().zip(operands) {
         *s = broadcast_strides(dims, out).ok_or_else(|| shape_err(what, dims, out))?;
     }
-    Ok(StridedIndex::new(out, [0; N], strides))
+    let Some((&len, outer_dims)) = out.split_last() else {
+        // A scalar result: one row of one element, every operand a scalar.
+        return Ok(Rows {
+            outer: StridedIndex::new(&[], [0; N], strides),
+            inner: [0; N],
+            len: 1,
+        });
+    };
+    let inner = strides.map(|s| s[out.len() - 1]);
+    Ok(Rows {
+        outer: StridedIndex::new(outer_dims, [0; N], strides),
+        inner,
+        len,
+    })
 }
 
 /// Elementwise unary map with broadcasting of `x` (dims `xd`) to `out` (dims `od`):
@@ -395,8 +420,11 @@ pub fn map1<A: Element, O: Element>(
         }
         return Ok(());
     }
-    for (o, [i]) in out.iter_mut().zip(broadcast_walk("map1", [xd], od)?) {
-        *o = f(x[i]);
+    let Rows { outer, inner, len } = broadcast_rows("map1", [xd], od)?;
+    for (row, [i]) in out.chunks_exact_mut(len).zip(outer) {
+        for (t, o) in row.iter_mut().enumerate() {
+            *o = f(x[i + t * inner[0]]);
+        }
     }
     Ok(())
 }
@@ -421,8 +449,12 @@ pub fn map2<A: Element, B: Element, O: Element>(
         }
         return Ok(());
     }
-    for (o, [i, j]) in out.iter_mut().zip(broadcast_walk("map2", [ad, bd], od)?) {
-        *o = f(a[i], b[j]);
+    let Rows { outer, inner, len } = broadcast_rows("map2", [ad, bd], od)?;
+    let [si, sj] = inner;
+    for (row, [i, j]) in out.chunks_exact_mut(len).zip(outer) {
+        for (t, o) in row.iter_mut().enumerate() {
+            *o = f(a[i + t * si], b[j + t * sj]);
+        }
     }
     Ok(())
 }
@@ -444,9 +476,12 @@ pub fn map3<A: Element, B: Element, C: Element, O: Element>(
     check_len("operand 1", b.len(), bd)?;
     check_len("operand 2", c.len(), cd)?;
     check_len("result", out.len(), od)?;
-    let walk = broadcast_walk("map3", [ad, bd, cd], od)?;
-    for (o, [i, j, k]) in out.iter_mut().zip(walk) {
-        *o = f(a[i], b[j], c[k]);
+    let Rows { outer, inner, len } = broadcast_rows("map3", [ad, bd, cd], od)?;
+    let [si, sj, sk] = inner;
+    for (row, [i, j, k]) in out.chunks_exact_mut(len).zip(outer) {
+        for (t, o) in row.iter_mut().enumerate() {
+            *o = f(a[i + t * si], b[j + t * sj], c[k + t * sk]);
+        }
     }
     Ok(())
 }

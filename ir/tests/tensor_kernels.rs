@@ -422,6 +422,9 @@ fn kernels_reject_mismatched_buffers() {
         err.to_string(),
         "result: a buffer of 5 elements does not hold a tensor of shape [2, 3]"
     );
+    // Zero-size dimensions do not exist: refused, even with matching (empty) buffers.
+    let mut empty: [f64; 0] = [];
+    assert!(kernels::map1(&[], &[2, 0], &mut empty, &[2, 0], |v: f64| v).is_err());
     let mut out6 = [0.0; 6];
     assert!(kernels::map2(&x, &[2, 3], &x, &[3, 2], &mut out6, &[2, 3], |a, b| a + b).is_err());
     assert!(kernels::transpose(&x, &[2, 3], &[0, 0], &mut out6).is_err());
