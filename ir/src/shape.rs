@@ -399,9 +399,10 @@ pub fn iota(ty: Type, axis: usize) -> Result<Type, ShapeError> {
 pub enum Reduction {
     /// Σ; numeric elements.
     Sum,
-    /// IEEE 754-2019 `maximum` folded; numeric elements.
+    /// IEEE 754-2019 `maximum` folded; numeric elements. Its adjoint is split evenly
+    /// among the elements equal to the result (see [`crate::kernels`]' tie rule).
     Max,
-    /// IEEE 754-2019 `minimum` folded; numeric elements.
+    /// IEEE 754-2019 `minimum` folded; numeric elements; the same tie rule as `Max`.
     Min,
     /// Σ / n; float elements.
     Mean,
