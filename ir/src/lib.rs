@@ -9,17 +9,23 @@
 //! - [`testgen`]: seeded random well-typed programs for property tests;
 //! - [`interp`]: the reference interpreter, the semantic ground truth;
 //! - [`trace`]: the tracer, recording generic `Float` code run on [`Var`];
-//! - [`verify`]: the verifier, which checks every structural, scoping and typing rule.
+//! - [`verify`]: the verifier, which checks every structural, scoping and typing rule;
+//! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
+//! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);
+//! - [`kernels`]: reference kernels for tensor ops over slices, and the GEMM.
 
 pub mod builder;
 pub mod checkpoint;
 pub mod dot;
 pub mod function;
 pub mod interp;
+pub mod kernels;
+pub mod layout;
 pub mod math;
 pub mod op;
 pub mod parse;
 pub mod print;
+pub mod shape;
 pub mod testgen;
 pub mod trace;
 pub mod types;
