@@ -60,6 +60,8 @@ pub fn run(a: &Args) -> Result<()> {
     };
     let random = a.points.unwrap_or(if a.args.is_some() { 0 } else { 3 });
     let mut reports = Vec::new();
+    let mut fitted = false;
+    let mut misfit = None;
     for name in &names {
         let Some(f) = module.get(name) else { continue };
         let mut points = Points {
@@ -70,6 +72,7 @@ pub fn run(a: &Args) -> Result<()> {
         if let Some(text) = &a.args {
             match super::parse_args(text, &f.sig.params) {
                 Ok(vals) => {
+                    fitted = true;
                     points.given = vec![vals.clone()];
                     points.fixed = Some(vals);
                 }
@@ -83,6 +86,7 @@ pub fn run(a: &Args) -> Result<()> {
                         notes: vec![],
                         points: vec![],
                     });
+                    misfit.get_or_insert_with(|| e.context(format!("bad --args for @{name}")));
                     continue;
                 }
                 Err(_) => {}
@@ -92,6 +96,9 @@ pub fn run(a: &Args) -> Result<()> {
             check::check_function(module, name, &points)
                 .with_context(|| format!("checking @{name}"))?,
         );
+    }
+    if let (false, Some(e)) = (fitted, misfit) {
+        return Err(e.context("--args fit no function of the file"));
     }
     let failed = reports.iter().filter(|r| !r.passed()).count();
     if a.json {
