@@ -297,7 +297,11 @@ impl Rng {
 
 /// Why a function cannot be checked, if it cannot (by its signature alone).
 pub fn unsupported(params: &[Type], results: &[Type]) -> Option<String> {
-    if let Some((i, t)) = params.iter().enumerate().find(|(_, t)| t.scalar().is_none()) {
+    if let Some((i, t)) = params
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.scalar().is_none())
+    {
         return Some(format!("parameter {i} is a tensor ({t})"));
     }
     if results.is_empty() {
@@ -362,12 +366,19 @@ impl Stage {
             let compiled = c.call(args, &mut out).map(|()| out);
             let name = self.traced.name();
             let diff = match (&interp, &compiled) {
-                (Ok(a), Ok(b)) => a.iter().zip(b).enumerate().find(|(_, (x, y))| !same(**x, **y)).map(
-                    |(i, (x, y))| format!("@{name} result {i}: interpreter {x}, JIT {y}"),
-                ),
+                (Ok(a), Ok(b)) => a
+                    .iter()
+                    .zip(b)
+                    .enumerate()
+                    .find(|(_, (x, y))| !same(**x, **y))
+                    .map(|(i, (x, y))| format!("@{name} result {i}: interpreter {x}, JIT {y}")),
                 (Err(_), Err(_)) => None,
-                (Ok(_), Err(e)) => Some(format!("@{name}: the JIT refused ({e}), the interpreter did not")),
-                (Err(e), Ok(_)) => Some(format!("@{name}: the interpreter refused ({e}), the JIT did not")),
+                (Ok(_), Err(e)) => Some(format!(
+                    "@{name}: the JIT refused ({e}), the interpreter did not"
+                )),
+                (Err(e), Ok(_)) => Some(format!(
+                    "@{name}: the interpreter refused ({e}), the JIT did not"
+                )),
             };
             if let Some(d) = diff {
                 *jit = JitAgreement::Different(d);
@@ -384,27 +395,49 @@ fn floats(vals: &[Val]) -> Vec<f64> {
 /// Checks function `name` of `module` at `points` (see the [module docs](self)).
 /// Errors only if `module` has no such function or does not verify; everything about
 /// the function itself is in the report.
-pub fn check_function(module: &Module, name: &str, points: &Points) -> crate::Result<FunctionReport> {
+pub fn check_function(
+    module: &Module,
+    name: &str,
+    points: &Points,
+) -> crate::Result<FunctionReport> {
     let primal = Traced::from_module(module.clone(), name)?;
     let sig = primal.function().sig.clone();
     if let Some(reason) = unsupported(&sig.params, &sig.results) {
         return Ok(FunctionReport::skip(name, reason));
     }
     let wrt = primal.float_params();
-    let ty = if wrt.iter().all(|&i| sig.params[i].scalar() == Some(ScalarType::F64)) {
+    let ty = if wrt
+        .iter()
+        .all(|&i| sig.params[i].scalar() == Some(ScalarType::F64))
+    {
         ScalarType::F64
     } else {
         ScalarType::F32
     };
     let (vjp, jvp) = match (primal.vjp(), primal.jvp()) {
         (Ok(v), Ok(j)) => (v, j),
-        (Err(e), _) => return Ok(FunctionReport::skip(name, format!("reverse mode refuses it: {e}"))),
-        (_, Err(e)) => return Ok(FunctionReport::skip(name, format!("forward mode refuses it: {e}"))),
+        (Err(e), _) => {
+            return Ok(FunctionReport::skip(
+                name,
+                format!("reverse mode refuses it: {e}"),
+            ))
+        }
+        (_, Err(e)) => {
+            return Ok(FunctionReport::skip(
+                name,
+                format!("forward mode refuses it: {e}"),
+            ))
+        }
     };
     let stages = [Stage::new(primal), Stage::new(vjp), Stage::new(jvp)];
     let notes = stages
         .iter()
-        .filter_map(|s| s.jit.as_ref().err().map(|e| format!("the JIT cannot compile @{}: {e}", s.traced.name())))
+        .filter_map(|s| {
+            s.jit
+                .as_ref()
+                .err()
+                .map(|e| format!("the JIT cannot compile @{}: {e}", s.traced.name()))
+        })
         .collect();
     let compiled = stages.iter().all(|s| s.jit.is_ok());
     let [primal, vjp, jvp] = &stages;
@@ -417,7 +450,9 @@ pub fn check_function(module: &Module, name: &str, points: &Points) -> crate::Re
             .iter()
             .enumerate()
             .map(|(i, &t)| match t.scalar() {
-                Some(ScalarType::F64 | ScalarType::F32) => float_of(t, rng.uniform(RANDOM_RANGE.0, RANDOM_RANGE.1)),
+                Some(ScalarType::F64 | ScalarType::F32) => {
+                    float_of(t, rng.uniform(RANDOM_RANGE.0, RANDOM_RANGE.1))
+                }
                 Some(s) => points
                     .fixed
                     .as_ref()
@@ -438,14 +473,25 @@ pub fn check_function(module: &Module, name: &str, points: &Points) -> crate::Re
         let ybar: Vec<f64> = if sig.results.len() == 1 {
             vec![1.0]
         } else {
-            (0..sig.results.len()).map(|_| rng.uniform(-1.0, 1.0)).collect()
+            (0..sig.results.len())
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect()
         };
         let mut jit = if compiled {
             JitAgreement::Equal
         } else {
             JitAgreement::NotCompiled("see the notes".into())
         };
-        let outcome = check_point(&sig.params, &sig.results, &wrt, ty, &args, &ybar, [primal, vjp, jvp], &mut jit);
+        let outcome = check_point(
+            &sig.params,
+            &sig.results,
+            &wrt,
+            ty,
+            &args,
+            &ybar,
+            [primal, vjp, jvp],
+            &mut jit,
+        );
         reports.push(PointReport {
             args,
             ybar,
@@ -492,7 +538,11 @@ fn check_point(
     let mut forward = Vec::with_capacity(wrt.len());
     for k in 0..wrt.len() {
         let mut jargs = args.to_vec();
-        jargs.extend(wrt.iter().enumerate().map(|(j, &p)| float_of(params[p], if j == k { 1.0 } else { 0.0 })));
+        jargs.extend(
+            wrt.iter()
+                .enumerate()
+                .map(|(j, &p)| float_of(params[p], if j == k { 1.0 } else { 0.0 })),
+        );
         match jvp.eval(&jargs, jit) {
             Ok(out) => forward.push(dot(&out[results.len()..])),
             Err(e) => return PointOutcome::NotChecked(format!("forward mode: {e}")),
@@ -525,21 +575,56 @@ mod tests {
     fn the_right_gradient_passes_and_a_wrong_one_fails() {
         let x = [3.0, 2.0];
         // ∇f = (2x, −2y) = (6, −4).
-        let ok = compare_gradient(&mut quickstart_phi, &x, ScalarType::F64, &[6.0, -4.0], &[6.0, -4.0]).unwrap();
+        let ok = compare_gradient(
+            &mut quickstart_phi,
+            &x,
+            ScalarType::F64,
+            &[6.0, -4.0],
+            &[6.0, -4.0],
+        )
+        .unwrap();
         assert!(ok.fd_ok() && ok.forward_ok(), "{ok:?}");
         assert!(ok.fd_error < 1e-8, "{ok:?}");
         // A wrong reverse gradient (one entry off by 1%) fails both comparisons.
-        let bad = compare_gradient(&mut quickstart_phi, &x, ScalarType::F64, &[6.06, -4.0], &[6.0, -4.0]).unwrap();
+        let bad = compare_gradient(
+            &mut quickstart_phi,
+            &x,
+            ScalarType::F64,
+            &[6.06, -4.0],
+            &[6.0, -4.0],
+        )
+        .unwrap();
         assert!(!bad.fd_ok() && !bad.forward_ok(), "{bad:?}");
         assert!((bad.fd_error - 0.06 / 6.06).abs() < 1e-6, "{bad:?}");
         // A wrong forward mode fails only its comparison.
-        let fwd = compare_gradient(&mut quickstart_phi, &x, ScalarType::F64, &[6.0, -4.0], &[6.0, -4.0 + 1e-6]).unwrap();
+        let fwd = compare_gradient(
+            &mut quickstart_phi,
+            &x,
+            ScalarType::F64,
+            &[6.0, -4.0],
+            &[6.0, -4.0 + 1e-6],
+        )
+        .unwrap();
         assert!(fwd.fd_ok() && !fwd.forward_ok(), "{fwd:?}");
         // A NaN gradient where differences are finite is a disagreement.
-        let nan = compare_gradient(&mut quickstart_phi, &x, ScalarType::F64, &[f64::NAN, -4.0], &[6.0, -4.0]).unwrap();
+        let nan = compare_gradient(
+            &mut quickstart_phi,
+            &x,
+            ScalarType::F64,
+            &[f64::NAN, -4.0],
+            &[6.0, -4.0],
+        )
+        .unwrap();
         assert_eq!(nan.fd_error, f64::INFINITY);
         // A function that cannot be evaluated at x gives no comparison.
-        assert!(compare_gradient(&mut |_: &[f64]| None, &x, ScalarType::F64, &[0.0; 2], &[0.0; 2]).is_none());
+        assert!(compare_gradient(
+            &mut |_: &[f64]| None,
+            &x,
+            ScalarType::F64,
+            &[0.0; 2],
+            &[0.0; 2]
+        )
+        .is_none());
     }
 
     #[test]
@@ -547,7 +632,10 @@ mod tests {
         assert_eq!(relative_error(&[1.0, 2.0], &[1.0, 2.5], 0.0), 0.2);
         assert_eq!(relative_error(&[f64::NAN], &[f64::NAN], 0.0), 0.0);
         assert_eq!(relative_error(&[f64::INFINITY], &[f64::INFINITY], 0.0), 0.0);
-        assert_eq!(relative_error(&[f64::INFINITY], &[f64::NEG_INFINITY], 0.0), f64::INFINITY);
+        assert_eq!(
+            relative_error(&[f64::INFINITY], &[f64::NEG_INFINITY], 0.0),
+            f64::INFINITY
+        );
         assert_eq!(relative_error(&[1.0], &[1.0, 2.0], 0.0), f64::INFINITY);
         // All-round-off gradients compare against the floor.
         assert_eq!(relative_error(&[1e-20], &[0.0], 1e-6), 1e-14);
@@ -565,20 +653,33 @@ mod tests {
             ..Points::default()
         };
         let f = check_function(&m, "f", &pts).unwrap();
-        assert!(f.passed() && f.skipped.is_none() && f.notes.is_empty(), "{f:?}");
+        assert!(
+            f.passed() && f.skipped.is_none() && f.notes.is_empty(),
+            "{f:?}"
+        );
         assert_eq!(f.points.len(), 4);
         for p in &f.points {
             assert_eq!(p.args[1], Val::I64(DEFAULT_I64));
             let x = p.args[0].as_f64().unwrap();
             assert!((RANDOM_RANGE.0..RANDOM_RANGE.1).contains(&x));
             assert_eq!(p.jit, JitAgreement::Equal);
-            let PointOutcome::Checked(c) = &p.outcome else { panic!("{p:?}") };
+            let PointOutcome::Checked(c) = &p.outcome else {
+                panic!("{p:?}")
+            };
             assert_eq!(c.reverse, [x.cos()]);
         }
         let g = check_function(&m, "g", &pts).unwrap();
         assert!(g.skipped.unwrap().contains("result 0 is i64"));
         // @h's guard fails for x ≥ 0.5: not checked there, in both engines alike.
-        let h = check_function(&m, "h", &Points { given: vec![vec![Val::F64(0.7)], vec![Val::F64(0.2)]], ..pts }).unwrap();
+        let h = check_function(
+            &m,
+            "h",
+            &Points {
+                given: vec![vec![Val::F64(0.7)], vec![Val::F64(0.2)]],
+                ..pts
+            },
+        )
+        .unwrap();
         assert!(h.passed(), "{h:?}");
         assert!(matches!(&h.points[0].outcome, PointOutcome::NotChecked(e) if e.contains("guard")));
         assert!(matches!(h.points[1].outcome, PointOutcome::Checked(_)));

@@ -73,7 +73,9 @@ pub fn val_to_json(v: Val) -> Value {
 /// Reads a float written by [`f64_to_json`] (or any JSON number).
 pub fn json_to_f64(v: &Value) -> Result<f64, JsonError> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| JsonError::NotANumber(v.to_string())),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| JsonError::NotANumber(v.to_string())),
         Value::String(s) => match s.as_str() {
             "inf" => Ok(f64::INFINITY),
             "-inf" => Ok(f64::NEG_INFINITY),
@@ -159,7 +161,16 @@ mod tests {
         for x in f64s {
             assert!(same_bits(round_trip(Val::F64(x)), Val::F64(x)), "{x:e}");
         }
-        let f32s = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -0.0, f32::from_bits(1), f32::MAX, f32::MIN_POSITIVE, 0.1];
+        let f32s = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -0.0,
+            f32::from_bits(1),
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            0.1,
+        ];
         for x in f32s {
             assert!(same_bits(round_trip(Val::F32(x)), Val::F32(x)), "{x:e}");
         }
@@ -186,19 +197,41 @@ mod tests {
             let x = f64::from_bits(z);
             assert!(same_bits(round_trip(Val::F64(x)), Val::F64(x)), "{z:#x}");
             let y = f32::from_bits(z as u32);
-            assert!(same_bits(round_trip(Val::F32(y)), Val::F32(y)), "{:#x}", z as u32);
+            assert!(
+                same_bits(round_trip(Val::F32(y)), Val::F32(y)),
+                "{:#x}",
+                z as u32
+            );
         }
     }
 
     #[test]
     fn bad_json_is_a_clear_error() {
-        assert!(matches!(json_to_f64(&Value::from("Infinity")), Err(JsonError::NotANumber(_))));
-        assert!(matches!(json_to_f64(&Value::Null), Err(JsonError::NotANumber(_))));
-        assert!(matches!(json_to_val(&Value::from(1.5), ScalarType::I64), Err(JsonError::NotAnInteger(_))));
+        assert!(matches!(
+            json_to_f64(&Value::from("Infinity")),
+            Err(JsonError::NotANumber(_))
+        ));
+        assert!(matches!(
+            json_to_f64(&Value::Null),
+            Err(JsonError::NotANumber(_))
+        ));
+        assert!(matches!(
+            json_to_val(&Value::from(1.5), ScalarType::I64),
+            Err(JsonError::NotAnInteger(_))
+        ));
         let params = [Type::Scalar(ScalarType::F64), Type::Scalar(ScalarType::I64)];
         let args: Value = serde_json::from_str(r#"["-inf", 3]"#).unwrap();
-        assert_eq!(json_to_args(&args, &params).unwrap(), [Val::F64(f64::NEG_INFINITY), Val::I64(3)]);
+        assert_eq!(
+            json_to_args(&args, &params).unwrap(),
+            [Val::F64(f64::NEG_INFINITY), Val::I64(3)]
+        );
         let short: Value = serde_json::from_str("[1.0]").unwrap();
-        assert!(matches!(json_to_args(&short, &params), Err(JsonError::Length { expected: 2, got: 1 })));
+        assert!(matches!(
+            json_to_args(&short, &params),
+            Err(JsonError::Length {
+                expected: 2,
+                got: 1
+            })
+        ));
     }
 }

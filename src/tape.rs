@@ -30,10 +30,10 @@
 use num_traits::{Float, FromPrimitive, Num, NumCast, One, ToPrimitive, Zero};
 use std::cell::RefCell;
 use std::num::FpCategory;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
 };
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Why recording failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,9 +46,7 @@ pub enum TapeError {
     ForeignOutput,
     /// The function used a [`TapeVar`] recorded by an earlier recording (or another tape);
     /// its node does not exist on this recording.
-    #[error(
-        "the recorded function used a TapeVar from an earlier recording or another tape"
-    )]
+    #[error("the recorded function used a TapeVar from an earlier recording or another tape")]
     StaleVar,
     /// `gradient` or `replay` on a tape with no finished recording (never recorded, or
     /// the last recording failed or panicked).
@@ -799,7 +797,9 @@ mod tests {
         let mut t = Tape::new();
         t.record(&[1.0, 2.0], crate::problems::quickstart).unwrap();
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            t.record(&[1.0], |x| -> TapeVar { panic!("user code fails at {}", x[0].value()) })
+            t.record(&[1.0], |x| -> TapeVar {
+                panic!("user code fails at {}", x[0].value())
+            })
         }));
         assert!(caught.is_err());
         // The half-made recording is gone, not replayed as if it were whole.

@@ -284,7 +284,10 @@ fn check_passes_on_the_golden_programs() {
     ] {
         let (ok, out, err) = jitad(&["check", file]);
         assert!(ok, "{file}: {out}{err}");
-        assert!(!out.contains("FAIL") && !out.contains("DIFFERENT"), "{file}: {out}");
+        assert!(
+            !out.contains("FAIL") && !out.contains("DIFFERENT"),
+            "{file}: {out}"
+        );
         // Every function of these files is checked at the 3 default points.
         let rows = out.lines().filter(|l| l.ends_with("| ok |")).count();
         let funcs = std::fs::read_to_string(file)
@@ -324,7 +327,10 @@ fn check_fails_with_a_non_zero_status_on_disagreement() {
     let f = file.to_str().unwrap();
     let (ok, out, err) = jitad(&["check", f, "--args", "1"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("| FAIL |") && out.contains("@f at --args=1.0"), "{out}");
+    assert!(
+        out.contains("| FAIL |") && out.contains("@f at --args=1.0"),
+        "{out}"
+    );
     assert!(err.contains("disagree"), "{err}");
     // Away from the jump it is fine.
     let (ok, out, err) = jitad(&["check", f, "--args", "1.5"]);
@@ -348,7 +354,10 @@ fn check_reports_skips_guards_and_bad_arguments() {
     let f = file.to_str().unwrap();
     let (ok, out, err) = jitad(&["check", f, "--points", "8"]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("| @count | — | — | — | — | — | skipped: result 0 is i64"), "{out}");
+    assert!(
+        out.contains("| @count | — | — | — | — | — | skipped: result 0 is i64"),
+        "{out}"
+    );
     assert!(out.contains("skipped: no float parameters"), "{out}");
     // Random points in [0.1, 0.9] fall on both sides of @pos's guard.
     assert!(out.contains("not checked: guard"), "{out}");

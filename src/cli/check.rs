@@ -3,8 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use jitad::check::{
-    self, FunctionReport, JitAgreement, PointOutcome, Points, Tolerances, DEFAULT_I64,
-    RANDOM_RANGE,
+    self, FunctionReport, JitAgreement, PointOutcome, Points, Tolerances, DEFAULT_I64, RANDOM_RANGE,
 };
 use jitad::json::{f64_to_json, val_to_json};
 use jitad_ir::{ScalarType, Val};
@@ -150,7 +149,7 @@ fn print_table(file: &std::path::Path, reports: &[FunctionReport], random: usize
     );
     println!(
         "tolerances (f64): FD vs reverse ≤ {:.0e}, forward vs reverse ≤ {:.0e}; JIT vs interp \
-         bit for bit\n",
+         bit for bit; value: f(x), or ȳ·f(x) for several results (see --help)\n",
         f64tol.fd, f64tol.forward
     );
     println!("| function | point | value | FD vs reverse | forward vs reverse | JIT vs interp | result |");
