@@ -30,7 +30,7 @@
 
 use crate::traced::Traced;
 use jitad_codegen::Compiled;
-use jitad_ir::{Module, ScalarType, Type, Val};
+use jitad_ir::{ScalarType, Type, Val};
 
 /// How far apart the compared derivatives may be (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -392,15 +392,15 @@ fn floats(vals: &[Val]) -> Vec<f64> {
     vals.iter().filter_map(|v| v.as_f64()).collect()
 }
 
-/// Checks function `name` of `module` at `points` (see the [module docs](self)).
-/// Errors only if `module` has no such function or does not verify; everything about
-/// the function itself is in the report.
+/// Checks function `name` of `module`'s module at `points` (see the
+/// [module docs](self)). Errors only if the module has no such function; everything
+/// about the function itself is in the report.
 pub fn check_function(
-    module: &Module,
+    module: &Traced,
     name: &str,
     points: &Points,
 ) -> crate::Result<FunctionReport> {
-    let primal = Traced::from_module(module.clone(), name)?;
+    let primal = module.with_entry(name)?;
     let sig = primal.function().sig.clone();
     if let Some(reason) = unsupported(&sig.params, &sig.results) {
         return Ok(FunctionReport::skip(name, reason));
@@ -646,7 +646,7 @@ mod tests {
         let src = "func @f(%x: f64, %n: i64) -> f64 {\n  %y = sin %x\n  ret %y\n}\n\
                    func @g(%x: f64) -> i64 {\n  %n = const 1 : i64\n  ret %n\n}\n\
                    func @h(%x: f64) -> f64 {\n  %z = const 0.5 : f64\n  %c = lt %x, %z\n  guard %c\n  ret %x\n}\n";
-        let m = jitad_ir::parse_module(src).unwrap();
+        let m = Traced::from_jir(src, None).unwrap();
         let pts = Points {
             random: 4,
             seed: 7,

@@ -92,7 +92,7 @@ pub fn run(a: &Args) -> Result<()> {
             }
         }
         reports.push(
-            check::check_function(module, name, &points)
+            check::check_function(&traced, name, &points)
                 .with_context(|| format!("checking @{name}"))?,
         );
     }
