@@ -141,7 +141,7 @@ fn print_table(file: &std::path::Path, reports: &[FunctionReport], random: usize
     let f64tol = Tolerances::for_type(ScalarType::F64);
     println!(
         "check {}: {} function(s); random points: {random} (seed {seed}, floats uniform in \
-         [{}, {}], i64 {DEFAULT_I64})",
+         [{}, {}], i64 parameters from --args or {DEFAULT_I64})",
         file.display(),
         reports.len(),
         RANDOM_RANGE.0,
