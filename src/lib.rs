@@ -34,11 +34,14 @@
 //! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
 //! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
 //! adds the facade ([`Traced`]), the classic tape baseline ([`tape`]), the benchmark
-//! problems with hand-written gradients ([`problems`]) and the `jitad` command line.
+//! problems with hand-written gradients ([`problems`]), derivative checking ([`check`]),
+//! lossless JSON numbers ([`json`]) and the `jitad` command line.
 
 #![warn(missing_docs)]
 
+pub mod check;
 mod error;
+pub mod json;
 pub mod problems;
 pub mod suite;
 pub mod tape;

@@ -1,4 +1,4 @@
-//! The `jitad` command line: `demo`, `dump`, `run`.
+//! The `jitad` command line: `demo`, `dump`, `run`, `bench`, `check`.
 //!
 //! Every subcommand reads `.jir` text, verifies it, and reports bad input as an error on
 //! stderr with a non-zero exit status (parse errors with line:column, verifier errors

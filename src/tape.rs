@@ -17,6 +17,12 @@
 //! natively and traces into IR records on the tape. Every elementary function is one tape
 //! operation with its own partial (as in ADOL-C), not a composite.
 //!
+//! Misuse is an error, never a panic or a wrong gradient: a [`TapeVar`] carries the id of
+//! the recording that made it, so one kept from an earlier recording (or another tape)
+//! and used in a new one makes [`Tape::record`] fail with [`TapeError::StaleVar`]; a
+//! closure that panics leaves the thread free to record again and the tape empty; a tape
+//! with no finished recording answers [`TapeError::NotRecorded`].
+//!
 //! Replay assumes the control flow of the recording: a comparison answered differently at
 //! new inputs is not detected (ADOL-C's replay has the same limitation unless its
 //! branch-switch return codes are checked). jitad's traced IR records guards instead.
@@ -27,6 +33,7 @@ use std::num::FpCategory;
 use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
 };
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Why recording failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +44,14 @@ pub enum TapeError {
     /// The function returned a value that was not recorded on this tape.
     #[error("the recorded function returned a value from another tape")]
     ForeignOutput,
+    /// The function used a [`TapeVar`] recorded by an earlier recording (or another tape);
+    /// its node does not exist on this recording.
+    #[error("the recorded function used a TapeVar from an earlier recording or another tape")]
+    StaleVar,
+    /// `gradient` or `replay` on a tape with no finished recording (never recorded, or
+    /// the last recording failed or panicked).
+    #[error("the tape holds no finished recording")]
+    NotRecorded,
     /// Wrong buffer length.
     #[error("expected {expected} values, got {got}")]
     Length {
@@ -184,16 +199,36 @@ pub struct Tape {
     adj: Vec<f64>,
     inputs: usize,
     output: u32,
+    /// Id of the recording the arrays hold (0: none finished).
+    gen: u32,
+    /// A `TapeVar` of another recording was used (recorded as a constant meanwhile).
+    stale: bool,
 }
 
 thread_local! {
     static ACTIVE: RefCell<Option<Tape>> = const { RefCell::new(None) };
 }
 
-/// A scalar being recorded on the active tape (or a constant, `idx == 0`).
+/// Recording ids, process-wide so a `TapeVar` moved to another thread is caught too.
+/// 0 is never handed out (constants and "no recording"); an id repeats only after 2³²
+/// recordings, so a var would have to outlive that many to go unnoticed.
+static NEXT_GEN: AtomicU32 = AtomicU32::new(1);
+
+fn next_gen() -> u32 {
+    loop {
+        let g = NEXT_GEN.fetch_add(1, Ordering::Relaxed);
+        if g != 0 {
+            return g;
+        }
+    }
+}
+
+/// A scalar being recorded on the active tape (or a constant, `idx == 0`), tagged with
+/// the id of its recording. 16 bytes, like `(u32, f64)` with padding.
 #[derive(Clone, Copy, Debug)]
 pub struct TapeVar {
     idx: u32,
+    gen: u32,
     val: f64,
 }
 
@@ -204,7 +239,11 @@ impl TapeVar {
     }
 
     fn constant(val: f64) -> Self {
-        TapeVar { idx: 0, val }
+        TapeVar {
+            idx: 0,
+            gen: 0,
+            val,
+        }
     }
 
     /// Records `code` on the active tape; without one (used outside `record`), just
@@ -221,6 +260,7 @@ impl TapeVar {
                 let ib = tape.node_of(b);
                 TapeVar {
                     idx: tape.push_node(code, [ia, ib], v, [pa, pb]),
+                    gen: tape.gen,
                     val: v,
                 }
             }
@@ -259,11 +299,35 @@ impl Tape {
     }
 
     /// The node holding `x`: constants are recorded as `Const` nodes so replay sees them.
+    /// A var of another recording is recorded as a constant too (its index means nothing
+    /// here) and marks the recording stale, so `record` fails.
+    #[inline]
     fn node_of(&mut self, x: TapeVar) -> u32 {
-        if x.idx == 0 {
-            self.push_node(Code::Const, [0, 0], x.val, [0.0, 0.0])
-        } else {
+        if x.idx != 0 && x.gen == self.gen {
             x.idx
+        } else {
+            self.stale |= x.idx != 0;
+            self.push_node(Code::Const, [0, 0], x.val, [0.0, 0.0])
+        }
+    }
+
+    /// Empties the arrays (keeping their capacity) and forgets the recording.
+    fn reset(&mut self) {
+        self.code.clear();
+        self.args.clear();
+        self.val.clear();
+        self.partial.clear();
+        self.inputs = 0;
+        self.output = 0;
+        self.gen = 0;
+        self.stale = false;
+    }
+
+    fn check_recorded(&self) -> Result<(), TapeError> {
+        if self.gen == 0 {
+            Err(TapeError::NotRecorded)
+        } else {
+            Ok(())
         }
     }
 
@@ -279,28 +343,40 @@ impl Tape {
             return Err(TapeError::Nested);
         }
         let mut tape = std::mem::take(self);
-        tape.code.clear();
-        tape.args.clear();
-        tape.val.clear();
-        tape.partial.clear();
+        tape.reset();
+        let gen = next_gen();
+        tape.gen = gen;
         tape.push_node(Code::Const, [0, 0], 0.0, [0.0, 0.0]);
         tape.inputs = x.len();
         let vars: Vec<TapeVar> = x
             .iter()
             .map(|&v| TapeVar {
                 idx: tape.push_node(Code::Input, [0, 0], v, [0.0, 0.0]),
+                gen,
                 val: v,
             })
             .collect();
         ACTIVE.with(|t| *t.borrow_mut() = Some(tape));
+        // If `f` panics, the guard's drop takes the tape back (empty) so the thread can
+        // record again.
+        let guard = Recording { home: self };
         let y = f(&vars);
-        let mut tape = ACTIVE
-            .with(|t| t.borrow_mut().take())
-            .expect("the tape installed above is still there");
+        let Some(mut tape) = guard.finish() else {
+            // Unreachable while `f` cannot reach ACTIVE other than through `push`, which
+            // never removes the tape; an error rather than a panic all the same.
+            return Err(TapeError::NotRecorded);
+        };
+        let foreign = y.idx != 0 && y.gen != gen;
+        let stale = tape.stale;
         let out = tape.node_of(y);
-        if out as usize >= tape.code.len() {
+        if foreign || stale {
+            tape.reset();
             *self = tape;
-            return Err(TapeError::ForeignOutput);
+            return Err(if foreign {
+                TapeError::ForeignOutput
+            } else {
+                TapeError::StaleVar
+            });
         }
         tape.output = out;
         *self = tape;
@@ -310,6 +386,7 @@ impl Tape {
     /// The reverse sweep: the gradient of the recorded output with respect to the inputs,
     /// at the recorded (or last replayed) point.
     pub fn gradient(&mut self, g: &mut [f64]) -> Result<(), TapeError> {
+        self.check_recorded()?;
         if g.len() != self.inputs {
             return Err(TapeError::Length {
                 expected: self.inputs,
@@ -336,6 +413,7 @@ impl Tape {
     /// Replays the recorded operations at new inputs `x` (same control flow as the
     /// recording), then sweeps back: returns f(x) and writes the gradient into `g`.
     pub fn replay(&mut self, x: &[f64], g: &mut [f64]) -> Result<f64, TapeError> {
+        self.check_recorded()?;
         if x.len() != self.inputs {
             return Err(TapeError::Length {
                 expected: self.inputs,
@@ -356,6 +434,40 @@ impl Tape {
         self.gradient(g)?;
         Ok(self.val[self.output as usize])
     }
+}
+
+/// The tape being recorded, on loan to the thread's `ACTIVE` slot; dropping the guard
+/// (normally or while unwinding out of the recorded closure) takes it back.
+struct Recording<'a> {
+    home: &'a mut Tape,
+}
+
+impl Recording<'_> {
+    /// Takes the finished recording back from the thread's slot.
+    fn finish(self) -> Option<Tape> {
+        let tape = take_active();
+        // Nothing left for `drop` to do.
+        drop(self);
+        tape
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        // Only after a panic in the closure is the tape still in the slot: give the
+        // buffers back, emptied, so the tape reports `NotRecorded` until recorded again.
+        if let Some(mut tape) = take_active() {
+            tape.reset();
+            *self.home = tape;
+        }
+    }
+}
+
+fn take_active() -> Option<Tape> {
+    ACTIVE
+        .try_with(|t| t.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+        .ok()
+        .flatten()
 }
 
 macro_rules! binop {
@@ -666,5 +778,86 @@ mod tests {
             t.replay(&[1.0, 2.0], &mut g),
             Err(TapeError::Length { .. })
         ));
+    }
+
+    #[test]
+    fn a_tape_without_a_recording_is_an_error_not_a_panic() {
+        let mut t = Tape::new();
+        assert_eq!(t.gradient(&mut []), Err(TapeError::NotRecorded));
+        assert_eq!(t.replay(&[], &mut []), Err(TapeError::NotRecorded));
+        assert!(t.is_empty());
+        // A recording with no inputs and a constant output is a real recording.
+        assert_eq!(t.record(&[], |_| TapeVar::constant(2.5)), Ok(2.5));
+        assert_eq!(t.gradient(&mut []), Ok(()));
+        assert_eq!(t.replay(&[], &mut []), Ok(2.5));
+    }
+
+    #[test]
+    fn a_panicking_closure_leaves_the_thread_free_and_the_tape_empty() {
+        let mut t = Tape::new();
+        t.record(&[1.0, 2.0], crate::problems::quickstart).unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.record(&[1.0], |x| -> TapeVar {
+                panic!("user code fails at {}", x[0].value())
+            })
+        }));
+        assert!(caught.is_err());
+        // The half-made recording is gone, not replayed as if it were whole.
+        let mut g = [0.0];
+        assert_eq!(t.gradient(&mut g), Err(TapeError::NotRecorded));
+        assert_eq!(t.replay(&[1.0], &mut g), Err(TapeError::NotRecorded));
+        // And this thread records again, on this tape or another.
+        assert_eq!(t.record(&[3.0], |x| x[0] * x[0]), Ok(9.0));
+        t.gradient(&mut g).unwrap();
+        assert_eq!(g, [6.0]);
+        let mut other = Tape::new();
+        assert_eq!(other.record(&[2.0], |x| x[0].sin()), Ok(2f64.sin()));
+    }
+
+    #[test]
+    fn a_var_from_an_old_recording_cannot_address_the_new_one() {
+        use std::cell::Cell;
+        let kept = Cell::new(None);
+        let mut t = Tape::new();
+        t.record(&[5.0, 7.0], |x| {
+            let y = x[0] * x[1];
+            kept.set(Some(y));
+            y
+        })
+        .unwrap();
+        let old = kept.get().unwrap();
+        // Used inside a new recording (its index 3 would be a node of this one): an error.
+        let r = t.record(&[1.0, 2.0, 3.0, 4.0], |x| x[0] + old);
+        assert_eq!(r, Err(TapeError::StaleVar));
+        assert_eq!(t.gradient(&mut [0.0; 4]), Err(TapeError::NotRecorded));
+        // Returned as the output of a new recording: an error.
+        assert_eq!(
+            t.record(&[1.0, 2.0], |_| old),
+            Err(TapeError::ForeignOutput)
+        );
+        // A var of another tape is caught the same way, even across threads.
+        let mut a = Tape::new();
+        a.record(&[1.0], |x| {
+            kept.set(Some(x[0] * 2.0));
+            x[0]
+        })
+        .unwrap();
+        let from_a = kept.get().unwrap();
+        let mut b = Tape::new();
+        assert_eq!(
+            b.record(&[1.0], |x| x[0] * from_a),
+            Err(TapeError::StaleVar)
+        );
+        let r = std::thread::spawn(move || Tape::new().record(&[1.0], |x| x[0] + from_a))
+            .join()
+            .unwrap();
+        assert_eq!(r, Err(TapeError::StaleVar));
+        // Outside any recording a var is just its value.
+        assert_eq!((old * 2.0).value(), 70.0);
+        // The tape still works after the errors.
+        assert_eq!(a.record(&[2.0], |x| x[0] * x[0] * x[0]), Ok(8.0));
+        let mut g = [0.0];
+        a.gradient(&mut g).unwrap();
+        assert_eq!(g, [12.0]);
     }
 }

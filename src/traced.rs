@@ -78,6 +78,29 @@ impl Traced {
         Traced::from_module(module, &entry)
     }
 
+    /// Function `entry` of the same module as the entry, with the functions it reaches
+    /// (no re-verification: a verified module's functions closed under calls verify).
+    pub fn with_entry(&self, entry: &str) -> Result<Traced> {
+        let entry = entry.strip_prefix('@').unwrap_or(entry);
+        if self.module.get(entry).is_none() {
+            return Err(Error::UnknownFunction(entry.to_string()));
+        }
+        let keep: HashSet<&str> = reachable_from(&self.module, entry)
+            .into_iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        let mut module = Module::new();
+        // Names are unique in a verified module: push, not `insert` (a search each).
+        module.funcs = (self.module.funcs.iter())
+            .filter(|f| keep.contains(f.name.as_str()))
+            .cloned()
+            .collect();
+        Ok(Traced {
+            module,
+            entry: entry.to_string(),
+        })
+    }
+
     /// The entry function's name.
     pub fn name(&self) -> &str {
         &self.entry
@@ -99,31 +122,7 @@ impl Traced {
     /// The entry function followed by the functions it calls (transitively), in the
     /// order they are first called.
     pub fn reachable(&self) -> Vec<&Function> {
-        let mut seen = HashSet::new();
-        let mut order = Vec::new();
-        let mut stack = vec![self.entry.as_str()];
-        while let Some(name) = stack.pop() {
-            if !seen.insert(name) {
-                continue;
-            }
-            let Some(f) = self.module.get(name) else {
-                continue;
-            };
-            order.push(f);
-            let mut callees: Vec<&str> = f
-                .insts
-                .values()
-                .flat_map(|d| match &d.op {
-                    Op::Call(c) => vec![c.as_str()],
-                    Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
-                    Op::TapeLoop(r) => vec![r.fwd.as_str()],
-                    _ => vec![],
-                })
-                .collect();
-            callees.reverse();
-            stack.extend(callees);
-        }
-        order
+        reachable_from(&self.module, &self.entry)
     }
 
     /// The entry and its callees as `.jir` text (parseable; `print → parse → print` is
@@ -273,6 +272,36 @@ impl Traced {
     }
 }
 
+/// Function `entry` of `module` followed by the functions it calls (transitively), in
+/// the order they are first called.
+fn reachable_from<'m>(module: &'m Module, entry: &str) -> Vec<&'m Function> {
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    let mut stack = vec![entry];
+    while let Some(name) = stack.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        let Some(f) = module.get(name) else {
+            continue;
+        };
+        order.push(f);
+        let mut callees: Vec<&str> = f
+            .insts
+            .values()
+            .flat_map(|d| match &d.op {
+                Op::Call(c) => vec![c.as_str()],
+                Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
+                Op::TapeLoop(r) => vec![r.fwd.as_str()],
+                _ => vec![],
+            })
+            .collect();
+        callees.reverse();
+        stack.extend(callees);
+    }
+    order
+}
+
 impl std::fmt::Display for Traced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_jir())
@@ -356,6 +385,14 @@ mod tests {
         let t = Traced::from_jir(src, Some("f")).unwrap();
         let names: Vec<&str> = t.reachable().iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["f", "g"]);
+        // Another entry of the same module keeps only what it reaches.
+        let only_g = t.with_entry("@g").unwrap();
+        assert_eq!(only_g.name(), "g");
+        assert_eq!(only_g.module().funcs.len(), 1);
+        assert!(matches!(
+            t.with_entry("nope"),
+            Err(Error::UnknownFunction(_))
+        ));
         let g = t.grad().unwrap();
         let names: Vec<&str> = g.reachable().iter().map(|f| f.name.as_str()).collect();
         assert!(!names.contains(&"unused"), "{names:?}");

@@ -262,3 +262,148 @@ fn demo_checks_itself() {
         assert!(out.contains(needle), "{needle}: {out}");
     }
 }
+
+/// Writes `text` to a fresh file in the temporary directory.
+fn temp_jir(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("jitad-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.jir"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn check_passes_on_the_golden_programs() {
+    for file in [
+        "tests/ir/quickstart.jir",
+        "tests/ir/ad/call.jir",
+        "tests/ir/ad/double_where.jir",
+        "tests/ir/ad/quickstart.jir",
+        "tests/ir/loops/geometric.jir",
+        "tests/ir/loops/lorenz.jir",
+    ] {
+        let (ok, out, err) = jitad(&["check", file]);
+        assert!(ok, "{file}: {out}{err}");
+        assert!(
+            !out.contains("FAIL") && !out.contains("DIFFERENT"),
+            "{file}: {out}"
+        );
+        // Every function of these files is checked at the 3 default points.
+        let rows = out.lines().filter(|l| l.ends_with("| ok |")).count();
+        let funcs = std::fs::read_to_string(file)
+            .unwrap()
+            .matches("func @")
+            .count();
+        assert_eq!(rows, 3 * funcs, "{file}: {out}");
+    }
+    // Given points, more random ones, and --func.
+    let (ok, out, err) = jitad(&[
+        "check",
+        "tests/ir/loops/lorenz.jir",
+        "--func",
+        "loss",
+        "--args",
+        "10,28,2.5,1,1,1,20",
+        "--points",
+        "2",
+        "--seed",
+        "9",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("| @loss |").count(), 3, "{out}");
+    assert!(!out.contains("@rk4"), "{out}");
+    // The random points take the trip count from --args.
+    assert_eq!(out.matches(", 20) |").count(), 3, "{out}");
+}
+
+#[test]
+fn check_fails_with_a_non_zero_status_on_disagreement() {
+    // floor is flat (derivative 0) but jumps at 1: central differences there see the
+    // jump, so reverse mode and finite differences disagree.
+    let file = temp_jir(
+        "floor",
+        "func @f(%x: f64) -> f64 {\n  %y = floor %x\n  ret %y\n}\n",
+    );
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = jitad(&["check", f, "--args", "1"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("| FAIL |") && out.contains("@f at --args=1.0"),
+        "{out}"
+    );
+    assert!(err.contains("disagree"), "{err}");
+    // Away from the jump it is fine.
+    let (ok, out, err) = jitad(&["check", f, "--args", "1.5"]);
+    assert!(ok, "{out}{err}");
+    // JSON says the same.
+    let (ok, out, _) = jitad(&["check", f, "--args", "1", "--json"]);
+    assert!(!ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["functions"][0]["passed"], false, "{v}");
+    assert_eq!(v["functions"][0]["points"][0]["reverse"][0], 0.0, "{v}");
+}
+
+#[test]
+fn check_reports_skips_guards_and_bad_arguments() {
+    let file = temp_jir(
+        "mixed",
+        "func @count(%x: f64) -> i64 {\n  %n = const 1 : i64\n  ret %n\n}\n\
+         func @ints(%n: i64) -> f64 {\n  %x = cast %n : f64\n  ret %x\n}\n\
+         func @pos(%x: f64) -> f64 {\n  %z = const 0.5 : f64\n  %c = gt %x, %z\n  guard %c\n  %y = log %x\n  ret %y\n}\n",
+    );
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = jitad(&["check", f, "--points", "8"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("| @count | — | — | — | — | — | skipped: result 0 is i64"),
+        "{out}"
+    );
+    assert!(out.contains("skipped: no float parameters"), "{out}");
+    // Random points in [0.1, 0.9] fall on both sides of @pos's guard.
+    assert!(out.contains("not checked: guard"), "{out}");
+    assert!(out.contains("| ok |"), "{out}");
+    // --args that fit no function, or not the named one: an error.
+    let (ok, _, err) = jitad(&["check", f, "--args", "1,2,3"]);
+    assert!(!ok);
+    assert!(err.contains("--args fit no function"), "{err}");
+    let (ok, _, err) = jitad(&["check", f, "--func", "pos", "--args", "x"]);
+    assert!(!ok);
+    assert!(err.contains("bad --args for @pos"), "{err}");
+    let (ok, _, err) = jitad(&["check", f, "--func", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("no function @nope"), "{err}");
+}
+
+#[test]
+fn json_keeps_infinities_and_nan() {
+    let file = temp_jir(
+        "sqrt",
+        "func @s(%x: f64) -> f64 {\n  %y = sqrt %x\n  ret %y\n}\n",
+    );
+    let f = file.to_str().unwrap();
+    for engine in ["jit", "interp"] {
+        let run = |x: &str| {
+            let (ok, out, err) = jitad(&[
+                "run",
+                f,
+                &format!("--args={x}"),
+                "--grad",
+                "--json",
+                "--engine",
+                engine,
+            ]);
+            assert!(ok, "{err}");
+            out.trim().to_string()
+        };
+        // sqrt′(0) = +∞, sqrt′(−0) = −∞; sqrt(−1) is NaN.
+        assert_eq!(run("0"), r#"{"gradient":["inf"],"results":[0.0]}"#);
+        assert_eq!(run("-0.0"), r#"{"gradient":["-inf"],"results":[-0.0]}"#);
+        assert_eq!(run("-1"), r#"{"gradient":["nan"],"results":["nan"]}"#);
+        // And what is written reads back exactly with the library's reader.
+        let v: serde_json::Value = serde_json::from_str(&run("-0.0")).unwrap();
+        let g = jitad::json::json_to_f64(&v["gradient"][0]).unwrap();
+        let y = jitad::json::json_to_f64(&v["results"][0]).unwrap();
+        assert_eq!(g, f64::NEG_INFINITY);
+        assert_eq!(y.to_bits(), (-0.0f64).to_bits());
+    }
+}

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use jitad::json::f64_to_json;
 use jitad::suite::{self, Case, Leg, Rosenbrock};
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ pub struct Args {
     /// Fewer, shorter samples and no n = 10⁴/10⁵ rows (finishes in well under a minute).
     #[arg(long)]
     quick: bool,
-    /// Print an array of `{"problem", "n", "leg", "median_ns"}` rows instead of tables.
+    /// Print an array of `{"problem", "n", "leg", "median_ns"}` rows instead of tables
+    /// (non-finite numbers as the strings "inf", "-inf", "nan").
     #[arg(long)]
     json: bool,
     /// Run only the problems whose name contains this (`quickstart`, `rosenbrock`,
@@ -81,18 +83,19 @@ pub fn run(args: &Args) -> Result<()> {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "problem": r.problem, "n": r.n, "leg": r.leg.name(), "median_ns": r.median_ns
+                    "problem": r.problem, "n": r.n, "leg": r.leg.name(),
+                    "median_ns": f64_to_json(r.median_ns)
                 })
             })
             .collect();
         for (n, t) in &compile {
             out.push(serde_json::json!({
                 "problem": "rosenbrock", "n": n, "leg": "compile",
-                "median_ns": t.total().as_nanos() as f64,
-                "trace_ns": t.trace.as_nanos() as f64,
-                "ad_ns": t.ad.as_nanos() as f64,
-                "compile_ns": t.compile.as_nanos() as f64,
-                "cranelift_ns": t.cranelift.as_nanos() as f64,
+                "median_ns": f64_to_json(t.total().as_nanos() as f64),
+                "trace_ns": f64_to_json(t.trace.as_nanos() as f64),
+                "ad_ns": f64_to_json(t.ad.as_nanos() as f64),
+                "compile_ns": f64_to_json(t.compile.as_nanos() as f64),
+                "cranelift_ns": f64_to_json(t.cranelift.as_nanos() as f64),
                 "primal_insts": t.primal_insts,
                 "grad_insts": t.grad_insts,
             }));

@@ -1,10 +1,15 @@
 //! Argument parsing and dispatch for the `jitad` binary.
+//!
+//! Every JSON it writes uses [`jitad::json`]'s lossless numbers: finite values exactly,
+//! infinities and NaN as the strings "inf", "-inf", "nan".
 
 mod bench;
+mod check;
 mod demo;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use jitad::json::val_to_json;
 use jitad::{CompileOptions, Traced, Val};
 use jitad_ir::checkpoint::{Policy, Stats};
 use jitad_ir::{ScalarType, Type};
@@ -66,7 +71,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Engine::Jit)]
         engine: Engine,
         /// Print `{"results": [...]}` (and `"gradient": [...]` with `--grad`, and
-        /// `"stats": {...}` when loops were reversed) as JSON.
+        /// `"stats": {...}` when loops were reversed) as JSON. Numbers read back exactly:
+        /// infinities and NaN are the strings "inf", "-inf", "nan".
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -74,6 +80,10 @@ enum Command {
     },
     /// Run the benchmark suite: hand-written, JIT, interpreter, tape, forward-mode JIT.
     Bench(bench::Args),
+    /// Check a file's derivatives: reverse mode against finite differences and forward
+    /// mode, and the JIT against the interpreter, at given or random points; exits 1 on
+    /// disagreement.
+    Check(check::Args),
 }
 
 /// How reverse mode stores loop states (`--checkpoint`, `--mem-budget`).
@@ -153,6 +163,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Check(args) => check::run(&args),
         Command::Dump {
             file,
             func,
@@ -340,14 +351,14 @@ fn parse_float(s: &str) -> Result<f64> {
 }
 
 /// Prints results one per line (then `gradient: g0, g1, ...`), or as
-/// `{"results": [...], "gradient": [...]}`. JSON has no NaN or infinities; they print
-/// as `null`.
+/// `{"results": [...], "gradient": [...]}` with [`jitad::json`]'s lossless numbers
+/// (NaN and infinities as the strings "nan", "inf", "-inf").
 fn print_results(results: &[Val], gradient: Option<&[Val]>, stats: &Stats, json: bool) {
     if json {
-        let arr: Vec<serde_json::Value> = results.iter().map(val_json).collect();
+        let arr: Vec<serde_json::Value> = results.iter().map(|&v| val_to_json(v)).collect();
         let mut obj = serde_json::json!({ "results": arr });
         if let Some(g) = gradient {
-            obj["gradient"] = g.iter().map(val_json).collect();
+            obj["gradient"] = g.iter().map(|&v| val_to_json(v)).collect();
         }
         if stats.sweeps > 0 {
             obj["stats"] = serde_json::json!({
@@ -378,14 +389,5 @@ fn print_results(results: &[Val], gradient: Option<&[Val]>, stats: &Stats, json:
                 stats.backward_steps
             );
         }
-    }
-}
-
-fn val_json(v: &Val) -> serde_json::Value {
-    match *v {
-        Val::F64(x) => serde_json::json!(x),
-        Val::F32(x) => serde_json::json!(x),
-        Val::I64(x) => serde_json::json!(x),
-        Val::Bool(x) => serde_json::json!(x),
     }
 }
