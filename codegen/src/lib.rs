@@ -93,6 +93,7 @@ mod plan;
 mod revloop;
 mod runtime;
 mod schedule;
+mod stack;
 
 pub use error::{CallError, CompileError};
 pub use handle::{from_slot, to_slot, CompileStats, Compiled, EntryFn};
@@ -134,6 +135,12 @@ pub struct CompileOptions {
     /// Reorder instructions for short live ranges before lowering (default: on; see
     /// the private `schedule` module). Results are bit-identical either way.
     pub schedule: bool,
+    /// The largest machine stack frame a generated function may have, in bytes
+    /// (default 1 MiB); a larger one is [`CompileError::FrameTooLarge`]. Frames hold
+    /// one call-argument area of at most 1 KiB and the register allocator's spill
+    /// slots, so only a function or loop body with very many values live at once comes
+    /// near it.
+    pub max_frame_bytes: u64,
     /// Keep the CLIF text and the machine code listing of every generated function
     /// ([`Compiled::clif_text`], [`Compiled::asm_text`]).
     pub emit_text: bool,
@@ -148,6 +155,7 @@ impl Default for CompileOptions {
             chunk_size: 1000,
             chunk_threshold: 1500,
             emit_text: false,
+            max_frame_bytes: 1 << 20,
             schedule: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
