@@ -126,6 +126,19 @@ fn small_frame_bytes(f: &Function, insts: &[Inst]) -> u32 {
         .map_or(0, |n| n as u32)
 }
 
+/// The byte offset of 8-byte word `words` plus `extra` bytes, as a 32-bit load/store
+/// displacement; an error (not a wrapped offset) past `i32::MAX`.
+pub(crate) fn word_offset(func: &str, words: usize, extra: u64) -> Result<i32, CompileError> {
+    (words as u64)
+        .checked_mul(8)
+        .and_then(|b| b.checked_add(extra))
+        .and_then(|b| i32::try_from(b).ok())
+        .ok_or_else(|| CompileError::TooLarge {
+            func: func.to_string(),
+            what: format!("the offset of word {words}"),
+        })
+}
+
 fn trusted() -> MemFlagsData {
     MemFlagsData::trusted()
 }
@@ -180,10 +193,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
-        let area_bytes = plan
-            .chunks
-            .get(chunk)
-            .map_or(0, |r| small_frame_bytes(f, &f.regions[f.body].insts[r.clone()]));
+        let area_bytes = plan.chunks.get(chunk).map_or(0, |r| {
+            small_frame_bytes(f, &f.regions[f.body].insts[r.clone()])
+        });
         Lower {
             cx,
             module,
@@ -210,14 +222,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     /// The byte offset of 8-byte word `words` (plus `extra` bytes) as a load/store
     /// displacement, or an error past `i32::MAX` (2^28 words).
     fn off(&self, words: usize, extra: u64) -> Result<i32, CompileError> {
-        (words as u64)
-            .checked_mul(8)
-            .and_then(|b| b.checked_add(extra))
-            .and_then(|b| i32::try_from(b).ok())
-            .ok_or_else(|| CompileError::TooLarge {
-                func: self.f.name.clone(),
-                what: format!("the offset of word {words}"),
-            })
+        word_offset(&self.f.name, words, extra)
     }
 
     /// `n` bytes as an i64 immediate.
@@ -972,5 +977,29 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
         }
         self.define(inst, &outs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_offsets_never_wrap() {
+        assert_eq!(word_offset("f", 0, 0).unwrap(), 0);
+        assert_eq!(word_offset("f", 12, 0).unwrap(), 96);
+        let last = (i32::MAX as usize) / 8;
+        assert_eq!(word_offset("f", last, 0).unwrap(), 8 * last as i32);
+        // 2^28 words is 2^31 bytes: `8 * i as i32` wrapped to i32::MIN here.
+        for words in [1usize << 28, (1 << 29) + 3, usize::MAX] {
+            match word_offset("f", words, 0) {
+                Err(CompileError::TooLarge { func, what }) => {
+                    assert_eq!(func, "f");
+                    assert!(what.contains(&words.to_string()), "{what}");
+                }
+                other => panic!("{words} words: {other:?}"),
+            }
+        }
+        assert!(word_offset("f", last, 8).is_err());
     }
 }
