@@ -35,8 +35,8 @@
 //! [`Compiled::workspace_bytes`] (values passed between chunks, then callees'
 //! workspaces; heap memory owned by the handle, never the machine stack), and a status:
 //! 0 for success, `k ≥ 1` when the module's guard `k − 1` failed. Calls between IR
-//! functions are direct calls with the same ABI (arguments and results in a small stack
-//! slot of the caller); a nonzero status is passed up at once. Because an all-`f64`
+//! functions are direct calls with the same ABI (arguments and results in the caller's
+//! one call area on the stack, or its workspace when over 1 KiB); a nonzero status is passed up at once. Because an all-`f64`
 //! function's slots are exactly an `[f64]`, [`Compiled::call_f64`] passes the caller's
 //! slices straight through.
 //!
@@ -77,6 +77,18 @@
 //! thread); 4000 takes 0.32 s, 8000 0.54 s. A hand-written reverse sweep of the extended
 //! Rosenbrock gradient (`--example rosenbrock`, 17 IR instructions per element):
 //! n = 10³ → 0.06 s, 10⁴ → 0.43 s, 10⁵ (1.7 M instructions) → 4.6 s.
+//!
+//! # Stack safety
+//!
+//! Every generated function has inline stack probes, so no frame steps over a guard
+//! page. A frame holds one area for call arguments and loop-driver descriptors (sized
+//! for the largest of at most 1 KiB; larger ones use the heap workspace) plus the
+//! register allocator's spill slots, and may not exceed
+//! [`CompileOptions::max_frame_bytes`] ([`CompileError::FrameTooLarge`]). The stack the
+//! deepest chain of frames needs is recorded in the handle ([`Compiled::stack_bytes`]);
+//! a call from a thread with less stack left returns [`CallError::StackTooSmall`]
+//! instead of overflowing. Loop bodies are not split: a body with very many values
+//! live at once is caught by the frame limit.
 //!
 //! # Safety
 //!

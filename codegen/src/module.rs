@@ -311,7 +311,7 @@ pub(crate) fn compile(
     let mut owner = Owner::new(module);
     let module = owner.module_mut();
     let ptr = module.target_config().pointer_type();
-    let abi = abi_signature(&module);
+    let abi = abi_signature(module);
     // Runtime imports.
     let mut rt_ids = Vec::new();
     for s in symbols() {

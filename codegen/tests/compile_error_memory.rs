@@ -29,7 +29,7 @@ fn rss_bytes() -> usize {
 }
 
 /// A compilation that fails after some functions were defined frees their code:
-/// thousands of such failures keep the RSS flat (one leaked page each would be
+/// a thousand such failures keep the RSS flat (one leaked page each would be
 /// megabytes).
 #[test]
 fn failed_compilations_free_their_code() {
