@@ -28,6 +28,29 @@ pub enum CompileError {
     /// the IR has no conditional to end a recursion.
     #[error("@{0} is part of a call cycle; recursion is not supported")]
     Recursion(String),
+    /// A generated function's machine stack frame is larger than
+    /// [`crate::CompileOptions::max_frame_bytes`] (its spill slots: too many values live
+    /// at once in one function or loop body).
+    #[error(
+        "{func} needs a stack frame of {bytes} bytes, more than the limit of {limit} \
+         (CompileOptions::max_frame_bytes)"
+    )]
+    FrameTooLarge {
+        /// The generated function (IR function name, and chunk if chunked).
+        func: String,
+        /// Its frame size in bytes.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A byte offset or size does not fit the machine code's 32-bit displacements.
+    #[error("@{func}: {what} does not fit in a 32-bit offset")]
+    TooLarge {
+        /// The function.
+        func: String,
+        /// What is too large (with its size).
+        what: String,
+    },
     /// Cranelift could not set up a target for this machine.
     #[error("Cranelift could not configure the host target: {0}")]
     Isa(String),
@@ -104,6 +127,22 @@ pub enum CallError {
         func: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The calling thread has less machine stack left than the deepest chain of
+    /// compiled frames (and loop drivers) of this function needs, plus a margin; the
+    /// call was not made. Call from a thread with a larger stack
+    /// (`std::thread::Builder::stack_size`).
+    #[error(
+        "@{func} needs about {need} bytes of machine stack, but the calling thread has \
+         only {available} left; call it from a thread with a larger stack"
+    )]
+    StackTooSmall {
+        /// The function.
+        func: String,
+        /// Bytes the call needs (deepest frame chain plus margin).
+        need: u64,
+        /// Bytes left on the calling thread's stack.
+        available: u64,
     },
     /// Compiled code returned a status the handle does not know (a bug).
     #[error("@{func}: compiled code returned unknown status {status}")]

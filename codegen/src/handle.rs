@@ -43,6 +43,8 @@ pub struct CompileStats {
     pub chunks: usize,
     /// Machine code bytes.
     pub code_bytes: usize,
+    /// The largest machine stack frame of a generated function, in bytes.
+    pub max_frame_bytes: u64,
     /// Checking, planning and Cranelift setup.
     pub setup: Duration,
     /// Building Cranelift IR (our lowering).
@@ -69,6 +71,15 @@ impl Owner {
             module: Mutex::new(Some(module)),
         }
     }
+
+    /// The module, while compiling (before any handle exists).
+    pub(crate) fn module_mut(&mut self) -> &mut JITModule {
+        let m = match self.module.get_mut() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        m.get_or_insert_with(|| unreachable!("the module is taken only in Drop"))
+    }
 }
 
 impl Drop for Owner {
@@ -78,9 +89,11 @@ impl Drop for Owner {
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(m) = m {
-            // SAFETY: the owner drops when the last handle (the only holders of entry
-            // pointers into this module) drops; a call borrows its handle, so no
-            // compiled function is running and none can be called afterwards.
+            // SAFETY: the owner drops either on a compile error, before any code of the
+            // module was called or any pointer into it handed out, or when the last
+            // handle (the only holders of entry pointers into this module) drops; a
+            // call borrows its handle, so no compiled function is running and none can
+            // be called afterwards.
             unsafe { m.free_memory() };
         }
     }
@@ -111,6 +124,8 @@ pub struct Compiled {
     results: Vec<ScalarType>,
     all_f64: bool,
     ws_words: usize,
+    /// Machine stack the deepest chain of frames of a call needs ([`crate::stack`]).
+    stack_bytes: u64,
     /// Spare buffers: `params + results` slots, then `ws_words` workspace words.
     pool: Mutex<Vec<Box<[u64]>>>,
 }
@@ -143,6 +158,7 @@ impl Compiled {
         entry: EntryFn,
         f: &Function,
         ws_bytes: u64,
+        stack_bytes: u64,
     ) -> Result<Self, crate::CompileError> {
         let params = scalars(f, &f.sig.params)?;
         let results = scalars(f, &f.sig.results)?;
@@ -161,6 +177,7 @@ impl Compiled {
             results,
             all_f64,
             ws_words,
+            stack_bytes,
             pool: Mutex::new(Vec::with_capacity(16)),
         })
     }
@@ -184,6 +201,13 @@ impl Compiled {
     /// functions, which then need no pool at all.
     pub fn workspace_bytes(&self) -> usize {
         self.ws_words * 8
+    }
+
+    /// Bytes of machine stack a call needs: the deepest chain of compiled frames and
+    /// loop drivers below it (not counting the fixed margin the call keeps free). A call
+    /// from a thread with less stack left returns [`CallError::StackTooSmall`].
+    pub fn stack_bytes(&self) -> u64 {
+        self.stack_bytes
     }
 
     /// Cranelift IR of every generated function of the compilation, if it was compiled
@@ -279,6 +303,7 @@ impl Compiled {
             });
         }
         self.check_counts(args.len(), out.len())?;
+        crate::stack::check_remaining(&self.name, self.stack_bytes)?;
         if self.shared.loops {
             // Recordings a previous call left (a failed guard, an unused tape) go.
             jitad_ir::checkpoint::reset_thread();
@@ -332,6 +357,7 @@ impl Compiled {
                 });
             }
         }
+        crate::stack::check_remaining(&self.name, self.stack_bytes)?;
         if self.shared.loops {
             jitad_ir::checkpoint::reset_thread();
         }

@@ -35,8 +35,9 @@
 //! [`Compiled::workspace_bytes`] (values passed between chunks, then callees'
 //! workspaces; heap memory owned by the handle, never the machine stack), and a status:
 //! 0 for success, `k ≥ 1` when the module's guard `k − 1` failed. Calls between IR
-//! functions are direct calls with the same ABI (arguments and results in a small stack
-//! slot of the caller); a nonzero status is passed up at once. Because an all-`f64`
+//! functions are direct calls with the same ABI (arguments and results in the caller's
+//! one call area on the stack, or its workspace when over 1 KiB); a nonzero status is
+//! passed up at once. Because an all-`f64`
 //! function's slots are exactly an `[f64]`, [`Compiled::call_f64`] passes the caller's
 //! slices straight through.
 //!
@@ -78,6 +79,18 @@
 //! Rosenbrock gradient (`--example rosenbrock`, 17 IR instructions per element):
 //! n = 10³ → 0.06 s, 10⁴ → 0.43 s, 10⁵ (1.7 M instructions) → 4.6 s.
 //!
+//! # Stack safety
+//!
+//! Every generated function has inline stack probes, so no frame steps over a guard
+//! page. A frame holds one area for call arguments and loop-driver descriptors (sized
+//! for the largest of at most 1 KiB; larger ones use the heap workspace) plus the
+//! register allocator's spill slots, and may not exceed
+//! [`CompileOptions::max_frame_bytes`] ([`CompileError::FrameTooLarge`]). The stack the
+//! deepest chain of frames needs is recorded in the handle ([`Compiled::stack_bytes`]);
+//! a call from a thread with less stack left returns [`CallError::StackTooSmall`]
+//! instead of overflowing. Loop bodies are not split: a body with very many values
+//! live at once is caught by the frame limit.
+//!
 //! # Safety
 //!
 //! `unsafe` appears only at the call into machine code, at the transmute of the
@@ -93,6 +106,7 @@ mod plan;
 mod revloop;
 mod runtime;
 mod schedule;
+mod stack;
 
 pub use error::{CallError, CompileError};
 pub use handle::{from_slot, to_slot, CompileStats, Compiled, EntryFn};
@@ -134,6 +148,12 @@ pub struct CompileOptions {
     /// Reorder instructions for short live ranges before lowering (default: on; see
     /// the private `schedule` module). Results are bit-identical either way.
     pub schedule: bool,
+    /// The largest machine stack frame a generated function may have, in bytes
+    /// (default 1 MiB); a larger one is [`CompileError::FrameTooLarge`]. Frames hold
+    /// one call-argument area of at most 1 KiB and the register allocator's spill
+    /// slots, so only a function or loop body with very many values live at once comes
+    /// near it.
+    pub max_frame_bytes: u64,
     /// Keep the CLIF text and the machine code listing of every generated function
     /// ([`Compiled::clif_text`], [`Compiled::asm_text`]).
     pub emit_text: bool,
@@ -148,6 +168,7 @@ impl Default for CompileOptions {
             chunk_size: 1000,
             chunk_threshold: 1500,
             emit_text: false,
+            max_frame_bytes: 1 << 20,
             schedule: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }

@@ -70,6 +70,10 @@ pub(crate) struct ModuleCx<'a> {
     pub tapeloop_id: FuncId,
     /// Every guard lowered so far.
     pub guards: Vec<GuardInfo>,
+    /// IR functions the function being lowered calls (`false`) or has a loop driver
+    /// call (`true`); drained by the compile driver after each generated function, to
+    /// compute stack needs.
+    pub calls: Vec<(usize, bool)>,
     /// The pointer type.
     pub ptr: cl::Type,
 }
@@ -93,6 +97,46 @@ pub(crate) fn abi_signature(module: &JITModule) -> cl::Signature {
     }
     sig.returns.push(cl::AbiParam::new(types::I32));
     sig
+}
+
+/// Bytes of a call's frame (arguments then results) or a driver descriptor, or `None`
+/// for other instructions.
+pub(crate) fn frame_bytes(f: &Function, inst: Inst) -> Option<u64> {
+    let d = &f.insts[inst];
+    let words = match &d.op {
+        Op::Call(_) => (d.args.len() + d.results.len()).max(1),
+        Op::TapeLoop(_) | Op::RevLoop(_) => crate::revloop::HEADER + d.args.len(),
+        _ => return None,
+    };
+    Some(8 * words as u64)
+}
+
+/// The largest frame among `insts` (nested ones included) that goes on the machine
+/// stack (at most [`crate::plan::MAX_STACK_FRAME`]).
+fn small_frame_bytes(f: &Function, insts: &[Inst]) -> u32 {
+    let mut all = vec![];
+    for &i in insts {
+        all.push(i);
+        nested_insts(f, i, &mut all);
+    }
+    all.iter()
+        .filter_map(|&i| frame_bytes(f, i))
+        .filter(|&n| n <= crate::plan::MAX_STACK_FRAME)
+        .max()
+        .map_or(0, |n| n as u32)
+}
+
+/// The byte offset of 8-byte word `words` plus `extra` bytes, as a 32-bit load/store
+/// displacement; an error (not a wrapped offset) past `i32::MAX`.
+pub(crate) fn word_offset(func: &str, words: usize, extra: u64) -> Result<i32, CompileError> {
+    (words as u64)
+        .checked_mul(8)
+        .and_then(|b| b.checked_add(extra))
+        .and_then(|b| i32::try_from(b).ok())
+        .ok_or_else(|| CompileError::TooLarge {
+            func: func.to_string(),
+            what: format!("the offset of word {words}"),
+        })
 }
 
 fn trusted() -> MemFlagsData {
@@ -124,6 +168,12 @@ pub(crate) struct Lower<'a, 'b> {
     ws_ptr: cl::Value,
     /// Cold block returning its `i32` parameter (guard failures, callee failures).
     exit: Option<cl::Block>,
+    /// The one stack slot for call frames and driver descriptors of this generated
+    /// function (created at first use), and its size: the largest frame of the chunk
+    /// that fits [`crate::plan::MAX_STACK_FRAME`]. Calls run one at a time and their
+    /// results are loaded right after, so they share it.
+    area: Option<cl::StackSlot>,
+    area_bytes: u32,
     guard_ordinal: &'a mut usize,
 }
 
@@ -143,6 +193,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
+        let area_bytes = plan.chunks.get(chunk).map_or(0, |r| {
+            small_frame_bytes(f, &f.regions[f.body].insts[r.clone()])
+        });
         Lower {
             cx,
             module,
@@ -156,12 +209,71 @@ impl<'a, 'b> Lower<'a, 'b> {
             res_ptr: p[1],
             ws_ptr: p[2],
             exit: None,
+            area: None,
+            area_bytes,
             guard_ordinal,
         }
     }
 
     fn i(&mut self) -> cranelift_frontend::FuncInstBuilder<'_, 'a> {
         self.b.ins()
+    }
+
+    /// The byte offset of 8-byte word `words` (plus `extra` bytes) as a load/store
+    /// displacement, or an error past `i32::MAX` (2^28 words).
+    fn off(&self, words: usize, extra: u64) -> Result<i32, CompileError> {
+        word_offset(&self.f.name, words, extra)
+    }
+
+    /// `n` bytes as an i64 immediate.
+    fn imm(&self, n: u64, what: &str) -> Result<i64, CompileError> {
+        i64::try_from(n).map_err(|_| CompileError::TooLarge {
+            func: self.f.name.clone(),
+            what: format!("{what} ({n} bytes)"),
+        })
+    }
+
+    /// The address of the call frame or descriptor of `size` bytes: the shared stack
+    /// slot when small, else this function's frame in the workspace (never the machine
+    /// stack).
+    fn frame_base(&mut self, size: u64) -> Result<cl::Value, CompileError> {
+        let ptr = self.cx.ptr;
+        if size <= crate::plan::MAX_STACK_FRAME {
+            let ss = match self.area {
+                Some(ss) => ss,
+                None => {
+                    let bytes = self.area_bytes.max(size as u32);
+                    let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+                        StackSlotKind::ExplicitSlot,
+                        bytes,
+                        3,
+                    ));
+                    self.area = Some(ss);
+                    ss
+                }
+            };
+            if u64::from(self.b.func.sized_stack_slots[ss].size) < size {
+                return Err(self.err("a call frame larger than the planned frame area"));
+            }
+            Ok(self.b.ins().stack_addr(ptr, ss, 0))
+        } else {
+            let ws = self.ws_ptr;
+            let k = self.imm(self.plan.frame_offset, "the call frame offset")?;
+            let k = self.b.ins().iconst(ptr, k);
+            Ok(self.b.ins().iadd(ws, k))
+        }
+    }
+
+    /// The workspace of callees: after this function's own part.
+    fn callee_ws(&mut self) -> Result<cl::Value, CompileError> {
+        let ws = self.ws_ptr;
+        let own = self.imm(self.plan.own_bytes, "the workspace")?;
+        Ok(if own > 0 {
+            let k = self.b.ins().iconst(self.cx.ptr, own);
+            self.b.ins().iadd(ws, k)
+        } else {
+            ws
+        })
     }
 
     fn err(&self, message: impl Into<String>) -> CompileError {
@@ -191,13 +303,14 @@ impl<'a, 'b> Lower<'a, 'b> {
                 if let Some(&s) = self.plan.slot.get(&r) {
                     let v = self.vals[&r];
                     let ws = self.ws_ptr;
-                    self.b.ins().store(trusted(), v, ws, 8 * s as i32);
+                    let off = self.off(s as usize, 0)?;
+                    self.b.ins().store(trusted(), v, ws, off);
                 }
                 if let Some(ps) = self.plan.early_ret.get(&r) {
                     let v = self.vals[&r];
                     let t = self.scalar(r)?;
                     for &p in ps {
-                        self.store_result(t, v, p as usize);
+                        self.store_result(t, v, p as usize)?;
                     }
                 }
             }
@@ -276,14 +389,16 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Stores result `i`; results are whole 8-byte slots, so bools are widened to 0/1.
-    fn store_result(&mut self, t: ScalarType, x: cl::Value, i: usize) {
+    fn store_result(&mut self, t: ScalarType, x: cl::Value, i: usize) -> Result<(), CompileError> {
         let x = if t == ScalarType::Bool {
             self.b.ins().uextend(types::I64, x)
         } else {
             x
         };
         let base = self.res_ptr;
-        self.b.ins().store(trusted(), x, base, 8 * i as i32);
+        let off = self.off(i, 0)?;
+        self.b.ins().store(trusted(), x, base, off);
+        Ok(())
     }
 
     /// True if `v` lives in memory here (a parameter, or a value of an earlier chunk).
@@ -304,12 +419,14 @@ impl<'a, 'b> Lower<'a, 'b> {
         match self.f.values[v].def {
             ValueDef::Param(r, i) if r == self.f.body => {
                 let base = self.args_ptr;
-                Ok(self.load(t, base, 8 * i as i32))
+                let off = self.off(i as usize, 0)?;
+                Ok(self.load(t, base, off))
             }
             _ if self.is_mem(v) => {
                 let s = self.plan.slot[&v];
                 let base = self.ws_ptr;
-                Ok(self.load(t, base, 8 * s as i32))
+                let off = self.off(s as usize, 0)?;
+                Ok(self.load(t, base, off))
             }
             _ => Err(self.err(format!("{v} is used where it is not defined"))),
         }
@@ -381,7 +498,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                     }
                     let x = self.get(v)?;
                     let t = self.scalar(v)?;
-                    self.store_result(t, x, i);
+                    self.store_result(t, x, i)?;
                 }
                 let z = self.b.ins().iconst(types::I32, 0);
                 self.b.ins().return_(&[z]);
@@ -596,35 +713,20 @@ impl<'a, 'b> Lower<'a, 'b> {
             self.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
         let n = d.args.len();
         let m = d.results.len();
-        let size = 8 * (n + m).max(1) as u64;
-        let ptr = self.cx.ptr;
-        let ws = self.ws_ptr;
-        // Small frames on the stack; large ones in this function's workspace frame,
-        // never on the machine stack.
-        let base = if size <= crate::plan::MAX_STACK_FRAME {
-            let ss = self.b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                size as u32,
-                3,
-            ));
-            self.b.ins().stack_addr(ptr, ss, 0)
-        } else {
-            let k = self.b.ins().iconst(ptr, self.plan.frame_offset as i64);
-            self.b.ins().iadd(ws, k)
-        };
+        let size = frame_bytes(f, inst).unwrap_or(8);
+        // Small frames in the shared stack slot; large ones in this function's
+        // workspace frame, never on the machine stack.
+        let base = self.frame_base(size)?;
         // Arguments one at a time, so memory-backed ones are never all live at once.
         for (i, &v) in d.args.iter().enumerate() {
             let x = self.get(v)?;
-            self.b.ins().store(trusted(), x, base, 8 * i as i32);
+            let off = self.off(i, 0)?;
+            self.b.ins().store(trusted(), x, base, off);
         }
-        let res = self.b.ins().iadd_imm_s(base, 8 * n as i64);
-        let own = self.plan.own_bytes as i64;
-        let cws = if own > 0 {
-            let k = self.b.ins().iconst(ptr, own);
-            self.b.ins().iadd(ws, k)
-        } else {
-            ws
-        };
+        let res_off = self.off(n, 0)?;
+        let res = self.b.ins().iadd_imm_s(base, i64::from(res_off));
+        let cws = self.callee_ws()?;
+        self.cx.calls.push((ci, false));
         let fref = self.func_ref(id);
         let call = self.b.ins().call(fref, &[base, res, cws]);
         let st = self.b.inst_results(call)[0];
@@ -632,7 +734,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         let mut outs = Vec::with_capacity(m);
         for (i, &r) in d.results.iter().enumerate() {
             let t = self.scalar(r)?;
-            outs.push(self.load(t, res, 8 * i as i32));
+            let off = self.off(i, 0)?;
+            outs.push(self.load(t, res, off));
         }
         self.define(inst, &outs)
     }
@@ -657,32 +760,24 @@ impl<'a, 'b> Lower<'a, 'b> {
         let f = self.f;
         let d = &f.insts[inst];
         let words = HEADER + counts.iter().sum::<usize>();
-        let size = 8 * words as u64;
+        let size = (words as u64).saturating_mul(8);
         let ptr = self.cx.ptr;
-        let ws = self.ws_ptr;
-        let base = if size <= crate::plan::MAX_STACK_FRAME {
-            let ss = self.b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                size as u32,
-                3,
-            ));
-            self.b.ins().stack_addr(ptr, ss, 0)
-        } else {
-            let off = self.b.ins().iconst(ptr, self.plan.frame_offset as i64);
-            self.b.ins().iadd(ws, off)
-        };
-        let id_of = |l: &Self, name: &str| -> Result<FuncId, CompileError> {
+        let base = self.frame_base(size)?;
+        let id_of = |l: &Self, name: &str| -> Result<(usize, FuncId), CompileError> {
             let ci = *l
                 .cx
                 .by_name
                 .get(name)
                 .ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
-            l.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))
+            let id =
+                l.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
+            Ok((ci, id))
         };
         for (w, name) in [(0, Some(fwd)), (1, bwd)] {
             let v = match name {
                 Some(n) => {
-                    let id = id_of(self, n)?;
+                    let (ci, id) = id_of(self, n)?;
+                    self.cx.calls.push((ci, true));
                     let fr = self.func_ref(id);
                     self.b.ins().func_addr(ptr, fr)
                 }
@@ -690,13 +785,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             };
             self.b.ins().store(trusted(), v, base, 8 * w);
         }
-        let own = self.plan.own_bytes as i64;
-        let cws = if own > 0 {
-            let kk = self.b.ins().iconst(ptr, own);
-            self.b.ins().iadd(ws, kk)
-        } else {
-            ws
-        };
+        let cws = self.callee_ws()?;
         self.b.ins().store(trusted(), cws, base, 16);
         let mut dyn_args = dyn_bounds;
         for (w, bound) in [(3, bounds.start), (4, bounds.end)] {
@@ -714,7 +803,8 @@ impl<'a, 'b> Lower<'a, 'b> {
         let (tag, param) = encode_policy(policy);
         let [k, c, a] = counts.map(|n| n as u64);
         for (w, x) in [(5, tag), (6, param), (7, k), (8, c), (9, a)] {
-            let v = self.b.ins().iconst(types::I64, x as i64);
+            // Bit patterns (a policy parameter may exceed i64::MAX).
+            let v = self.b.ins().iconst(types::I64, x.cast_signed());
             self.b.ins().store(trusted(), v, base, 8 * w);
         }
         let (t, has) = match token {
@@ -738,7 +828,8 @@ impl<'a, 'b> Lower<'a, 'b> {
                 }
                 ScalarType::F64 | ScalarType::I64 => x,
             };
-            self.b.ins().store(trusted(), x, base, 8 * w as i32);
+            let off = self.off(w, 0)?;
+            self.b.ins().store(trusted(), x, base, off);
         }
         Ok(base)
     }
@@ -769,7 +860,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let mut outs = Vec::with_capacity(a);
         for (j, &res) in d.results.iter().enumerate() {
             let t = self.scalar(res)?;
-            let off = 8 * (crate::revloop::HEADER + k + c + j) as i32;
+            let off = self.off(crate::revloop::HEADER + k + c + j, 0)?;
             outs.push(self.load(t, base, off));
         }
         self.define(inst, &outs)
@@ -802,7 +893,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         for (j, &res) in d.results.iter().enumerate() {
             let t = self.scalar(res)?;
             let off = if j < k {
-                8 * (crate::revloop::HEADER + j) as i32
+                self.off(crate::revloop::HEADER + j, 0)?
             } else {
                 80
             };
@@ -886,5 +977,29 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
         }
         self.define(inst, &outs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_offsets_never_wrap() {
+        assert_eq!(word_offset("f", 0, 0).unwrap(), 0);
+        assert_eq!(word_offset("f", 12, 0).unwrap(), 96);
+        let last = (i32::MAX as usize) / 8;
+        assert_eq!(word_offset("f", last, 0).unwrap(), 8 * last as i32);
+        // 2^28 words is 2^31 bytes: `8 * i as i32` wrapped to i32::MIN here.
+        for words in [1usize << 28, (1 << 29) + 3, usize::MAX] {
+            match word_offset("f", words, 0) {
+                Err(CompileError::TooLarge { func, what }) => {
+                    assert_eq!(func, "f");
+                    assert!(what.contains(&words.to_string()), "{what}");
+                }
+                other => panic!("{words} words: {other:?}"),
+            }
+        }
+        assert!(word_offset("f", last, 8).is_err());
     }
 }

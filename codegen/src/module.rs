@@ -1,10 +1,20 @@
 //! The compile driver: Cranelift setup, declarations, lowering, definition, finalize.
+//!
+//! Guarantees: every function is checked ([`check_function`]) before anything else
+//! touches it, so a malformed hand-built module is a [`CompileError`], never a panic;
+//! every generated function has inline stack probes (`enable_probestack`, strategy
+//! `inline`: a frame larger than a page touches each page in order, so an overflow
+//! hits the guard page instead of memory past it) and a frame of at most
+//! [`CompileOptions::max_frame_bytes`]; the JIT module is freed on every error path
+//! (it is owned by [`Owner`] from its creation); and the handle records the machine
+//! stack the deepest chain of frames needs ([`crate::stack`]).
 
 use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, EntryFn, Owner, Shared};
 use crate::lower::{abi_signature, Lower, ModuleCx};
 use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
 use crate::runtime::{symbols, RtSig};
+use crate::stack::{FrameSizes, JobCalls};
 use crate::{CompileOptions, RegAlloc};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{AbiParam, UserFuncName};
@@ -64,6 +74,17 @@ struct Job {
     ctx: Context,
 }
 
+/// The machine stack frame of compiled code: below the frame pointer
+/// (`frame_to_fp_offset`: clobbers, spill and explicit slots, outgoing arguments), plus
+/// the saved frame pointer and return address.
+fn frame_size(code: &cranelift_codegen::CompiledCode) -> u64 {
+    let below_fp = code
+        .buffer
+        .frame_layout()
+        .map_or(0, |l| u64::from(l.frame_to_fp_offset));
+    below_fp + 16
+}
+
 /// Lowered functions waiting to be compiled, and spare contexts.
 #[derive(Default)]
 struct Batch {
@@ -75,12 +96,15 @@ struct Batch {
 impl Batch {
     /// Compiles every pending job (on up to `threads` threads), then defines them in
     /// the module in order.
+    #[allow(clippy::too_many_arguments)]
     fn flush(
         &mut self,
         module: &mut JITModule,
         isa: &OwnedTargetIsa,
         threads: usize,
         stats: &mut CompileStats,
+        frames: &mut FrameSizes,
+        max_frame: u64,
         mut asm: Option<&mut String>,
     ) -> Result<(), CompileError> {
         if self.jobs.is_empty() {
@@ -133,6 +157,16 @@ impl Batch {
                 .iter()
                 .map(|r| ModuleReloc::from_mach_reloc(r, &job.ctx.func, job.id))
                 .collect();
+            let frame = frame_size(code);
+            if frame > max_frame {
+                return Err(CompileError::FrameTooLarge {
+                    func: job.what.clone(),
+                    bytes: frame,
+                    limit: max_frame,
+                });
+            }
+            frames.set(job.id, frame);
+            stats.max_frame_bytes = stats.max_frame_bytes.max(frame);
             let align = u64::from(code.buffer.alignment);
             module
                 .define_function_bytes(job.id, align, code.code_buffer(), &relocs)
@@ -171,6 +205,9 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
         if opts.verify { "true" } else { "false" },
     )?;
     set(&mut fb, "unwind_info", "false")?;
+    // Inline probes: a frame larger than a page touches each page on the way down.
+    set(&mut fb, "enable_probestack", "true")?;
+    set(&mut fb, "probestack_strategy", "inline")?;
     set(&mut fb, "is_pic", "false")?;
     set(&mut fb, "use_colocated_libcalls", "false")?;
     set(
@@ -232,6 +269,10 @@ pub(crate) fn compile(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let order = reachable_post_order(m, &by_name, &roots)?;
+    // Check before scheduling or planning, which index the IR freely.
+    for &fi in &order {
+        check_function(m, &m.funcs[fi])?;
+    }
     // The JIT schedules its own copy of the functions it compiles (the caller's IR is
     // left as written).
     let scheduled: Module;
@@ -256,7 +297,6 @@ pub(crate) fn compile(
     let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
     for &fi in &order {
         let f = &m.funcs[fi];
-        check_function(m, f)?;
         let plan = plan_function(f, opts.chunk_size, opts.chunk_threshold, |name| {
             by_name
                 .get(name)
@@ -266,9 +306,12 @@ pub(crate) fn compile(
         plans[fi] = Some(plan);
     }
 
-    let (mut module, isa) = new_jit(opts)?;
+    let (module, isa) = new_jit(opts)?;
+    // Owned from here on, so an error anywhere below frees the code memory.
+    let mut owner = Owner::new(module);
+    let module = owner.module_mut();
     let ptr = module.target_config().pointer_type();
-    let abi = abi_signature(&module);
+    let abi = abi_signature(module);
     // Runtime imports.
     let mut rt_ids = Vec::new();
     for s in symbols() {
@@ -312,11 +355,11 @@ pub(crate) fn compile(
                 .declare_function(&name, Linkage::Local, &abi)
                 .map_err(|e| cranelift_err(name, e))
         };
-        main_ids[fi] = Some(decl(&mut module, format!("jitad_fn{fi}"))?);
+        main_ids[fi] = Some(decl(module, format!("jitad_fn{fi}"))?);
         let nchunks = plans[fi].as_ref().map_or(1, |p| p.chunks.len());
         if nchunks > 1 {
             for k in 0..nchunks {
-                chunk_ids[fi].push(decl(&mut module, format!("jitad_fn{fi}_chunk{k}"))?);
+                chunk_ids[fi].push(decl(module, format!("jitad_fn{fi}_chunk{k}"))?);
             }
         }
     }
@@ -328,8 +371,11 @@ pub(crate) fn compile(
         revloop_id,
         tapeloop_id,
         guards: vec![],
+        calls: vec![],
         ptr,
     };
+    let mut frames = FrameSizes::default();
+    let mut job_calls: Vec<JobCalls> = vec![];
     let mut stats = CompileStats {
         setup: t0.elapsed(),
         ..CompileStats::default()
@@ -364,7 +410,7 @@ pub(crate) fn compile(
             let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let l = Lower::new(
                 &mut cx,
-                &mut module,
+                module,
                 f,
                 &plan,
                 chunk.unwrap_or(0),
@@ -381,6 +427,12 @@ pub(crate) fn compile(
                     chunk_ids[fi].len()
                 }
             };
+            job_calls.push(JobCalls {
+                func: fi,
+                id,
+                chunk_driver: chunk.is_none(),
+                calls: std::mem::take(&mut cx.calls),
+            });
             let what = match chunk {
                 Some(k) if !chunk_ids[fi].is_empty() => format!("@{} chunk {k}", f.name),
                 Some(_) => format!("@{}", f.name),
@@ -395,10 +447,12 @@ pub(crate) fn compile(
             batch.weight += weight;
             if batch.weight >= BATCH_INSTS {
                 batch.flush(
-                    &mut module,
+                    module,
                     &isa,
                     threads,
                     &mut stats,
+                    &mut frames,
+                    opts.max_frame_bytes,
                     opts.emit_text.then_some(&mut asm),
                 )?;
             }
@@ -406,12 +460,15 @@ pub(crate) fn compile(
         cx.plans[fi] = Some(plan);
     }
     batch.flush(
-        &mut module,
+        module,
         &isa,
         threads,
         &mut stats,
+        &mut frames,
+        opts.max_frame_bytes,
         opts.emit_text.then_some(&mut asm),
     )?;
+    let stack_need = crate::stack::stack_needs(m.funcs.len(), &job_calls, &frames);
     let tf = Instant::now();
     module
         .finalize_definitions()
@@ -437,7 +494,7 @@ pub(crate) fn compile(
             .any(|d| matches!(d.op, jitad_ir::Op::RevLoop(_) | jitad_ir::Op::TapeLoop(_)))
     });
     let shared = Arc::new(Shared {
-        _owner: Owner::new(module),
+        _owner: owner,
         guards: cx.guards,
         clif: opts.emit_text.then_some(clif),
         asm: opts.emit_text.then_some(asm),
@@ -448,7 +505,13 @@ pub(crate) fn compile(
     for (&r, entry) in roots.iter().zip(ptrs) {
         let f = &m.funcs[r];
         let ws = cx.plans[r].as_ref().map_or(0, |p| p.ws_bytes);
-        out.push(Compiled::new(Arc::clone(&shared), entry, f, ws)?);
+        out.push(Compiled::new(
+            Arc::clone(&shared),
+            entry,
+            f,
+            ws,
+            stack_need[r],
+        )?);
     }
     Ok(out)
 }
