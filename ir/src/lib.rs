@@ -12,6 +12,7 @@
 //! - [`verify`]: the verifier, which checks every structural, scoping and typing rule.
 
 pub mod builder;
+pub mod callgraph;
 pub mod checkpoint;
 pub mod dot;
 pub mod function;
