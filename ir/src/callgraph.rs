@@ -402,7 +402,7 @@ fn tarjan(sites: &[Vec<Site<'_>>]) -> Sccs {
 }
 
 /// `@a -> @b -> @c` for `len` names; long chains keep their first and last few names.
-fn chain<'a>(names: impl Iterator<Item = &'a str>, len: usize) -> String {
+pub(crate) fn chain<'a>(names: impl Iterator<Item = &'a str>, len: usize) -> String {
     const EDGE: usize = 4;
     let mut s = String::new();
     for (k, name) in names.enumerate() {
