@@ -102,11 +102,12 @@ impl Traced {
         let mut seen = HashSet::new();
         let mut order = Vec::new();
         let mut stack = vec![self.entry.as_str()];
+        let index = jitad_ir::callgraph::name_index(&self.module);
         while let Some(name) = stack.pop() {
             if !seen.insert(name) {
                 continue;
             }
-            let Some(f) = self.module.get(name) else {
+            let Some(f) = index.get(name).map(|&i| &self.module.funcs[i]) else {
                 continue;
             };
             order.push(f);

@@ -28,6 +28,10 @@ pub enum CompileError {
     /// the IR has no conditional to end a recursion.
     #[error("@{0} is part of a call cycle; recursion is not supported")]
     Recursion(String),
+    /// Calls or loop drivers nested past the limits both engines share (the error the
+    /// interpreter gives too).
+    #[error(transparent)]
+    Limit(#[from] jitad_ir::callgraph::LimitError),
     /// Cranelift could not set up a target for this machine.
     #[error("Cranelift could not configure the host target: {0}")]
     Isa(String),

@@ -4,6 +4,7 @@ use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, EntryFn, Owner, Shared};
 use crate::lower::{abi_signature, Lower, ModuleCx};
 use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
+use jitad_ir::callgraph::{check_limits, CallGraph, Limits};
 use crate::runtime::{symbols, RtSig};
 use crate::{CompileOptions, RegAlloc};
 use cranelift_codegen::control::ControlPlane;
@@ -231,14 +232,25 @@ pub(crate) fn compile(
                 .ok_or_else(|| CompileError::UnknownFunction(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let order = reachable_post_order(m, &by_name, &roots)?;
+    let graph = CallGraph::new(m);
+    let order = reachable_post_order(&graph, &roots)?;
+    // The interpreter's rule, checked before anything runs: same programs rejected,
+    // same error.
+    for &r in &roots {
+        let lookup = |n: &str| by_name.get(n).copied();
+        check_limits(m, &lookup, &m.funcs[r], Limits::default())?;
+    }
+    let mut in_order = vec![false; m.funcs.len()];
+    for &fi in &order {
+        in_order[fi] = true;
+    }
     // The JIT schedules its own copy of the functions it compiles (the caller's IR is
     // left as written).
     let scheduled: Module;
     let m = if opts.schedule {
         let mut copy = Module::new();
         for (fi, f) in m.funcs.iter().enumerate() {
-            if order.contains(&fi) {
+            if in_order[fi] {
                 let mut f = f.clone();
                 crate::schedule::schedule_function(&mut f);
                 copy.funcs.push(f);
@@ -256,7 +268,7 @@ pub(crate) fn compile(
     let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
     for &fi in &order {
         let f = &m.funcs[fi];
-        check_function(m, f)?;
+        check_function(&graph, f)?;
         let plan = plan_function(f, opts.chunk_size, opts.chunk_threshold, |name| {
             by_name
                 .get(name)

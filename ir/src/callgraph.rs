@@ -199,7 +199,10 @@ impl<'m> CallGraph<'m> {
                             .iter()
                             .map(|&(g, _)| self.module.funcs[g].name.as_str())
                             .chain([site.name]);
-                        return Err(OrderError::Recursion(chain(names, stack.len() - from + 1)));
+                        return Err(OrderError::Recursion {
+                            func: site.name.to_string(),
+                            chain: chain(names, stack.len() - from + 1),
+                        });
                     }
                     _ => {}
                 }
@@ -326,9 +329,14 @@ pub enum OrderError {
     /// A call to a function the module does not have.
     #[error("call to unknown function @{0}")]
     UnknownCallee(String),
-    /// A call cycle, `@f -> @g -> @f`.
-    #[error("call cycle {0}: recursion is not supported")]
-    Recursion(String),
+    /// A call cycle.
+    #[error("call cycle {chain}: recursion is not supported")]
+    Recursion {
+        /// The function met again.
+        func: String,
+        /// The cycle, `@f -> @g -> @f`.
+        chain: String,
+    },
 }
 
 /// Index of each function of `m` by name; the first one wins on duplicates.
@@ -680,7 +688,10 @@ mod tests {
         assert!(g.is_recursive(0) && g.is_recursive(3) && !g.is_recursive(4));
         assert_eq!(
             g.post_order(&[0]),
-            Err(OrderError::Recursion("@a -> @b -> @c -> @a".into()))
+            Err(OrderError::Recursion {
+                func: "a".into(),
+                chain: "@a -> @b -> @c -> @a".into()
+            })
         );
         // From `e`'s point of view there is no cycle back to `e`.
         assert_eq!(g.cycle_to("e", g.sites(4)), None);
