@@ -54,11 +54,11 @@
 //!
 //! Module (`DuplicateFunction`): function names are unique.
 
+use crate::callgraph::{call_sites, CallGraph, Site};
 use crate::function::{Function, Inst, Module, Region, Value, ValueDef};
 use crate::op::{Bound, Op, TypeError};
 use crate::types::Type;
 use cranelift_entity::EntityRef;
-use crate::callgraph::{call_sites, CallGraph, Site};
 use std::fmt::Write as _;
 
 /// Every error the verifier found in a function or module (never empty).
@@ -908,28 +908,27 @@ impl<'a> Verifier<'a> {
                     (None, _) => self.err(Some(inst), VerifyErrorKind::NoModule { callee: fwd }),
                     (Some(m), Some(tys)) => {
                         let own = |n: &str| (n == f.name).then_some(&f.sig);
-                        let res = d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own(n)));
+                        let res =
+                            d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own(n)));
                         expected_results = self.typed(inst, res);
                     }
                     (Some(_), None) => {}
                 }
             }
-            Op::Call(name) => {
-                match (self.m, &arg_tys) {
-                    (None, _) => self.err(
-                        Some(inst),
-                        VerifyErrorKind::NoModule {
-                            callee: name.clone(),
-                        },
-                    ),
-                    (Some(m), Some(tys)) => {
-                        let own = (name == &f.name).then_some(&f.sig);
-                        let r = d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own));
-                        expected_results = self.typed(inst, r);
-                    }
-                    (Some(_), None) => {}
+            Op::Call(name) => match (self.m, &arg_tys) {
+                (None, _) => self.err(
+                    Some(inst),
+                    VerifyErrorKind::NoModule {
+                        callee: name.clone(),
+                    },
+                ),
+                (Some(m), Some(tys)) => {
+                    let own = (name == &f.name).then_some(&f.sig);
+                    let r = d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own));
+                    expected_results = self.typed(inst, r);
                 }
-            }
+                (Some(_), None) => {}
+            },
             op => {
                 if let Some(tys) = &arg_tys {
                     expected_results = self.typed(inst, op.result_types(tys, |_| None));

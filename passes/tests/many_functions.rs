@@ -74,7 +74,10 @@ fn fan_out_gradient_agrees_and_matches_the_hand_derivative() {
     let out = common::eval(&gm, &g, &[x]);
     assert!(common::close(out[0], value, 1e-12), "{} vs {value}", out[0]);
     assert!(common::close(out[1], slope, 1e-12), "{} vs {slope}", out[1]);
-    assert_eq!(common::eval(&m, "main", &[x])[0].to_bits(), out[0].to_bits());
+    assert_eq!(
+        common::eval(&m, "main", &[x])[0].to_bits(),
+        out[0].to_bits()
+    );
 }
 
 #[test]
@@ -136,7 +139,10 @@ fn long_chain_verifies_and_is_rejected_alike() {
     let n = 20_000;
     let m = parsed(&chain(n));
     let e = both_reject(&m, "c0");
-    assert!(matches!(e, LimitError::CallDepth { depth, .. } if depth == n), "{e}");
+    assert!(
+        matches!(e, LimitError::CallDepth { depth, .. } if depth == n),
+        "{e}"
+    );
     // Its gradient calls the same chain: rejected alike too.
     let (gm, g) = grad_of(&m, "c0");
     both_reject(&gm, &g);
