@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use jitad_codegen::{CompileOptions, Compiled};
-use jitad_ir::{Function, Module, Op, Val, Var};
+use jitad_ir::{Function, Module, Val, Var};
 use jitad_passes::OptOptions;
 use std::collections::HashSet;
 
@@ -275,6 +275,7 @@ impl Traced {
 /// Function `entry` of `module` followed by the functions it calls (transitively), in
 /// the order they are first called.
 fn reachable_from<'m>(module: &'m Module, entry: &str) -> Vec<&'m Function> {
+    let index = jitad_ir::callgraph::name_index(module);
     let mut seen = HashSet::new();
     let mut order = Vec::new();
     let mut stack = vec![entry];
@@ -282,22 +283,14 @@ fn reachable_from<'m>(module: &'m Module, entry: &str) -> Vec<&'m Function> {
         if !seen.insert(name) {
             continue;
         }
-        let Some(f) = module.get(name) else {
+        let Some(f) = index.get(name).map(|&i| &module.funcs[i]) else {
             continue;
         };
         order.push(f);
-        let mut callees: Vec<&str> = f
-            .insts
-            .values()
-            .flat_map(|d| match &d.op {
-                Op::Call(c) => vec![c.as_str()],
-                Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
-                Op::TapeLoop(r) => vec![r.fwd.as_str()],
-                _ => vec![],
-            })
-            .collect();
-        callees.reverse();
-        stack.extend(callees);
+        // Reversed, so the first callee is visited first.
+        let start = stack.len();
+        stack.extend(f.insts.values().flat_map(|d| d.op.callees()));
+        stack[start..].reverse();
     }
     order
 }

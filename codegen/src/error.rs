@@ -51,6 +51,10 @@ pub enum CompileError {
         /// What is too large (with its size).
         what: String,
     },
+    /// Calls or loop drivers nested past the limits both engines share (the error the
+    /// interpreter gives too).
+    #[error(transparent)]
+    Limit(#[from] jitad_ir::callgraph::LimitError),
     /// Cranelift could not set up a target for this machine.
     #[error("Cranelift could not configure the host target: {0}")]
     Isa(String),

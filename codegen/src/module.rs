@@ -24,6 +24,7 @@ use cranelift_codegen::{CodegenError, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module as _, ModuleError, ModuleReloc};
+use jitad_ir::callgraph::{check_limits, CallGraph, Limits};
 use jitad_ir::Module;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -268,10 +269,19 @@ pub(crate) fn compile(
                 .ok_or_else(|| CompileError::UnknownFunction(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let order = reachable_post_order(m, &by_name, &roots)?;
+    let graph = CallGraph::new(m);
+    let order = reachable_post_order(&graph, &roots)?;
+    // The interpreter's rule, checked before anything runs: same programs rejected,
+    // same error.
+    for &r in &roots {
+        let lookup = |n: &str| by_name.get(n).copied();
+        check_limits(m, &lookup, &m.funcs[r], Limits::default())?;
+    }
     // Check before scheduling or planning, which index the IR freely.
+    let mut in_order = vec![false; m.funcs.len()];
     for &fi in &order {
-        check_function(m, &m.funcs[fi])?;
+        in_order[fi] = true;
+        check_function(&graph, &m.funcs[fi])?;
     }
     // The JIT schedules its own copy of the functions it compiles (the caller's IR is
     // left as written).
@@ -279,7 +289,7 @@ pub(crate) fn compile(
     let m = if opts.schedule {
         let mut copy = Module::new();
         for (fi, f) in m.funcs.iter().enumerate() {
-            if order.contains(&fi) {
+            if in_order[fi] {
                 let mut f = f.clone();
                 crate::schedule::schedule_function(&mut f);
                 copy.funcs.push(f);

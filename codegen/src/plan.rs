@@ -19,6 +19,7 @@
 //! Recursion is rejected (the IR has no conditional to end it anyway).
 
 use crate::error::CompileError;
+use jitad_ir::callgraph::{CallGraph, OrderError};
 use jitad_ir::{Function, Inst, Module, Op, Type, Value};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -106,7 +107,7 @@ fn scalar_only(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
 /// instruction, loop region shapes, the terminators. Scoping (use before definition) is
 /// checked while lowering. This is not the full verifier, only enough that no malformed
 /// input reaches Cranelift.
-pub(crate) fn check_function(m: &Module, f: &Function) -> Result<(), CompileError> {
+pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), CompileError> {
     for &t in f.sig.params.iter().chain(&f.sig.results) {
         scalar_only(f, t, "parameter or result")?;
     }
@@ -181,7 +182,7 @@ pub(crate) fn check_function(m: &Module, f: &Function) -> Result<(), CompileErro
                     vec![]
                 }
                 op => op
-                    .result_types(&arg_tys, |name| m.signature(name))
+                    .result_types(&arg_tys, |name| graph.get(name).map(|g| &g.sig))
                     .map_err(|e| invalid(f, format!("{inst}: {e}")))?,
             };
             let res_tys = d
@@ -272,68 +273,16 @@ pub(crate) fn nested_insts(f: &Function, inst: Inst, out: &mut Vec<Inst>) {
     }
 }
 
-/// Names of the functions `f` calls, anywhere in its body.
-fn callees(f: &Function) -> Vec<&str> {
-    let mut out: Vec<&str> = f
-        .insts
-        .values()
-        .flat_map(|d| match &d.op {
-            Op::Call(name) => vec![name.as_str()],
-            Op::RevLoop(r) => vec![r.fwd.as_str(), r.bwd.as_str()],
-            Op::TapeLoop(r) => vec![r.fwd.as_str()],
-            _ => vec![],
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Functions reachable from `roots`, callees before callers (post-order), rejecting
-/// cycles and unknown callees.
+/// cycles and unknown callees; linear in what they reach.
 pub(crate) fn reachable_post_order(
-    m: &Module,
-    by_name: &HashMap<&str, usize>,
+    graph: &CallGraph<'_>,
     roots: &[usize],
 ) -> Result<Vec<usize>, CompileError> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    let mut mark = vec![Mark::New; m.funcs.len()];
-    let mut order = vec![];
-    for &root in roots {
-        if mark[root] != Mark::New {
-            continue;
-        }
-        // Iterative DFS: (function, its callees, next callee position).
-        let mut stack = vec![(root, callees(&m.funcs[root]), 0usize)];
-        mark[root] = Mark::Open;
-        while let Some((fi, cs, pos)) = stack.last_mut() {
-            if let Some(&c) = cs.get(*pos) {
-                *pos += 1;
-                let ci = *by_name
-                    .get(c)
-                    .ok_or_else(|| CompileError::UnknownFunction(c.to_string()))?;
-                match mark[ci] {
-                    Mark::Done => {}
-                    Mark::Open => return Err(CompileError::Recursion(c.to_string())),
-                    Mark::New => {
-                        mark[ci] = Mark::Open;
-                        stack.push((ci, callees(&m.funcs[ci]), 0));
-                    }
-                }
-            } else {
-                let fi = *fi;
-                mark[fi] = Mark::Done;
-                order.push(fi);
-                stack.pop();
-            }
-        }
-    }
-    Ok(order)
+    graph.post_order(roots).map_err(|e| match e {
+        OrderError::UnknownCallee(name) => CompileError::UnknownFunction(name),
+        OrderError::Recursion { func, .. } => CompileError::Recursion(func),
+    })
 }
 
 /// Plans chunks and slots for `f`; `callee_ws` gives the workspace bytes of each

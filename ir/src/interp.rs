@@ -17,10 +17,14 @@
 //! - A failed `guard` stops evaluation with [`EvalError::GuardFailed`]: the inputs took a
 //!   branch other than the traced one and the function must be re-traced.
 //! - Execution is iterative (an explicit stack of frames and region cursors), so neither
-//!   deep call chains nor nested loops grow the Rust stack; call depth is capped
-//!   ([`MAX_CALL_DEPTH`], [`EvalError::CallDepth`]). The exception is reverse mode's
-//!   `tapeloop`/`revloop`: their drivers run the step functions in a nested
-//!   interpreter, so they nest on the Rust stack, capped at [`MAX_DRIVER_NESTING`].
+//!   deep call chains nor nested loops grow the Rust stack. The exception is reverse
+//!   mode's `tapeloop`/`revloop`: their drivers run the step functions in a nested
+//!   interpreter, so they nest on the Rust stack.
+//! - Call depth ([`MAX_CALL_DEPTH`]) and driver nesting ([`MAX_DRIVER_NESTING`]) are
+//!   checked before anything runs, on every path the entry can take, by
+//!   [`crate::callgraph::check_limits`] — the rule the JIT applies too, so both engines
+//!   reject the same programs with the same [`EvalError::Limit`]. (The checks while
+//!   running stay, as a net for a module changed in place between runs.)
 //!
 //! # Speed
 //!
@@ -28,7 +32,8 @@
 //! of it). Straight-line code allocates nothing; an [`Interpreter`] reused across calls
 //! allocates nothing in steady state at all (see [`Interpreter::run`]), except that a
 //! `tapeloop`/`revloop` sets up a nested interpreter each time it runs. Callees are found
-//! by name with a linear scan of the module.
+//! by name through a hash index of the module, built on the first call into it and kept
+//! while the module stays the same, so a call costs O(1) whatever the module's size.
 //!
 //! ```
 //! use jitad_ir::{interp, FunctionBuilder, Module, Op, Type};
@@ -44,6 +49,7 @@
 //! assert_eq!(interp::eval_f64(&m, "f", &[3.0, 2.0]).unwrap(), vec![5.0]);
 //! ```
 
+use crate::callgraph::LimitError;
 use crate::function::{Function, Inst, InstData, Module, Region, Value};
 use crate::math::{f32m, f64m};
 use crate::op::{Bound, Constant, Op};
@@ -51,8 +57,7 @@ use crate::types::{ScalarType, Type};
 use cranelift_entity::EntityRef;
 use std::fmt;
 
-/// The default cap on nested calls.
-pub const MAX_CALL_DEPTH: usize = 1000;
+pub use crate::callgraph::{MAX_CALL_DEPTH, MAX_DRIVER_NESTING};
 
 /// Cap on open regions (loop bodies and call frames), against malformed IR whose loop
 /// body contains the loop itself.
@@ -233,14 +238,10 @@ pub enum EvalError {
         /// The `guard` instruction.
         inst: Inst,
     },
-    /// Calls nested deeper than the cap (unbounded recursion, most likely).
-    #[error("call depth limit {limit} exceeded calling @{func}")]
-    CallDepth {
-        /// Function being called when the limit was hit.
-        func: String,
-        /// The cap.
-        limit: usize,
-    },
+    /// Calls or loop drivers nested deeper than the limits (the same error the JIT
+    /// gives at compile time).
+    #[error(transparent)]
+    Limit(#[from] crate::callgraph::LimitError),
     /// A reverse sweep through a loop could not run: its snapshots do not fit in
     /// memory, or a tape token is not valid where it is used.
     #[error("@{func}: {reason}")]
@@ -275,6 +276,8 @@ enum Fault {
     UnknownCallee(String),
     CallArgs(Inst, String),
     CallDepth(String),
+    /// A call past the depth cap, with the chain of open frames already rendered.
+    DepthChain(String),
     /// An error inside a loop driver's step function, kept in
     /// [`Interpreter::nested_error`] (a payload here would give every `Result` of the
     /// interpreter loop a costly drop).
@@ -304,10 +307,16 @@ impl Fault {
             },
             Fault::UnknownCallee(name) => EvalError::UnknownFunction(name),
             Fault::CallArgs(i, why) => malformed(format!("{i}: {why}")),
-            Fault::CallDepth(callee) => EvalError::CallDepth {
-                func: callee,
+            Fault::CallDepth(callee) => EvalError::Limit(LimitError::CallDepth {
+                chain: format!("... -> @{callee}"),
+                depth: limit + 1,
                 limit,
-            },
+            }),
+            Fault::DepthChain(chain) => EvalError::Limit(LimitError::CallDepth {
+                chain,
+                depth: limit + 1,
+                limit,
+            }),
             Fault::Nested => malformed("a loop step failed (error lost)".into()),
         }
     }
@@ -350,6 +359,79 @@ pub struct Interpreter {
     nested_error: Option<EvalError>,
     /// Loop drivers this interpreter runs inside ([`MAX_DRIVER_NESTING`]).
     drivers: u32,
+    /// Callees by name, and the last entry found within the limits.
+    callees: CalleeIndex,
+}
+
+/// The functions of the module last run, by name (the first of a name wins, as for
+/// [`Module::get`]), and the last entry [`crate::callgraph::check_limits`] accepted.
+/// Rebuilt when the module's identity (its address, its function vector's address and
+/// length) changes, or when a name is not where the index says (a module changed in
+/// place): every hit is checked against the function's name, so a stale index can
+/// cost a rebuild but never resolve a call wrongly.
+#[derive(Debug, Default)]
+struct CalleeIndex {
+    tag: (usize, usize, usize),
+    map: std::collections::HashMap<Box<str>, usize>,
+    /// `(entry address, call-depth cap)` last checked for this module.
+    checked: Option<(usize, usize)>,
+}
+
+impl CalleeIndex {
+    fn tag_of(m: &Module) -> (usize, usize, usize) {
+        (
+            m as *const Module as usize,
+            m.funcs.as_ptr() as usize,
+            m.funcs.len(),
+        )
+    }
+
+    fn rebuild(&mut self, m: &Module) {
+        self.map.clear();
+        for (i, f) in m.funcs.iter().enumerate() {
+            self.map.entry(f.name.as_str().into()).or_insert(i);
+        }
+        self.tag = Self::tag_of(m);
+        self.checked = None;
+    }
+
+    fn sync(&mut self, m: &Module) {
+        if self.tag != Self::tag_of(m) {
+            self.rebuild(m);
+        }
+    }
+
+    /// Index of the function named `name` in `m`.
+    fn find(&mut self, m: &Module, name: &str) -> Option<usize> {
+        self.sync(m);
+        let hit = |map: &std::collections::HashMap<Box<str>, usize>| {
+            map.get(name)
+                .copied()
+                .filter(|&i| m.funcs.get(i).is_some_and(|g| g.name == name))
+        };
+        hit(&self.map).or_else(|| {
+            self.rebuild(m);
+            hit(&self.map)
+        })
+    }
+
+    /// Checks `entry` against the limits once per module, entry and cap.
+    fn check(&mut self, m: &Module, entry: &Function, calls: usize) -> Result<(), EvalError> {
+        self.sync(m);
+        let key = (entry as *const Function as usize, calls);
+        if self.checked == Some(key) {
+            return Ok(());
+        }
+        let map = &self.map;
+        let lookup = |n: &str| map.get(n).copied();
+        let limits = crate::callgraph::Limits {
+            calls,
+            drivers: MAX_DRIVER_NESTING,
+        };
+        crate::callgraph::check_limits(m, &lookup, entry, limits)?;
+        self.checked = Some(key);
+        Ok(())
+    }
 }
 
 impl Default for Interpreter {
@@ -623,11 +705,6 @@ fn scalar_types(tys: &[Type], inst: Inst) -> Result<Vec<ScalarType>, Fault> {
         .collect()
 }
 
-/// Most loop drivers running inside one another (each runs its steps in a nested
-/// interpreter on the Rust stack). Generated code nests them as deep as its loops;
-/// only recursive hand-written IR gets near this.
-pub const MAX_DRIVER_NESTING: u32 = 64;
-
 fn nested_interp(depth: usize, drivers: u32) -> Interpreter {
     Interpreter {
         nested: true,
@@ -835,6 +912,7 @@ impl Interpreter {
             last_stats: crate::checkpoint::Stats::default(),
             nested_error: None,
             drivers: 0,
+            callees: CalleeIndex::default(),
         }
     }
 
@@ -868,6 +946,10 @@ impl Interpreter {
     ) -> Result<(), EvalError> {
         out.clear();
         check_args(f, args)?;
+        if let (false, Some(m)) = (self.nested, module) {
+            // Nested interpreters run step functions the outermost check covered.
+            self.callees.check(m, f, self.max_call_depth)?;
+        }
         if !self.nested && crate::checkpoint::used() {
             crate::checkpoint::take_stats();
             crate::checkpoint::reset_thread();
@@ -1089,10 +1171,9 @@ impl Interpreter {
                 }
                 Op::Call(name) => {
                     let m = module.ok_or_else(|| Fault::UnknownCallee(name.clone()))?;
-                    let idx = m
-                        .funcs
-                        .iter()
-                        .position(|g| g.name == *name)
+                    let idx = self
+                        .callees
+                        .find(m, name)
                         .ok_or_else(|| Fault::UnknownCallee(name.clone()))?;
                     let callee = &m.funcs[idx];
                     let params = callee.params();
@@ -1107,7 +1188,12 @@ impl Interpreter {
                         ));
                     }
                     if self.frames.len() >= self.max_call_depth {
-                        return Err(Fault::CallDepth(name.clone()));
+                        let names = self.frames.iter().map(|fr| {
+                            resolve(entry, module, fr.func).map_or("?", |g| g.name.as_str())
+                        });
+                        let len = self.frames.len() + 1;
+                        let chain = crate::callgraph::chain(names.chain([name.as_str()]), len);
+                        return Err(Fault::DepthChain(chain));
                     }
                     let new_base = self.slots.len();
                     self.slots

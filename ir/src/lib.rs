@@ -15,6 +15,7 @@
 //! - [`kernels`]: reference kernels for tensor ops over slices, and the GEMM.
 
 pub mod builder;
+pub mod callgraph;
 pub mod checkpoint;
 pub mod dot;
 pub mod function;

@@ -805,6 +805,59 @@ impl Op {
         matches!(self, Op::Yield | Op::Ret)
     }
 
+    /// The functions this op runs: a `call`'s callee, a `tapeloop`'s forward step, a
+    /// `revloop`'s forward then backward step; nothing for every other op. The one
+    /// place that says which ops make call-graph edges.
+    pub fn callees(&self) -> impl Iterator<Item = &str> {
+        let (first, second) = match self {
+            Op::Call(name) => (Some(name.as_str()), None),
+            Op::TapeLoop(r) => (Some(r.fwd.as_str()), None),
+            Op::RevLoop(r) => (Some(r.fwd.as_str()), Some(r.bwd.as_str())),
+            Op::Const(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Neg
+            | Op::Fma
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Abs
+            | Op::Pow
+            | Op::Powi(_)
+            | Op::Min
+            | Op::Max
+            | Op::Atan2
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Copysign
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne
+            | Op::Select
+            | Op::Cast(_)
+            | Op::Guard
+            | Op::Loop(_)
+            | Op::Yield
+            | Op::Ret => (None, None),
+        };
+        first.into_iter().chain(second)
+    }
+
     /// The result types for operands of types `args`. `callee` looks up the signature
     /// of a called function. For `loop` this checks the bounds and returns the carried
     /// types; the body region is the verifier's business.

@@ -54,12 +54,12 @@
 //!
 //! Module (`DuplicateFunction`): function names are unique.
 
+use crate::callgraph::{call_sites, CallGraph, Site};
 use crate::function::{Function, Inst, Module, Region, Value, ValueDef};
 use crate::op::{Op, TypeError};
 use crate::print::{write_inst, Line};
 use crate::types::Type;
 use cranelift_entity::EntityRef;
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 /// Every error the verifier found in a function or module (never empty).
@@ -313,12 +313,14 @@ pub enum VerifyErrorKind {
 }
 
 /// Verifies every function of `m` (callees resolved in `m`), that function names are
-/// unique and that no call cycle exists. Returns all errors found.
+/// unique and that no call cycle exists. Returns all errors found. Linear in the
+/// module: callees are found through one name index, and cycles with one pass over
+/// the call graph (each cycle reported once, at its first function).
 pub fn verify_module(m: &Module) -> Result<(), VerifyErrors> {
+    let graph = CallGraph::new(m);
     let mut errors = Vec::new();
-    let mut seen = HashSet::new();
-    for f in &m.funcs {
-        if !seen.insert(f.name.as_str()) {
+    for (i, f) in m.funcs.iter().enumerate() {
+        if !graph.is_first_of_name(i) {
             errors.push(VerifyError {
                 func: f.name.clone(),
                 inst: None,
@@ -327,27 +329,10 @@ pub fn verify_module(m: &Module) -> Result<(), VerifyErrors> {
                 },
             });
         }
-        errors.extend(Verifier::run(f, Some(m)).errors);
+        errors.extend(Verifier::run(f, Some(&graph)).errors);
     }
-    // Call cycles, each reported once, at the first function found on it.
-    let calls: HashMap<&str, Vec<(Inst, String)>> = m
-        .funcs
-        .iter()
-        .rev() // so the first function of a duplicated name wins
-        .map(|f| (f.name.as_str(), calls_of(f)))
-        .collect();
-    let mut covered: HashSet<String> = HashSet::new();
-    for (i, f) in m.funcs.iter().enumerate() {
-        if covered.contains(&f.name) || m.funcs[..i].iter().any(|g| g.name == f.name) {
-            continue;
-        }
-        let Some(own) = calls.get(f.name.as_str()) else {
-            continue;
-        };
-        if let Some((inst, path)) = first_cycle(&f.name, own, &calls) {
-            covered.extend(path.iter().cloned());
-            errors.push(recursion_error(f, inst, &path));
-        }
+    for (fi, inst, path) in graph.cycles() {
+        errors.push(recursion_error(&m.funcs[fi], inst, &path));
     }
     if errors.is_empty() {
         Ok(())
@@ -359,32 +344,61 @@ pub fn verify_module(m: &Module) -> Result<(), VerifyErrors> {
 /// Verifies one function. Callee signatures come from `m`; with `None`, every call is
 /// an error ([`VerifyErrorKind::NoModule`]). Call cycles through `m` that return to
 /// `f` are reported (`f` stands for the module's function of its name). Returns all
-/// errors found.
+/// errors found. Linear in `f` and `m`; to verify many functions of one module, build
+/// its [`CallGraph`] once and use [`verify_function_in`].
 pub fn verify_function(f: &Function, m: Option<&Module>) -> Result<(), VerifyErrors> {
-    let mut v = Verifier::run(f, m);
-    let mut calls: HashMap<&str, Vec<(Inst, String)>> = m
-        .map(|m| {
-            m.funcs
-                .iter()
-                .rev()
-                .map(|g| (g.name.as_str(), calls_of(g)))
-                .collect()
-        })
-        .unwrap_or_default();
-    calls.insert(f.name.as_str(), std::mem::take(&mut v.calls));
-    if let Some(own) = calls.get(f.name.as_str()) {
-        if let Some((inst, path)) = first_cycle(&f.name, own, &calls) {
-            v.errors.push(recursion_error(f, inst, &path));
+    match m {
+        Some(m) => verify_function_in(f, &CallGraph::new(m)),
+        None => {
+            let empty = Module::new();
+            let graph = CallGraph::new(&empty);
+            let mut v = Verifier::run(f, None);
+            push_cycle(&mut v.errors, f, &graph);
+            finish(v.errors)
         }
-    }
-    if v.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(VerifyErrors { errors: v.errors })
     }
 }
 
-fn recursion_error(f: &Function, inst: Inst, path: &[String]) -> VerifyError {
+/// [`verify_function`] with callees resolved in `graph`'s module: linear in `f` alone
+/// when `f` is one of the module's functions (the module's cycles are found once per
+/// graph), in `f` and the module otherwise.
+pub fn verify_function_in(f: &Function, graph: &CallGraph<'_>) -> Result<(), VerifyErrors> {
+    let mut v = Verifier::run(f, Some(graph));
+    let own = graph
+        .index_of(&f.name)
+        .filter(|&i| std::ptr::eq(&graph.module().funcs[i], f));
+    match own {
+        Some(i) if !graph.is_recursive(i) => {}
+        _ => push_cycle(&mut v.errors, f, graph),
+    }
+    finish(v.errors)
+}
+
+fn finish(errors: Vec<VerifyError>) -> Result<(), VerifyErrors> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyErrors { errors })
+    }
+}
+
+/// Reports the first call of `f` that leads back to `f` through `graph`.
+fn push_cycle(errors: &mut Vec<VerifyError>, f: &Function, graph: &CallGraph<'_>) {
+    let own: Vec<Site<'_>> = call_sites(f)
+        .into_iter()
+        .map(|(inst, name)| Site {
+            inst,
+            name,
+            callee: graph.index_of(name),
+            driver: false,
+        })
+        .collect();
+    if let Some((inst, path)) = graph.cycle_to(&f.name, &own) {
+        errors.push(recursion_error(f, inst, &path));
+    }
+}
+
+fn recursion_error(f: &Function, inst: Inst, path: &[&str]) -> VerifyError {
     let mut cycle = format!("@{}", f.name);
     for name in path {
         let _ = write!(cycle, " -> @{name}");
@@ -394,78 +408,6 @@ fn recursion_error(f: &Function, inst: Inst, path: &[String]) -> VerifyError {
         inst: Some(render_inst(f, inst)),
         kind: VerifyErrorKind::Recursion { cycle },
     }
-}
-
-/// The first call of `own` from which `target` is reachable, with the path of callees
-/// (the call's callee first, `target` last).
-fn first_cycle(
-    target: &str,
-    own: &[(Inst, String)],
-    calls: &HashMap<&str, Vec<(Inst, String)>>,
-) -> Option<(Inst, Vec<String>)> {
-    let mut tried = HashSet::new();
-    for (inst, callee) in own {
-        if !tried.insert(callee.as_str()) {
-            continue;
-        }
-        // Breadth-first search from `callee` to `target`, remembering parents.
-        let mut parent: HashMap<&str, &str> = HashMap::new();
-        let mut queue = VecDeque::from([callee.as_str()]);
-        let mut visited = HashSet::from([callee.as_str()]);
-        while let Some(n) = queue.pop_front() {
-            if n == target {
-                let mut path = vec![n.to_string()];
-                let mut cur = n;
-                while let Some(&p) = parent.get(cur) {
-                    path.push(p.to_string());
-                    cur = p;
-                }
-                path.reverse();
-                return Some((*inst, path));
-            }
-            for (_, next) in calls.get(n).map(Vec::as_slice).unwrap_or_default() {
-                if visited.insert(next.as_str()) {
-                    parent.insert(next.as_str(), n);
-                    queue.push_back(next.as_str());
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Calls reachable from the body of `f`, tolerating any malformation.
-fn calls_of(f: &Function) -> Vec<(Inst, String)> {
-    let mut out = Vec::new();
-    let mut seen_regions = HashSet::new();
-    let mut seen_insts = HashSet::new();
-    let mut stack = vec![f.body];
-    while let Some(r) = stack.pop() {
-        if !seen_regions.insert(r) {
-            continue;
-        }
-        let Some(rd) = f.regions.get(r) else {
-            continue;
-        };
-        for &i in &rd.insts {
-            if !seen_insts.insert(i) {
-                continue;
-            }
-            if let Some(d) = f.insts.get(i) {
-                match &d.op {
-                    Op::Call(name) => out.push((i, name.clone())),
-                    Op::RevLoop(r) => {
-                        out.push((i, r.fwd.clone()));
-                        out.push((i, r.bwd.clone()));
-                    }
-                    Op::TapeLoop(r) => out.push((i, r.fwd.clone())),
-                    _ => {}
-                }
-                stack.extend(d.regions.iter().copied());
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------
@@ -562,7 +504,8 @@ enum Visit {
 
 struct Verifier<'a> {
     f: &'a Function,
-    m: Option<&'a Module>,
+    /// Resolves callees (`None`: no module).
+    m: Option<&'a CallGraph<'a>>,
     errors: Vec<VerifyError>,
     /// Where each value was found defined (by value index).
     def_site: Vec<Option<ValueDef>>,
@@ -576,12 +519,10 @@ struct Verifier<'a> {
     ctxs: Vec<RegionCtx>,
     /// `UseBeforeDef` errors to turn into `Undefined` if the value is never defined.
     tentative: Vec<(usize, Value)>,
-    /// Reachable calls.
-    calls: Vec<(Inst, String)>,
 }
 
 impl<'a> Verifier<'a> {
-    fn run(f: &'a Function, m: Option<&'a Module>) -> Self {
+    fn run(f: &'a Function, m: Option<&'a CallGraph<'a>>) -> Self {
         let mut v = Verifier {
             f,
             m,
@@ -593,7 +534,6 @@ impl<'a> Verifier<'a> {
             placed: vec![None; f.insts.len()],
             ctxs: Vec::new(),
             tentative: Vec::new(),
-            calls: Vec::new(),
         };
         v.walk();
         for (idx, val) in std::mem::take(&mut v.tentative) {
@@ -904,43 +844,32 @@ impl<'a> Verifier<'a> {
                 self.loop_region(inst, carried);
             }
             Op::RevLoop(_) | Op::TapeLoop(_) => {
-                let (fwd, bwd) = match &d.op {
-                    Op::RevLoop(r) => (r.fwd.clone(), Some(r.bwd.clone())),
-                    Op::TapeLoop(r) => (r.fwd.clone(), None),
-                    _ => unreachable!("matched above"),
-                };
-                self.calls.push((inst, fwd.clone()));
-                if let Some(b) = bwd {
-                    self.calls.push((inst, b));
-                }
-                let r = (fwd,);
+                let fwd = d.op.callees().next().unwrap_or_default().to_string();
                 match (self.m, &arg_tys) {
-                    (None, _) => self.err(Some(inst), VerifyErrorKind::NoModule { callee: r.0 }),
+                    (None, _) => self.err(Some(inst), VerifyErrorKind::NoModule { callee: fwd }),
                     (Some(m), Some(tys)) => {
                         let own = |n: &str| (n == f.name).then_some(&f.sig);
-                        let res = d.op.result_types(tys, |n| m.signature(n).or(own(n)));
+                        let res =
+                            d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own(n)));
                         expected_results = self.typed(inst, res);
                     }
                     (Some(_), None) => {}
                 }
             }
-            Op::Call(name) => {
-                self.calls.push((inst, name.clone()));
-                match (self.m, &arg_tys) {
-                    (None, _) => self.err(
-                        Some(inst),
-                        VerifyErrorKind::NoModule {
-                            callee: name.clone(),
-                        },
-                    ),
-                    (Some(m), Some(tys)) => {
-                        let own = (name == &f.name).then_some(&f.sig);
-                        let r = d.op.result_types(tys, |n| m.signature(n).or(own));
-                        expected_results = self.typed(inst, r);
-                    }
-                    (Some(_), None) => {}
+            Op::Call(name) => match (self.m, &arg_tys) {
+                (None, _) => self.err(
+                    Some(inst),
+                    VerifyErrorKind::NoModule {
+                        callee: name.clone(),
+                    },
+                ),
+                (Some(m), Some(tys)) => {
+                    let own = (name == &f.name).then_some(&f.sig);
+                    let r = d.op.result_types(tys, |n| m.get(n).map(|g| &g.sig).or(own));
+                    expected_results = self.typed(inst, r);
                 }
-            }
+                (Some(_), None) => {}
+            },
             op => {
                 if let Some(tys) = &arg_tys {
                     expected_results = self.typed(inst, op.result_types(tys, |_| None));

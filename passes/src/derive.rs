@@ -12,7 +12,8 @@
 
 use crate::emit::is_float;
 use crate::error::{AdError, Result};
-use jitad_ir::{verify_function, Function, Module, Signature, Type};
+use jitad_ir::callgraph::CallGraph;
+use jitad_ir::{verify::verify_function_in, Function, Module, Signature, Type};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -101,8 +102,9 @@ impl std::ops::Deref for FnRef<'_> {
 
 /// Generates the derivatives a transform needs, each once.
 pub(crate) struct Session<'m> {
-    /// The module being differentiated (read only; results are inserted afterwards).
-    pub(crate) module: &'m Module,
+    /// The module being differentiated (read only; results are inserted afterwards),
+    /// through its call graph: functions by name in O(1), cycles found once.
+    pub(crate) graph: CallGraph<'m>,
     /// Signatures of the module's functions and of every requested derivative.
     pub(crate) sigs: HashMap<String, Signature>,
     queue: VecDeque<Request>,
@@ -119,7 +121,7 @@ pub(crate) struct Session<'m> {
 impl<'m> Session<'m> {
     pub(crate) fn new(module: &'m Module) -> Self {
         Session {
-            module,
+            graph: CallGraph::new(module),
             sigs: module
                 .funcs
                 .iter()
@@ -150,7 +152,7 @@ impl<'m> Session<'m> {
     fn lookup(&self, name: &str) -> Option<FnRef<'m>> {
         match self.extra.get(name) {
             Some(f) => Some(FnRef::Extra(f.clone())),
-            None => self.module.get(name).map(FnRef::Module),
+            None => self.graph.get(name).map(FnRef::Module),
         }
     }
 
@@ -236,13 +238,13 @@ impl<'m> Session<'m> {
     pub(crate) fn run(mut self) -> Result<Vec<Function>> {
         let mut out = Vec::new();
         while let Some(req) = self.queue.pop_front() {
-            let module = self.module;
             let src = self
                 .lookup(&req.src)
                 .ok_or_else(|| AdError::UnknownFunction(req.src.clone()))?;
             let src = &*src;
-            if module.get(&req.src).is_some() {
-                verify_function(src, Some(module)).map_err(|errors| AdError::Invalid {
+            if self.graph.get(&req.src).is_some() {
+                // Linear in `src` alone: the module's cycles are found once per session.
+                verify_function_in(src, &self.graph).map_err(|errors| AdError::Invalid {
                     func: req.src.clone(),
                     errors,
                 })?;
@@ -271,8 +273,19 @@ pub(crate) fn derive(m: &mut Module, func: &str, kind: Kind, wrt: &[usize]) -> R
         let name = s.request(func, kind, wrt)?;
         (name, s.run()?)
     };
+    // `Module::insert` for each, without its linear search per function.
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(m.funcs.len());
+    for (i, f) in m.funcs.iter().enumerate() {
+        at.entry(f.name.clone()).or_insert(i);
+    }
     for f in funcs {
-        m.insert(f);
+        match at.get(&f.name) {
+            Some(&i) => m.funcs[i] = f,
+            None => {
+                at.insert(f.name.clone(), m.funcs.len());
+                m.funcs.push(f);
+            }
+        }
     }
     Ok(name)
 }

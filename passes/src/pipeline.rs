@@ -94,38 +94,45 @@ pub fn optimize_module(m: &mut Module, opts: &OptOptions) -> OptStats {
 }
 
 /// Names of the functions of `m` that hold no `guard` and call only such functions:
-/// calling them has no effect but their results.
+/// calling them has no effect but their results. Linear: impurity spreads from the
+/// functions holding a guard (or calling an unknown function) to their callers, once
+/// over the call graph.
 pub fn pure_functions(m: &Module) -> HashSet<String> {
-    let mut pure: HashSet<String> = m
-        .funcs
-        .iter()
-        .filter(|f| {
-            f.insts_in_order()
-                .iter()
-                .all(|&i| !matches!(f.insts[i].op, Op::Guard))
-        })
-        .map(|f| f.name.clone())
-        .collect();
-    loop {
-        let before = pure.len();
-        for f in &m.funcs {
-            if !pure.contains(&f.name) {
-                continue;
-            }
-            let calls_impure = f.insts_in_order().iter().any(|&i| match &f.insts[i].op {
-                Op::Call(g) => !pure.contains(g),
-                Op::RevLoop(r) => !(pure.contains(&r.fwd) && pure.contains(&r.bwd)),
-                Op::TapeLoop(r) => !pure.contains(&r.fwd),
-                _ => false,
-            });
-            if calls_impure {
-                pure.remove(&f.name);
+    let graph = jitad_ir::callgraph::CallGraph::new(m);
+    let n = m.funcs.len();
+    let mut impure = vec![false; n];
+    let mut callers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut queue = Vec::new();
+    for (i, f) in m.funcs.iter().enumerate() {
+        let guarded = f
+            .insts_in_order()
+            .iter()
+            .any(|&k| matches!(f.insts[k].op, Op::Guard));
+        let mut unknown = false;
+        for s in graph.sites(i) {
+            match s.callee {
+                Some(c) => callers[c].push(i),
+                None => unknown = true,
             }
         }
-        if pure.len() == before {
-            return pure;
+        if guarded || unknown {
+            impure[i] = true;
+            queue.push(i);
         }
     }
+    while let Some(g) = queue.pop() {
+        for &c in &callers[g] {
+            if !std::mem::replace(&mut impure[c], true) {
+                queue.push(c);
+            }
+        }
+    }
+    m.funcs
+        .iter()
+        .zip(&impure)
+        .filter(|(_, &bad)| !bad)
+        .map(|(f, _)| f.name.clone())
+        .collect()
 }
 
 /// A copy of `f` holding only what its body reaches, with values and instructions

@@ -209,13 +209,13 @@ struct CopyCx<'a> {
 }
 
 /// Outlines the body of loop `inst` of `src` as `@name(%i, s..., c...) -> s...`, with
-/// the calls it makes inlined (functions of `module`).
+/// the calls it makes inlined (functions of `graph`'s module).
 fn outline(
     src: &Function,
     inst: Inst,
     name: &str,
     caps: &[Value],
-    module: &jitad_ir::Module,
+    graph: &jitad_ir::callgraph::CallGraph<'_>,
 ) -> Result<Function> {
     let d = &src.insts[inst];
     let &[body] = d.regions.as_slice() else {
@@ -249,7 +249,7 @@ fn outline(
         map[c] = Some(np);
     }
     let fb = f.body;
-    let lookup = |n: &str| module.get(n);
+    let lookup = |n: &str| graph.get(n);
     let mut cx = CopyCx {
         lookup: &lookup,
         budget: MAX_INLINED,
@@ -294,7 +294,7 @@ pub(crate) fn plan(
     }
     let fwd_name = format!("{prefix}.loop{index}");
     let bwd_name = format!("{fwd_name}.bwd");
-    let fwd = outline(src, inst, &fwd_name, &caps, s.module)?;
+    let fwd = outline(src, inst, &fwd_name, &caps, &s.graph)?;
     let fwd_params = fwd.sig.params.clone();
     let fwd_results = fwd.sig.results.clone();
     s.add_extra(fwd);
