@@ -451,7 +451,9 @@ pub enum DriverError {
     #[error("tape token {0} is not a pending tape of this call and level")]
     BadToken(u64),
     /// The `revloop` starts elsewhere than the loop its tape recorded.
-    #[error("the revloop starts at {revloop}, but its tape (token {token}) was recorded from {tape}")]
+    #[error(
+        "the revloop starts at {revloop}, but its tape (token {token}) was recorded from {tape}"
+    )]
     StartMismatch {
         /// The tape's token.
         token: u64,
@@ -496,7 +498,9 @@ pub enum DriverError {
         slot: usize,
     },
     /// The `revloop`'s checkpointing policy is not the one its tape was recorded with.
-    #[error("the revloop's policy is {revloop}, but its tape (token {token}) was recorded with {tape}")]
+    #[error(
+        "the revloop's policy is {revloop}, but its tape (token {token}) was recorded with {tape}"
+    )]
     PolicyMismatch {
         /// The tape's token.
         token: u64,
@@ -1576,7 +1580,10 @@ mod tests {
         let scope = enter_call();
         let init = [2.0f64.to_bits(), 0];
         let p = Policy::Binomial(3);
-        let mut s = Affine { c: 0.5, seen: vec![] };
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
         let mut state = init;
         let t1 = record(p, 0, 10, &mut state, &mut s).unwrap();
         let after_first = live();
@@ -1637,7 +1644,10 @@ mod tests {
             fn backward(&mut self, _i: i64, _s: &[u64], _a: &mut [u64]) -> Result<(), ()> {
                 let init = [0u64, 0];
                 let mut st = init;
-                let mut inner = Affine { c: 0.5, seen: vec![] };
+                let mut inner = Affine {
+                    c: 0.5,
+                    seen: vec![],
+                };
                 let t = record(Policy::StoreAll, 0, 4, &mut st, &mut inner).unwrap();
                 let mut adj = [1.0f64.to_bits()];
                 let call = enter_call();
@@ -1662,7 +1672,10 @@ mod tests {
         let scope = enter_call();
         let init = [2.0f64.to_bits(), 0];
         let p = Policy::Binomial(3);
-        let mut s = Affine { c: 0.5, seen: vec![] };
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
         let mut state = init;
         let t = record(p, 0, 10, &mut state, &mut s).unwrap();
         let mut adj = [1.0f64.to_bits()];
@@ -1670,22 +1683,44 @@ mod tests {
         let token = t;
         for (sp, want) in [
             (
-                LoopSpec { start: 1, ..spec(p, 10, &init) },
-                DriverError::StartMismatch { token, tape: 0, revloop: 1 },
+                LoopSpec {
+                    start: 1,
+                    ..spec(p, 10, &init)
+                },
+                DriverError::StartMismatch {
+                    token,
+                    tape: 0,
+                    revloop: 1,
+                },
             ),
             (
                 spec(p, 9, &init),
-                DriverError::TripCountMismatch { token, tape: 10, revloop: 9 },
+                DriverError::TripCountMismatch {
+                    token,
+                    tape: 10,
+                    revloop: 9,
+                },
             ),
             (
                 spec(p, 10, &init[..1]),
-                DriverError::StateCountMismatch { token, tape: 2, revloop: 1 },
+                DriverError::StateCountMismatch {
+                    token,
+                    tape: 2,
+                    revloop: 1,
+                },
             ),
             (
                 spec(Policy::Binomial(4), 10, &init),
-                DriverError::PolicyMismatch { token, tape: p, revloop: Policy::Binomial(4) },
+                DriverError::PolicyMismatch {
+                    token,
+                    tape: p,
+                    revloop: Policy::Binomial(4),
+                },
             ),
-            (spec(p, 10, &other), DriverError::InitMismatch { token, slot: 1 }),
+            (
+                spec(p, 10, &other),
+                DriverError::InitMismatch { token, slot: 1 },
+            ),
         ] {
             let e = reverse_recorded(t, sp, &mut adj, &mut s).unwrap_err();
             assert_eq!(e, SweepError::Driver(want));
