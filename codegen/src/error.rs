@@ -122,15 +122,16 @@ pub enum CallError {
         /// The guard's position among the function's guards, in program order (from 0).
         guard: usize,
     },
-    /// A reverse sweep through a loop could not run: the snapshots its checkpointing
-    /// policy needs cannot be allocated (choose `binomial:S` or a memory budget), or a
-    /// tape token was not valid where it was used (hand-written IR).
-    #[error("@{func}: {reason}")]
+    /// A loop driver refused or failed: the snapshots its checkpointing policy needs
+    /// cannot be allocated (choose `binomial:S` or a memory budget), a tape token was
+    /// not valid where it was used, or a `revloop` does not match its tape
+    /// (hand-written IR) — the same error the interpreter reports.
+    #[error("@{func}: {error}")]
     Checkpoint {
         /// The function called.
         func: String,
         /// What went wrong.
-        reason: String,
+        error: jitad_ir::checkpoint::DriverError,
     },
     /// The calling thread has less machine stack left than the deepest chain of
     /// compiled frames (and loop drivers) of this function needs, plus a margin; the

@@ -264,23 +264,13 @@ impl Compiled {
         if s == 0 {
             return Ok(());
         }
-        let checkpoint = |reason: &str| {
-            Err(CallError::Checkpoint {
-                func: self.name.clone(),
-                reason: reason.into(),
-            })
-        };
-        match s {
-            crate::revloop::STATUS_TOO_LARGE => {
-                return checkpoint(
-                    "the checkpointing policy needs more snapshot memory than can be \
-                     allocated; use binomial:S or a memory budget",
-                )
+        if s >= crate::revloop::FIRST_DRIVER_STATUS {
+            if let Some(error) = crate::revloop::take_driver_error(s) {
+                return Err(CallError::Checkpoint {
+                    func: self.name.clone(),
+                    error,
+                });
             }
-            crate::revloop::STATUS_BAD_TOKEN => {
-                return checkpoint("a tape token is not a pending tape of this call and level")
-            }
-            _ => {}
         }
         match self.shared.guards.get(s as usize - 1) {
             Some(g) => Err(CallError::GuardFailed {
@@ -304,10 +294,9 @@ impl Compiled {
         }
         self.check_counts(args.len(), out.len())?;
         crate::stack::check_remaining(&self.name, self.stack_bytes)?;
-        if self.shared.loops {
-            // Recordings a previous call left (a failed guard, an unused tape) go.
-            jitad_ir::checkpoint::reset_thread();
-        }
+        // Tapes this call records and leaves unused go when it returns; a call from
+        // inside a sweep leaves that sweep's state alone.
+        let scope = self.shared.loops.then(jitad_ir::checkpoint::enter_call);
         let (a, r) = (args.as_ptr().cast::<u64>(), out.as_mut_ptr().cast::<u64>());
         let s = if self.ws_words == 0 {
             // SAFETY: the code has the `EntryFn` ABI and stays mapped while `self`
@@ -326,6 +315,7 @@ impl Compiled {
             self.give_buf(buf);
             s
         };
+        scope.map(jitad_ir::checkpoint::CallScope::finish);
         self.status(s)
     }
 
@@ -338,9 +328,11 @@ impl Compiled {
         args: &[Val],
         out: &mut [Val],
     ) -> Result<jitad_ir::checkpoint::Stats, CallError> {
-        jitad_ir::checkpoint::take_stats();
-        self.call(args, out)?;
-        Ok(jitad_ir::checkpoint::take_stats())
+        // A level of its own, so that only this call's sweeps are counted.
+        let scope = jitad_ir::checkpoint::enter_call();
+        let r = self.call(args, out);
+        let stats = scope.finish();
+        r.map(|()| stats)
     }
 
     /// Calls the function with typed arguments; `out` receives the results (its
@@ -358,9 +350,7 @@ impl Compiled {
             }
         }
         crate::stack::check_remaining(&self.name, self.stack_bytes)?;
-        if self.shared.loops {
-            jitad_ir::checkpoint::reset_thread();
-        }
+        let scope = self.shared.loops.then(jitad_ir::checkpoint::enter_call);
         let mut buf = self.take_buf();
         let (np, nr) = (self.params.len(), self.results.len());
         for (s, a) in buf.iter_mut().zip(args) {
@@ -372,6 +362,7 @@ impl Compiled {
         // `np` argument slots (types checked above), `rout` the `nr` result slots, `ws`
         // the `ws_words` workspace words, all owned by this call alone.
         let s = unsafe { (self.entry)(ain.as_ptr(), rout.as_mut_ptr(), ws.as_mut_ptr().cast()) };
+        scope.map(jitad_ir::checkpoint::CallScope::finish);
         let res = self.status(s);
         if res.is_ok() {
             for ((o, &r), &t) in out.iter_mut().zip(rout.iter()).zip(&self.results) {

@@ -19,27 +19,61 @@
 //! A `tapeloop` uses the same layout with no backward iteration and no seeds: the
 //! driver [`jitad_tapeloop`] overwrites the inits with the final state and writes the
 //! token to word 10.
+//!
+//! Statuses: a driver returns 0, a step's own nonzero status unchanged (a guard's, or
+//! a nested driver's), or one of its own, from the top of the `u32` range down — one
+//! per [`DriverError`] kind, all listed in [`driver_status`]. With its own status it
+//! leaves the whole error (with its numbers) for [`take_driver_error`], so the handle
+//! reports exactly what the interpreter reports.
 
 use crate::handle::EntryFn;
-use jitad_ir::checkpoint::{self, Policy, Steps};
+use jitad_ir::checkpoint::{self, DriverError, LoopSpec, Policy, Steps};
+use std::cell::Cell;
 
 /// Words before the values.
 pub(crate) const HEADER: usize = 12;
 
-/// Status returned when the driver itself failed (a bug: it caught a panic rather than
-/// let it unwind through machine code).
-pub(crate) const STATUS_INTERNAL: u32 = u32::MAX;
-/// Status: the policy's snapshots cannot be allocated.
-pub(crate) const STATUS_TOO_LARGE: u32 = u32::MAX - 1;
-/// Status: a tape token is not valid here.
-pub(crate) const STATUS_BAD_TOKEN: u32 = u32::MAX - 2;
+/// The status of each driver failure: the one list of driver statuses.
+pub(crate) fn driver_status(e: &DriverError) -> u32 {
+    u32::MAX
+        - match e {
+            DriverError::Panicked => 0,
+            DriverError::TooLarge { .. } => 1,
+            DriverError::BadToken(_) => 2,
+            DriverError::StartMismatch { .. } => 3,
+            DriverError::TripCountMismatch { .. } => 4,
+            DriverError::StateCountMismatch { .. } => 5,
+            DriverError::InitMismatch { .. } => 6,
+            DriverError::PolicyMismatch { .. } => 7,
+        }
+}
+
+/// The lowest driver status (guard statuses count up from 1 and stay below it).
+pub(crate) const FIRST_DRIVER_STATUS: u32 = u32::MAX - 7;
+
+thread_local! {
+    /// The error behind the last driver status returned on this thread.
+    static LAST_ERROR: Cell<Option<DriverError>> = const { Cell::new(None) };
+}
+
+/// The error of a driver status `s` returned on this thread (`None` if `s` is not a
+/// driver status, or no driver left that error: a bug).
+pub(crate) fn take_driver_error(s: u32) -> Option<DriverError> {
+    let e = LAST_ERROR.with(|l| l.take())?;
+    (s >= FIRST_DRIVER_STATUS && driver_status(&e) == s).then_some(e)
+}
+
+/// Records a driver failure and returns its status.
+fn fail(e: DriverError) -> u32 {
+    LAST_ERROR.with(|l| l.set(Some(e)));
+    driver_status(&e)
+}
 
 /// The status for a failed sweep.
 fn status(e: checkpoint::SweepError<u32>) -> u32 {
     match e {
         checkpoint::SweepError::Step(st) => st,
-        checkpoint::SweepError::TooLarge { .. } => STATUS_TOO_LARGE,
-        checkpoint::SweepError::BadToken(_) => STATUS_BAD_TOKEN,
+        checkpoint::SweepError::Driver(e) => fail(e),
     }
 }
 
@@ -128,8 +162,8 @@ impl Steps for JitSteps<'_> {
     }
 }
 
-/// Runs the reverse sweep a `revloop` descriptor describes; returns 0 or the status of
-/// a failed step (a guard), or [`STATUS_INTERNAL`].
+/// Runs the reverse sweep a `revloop` descriptor describes; returns 0, the status of a
+/// failed step (a guard), or a driver status (see the module docs).
 ///
 /// # Safety
 ///
@@ -169,18 +203,24 @@ pub(crate) unsafe extern "C" fn jitad_revloop(desc: *mut u64) -> u32 {
         };
         let l = checkpoint::trip_count(start, end);
         let r = if head[11] != 0 {
-            checkpoint::reverse_recorded(head[10], rest, &mut steps)
+            let spec = LoopSpec {
+                policy,
+                start,
+                trips: l,
+                inits: state0,
+            };
+            checkpoint::reverse_recorded(head[10], spec, rest, &mut steps)
         } else {
             checkpoint::reverse(policy, start, l, state0, rest, &mut steps)
         };
         r.map_or_else(status, |()| 0)
     }));
-    r.unwrap_or(STATUS_INTERNAL)
+    r.unwrap_or_else(|_| fail(DriverError::Panicked))
 }
 
 /// Runs a `tapeloop` descriptor: the loop's iterations, recording what the policy
-/// keeps; writes the final state over the inits and the token to word 10. Returns 0
-/// or the status of a failed iteration, or [`STATUS_INTERNAL`].
+/// keeps; writes the final state over the inits and the token to word 10. Returns 0,
+/// the status of a failed iteration, or a driver status.
 ///
 /// # Safety
 ///
@@ -223,5 +263,5 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(desc: *mut u64) -> u32 {
             Err(e) => status(e),
         }
     }));
-    r.unwrap_or(STATUS_INTERNAL)
+    r.unwrap_or_else(|_| fail(DriverError::Panicked))
 }

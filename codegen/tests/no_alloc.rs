@@ -114,8 +114,11 @@ fn loop_gradients_allocate_nothing_in_steady_state() {
     ] {
         for f in m.funcs.iter_mut().chain(nm.funcs.iter_mut()) {
             for d in f.insts.values_mut() {
-                if let jitad_ir::Op::RevLoop(r) = &mut d.op {
-                    r.policy = p;
+                // A revloop must keep its tape's policy (checked by the driver).
+                match &mut d.op {
+                    jitad_ir::Op::RevLoop(r) => r.policy = p,
+                    jitad_ir::Op::TapeLoop(r) => r.policy = p,
+                    _ => {}
                 }
             }
         }

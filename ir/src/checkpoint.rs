@@ -35,6 +35,28 @@
 //! time, and a handle is shared by threads calling it at once — each thread gets its
 //! own storage without locks, and nested sweeps (a loop in a loop body) stack on it.
 //! [`Stats`] report what the sweeps did.
+//!
+//! # Tapes and levels
+//!
+//! A tape (what [`record`] keeps for one `tapeloop`) owns everything it recorded: its
+//! snapshots in the arena and, under binomial, the Revolve tasks it left for the
+//! reverse sweep. Tapes, the task stack and the arena are stacks on one thread, and a
+//! tape is only visible at the *level* that recorded it: each top-level call
+//! ([`enter_call`], used by the interpreter and the compiled handle) and each step
+//! function a driver runs opens a level of its own. A tape lives until the first of:
+//!
+//! 1. its `revloop` consumes it ([`reverse_recorded`]);
+//! 2. an older tape of its level is consumed: younger tapes die first, with their tasks
+//!    and snapshots, so consuming a tape never runs another's tasks;
+//! 3. the step function whose body recorded it returns;
+//! 4. the top-level call that recorded it returns ([`CallScope::finish`]).
+//!
+//! A `revloop` consuming a tape checks that it describes the recorded loop: the same
+//! start, trip count, state count, checkpointing policy, and initial state bit for bit
+//! (a mismatch is a [`DriverError`], the one list of driver failures both engines
+//! report). A top-level call made from inside a sweep (a [`Steps`] implementation that
+//! calls a compiled function or the interpreter) runs on a fresh level and leaves the
+//! enclosing sweep's snapshots, tasks and tapes untouched.
 
 use std::cell::{Cell, RefCell};
 
@@ -319,8 +341,8 @@ thread_local! {
     /// Tapes recorded by `tapeloop`s and not yet consumed, innermost last.
     static PENDING: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
     static NEXT_TOKEN: Cell<u64> = const { Cell::new(1) };
-    /// How many step functions are running (sweeps nest inside loop bodies): a tape
-    /// can only be consumed at the level that recorded it.
+    /// The current level: step functions running (sweeps nest inside loop bodies) plus
+    /// top-level calls open. A tape can only be consumed at the level that recorded it.
     static NEST: Cell<u32> = const { Cell::new(0) };
     /// `PENDING.len()`, readable without a borrow (checked around every step).
     static PENDING_LEN: Cell<usize> = const { Cell::new(0) };
@@ -373,6 +395,10 @@ struct Recorded {
     seg: Option<Segment>,
     /// Under binomial: the task stack's height below the recorded schedule.
     tasks_bottom: usize,
+    /// The policy as the `tapeloop` wrote it (before `auto` was resolved).
+    requested: Policy,
+    /// Snapshot bytes held on the thread before the recording (restored when it goes).
+    held_before: u64,
 }
 
 /// The last iterations `a..l` of a recorded loop, whose states were all stored during
@@ -388,12 +414,12 @@ struct Segment {
     mark: Mark,
 }
 
-/// Forgets every recorded tape, snapshot and statistic of this thread. The interpreter
-/// and the compiled handle call it when a top-level call starts, so that a tape whose
-/// `revloop` never ran (its gradient was not needed) or a call that stopped at a failed
-/// guard cannot hold memory, or count, into the next call.
+/// Forgets every recorded tape, snapshot and statistic of this thread — when nothing is
+/// running on it (no sweep, no top-level call); otherwise does nothing, as the running
+/// sweeps own that state. [`enter_call`] does this for the outermost call, so that
+/// what a panicking step left behind cannot hold memory into the next call.
 pub fn reset_thread() {
-    if !used() {
+    if !used() || NEST.with(|n| n.get()) != 0 {
         return;
     }
     USED.with(|u| u.set(false));
@@ -406,70 +432,253 @@ pub fn reset_thread() {
     ARENA.with(|a| a.borrow_mut().release(Mark((0, 0))));
 }
 
+/// Why a loop driver failed, other than by an error of a step: the one list of driver
+/// failures, reported alike by both engines (the interpreter in its `EvalError`, the
+/// JIT through the driver statuses listed in `jitad_codegen`'s `revloop` module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The snapshots the policy needs do not fit in memory (or their size overflows).
+    #[error(
+        "the checkpointing policy needs {bytes} bytes of snapshots, which cannot be \
+         allocated; use binomial:S or a memory budget"
+    )]
+    TooLarge {
+        /// Bytes asked for.
+        bytes: u128,
+    },
+    /// The token names no pending tape of this level of this call: consumed already,
+    /// dropped (see the module docs), recorded at another level, or forged.
+    #[error("tape token {0} is not a pending tape of this call and level")]
+    BadToken(u64),
+    /// The `revloop` starts elsewhere than the loop its tape recorded.
+    #[error(
+        "the revloop starts at {revloop}, but its tape (token {token}) was recorded from {tape}"
+    )]
+    StartMismatch {
+        /// The tape's token.
+        token: u64,
+        /// The recorded loop's start.
+        tape: i64,
+        /// The `revloop`'s start.
+        revloop: i64,
+    },
+    /// The `revloop` runs another number of iterations than its tape recorded.
+    #[error(
+        "the revloop runs {revloop} iteration(s), but its tape (token {token}) recorded {tape}"
+    )]
+    TripCountMismatch {
+        /// The tape's token.
+        token: u64,
+        /// Iterations recorded.
+        tape: u64,
+        /// The `revloop`'s trip count.
+        revloop: u64,
+    },
+    /// The `revloop`'s carried state has another number of slots than the recording's.
+    #[error(
+        "the revloop carries {revloop} state slot(s), but its tape (token {token}) recorded {tape}"
+    )]
+    StateCountMismatch {
+        /// The tape's token.
+        token: u64,
+        /// State slots recorded.
+        tape: usize,
+        /// The `revloop`'s state slots.
+        revloop: usize,
+    },
+    /// An initial state slot of the `revloop` differs (bit for bit) from the recording's.
+    #[error(
+        "the revloop's initial state slot {slot} differs from the one its tape (token \
+         {token}) recorded"
+    )]
+    InitMismatch {
+        /// The tape's token.
+        token: u64,
+        /// The first differing slot.
+        slot: usize,
+    },
+    /// The `revloop`'s checkpointing policy is not the one its tape was recorded with.
+    #[error(
+        "the revloop's policy is {revloop}, but its tape (token {token}) was recorded with {tape}"
+    )]
+    PolicyMismatch {
+        /// The tape's token.
+        token: u64,
+        /// The recording's policy.
+        tape: Policy,
+        /// The `revloop`'s policy.
+        revloop: Policy,
+    },
+    /// The driver panicked (a bug in jitad); the JIT's driver catches it rather than
+    /// let it unwind through machine code.
+    #[error("a loop driver panicked (a bug in jitad)")]
+    Panicked,
+}
+
 /// Why a sweep could not run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SweepError<E> {
     /// A step failed (a guard).
     Step(E),
-    /// The snapshots the policy needs do not fit in memory (or their size overflows):
-    /// choose `binomial` or a memory budget.
-    TooLarge {
-        /// Bytes asked for.
-        bytes: u128,
-    },
-    /// The token names no tape recorded at this level of this call (used twice,
-    /// consumed inside a loop body that did not record it, or forged).
-    BadToken(u64),
+    /// The driver itself refused or failed.
+    Driver(DriverError),
+}
+
+impl<E> From<DriverError> for SweepError<E> {
+    fn from(e: DriverError) -> Self {
+        SweepError::Driver(e)
+    }
 }
 
 impl<E: std::fmt::Display> std::fmt::Display for SweepError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SweepError::Step(e) => e.fmt(f),
-            SweepError::TooLarge { bytes } => write!(
-                f,
-                "the checkpointing policy needs {bytes} bytes of snapshots, which cannot be \
-                 allocated; use binomial:S or a memory budget"
-            ),
-            SweepError::BadToken(t) => {
-                write!(
-                    f,
-                    "tape token {t} is not a pending tape of this call and level"
-                )
-            }
+            SweepError::Driver(e) => e.fmt(f),
         }
     }
 }
 
-/// `n` words from this thread's arena, or [`SweepError::TooLarge`].
+/// `n` words from this thread's arena, or [`DriverError::TooLarge`].
 fn alloc_words<E>(n: usize) -> Result<Block, SweepError<E>> {
-    with_arena(|a| a.alloc(n)).ok_or(SweepError::TooLarge {
+    with_arena(|a| a.alloc(n)).ok_or(SweepError::Driver(DriverError::TooLarge {
         bytes: n as u128 * 8,
-    })
+    }))
 }
 
-/// `l·k` words as a `usize`, or [`SweepError::TooLarge`] when it overflows.
+/// `l·k` words as a `usize`, or [`DriverError::TooLarge`] when it overflows.
 fn words<E>(l: u64, k: usize) -> Result<usize, SweepError<E>> {
     usize::try_from(l)
         .ok()
         .and_then(|l| l.checked_mul(k))
-        .ok_or(SweepError::TooLarge {
+        .ok_or(SweepError::Driver(DriverError::TooLarge {
             bytes: u128::from(l) * k as u128 * 8,
-        })
+        }))
+}
+
+/// Drops the pending tapes from position `n` on (the younger ones), with their tasks
+/// and snapshots: they sit above everything older on the task stack and in the arena.
+fn drop_tapes_from(n: usize) {
+    let oldest = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let oldest = p.get(n).copied();
+        p.truncate(n);
+        oldest
+    });
+    PENDING_LEN.with(|l| l.set(n));
+    if let Some(r) = oldest {
+        TASKS.with(|t| t.borrow_mut().truncate(r.tasks_bottom));
+        with_arena(|a| a.release(r.mark));
+        HELD.with(|h| h.set(r.held_before));
+    }
+}
+
+/// One level down while a step function runs; on leaving (also by unwinding) the
+/// level is restored and the tapes the step recorded and did not consume are dropped.
+struct StepLevel {
+    pending: usize,
+}
+
+impl Drop for StepLevel {
+    fn drop(&mut self) {
+        NEST.with(|n| n.set(n.get().saturating_sub(1)));
+        if PENDING_LEN.with(|n| n.get()) != self.pending {
+            drop_tapes_from(self.pending);
+        }
+    }
 }
 
 /// Runs one step function one nesting level down: tapes it records and does not
 /// consume die when it returns.
 fn in_step<R>(f: impl FnOnce() -> R) -> R {
-    let pending = PENDING_LEN.with(|n| n.get());
+    let _level = StepLevel {
+        pending: PENDING_LEN.with(|n| n.get()),
+    };
     NEST.with(|n| n.set(n.get() + 1));
-    let r = f();
-    NEST.with(|n| n.set(n.get().saturating_sub(1)));
-    if PENDING_LEN.with(|n| n.get()) != pending {
-        PENDING.with(|p| p.borrow_mut().truncate(pending));
-        PENDING_LEN.with(|n| n.set(pending));
+    f()
+}
+
+/// A top-level call's level (from [`enter_call`]): closed by [`CallScope::finish`], or
+/// when dropped (also by unwinding).
+#[derive(Debug)]
+#[must_use = "the call's level stays open until `finish`"]
+pub struct CallScope {
+    nest: u32,
+    pending: usize,
+    held: u64,
+    outer: Stats,
+    open: bool,
+}
+
+/// Opens a level for a top-level call (the interpreter's or the compiled handle's) on
+/// this thread. The outermost one — nothing running, no tape pending — first clears
+/// what a panicking sweep may have left and the statistics of earlier calls; one made
+/// from inside a sweep (a [`Steps`] implementation calling back into jitad) leaves
+/// the sweep's snapshots, tasks, tapes and statistics as they are.
+pub fn enter_call() -> CallScope {
+    let nest = NEST.with(|n| n.get());
+    let pending = PENDING_LEN.with(|n| n.get());
+    let outer = if nest == 0 && pending == 0 {
+        reset_thread();
+        STATS.with(|s| *s.borrow_mut() = Stats::default());
+        // No token is live: number this call's tapes from 1 (the same in both engines).
+        NEXT_TOKEN.with(|t| t.set(1));
+        Stats::default()
+    } else {
+        take_stats()
+    };
+    NEST.with(|n| n.set(nest + 1));
+    CallScope {
+        nest,
+        pending,
+        held: HELD.with(|h| h.get()),
+        outer,
+        open: true,
     }
-    r
+}
+
+impl CallScope {
+    /// Closes the call's level: its tapes that no `revloop` consumed are dropped with
+    /// their snapshots. Returns what the call's sweeps did; the thread's statistics
+    /// ([`take_stats`]) then hold those of the enclosing sweep (if any) plus these.
+    pub fn finish(mut self) -> Stats {
+        self.close()
+    }
+
+    fn close(&mut self) -> Stats {
+        if !std::mem::take(&mut self.open) {
+            return Stats::default();
+        }
+        if PENDING_LEN.with(|n| n.get()) != self.pending {
+            drop_tapes_from(self.pending);
+        }
+        NEST.with(|n| n.set(self.nest));
+        HELD.with(|h| h.set(self.held));
+        let mine = take_stats();
+        let mut all = self.outer;
+        all.merge(&mine);
+        STATS.with(|s| *s.borrow_mut() = all);
+        mine
+    }
+}
+
+impl Drop for CallScope {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What a `revloop` says of the loop it reverses, checked against its tape.
+#[derive(Clone, Copy, Debug)]
+pub struct LoopSpec<'a> {
+    /// Its checkpointing policy, as written.
+    pub policy: Policy,
+    /// The first iteration.
+    pub start: i64,
+    /// The trip count.
+    pub trips: u64,
+    /// The initial state, one 8-byte slot each.
+    pub inits: &'a [u64],
 }
 
 fn step_forward<S: Steps>(
@@ -503,9 +712,11 @@ pub fn record<S: Steps>(
 ) -> Result<u64, SweepError<S::Error>> {
     mark_used();
     let k = state.len();
+    let requested = policy;
     let policy = resolve(policy, k, l.saturating_add(2));
     let mark = with_arena(|a| a.mark());
     let tasks_bottom = TASKS.with(|t| t.borrow().len());
+    let held_before = HELD.with(|h| h.get());
     let r = (|| {
         let base = alloc_words(k)?;
         with_arena(|a| a.get(base, k).copy_from_slice(state));
@@ -604,6 +815,7 @@ pub fn record<S: Steps>(
         Err(e) => {
             TASKS.with(|t| t.borrow_mut().truncate(tasks_bottom));
             with_arena(|a| a.release(mark));
+            HELD.with(|h| h.set(held_before));
             return Err(e);
         }
     };
@@ -627,6 +839,8 @@ pub fn record<S: Steps>(
             base,
             seg,
             tasks_bottom,
+            requested,
+            held_before,
         })
     });
     Ok(token)
@@ -635,25 +849,33 @@ pub fn record<S: Steps>(
 /// The reverse sweep of a loop recorded by [`record`]: under store-all it reads the
 /// recorded states (no forward step runs again); under binomial it reverses the
 /// recorded last segment, then runs the schedule's remaining tasks; under the other
-/// policies it runs [`reverse`] from the recorded initial state. Frees the recording.
+/// policies it runs [`reverse`] from the recorded initial state. Frees the recording,
+/// and first the younger tapes of its level (see the module docs).
+///
+/// `spec` is what the `revloop` says of the loop; it must match the recording (start,
+/// trip count, state count, policy, initial state bit for bit), else a
+/// [`DriverError`] names the difference and the tape stays pending.
 pub fn reverse_recorded<S: Steps>(
     token: u64,
+    spec: LoopSpec<'_>,
     adj: &mut [u64],
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
     let nest = NEST.with(|n| n.get());
-    let rec = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
+    let found = PENDING.with(|p| {
+        let p = p.borrow();
         let at = p.iter().rposition(|r| r.token == token && r.nest == nest)?;
-        let rec = p[at];
-        // Tapes recorded after this one and never consumed die with it.
-        p.truncate(at);
-        PENDING_LEN.with(|n| n.set(at));
-        Some(rec)
+        Some((at, p[at]))
     });
-    let Some(rec) = rec else {
-        return Err(SweepError::BadToken(token));
+    let Some((at, rec)) = found else {
+        return Err(DriverError::BadToken(token).into());
     };
+    check_spec(token, &rec, &spec)?;
+    // Younger tapes of this level die first, with their tasks and snapshots (they sit
+    // above this one's); then this one leaves the pending list.
+    drop_tapes_from(at + 1);
+    PENDING.with(|p| p.borrow_mut().truncate(at));
+    PENDING_LEN.with(|n| n.set(at));
     let k = rec.k;
     let r = match rec.seg {
         Some(seg) => {
@@ -700,7 +922,48 @@ pub fn reverse_recorded<S: Steps>(
         }
     };
     with_arena(|a| a.release(rec.mark));
+    HELD.with(|h| h.set(rec.held_before));
     r
+}
+
+/// Whether the `revloop`'s `spec` describes the loop `rec` recorded.
+fn check_spec(token: u64, rec: &Recorded, spec: &LoopSpec<'_>) -> Result<(), DriverError> {
+    if spec.inits.len() != rec.k {
+        return Err(DriverError::StateCountMismatch {
+            token,
+            tape: rec.k,
+            revloop: spec.inits.len(),
+        });
+    }
+    if spec.start != rec.start {
+        return Err(DriverError::StartMismatch {
+            token,
+            tape: rec.start,
+            revloop: spec.start,
+        });
+    }
+    if spec.trips != rec.l {
+        return Err(DriverError::TripCountMismatch {
+            token,
+            tape: rec.l,
+            revloop: spec.trips,
+        });
+    }
+    if spec.policy != rec.requested {
+        return Err(DriverError::PolicyMismatch {
+            token,
+            tape: rec.requested,
+            revloop: spec.policy,
+        });
+    }
+    let slot = with_arena(|a| {
+        let base = a.get(rec.base, rec.k);
+        base.iter().zip(spec.inits).position(|(a, b)| a != b)
+    });
+    match slot {
+        Some(slot) => Err(DriverError::InitMismatch { token, slot }),
+        None => Ok(()),
+    }
 }
 
 /// Runs `f` on this thread's arena. Borrows are short: never call a step inside.
@@ -757,6 +1020,7 @@ pub fn reverse<S: Steps>(
     };
     let policy = resolve(policy, k, l);
     let mark = with_arena(|a| a.mark());
+    let held_before = HELD.with(|h| h.get());
     let r = alloc_words(k).and_then(|base| {
         with_arena(|a| a.get(base, k).copy_from_slice(state0));
         match policy {
@@ -769,6 +1033,8 @@ pub fn reverse<S: Steps>(
         }
     });
     with_arena(|a| a.release(mark));
+    // Everything the sweep held is free again (also after a failed step).
+    HELD.with(|h| h.set(held_before));
     // Peaks are tracked thread-wide by `held_bytes`; merge the counts.
     STATS.with(|s| {
         let mut s = s.borrow_mut();
@@ -927,7 +1193,7 @@ fn every<S: Steps>(
     let k = sw.k;
     let kk = kk.max(1);
     let nseg = l.div_ceil(kk);
-    let snaps = usize::try_from(nseg - 1).map_err(|_| SweepError::TooLarge {
+    let snaps = usize::try_from(nseg - 1).map_err(|_| DriverError::TooLarge {
         bytes: u128::from(nseg) * k as u128 * 8,
     })?;
     let n = words(snaps as u64, k)?;
@@ -1188,7 +1454,13 @@ mod tests {
         let token = record(policy, 0, l, &mut state, &mut s).unwrap();
         assert_eq!(state[1], l, "the forward sweep ran every iteration");
         let mut adj = [1.0f64.to_bits()];
-        reverse_recorded(token, &mut adj, &mut s).unwrap();
+        let spec = LoopSpec {
+            policy,
+            start: 0,
+            trips: l,
+            inits: &[2.0f64.to_bits(), 0],
+        };
+        reverse_recorded(token, spec, &mut adj, &mut s).unwrap();
         (s.seen, f64::from_bits(adj[0]), take_stats(), state[0])
     }
 
@@ -1283,6 +1555,181 @@ mod tests {
         for bad in ["binomial", "binomial:0", "every:-1", "fast", "auto:x"] {
             assert!(bad.parse::<Policy>().is_err(), "{bad}");
         }
+    }
+
+    /// The thread's pending tapes, task stack height and snapshot bytes held.
+    fn live() -> (usize, usize, u64) {
+        (
+            PENDING.with(|p| p.borrow().len()),
+            TASKS.with(|t| t.borrow().len()),
+            HELD.with(|h| h.get()),
+        )
+    }
+
+    fn spec(policy: Policy, l: u64, inits: &[u64]) -> LoopSpec<'_> {
+        LoopSpec {
+            policy,
+            start: 0,
+            trips: l,
+            inits,
+        }
+    }
+
+    #[test]
+    fn consuming_a_tape_drops_the_younger_ones_and_runs_only_its_own_tasks() {
+        let scope = enter_call();
+        let init = [2.0f64.to_bits(), 0];
+        let p = Policy::Binomial(3);
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
+        let mut state = init;
+        let t1 = record(p, 0, 10, &mut state, &mut s).unwrap();
+        let after_first = live();
+        let mut state = init;
+        let t2 = record(p, 0, 10, &mut state, &mut s).unwrap();
+        assert!(live().1 > after_first.1, "the second tape left tasks");
+        let mut adj = [1.0f64.to_bits()];
+        reverse_recorded(t1, spec(p, 10, &init), &mut adj, &mut s).unwrap();
+        // Ten backward steps, c^10: the younger tape's tasks were not run.
+        assert_eq!(f64::from_bits(adj[0]), 0.5f64.powi(10));
+        assert_eq!(s.seen, (0..10).rev().collect::<Vec<_>>());
+        assert_eq!(live(), (0, 0, 0), "both tapes are gone");
+        let e = reverse_recorded(t2, spec(p, 10, &init), &mut adj, &mut s).unwrap_err();
+        assert_eq!(e, SweepError::Driver(DriverError::BadToken(t2)));
+        scope.finish();
+    }
+
+    #[test]
+    fn a_tape_dies_with_the_step_or_the_call_that_recorded_it() {
+        // A backward step that records a tape and never consumes it.
+        struct Leaky;
+        impl Steps for Leaky {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                state[1] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], _a: &mut [u64]) -> Result<(), ()> {
+                let mut st = [0, 0];
+                record(Policy::Binomial(2), 0, 20, &mut st, &mut Leaky).unwrap();
+                Ok(())
+            }
+        }
+        let scope = enter_call();
+        let mut adj = [0];
+        reverse(Policy::Binomial(2), 0, 8, &[0, 0], &mut adj, &mut Leaky).unwrap();
+        assert_eq!(live(), (0, 0, 0));
+        // A call's unconsumed tape goes when the call finishes.
+        let mut st = [0, 0];
+        record(Policy::Binomial(2), 0, 20, &mut st, &mut Leaky).unwrap();
+        assert_ne!(live(), (0, 0, 0));
+        scope.finish();
+        assert_eq!(live(), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_call_inside_a_step_cannot_consume_the_steps_tapes() {
+        // A step records a tape, then a top-level call made from the step tries to
+        // consume it: the call is another level, so the token is refused there, and the
+        // tape is still the step's to consume.
+        struct Reentrant;
+        impl Steps for Reentrant {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                state[1] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], _a: &mut [u64]) -> Result<(), ()> {
+                let init = [0u64, 0];
+                let mut st = init;
+                let mut inner = Affine {
+                    c: 0.5,
+                    seen: vec![],
+                };
+                let t = record(Policy::StoreAll, 0, 4, &mut st, &mut inner).unwrap();
+                let mut adj = [1.0f64.to_bits()];
+                let call = enter_call();
+                let e = reverse_recorded(t, spec(Policy::StoreAll, 4, &init), &mut adj, &mut inner);
+                assert_eq!(e, Err(SweepError::Driver(DriverError::BadToken(t))));
+                call.finish();
+                reverse_recorded(t, spec(Policy::StoreAll, 4, &init), &mut adj, &mut inner)
+                    .unwrap();
+                assert_eq!(inner.seen, [3, 2, 1, 0]);
+                Ok(())
+            }
+        }
+        let scope = enter_call();
+        let mut adj = [0];
+        reverse(Policy::Binomial(2), 0, 5, &[0, 0], &mut adj, &mut Reentrant).unwrap();
+        assert_eq!(live(), (0, 0, 0));
+        scope.finish();
+    }
+
+    #[test]
+    fn a_revloop_must_describe_its_tape() {
+        let scope = enter_call();
+        let init = [2.0f64.to_bits(), 0];
+        let p = Policy::Binomial(3);
+        let mut s = Affine {
+            c: 0.5,
+            seen: vec![],
+        };
+        let mut state = init;
+        let t = record(p, 0, 10, &mut state, &mut s).unwrap();
+        let mut adj = [1.0f64.to_bits()];
+        let other = [2.0f64.to_bits(), 1];
+        let token = t;
+        for (sp, want) in [
+            (
+                LoopSpec {
+                    start: 1,
+                    ..spec(p, 10, &init)
+                },
+                DriverError::StartMismatch {
+                    token,
+                    tape: 0,
+                    revloop: 1,
+                },
+            ),
+            (
+                spec(p, 9, &init),
+                DriverError::TripCountMismatch {
+                    token,
+                    tape: 10,
+                    revloop: 9,
+                },
+            ),
+            (
+                spec(p, 10, &init[..1]),
+                DriverError::StateCountMismatch {
+                    token,
+                    tape: 2,
+                    revloop: 1,
+                },
+            ),
+            (
+                spec(Policy::Binomial(4), 10, &init),
+                DriverError::PolicyMismatch {
+                    token,
+                    tape: p,
+                    revloop: Policy::Binomial(4),
+                },
+            ),
+            (
+                spec(p, 10, &other),
+                DriverError::InitMismatch { token, slot: 1 },
+            ),
+        ] {
+            let e = reverse_recorded(t, sp, &mut adj, &mut s).unwrap_err();
+            assert_eq!(e, SweepError::Driver(want));
+        }
+        // Refusals leave the tape pending and untouched: it still gives c^10.
+        assert!(s.seen.is_empty());
+        reverse_recorded(t, spec(p, 10, &init), &mut adj, &mut s).unwrap();
+        assert_eq!(f64::from_bits(adj[0]), 0.5f64.powi(10));
+        scope.finish();
     }
 
     #[test]

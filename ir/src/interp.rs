@@ -242,14 +242,14 @@ pub enum EvalError {
     /// gives at compile time).
     #[error(transparent)]
     Limit(#[from] crate::callgraph::LimitError),
-    /// A reverse sweep through a loop could not run: its snapshots do not fit in
-    /// memory, or a tape token is not valid where it is used.
-    #[error("@{func}: {reason}")]
+    /// A loop driver refused or failed: its snapshots do not fit in memory, a tape
+    /// token is not valid where it is used, or a `revloop` does not match its tape.
+    #[error("@{func}: {error}")]
     Checkpoint {
         /// The function holding the `tapeloop` or `revloop`.
         func: String,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (the same as the JIT reports).
+        error: crate::checkpoint::DriverError,
     },
     /// The function is not well formed (run the verifier for a full report).
     #[error("malformed @{func}: {reason}")]
@@ -722,9 +722,9 @@ fn sweep_fault(
     use crate::checkpoint::SweepError;
     *nested = Some(match e {
         SweepError::Step(e) => e,
-        e @ (SweepError::TooLarge { .. } | SweepError::BadToken(_)) => EvalError::Checkpoint {
+        SweepError::Driver(error) => EvalError::Checkpoint {
             func: func.to_string(),
-            reason: e.to_string(),
+            error,
         },
     });
     Fault::Nested
@@ -733,6 +733,8 @@ fn sweep_fault(
 /// What a loop driver needs of the running interpreter.
 struct DriverCx<'a> {
     m: &'a Module,
+    /// The function holding the driver (named in its errors).
+    func: &'a str,
     /// Call depth left for the step functions.
     depth: usize,
     /// Drivers already running around this one.
@@ -753,6 +755,7 @@ fn tape_loop(
 ) -> Result<Vec<Val>, Fault> {
     let DriverCx {
         m,
+        func,
         depth,
         drivers,
         nested,
@@ -777,7 +780,7 @@ fn tape_loop(
         out: Vec::new(),
     };
     let token = crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps)
-        .map_err(|e| sweep_fault(e, nested, &r.fwd))?;
+        .map_err(|e| sweep_fault(e, nested, func))?;
     Ok(state
         .iter()
         .zip(&st_tys)
@@ -798,6 +801,7 @@ fn rev_loop(
 ) -> Result<Vec<Val>, Fault> {
     let DriverCx {
         m,
+        func,
         depth,
         drivers,
         nested,
@@ -828,11 +832,17 @@ fn rev_loop(
     match tape.map(val).next() {
         Some(token) => {
             let token = token?.as_i64().ok_or(Fault::BadOperands(inst))? as u64;
-            crate::checkpoint::reverse_recorded(token, &mut adj, &mut steps)
-                .map_err(|e| sweep_fault(e, nested, &r.bwd))?
+            let spec = crate::checkpoint::LoopSpec {
+                policy: r.policy,
+                start,
+                trips: l,
+                inits: &state,
+            };
+            crate::checkpoint::reverse_recorded(token, spec, &mut adj, &mut steps)
+                .map_err(|e| sweep_fault(e, nested, func))?
         }
         None => crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
-            .map_err(|e| sweep_fault(e, nested, &r.bwd))?,
+            .map_err(|e| sweep_fault(e, nested, func))?,
     }
     Ok(adj
         .iter()
@@ -950,10 +960,9 @@ impl Interpreter {
             // Nested interpreters run step functions the outermost check covered.
             self.callees.check(m, f, self.max_call_depth)?;
         }
-        if !self.nested && crate::checkpoint::used() {
-            crate::checkpoint::take_stats();
-            crate::checkpoint::reset_thread();
-        }
+        // A top-level run opens a level of the thread's checkpointing state; a run
+        // started from inside a sweep leaves that sweep's state alone.
+        let scope = (!self.nested).then(crate::checkpoint::enter_call);
         self.frames.clear();
         self.cursors.clear();
         self.slots.clear();
@@ -973,12 +982,8 @@ impl Interpreter {
         });
         let mut cur = f;
         let r = self.execute(f, module, &mut cur, out);
-        if !self.nested {
-            self.last_stats = if crate::checkpoint::used() {
-                crate::checkpoint::take_stats()
-            } else {
-                crate::checkpoint::Stats::default()
-            };
+        if let Some(scope) = scope {
+            self.last_stats = scope.finish();
         }
         r.map_err(|e| match (e, self.nested_error.take()) {
             (Fault::Nested, Some(inner)) => inner,
@@ -1153,6 +1158,7 @@ impl Interpreter {
                     }
                     let cx = DriverCx {
                         m,
+                        func: &f.name,
                         depth,
                         drivers: self.drivers,
                         nested: &mut self.nested_error,
