@@ -10,8 +10,9 @@
 //! Options: `--seconds N` (default 60), `--cases N` (stop after N cases), `--seed S`
 //! (default: from the clock; printed, so a run can be repeated), `--corpus DIR` (files
 //! to mutate; default `tests/ir`), `--out DIR` (where findings go; default
-//! `tests/fuzz/pending`), `--timeout S` (seconds one case may take, default 20),
-//! `--no-minimize`.
+//! `tests/fuzz/pending`), `--timeout S` (seconds one case may take, default 60:
+//! generous, because a loaded machine stalls a worker for many seconds; release builds
+//! run a case in milliseconds), `--no-minimize`.
 //!
 //! Design: the driver never runs a case itself. It starts a *worker* (this binary with
 //! `--worker`), which runs cases `start, start+1, ...` and prints `case K` before each
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
             .map_or(0, |d| d.as_nanos() as u64),
         corpus: default_corpus_dir(),
         out: repo.join("tests/fuzz/pending"),
-        timeout: 20.0,
+        timeout: 60.0,
         minimize: true,
     };
     let mut worker = false;
