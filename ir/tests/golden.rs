@@ -4,10 +4,12 @@
 //! give it back unchanged (print → parse → print is the identity).
 //!
 //! `JITAD_BLESS=1 cargo test -p jitad-ir --test golden` rewrites the expected files and
-//! prints what changed; read the result before committing — a golden file pins shape,
-//! not truth.
+//! prints what changed (`jitad_testkit::Golden`, the harness every golden suite shares;
+//! a mismatch fails with a unified diff); read the result before committing — a golden
+//! file pins shape, not truth.
 
 use jitad_ir::{parse_module, print_module, verify_module, Op};
+use jitad_testkit::{unified_diff, Golden};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,75 +38,41 @@ fn expected_path(input: &Path) -> PathBuf {
     input.with_file_name(format!("{stem}.expected.jir"))
 }
 
-fn diff(expected: &str, got: &str) -> String {
-    let (e, g): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
-    let mut out = String::new();
-    for i in 0..e.len().max(g.len()) {
-        match (e.get(i), g.get(i)) {
-            (Some(a), Some(b)) if a == b => out.push_str(&format!("  {a}\n")),
-            (a, b) => {
-                if let Some(a) = a {
-                    out.push_str(&format!("- {a}\n"));
-                }
-                if let Some(b) = b {
-                    out.push_str(&format!("+ {b}\n"));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn golden_files() {
-    let bless = std::env::var("JITAD_BLESS").is_ok_and(|v| v == "1");
+    let mut g = Golden::new("cargo test -p jitad-ir --test golden");
     let files = inputs();
     assert!(files.len() >= 6, "golden inputs missing: {files:?}");
-    let mut failures = Vec::new();
     for input in &files {
         let name = input.file_name().unwrap().to_string_lossy().into_owned();
         let src = fs::read_to_string(input).expect("readable input");
         let m = match parse_module(&src) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(format!("{name}:{e}"));
+                g.fail(format!("{name}:{e}"));
                 continue;
             }
         };
         if let Err(e) = verify_module(&m) {
-            failures.push(format!("{name}: does not verify:\n{e}"));
+            g.fail(format!("{name}: does not verify:\n{e}"));
         }
         let got = print_module(&m);
-        let exp_path = expected_path(input);
-        let expected = fs::read_to_string(&exp_path).unwrap_or_default();
-        if got != expected {
-            if bless {
-                fs::write(&exp_path, &got).expect("writable expected file");
-                eprintln!("blessed {}:\n{}", exp_path.display(), diff(&expected, &got));
-            } else {
-                failures.push(format!(
-                    "{name}: printed output differs from {} (- expected, + got):\n{}",
-                    exp_path.display(),
-                    diff(&expected, &got)
-                ));
-                continue;
-            }
-        }
-        // The expected file is a fixed point of print ∘ parse.
+        g.check(&expected_path(input), &got);
+        // The printed output is a fixed point of print ∘ parse.
         match parse_module(&got) {
             Ok(m2) => {
                 let again = print_module(&m2);
                 if again != got {
-                    failures.push(format!(
-                        "{name}: print(parse(expected)) != expected:\n{}",
-                        diff(&got, &again)
+                    g.fail(format!(
+                        "{name}: print(parse(printed)) != printed:\n{}",
+                        unified_diff(&name, &got, &again)
                     ));
                 }
             }
-            Err(e) => failures.push(format!("{name}: expected output does not parse: {e}")),
+            Err(e) => g.fail(format!("{name}: printed output does not parse: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    g.finish();
 }
 
 /// Every op name appears in some expected golden file.

@@ -1,6 +1,7 @@
 //! Golden files: `tests/ir/ad/NAME.jir` (input; the last function is differentiated with
 //! respect to every float parameter) and `NAME.{jvp,vjp,grad}.expected.jir`, the derived
-//! functions after `optimize_module`, compared as text. `BLESS=1 cargo test -p
+//! functions after `optimize_module`, compared as text with the shared harness
+//! (`jitad_testkit::Golden`: a unified diff on mismatch). `JITAD_BLESS=1 cargo test -p
 //! jitad-passes --test golden` rewrites the expectations and prints what changed; read
 //! a blessed file before committing it — a golden file pins shape, not truth (truth is
 //! checked by the finite-difference and dot-product tests).
@@ -8,6 +9,7 @@
 mod common;
 use jitad_ir::{parse_module, print_module, verify_module, Module};
 use jitad_passes::{float_params, grad, jvp, optimize_module, vjp, OptOptions};
+use jitad_testkit::{unified_diff, Golden};
 use std::path::{Path, PathBuf};
 
 fn suite() -> PathBuf {
@@ -39,7 +41,7 @@ fn derive(input: &Module, kind: &str) -> String {
 
 #[test]
 fn golden_derivatives() {
-    let bless = std::env::var_os("BLESS").is_some();
+    let mut g = Golden::new("cargo test -p jitad-passes --test golden");
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(suite())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -50,7 +52,6 @@ fn golden_derivatives() {
         .collect();
     inputs.sort();
     assert!(!inputs.is_empty());
-    let mut failures = Vec::new();
     for input in &inputs {
         let src = std::fs::read_to_string(input).unwrap();
         let module = parse_module(&src).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
@@ -59,23 +60,16 @@ fn golden_derivatives() {
             let got = derive(&module, kind);
             // The printed output, beside its input, parses back and prints identically.
             let both = format!("{}\n{got}", print_module(&module));
-            let reparsed = parse_module(&both).unwrap_or_else(|e| panic!("{e}\n{both}"));
-            assert_eq!(print_module(&reparsed), both);
-            let path = suite().join(format!("{stem}.{kind}.expected.jir"));
-            let want = std::fs::read_to_string(&path).unwrap_or_default();
-            if got != want {
-                if bless {
-                    std::fs::write(&path, &got).unwrap();
-                    eprintln!("blessed {}:\n{got}", path.display());
-                } else {
-                    failures.push(format!("{}: expected\n{want}\ngot\n{got}", path.display()));
-                }
+            match parse_module(&both) {
+                Ok(reparsed) if print_module(&reparsed) == both => {}
+                Ok(reparsed) => g.fail(format!(
+                    "{stem}.{kind}: print(parse(output)) differs:\n{}",
+                    unified_diff(&stem, &both, &print_module(&reparsed))
+                )),
+                Err(e) => g.fail(format!("{stem}.{kind}: output does not parse: {e}\n{both}")),
             }
+            g.check(&suite().join(format!("{stem}.{kind}.expected.jir")), &got);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{}\n(BLESS=1 rewrites)",
-        failures.join("\n")
-    );
+    g.finish();
 }

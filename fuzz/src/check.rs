@@ -1,0 +1,621 @@
+//! One case through every stage: [`check_text`].
+//!
+//! A stage fails when it panics (caught, with the panic's message and location), when
+//! an output that must verify does not, when the JIT and the interpreter disagree (bit
+//! for bit, any NaN equal to any NaN, or one accepting what the other rejects), when
+//! clean-up or a checkpointing policy changes a result, when a derived function's
+//! primal results differ from the function's, or when the dot-product test fails. A
+//! clean error (a parse error, verifier errors on an input, an `AdError`, a compile
+//! error both engines agree on) is not a failure: it is what hostile input must get.
+
+use crate::cost;
+use crate::rng::Rng;
+use jitad_codegen::{compile_module, CompileOptions};
+use jitad_ir::checkpoint::Policy;
+use jitad_ir::{
+    interp, parse_module, print_module, verify_module, Function, Module, ScalarType, Type, Val,
+};
+use jitad_passes::{float_params, grad, hvp, jvp, optimize_module, set_policy, vjp, OptOptions};
+use std::cell::RefCell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The most instructions (by [`cost::estimate`]) one evaluation may execute; larger
+/// evaluations are skipped.
+pub const EVAL_BUDGET: u128 = 2_000_000;
+
+/// Relative tolerance of the dot-product test, of the sum of the products' magnitudes.
+/// Random programs with every op cancel badly (`pow`, `exp`, `tan` near poles); a
+/// wrong rule shows as a discrepancy of order one.
+pub const DOT_TOLERANCE: f64 = 1e-6;
+
+/// A failed stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The stage (`parse`, `verify`, `ad:vjp`, `engines`, `dot-product`, ...).
+    pub stage: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(stage: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            stage: stage.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A short key for de-duplication: the stage and the first line of the message
+    /// with digits masked, so the same bug on other values counts once.
+    pub fn signature(&self) -> String {
+        let first = self.message.lines().next().unwrap_or("");
+        let masked: String = first
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .take(100)
+            .collect();
+        format!("{}: {masked}", self.stage)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.stage, self.message)
+    }
+}
+
+/// What one case exercised.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// The text parsed.
+    pub parsed: u64,
+    /// The module verified.
+    pub verified: u64,
+    /// Evaluations run on both engines.
+    pub evals: u64,
+    /// Evaluations skipped (over budget or unbounded).
+    pub skipped: u64,
+    /// AD transforms that succeeded.
+    pub derived: u64,
+    /// AD transforms that gave a clean error.
+    pub ad_errors: u64,
+    /// Dot-product tests done.
+    pub dot_tests: u64,
+}
+
+impl Stats {
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &Stats) {
+        self.parsed += o.parsed;
+        self.verified += o.verified;
+        self.evals += o.evals;
+        self.skipped += o.skipped;
+        self.derived += o.derived;
+        self.ad_errors += o.ad_errors;
+        self.dot_tests += o.dot_tests;
+    }
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Replaces the panic hook with one that records the message and location for
+/// [`check_text`] instead of printing (idempotent).
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "(non-string panic payload)".to_string()
+            };
+            let loc = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = format!("panicked: {msg}{loc}"));
+        }));
+    });
+}
+
+/// Runs `f` as stage `name`: a panic becomes a [`Failure`].
+fn stage<T>(name: &str, f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            let msg = LAST_PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            Err(Failure::new(name, msg))
+        }
+    }
+}
+
+fn same(a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::F64(x), Val::F64(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        (Val::F32(x), Val::F32(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        _ => a == b,
+    }
+}
+
+fn all_same(a: &[Val], b: &[Val]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+}
+
+fn show(v: &[Val]) -> String {
+    let parts: Vec<String> = v
+        .iter()
+        .map(|x| match x {
+            Val::F64(f) => format!("{f:e}"),
+            Val::F32(f) => format!("{f:e}f32"),
+            Val::I64(k) => k.to_string(),
+            Val::Bool(b) => b.to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// A random value of scalar type `t`: `wild` mixes in edge values (±0, ±inf, NaN,
+/// huge, subnormal; extreme integers).
+fn value(t: ScalarType, r: &mut Rng, wild: bool) -> Val {
+    const F: [f64; 10] = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        1e300,
+        -4e-310,
+        0.5,
+    ];
+    const I: [i64; 8] = [0, 1, -1, 3, 100, -100, i64::MAX, i64::MIN];
+    let special = wild && r.chance(1, 3);
+    match t {
+        ScalarType::F64 => Val::F64(if special {
+            *r.pick(&F)
+        } else {
+            r.uniform(-1.5, 1.5)
+        }),
+        ScalarType::F32 => Val::F32(if special {
+            *r.pick(&F) as f32
+        } else {
+            r.uniform(-1.5, 1.5) as f32
+        }),
+        ScalarType::I64 => Val::I64(if special {
+            *r.pick(&I)
+        } else {
+            r.below(7) as i64 - 1
+        }),
+        ScalarType::Bool => Val::Bool(r.chance(1, 2)),
+    }
+}
+
+/// Arguments for `f`'s parameters, or `None` when one is not a scalar.
+fn args_for(f: &Function, r: &mut Rng, wild: bool) -> Option<Vec<Val>> {
+    f.sig
+        .params
+        .iter()
+        .map(|t| t.scalar().map(|s| value(s, r, wild)))
+        .collect()
+}
+
+/// What the engines made of one evaluation.
+enum Ran {
+    /// Both gave these results (equal).
+    Values(Vec<Val>),
+    /// Both refused (a clean error), or it was not run (over budget).
+    Nothing,
+}
+
+struct Ctx {
+    stats: Stats,
+    jit: CompileOptions,
+}
+
+impl Ctx {
+    /// Compiles `entry` of `m` and, when within budget, runs it on both engines and
+    /// compares. `what` names the evaluation in failure messages.
+    fn run(&mut self, m: &Module, entry: &str, args: &[Val], what: &str) -> Result<Ran, Failure> {
+        let jit = self.jit.clone();
+        let compiled = stage("jit-compile", || Ok(compile_module(m, entry, &jit)))?;
+        let budget = cost::estimate(m, entry, args);
+        if budget.is_none_or(|c| c > EVAL_BUDGET) {
+            self.stats.skipped += 1;
+            return Ok(Ran::Nothing);
+        }
+        self.stats.evals += 1;
+        let interp = stage("interp", || Ok(interp::eval(m, entry, args)))?;
+        let jitted = match compiled {
+            Ok(c) => {
+                let mut out: Vec<Val> = c.results().iter().map(|&t| Val::from_slot(t, 0)).collect();
+                stage("jit-call", || Ok(c.call(args, &mut out)))?
+                    .map(|()| out)
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("compile error: {e}")),
+        };
+        match (interp, jitted) {
+            (Ok(a), Ok(b)) => {
+                if all_same(&a, &b) {
+                    Ok(Ran::Values(a))
+                } else {
+                    Err(Failure::new(
+                        "engines",
+                        format!(
+                            "{what}: @{entry}{}: interpreter {} but JIT {}",
+                            show(args),
+                            show(&a),
+                            show(&b)
+                        ),
+                    ))
+                }
+            }
+            (Err(_), Err(_)) => Ok(Ran::Nothing),
+            (Ok(a), Err(e)) => Err(Failure::new(
+                "engines",
+                format!(
+                    "{what}: @{entry}{}: interpreter gives {} but the JIT fails: {e}",
+                    show(args),
+                    show(&a)
+                ),
+            )),
+            (Err(e), Ok(b)) => Err(Failure::new(
+                "engines",
+                format!(
+                    "{what}: @{entry}{}: JIT gives {} but the interpreter fails: {e}",
+                    show(args),
+                    show(&b)
+                ),
+            )),
+        }
+    }
+}
+
+fn verified(m: &Module, stage_name: &str, what: &str) -> Result<(), Failure> {
+    stage(stage_name, || {
+        verify_module(m).map_err(|e| Failure::new(stage_name, format!("{what}: {e}")))
+    })
+}
+
+/// Print → parse → print is the identity on `m`.
+fn round_trip(m: &Module, stage_name: &str) -> Result<(), Failure> {
+    stage(stage_name, || {
+        let text = print_module(m);
+        let again = parse_module(&text)
+            .map_err(|e| Failure::new(stage_name, format!("printed module does not parse: {e}")))?;
+        let text2 = print_module(&again);
+        if text2 != text {
+            return Err(Failure::new(
+                stage_name,
+                "print(parse(print(m))) != print(m)",
+            ));
+        }
+        Ok(())
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Jvp,
+    Vjp,
+    Grad,
+    Hvp,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Jvp => "jvp",
+            Kind::Vjp => "vjp",
+            Kind::Grad => "grad",
+            Kind::Hvp => "hvp",
+        }
+    }
+}
+
+/// A derived function evaluated on both engines before and after clean-up.
+struct Derived {
+    args: Vec<Val>,
+    out: Option<Vec<Val>>,
+}
+
+/// Checks one program text; `seed` drives everything random (arguments, `wrt`,
+/// policies). Returns what was exercised, or the first failure.
+pub fn check_text(text: &str, seed: u64) -> Result<Stats, Failure> {
+    install_panic_hook();
+    let mut r = Rng::new(seed);
+    let mut cx = Ctx {
+        stats: Stats::default(),
+        jit: CompileOptions {
+            verify: true,
+            threads: 1,
+            ..CompileOptions::default()
+        },
+    };
+    let parsed = stage("parse", || {
+        // A module must print.
+        Ok(parse_module(text).inspect(|m| {
+            let _ = print_module(m);
+        }))
+    })?;
+    let m = match parsed {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.to_string();
+            return Ok(cx.stats);
+        }
+    };
+    cx.stats.parsed += 1;
+    let ok = stage(
+        "verify",
+        || Ok(verify_module(&m).map_err(|e| e.to_string())),
+    )?;
+    if ok.is_err() {
+        return Ok(cx.stats);
+    }
+    cx.stats.verified += 1;
+    round_trip(&m, "round-trip")?;
+    let Some(last) = m.funcs.last() else {
+        return Ok(cx.stats);
+    };
+    let mut entries = vec![last.name.clone()];
+    if m.funcs.len() > 1 && r.chance(1, 2) {
+        let other = &m.funcs[r.below(m.funcs.len() - 1)];
+        entries.push(other.name.clone());
+    }
+    for entry in entries {
+        check_entry(&m, &entry, &mut r, &mut cx)?;
+    }
+    Ok(cx.stats)
+}
+
+fn check_entry(m: &Module, entry: &str, r: &mut Rng, cx: &mut Ctx) -> Result<(), Failure> {
+    let Some(f) = m.get(entry) else {
+        return Ok(());
+    };
+    let f = f.clone();
+    let nres = f.sig.results.len();
+    let wild = args_for(&f, r, true);
+    if let Some(args) = &wild {
+        cx.run(m, entry, args, "primal (edge values)")?;
+    }
+    let Some(args) = args_for(&f, r, false) else {
+        return Ok(());
+    };
+    let primal = match cx.run(m, entry, &args, "primal")? {
+        Ran::Values(v) => Some(v),
+        Ran::Nothing => None,
+    };
+    let all = float_params(&f);
+    let mut wrts = vec![all.clone()];
+    let sub: Vec<usize> = all.iter().copied().filter(|_| r.chance(1, 2)).collect();
+    if sub != all {
+        wrts.push(sub);
+    }
+    if r.chance(1, 4) {
+        // An invalid list: out of range, a non-float parameter, repeated, unsorted.
+        let n = f.sig.params.len();
+        let bad = match r.below(4) {
+            0 => vec![n + r.below(3)],
+            1 => (0..n).filter(|&k| !all.contains(&k)).take(1).collect(),
+            2 => all.iter().chain(all.iter()).copied().collect(),
+            _ => all.iter().rev().copied().collect(),
+        };
+        wrts.push(bad);
+    }
+    let mut jvp_all: Option<Derived> = None;
+    let mut vjp_all: Option<Derived> = None;
+    for (wi, wrt) in wrts.iter().enumerate() {
+        for kind in [Kind::Jvp, Kind::Vjp, Kind::Grad, Kind::Hvp] {
+            let d = derive(m, entry, kind, wrt, &args, primal.as_deref(), nres, r, cx)?;
+            if wi == 0 {
+                match kind {
+                    Kind::Jvp => jvp_all = d,
+                    Kind::Vjp => vjp_all = d,
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let (Some(j), Some(v)) = (jvp_all, vjp_all) {
+        dot_test(&f, &all, &j, &v)?;
+        cx.stats.dot_tests += 1;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn derive(
+    m: &Module,
+    entry: &str,
+    kind: Kind,
+    wrt: &[usize],
+    primal_args: &[Val],
+    primal: Option<&[Val]>,
+    nres: usize,
+    r: &mut Rng,
+    cx: &mut Ctx,
+) -> Result<Option<Derived>, Failure> {
+    let label = format!("{} of @{entry} wrt {wrt:?}", kind.name());
+    let ad_stage = format!("ad:{}", kind.name());
+    let mut dm = m.clone();
+    let res = stage(&ad_stage, || {
+        Ok(match kind {
+            Kind::Jvp => jvp(&mut dm, entry, wrt),
+            Kind::Vjp => vjp(&mut dm, entry, wrt),
+            Kind::Grad => grad(&mut dm, entry, wrt),
+            Kind::Hvp => hvp(&mut dm, entry, wrt),
+        })
+    })?;
+    let name = match res {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = e.to_string();
+            cx.stats.ad_errors += 1;
+            return Ok(None);
+        }
+    };
+    cx.stats.derived += 1;
+    verified(&dm, "ad-verify", &label)?;
+    let Some(df) = dm.get(&name) else {
+        return Err(Failure::new(
+            &ad_stage,
+            format!("{label}: returned @{name}, not in the module"),
+        ));
+    };
+    // Derived arguments: the primal ones, then tangents / seeds.
+    let mut args = primal_args.to_vec();
+    for t in df.sig.params.iter().skip(primal_args.len()) {
+        match t.scalar() {
+            Some(s) => args.push(value(s, r, false)),
+            None => return Ok(None),
+        }
+    }
+    let before = cx.run(&dm, &name, &args, &format!("{label} (before clean-up)"))?;
+    let mut om = dm.clone();
+    stage("optimize", || {
+        optimize_module(&mut om, &OptOptions::default());
+        Ok(())
+    })?;
+    verified(&om, "opt-verify", &label)?;
+    round_trip(&om, "derived-round-trip")?;
+    let after = cx.run(&om, &name, &args, &format!("{label} (after clean-up)"))?;
+    let out = match (before, after) {
+        (Ran::Values(a), Ran::Values(b)) => {
+            if !all_same(&a, &b) {
+                return Err(Failure::new(
+                    "clean-up",
+                    format!(
+                        "{label}{}: {} before optimize_module, {} after",
+                        show(&args),
+                        show(&a),
+                        show(&b)
+                    ),
+                ));
+            }
+            Some(b)
+        }
+        (_, Ran::Values(b)) => Some(b),
+        _ => None,
+    };
+    if let (Some(out), Some(p)) = (&out, primal) {
+        let k = nres.min(out.len());
+        if !all_same(&out[..k], &p[..k.min(p.len())]) {
+            return Err(Failure::new(
+                "primal-agree",
+                format!(
+                    "{label}{}: primal results {} but @{entry} gives {}",
+                    show(&args),
+                    show(&out[..k]),
+                    show(p)
+                ),
+            ));
+        }
+    }
+    // Another checkpointing policy gives the same results bit for bit.
+    if kind != Kind::Jvp {
+        if let Some(want) = &out {
+            let policy = *r.pick(&[
+                Policy::StoreAll,
+                Policy::Recompute,
+                Policy::Binomial(1),
+                Policy::Binomial(2),
+                Policy::Every(1),
+                Policy::Every(3),
+                Policy::Auto(0),
+            ]);
+            let mut pm = om.clone();
+            let changed = stage("set-policy", || Ok(set_policy(&mut pm, policy)))?;
+            if changed > 0 {
+                verified(&pm, "set-policy", &label)?;
+                if let Ran::Values(got) =
+                    cx.run(&pm, &name, &args, &format!("{label} under {policy}"))?
+                {
+                    if !all_same(&got, want) {
+                        return Err(Failure::new(
+                            "policy",
+                            format!(
+                                "{label}{}: {} with the default policy, {} with {policy}",
+                                show(&args),
+                                show(want),
+                                show(&got)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(Derived { args, out }))
+}
+
+/// ⟨J·u, w⟩ = ⟨u, Jᵀ·w⟩ where both are finite and every float involved is `f64`.
+fn dot_test(f: &Function, wrt: &[usize], j: &Derived, v: &Derived) -> Result<(), Failure> {
+    let (Some(jo), Some(vo)) = (&j.out, &v.out) else {
+        return Ok(());
+    };
+    let np = f.sig.params.len();
+    let float_res: Vec<usize> = (0..f.sig.results.len())
+        .filter(|&k| f.sig.results[k].is_float())
+        .collect();
+    let all_f64 = wrt.iter().all(|&k| f.sig.params[k] == Type::F64)
+        && float_res.iter().all(|&k| f.sig.results[k] == Type::F64);
+    if !all_f64 {
+        return Ok(());
+    }
+    let nres = f.sig.results.len();
+    let f64s = |xs: &[Val]| -> Option<Vec<f64>> { xs.iter().map(|x| x.as_f64()).collect() };
+    let (Some(u), Some(ju), Some(w), Some(jtw)) = (
+        f64s(&j.args[np.min(j.args.len())..]),
+        f64s(&jo[nres.min(jo.len())..]),
+        f64s(&v.args[np.min(v.args.len())..]),
+        f64s(&vo[nres.min(vo.len())..]),
+    ) else {
+        return Ok(());
+    };
+    if u.len() != jtw.len() || w.len() != ju.len() {
+        return Err(Failure::new(
+            "dot-product",
+            format!(
+                "@{}: jvp gives {} tangents for {} seeds, vjp {} adjoints for {} tangents",
+                f.name,
+                ju.len(),
+                w.len(),
+                jtw.len(),
+                u.len()
+            ),
+        ));
+    }
+    let a: f64 = ju.iter().zip(&w).map(|(x, y)| x * y).sum();
+    let b: f64 = u.iter().zip(&jtw).map(|(x, y)| x * y).sum();
+    let scale: f64 = ju.iter().zip(&w).map(|(x, y)| (x * y).abs()).sum::<f64>()
+        + u.iter().zip(&jtw).map(|(x, y)| (x * y).abs()).sum::<f64>();
+    // Huge derivatives come from values that grew huge inside the program, where
+    // cancellation (`a - b + b` with |b| ≫ |a|) makes forward and reverse round
+    // differently by more than any tolerance of the outputs' scale (seen: ⟨Ju, w⟩ = 0
+    // against 1e48 from a loop whose carried values reach 1e69): not a test of the rules.
+    let primal_finite = jo[..nres.min(jo.len())]
+        .iter()
+        .all(|v| v.as_f64().is_none_or(f64::is_finite));
+    let moderate = ju.iter().chain(&jtw).all(|x| x.abs() <= 1e12);
+    if !(a.is_finite() && b.is_finite() && scale.is_finite() && primal_finite && moderate) {
+        return Ok(());
+    }
+    if (a - b).abs() > DOT_TOLERANCE * scale + 1e-10 {
+        return Err(Failure::new(
+            "dot-product",
+            format!(
+                "@{}{}: <J u, w> = {a:e} but <u, J^T w> = {b:e} (scale {scale:e}; u = {u:?}, w = {w:?}, Ju = {ju:?}, J^T w = {jtw:?})",
+                f.name,
+                show(&j.args[..np.min(j.args.len())]),
+            ),
+        ));
+    }
+    Ok(())
+}
