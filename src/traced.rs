@@ -23,7 +23,7 @@ use jitad_ir::{Function, Module, Val, Var};
 use jitad_passes::OptOptions;
 use std::collections::HashSet;
 
-/// A function as verified IR; see the [module docs](self).
+/// A function as verified IR; see the module docs.
 #[derive(Clone, Debug)]
 pub struct Traced {
     module: Module,
@@ -32,7 +32,7 @@ pub struct Traced {
 
 /// Traces `f` at `example` (one `f64` parameter `%x0, %x1, ...` per value) and verifies
 /// the result. Data-dependent decisions answer from `example` and record guards (see
-/// [`jitad_ir::trace`]).
+/// [`mod@jitad_ir::trace`]).
 pub fn trace(name: &str, example: &[f64], f: impl FnOnce(&[Var]) -> Vec<Var>) -> Result<Traced> {
     Traced::from_function(jitad_ir::trace(name, example, f)?)
 }

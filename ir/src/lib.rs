@@ -5,10 +5,10 @@
 //! - [`function`]: values, instructions, regions, functions and modules in arenas;
 //! - [`builder`]: a type-checked builder for functions, calls and loops;
 //! - [`math`]: the scalar semantics shared by the interpreter and the JIT;
-//! - [`print`], [`parse`]: the `.jir` text format (print → parse → print is the identity);
+//! - [`mod@print`], [`parse`]: the `.jir` text format (print → parse → print is the identity);
 //! - [`testgen`]: seeded random well-typed programs for property tests;
 //! - [`interp`]: the reference interpreter, the semantic ground truth;
-//! - [`trace`]: the tracer, recording generic `Float` code run on [`Var`];
+//! - [`mod@trace`]: the tracer, recording generic `Float` code run on [`Var`];
 //! - [`verify`]: the verifier, which checks every structural, scoping and typing rule;
 //! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
 //! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);

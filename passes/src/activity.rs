@@ -5,7 +5,7 @@
 //! *active* when both hold; the transforms emit tangent and adjoint code for active
 //! values only. Integer and boolean values are never active, nor are results of
 //! piecewise-constant ops (`floor`, comparisons, ...): which operands a derivative flows
-//! through is [`crate::rules::flows`]'s business.
+//! through is `crate::rules::flows`'s business.
 //!
 //! Through a `loop`, a carried slot is varied when its initial value or its yielded
 //! value is, and useful when its result or its body parameter is; the analysis iterates

@@ -61,7 +61,7 @@ pub fn hvp(m: &mut Module, func: &str, wrt: &[usize]) -> Result<String> {
 }
 
 /// Generates `@f.hessian(x...) -> (y, g_wrt..., H...)` with the n×n Hessian with
-/// respect to `wrt` in row-major order (`H[i][j]` = ∂²f/∂x_wrt[i]∂x_wrt[j]), by calling
+/// respect to `wrt` in row-major order (`H[i][j]` = ∂²f/∂x_wrt\[i\]∂x_wrt\[j\]), by calling
 /// `@f.hvp` once per unit vector. Meant for small n. Returns its name.
 pub fn hessian(m: &mut Module, func: &str, wrt: &[usize]) -> Result<String> {
     let all = float_params(

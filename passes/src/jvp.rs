@@ -2,8 +2,8 @@
 //!
 //! One pass over the function in program order copies each instruction and, when one of
 //! its results is active ([`crate::activity`]), emits its tangent right after it, by its
-//! rule's kind: [`crate::rules::pointwise_tangent`] or, for a linear op, the op on the
-//! tangents ([`crate::rules::linear_tangent`]). Tangents of inactive values are
+//! rule's kind: `crate::rules::pointwise_tangent` or, for a linear op, the op on the
+//! tangents (`crate::rules::linear_tangent`). Tangents of inactive values are
 //! structural zeros: they emit nothing, and a zero is materialised only where a value
 //! must exist (an output, a loop-carried slot, a callee's tangent argument).
 //!
@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 /// Generates the forward-mode derivative of `func` with respect to the parameters at
 /// `wrt` (float parameters only) into `m`, together with the derivatives of the
-/// functions it calls; returns its name (`f.jvp`, see [`crate::derive`] for names).
+/// functions it calls; returns its name (`f.jvp`, see `crate::derive` for names).
 ///
 /// The result is `@f.jvp(x..., dx_wrt...) -> (y..., dy...)` with one `dy` per float
 /// result of `f`. The function must verify.

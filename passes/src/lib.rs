@@ -4,9 +4,9 @@
 //! Every transform takes verified IR and returns verified IR, so they compose:
 //! `jvp(grad(f))` is a Hessian-vector product ([`hvp`]).
 //!
-//! - [`jvp`], [`vjp`], [`grad`]: derivatives as new functions of the module
+//! - [`jvp()`], [`vjp()`], [`grad`]: derivatives as new functions of the module
 //!   (`@f.jvp`, `@f.vjp`, `@f.grad`);
-//! - [`hvp`], [`hessian`]: forward-over-reverse second derivatives;
+//! - [`hvp`], [`hessian()`]: forward-over-reverse second derivatives;
 //! - [`revloop`]: reverse mode through loops, with checkpointing ([`set_policy`]);
 //! - [`activity`]: which values carry derivatives;
 //! - [`rules`]: the calculus of every op and the conventions at non-differentiable

@@ -1,19 +1,19 @@
 //! The calculus of every op, in one place, as one of two kinds of rule.
 //!
-//! [`rule`] gives each instruction its derivative rule ([`Rule`]):
+//! `rule` gives each instruction its derivative rule (`Rule`):
 //!
 //! - **Pointwise** rules are the op's *local partial derivatives* ∂y/∂xᵢ, as values of
 //!   the derived function, from which both modes follow: the tangent
-//!   `dy = Σᵢ ∂ᵢ·dxᵢ` ([`pointwise_tangent`]) and the adjoint contributions
-//!   `x̄ᵢ += ȳ·∂ᵢ` ([`pointwise_adjoint`]). An op's forward and reverse calculus
-//!   therefore cannot drift apart. Partials are products `±(f₁·…·fₖ)/d` ([`Partial`]),
+//!   `dy = Σᵢ ∂ᵢ·dxᵢ` (`pointwise_tangent`) and the adjoint contributions
+//!   `x̄ᵢ += ȳ·∂ᵢ` (`pointwise_adjoint`). An op's forward and reverse calculus
+//!   therefore cannot drift apart. Partials are products `±(f₁·…·fₖ)/d` (`Partial`),
 //!   so a quotient rule costs a `div`, not a reciprocal and a `mul`, and a constant
 //!   factor 1 costs nothing.
-//! - **Linear** rules ([`Linear`], JAX's linear/transpose: `deflinear2`, `defbilinear`
+//! - **Linear** rules (`Linear`, JAX's linear/transpose: `deflinear2`, `defbilinear`
 //!   and `primitive_transposes` in `jax/_src/interpreters/ad.py`) are for ops that are
 //!   linear in their differentiable operands: the tangent is *the op applied to the
-//!   tangents* ([`linear_tangent`]), the adjoint is the op's named *transpose*
-//!   ([`transpose`]). A bilinear op (`mul`; `matmul` later) is linear in each operand
+//!   tangents* (`linear_tangent`), the adjoint is the op's named *transpose*
+//!   (`transpose`). A bilinear op (`mul`; `matmul` later) is linear in each operand
 //!   with the other held fixed. Zeros are symbolic in both directions: a missing tangent
 //!   drops its term, and a zero cotangent emits nothing (the transforms never call a
 //!   rule for a structurally zero adjoint).
@@ -49,11 +49,11 @@
 //!
 //! | op | kind | tangent (the op on tangents) | transpose |
 //! |----|------|------------------------------|-----------|
-//! | `add a, b`, `sub a, b`, `neg a` | [`Linear::Sum`] `±a ± b` | `±da ± db`, signs kept lazily | fan-out: ā = ±ȳ, b̄ = ±ȳ |
-//! | `mul a, b` | [`Linear::Bilinear`] | `da·b + a·db` (an `fma` when both flow) | ā = ȳ·b, b̄ = ȳ·a |
-//! | `select c, a, b` | [`Linear::Select`] in the branches | `select(c, da, db)` | ā = ȳ masked to c, b̄ = ȳ masked to ¬c (NaN-safe, below) |
-//! | `min a, b` / `max a, b` | [`Linear::Select`] on `le a, b` / `ge a, b` | as `select` | as `select` |
-//! | `cast a : T` between float types | [`Linear::Convert`] | `cast(da)` | `cast(ȳ)` back to a's type |
+//! | `add a, b`, `sub a, b`, `neg a` | `Linear::Sum` `±a ± b` | `±da ± db`, signs kept lazily | fan-out: ā = ±ȳ, b̄ = ±ȳ |
+//! | `mul a, b` | `Linear::Bilinear` | `da·b + a·db` (an `fma` when both flow) | ā = ȳ·b, b̄ = ȳ·a |
+//! | `select c, a, b` | `Linear::Select` in the branches | `select(c, da, db)` | ā = ȳ masked to c, b̄ = ȳ masked to ¬c (NaN-safe, below) |
+//! | `min a, b` / `max a, b` | `Linear::Select` on `le a, b` / `ge a, b` | as `select` | as `select` |
+//! | `cast a : T` between float types | `Linear::Convert` | `cast(da)` | `cast(ȳ)` back to a's type |
 //!
 //! With tensors (DESIGN.md, "Tensors") the linear kind takes the structural ops, each
 //! with its named transpose: `broadcast` ↔ `sum`, `transpose` ↔ the inverse permutation,

@@ -4,9 +4,9 @@
 //!
 //! A *forward sweep* copies the function; an *adjoint sweep* then walks its
 //! instructions backwards, applying each active instruction's adjoint rule (by its
-//! rule's kind: [`crate::rules::pointwise_adjoint`] or, for a linear op, its transpose,
-//! [`crate::rules::transpose`]) to the adjoint of its result and accumulating the
-//! contributions into its operands' adjoints ([`crate::lin::accumulate`]). Zero adjoints
+//! rule's kind: `crate::rules::pointwise_adjoint` or, for a linear op, its transpose,
+//! `crate::rules::transpose`) to the adjoint of its result and accumulating the
+//! contributions into its operands' adjoints (`crate::lin::accumulate`). Zero adjoints
 //! are structural: an inactive value has none and emits nothing; the first contribution
 //! to an adjoint is used as is (no `add` to zero); later ones are added, as one `fma`
 //! when the contribution is a product. Contributions are written newest first, so the
