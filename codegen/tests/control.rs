@@ -415,7 +415,10 @@ func @sd(%a: f64, %b: f64) -> (f64, f64) {
             );
         }
         let e = f
-            .call(&[Val::F64(30.0), Val::I64(3)], &mut [Val::F64(0.0); 4])
+            .call(
+                &[Val::F64(30.0), Val::I64(3)],
+                &mut [const { Val::F64(0.0) }; 4],
+            )
             .unwrap_err();
         assert!(matches!(e, CallError::GuardFailed { .. }), "{e}");
     }

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use jitad::{CompileOptions, Traced, Val};
 use jitad_ir::checkpoint::{Policy, Stats};
+use jitad_ir::tensor::TensorData;
 use jitad_ir::{ScalarType, Type};
 use std::path::{Path, PathBuf};
 
@@ -387,5 +388,15 @@ fn val_json(v: &Val) -> serde_json::Value {
         Val::F32(x) => serde_json::json!(x),
         Val::I64(x) => serde_json::json!(x),
         Val::Bool(x) => serde_json::json!(x),
+        // A tensor: its type and its elements in row-major order.
+        Val::Tensor(ref t) => {
+            let data: Vec<serde_json::Value> = match t.data() {
+                TensorData::F64(d) => d.iter().map(|x| serde_json::json!(x)).collect(),
+                TensorData::F32(d) => d.iter().map(|x| serde_json::json!(x)).collect(),
+                TensorData::I64(d) => d.iter().map(|x| serde_json::json!(x)).collect(),
+                TensorData::Bool(d) => d.iter().map(|x| serde_json::json!(x)).collect(),
+            };
+            serde_json::json!({ "type": t.ty().to_string(), "data": data })
+        }
     }
 }
