@@ -90,6 +90,10 @@ pub enum TensorError {
         /// The buffer length.
         got: usize,
     },
+    /// Dimensions no shape has (rank 0 or above the maximum, a dimension above
+    /// `u32::MAX`).
+    #[error("no tensor shape has the dimensions {0:?}")]
+    Shape(Vec<usize>),
     /// The type has no layout (zero-size or oversized).
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
@@ -112,11 +116,7 @@ impl Tensor {
 
     /// A `f64` tensor of dimensions `dims` holding `data`.
     pub fn f64(dims: &[usize], data: Vec<f64>) -> Result<Self, TensorError> {
-        let shape = Shape::new(dims).ok_or_else(|| TensorError::Length {
-            ty: Type::F64,
-            expected: 0,
-            got: data.len(),
-        })?;
+        let shape = Shape::new(dims).ok_or(TensorError::Shape(dims.to_vec()))?;
         Self::new(shape, TensorData::F64(data))
     }
 
