@@ -301,6 +301,17 @@ pub enum EvalError {
         /// What went wrong.
         reason: String,
     },
+    /// A tensor too large for this machine's memory (its type is valid: tensors may
+    /// describe up to `layout::MAX_TENSOR_BYTES`).
+    #[error("{inst} in @{func}: cannot allocate a tensor of {bytes} bytes")]
+    OutOfMemory {
+        /// Function holding the instruction.
+        func: String,
+        /// The instruction.
+        inst: Inst,
+        /// The buffer size.
+        bytes: usize,
+    },
     /// An `extract`/`insert` index outside the tensor's leading axis.
     #[error("{inst} in @{func}: index {index} is out of range for a leading axis of length {len}")]
     IndexOutOfRange {
@@ -340,6 +351,8 @@ enum Fault {
     CallDepth(String),
     /// An `extract`/`insert` index out of range: the instruction, the index, the length.
     Index(Inst, i64, usize),
+    /// A tensor result the allocator refused: the instruction, the bytes.
+    Alloc(Inst, usize),
     /// An error inside a loop driver's step function, kept in
     /// [`Interpreter::nested_error`] (a payload here would give every `Result` of the
     /// interpreter loop a costly drop).
@@ -372,6 +385,11 @@ impl Fault {
             Fault::CallDepth(callee) => EvalError::CallDepth {
                 func: callee,
                 limit,
+            },
+            Fault::Alloc(inst, bytes) => EvalError::OutOfMemory {
+                func: func.to_string(),
+                inst,
+                bytes,
             },
             Fault::Index(inst, index, len) => EvalError::IndexOutOfRange {
                 func: func.to_string(),
@@ -446,6 +464,7 @@ fn tensor_arm(frame: &[Val], data: &InstData, inst: Inst) -> Result<Val, Fault> 
     crate::tensor::eval(&data.op, &args).map_err(|e| match e {
         TensorFault::BadOperands => Fault::BadOperands(inst),
         TensorFault::Index { index, len } => Fault::Index(inst, index, len),
+        TensorFault::OutOfMemory { bytes } => Fault::Alloc(inst, bytes),
     })
 }
 

@@ -153,6 +153,11 @@ impl Tensor {
 pub(crate) enum TensorFault {
     /// Operands of the wrong type or count (not verified IR).
     BadOperands,
+    /// The allocator refused a result buffer of this many bytes.
+    OutOfMemory {
+        /// The buffer size.
+        bytes: usize,
+    },
     /// A dynamic index outside the leading axis.
     Index {
         /// The index.
@@ -249,12 +254,12 @@ fn float1(
     let n = ty.num_elements();
     let data = match b {
         Buf::F64(x) => {
-            let mut o = vec![0.0; n];
+            let mut o = alloc(0.0, n)?;
             kernels::map1(x, &ad, &mut o, &od, f64f)?;
             TensorData::F64(o)
         }
         Buf::F32(x) => {
-            let mut o = vec![0.0; n];
+            let mut o = alloc(0.0, n)?;
             kernels::map1(x, &ad, &mut o, &od, f32f)?;
             TensorData::F32(o)
         }
@@ -272,7 +277,7 @@ fn num1(
     i64f: impl Fn(i64) -> i64,
 ) -> Result<Val, TensorFault> {
     if let (Buf::I64(x), ad) = buf(a) {
-        let mut o = vec![0; ty.num_elements()];
+        let mut o = alloc(0, ty.num_elements())?;
         kernels::map1(x, &ad, &mut o, &dims_of(ty), i64f)?;
         return finish(ty, TensorData::I64(o));
     }
@@ -293,18 +298,18 @@ fn map2(
     let n = ty.num_elements();
     let data = match (x, y) {
         (Buf::F64(x), Buf::F64(y)) => {
-            let mut o = vec![0.0; n];
+            let mut o = alloc(0.0, n)?;
             kernels::map2(x, &ad, y, &bd, &mut o, &od, f64f)?;
             TensorData::F64(o)
         }
         (Buf::F32(x), Buf::F32(y)) => {
-            let mut o = vec![0.0; n];
+            let mut o = alloc(0.0, n)?;
             kernels::map2(x, &ad, y, &bd, &mut o, &od, f32f)?;
             TensorData::F32(o)
         }
         (Buf::I64(x), Buf::I64(y)) => {
             let f = i64f.ok_or(TensorFault::BadOperands)?;
-            let mut o = vec![0; n];
+            let mut o = alloc(0, n)?;
             kernels::map2(x, &ad, y, &bd, &mut o, &od, f)?;
             TensorData::I64(o)
         }
@@ -325,7 +330,7 @@ fn compare(
 ) -> Result<Val, TensorFault> {
     let ((x, ad), (y, bd)) = (buf(a), buf(b));
     let od = dims_of(ty);
-    let mut o = vec![false; ty.num_elements()];
+    let mut o = alloc(false, ty.num_elements())?;
     match (x, y) {
         (Buf::F64(x), Buf::F64(y)) => kernels::map2(x, &ad, y, &bd, &mut o, &od, pf)?,
         (Buf::F32(x), Buf::F32(y)) => kernels::map2(x, &ad, y, &bd, &mut o, &od, pf32)?,
@@ -346,7 +351,7 @@ fn cast(a: &Val, ty: Type) -> Result<Val, TensorFault> {
     let n = ty.num_elements();
     macro_rules! conv {
         ($x:expr, $zero:expr, $variant:ident, $f:expr) => {{
-            let mut o = vec![$zero; n];
+            let mut o = alloc($zero, n)?;
             kernels::map1($x, &ad, &mut o, &od, $f)?;
             TensorData::$variant(o)
         }};
@@ -382,22 +387,22 @@ macro_rules! structural {
     ($x:expr, $n:expr, |$buf:ident, $out:ident| $body:expr) => {
         match $x {
             Buf::F64($buf) => {
-                let mut $out = vec![0.0f64; $n];
+                let mut $out = alloc(0.0f64, $n)?;
                 $body;
                 TensorData::F64($out)
             }
             Buf::F32($buf) => {
-                let mut $out = vec![0.0f32; $n];
+                let mut $out = alloc(0.0f32, $n)?;
                 $body;
                 TensorData::F32($out)
             }
             Buf::I64($buf) => {
-                let mut $out = vec![0i64; $n];
+                let mut $out = alloc(0i64, $n)?;
                 $body;
                 TensorData::I64($out)
             }
             Buf::Bool($buf) => {
-                let mut $out = vec![false; $n];
+                let mut $out = alloc(false, $n)?;
                 $body;
                 TensorData::Bool($out)
             }
@@ -554,12 +559,12 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let od = dims_of(ty);
             let data = match (x, y, z) {
                 (Buf::F64(x), Buf::F64(y), Buf::F64(z)) => {
-                    let mut o = vec![0.0; n];
+                    let mut o = alloc(0.0, n)?;
                     kernels::map3(x, &xd, y, &yd, z, &zd, &mut o, &od, f64::mul_add)?;
                     TensorData::F64(o)
                 }
                 (Buf::F32(x), Buf::F32(y), Buf::F32(z)) => {
-                    let mut o = vec![0.0; n];
+                    let mut o = alloc(0.0, n)?;
                     kernels::map3(x, &xd, y, &yd, z, &zd, &mut o, &od, f32::mul_add)?;
                     TensorData::F32(o)
                 }
@@ -575,7 +580,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let od = dims_of(ty);
             macro_rules! sel {
                 ($x:expr, $y:expr, $zero:expr, $v:ident) => {{
-                    let mut o = vec![$zero; n];
+                    let mut o = alloc($zero, n)?;
                     kernels::map3(
                         c,
                         &cd,
@@ -609,10 +614,10 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
         Op::Fill(c, _) => finish(
             ty,
             match *c {
-                crate::op::Constant::F64(v) => TensorData::F64(vec![v; n]),
-                crate::op::Constant::F32(v) => TensorData::F32(vec![v; n]),
-                crate::op::Constant::I64(v) => TensorData::I64(vec![v; n]),
-                crate::op::Constant::Bool(v) => TensorData::Bool(vec![v; n]),
+                crate::op::Constant::F64(v) => TensorData::F64(alloc(v, n)?),
+                crate::op::Constant::F32(v) => TensorData::F32(alloc(v, n)?),
+                crate::op::Constant::I64(v) => TensorData::I64(alloc(v, n)?),
+                crate::op::Constant::Bool(v) => TensorData::Bool(alloc(v, n)?),
             },
         ),
         Op::Broadcast(_) => {
@@ -626,17 +631,17 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let axis = usize::from(*axis);
             let data = match ty.elem() {
                 ScalarType::F64 => {
-                    let mut o = vec![0.0f64; n];
+                    let mut o = alloc(0.0f64, n)?;
                     kernels::iota(&mut o, &od, axis)?;
                     TensorData::F64(o)
                 }
                 ScalarType::F32 => {
-                    let mut o = vec![0.0f32; n];
+                    let mut o = alloc(0.0f32, n)?;
                     kernels::iota(&mut o, &od, axis)?;
                     TensorData::F32(o)
                 }
                 ScalarType::I64 => {
-                    let mut o = vec![0i64; n];
+                    let mut o = alloc(0i64, n)?;
                     kernels::iota(&mut o, &od, axis)?;
                     TensorData::I64(o)
                 }
@@ -649,13 +654,13 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let (x, xd) = buf(a(0)?);
             let data = match x {
                 Buf::F64(x) => {
-                    let (mut o, mut s) = (vec![0.0f64; n], scratch(*red, n));
+                    let (mut o, mut s) = (alloc(0.0f64, n)?, scratch(*red, n)?);
                     kernels::reduce_real(*red, x, &xd, &axes, &mut o, &mut s)?;
                     TensorData::F64(o)
                 }
                 Buf::F32(x) => {
-                    let mut o = vec![0.0f32; n];
-                    let mut s = vec![0.0f32; if *red == Reduction::LogSumExp { n } else { 0 }];
+                    let mut o = alloc(0.0f32, n)?;
+                    let mut s = alloc(0.0f32, if *red == Reduction::LogSumExp { n } else { 0 })?;
                     kernels::reduce_real(*red, x, &xd, &axes, &mut o, &mut s)?;
                     TensorData::F32(o)
                 }
@@ -668,7 +673,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
                             return Err(TensorFault::BadOperands)
                         }
                     };
-                    let mut o = vec![0i64; n];
+                    let mut o = alloc(0i64, n)?;
                     kernels::reduce(nr, x, &xd, &axes, &mut o)?;
                     TensorData::I64(o)
                 }
@@ -681,12 +686,12 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let ((x, _), (y, _)) = (buf(a(0)?), buf(a(1)?));
             let data = match (x, y) {
                 (Buf::F64(x), Buf::F64(y)) => {
-                    let mut o = vec![0.0f64; n];
+                    let mut o = alloc(0.0f64, n)?;
                     kernels::matmul(dims, x, y, &mut o)?;
                     TensorData::F64(o)
                 }
                 (Buf::F32(x), Buf::F32(y)) => {
-                    let mut o = vec![0.0f32; n];
+                    let mut o = alloc(0.0f32, n)?;
                     kernels::matmul(dims, x, y, &mut o)?;
                     TensorData::F32(o)
                 }
@@ -711,7 +716,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
         Op::Reshape(_) => {
             // Row-major order is kept: the same elements under a new shape.
             let data = match a(0)? {
-                Val::Tensor(t) => t.data.clone(),
+                Val::Tensor(t) => copy_data(&t.data)?,
                 v => {
                     let (x, _) = buf(v);
                     structural!(x, n, |x, o| o.copy_from_slice(x))
@@ -737,7 +742,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             macro_rules! pad {
                 ($x:expr, $v:expr, $zero:expr, $variant:ident) => {{
                     let value = *$v.first().ok_or(TensorFault::BadOperands)?;
-                    let mut o = vec![$zero; n];
+                    let mut o = alloc($zero, n)?;
                     kernels::pad($x, &xd, value, &w, &mut o)?;
                     TensorData::$variant(o)
                 }};
@@ -763,7 +768,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
                         };
                         parts.push((*x, d.as_slice()));
                     }
-                    let mut o = vec![$zero; n];
+                    let mut o = alloc($zero, n)?;
                     kernels::concat(&parts, axis, &mut o)?;
                     TensorData::$variant(o)
                 }};
@@ -791,7 +796,7 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             let xd = t.dims();
             let (row, _) = buf(a(0)?);
             // A functional update: copy the tensor, then overwrite one row in place.
-            let mut data = t.data.clone();
+            let mut data = copy_data(&t.data)?;
             match (&mut data, row) {
                 (TensorData::F64(x), Buf::F64(r)) => kernels::insert_row(x, &xd, index, r)?,
                 (TensorData::F32(x), Buf::F32(r)) => kernels::insert_row(x, &xd, index, r)?,
@@ -813,6 +818,39 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
 }
 
 /// `logsumexp`'s scratch buffer (the others need none).
-fn scratch(red: Reduction, n: usize) -> Vec<f64> {
-    vec![0.0; if red == Reduction::LogSumExp { n } else { 0 }]
+fn scratch(red: Reduction, n: usize) -> Result<Vec<f64>, TensorFault> {
+    alloc(0.0, if red == Reduction::LogSumExp { n } else { 0 })
+}
+
+/// A copy of a tensor's elements (see [`alloc`]).
+fn copy_data(d: &TensorData) -> Result<TensorData, TensorFault> {
+    Ok(match d {
+        TensorData::F64(d) => TensorData::F64(copy(d)?),
+        TensorData::F32(d) => TensorData::F32(copy(d)?),
+        TensorData::I64(d) => TensorData::I64(copy(d)?),
+        TensorData::Bool(d) => TensorData::Bool(copy(d)?),
+    })
+}
+
+/// A copy of `x` (see [`alloc`]).
+fn copy<T: Copy>(x: &[T]) -> Result<Vec<T>, TensorFault> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(x.len())
+        .map_err(|_| TensorFault::OutOfMemory {
+            bytes: std::mem::size_of_val(x),
+        })?;
+    out.extend_from_slice(x);
+    Ok(out)
+}
+
+/// `n` copies of `v`, or [`TensorFault::OutOfMemory`] when the allocator refuses (a
+/// tensor type may describe up to `MAX_TENSOR_BYTES`, more than a machine may have).
+fn alloc<T: Clone>(v: T, n: usize) -> Result<Vec<T>, TensorFault> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(n)
+        .map_err(|_| TensorFault::OutOfMemory {
+            bytes: n.saturating_mul(std::mem::size_of::<T>()),
+        })?;
+    out.resize(n, v);
+    Ok(out)
 }

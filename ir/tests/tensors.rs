@@ -469,3 +469,40 @@ fn tensor_values_print() {
     assert_eq!(t(&[2], &[1.0, 0.5]).to_string(), "f64[2] [1.0, 0.5]");
     assert_eq!(Val::F64(2.0).type_of(), Type::F64);
 }
+
+#[test]
+fn a_tensor_larger_than_memory_is_an_error_not_an_abort() {
+    // 2^40 bytes: a valid type (at most MAX_TENSOR_BYTES), more than this machine has.
+    // Under `overcommit_memory = 1` the kernel promises any allocation and the test
+    // could only be OOM-killed: skip it there.
+    let always =
+        std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|s| s.trim() == "1");
+    if always {
+        return;
+    }
+    let m = module("func @f() -> f64 {\n %z = fill 0.0 : f64[1024,1024,1024,128]\n %s = sum %z, axes [0, 1, 2, 3]\n ret %s\n}");
+    let e = eval(&m, "f", &[]).unwrap_err();
+    assert!(
+        matches!(e, EvalError::OutOfMemory { bytes, .. } if bytes == 1 << 40),
+        "{e}"
+    );
+}
+
+#[test]
+fn loop_drivers_refuse_tensor_states() {
+    // `tapeloop`/`revloop` states travel in scalar slots: a tensor state is a type error
+    // (reversing loops over tensors comes with tensor AD), not a silent zero.
+    let e = parse_err(
+        "func @f(%v: f64[2]) -> f64[2] {
+          %s, %t = tapeloop 0..3 checkpoint store-all fwd @step (%v) caps ()
+          ret %s
+        }
+        func @step(%i: i64, %v: f64[2]) -> f64[2] {
+          ret %v
+        }",
+    );
+    assert!(
+        e.contains("tensor states are not reversed yet") && e.contains("f64[2]"),
+        "{e}"
+    );
+}
