@@ -1,9 +1,11 @@
 //! The reference interpreter: the semantic ground truth for every engine.
 //!
-//! [`eval`] runs a function of a [`Module`] on scalar arguments ([`Val`]) and returns its
-//! results. Every op follows the semantics written on its [`Op`] variant; every op that is
-//! not a single IEEE operation goes through [`crate::math`], the very functions the JIT
-//! calls, so interpreter and JIT agree bit for bit.
+//! [`eval`] runs a function of a [`Module`] on scalar or tensor arguments ([`Val`]) and
+//! returns its results. Every op follows the semantics written on its [`Op`] variant;
+//! every op that is not a single IEEE operation goes through [`crate::math`], the very
+//! functions the JIT calls, so interpreter and JIT agree bit for bit. Tensor
+//! instructions go to [`crate::tensor`], one kernel call each ([`crate::kernels`]); an
+//! out-of-range `extract`/`insert` index is [`EvalError::IndexOutOfRange`].
 //!
 //! # Guarantees
 //!
@@ -25,7 +27,8 @@
 //! # Speed
 //!
 //! Values live in one slot vector indexed by [`Value`] index (each call frame is a window
-//! of it). Straight-line code allocates nothing; an [`Interpreter`] reused across calls
+//! of it). Straight-line scalar code allocates nothing (a tensor instruction allocates its
+//! result buffer); an [`Interpreter`] reused across calls on scalar code
 //! allocates nothing in steady state at all (see [`Interpreter::run`]), except that a
 //! `tapeloop`/`revloop` sets up a nested interpreter each time it runs. Callees are found
 //! by name with a linear scan of the module.

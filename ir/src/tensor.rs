@@ -5,12 +5,14 @@
 //! so copying a value between slots, loop-carried values and results costs one
 //! reference count, and scalars (the other `Val` variants) never allocate.
 //!
-//! [`eval`] evaluates one instruction whose op is a tensor op, or an elementwise op with
-//! a tensor operand: it types the operands with [`Op::result_types`] (so shapes are
-//! checked once, by the same rules as the verifier) and calls the matching kernel of
-//! [`crate::kernels`] once for the whole buffer — never a dispatch per element.
-//! `matmul` goes through [`kernels::matmul`], the GEMM compiled code will call. Every
-//! failure is a [`TensorFault`]; nothing here panics.
+//! `eval` (crate-private) evaluates one instruction whose op is a tensor op, or an
+//! elementwise op with a tensor operand: it types the operands with
+//! [`Op::result_types`] (so shapes are checked once, by the same rules as the verifier)
+//! and calls the matching kernel of [`crate::kernels`] once for the whole buffer — never
+//! a dispatch per element. `matmul` goes through [`kernels::matmul`], the GEMM compiled
+//! code will call. Every failure is an error the interpreter reports
+//! ([`crate::interp::EvalError`]); nothing here panics, and a result buffer the
+//! allocator refuses is an error too, not an abort.
 
 use crate::kernels::{self, KernelError, NumericReduction};
 use crate::math::{f32m, f64m};
