@@ -506,3 +506,64 @@ fn loop_drivers_refuse_tensor_states() {
         "{e}"
     );
 }
+
+#[test]
+fn other_element_types() {
+    // i64: wrapping sums, max, iota; f32: matmul and logsumexp at single precision.
+    let m = module(
+        "func @f(%v: i64[3]) -> (i64, i64, i64[3]) {
+          %s = sum %v, axes [0]
+          %m = reduce_max %v, axes [0]
+          %i = iota axis 0 : i64[3]
+          %p = mul %v, %i
+          ret %s, %m, %p
+        }",
+    );
+    let v = Val::tensor(
+        Tensor::new(
+            jitad_ir::Shape::new(&[3]).unwrap(),
+            TensorData::I64(vec![i64::MAX, 1, -5]),
+        )
+        .unwrap(),
+    );
+    let r = eval(&m, "f", &[v]).unwrap();
+    assert_eq!(r[0], Val::I64(i64::MAX.wrapping_add(1).wrapping_sub(5)));
+    assert_eq!(r[1], Val::I64(i64::MAX));
+    assert_eq!(
+        r[2].as_tensor().unwrap().data(),
+        &TensorData::I64(vec![0, 1, -10])
+    );
+    let m = module(
+        "func @f(%a: f32[1,2], %b: f32[2,1]) -> (f32[1,1], f32) {
+          %p = matmul %a, %b
+          %l = logsumexp %a, axes [0, 1]
+          ret %p, %l
+        }",
+    );
+    let f32t = |dims: &[usize], d: Vec<f32>| {
+        Val::tensor(Tensor::new(jitad_ir::Shape::new(dims).unwrap(), TensorData::F32(d)).unwrap())
+    };
+    let r = eval(
+        &m,
+        "f",
+        &[f32t(&[1, 2], vec![1.0, 2.0]), f32t(&[2, 1], vec![3.0, 4.0])],
+    )
+    .unwrap();
+    assert_eq!(
+        r[0].as_tensor().unwrap().data(),
+        &TensorData::F32(vec![11.0])
+    );
+    let Val::F32(l) = r[1] else {
+        panic!("{}", r[1])
+    };
+    assert!(
+        (l - (2.0 + (1.0f32 + (-1.0f32).exp()).ln())).abs() < 1e-6,
+        "{l}"
+    );
+}
+
+#[test]
+fn values_stay_small() {
+    // A tensor is one Arc pointer: scalars pay nothing for it.
+    assert_eq!(std::mem::size_of::<Val>(), 16);
+}
