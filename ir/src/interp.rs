@@ -453,8 +453,15 @@ impl Default for Interpreter {
 /// Reads operand `i` of `args` from the current frame.
 #[inline]
 fn arg(frame: &[Val], data: &InstData, inst: Inst, i: usize) -> Result<Val, Fault> {
+    argr(frame, data, inst, i).cloned()
+}
+
+/// Borrows operand `i` of `args` in the current frame (the scalar arms read through
+/// this, so they never touch a tensor's reference count).
+#[inline]
+fn argr<'f>(frame: &'f [Val], data: &InstData, inst: Inst, i: usize) -> Result<&'f Val, Fault> {
     let v = *data.args.get(i).ok_or(Fault::BadOperands(inst))?;
-    frame.get(v.index()).cloned().ok_or(Fault::BadValue(v))
+    frame.get(v.index()).ok_or(Fault::BadValue(v))
 }
 
 /// Evaluates an instruction on tensors (a tensor op, or an elementwise op with a
@@ -486,7 +493,7 @@ fn un_f(
     f64f: impl Fn(f64) -> f64,
     f32f: impl Fn(f32) -> f32,
 ) -> Result<Val, Fault> {
-    match arg(frame, data, inst, 0)? {
+    match *argr(frame, data, inst, 0)? {
         Val::F64(a) => Ok(Val::F64(f64f(a))),
         Val::F32(a) => Ok(Val::F32(f32f(a))),
         Val::Tensor(_) => tensor_arm(frame, data, inst),
@@ -503,9 +510,9 @@ fn bin_f(
     f64f: impl Fn(f64, f64) -> f64,
     f32f: impl Fn(f32, f32) -> f32,
 ) -> Result<Val, Fault> {
-    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
-        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+    match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (&Val::F32(a), &Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
         _ => tensor_arm(frame, data, inst),
     }
 }
@@ -520,10 +527,10 @@ fn bin_n(
     f32f: impl Fn(f32, f32) -> f32,
     i64f: impl Fn(i64, i64) -> i64,
 ) -> Result<Val, Fault> {
-    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
-        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
-        (Val::I64(a), Val::I64(b)) => Ok(Val::I64(i64f(a, b))),
+    match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (&Val::F32(a), &Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+        (&Val::I64(a), &Val::I64(b)) => Ok(Val::I64(i64f(a, b))),
         _ => tensor_arm(frame, data, inst),
     }
 }
@@ -538,7 +545,7 @@ fn un_n(
     f32f: impl Fn(f32) -> f32,
     i64f: impl Fn(i64) -> i64,
 ) -> Result<Val, Fault> {
-    match arg(frame, data, inst, 0)? {
+    match *argr(frame, data, inst, 0)? {
         Val::F64(a) => Ok(Val::F64(f64f(a))),
         Val::F32(a) => Ok(Val::F32(f32f(a))),
         Val::I64(a) => Ok(Val::I64(i64f(a))),
@@ -559,11 +566,11 @@ fn cmp(
     pi: impl Fn(i64, i64) -> bool,
     pb: Option<fn(bool, bool) -> bool>,
 ) -> Result<Val, Fault> {
-    let r = match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => pf(a, b),
-        (Val::F32(a), Val::F32(b)) => pf32(a, b),
-        (Val::I64(a), Val::I64(b)) => pi(a, b),
-        (Val::Bool(a), Val::Bool(b)) => match pb {
+    let r = match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => pf(a, b),
+        (&Val::F32(a), &Val::F32(b)) => pf32(a, b),
+        (&Val::I64(a), &Val::I64(b)) => pi(a, b),
+        (&Val::Bool(a), &Val::Bool(b)) => match pb {
             Some(p) => p(a, b),
             None => return Err(Fault::BadOperands(inst)),
         },
@@ -609,9 +616,9 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
         Op::Mul => bin_n(f, d, i, f64::mul, f32::mul, i64::wrapping_mul),
         Op::Div => bin_f(f, d, i, f64::div, f32::div),
         Op::Neg => un_n(f, d, i, |a| -a, |a| -a, i64::wrapping_neg),
-        Op::Fma => match (arg(f, d, i, 0), arg(f, d, i, 1), arg(f, d, i, 2)) {
-            (Ok(Val::F64(a)), Ok(Val::F64(b)), Ok(Val::F64(c))) => Ok(Val::F64(a.mul_add(b, c))),
-            (Ok(Val::F32(a)), Ok(Val::F32(b)), Ok(Val::F32(c))) => Ok(Val::F32(a.mul_add(b, c))),
+        Op::Fma => match (argr(f, d, i, 0), argr(f, d, i, 1), argr(f, d, i, 2)) {
+            (Ok(&Val::F64(a)), Ok(&Val::F64(b)), Ok(&Val::F64(c))) => Ok(Val::F64(a.mul_add(b, c))),
+            (Ok(&Val::F32(a)), Ok(&Val::F32(b)), Ok(&Val::F32(c))) => Ok(Val::F32(a.mul_add(b, c))),
             (Ok(_), Ok(_), Ok(_)) => tensor_arm(f, d, i),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
         },
@@ -676,9 +683,18 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
             |a, b| a != b,
             Some(|a, b| a != b),
         ),
-        Op::Select => match arg(f, d, i, 0) {
-            Ok(Val::Bool(c)) => match (arg(f, d, i, 1), arg(f, d, i, 2)) {
-                (Ok(a), Ok(b)) if a.type_of() == b.type_of() => Ok(if c { a } else { b }),
+        Op::Select => match argr(f, d, i, 0) {
+            Ok(&Val::Bool(c)) => match (argr(f, d, i, 1), argr(f, d, i, 2)) {
+                // Scalars of one type (the common case: no `Type` comparison).
+                (Ok(a), Ok(b))
+                    if std::mem::discriminant(a) == std::mem::discriminant(b)
+                        && a.as_tensor().is_none() =>
+                {
+                    Ok(if c { a.clone() } else { b.clone() })
+                }
+                (Ok(a), Ok(b)) if a.type_of() == b.type_of() => {
+                    Ok(if c { a.clone() } else { b.clone() })
+                }
                 (Ok(_), Ok(_)) => tensor_arm(f, d, i),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             },
@@ -1139,8 +1155,8 @@ impl Interpreter {
                         cursor.pos = 0;
                         cursor.lp = Some((loop_inst, next, end));
                         set(frame, params[0], Val::I64(next))?;
-                        for (&p, v) in params[1..].iter().zip(&self.scratch) {
-                            set(frame, p, v.clone())?;
+                        for (&p, v) in params[1..].iter().zip(self.scratch.drain(..)) {
+                            set(frame, p, v)?;
                         }
                     } else {
                         let results = &f
@@ -1151,8 +1167,8 @@ impl Interpreter {
                         if results.len() != self.scratch.len() {
                             return Err(Fault::ResultCount(loop_inst));
                         }
-                        for (&r, v) in results.iter().zip(&self.scratch) {
-                            set(frame, r, v.clone())?;
+                        for (&r, v) in results.iter().zip(self.scratch.drain(..)) {
+                            set(frame, r, v)?;
                         }
                         self.cursors.pop();
                     }
