@@ -337,7 +337,7 @@ fn zero(ty: ScalarType) -> Val {
 }
 
 /// Equal for the purpose of JIT vs interpreter: same bits, or both NaN.
-fn same(a: Val, b: Val) -> bool {
+fn same(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::F64(x), Val::F64(y)) => x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan(),
         (Val::F32(x), Val::F32(y)) => x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan(),
@@ -370,7 +370,7 @@ impl Stage {
                     .iter()
                     .zip(b)
                     .enumerate()
-                    .find(|(_, (x, y))| !same(**x, **y))
+                    .find(|(_, (x, y))| !same(x, y))
                     .map(|(i, (x, y))| format!("@{name} result {i}: interpreter {x}, JIT {y}")),
                 (Err(_), Err(_)) => None,
                 (Ok(_), Err(e)) => Some(format!(
@@ -456,7 +456,7 @@ pub fn check_function(
                 Some(s) => points
                     .fixed
                     .as_ref()
-                    .and_then(|f| f.get(i).copied())
+                    .and_then(|f| f.get(i).cloned())
                     .filter(|v| v.ty() == s)
                     .unwrap_or(match s {
                         ScalarType::I64 => Val::I64(DEFAULT_I64),

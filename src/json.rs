@@ -8,6 +8,7 @@
 //! float is expected), so every value round-trips bit for bit — except NaN payloads,
 //! which all read back as the one quiet NaN.
 
+use jitad_ir::tensor::TensorData;
 use jitad_ir::{ScalarType, Type, Val};
 use serde_json::{Number, Value};
 
@@ -61,12 +62,23 @@ pub fn f32_to_json(x: f32) -> Value {
 }
 
 /// A scalar value as JSON (floats as [`f64_to_json`] / [`f32_to_json`]).
-pub fn val_to_json(v: Val) -> Value {
+pub fn val_to_json(v: &Val) -> Value {
     match v {
-        Val::F64(x) => f64_to_json(x),
-        Val::F32(x) => f32_to_json(x),
-        Val::I64(x) => Value::from(x),
-        Val::Bool(x) => Value::Bool(x),
+        Val::F64(x) => f64_to_json(*x),
+        Val::F32(x) => f32_to_json(*x),
+        Val::I64(x) => Value::from(*x),
+        Val::Bool(x) => Value::Bool(*x),
+        // A tensor: its type and its elements in row-major order, each written as the
+        // scalars are (so non-finite elements survive too).
+        Val::Tensor(t) => {
+            let data: Vec<Value> = match t.data() {
+                TensorData::F64(d) => d.iter().map(|&x| f64_to_json(x)).collect(),
+                TensorData::F32(d) => d.iter().map(|&x| f32_to_json(x)).collect(),
+                TensorData::I64(d) => d.iter().map(|&x| Value::from(x)).collect(),
+                TensorData::Bool(d) => d.iter().map(|&x| Value::Bool(x)).collect(),
+            };
+            serde_json::json!({ "type": t.ty().to_string(), "data": data })
+        }
     }
 }
 
@@ -126,7 +138,7 @@ mod tests {
 
     /// Writes `v` as JSON text and reads it back.
     fn round_trip(v: Val) -> Val {
-        let text = serde_json::to_string(&val_to_json(v)).unwrap();
+        let text = serde_json::to_string(&val_to_json(&v)).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
         json_to_val(&back, v.ty()).unwrap()
     }

@@ -421,7 +421,7 @@ pub fn cases<P: Problem + Clone + Send + 'static>(p: &P) -> Result<Vec<Case>, Er
                 for (a, &v) in args.iter_mut().zip(x) {
                     *a = Val::F64(v);
                 }
-                args[n..n + extra.len()].copy_from_slice(&extra);
+                args[n..n + extra.len()].clone_from_slice(&extra);
                 let m = n + extra.len();
                 for (i, gi) in g.iter_mut().enumerate().take(n) {
                     for (k, a) in args[m..].iter_mut().enumerate() {

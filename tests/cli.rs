@@ -407,3 +407,46 @@ fn json_keeps_infinities_and_nan() {
         assert_eq!(y.to_bits(), (-0.0f64).to_bits());
     }
 }
+
+#[test]
+fn tensor_programs_run_in_the_interpreter_with_json_inputs() {
+    let dir = std::env::temp_dir().join(format!("jitad-cli-tensors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inputs = dir.join("inputs.json");
+    std::fs::write(
+        &inputs,
+        "[[[1,2,3],[4,5,6]], [0,1,2,3,4,5,6,7,8,9,10,11], [10,20,30], 2.0, 1]",
+    )
+    .unwrap();
+    let inputs = inputs.to_string_lossy().into_owned();
+    let file = "tests/ir/tensors.jir";
+    let (ok, out, err) = jitad(&[
+        "run", file, "--inputs", &inputs, "--engine", "interp", "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(r#"{"results":[1420.0,{"data":[32.0,38.0,"#),
+        "{out}"
+    );
+    // The JIT refuses tensor ops, and says which engine runs them.
+    let (ok, _, err) = jitad(&["run", file, "--inputs", &inputs]);
+    assert!(!ok);
+    assert!(
+        err.contains("tensor op `fill`") && err.contains("--engine interp"),
+        "{err}"
+    );
+    // Tensor parameters cannot come from --args.
+    let (ok, _, err) = jitad(&["run", file, "--args", "1,2,3,4,5", "--engine", "interp"]);
+    assert!(!ok);
+    assert!(err.contains("--inputs"), "{err}");
+    // A wrong element count is an error naming the input.
+    std::fs::write(dir.join("bad.json"), "[[1,2], [0], [1,2,3], 1.0, 0]").unwrap();
+    let bad = dir.join("bad.json").to_string_lossy().into_owned();
+    let (ok, _, err) = jitad(&["run", file, "--inputs", &bad, "--engine", "interp"]);
+    assert!(!ok);
+    assert!(
+        err.contains("input 0 (f64[2,3])") && err.contains("expected 6 elements"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,12 +9,23 @@ pub enum CompileError {
     #[error("the module has no function @{0}")]
     UnknownFunction(String),
     /// Something the JIT does not lower yet (tensor values).
-    #[error("@{func}: {what} is not supported by the JIT yet")]
+    #[error(
+        "@{func}: unsupported: {what} is not supported by the JIT yet (use the \
+         interpreter: `--engine interp`)"
+    )]
     Unsupported {
         /// The function.
         func: String,
         /// What it contains.
         what: String,
+    },
+    /// A tensor op: the JIT does not lower them yet; the interpreter runs them.
+    #[error("@{func}: unsupported: tensor op `{op}` (use the interpreter: `--engine interp`)")]
+    TensorOp {
+        /// The function.
+        func: String,
+        /// The op's text name.
+        op: &'static str,
     },
     /// The IR is malformed (run `jitad_ir`'s verifier for the full list).
     #[error("@{func}: invalid IR: {message}")]

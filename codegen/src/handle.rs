@@ -354,7 +354,7 @@ impl Compiled {
         let mut buf = self.take_buf();
         let (np, nr) = (self.params.len(), self.results.len());
         for (s, a) in buf.iter_mut().zip(args) {
-            *s = to_slot(*a);
+            *s = a.to_slot();
         }
         let (slots, ws) = buf.split_at_mut(np + nr);
         let (ain, rout) = slots.split_at_mut(np);

@@ -640,6 +640,25 @@ impl<'a, 'b> Lower<'a, 'b> {
             | Op::TapeLoop(_)
             | Op::Yield
             | Op::Ret => return Err(self.err(format!("{inst}: unexpected `{}`", d.op))),
+            // `plan::check_function` refuses tensor ops before lowering starts.
+            Op::Fill(..)
+            | Op::Broadcast(_)
+            | Op::Iota(..)
+            | Op::Reduce(..)
+            | Op::Matmul
+            | Op::Dot
+            | Op::Transpose(_)
+            | Op::Reshape(_)
+            | Op::Slice(_)
+            | Op::Pad(_)
+            | Op::Concat(_)
+            | Op::Extract
+            | Op::Insert => {
+                return Err(CompileError::TensorOp {
+                    func: self.f.name.clone(),
+                    op: d.op.name(),
+                })
+            }
         };
         self.define(inst, &[out])?;
         Ok(Flow::Next)

@@ -108,6 +108,16 @@ fn scalar_only(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
 /// checked while lowering. This is not the full verifier, only enough that no malformed
 /// input reaches Cranelift.
 pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), CompileError> {
+    // Tensor ops first, so a tensor program is reported by its first tensor op (the
+    // clearest message), wherever it sits.
+    for (_, d) in f.insts.iter() {
+        if d.op.is_tensor_op() {
+            return Err(CompileError::TensorOp {
+                func: f.name.clone(),
+                op: d.op.name(),
+            });
+        }
+    }
     for &t in f.sig.params.iter().chain(&f.sig.results) {
         scalar_only(f, t, "parameter or result")?;
     }
@@ -155,6 +165,9 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
                 .collect::<Result<Vec<_>, _>>()?;
             for &t in &arg_tys {
                 scalar_only(f, t, "operand")?;
+            }
+            for &r in &d.results {
+                scalar_only(f, ty_of(r)?, "result")?;
             }
             let is_last = inst == last;
             let want_term = match (parent, &d.op) {

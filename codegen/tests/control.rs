@@ -415,7 +415,10 @@ func @sd(%a: f64, %b: f64) -> (f64, f64) {
             );
         }
         let e = f
-            .call(&[Val::F64(30.0), Val::I64(3)], &mut [Val::F64(0.0); 4])
+            .call(
+                &[Val::F64(30.0), Val::I64(3)],
+                &mut [const { Val::F64(0.0) }; 4],
+            )
             .unwrap_err();
         assert!(matches!(e, CallError::GuardFailed { .. }), "{e}");
     }
@@ -458,4 +461,40 @@ fn calls_with_large_frames_use_the_workspace() {
     let want = jitad_ir::eval_f64(&m, "main", &[2.0]).unwrap();
     assert_eq!(out.to_vec(), want);
     assert_eq!(out[0], 2.0 * 4950.0);
+}
+
+#[test]
+fn tensor_programs_are_refused_with_a_pointer_to_the_interpreter() {
+    let src = "func @f(%x: f64) -> f64 {\n  %b = broadcast %x : f64[3]\n  %s = sum %b, axes [0]\n  ret %s\n}\n";
+    let m = parse_module(src).unwrap();
+    match compile_module(&m, "f", &opts()) {
+        Err(
+            e @ CompileError::TensorOp {
+                op: "broadcast", ..
+            },
+        ) => assert_eq!(
+            e.to_string(),
+            "@f: unsupported: tensor op `broadcast` (use the interpreter: `--engine interp`)"
+        ),
+        other => panic!("{:?}", other.err()),
+    }
+    // Tensor parameters and elementwise ops on tensors are refused as well.
+    let src = "func @f(%v: f64[2], %x: f64) -> f64 {\n  %y = mul %x, %x\n  ret %y\n}\n";
+    let m = parse_module(src).unwrap();
+    let Err(e) = compile_module(&m, "f", &opts()) else {
+        panic!("a tensor parameter compiled");
+    };
+    assert!(e.to_string().contains("--engine interp"), "{e}");
+    assert_eq!(
+        eval(
+            &m,
+            "f",
+            &[
+                Val::tensor(jitad_ir::tensor::Tensor::f64(&[2], vec![1.0, 2.0]).unwrap()),
+                Val::F64(3.0)
+            ]
+        )
+        .unwrap(),
+        vec![Val::F64(9.0)]
+    );
 }

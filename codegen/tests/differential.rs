@@ -68,7 +68,7 @@ fn check(
         .map_err(|e| TestCaseError::fail(format!("{e}")))?;
     for (g, w) in got.iter().zip(&want) {
         prop_assert!(
-            same(*g, *w),
+            same(g.clone(), w.clone()),
             "seed {seed} args {args:?}: jit {got:?} interp {want:?}\n{}",
             jitad_ir::print_module(&m)
         );

@@ -67,7 +67,7 @@ fn steady_state_calls_allocate_nothing() {
     assert_eq!(plain.workspace_bytes(), 0);
     assert!(chunked.workspace_bytes() > 0);
     let mut out = [0.0; 3];
-    let mut vout = [Val::F64(0.0); 3];
+    let mut vout = [const { Val::F64(0.0) }; 3];
     let vargs = [Val::F64(0.3), Val::F64(0.2)];
     // Warm up: the pools get their buffers.
     for f in [&plain, &chunked] {
@@ -125,8 +125,8 @@ fn loop_gradients_allocate_nothing_in_steady_state() {
         let c = compile_module(&m, "f.grad", &CompileOptions::default()).unwrap();
         let cn = compile_module(&nm, g, &CompileOptions::default()).unwrap();
         let args = [Val::F64(0.7), Val::F64(0.9), Val::I64(2000)];
-        let mut out = [Val::F64(0.0); 3];
-        let mut nout = [Val::F64(0.0); 2];
+        let mut out = [const { Val::F64(0.0) }; 3];
+        let mut nout = [const { Val::F64(0.0) }; 2];
         c.call(&args, &mut out).unwrap();
         cn.call(&[Val::F64(0.4)], &mut nout).unwrap();
         let before = ALLOCS.load(Ordering::Relaxed);

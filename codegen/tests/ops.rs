@@ -183,9 +183,9 @@ fn points(tys: &[ScalarType]) -> Vec<Vec<Val>> {
         pts = pts
             .into_iter()
             .flat_map(|p| {
-                s.iter().map(move |&v| {
+                s.iter().map(move |v| {
                     let mut q = p.clone();
-                    q.push(v);
+                    q.push(v.clone());
                     q
                 })
             })
@@ -215,7 +215,7 @@ fn every_op_matches_the_interpreter_bitwise() {
             let mut got = [Val::Bool(false)];
             f.call(&args, &mut got).unwrap();
             assert!(
-                same(got[0], want[0]),
+                same(got[0].clone(), want[0].clone()),
                 "{} {:?}: jit {:?} interp {:?}",
                 c.name,
                 args,

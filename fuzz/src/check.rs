@@ -154,6 +154,7 @@ fn show(v: &[Val]) -> String {
             Val::F32(f) => format!("{f:e}f32"),
             Val::I64(k) => k.to_string(),
             Val::Bool(b) => b.to_string(),
+            Val::Tensor(t) => format!("{:?}", t),
         })
         .collect();
     format!("[{}]", parts.join(", "))

@@ -158,7 +158,19 @@ fn instruction(f: &Function, roles: &Roles, inst: Inst, depth: usize, pad: &str,
             // The op and its payload, by format (operands are the graph's edges).
             let opn = op.name();
             let label = match op.format() {
-                Format::Literal(c, _) => format!("{name} = {c}"),
+                Format::Literal(c, t) if t.scalar().is_some() => format!("{name} = {c}"),
+                Format::Literal(c, t) => format!("{name} = {opn} {c} : {t}"),
+                Format::WithAxes(a) => format!("{name} = {opn} axes {a}"),
+                Format::WithPerm(p) => format!("{name} = {opn} perm {p}"),
+                Format::WithAxis(a) => format!("{name} = {opn} axis {a}"),
+                Format::Iota(a, t) => format!("{name} = {opn} axis {a} : {t}"),
+                Format::WithRanges(r) => format!(
+                    "{name} = {opn} [{}]",
+                    r.iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 Format::WithImm(n) => format!("{name} = {opn} {n}"),
                 Format::WithType(t) => format!("{name} = {opn} : {t}"),
                 Format::Call(callee) => format!("{name} = {opn} @{callee}"),
@@ -168,6 +180,8 @@ fn instruction(f: &Function, roles: &Roles, inst: Inst, depth: usize, pad: &str,
                 | Format::Binary
                 | Format::Ternary
                 | Format::Variadic
+                | Format::Indexed
+                | Format::IndexedInsert
                 | Format::Loop(_) => {
                     if name.is_empty() {
                         opn.to_string()

@@ -1,9 +1,11 @@
 //! The reference interpreter: the semantic ground truth for every engine.
 //!
-//! [`eval`] runs a function of a [`Module`] on scalar arguments ([`Val`]) and returns its
-//! results. Every op follows the semantics written on its [`Op`] variant; every op that is
-//! not a single IEEE operation goes through [`crate::math`], the very functions the JIT
-//! calls, so interpreter and JIT agree bit for bit.
+//! [`eval`] runs a function of a [`Module`] on scalar or tensor arguments ([`Val`]) and
+//! returns its results. Every op follows the semantics written on its [`Op`] variant;
+//! every op that is not a single IEEE operation goes through [`crate::math`], the very
+//! functions the JIT calls, so interpreter and JIT agree bit for bit. Tensor
+//! instructions go to [`crate::tensor`], one kernel call each ([`crate::kernels`]); an
+//! out-of-range `extract`/`insert` index is [`EvalError::IndexOutOfRange`].
 //!
 //! # Guarantees
 //!
@@ -29,7 +31,8 @@
 //! # Speed
 //!
 //! Values live in one slot vector indexed by [`Value`] index (each call frame is a window
-//! of it). Straight-line code allocates nothing; an [`Interpreter`] reused across calls
+//! of it). Straight-line scalar code allocates nothing (a tensor instruction allocates its
+//! result buffer); an [`Interpreter`] reused across calls on scalar code
 //! allocates nothing in steady state at all (see [`Interpreter::run`]), except that a
 //! `tapeloop`/`revloop` sets up a nested interpreter each time it runs. Callees are found
 //! by name through a hash index of the module, built on the first call into it and kept
@@ -53,9 +56,11 @@ use crate::callgraph::LimitError;
 use crate::function::{Function, Inst, InstData, Module, Region, Value};
 use crate::math::{f32m, f64m};
 use crate::op::{Bound, Constant, Op};
+use crate::tensor::{Tensor, TensorData, TensorFault};
 use crate::types::{ScalarType, Type};
 use cranelift_entity::EntityRef;
 use std::fmt;
+use std::sync::Arc;
 
 pub use crate::callgraph::{MAX_CALL_DEPTH, MAX_DRIVER_NESTING};
 
@@ -63,8 +68,13 @@ pub use crate::callgraph::{MAX_CALL_DEPTH, MAX_DRIVER_NESTING};
 /// body contains the loop itself.
 const MAX_REGION_NESTING: usize = 1 << 16;
 
-/// A scalar runtime value.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A runtime value: a scalar, or a tensor.
+///
+/// Scalars are stored inline (no allocation); a tensor is an [`Arc`] of its
+/// [`Tensor`] (element type, shape, row-major buffer), so cloning a value — into a slot,
+/// a loop-carried value or a result — is a reference-count increment, never a copy of
+/// the elements. `Val` is 16 bytes either way.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Val {
     /// An `f64`.
     F64(f64),
@@ -74,44 +84,71 @@ pub enum Val {
     I64(i64),
     /// A `bool`.
     Bool(bool),
+    /// A tensor (shared, immutable).
+    Tensor(Arc<Tensor>),
 }
 
 impl Val {
-    /// The scalar type of the value.
-    pub fn ty(self) -> ScalarType {
+    /// The scalar type of the value; a tensor's element type.
+    pub fn ty(&self) -> ScalarType {
         match self {
             Val::F64(_) => ScalarType::F64,
             Val::F32(_) => ScalarType::F32,
             Val::I64(_) => ScalarType::I64,
             Val::Bool(_) => ScalarType::Bool,
+            Val::Tensor(t) => t.data().elem(),
         }
     }
 
-    /// The value as `f64` for floats (`f32` widens exactly); `None` for `i64` and `bool`.
-    pub fn as_f64(self) -> Option<f64> {
+    /// The full type of the value (`f64`, `f64[2,3]`).
+    pub fn type_of(&self) -> Type {
         match self {
+            Val::Tensor(t) => t.ty(),
+            Val::F64(_) | Val::F32(_) | Val::I64(_) | Val::Bool(_) => Type::Scalar(self.ty()),
+        }
+    }
+
+    /// A tensor value.
+    pub fn tensor(t: Tensor) -> Val {
+        Val::Tensor(Arc::new(t))
+    }
+
+    /// The tensor, for tensor values only.
+    pub fn as_tensor(&self) -> Option<&Tensor> {
+        match self {
+            Val::Tensor(t) => Some(t),
+            Val::F64(_) | Val::F32(_) | Val::I64(_) | Val::Bool(_) => None,
+        }
+    }
+
+    /// The value as `f64` for float scalars (`f32` widens exactly); `None` for `i64`,
+    /// `bool` and tensors.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
             Val::F64(v) => Some(v),
             Val::F32(v) => Some(f64::from(v)),
-            Val::I64(_) | Val::Bool(_) => None,
+            Val::I64(_) | Val::Bool(_) | Val::Tensor(_) => None,
         }
     }
 
     /// The value as `i64`, for `i64` values only.
-    pub fn as_i64(self) -> Option<i64> {
-        match self {
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
             Val::I64(v) => Some(v),
-            Val::F64(_) | Val::F32(_) | Val::Bool(_) => None,
+            Val::F64(_) | Val::F32(_) | Val::Bool(_) | Val::Tensor(_) => None,
         }
     }
 
     /// The 8-byte slot encoding (the JIT's ABI): f64 bits, f32 bits in the low 4 bytes,
-    /// i64, bool 0/1.
-    pub fn to_slot(self) -> u64 {
-        match self {
+    /// i64, bool 0/1. A tensor has no slot (it travels as a buffer): 0, which callers
+    /// never see because they check types against scalar signatures first.
+    pub fn to_slot(&self) -> u64 {
+        match *self {
             Val::F64(v) => v.to_bits(),
             Val::F32(v) => u64::from(v.to_bits()),
             Val::I64(v) => v as u64,
             Val::Bool(v) => u64::from(v),
+            Val::Tensor(_) => 0,
         }
     }
 
@@ -127,10 +164,10 @@ impl Val {
     }
 
     /// The value as `bool`, for `bool` values only.
-    pub fn as_bool(self) -> Option<bool> {
-        match self {
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
             Val::Bool(v) => Some(v),
-            Val::F64(_) | Val::F32(_) | Val::I64(_) => None,
+            Val::F64(_) | Val::F32(_) | Val::I64(_) | Val::Tensor(_) => None,
         }
     }
 }
@@ -172,17 +209,34 @@ impl From<bool> for Val {
 
 /// Prints the value as the text format prints a constant of its type (`5.0`, `-3`,
 /// `true`, `nan`).
+/// A tensor prints as its type and its elements in row-major order,
+/// `f64[2,2] [1.0, 2.0, 3.0, 4.0]`.
 impl fmt::Display for Val {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(
-            &match *self {
-                Val::F64(v) => Constant::F64(v),
-                Val::F32(v) => Constant::F32(v),
-                Val::I64(v) => Constant::I64(v),
-                Val::Bool(v) => Constant::Bool(v),
-            },
-            f,
-        )
+        let c = match *self {
+            Val::F64(v) => Constant::F64(v),
+            Val::F32(v) => Constant::F32(v),
+            Val::I64(v) => Constant::I64(v),
+            Val::Bool(v) => Constant::Bool(v),
+            Val::Tensor(ref t) => {
+                write!(f, "{} [", t.ty())?;
+                let n = t.data().len();
+                for k in 0..n {
+                    if k > 0 {
+                        f.write_str(", ")?;
+                    }
+                    let c = match t.data() {
+                        TensorData::F64(v) => Constant::F64(v[k]),
+                        TensorData::F32(v) => Constant::F32(v[k]),
+                        TensorData::I64(v) => Constant::I64(v[k]),
+                        TensorData::Bool(v) => Constant::Bool(v[k]),
+                    };
+                    fmt::Display::fmt(&c, f)?;
+                }
+                return f.write_str("]");
+            }
+        };
+        fmt::Display::fmt(&c, f)
     }
 }
 
@@ -212,7 +266,7 @@ pub enum EvalError {
         /// Parameter type.
         expected: Type,
         /// Argument type.
-        got: ScalarType,
+        got: Type,
     },
     /// A result is not of the type the caller asked for (e.g. [`eval_f64`] on a function
     /// returning `i64`).
@@ -225,7 +279,7 @@ pub enum EvalError {
         /// Wanted type.
         expected: ScalarType,
         /// Actual type.
-        got: ScalarType,
+        got: Type,
     },
     /// A traced branch decision does not hold for these inputs.
     #[error(
@@ -250,6 +304,29 @@ pub enum EvalError {
         func: String,
         /// What went wrong (the same as the JIT reports).
         error: crate::checkpoint::DriverError,
+    },
+    /// A tensor too large for this machine's memory (its type is valid: tensors may
+    /// describe up to `layout::MAX_TENSOR_BYTES`).
+    #[error("{inst} in @{func}: cannot allocate a tensor of {bytes} bytes")]
+    OutOfMemory {
+        /// Function holding the instruction.
+        func: String,
+        /// The instruction.
+        inst: Inst,
+        /// The buffer size.
+        bytes: usize,
+    },
+    /// An `extract`/`insert` index outside the tensor's leading axis.
+    #[error("{inst} in @{func}: index {index} is out of range for a leading axis of length {len}")]
+    IndexOutOfRange {
+        /// Function holding the instruction.
+        func: String,
+        /// The `extract` or `insert`.
+        inst: Inst,
+        /// The index.
+        index: i64,
+        /// The length of the leading axis.
+        len: usize,
     },
     /// The function is not well formed (run the verifier for a full report).
     #[error("malformed @{func}: {reason}")]
@@ -278,6 +355,10 @@ enum Fault {
     CallDepth(String),
     /// A call past the depth cap, with the chain of open frames already rendered.
     DepthChain(String),
+    /// An `extract`/`insert` index out of range: the instruction, the index, the length.
+    Index(Inst, i64, usize),
+    /// A tensor result the allocator refused: the instruction, the bytes.
+    Alloc(Inst, usize),
     /// An error inside a loop driver's step function, kept in
     /// [`Interpreter::nested_error`] (a payload here would give every `Result` of the
     /// interpreter loop a costly drop).
@@ -317,6 +398,17 @@ impl Fault {
                 depth: limit + 1,
                 limit,
             }),
+            Fault::Alloc(inst, bytes) => EvalError::OutOfMemory {
+                func: func.to_string(),
+                inst,
+                bytes,
+            },
+            Fault::Index(inst, index, len) => EvalError::IndexOutOfRange {
+                func: func.to_string(),
+                inst,
+                index,
+                len,
+            },
             Fault::Nested => malformed("a loop step failed (error lost)".into()),
         }
     }
@@ -443,8 +535,29 @@ impl Default for Interpreter {
 /// Reads operand `i` of `args` from the current frame.
 #[inline]
 fn arg(frame: &[Val], data: &InstData, inst: Inst, i: usize) -> Result<Val, Fault> {
+    argr(frame, data, inst, i).cloned()
+}
+
+/// Borrows operand `i` of `args` in the current frame (the scalar arms read through
+/// this, so they never touch a tensor's reference count).
+#[inline]
+fn argr<'f>(frame: &'f [Val], data: &InstData, inst: Inst, i: usize) -> Result<&'f Val, Fault> {
     let v = *data.args.get(i).ok_or(Fault::BadOperands(inst))?;
-    frame.get(v.index()).copied().ok_or(Fault::BadValue(v))
+    frame.get(v.index()).ok_or(Fault::BadValue(v))
+}
+
+/// Evaluates an instruction on tensors (a tensor op, or an elementwise op with a
+/// tensor operand) through [`crate::tensor::eval`]: one kernel call per instruction.
+#[inline(never)]
+fn tensor_arm(frame: &[Val], data: &InstData, inst: Inst) -> Result<Val, Fault> {
+    let args = (0..data.args.len())
+        .map(|k| arg(frame, data, inst, k))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::tensor::eval(&data.op, &args).map_err(|e| match e {
+        TensorFault::BadOperands => Fault::BadOperands(inst),
+        TensorFault::Index { index, len } => Fault::Index(inst, index, len),
+        TensorFault::OutOfMemory { bytes } => Fault::Alloc(inst, bytes),
+    })
 }
 
 #[inline]
@@ -462,9 +575,10 @@ fn un_f(
     f64f: impl Fn(f64) -> f64,
     f32f: impl Fn(f32) -> f32,
 ) -> Result<Val, Fault> {
-    match arg(frame, data, inst, 0)? {
+    match *argr(frame, data, inst, 0)? {
         Val::F64(a) => Ok(Val::F64(f64f(a))),
         Val::F32(a) => Ok(Val::F32(f32f(a))),
+        Val::Tensor(_) => tensor_arm(frame, data, inst),
         Val::I64(_) | Val::Bool(_) => Err(Fault::BadOperands(inst)),
     }
 }
@@ -478,10 +592,10 @@ fn bin_f(
     f64f: impl Fn(f64, f64) -> f64,
     f32f: impl Fn(f32, f32) -> f32,
 ) -> Result<Val, Fault> {
-    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
-        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
-        _ => Err(Fault::BadOperands(inst)),
+    match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (&Val::F32(a), &Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+        _ => tensor_arm(frame, data, inst),
     }
 }
 
@@ -495,11 +609,11 @@ fn bin_n(
     f32f: impl Fn(f32, f32) -> f32,
     i64f: impl Fn(i64, i64) -> i64,
 ) -> Result<Val, Fault> {
-    match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
-        (Val::F32(a), Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
-        (Val::I64(a), Val::I64(b)) => Ok(Val::I64(i64f(a, b))),
-        _ => Err(Fault::BadOperands(inst)),
+    match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => Ok(Val::F64(f64f(a, b))),
+        (&Val::F32(a), &Val::F32(b)) => Ok(Val::F32(f32f(a, b))),
+        (&Val::I64(a), &Val::I64(b)) => Ok(Val::I64(i64f(a, b))),
+        _ => tensor_arm(frame, data, inst),
     }
 }
 
@@ -513,10 +627,11 @@ fn un_n(
     f32f: impl Fn(f32) -> f32,
     i64f: impl Fn(i64) -> i64,
 ) -> Result<Val, Fault> {
-    match arg(frame, data, inst, 0)? {
+    match *argr(frame, data, inst, 0)? {
         Val::F64(a) => Ok(Val::F64(f64f(a))),
         Val::F32(a) => Ok(Val::F32(f32f(a))),
         Val::I64(a) => Ok(Val::I64(i64f(a))),
+        Val::Tensor(_) => tensor_arm(frame, data, inst),
         Val::Bool(_) => Err(Fault::BadOperands(inst)),
     }
 }
@@ -533,22 +648,24 @@ fn cmp(
     pi: impl Fn(i64, i64) -> bool,
     pb: Option<fn(bool, bool) -> bool>,
 ) -> Result<Val, Fault> {
-    let r = match (arg(frame, data, inst, 0)?, arg(frame, data, inst, 1)?) {
-        (Val::F64(a), Val::F64(b)) => pf(a, b),
-        (Val::F32(a), Val::F32(b)) => pf32(a, b),
-        (Val::I64(a), Val::I64(b)) => pi(a, b),
-        (Val::Bool(a), Val::Bool(b)) => match pb {
+    let r = match (argr(frame, data, inst, 0)?, argr(frame, data, inst, 1)?) {
+        (&Val::F64(a), &Val::F64(b)) => pf(a, b),
+        (&Val::F32(a), &Val::F32(b)) => pf32(a, b),
+        (&Val::I64(a), &Val::I64(b)) => pi(a, b),
+        (&Val::Bool(a), &Val::Bool(b)) => match pb {
             Some(p) => p(a, b),
             None => return Err(Fault::BadOperands(inst)),
         },
-        _ => return Err(Fault::BadOperands(inst)),
+        _ => return tensor_arm(frame, data, inst),
     };
     Ok(Val::Bool(r))
 }
 
-/// `cast a : to`, exactly as documented on [`Op::Cast`].
-fn cast(a: Val, to: ScalarType) -> Val {
-    match (a, to) {
+/// `cast a : to`, exactly as documented on [`Op::Cast`], for scalars (`None` for a
+/// tensor, which the tensor arm casts).
+fn cast(a: Val, to: ScalarType) -> Option<Val> {
+    Some(match (a, to) {
+        (Val::Tensor(_), _) => return None,
         (Val::F64(x), ScalarType::F64) => Val::F64(x),
         (Val::F64(x), ScalarType::F32) => Val::F32(x as f32),
         (Val::F64(x), ScalarType::I64) => Val::I64(x as i64),
@@ -565,7 +682,7 @@ fn cast(a: Val, to: ScalarType) -> Val {
         (Val::Bool(x), ScalarType::F32) => Val::F32(if x { 1.0 } else { 0.0 }),
         (Val::Bool(x), ScalarType::I64) => Val::I64(i64::from(x)),
         (Val::Bool(x), ScalarType::Bool) => Val::Bool(x),
-    }
+    })
 }
 
 /// Evaluates a pure single-result op. `None` for the ops that are not pure
@@ -581,11 +698,11 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
         Op::Mul => bin_n(f, d, i, f64::mul, f32::mul, i64::wrapping_mul),
         Op::Div => bin_f(f, d, i, f64::div, f32::div),
         Op::Neg => un_n(f, d, i, |a| -a, |a| -a, i64::wrapping_neg),
-        Op::Fma => match (arg(f, d, i, 0), arg(f, d, i, 1), arg(f, d, i, 2)) {
-            (Ok(Val::F64(a)), Ok(Val::F64(b)), Ok(Val::F64(c))) => Ok(Val::F64(a.mul_add(b, c))),
-            (Ok(Val::F32(a)), Ok(Val::F32(b)), Ok(Val::F32(c))) => Ok(Val::F32(a.mul_add(b, c))),
+        Op::Fma => match (argr(f, d, i, 0), argr(f, d, i, 1), argr(f, d, i, 2)) {
+            (Ok(&Val::F64(a)), Ok(&Val::F64(b)), Ok(&Val::F64(c))) => Ok(Val::F64(a.mul_add(b, c))),
+            (Ok(&Val::F32(a)), Ok(&Val::F32(b)), Ok(&Val::F32(c))) => Ok(Val::F32(a.mul_add(b, c))),
+            (Ok(_), Ok(_), Ok(_)) => tensor_arm(f, d, i),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-            _ => Err(Fault::BadOperands(i)),
         },
         Op::Sqrt => un_f(f, d, i, f64::sqrt, f32::sqrt),
         Op::Exp => un_f(f, d, i, |a| f64m::exp(a), |a| f32m::exp(a)),
@@ -648,16 +765,45 @@ fn eval_pure(frame: &[Val], data: &InstData, inst: Inst) -> Option<Result<Val, F
             |a, b| a != b,
             Some(|a, b| a != b),
         ),
-        Op::Select => match arg(f, d, i, 0) {
-            Ok(Val::Bool(c)) => match (arg(f, d, i, 1), arg(f, d, i, 2)) {
-                (Ok(a), Ok(b)) if a.ty() == b.ty() => Ok(if c { a } else { b }),
+        Op::Select => match argr(f, d, i, 0) {
+            Ok(&Val::Bool(c)) => match (argr(f, d, i, 1), argr(f, d, i, 2)) {
+                // Scalars of one type (the common case: no `Type` comparison).
+                (Ok(a), Ok(b))
+                    if std::mem::discriminant(a) == std::mem::discriminant(b)
+                        && a.as_tensor().is_none() =>
+                {
+                    Ok(if c { a.clone() } else { b.clone() })
+                }
+                (Ok(a), Ok(b)) if a.type_of() == b.type_of() => {
+                    Ok(if c { a.clone() } else { b.clone() })
+                }
+                (Ok(_), Ok(_)) => tensor_arm(f, d, i),
                 (Err(e), _) | (_, Err(e)) => Err(e),
-                _ => Err(Fault::BadOperands(i)),
             },
+            Ok(Val::Tensor(_)) => tensor_arm(f, d, i),
             Ok(_) => Err(Fault::BadOperands(i)),
             Err(e) => Err(e),
         },
-        Op::Cast(to) => arg(f, d, i, 0).map(|a| cast(a, *to)),
+        Op::Cast(to) => match arg(f, d, i, 0) {
+            Ok(a) => match cast(a, *to) {
+                Some(v) => Ok(v),
+                None => tensor_arm(f, d, i),
+            },
+            Err(e) => Err(e),
+        },
+        Op::Fill(..)
+        | Op::Broadcast(_)
+        | Op::Iota(..)
+        | Op::Reduce(..)
+        | Op::Matmul
+        | Op::Dot
+        | Op::Transpose(_)
+        | Op::Reshape(_)
+        | Op::Slice(_)
+        | Op::Pad(_)
+        | Op::Concat(_)
+        | Op::Extract
+        | Op::Insert => tensor_arm(f, d, i),
         Op::Guard
         | Op::Call(_)
         | Op::Loop(_)
@@ -765,7 +911,7 @@ fn tape_loop(
     let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
     let val = |k: usize| arg(frame, data, inst, k);
     let mut state: Vec<u64> = inits
-        .map(|k| val(k).map(Val::to_slot))
+        .map(|k| val(k).map(|v| v.to_slot()))
         .collect::<Result<_, _>>()?;
     let st_tys = scalar_types(&fwd.sig.results, inst)?;
     let mut steps = InterpSteps {
@@ -813,7 +959,7 @@ fn rev_loop(
     let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
     let val = |k: usize| arg(frame, data, inst, k);
     let state: Vec<u64> = inits
-        .map(|k| val(k).map(Val::to_slot))
+        .map(|k| val(k).map(|v| v.to_slot()))
         .collect::<Result<_, _>>()?;
     let seeds: Vec<Val> = seeds.map(val).collect::<Result<_, _>>()?;
     let mut adj: Vec<u64> = seeds.iter().map(|v| v.to_slot()).collect();
@@ -967,8 +1113,9 @@ impl Interpreter {
         self.cursors.clear();
         self.slots.clear();
         self.slots.resize(f.values.len(), Val::Bool(false));
-        for (&p, &a) in f.params().iter().zip(args) {
-            set(&mut self.slots, p, a).map_err(|e| e.into_error(&f.name, self.max_call_depth))?;
+        for (&p, a) in f.params().iter().zip(args) {
+            set(&mut self.slots, p, a.clone())
+                .map_err(|e| e.into_error(&f.name, self.max_call_depth))?;
         }
         self.frames.push(Frame {
             func: None,
@@ -1056,7 +1203,7 @@ impl Interpreter {
                     }
                     if start >= end {
                         for (&r, &a) in data.results.iter().zip(inits) {
-                            let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                            let v = frame.get(a.index()).cloned().ok_or(Fault::BadValue(a))?;
                             set(frame, r, v)?;
                         }
                     } else {
@@ -1067,7 +1214,7 @@ impl Interpreter {
                         }
                         set(frame, params[0], Val::I64(start))?;
                         for (&p, &a) in params[1..].iter().zip(inits) {
-                            let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                            let v = frame.get(a.index()).cloned().ok_or(Fault::BadValue(a))?;
                             set(frame, p, v)?;
                         }
                         self.cursors.push(Cursor {
@@ -1083,7 +1230,7 @@ impl Interpreter {
                     };
                     self.scratch.clear();
                     for &a in &data.args {
-                        let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                        let v = frame.get(a.index()).cloned().ok_or(Fault::BadValue(a))?;
                         self.scratch.push(v);
                     }
                     let next = i + 1; // i < end <= i64::MAX: no overflow
@@ -1095,7 +1242,7 @@ impl Interpreter {
                         cursor.pos = 0;
                         cursor.lp = Some((loop_inst, next, end));
                         set(frame, params[0], Val::I64(next))?;
-                        for (&p, &v) in params[1..].iter().zip(&self.scratch) {
+                        for (&p, v) in params[1..].iter().zip(self.scratch.drain(..)) {
                             set(frame, p, v)?;
                         }
                     } else {
@@ -1107,7 +1254,7 @@ impl Interpreter {
                         if results.len() != self.scratch.len() {
                             return Err(Fault::ResultCount(loop_inst));
                         }
-                        for (&r, &v) in results.iter().zip(&self.scratch) {
+                        for (&r, v) in results.iter().zip(self.scratch.drain(..)) {
                             set(frame, r, v)?;
                         }
                         self.cursors.pop();
@@ -1119,7 +1266,7 @@ impl Interpreter {
                     }
                     self.scratch.clear();
                     for &a in &data.args {
-                        let v = frame.get(a.index()).copied().ok_or(Fault::BadValue(a))?;
+                        let v = frame.get(a.index()).cloned().ok_or(Fault::BadValue(a))?;
                         self.scratch.push(v);
                     }
                     if self.scratch.len() != f.sig.results.len() {
@@ -1141,8 +1288,8 @@ impl Interpreter {
                     if results.len() != self.scratch.len() {
                         return Err(Fault::ResultCount(call));
                     }
-                    for (&r, &v) in results.iter().zip(&self.scratch) {
-                        set(frame, r, v)?;
+                    for (&r, v) in results.iter().zip(&self.scratch) {
+                        set(frame, r, v.clone())?;
                     }
                 }
                 Op::TapeLoop(_) | Op::RevLoop(_) => {
@@ -1208,12 +1355,12 @@ impl Interpreter {
                     let caller_frame = &callers[base..];
                     for (k, (&p, &pty)) in params.iter().zip(&callee.sig.params).enumerate() {
                         let v = arg(caller_frame, data, inst, k)?;
-                        if Type::Scalar(v.ty()) != pty {
+                        if v.type_of() != pty {
                             return Err(Fault::CallArgs(
                                 inst,
                                 format!(
                                     "argument {k} of @{name} has type {}, expected {pty}",
-                                    v.ty()
+                                    v.type_of()
                                 ),
                             ));
                         }
@@ -1269,7 +1416,20 @@ impl Interpreter {
                 | Op::Eq
                 | Op::Ne
                 | Op::Select
-                | Op::Cast(_) => return Err(Fault::BadInst(inst)),
+                | Op::Cast(_)
+                | Op::Fill(..)
+                | Op::Broadcast(_)
+                | Op::Iota(..)
+                | Op::Reduce(..)
+                | Op::Matmul
+                | Op::Dot
+                | Op::Transpose(_)
+                | Op::Reshape(_)
+                | Op::Slice(_)
+                | Op::Pad(_)
+                | Op::Concat(_)
+                | Op::Extract
+                | Op::Insert => return Err(Fault::BadInst(inst)),
             }
         }
     }
@@ -1305,12 +1465,12 @@ fn check_args(f: &Function, args: &[Val]) -> Result<(), EvalError> {
         });
     }
     for (index, (a, &p)) in args.iter().zip(&f.sig.params).enumerate() {
-        if Type::Scalar(a.ty()) != p {
+        if a.type_of() != p {
             return Err(EvalError::ArgType {
                 func: f.name.clone(),
                 index,
                 expected: p,
-                got: a.ty(),
+                got: a.type_of(),
             });
         }
     }
@@ -1344,7 +1504,7 @@ fn results_f64(func: &str, vals: Vec<Val>) -> Result<Vec<f64>, EvalError> {
                 func: func.to_string(),
                 index,
                 expected: ScalarType::F64,
-                got: other.ty(),
+                got: other.type_of(),
             }),
         })
         .collect()

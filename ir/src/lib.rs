@@ -12,7 +12,8 @@
 //! - [`verify`]: the verifier, which checks every structural, scoping and typing rule;
 //! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
 //! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);
-//! - [`kernels`]: reference kernels for tensor ops over slices, and the GEMM.
+//! - [`kernels`]: reference kernels for tensor ops over slices, and the GEMM;
+//! - [`tensor`]: tensor values ([`interp::Val::Tensor`]) and the interpreter's tensor op arms.
 
 pub mod builder;
 pub mod callgraph;
@@ -27,6 +28,7 @@ pub mod op;
 pub mod parse;
 pub mod print;
 pub mod shape;
+pub mod tensor;
 pub mod testgen;
 pub mod trace;
 pub mod types;

@@ -16,35 +16,104 @@
 //!
 //! | format | syntax | ops |
 //! |--------|--------|-----|
-//! | [`Format::Literal`] | `op LIT : T` | `const`; later `fill 0.0 : f64[32,8]` |
-//! | [`Format::Unary`] | `op %a` | `neg sqrt exp ... trunc guard`; later every elementwise unary op on tensors |
-//! | [`Format::Binary`] | `op %a, %b` | `add ... copysign`, comparisons; later `matmul`, `dot` and the broadcasting elementwise forms |
-//! | [`Format::Ternary`] | `op %a, %b, %c` | `fma`, `select` |
+//! | [`Format::Literal`] | `op LIT : T` | `const`, `fill 0.0 : f64[32,8]` |
+//! | [`Format::Unary`] | `op %a` | `neg sqrt exp ... trunc guard` (scalars and tensors) |
+//! | [`Format::Binary`] | `op %a, %b` | `add ... copysign`, comparisons (broadcasting), `matmul`, `dot` |
+//! | [`Format::Ternary`] | `op %a, %b, %c` | `fma`, `select` (broadcasting) |
 //! | [`Format::Variadic`] | `op %a, ...` | `yield`, `ret` |
 //! | [`Format::WithImm`] | `op %a, N` | `powi` |
-//! | [`Format::WithType`] | `op %a : T` | `cast`; later `broadcast %v : f64[32,8]`, `reshape %a : f64[4,64]` |
+//! | [`Format::WithType`] | `op %a : T` | `cast`, `broadcast %v : f64[32,8]`, `reshape %a : f64[4,64]` |
 //! | [`Format::Call`] | `op @f(%a, ...)` | `call` |
 //! | [`Format::Loop`] | `loop %i in B..B (%c = %v : T, ...) { ... }` | `loop` |
 //! | [`Format::TapeLoop`] | `tapeloop B..B checkpoint P fwd @F (...) caps (...)` | `tapeloop` |
 //! | [`Format::RevLoop`] | `revloop B..B checkpoint P fwd @F bwd @B [tape %t] (...) caps (...) seed (...)` | `revloop` |
 //!
-//! Planned, added with the first op that needs each (none exists before its op does):
+//!
+//! The tensor formats:
 //!
 //! | format | syntax | tensor ops |
 //! |--------|--------|------------|
-//! | `WithAxes` | `op %x, axes [1, 2]` | `sum`, `mean`, the `max`/`min` reductions, `logsumexp` (the `axes` keyword tells a reduction from the binary `max %a, %b`) |
-//! | `WithPerm` | `op %a, perm [1, 0]` | `transpose` |
-//! | `WithRanges` | `op %a [0:4, 2:6]` | `slice` (start:end per axis), `pad` (low:high per axis) |
-//! | `WithAxis` | `op %a, %b, ..., axis 0` | `concat` (variadic operands and one axis) |
-//! | `Indexed` | `op %x [%i, ...]` | `extract` (the indices are `i64` operands after `%x`) |
-//! | `IndexedInsert` | `op %v into %x [%i, ...]` | `insert` |
-//! | `Iota` | `op axis 0 : T` | `iota` (no operand, an axis and a result type) |
+//! | [`Format::WithAxes`] | `op %x, axes [1, 2]` | `sum`, `mean`, `logsumexp`, `reduce_max`, `reduce_min` |
+//! | [`Format::WithPerm`] | `op %a, perm [1, 0]` | `transpose` |
+//! | [`Format::WithRanges`] | `op %a, ... [0:4, 2:6]` | `slice %a [start:end(:step), ...]`, `pad %a, %v [low:high, ...]` |
+//! | [`Format::WithAxis`] | `op %a, %b, ..., axis 0` | `concat` (variadic operands and one axis) |
+//! | [`Format::Indexed`] | `op %x [%i]` | `extract` (the index is an `i64` operand after `%x`) |
+//! | [`Format::IndexedInsert`] | `op %v into %x [%i]` | `insert` |
+//! | [`Format::Iota`] | `op axis 0 : T` | `iota` (no operand, an axis and a result type) |
+//!
+//! The max/min *reductions* are named `reduce_max`/`reduce_min`, so every op name has one
+//! format and the parser never looks ahead to tell them from the binary `max %a, %b`.
+//!
+//! # Tensors
+//!
+//! Every elementwise op (arithmetic, elementary functions, comparisons, `select`, `cast`,
+//! `powi`, `fma`) accepts tensor operands of one element type with NumPy broadcasting; a
+//! scalar operand broadcasts. The shape rules are [`crate::shape`]'s, the run-time
+//! semantics [`crate::kernels`]'.
 //!
 //! Numeric semantics of each op live in [`crate::math`], shared by the interpreter and
 //! the JIT's runtime calls so both engines agree bit for bit.
 
-use crate::types::{ScalarType, Type};
+use crate::shape::{self, Reduction, ShapeError, SliceRange};
+use crate::types::{ScalarType, Type, MAX_RANK};
 use std::fmt;
+
+/// A short list of distinct axes: a reduction's axes or a permutation (at most
+/// [`MAX_RANK`] entries, each below [`MAX_RANK`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Axes {
+    len: u8,
+    axes: [u8; MAX_RANK],
+}
+
+impl Axes {
+    /// The list; `None` when it is longer than [`MAX_RANK`] or an entry is not below
+    /// [`MAX_RANK`] (the shape rules check the rest against the operand).
+    pub fn new(axes: &[usize]) -> Option<Self> {
+        if axes.len() > MAX_RANK {
+            return None;
+        }
+        let mut out = [0u8; MAX_RANK];
+        for (o, &a) in out.iter_mut().zip(axes) {
+            if a >= MAX_RANK {
+                return None;
+            }
+            *o = a as u8;
+        }
+        Some(Self {
+            len: axes.len() as u8,
+            axes: out,
+        })
+    }
+
+    /// The axes, in order.
+    pub fn to_vec(&self) -> Vec<usize> {
+        self.axes[..usize::from(self.len)]
+            .iter()
+            .map(|&a| usize::from(a))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Axes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_vec())
+    }
+}
+
+impl fmt::Display for Axes {
+    /// `[a, b, ...]`, the text format's form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, a) in self.to_vec().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        f.write_str("]")
+    }
+}
 
 /// A constant literal (the payload of `const`).
 ///
@@ -265,6 +334,66 @@ pub enum Op {
     /// `c` is false.
     Guard,
 
+    // ---- tensors (shape rules: `crate::shape`; semantics: `crate::kernels`) ----
+    /// `fill c : T` — the tensor of type `T` (element type `c`'s) with every element `c`.
+    Fill(Constant, Type),
+    /// `broadcast x : T` — `x` broadcast to `T` with NumPy's rules (trailing axes aligned,
+    /// a dimension 1 or a missing leading axis repeats): `y[i…] = x[i… with the broadcast
+    /// axes at 0]`. The explicit form of what elementwise ops do implicitly; its
+    /// transpose is `sum` over the broadcast axes ([`shape::sum_back`]).
+    Broadcast(Type),
+    /// `iota axis n : T` — the tensor whose element at index `(i0, i1, …)` is `i_n`
+    /// (converted to the element type; f64, f32 or i64).
+    Iota(u8, Type),
+    /// A reduction over the listed axes, which the result drops (`axes [0, 1]` of a
+    /// matrix gives a scalar; `axes []` is the identity). Each result element folds the
+    /// reduced elements in row-major order ([`crate::kernels`] fixes the order, so every
+    /// engine gets the same bits):
+    /// - `sum x, axes [..]` = Σ x (from `-0.0` for floats; wrapping for `i64`);
+    /// - `mean x, axes [..]` = Σ x / n, n the number of reduced elements (floats);
+    /// - `logsumexp x, axes [..]` = s + log Σ exp(x − s), s = max x when finite, else 0
+    ///   (all `-∞` gives `-∞`, any `+∞` gives `+∞`; no overflow for large x) (floats);
+    /// - `reduce_max x, axes [..]` / `reduce_min x, axes [..]` fold the scalar `max`/`min`
+    ///   (IEEE 754-2019 `maximum`/`minimum`: NaN propagates, `max(-0, +0) = +0`). Tie
+    ///   rule for AD: the adjoint is split evenly among all elements equal to the result,
+    ///   `x̄ = ȳ·[x = y] / #{x = y}` (JAX's; `-0 = +0` ties), see [`crate::kernels`].
+    ///
+    /// Named `reduce_max`/`reduce_min` so the names differ from the binary `max`/`min`.
+    Reduce(Reduction, Axes),
+    /// `matmul a, b` — the matrix product, contracting the last axis of `a` with the
+    /// first non-batch axis of `b`: `[m,k]×[k,n] → [m,n]`, `[m,k]×[k] → [m]`,
+    /// `[k]×[k,n] → [n]`, `[b,m,k]×[k,n] → [b,m,n]`, `[b,m,k]×[b,k,n] → [b,m,n]` (floats).
+    /// Computed by [`crate::kernels::matmul`] (one GEMM per batch entry), which every
+    /// engine calls, so results agree bit for bit.
+    Matmul,
+    /// `dot a, b` = Σᵢ aᵢ·bᵢ for two vectors of one length (floats), summed in index
+    /// order from `-0.0` (each product rounded, no fma).
+    Dot,
+    /// `transpose x, perm [p0, p1, ...]` — result axis `i` is axis `perm[i]` of `x`
+    /// (NumPy's `transpose`); its transpose is the inverse permutation.
+    Transpose(Axes),
+    /// `reshape x : T` — the same elements in row-major order with shape `T` (same
+    /// element type and count).
+    Reshape(Type),
+    /// `slice x [start:end(:step), ...]` — per axis the indices `start, start+step, …`
+    /// below `end` (static, non-empty, in bounds).
+    Slice(Vec<SliceRange>),
+    /// `pad x, v [low:high, ...]` — `x` with `low` copies of the scalar `v` before and
+    /// `high` after it along each axis (each range's `start` is `low`, `end` is `high`,
+    /// its step 1).
+    Pad(Vec<SliceRange>),
+    /// `concat a, b, ..., axis n` — the operands joined along axis `n` (they agree on
+    /// every other axis).
+    Concat(u8),
+    /// `extract x [i]` — the element (of a vector) or the row (of a higher-rank tensor)
+    /// at the dynamic `i64` index `i` on the leading axis; an index outside `0..len` is
+    /// an evaluation error.
+    Extract,
+    /// `insert v into x [i]` — `x` with its element or row `i` (leading axis) replaced by
+    /// `v`: a new tensor (functional update); an index outside `0..len` is an evaluation
+    /// error. Operands: `v`, `x`, `i`.
+    Insert,
+
     // ---- structure ----
     /// `call @f(args...)` — calls another function of the module.
     Call(String),
@@ -383,17 +512,39 @@ pub enum Format<'a> {
     /// `revloop B..B checkpoint P fwd @F bwd @B [tape %t] (inits...) caps (caps...)
     /// seed (seeds...)`.
     RevLoop(&'a RevLoop),
+    /// `op %x, axes [a, ...]` — one operand and a list of axes (reductions).
+    WithAxes(Axes),
+    /// `op %x, perm [p, ...]` — one operand and a permutation (`transpose`).
+    WithPerm(Axes),
+    /// `op %a, ... [s:e(:k), ...]` — operands then one range per axis (`slice`: one
+    /// operand; `pad`: the tensor and the pad value). Any number of operands; the op's
+    /// typing checks the count.
+    WithRanges(&'a [SliceRange]),
+    /// `op %a, %b, ..., axis n` — operands and one axis (`concat`).
+    WithAxis(usize),
+    /// `op %x [%i]` — a tensor and an `i64` index operand (`extract`).
+    Indexed,
+    /// `op %v into %x [%i]` — a value, a tensor and an `i64` index (`insert`).
+    IndexedInsert,
+    /// `op axis n : T` — no operand, an axis and the result type (`iota`).
+    Iota(usize, Type),
 }
 
 impl Format<'_> {
     /// How many operands an op of this format takes.
     pub fn arity(self) -> Arity {
         match self {
-            Format::Literal(..) => Arity::Fixed(0),
-            Format::Unary | Format::WithImm(_) | Format::WithType(_) => Arity::Fixed(1),
-            Format::Binary => Arity::Fixed(2),
-            Format::Ternary => Arity::Fixed(3),
-            Format::Variadic
+            Format::Literal(..) | Format::Iota(..) => Arity::Fixed(0),
+            Format::Unary
+            | Format::WithImm(_)
+            | Format::WithType(_)
+            | Format::WithAxes(_)
+            | Format::WithPerm(_) => Arity::Fixed(1),
+            Format::Binary | Format::Indexed => Arity::Fixed(2),
+            Format::Ternary | Format::IndexedInsert => Arity::Fixed(3),
+            Format::WithRanges(_)
+            | Format::WithAxis(_)
+            | Format::Variadic
             | Format::Call(_)
             | Format::Loop(_)
             | Format::TapeLoop(_)
@@ -405,7 +556,12 @@ impl Format<'_> {
     pub fn is_plain(self) -> bool {
         matches!(
             self,
-            Format::Unary | Format::Binary | Format::Ternary | Format::Variadic
+            Format::Unary
+                | Format::Binary
+                | Format::Ternary
+                | Format::Variadic
+                | Format::Indexed
+                | Format::IndexedInsert
         )
     }
 }
@@ -430,6 +586,14 @@ pub enum PayloadError {
         op: &'static str,
         /// The type read.
         got: Type,
+        /// What fits, in words.
+        expected: &'static str,
+    },
+    /// Axes, a permutation, ranges or an axis out of what any tensor has.
+    #[error("`{op}` takes {expected}")]
+    Tensor {
+        /// Op text name.
+        op: &'static str,
         /// What fits, in words.
         expected: &'static str,
     },
@@ -478,6 +642,9 @@ pub enum TypeError {
     /// A call names a function the module does not have.
     #[error("call to unknown function @{0}")]
     UnknownCallee(String),
+    /// Tensor shapes that do not fit the op (the error names the shapes).
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
 }
 
 /// A function signature: parameter and result types.
@@ -500,18 +667,16 @@ enum Accept {
 impl Accept {
     fn ok(self, t: Type) -> bool {
         match (self, t) {
-            (Accept::Numeric, Type::Scalar(s)) => s.is_numeric(),
-            (Accept::Float, Type::Scalar(s)) => s.is_float(),
-            (Accept::Any, Type::Scalar(_)) => true,
-            // Tensor operands arrive with the tensor ops.
-            (_, Type::Tensor(..)) => false,
+            (Accept::Numeric, t) => t.elem().is_numeric(),
+            (Accept::Float, t) => t.elem().is_float(),
+            (Accept::Any, _) => true,
         }
     }
     fn words(self) -> &'static str {
         match self {
-            Accept::Numeric => "a numeric scalar (f64, f32, i64)",
-            Accept::Float => "a float scalar (f64, f32)",
-            Accept::Any => "a scalar",
+            Accept::Numeric => "a numeric scalar or tensor (f64, f32, i64)",
+            Accept::Float => "a float scalar or tensor (f64, f32)",
+            Accept::Any => "a scalar or tensor",
         }
     }
 }
@@ -520,10 +685,67 @@ impl Op {
     /// Every op name, for parsers, docs and completeness tests ([`Op::from_name`] knows
     /// each).
     pub const NAMES: &'static [&'static str] = &[
-        "const", "add", "sub", "mul", "div", "neg", "fma", "sqrt", "exp", "expm1", "log", "log1p",
-        "sin", "cos", "tan", "tanh", "sigmoid", "erf", "abs", "pow", "powi", "min", "max", "atan2",
-        "floor", "ceil", "round", "trunc", "copysign", "lt", "le", "gt", "ge", "eq", "ne",
-        "select", "cast", "guard", "call", "loop", "revloop", "tapeloop", "yield", "ret",
+        "const",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "fma",
+        "sqrt",
+        "exp",
+        "expm1",
+        "log",
+        "log1p",
+        "sin",
+        "cos",
+        "tan",
+        "tanh",
+        "sigmoid",
+        "erf",
+        "abs",
+        "pow",
+        "powi",
+        "min",
+        "max",
+        "atan2",
+        "floor",
+        "ceil",
+        "round",
+        "trunc",
+        "copysign",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "select",
+        "cast",
+        "guard",
+        "call",
+        "loop",
+        "revloop",
+        "tapeloop",
+        "yield",
+        "ret",
+        "fill",
+        "broadcast",
+        "iota",
+        "sum",
+        "mean",
+        "logsumexp",
+        "reduce_max",
+        "reduce_min",
+        "matmul",
+        "dot",
+        "transpose",
+        "reshape",
+        "slice",
+        "pad",
+        "concat",
+        "extract",
+        "insert",
     ];
 
     /// The text name, as printed and parsed.
@@ -573,6 +795,25 @@ impl Op {
             Op::Loop(_) => "loop",
             Op::Yield => "yield",
             Op::Ret => "ret",
+            Op::Fill(..) => "fill",
+            Op::Broadcast(_) => "broadcast",
+            Op::Iota(..) => "iota",
+            Op::Reduce(r, _) => match r {
+                Reduction::Sum => "sum",
+                Reduction::Mean => "mean",
+                Reduction::LogSumExp => "logsumexp",
+                Reduction::Max => "reduce_max",
+                Reduction::Min => "reduce_min",
+            },
+            Op::Matmul => "matmul",
+            Op::Dot => "dot",
+            Op::Transpose(_) => "transpose",
+            Op::Reshape(_) => "reshape",
+            Op::Slice(_) => "slice",
+            Op::Pad(_) => "pad",
+            Op::Concat(_) => "concat",
+            Op::Extract => "extract",
+            Op::Insert => "insert",
         }
     }
 
@@ -643,6 +884,27 @@ impl Op {
             "guard" => Op::Guard,
             "yield" => Op::Yield,
             "ret" => Op::Ret,
+            "fill" => Op::Fill(
+                Constant::F64(0.0),
+                crate::types::Shape::new(&[1])
+                    .map_or(Type::F64, |s| Type::Tensor(ScalarType::F64, s)),
+            ),
+            "broadcast" => Op::Broadcast(Type::F64),
+            "iota" => Op::Iota(0, Type::F64),
+            "sum" => Op::Reduce(Reduction::Sum, Axes::default()),
+            "mean" => Op::Reduce(Reduction::Mean, Axes::default()),
+            "logsumexp" => Op::Reduce(Reduction::LogSumExp, Axes::default()),
+            "reduce_max" => Op::Reduce(Reduction::Max, Axes::default()),
+            "reduce_min" => Op::Reduce(Reduction::Min, Axes::default()),
+            "matmul" => Op::Matmul,
+            "dot" => Op::Dot,
+            "transpose" => Op::Transpose(Axes::default()),
+            "reshape" => Op::Reshape(Type::F64),
+            "slice" => Op::Slice(Vec::new()),
+            "pad" => Op::Pad(Vec::new()),
+            "concat" => Op::Concat(0),
+            "extract" => Op::Extract,
+            "insert" => Op::Insert,
             _ => return None,
         })
     }
@@ -689,8 +951,19 @@ impl Op {
             | Op::Gt
             | Op::Ge
             | Op::Eq
-            | Op::Ne => Format::Binary,
+            | Op::Ne
+            | Op::Matmul
+            | Op::Dot => Format::Binary,
             Op::Fma | Op::Select => Format::Ternary,
+            Op::Fill(c, t) => Format::Literal(*c, *t),
+            Op::Broadcast(t) | Op::Reshape(t) => Format::WithType(*t),
+            Op::Iota(a, t) => Format::Iota(usize::from(*a), *t),
+            Op::Reduce(_, axes) => Format::WithAxes(*axes),
+            Op::Transpose(perm) => Format::WithPerm(*perm),
+            Op::Slice(r) | Op::Pad(r) => Format::WithRanges(r),
+            Op::Concat(a) => Format::WithAxis(usize::from(*a)),
+            Op::Extract => Format::Indexed,
+            Op::Insert => Format::IndexedInsert,
             Op::Yield | Op::Ret => Format::Variadic,
             Op::Powi(n) => Format::WithImm(i64::from(*n)),
             Op::Cast(t) => Format::WithType(Type::Scalar(*t)),
@@ -733,6 +1006,49 @@ impl Op {
                     })
                 }
             },
+            (Op::Fill(..), Format::Literal(c, t)) => {
+                if t.scalar().is_some() || t.elem() != c.ty() {
+                    return Err(PayloadError::Type {
+                        op: name,
+                        got: t,
+                        expected: "a tensor type with its literal's element type",
+                    });
+                }
+                Op::Fill(c, t)
+            }
+            (Op::Broadcast(_), Format::WithType(t)) => Op::Broadcast(t),
+            (Op::Reshape(_), Format::WithType(t)) => Op::Reshape(t),
+            (Op::Iota(..), Format::Iota(axis, t)) => {
+                let axis = u8::try_from(axis)
+                    .ok()
+                    .filter(|&a| usize::from(a) < MAX_RANK)
+                    .ok_or(PayloadError::Tensor {
+                        op: name,
+                        expected: "an axis below the maximum rank",
+                    })?;
+                Op::Iota(axis, t)
+            }
+            (Op::Reduce(r, _), Format::WithAxes(a)) => Op::Reduce(r, a),
+            (Op::Transpose(_), Format::WithPerm(p)) => Op::Transpose(p),
+            (Op::Slice(_), Format::WithRanges(r)) => Op::Slice(r.to_vec()),
+            (Op::Pad(_), Format::WithRanges(r)) => {
+                if r.iter().any(|w| w.step != 1) {
+                    return Err(PayloadError::Tensor {
+                        op: name,
+                        expected: "`low:high` widths without a step",
+                    });
+                }
+                Op::Pad(r.to_vec())
+            }
+            (Op::Concat(_), Format::WithAxis(a)) => Op::Concat(
+                u8::try_from(a)
+                    .ok()
+                    .filter(|&a| usize::from(a) < MAX_RANK)
+                    .ok_or(PayloadError::Tensor {
+                        op: name,
+                        expected: "an axis below the maximum rank",
+                    })?,
+            ),
             (Op::Call(_), Format::Call(f)) => Op::Call(f.to_string()),
             (Op::Loop(_), Format::Loop(b)) => Op::Loop(b),
             (Op::TapeLoop(_), Format::TapeLoop(t)) => Op::TapeLoop(Box::new(t.clone())),
@@ -796,8 +1112,101 @@ impl Op {
             | Op::Eq
             | Op::Ne
             | Op::Select
-            | Op::Cast(_) => true,
+            | Op::Cast(_)
+            | Op::Fill(..)
+            | Op::Broadcast(_)
+            | Op::Iota(..)
+            | Op::Reduce(..)
+            | Op::Matmul
+            | Op::Dot
+            | Op::Transpose(_)
+            | Op::Reshape(_)
+            | Op::Slice(_)
+            | Op::Pad(_)
+            | Op::Concat(_)
+            | Op::Extract
+            | Op::Insert => true,
         }
+    }
+
+    /// True for the ops that only exist on tensors (`fill`, `broadcast`, `iota`, the
+    /// reductions, `matmul`, `dot`, `transpose`, `reshape`, `slice`, `pad`, `concat`,
+    /// `extract`, `insert`). Elementwise ops, which also take scalars, are not among
+    /// them: whether an instruction computes on tensors is [`Op::is_tensor_inst`]'s
+    /// question.
+    pub fn is_tensor_op(&self) -> bool {
+        match self {
+            Op::Fill(..)
+            | Op::Broadcast(_)
+            | Op::Iota(..)
+            | Op::Reduce(..)
+            | Op::Matmul
+            | Op::Dot
+            | Op::Transpose(_)
+            | Op::Reshape(_)
+            | Op::Slice(_)
+            | Op::Pad(_)
+            | Op::Concat(_)
+            | Op::Extract
+            | Op::Insert => true,
+            Op::Const(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Neg
+            | Op::Fma
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Abs
+            | Op::Pow
+            | Op::Powi(_)
+            | Op::Min
+            | Op::Max
+            | Op::Atan2
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Copysign
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne
+            | Op::Select
+            | Op::Cast(_)
+            | Op::Guard
+            | Op::Call(_)
+            | Op::Loop(_)
+            | Op::RevLoop(_)
+            | Op::TapeLoop(_)
+            | Op::Yield
+            | Op::Ret => false,
+        }
+    }
+
+    /// True when an instruction of this op with operand types `args` and result types
+    /// `results` computes on tensors: a tensor-only op, or any pure op with a tensor
+    /// operand or result (an elementwise op on tensors). Structural ops (`loop`, `call`,
+    /// `yield`, `ret`) only move tensors and answer false.
+    pub fn is_tensor_inst(&self, args: &[Type], results: &[Type]) -> bool {
+        self.is_tensor_op()
+            || (self.is_pure()
+                && args
+                    .iter()
+                    .chain(results)
+                    .any(|t| matches!(t, Type::Tensor(..))))
     }
 
     /// True for region terminators (`yield`, `ret`).
@@ -853,7 +1262,20 @@ impl Op {
             | Op::Guard
             | Op::Loop(_)
             | Op::Yield
-            | Op::Ret => (None, None),
+            | Op::Ret
+            | Op::Fill(..)
+            | Op::Broadcast(_)
+            | Op::Iota(..)
+            | Op::Reduce(..)
+            | Op::Matmul
+            | Op::Dot
+            | Op::Transpose(_)
+            | Op::Reshape(_)
+            | Op::Slice(_)
+            | Op::Pad(_)
+            | Op::Concat(_)
+            | Op::Extract
+            | Op::Insert => (None, None),
         };
         first.into_iter().chain(second)
     }
@@ -900,13 +1322,31 @@ impl Op {
                 })
             }
         };
-        // All operands of one accepted kind and one type; result that type.
+        // All operands of one accepted kind and one element type, broadcasting (all
+        // scalars: one type); result the broadcast type.
         let uniform = |accept: Accept| -> Result<Vec<Type>, TypeError> {
             for i in 0..args.len() {
                 check(i, accept)?;
-                same_as_first(i)?;
             }
-            Ok(vec![args[0]])
+            if args.iter().all(|t| t.scalar().is_some()) {
+                for i in 0..args.len() {
+                    same_as_first(i)?;
+                }
+                return Ok(vec![args[0]]);
+            }
+            Ok(vec![shape::elementwise(name, args)?])
+        };
+        let scalar_only = |index: usize| -> Result<(), TypeError> {
+            if args[index].scalar().is_some() {
+                Ok(())
+            } else {
+                Err(TypeError::Operand {
+                    op: name,
+                    index,
+                    got: args[index],
+                    expected: "a scalar".into(),
+                })
+            }
         };
         // Operands that must be i64 (loop bounds, tape tokens).
         let all_i64 = |range: std::ops::Range<usize>, what: &str| -> Result<(), TypeError> {
@@ -916,6 +1356,19 @@ impl Op {
                     index: i,
                     got: args[i],
                     expected: format!("i64 ({what})"),
+                }),
+                None => Ok(()),
+            }
+        };
+        // Operands that must be scalars (the loop drivers' state and seeds travel in
+        // 8-byte slots).
+        let scalars = |range: std::ops::Range<usize>, what: &str| -> Result<(), TypeError> {
+            match range.clone().find(|&i| args[i].scalar().is_none()) {
+                Some(i) => Err(TypeError::Operand {
+                    op: name,
+                    index: i,
+                    got: args[i],
+                    expected: what.into(),
                 }),
                 None => Ok(()),
             }
@@ -948,13 +1401,16 @@ impl Op {
             | Op::Copysign => uniform(Accept::Float),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 uniform(Accept::Numeric)?;
-                Ok(vec![Type::BOOL])
+                Ok(vec![shape::compare(name, args[0], args[1])?])
             }
             Op::Eq | Op::Ne => {
                 uniform(Accept::Any)?;
-                Ok(vec![Type::BOOL])
+                Ok(vec![shape::compare(name, args[0], args[1])?])
             }
             Op::Select => {
+                if args.iter().any(|t| t.scalar().is_none()) {
+                    return Ok(vec![shape::select(args[0], args[1], args[2])?]);
+                }
                 if args[0] != Type::BOOL {
                     return Err(TypeError::Operand {
                         op: name,
@@ -974,11 +1430,53 @@ impl Op {
                 }
                 Ok(vec![args[1]])
             }
-            Op::Cast(to) => {
-                check(0, Accept::Any)?;
-                Ok(vec![Type::Scalar(*to)])
+            Op::Cast(to) => Ok(vec![match args[0] {
+                Type::Scalar(_) => Type::Scalar(*to),
+                Type::Tensor(_, s) => Type::Tensor(*to, s),
+            }]),
+            Op::Fill(c, t) => Ok(vec![shape::fill(c.ty(), *t)?]),
+            Op::Broadcast(t) => Ok(vec![shape::broadcast_to(args[0], *t)?]),
+            Op::Iota(axis, t) => Ok(vec![shape::iota(*t, usize::from(*axis))?]),
+            Op::Reduce(r, axes) => Ok(vec![shape::reduce(*r, args[0], &axes.to_vec())?]),
+            Op::Matmul => Ok(vec![shape::matmul(args[0], args[1])?]),
+            Op::Dot => Ok(vec![shape::dot(args[0], args[1])?]),
+            Op::Transpose(perm) => Ok(vec![shape::transpose(args[0], &perm.to_vec())?]),
+            Op::Reshape(t) => Ok(vec![shape::reshape(args[0], *t)?]),
+            Op::Slice(r) => {
+                if args.len() != 1 {
+                    return Err(TypeError::Arity {
+                        op: name,
+                        expected: 1,
+                        got: args.len(),
+                    });
+                }
+                Ok(vec![shape::slice(args[0], r)?])
             }
+            Op::Pad(r) => {
+                if args.len() != 2 {
+                    return Err(TypeError::Arity {
+                        op: name,
+                        expected: 2,
+                        got: args.len(),
+                    });
+                }
+                let widths: Vec<(u32, u32)> = r.iter().map(|w| (w.start, w.end)).collect();
+                Ok(vec![shape::pad(args[0], args[1], &widths)?])
+            }
+            Op::Concat(axis) => {
+                if args.is_empty() {
+                    return Err(TypeError::Arity {
+                        op: name,
+                        expected: 1,
+                        got: 0,
+                    });
+                }
+                Ok(vec![shape::concat(args, usize::from(*axis))?])
+            }
+            Op::Extract => Ok(vec![shape::extract(args[0], args[1])?]),
+            Op::Insert => Ok(vec![shape::insert(args[0], args[1], args[2])?]),
             Op::Guard => {
+                scalar_only(0)?;
                 if args[0] != Type::BOOL {
                     return Err(TypeError::Operand {
                         op: name,
@@ -1032,6 +1530,10 @@ impl Op {
                     got: args.len(),
                 })?;
                 all_i64(bounds, "a loop bound")?;
+                scalars(
+                    inits.clone(),
+                    "a scalar loop state (tensor states are not reversed yet)",
+                )?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let state = &args[inits];
                 let want: Vec<Type> = std::iter::once(Type::I64)
@@ -1064,6 +1566,14 @@ impl Op {
                     })?;
                 all_i64(tape, "a tape token")?;
                 all_i64(bounds, "a loop bound")?;
+                scalars(
+                    inits.clone(),
+                    "a scalar loop state (tensor states are not reversed yet)",
+                )?;
+                scalars(
+                    seeds.clone(),
+                    "a scalar seed (tensor adjoints are not reversed yet)",
+                )?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let bwd = callee(&r.bwd).ok_or_else(|| TypeError::UnknownCallee(r.bwd.clone()))?;
                 let state = &args[inits.clone()];
@@ -1163,6 +1673,7 @@ mod tests {
         let texts = [
             include_str!("../../tests/ir/all_ops.jir"),
             include_str!("../../tests/ir/revloop.jir"),
+            include_str!("../../tests/ir/tensors.jir"),
         ];
         let mut names = std::collections::BTreeSet::new();
         let mut formats = std::collections::BTreeSet::new();
@@ -1188,7 +1699,7 @@ mod tests {
         }
         let missing: Vec<_> = Op::NAMES.iter().filter(|n| !names.contains(*n)).collect();
         assert!(missing.is_empty(), "ops not covered: {missing:?}");
-        assert_eq!(formats.len(), 11, "{formats:?}");
+        assert_eq!(formats.len(), 18, "{formats:?}");
     }
 
     #[test]

@@ -9,10 +9,17 @@
 //! type    := f64 | f32 | i64 | bool | scalar "[" dim {"," dim} "]"
 //! inst    := [%name {"," %name} "="] op operands
 //! operands, by the op's format (crate::op::Format):
-//!   Literal   LIT ":" type                       (const)
+//!   Literal   LIT ":" type                       (const, fill)
 //!   Unary, Binary, Ternary, Variadic  [%v {"," %v}]   (arity checked when typing)
 //!   WithImm   %v "," INT                          (powi)
-//!   WithType  %v ":" type                         (cast)
+//!   WithType  %v ":" type                         (cast, broadcast, reshape)
+//!   WithAxes  %v "," axes "[" [INT {"," INT}] "]"  (sum, mean, logsumexp, reduce_max/min)
+//!   WithPerm  %v "," perm "[" INT {"," INT} "]"   (transpose)
+//!   WithRanges %v {"," %v} "[" INT ":" INT [":" INT] {"," ...} "]"  (slice, pad)
+//!   WithAxis  %v {"," %v} "," axis INT             (concat)
+//!   Indexed   %x "[" %i "]"                        (extract)
+//!   IndexedInsert %v into %x "[" %i "]"            (insert)
+//!   Iota      axis INT ":" type                    (iota)
 //!   Call      @f "(" [%v {"," %v}] ")"
 //!   Loop      %i in BOUND ".." BOUND "(" [%c "=" %v ":" type {","...}] ")" "{" inst* "}"
 //!   TapeLoop  BOUND ".." BOUND checkpoint POLICY fwd @F "(" %v... ")" caps "(" %v... ")"
@@ -47,8 +54,10 @@
 use crate::checkpoint::Policy;
 use crate::function::{Function, Module, Region, Value};
 use crate::op::{
-    Bound, Constant, Format, LoopBounds, Op, PayloadError, RevLoop, Signature, TapeLoop, TypeError,
+    Axes, Bound, Constant, Format, LoopBounds, Op, PayloadError, RevLoop, Signature, TapeLoop,
+    TypeError,
 };
+use crate::shape::SliceRange;
 use crate::types::{ScalarType, Shape, Type, MAX_RANK};
 use std::collections::HashMap;
 use std::fmt;
@@ -615,7 +624,14 @@ impl<'s> Parser<'s> {
         }
         self.expect_punct("]")?;
         match Shape::new(&dims) {
-            Some(shape) => Ok(Type::Tensor(s, shape)),
+            // Zero-size and oversized tensors have no layout: refuse them here, where
+            // the shape is written.
+            Some(shape) => {
+                let ty = Type::Tensor(s, shape);
+                crate::layout::Layout::of(ty)
+                    .map(|_| ty)
+                    .map_err(|e| open.err(ParseErrorKind::Type(e.to_string())))
+            }
             None => Err(open.err(ParseErrorKind::BadNumber {
                 text: format!("{dims:?}"),
                 expected: format!("a shape of rank 1..={MAX_RANK}"),
@@ -714,7 +730,7 @@ impl<'s> Parser<'s> {
         let mut at = self.tok.pos;
         let mut args: Vec<Name> = Vec::new();
         let mut callee_pos = None;
-        let (callee, tape_loop, rev_loop);
+        let (callee, tape_loop, rev_loop, ranges);
         let format = match template.format() {
             Format::Unary | Format::Binary | Format::Ternary | Format::Variadic => {
                 args = self.local_list(true)?;
@@ -725,7 +741,10 @@ impl<'s> Parser<'s> {
                 self.expect_punct(":")?;
                 at = self.tok.pos;
                 let ty = self.ty()?;
-                Some(Format::Literal(literal(&lit, ty, at, &word)?, ty))
+                // The literal has the element type (`fill 0.0 : f64[3]`); whether the op
+                // takes a tensor type is `with_payload`'s question.
+                let elem = Type::Scalar(ty.elem());
+                Some(Format::Literal(literal(&lit, elem, at, &word)?, ty))
             }
             Format::WithImm(_) => {
                 args.push(self.local("a value `%name`")?);
@@ -740,6 +759,66 @@ impl<'s> Parser<'s> {
                 self.expect_punct(":")?;
                 at = self.tok.pos;
                 Some(Format::WithType(self.ty()?))
+            }
+            Format::WithAxes(_) | Format::WithPerm(_) => {
+                let perm = matches!(template.format(), Format::WithPerm(_));
+                args.push(self.local("a value `%name`")?);
+                self.expect_punct(",")?;
+                self.expect_word(if perm { "perm" } else { "axes" })?;
+                at = self.tok.pos;
+                let list = self.int_list()?;
+                let axes = Axes::new(&list).ok_or_else(|| {
+                    at.err(ParseErrorKind::BadNumber {
+                        text: format!("{list:?}"),
+                        expected: format!("at most {MAX_RANK} axes, each below {MAX_RANK}"),
+                    })
+                })?;
+                Some(if perm {
+                    Format::WithPerm(axes)
+                } else {
+                    Format::WithAxes(axes)
+                })
+            }
+            Format::WithRanges(_) => {
+                args = self.local_list(false)?;
+                at = self.tok.pos;
+                ranges = self.range_list()?;
+                Some(Format::WithRanges(&ranges))
+            }
+            Format::WithAxis(_) => {
+                loop {
+                    args.push(self.local("a value `%name`")?);
+                    self.expect_punct(",")?;
+                    if matches!(&self.tok.kind, Tok::Word(w) if w == "axis") {
+                        break;
+                    }
+                }
+                self.expect_word("axis")?;
+                at = self.tok.pos;
+                Some(Format::WithAxis(self.small("an axis")?))
+            }
+            Format::Indexed => {
+                args.push(self.local("a tensor `%name`")?);
+                self.expect_punct("[")?;
+                args.push(self.local("an i64 index `%name`")?);
+                self.expect_punct("]")?;
+                None
+            }
+            Format::IndexedInsert => {
+                args.push(self.local("a value `%name`")?);
+                self.expect_word("into")?;
+                args.push(self.local("a tensor `%name`")?);
+                self.expect_punct("[")?;
+                args.push(self.local("an i64 index `%name`")?);
+                self.expect_punct("]")?;
+                None
+            }
+            Format::Iota(..) => {
+                self.expect_word("axis")?;
+                let axis = self.small("an axis")?;
+                self.expect_punct(":")?;
+                at = self.tok.pos;
+                Some(Format::Iota(axis, self.ty()?))
             }
             Format::Call(_) => {
                 callee_pos = Some(self.tok.pos);
@@ -798,6 +877,9 @@ impl<'s> Parser<'s> {
                     },
                     PayloadError::Type { op, got, expected } => {
                         ParseErrorKind::Type(format!("expected {expected} for `{op}`, found {got}"))
+                    }
+                    PayloadError::Tensor { op, expected } => {
+                        ParseErrorKind::Type(format!("expected {expected} for `{op}`"))
                     }
                     PayloadError::Format { .. } => ParseErrorKind::UnknownOp(word.clone()),
                 })
@@ -858,6 +940,77 @@ impl<'s> Parser<'s> {
             body,
         };
         Ok(Stmt { results, pos, kind })
+    }
+
+    /// `[n, ...]`: a possibly empty list of small non-negative integers (axes).
+    fn int_list(&mut self) -> Result<Vec<usize>, ParseError> {
+        self.expect_punct("[")?;
+        let mut out = Vec::new();
+        if !self.is_punct("]") {
+            loop {
+                out.push(self.small("an axis")?);
+                if !self.eat_punct(",")? {
+                    break;
+                }
+            }
+        }
+        self.expect_punct("]")?;
+        Ok(out)
+    }
+
+    /// A small non-negative integer (an axis, below 2^16).
+    fn small(&mut self, what: &str) -> Result<usize, ParseError> {
+        let Tok::Num(text) = &self.tok.kind else {
+            return self.expected(what);
+        };
+        let n = text.parse::<u16>().map_err(|_| {
+            self.tok.pos.err(ParseErrorKind::BadNumber {
+                text: text.clone(),
+                expected: format!("{what} (a small non-negative integer)"),
+            })
+        })?;
+        self.advance()?;
+        Ok(usize::from(n))
+    }
+
+    /// A non-negative integer that fits in `u32` (a slice bound or a pad width).
+    fn dim_number(&mut self) -> Result<u32, ParseError> {
+        let Tok::Num(text) = &self.tok.kind else {
+            return self.expected("an index (a non-negative integer)");
+        };
+        let n = text.parse::<u32>().map_err(|_| {
+            self.tok.pos.err(ParseErrorKind::BadNumber {
+                text: text.clone(),
+                expected: "an index in 0..=4294967295".into(),
+            })
+        })?;
+        self.advance()?;
+        Ok(n)
+    }
+
+    /// `[s:e(:k), ...]`: one range per axis (`slice` bounds, `pad` widths).
+    fn range_list(&mut self) -> Result<Vec<SliceRange>, ParseError> {
+        self.expect_punct("[")?;
+        let mut out = Vec::new();
+        loop {
+            let start = self.dim_number()?;
+            self.expect_punct(":")?;
+            let end = self.dim_number()?;
+            let step = if self.eat_punct(":")? {
+                self.dim_number()?
+            } else {
+                1
+            };
+            out.push(SliceRange { start, end, step });
+            if out.len() > MAX_RANK {
+                return self.expected(&format!("at most {MAX_RANK} ranges (one per axis)"));
+            }
+            if !self.eat_punct(",")? {
+                break;
+            }
+        }
+        self.expect_punct("]")?;
+        Ok(out)
     }
 
     /// An integer literal (an immediate); `expected` describes it in errors.
@@ -1062,6 +1215,7 @@ fn type_msg(e: &TypeError) -> String {
         TypeError::UnknownCallee(f) => {
             format!("expected a function of this module, found unknown @{f}")
         }
+        TypeError::Shape(e) => e.to_string(),
     }
 }
 

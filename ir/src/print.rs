@@ -238,6 +238,52 @@ pub(crate) fn write_inst(
             vals(out, val, &d.args);
             let _ = write!(out, " : {t}");
         }
+        Format::WithAxes(axes) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            let _ = write!(out, ", axes {axes}");
+        }
+        Format::WithPerm(perm) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            let _ = write!(out, ", perm {perm}");
+        }
+        Format::WithRanges(ranges) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            out.push_str(" [");
+            for (k, r) in ranges.iter().enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{r}");
+            }
+            out.push(']');
+        }
+        Format::WithAxis(axis) => {
+            out.push(' ');
+            vals(out, val, &d.args);
+            let _ = write!(out, ", axis {axis}");
+        }
+        Format::Indexed => {
+            out.push(' ');
+            next_val(out, val, &mut args);
+            out.push_str(" [");
+            vals(out, val, args.as_slice());
+            out.push(']');
+        }
+        Format::IndexedInsert => {
+            out.push(' ');
+            next_val(out, val, &mut args);
+            out.push_str(" into ");
+            next_val(out, val, &mut args);
+            out.push_str(" [");
+            vals(out, val, args.as_slice());
+            out.push(']');
+        }
+        Format::Iota(axis, ty) => {
+            let _ = write!(out, " axis {axis} : {ty}");
+        }
         Format::Call(callee) => {
             let _ = write!(out, " @{}(", sanitize_ident(callee));
             vals(out, val, &d.args);

@@ -310,6 +310,14 @@ pub enum VerifyErrorKind {
         /// The name.
         name: String,
     },
+    /// A value of a type with no memory layout (a zero-size or oversized tensor).
+    #[error("{value}: {error}")]
+    NoLayout {
+        /// The value, `%v`.
+        value: String,
+        /// Why the type has no layout.
+        error: crate::layout::LayoutError,
+    },
 }
 
 /// Verifies every function of `m` (callees resolved in `m`), that function names are
@@ -580,6 +588,19 @@ impl<'a> Verifier<'a> {
                     got: typed_labels(f, &body.params),
                 },
             );
+        }
+        // Every value's type must have a layout (the parser refuses such types; built
+        // IR may hold them).
+        for (v, d) in f.values.iter() {
+            if let Err(error) = crate::layout::Layout::of(d.ty) {
+                self.err(
+                    None,
+                    VerifyErrorKind::NoLayout {
+                        value: label(f, v),
+                        error,
+                    },
+                );
+            }
         }
         let mut stack = vec![Task::Enter {
             region: f.body,
@@ -937,7 +958,9 @@ impl<'a> Verifier<'a> {
                         .get(inst)
                         .and_then(|d| d.args.get(*index))
                         .map(|&v| label(self.f, v)),
-                    TypeError::Arity { .. } | TypeError::UnknownCallee(_) => None,
+                    TypeError::Arity { .. } | TypeError::UnknownCallee(_) | TypeError::Shape(_) => {
+                        None
+                    }
                 };
                 self.err(Some(inst), VerifyErrorKind::Type { error, value });
                 None

@@ -21,7 +21,7 @@ fn op_fn(op: Op, tys: &[Type]) -> Function {
 fn run1(op: Op, args: &[Val]) -> Val {
     let tys: Vec<Type> = args.iter().map(|a| Type::Scalar(a.ty())).collect();
     let f = op_fn(op, &tys);
-    eval_function(&f, None, args).unwrap()[0]
+    eval_function(&f, None, args).unwrap()[0].clone()
 }
 
 fn f64_of(v: Val) -> f64 {
@@ -153,8 +153,11 @@ fn geometric_series() {
     for (ratio, n) in [(0.5, 10i64), (0.9, 50), (-0.3, 7), (1.1, 20)] {
         let got = eval_function(&f, None, &[Val::F64(ratio), Val::I64(n)]).unwrap();
         let want = (1.0 - ratio.powi(n as i32)) / (1.0 - ratio);
-        assert!(close(f64_of(got[0]), want, 1e-13), "{got:?} vs {want}");
-        assert!(close(f64_of(got[1]), ratio.powi(n as i32), 1e-13));
+        assert!(
+            close(f64_of(got[0].clone()), want, 1e-13),
+            "{got:?} vs {want}"
+        );
+        assert!(close(f64_of(got[1].clone()), ratio.powi(n as i32), 1e-13));
     }
 }
 
@@ -450,7 +453,7 @@ fn select_picks_a_branch() {
     let f = op_fn(Op::Select, &[Type::BOOL, Type::F64, Type::F64]);
     let run = |c| eval_function(&f, None, &[Val::Bool(c), Val::F64(1.0), Val::F64(f64::NAN)]);
     assert_eq!(run(true).unwrap(), vec![Val::F64(1.0)]);
-    assert!(f64_of(run(false).unwrap()[0]).is_nan());
+    assert!(f64_of(run(false).unwrap()[0].clone()).is_nan());
 }
 
 fn cast(v: Val, to: ScalarType) -> Val {
@@ -613,7 +616,7 @@ fn argument_errors() {
             func: "h".into(),
             index: 0,
             expected: Type::F64,
-            got: ScalarType::I64
+            got: Type::I64
         })
     );
     // eval_f64 on a function returning i64.

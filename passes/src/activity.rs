@@ -3,9 +3,9 @@
 //! A value is *varied* when it depends differentiably on an active input (a `wrt`
 //! parameter), and *useful* when a derivative flows from it to a requested output. It is
 //! *active* when both hold; the transforms emit tangent and adjoint code for active
-//! values only. Integer and boolean values are never active, nor are results of
-//! piecewise-constant ops (`floor`, comparisons, ...): which operands a derivative flows
-//! through is `crate::rules::flows`'s business.
+//! values only. Float tensors can be active; integer and boolean values never are, nor
+//! are results of piecewise-constant ops (`floor`, comparisons, ...): which operands a
+//! derivative flows through is `crate::rules::flows`'s business.
 //!
 //! Through a `loop`, a carried slot is varied when its initial value or its yielded
 //! value is, and useful when its result or its body parameter is; the analysis iterates
@@ -40,7 +40,10 @@ impl Activity {
                 }
             }
         }
-        let fl = |v: Value| f.values.get(v).is_some_and(|d| is_float(d.ty));
+        // Float tensors count: a derivative may flow through them (their rules are a
+        // later step, and the transforms refuse an active tensor instruction by name
+        // rather than silently drop its derivative).
+        let fl = |v: Value| f.values.get(v).is_some_and(|d| d.ty.is_float());
         // Forward: varied.
         loop {
             let mut changed = false;

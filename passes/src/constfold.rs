@@ -49,6 +49,8 @@ pub fn fold(op: &Op, args: &[Constant]) -> Option<Constant> {
     let tys: Vec<Type> = args.iter().map(|c| Type::Scalar(c.ty())).collect();
     let rt = op.result_types(&tys, |_| None).ok()?;
     let [rty] = rt.as_slice() else { return None };
+    // Constants are scalars: tensor results are not folded (nor computed here).
+    rty.scalar()?;
     let mut f = Function::new("fold", Signature::default());
     let body = f.body;
     let vals: Vec<_> = args
@@ -68,5 +70,7 @@ pub fn fold(op: &Op, args: &[Constant]) -> Option<Constant> {
         Val::F32(v) => Constant::F32(*v),
         Val::I64(v) => Constant::I64(*v),
         Val::Bool(v) => Constant::Bool(*v),
+        // Tensor results are not folded (constants are scalars).
+        Val::Tensor(_) => return None,
     })
 }

@@ -178,6 +178,20 @@ pub(crate) fn flows(op: &Op, index: usize) -> bool {
         Op::Powi(n) => *n != 0,
         Op::Copysign => index == 0,
         Op::Select => index != 0,
+        // Tensor ops: what will flow once their rules exist (the `i64` index of
+        // `extract`/`insert` never carries a derivative; `fill`/`iota` have no operand).
+        Op::Fill(..) | Op::Iota(..) => false,
+        Op::Extract => index == 0,
+        Op::Insert => index != 2,
+        Op::Broadcast(_)
+        | Op::Reduce(..)
+        | Op::Matmul
+        | Op::Dot
+        | Op::Transpose(_)
+        | Op::Reshape(_)
+        | Op::Slice(_)
+        | Op::Pad(_)
+        | Op::Concat(_) => true,
         Op::Add
         | Op::Sub
         | Op::Mul
@@ -225,6 +239,18 @@ pub(crate) fn rule(
             op.name()
         ),
     };
+    // Tensor calculus (sum ↔ broadcast, matmul's two products, ...) is a later step:
+    // refuse any active instruction on tensors by name rather than emit scalar rules.
+    let on_tensors = args
+        .iter()
+        .chain(y.as_ref())
+        .any(|&v| matches!(em.ty(v), jitad_ir::Type::Tensor(..)));
+    if op.is_tensor_op() || on_tensors {
+        return Err(AdError::TensorOp {
+            func: em.f.name.clone(),
+            op: op.name(),
+        });
+    }
     let arg = |i: usize| args.get(i).copied();
     let needs = |i: usize| need.get(i).copied().unwrap_or(false);
     let (a, b) = (arg(0), arg(1));
@@ -255,7 +281,26 @@ pub(crate) fn rule(
         | Op::Ceil
         | Op::Round
         | Op::Trunc
-        | Op::Powi(0) => return Ok(Rule::Zero),
+        | Op::Powi(0)
+        | Op::Fill(..)
+        | Op::Iota(..) => return Ok(Rule::Zero),
+        // Refused above.
+        Op::Broadcast(_)
+        | Op::Reduce(..)
+        | Op::Matmul
+        | Op::Dot
+        | Op::Transpose(_)
+        | Op::Reshape(_)
+        | Op::Slice(_)
+        | Op::Pad(_)
+        | Op::Concat(_)
+        | Op::Extract
+        | Op::Insert => {
+            return Err(AdError::TensorOp {
+                func: em.f.name.clone(),
+                op: op.name(),
+            })
+        }
         Op::Guard
         | Op::Call(_)
         | Op::Loop(_)

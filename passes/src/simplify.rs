@@ -50,6 +50,11 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
         let r = d.results[0];
         match rule(f, &d.op, &d.args, r, fast_math) {
             None => {}
+            // With broadcasting an operand (or a scalar constant) may have another type
+            // than the result (`mul %t, 0.0` under fast-math, `select %mask, %x, %x`):
+            // such rewrites are skipped.
+            Some(Action::Replace(w)) if f.ty(w) != f.ty(r) => {}
+            Some(Action::Const(c)) if f.ty(r) != jitad_ir::Type::Scalar(c.ty()) => {}
             Some(Action::Replace(w)) => {
                 subst.replace(f, r, w);
                 changed = true;

@@ -355,6 +355,13 @@ fn every_op_has_a_row() {
     // Every row calls (above) and returns; `revloop`/`tapeloop` are made by reverse mode and are
     // covered by tests/loops.rs (its own derivatives are refused with a clear error).
     covered.extend(["call", "ret", "revloop", "tapeloop"]);
+    // Tensor ops have no derivative rules yet (a later step of issue #12): until then
+    // tests/tensors.rs checks that AD refuses them by name. Their rows come with the rules.
+    covered.extend(
+        Op::NAMES
+            .iter()
+            .filter(|n| Op::from_name(n).is_some_and(|op| op.is_tensor_op())),
+    );
     for name in Op::NAMES {
         assert!(
             covered.contains(name),

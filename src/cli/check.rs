@@ -244,7 +244,7 @@ fn to_json(reports: &[FunctionReport]) -> serde_json::Value {
                 .iter()
                 .map(|p| {
                     let mut o = serde_json::json!({
-                        "args": p.args.iter().map(|&v| val_to_json(v)).collect::<Vec<_>>(),
+                        "args": p.args.iter().map(val_to_json).collect::<Vec<_>>(),
                         "ybar": list(&p.ybar),
                         "passed": p.passed(),
                     });

@@ -1,0 +1,156 @@
+//! Tensor ops through the passes: AD refuses an active tensor instruction by name (its
+//! rules are a later step), inactive tensor code is kept as primal code, and the
+//! clean-up passes (CSE, DCE, constant folding, simplification) keep tensor programs
+//! verified and their values unchanged.
+
+use jitad_ir::interp::{eval, Val};
+use jitad_ir::tensor::Tensor;
+use jitad_ir::{parse_module, verify_module, Module};
+use jitad_passes::{grad, jvp, optimize_module, vjp, AdError, OptOptions};
+
+fn m(src: &str) -> Module {
+    let m = parse_module(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    verify_module(&m).unwrap();
+    m
+}
+
+fn t(dims: &[usize], data: &[f64]) -> Val {
+    Val::tensor(Tensor::f64(dims, data.to_vec()).unwrap())
+}
+
+#[test]
+fn active_tensor_ops_are_refused_by_name() {
+    let src = "func @f(%x: f64) -> f64 {
+      %b = broadcast %x : f64[3]
+      %s = sum %b, axes [0]
+      ret %s
+    }";
+    for which in 0..3 {
+        let mut module = m(src);
+        let r = match which {
+            0 => grad(&mut module, "f", &[0]),
+            1 => jvp(&mut module, "f", &[0]),
+            _ => vjp(&mut module, "f", &[0]),
+        };
+        // Forward mode meets `broadcast` first, reverse mode `sum`.
+        match r {
+            Err(
+                e @ AdError::TensorOp {
+                    op: "broadcast" | "sum",
+                    ..
+                },
+            ) => {
+                let s = e.to_string();
+                assert!(s.contains("derivative of tensor op `"), "{s}");
+                assert!(s.ends_with("` not implemented yet"), "{s}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // An elementwise op on tensors is a tensor instruction too.
+    let src = "func @f(%x: f64, %v: f64[3]) -> f64 {
+      %p = mul %v, %x
+      %s = sum %p, axes [0]
+      ret %s
+    }";
+    let mut module = m(src);
+    assert!(matches!(
+        jvp(&mut module, "f", &[0]),
+        Err(AdError::TensorOp { op: "mul", .. })
+    ));
+    let mut module = m(src);
+    assert!(matches!(
+        grad(&mut module, "f", &[0]),
+        Err(AdError::TensorOp { op: "sum", .. })
+    ));
+}
+
+#[test]
+fn inactive_tensor_code_is_kept_as_primal() {
+    // d/dx (x² + sum(v)) = 2x; the tensor part depends on no active input.
+    let src = "func @f(%x: f64, %v: f64[3]) -> f64 {
+      %s = sum %v, axes [0]
+      %q = mul %x, %x
+      %r = add %q, %s
+      ret %r
+    }";
+    let mut module = m(src);
+    let g = grad(&mut module, "f", &[0]).unwrap();
+    verify_module(&module).unwrap();
+    optimize_module(&mut module, &OptOptions::default());
+    verify_module(&module).unwrap();
+    let out = eval(&module, &g, &[Val::F64(3.0), t(&[3], &[1.0, 2.0, 3.0])]).unwrap();
+    assert_eq!(out, vec![Val::F64(15.0), Val::F64(6.0)]);
+}
+
+#[test]
+fn clean_up_passes_keep_tensor_programs() {
+    let src = "func @f(%a: f64[2,3], %b: f64[3,2], %s: f64) -> f64[2,2] {
+      %m1 = matmul %a, %b
+      %m2 = matmul %a, %b                 ; CSE merges the two products
+      %dead = transpose %a, perm [1, 0]   ; DCE removes it
+      %one = const 1.0 : f64
+      %k = mul %s, %one
+      %z = const 0.0 : f64
+      %sel = select %z, %m1, %m1
+      %t = mul %m1, %k
+      %u = add %t, %m2
+      %c = lt %u, %u
+      %cz = cast %c : f64
+      %r = add %u, %cz
+      ret %r
+    }";
+    let src = src.replace("%sel = select %z, %m1, %m1\n", "");
+    for fast_math in [false, true] {
+        let mut module = m(&src);
+        let args = [
+            t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            t(&[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+            Val::F64(2.0),
+        ];
+        let before = eval(&module, "f", &args).unwrap();
+        optimize_module(
+            &mut module,
+            &OptOptions {
+                fast_math,
+                ..OptOptions::default()
+            },
+        );
+        verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+        let after = eval(&module, "f", &args).unwrap();
+        assert_eq!(before, after);
+        let text = jitad_ir::print_module(&module);
+        assert_eq!(text.matches("matmul").count(), 1, "{text}");
+        assert!(!text.contains("transpose"), "{text}");
+    }
+    // Simplification does not replace a broadcast result by a scalar operand.
+    let src = "func @f(%v: f64[3], %x: f64) -> (f64[3], bool[3], f64[3]) {
+      %z = const 0.0 : f64
+      %p = mul %v, %z
+      %c = gt %v, %v
+      %same = select %c, %x, %x
+      ret %p, %c, %same
+    }";
+    let mut module = m(src);
+    optimize_module(
+        &mut module,
+        &OptOptions {
+            fast_math: true,
+            ..OptOptions::default()
+        },
+    );
+    verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+    let out = eval(&module, "f", &[t(&[3], &[1.0, 2.0, 3.0]), Val::F64(4.0)]).unwrap();
+    assert_eq!(out[2], t(&[3], &[4.0, 4.0, 4.0]));
+}
+
+#[test]
+fn the_golden_tensor_file_survives_the_pipeline() {
+    let mut module = m(include_str!("../../tests/ir/tensors.jir"));
+    optimize_module(&mut module, &OptOptions::default());
+    verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+    let x: Vec<f64> = (0..12).map(|i| i as f64).collect();
+    let out = eval(&module, "rows", &[t(&[4, 3], &x)]).unwrap();
+    let want: Vec<f64> = x.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(out, vec![t(&[4, 3], &want)]);
+}
