@@ -102,6 +102,7 @@ mod error;
 mod handle;
 mod lower;
 mod module;
+mod outline;
 mod plan;
 mod revloop;
 mod runtime;
