@@ -165,6 +165,56 @@ fn guard_in_large_body_reports_the_original_guard() {
     s.push_str("  %ten = const 10.0 : f64\n  %small = lt %r, %ten\n  guard %small\n  ret %r\n}\n");
     let m = parse_module(&s).unwrap();
     check(&m, "main", 0.5);
+    // The guard after the loop fails: its ordinal counts the outlined body's guard.
+    let post = program(n, Some(100), None).replace("const 10.0 : f64", "const -2.0 : f64");
+    let m = parse_module(&post).unwrap();
+    check(&m, "main", 0.5);
+}
+
+/// Synthetic frames do not count against the IR's call-depth limit: a chain as deep as
+/// the interpreter accepts, ending in a large loop body, compiles and runs; one frame
+/// deeper is rejected by both.
+#[test]
+fn outlined_frames_do_not_count_against_the_call_depth_limit() {
+    let n = body_size() / 2;
+    let chain = |depth: usize| {
+        let mut s = String::new();
+        for d in 0..depth - 1 {
+            let _ = writeln!(
+                s,
+                "func @f{d}(%x: f64) -> f64 {{\n  %r = call @f{}(%x)\n  ret %r\n}}\n",
+                d + 1
+            );
+        }
+        let last = program(n, None, None).replace("@main", &format!("@f{}", depth - 1));
+        s.push_str(&last);
+        parse_module(&s).unwrap()
+    };
+    let limit = jitad_ir::callgraph::MAX_CALL_DEPTH;
+    let mut accepted = 0;
+    for depth in [limit - 1, limit, limit + 1] {
+        let m = chain(depth);
+        let interp = jitad_ir::interp::eval_f64(&m, "f0", &[0.5]);
+        let jit = compile_module(&m, "f0", &opts());
+        assert_eq!(interp.is_ok(), jit.is_ok(), "depth {depth}: {interp:?} vs {:?}", jit.err());
+        if let (Ok(want), Ok(f)) = (interp, jit) {
+            accepted += 1;
+            // Run on a thread with room for the recorded stack need.
+            let need = f.stack_bytes();
+            let got = std::thread::Builder::new()
+                .stack_size(usize::try_from(need).unwrap() + (1 << 20))
+                .spawn(move || {
+                    let mut out = [0.0];
+                    f.call_f64(&[0.5], &mut out).map(|()| out[0])
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.to_bits(), want[0].to_bits());
+        }
+    }
+    assert_eq!(accepted, 2, "the interpreter should accept depths up to {limit}");
 }
 
 /// A large body holding a nested loop, small or itself large.
