@@ -90,7 +90,11 @@ fn region_size(f: &Function, region: Region) -> usize {
 /// Rewrites `m` (the JIT's copy; functions with `process[i]` false are left alone) so
 /// that no loop body longer than `threshold` remains. Returns `None` when nothing
 /// needed outlining (then `m` is untouched), else the guard map.
-pub(crate) fn outline_loops(m: &mut Module, process: &[bool], threshold: usize) -> Option<GuardMap> {
+pub(crate) fn outline_loops(
+    m: &mut Module,
+    process: &[bool],
+    threshold: usize,
+) -> Option<GuardMap> {
     let mut names: HashSet<String> = m.funcs.iter().map(|f| f.name.clone()).collect();
     let mut map = GuardMap::new();
     let n = m.funcs.len();
@@ -188,11 +192,7 @@ fn extract(
     let params: Vec<Value> = f.regions[body].params.clone();
     let carried: Vec<Type> = f.insts[l].results.iter().map(|&v| f.ty(v)).collect();
     let sig = Signature {
-        params: params
-            .iter()
-            .chain(&captured)
-            .map(|&v| f.ty(v))
-            .collect(),
+        params: params.iter().chain(&captured).map(|&v| f.ty(v)).collect(),
         results: carried.clone(),
     };
     let mut g = Function::new(name, sig);
@@ -204,7 +204,11 @@ fn extract(
     while let Some((src, dst)) = work.pop() {
         for &i in &f.regions[src].insts {
             let d = &f.insts[i];
-            let args = d.args.iter().map(|a| vmap.get(a).copied().unwrap_or(*a)).collect();
+            let args = d
+                .args
+                .iter()
+                .map(|a| vmap.get(a).copied().unwrap_or(*a))
+                .collect();
             let op = if src == body && matches!(d.op, Op::Yield) {
                 Op::Ret
             } else {
@@ -265,7 +269,9 @@ pub(crate) fn needs_outlining(m: &Module, process: &[bool], threshold: usize) ->
                 rd.insts.iter().any(|&i| {
                     f.insts.get(i).is_some_and(|d| {
                         matches!(d.op, Op::Loop(_))
-                            && d.regions.first().is_some_and(|&r| region_size(f, r) > threshold)
+                            && d.regions
+                                .first()
+                                .is_some_and(|&r| region_size(f, r) > threshold)
                     })
                 })
             })

@@ -56,9 +56,21 @@ fn write_body(
     }
     let mut acc = format!("%{p}v{}", n - 1);
     if let Some(m) = inner {
-        let _ = writeln!(s, "    %{p}w = loop %{p}j in 0..3 (%{p}u = %{p}v0 : f64) {{");
+        let _ = writeln!(
+            s,
+            "    %{p}w = loop %{p}j in 0..3 (%{p}u = %{p}v0 : f64) {{"
+        );
         let q = format!("{p}n");
-        write_body(s, &q, &format!("{p}u"), &format!("{p}j"), &format!("{q}out"), m, None, None);
+        write_body(
+            s,
+            &q,
+            &format!("{p}u"),
+            &format!("{p}j"),
+            &format!("{q}out"),
+            m,
+            None,
+            None,
+        );
         let _ = writeln!(s, "    yield %{q}out\n    }}");
         let _ = writeln!(s, "    %{p}a = add {acc}, %{p}w");
         acc = format!("%{p}a");
@@ -110,12 +122,24 @@ fn check(m: &Module, entry: &str, x: f64) -> jitad_codegen::Compiled {
     match jitad_ir::interp::eval_f64(m, entry, &[x]) {
         Ok(want) => {
             got.unwrap();
-            assert_eq!(out[0].to_bits(), want[0].to_bits(), "{} vs {}", out[0], want[0]);
+            assert_eq!(
+                out[0].to_bits(),
+                want[0].to_bits(),
+                "{} vs {}",
+                out[0],
+                want[0]
+            );
         }
         Err(EvalError::GuardFailed { func, inst }) => {
             let g = m.get(&func).unwrap();
             let ordinal = guards(g).iter().position(|&i| i == inst).unwrap();
-            assert_eq!(got, Err(CallError::GuardFailed { func, guard: ordinal }));
+            assert_eq!(
+                got,
+                Err(CallError::GuardFailed {
+                    func,
+                    guard: ordinal
+                })
+            );
         }
         Err(e) => panic!("interpreter failed: {e}"),
     }
@@ -139,7 +163,11 @@ fn large_loop_body_is_chunked_and_matches() {
         st.cranelift
     );
     assert!(st.chunks >= 2, "the loop body was not split: {st:?}");
-    assert!(st.max_frame_bytes < 16 * 1024, "frame {} bytes", st.max_frame_bytes);
+    assert!(
+        st.max_frame_bytes < 16 * 1024,
+        "frame {} bytes",
+        st.max_frame_bytes
+    );
 }
 
 /// Guards before, inside and after a large body: a failure inside the body reports the
@@ -156,7 +184,9 @@ fn guard_in_large_body_reports_the_original_guard() {
     check(&m, "main", -0.5);
     check(&m, "main", 0.5);
     // A guard inside a nested large body, inside a large body.
-    let mut s = String::from("func @main(%x: f64) -> f64 {\n  %z = const 0.0 : f64\n  %pos = gt %x, %z\n  guard %pos\n");
+    let mut s = String::from(
+        "func @main(%x: f64) -> f64 {\n  %z = const 0.0 : f64\n  %pos = gt %x, %z\n  guard %pos\n",
+    );
     s.push_str("  %r = loop %i in 0..3 (%t = %x : f64) {\n");
     write_body(&mut s, "", "t", "i", "mid", n, Some(100), None);
     s.push_str("    %w = loop %j in 0..3 (%u = %mid : f64) {\n");
@@ -196,7 +226,12 @@ fn outlined_frames_do_not_count_against_the_call_depth_limit() {
         let m = chain(depth);
         let interp = jitad_ir::interp::eval_f64(&m, "f0", &[0.5]);
         let jit = compile_module(&m, "f0", &opts());
-        assert_eq!(interp.is_ok(), jit.is_ok(), "depth {depth}: {interp:?} vs {:?}", jit.err());
+        assert_eq!(
+            interp.is_ok(),
+            jit.is_ok(),
+            "depth {depth}: {interp:?} vs {:?}",
+            jit.err()
+        );
         if let (Ok(want), Ok(f)) = (interp, jit) {
             accepted += 1;
             // Run on a thread with room for the recorded stack need.
@@ -214,7 +249,10 @@ fn outlined_frames_do_not_count_against_the_call_depth_limit() {
             assert_eq!(got.to_bits(), want[0].to_bits());
         }
     }
-    assert_eq!(accepted, 2, "the interpreter should accept depths up to {limit}");
+    assert_eq!(
+        accepted, 2,
+        "the interpreter should accept depths up to {limit}"
+    );
 }
 
 /// A large body holding a nested loop, small or itself large.
