@@ -28,9 +28,10 @@ fn body_size() -> usize {
         .unwrap_or(if cfg!(debug_assertions) { 700 } else { 7000 })
 }
 
-/// Writes the large body into `s` (indented by `ind`), reading `%{t}` and the index
-/// `%{i}`, defining `%{out}`. `guard_at`: a guard `i < limit` after the products.
+/// Writes the large body into `s` (value names prefixed by `p`), reading `%{t}` and the
+/// index `%{i}`, defining `%{out}`. `guard_limit`: a guard `i < limit` after the products.
 /// `inner`: a nested loop of that many body products, added to the sum.
+#[allow(clippy::too_many_arguments)] // a test generator: names and shape, all plain values
 fn write_body(
     s: &mut String,
     p: &str,
