@@ -60,7 +60,10 @@
 //! [`CompileOptions::chunk_threshold`] IR instructions are split into chunks of about
 //! [`CompileOptions::chunk_size`] instructions, each its own Cranelift function, passing
 //! values through workspace slots (the private `plan` module documents the layout).
-//! Loops are never split. Chunks are compiled on up to [`CompileOptions::threads`]
+//! A loop is never split, but a loop body of more than `chunk_threshold` instructions
+//! (nested bodies included) is first outlined into a synthetic function of the JIT's
+//! copy of the module, which is then chunked like straight-line code (the private
+//! `outline` module says how and why). Chunks are compiled on up to [`CompileOptions::threads`]
 //! threads. Measured on the project machine (2 cores, release build) with
 //! `cargo run -p jitad-codegen --release --example compile_scaling`: straight-line
 //! reverse-mode-shaped functions (a forward sweep whose values are all read again in
@@ -88,8 +91,9 @@
 //! [`CompileOptions::max_frame_bytes`] ([`CompileError::FrameTooLarge`]). The stack the
 //! deepest chain of frames needs is recorded in the handle ([`Compiled::stack_bytes`]);
 //! a call from a thread with less stack left returns [`CallError::StackTooSmall`]
-//! instead of overflowing. Loop bodies are not split: a body with very many values
-//! live at once is caught by the frame limit.
+//! instead of overflowing. Large loop bodies are outlined and chunked (above), so
+//! their frames stay small; the synthetic frames count in the recorded stack need but
+//! not against the IR's call-depth limit, which is checked on the caller's module.
 //!
 //! # Safety
 //!
@@ -102,6 +106,7 @@ mod error;
 mod handle;
 mod lower;
 mod module;
+mod outline;
 mod plan;
 mod revloop;
 mod runtime;

@@ -304,6 +304,34 @@ pub(crate) fn compile(
     } else {
         m
     };
+    // Large loop bodies move into synthetic functions of the JIT's copy (see
+    // `crate::outline`), which are then planned and chunked like any other.
+    let outlined: Module;
+    let mut guard_map = None;
+    let (m, by_name, order) = {
+        let mut copy = Module::new();
+        let map = if crate::outline::needs_outlining(m, &in_order, opts.chunk_threshold) {
+            copy = m.clone();
+            crate::outline::outline_loops(&mut copy, &in_order, opts.chunk_threshold)
+        } else {
+            None
+        };
+        match map {
+            None => (m, by_name, order),
+            Some(map) => {
+                guard_map = Some(map);
+                outlined = copy;
+                let graph = CallGraph::new(&outlined);
+                let order = reachable_post_order(&graph, &roots)?;
+                for &fi in &order {
+                    if fi >= in_order.len() {
+                        check_function(&graph, &outlined.funcs[fi])?;
+                    }
+                }
+                (&outlined, index_by_name(&outlined), order)
+            }
+        }
+    };
     let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
     for &fi in &order {
         let f = &m.funcs[fi];
@@ -505,7 +533,10 @@ pub(crate) fn compile(
     });
     let shared = Arc::new(Shared {
         _owner: owner,
-        guards: cx.guards,
+        guards: match &guard_map {
+            None => cx.guards,
+            Some(map) => crate::outline::remap_guards(cx.guards, map),
+        },
         clif: opts.emit_text.then_some(clif),
         asm: opts.emit_text.then_some(asm),
         stats,
