@@ -68,11 +68,20 @@ const BATCH_INSTS: usize = 16_000;
 /// threads costs more than it saves.
 const PARALLEL_MIN_INSTS: usize = 4_000;
 
+/// Functions of at most this many IR instructions get Cranelift's single-pass register
+/// allocator even when [`RegAlloc::Backtracking`] is asked for: on a function this small
+/// the backtracking allocator's set-up (its per-function tables) costs far more than the
+/// allocation, which made modules of many tiny functions compile at ~100 µs per
+/// function; the code differs only in register choice, so results are bit-identical.
+const SMALL_FN_INSTS: usize = 32;
+
 /// One generated function, lowered and waiting for Cranelift.
 struct Job {
     id: FuncId,
     what: String,
     ctx: Context,
+    /// Compile with the small-function ISA (see [`SMALL_FN_INSTS`]).
+    small: bool,
 }
 
 /// The machine stack frame of compiled code: below the frame pointer
@@ -102,6 +111,7 @@ impl Batch {
         &mut self,
         module: &mut JITModule,
         isa: &OwnedTargetIsa,
+        small_isa: Option<&OwnedTargetIsa>,
         threads: usize,
         stats: &mut CompileStats,
         frames: &mut FrameSizes,
@@ -113,6 +123,10 @@ impl Batch {
         }
         let tc = Instant::now();
         let compile_one = |job: &mut Job| -> Result<(), CompileError> {
+            let isa = match small_isa {
+                Some(small) if job.small => small,
+                _ => isa,
+            };
             job.ctx
                 .compile(&**isa, &mut ControlPlane::default())
                 .map(|_| ())
@@ -191,8 +205,8 @@ impl Batch {
     }
 }
 
-/// A JIT module for the host with every runtime symbol registered.
-fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), CompileError> {
+/// The host ISA with `opts`' flags and register allocator `regalloc`.
+fn host_isa(opts: &CompileOptions, regalloc: RegAlloc) -> Result<OwnedTargetIsa, CompileError> {
     let mut fb = settings::builder();
     let set = |fb: &mut settings::Builder, k: &str, v: &str| fb.set(k, v).map_err(isa_err);
     set(
@@ -214,15 +228,20 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
     set(
         &mut fb,
         "regalloc_algorithm",
-        match opts.regalloc {
+        match regalloc {
             RegAlloc::Backtracking => "backtracking",
             RegAlloc::SinglePass => "single_pass",
         },
     )?;
-    let isa = cranelift_native::builder()
+    cranelift_native::builder()
         .map_err(isa_err)?
         .finish(settings::Flags::new(fb))
-        .map_err(isa_err)?;
+        .map_err(isa_err)
+}
+
+/// A JIT module for the host with every runtime symbol registered.
+fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), CompileError> {
+    let isa = host_isa(opts, opts.regalloc)?;
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for s in symbols() {
         jb.symbol(s.name, s.addr());
@@ -345,6 +364,10 @@ pub(crate) fn compile(
     }
 
     let (module, isa) = new_jit(opts)?;
+    let small_isa = match opts.regalloc {
+        RegAlloc::Backtracking => Some(host_isa(opts, RegAlloc::SinglePass)?),
+        RegAlloc::SinglePass => None,
+    };
     // Owned from here on, so an error anywhere below frees the code memory.
     let mut owner = Owner::new(module);
     let module = owner.module_mut();
@@ -481,12 +504,18 @@ pub(crate) fn compile(
                 ctx.set_disasm(true);
             }
             stats.lower += tl.elapsed();
-            batch.jobs.push(Job { id, what, ctx });
+            batch.jobs.push(Job {
+                id,
+                what,
+                ctx,
+                small: weight <= SMALL_FN_INSTS,
+            });
             batch.weight += weight;
             if batch.weight >= BATCH_INSTS {
                 batch.flush(
                     module,
                     &isa,
+                    small_isa.as_ref(),
                     threads,
                     &mut stats,
                     &mut frames,
@@ -500,6 +529,7 @@ pub(crate) fn compile(
     batch.flush(
         module,
         &isa,
+        small_isa.as_ref(),
         threads,
         &mut stats,
         &mut frames,
