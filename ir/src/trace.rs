@@ -965,7 +965,11 @@ impl Float for Var {
     }
     /// IR `copysign`.
     fn copysign(self, sign: Var) -> Var {
-        self.bin(Op::Copysign, sign, crate::math::f64m::copysign(self.x, sign.x))
+        self.bin(
+            Op::Copysign,
+            sign,
+            crate::math::f64m::copysign(self.x, sign.x),
+        )
     }
 }
 
