@@ -46,7 +46,8 @@
 //! Lowering follows [`jitad_ir::Op`]'s documentation exactly, and every operation that is
 //! not a single IEEE instruction calls the very `extern "C"` function of
 //! [`jitad_ir::math`] the interpreter uses, so JIT and interpreter agree bit for bit
-//! (`min`/`max` return the canonical NaN like `math::min`; the one thing not pinned is
+//! (`min`/`max` return the canonical NaN like `math::min`, and so does `copysign` by a NaN,
+//! like `math::copysign`, since a NaN's sign is not pinned; the one thing not pinned is
 //! *which* NaN comes out of an operation whose operands are two different NaNs, which
 //! depends on operand order in the hardware instruction). The private `lower` module
 //! has the per-op table; in short, sqrt, abs, neg, copysign, floor, ceil, trunc, fma

@@ -19,7 +19,8 @@
 //!
 //! | op | lowering |
 //! |---|---|
-//! | add sub mul div fma sqrt floor ceil trunc copysign | the Cranelift instruction (`iadd`, `isub`, `imul` for i64) |
+//! | add sub mul div fma sqrt floor ceil trunc | the Cranelift instruction (`iadd`, `isub`, `imul` for i64) |
+//! | copysign | `fcopysign`, with the canonical NaN selected when the sign operand is NaN |
 //! | neg abs | `bxor`/`band` with a sign-mask constant shared by the whole function (Cranelift's `fneg`/`fabs` rematerialise the mask, 15 bytes, at every use); `ineg`/`iabs` for i64 |
 //! | min max | `fmin`/`fmax` (IEEE 754-2019 minimum/maximum, like ours), with NaN results replaced by the canonical NaN that `math::min`/`max` return; `smin`/`smax` for i64 |
 //! | round | exact sequence: `t = trunc x; t + copysign(1, x)` if `abs(x - t) >= 0.5`, else `t` |
@@ -559,7 +560,13 @@ impl<'a, 'b> Lower<'a, 'b> {
             Op::Floor => self.i().floor(x),
             Op::Ceil => self.i().ceil(x),
             Op::Trunc => self.i().trunc(x),
-            Op::Copysign => self.i().fcopysign(x, y),
+            Op::Copysign => {
+                // A NaN's sign bit is not pinned (see `Op::Copysign`): NaN sign → NaN.
+                let c = self.i().fcopysign(x, y);
+                let uno = self.i().fcmp(FloatCC::Unordered, y, y);
+                let nan = self.fconst(t, f64::NAN);
+                self.i().select(uno, nan, c)
+            }
             Op::Min | Op::Max if fl => {
                 let m = if d.op == Op::Min {
                     self.i().fmin(x, y)

@@ -274,6 +274,22 @@ fn min_max_are_ieee_2019_minimum_maximum() {
 }
 
 #[test]
+fn copysign_by_a_nan_is_the_canonical_nan() {
+    // A NaN's sign bit is not pinned (fuzz regression engines_..._8284: JIT and
+    // interpreter made NaNs of opposite sign, and `copysign 0.5, NaN` turned that into
+    // ±0.5), so copysign by any NaN gives the canonical NaN, like math::copysign.
+    for b in [f64::NAN, -f64::NAN, f64::from_bits(0xfff8_0000_0000_1234)] {
+        assert_eq!(
+            binary_f64(Op::Copysign, 0.5, b).to_bits(),
+            f64::NAN.to_bits()
+        );
+    }
+    assert_eq!(binary_f64(Op::Copysign, 0.5, -0.0), -0.5);
+    assert_eq!(binary_f64(Op::Copysign, -0.5, 0.0), 0.5);
+    assert_eq!(binary_f64(Op::Copysign, -2.0, f64::NEG_INFINITY), -2.0);
+}
+
+#[test]
 fn round_is_half_away_from_zero_and_exact() {
     for (x, r) in [
         (0.5, 1.0),

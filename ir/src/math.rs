@@ -119,6 +119,16 @@ macro_rules! float_math {
                     b
                 }
             }
+            /// |a| with the sign bit of b, but NaN (the canonical one) when b is NaN: the
+            /// sign of a NaN is not pinned (it depends on operand order in the hardware
+            /// instruction that made it), so it must not become a number's sign.
+            pub extern "C" fn copysign(a: $t, b: $t) -> $t {
+                if b.is_nan() {
+                    <$t>::NAN
+                } else {
+                    a.copysign(b)
+                }
+            }
             /// Round half away from zero.
             pub extern "C" fn round(x: $t) -> $t {
                 x.round()

@@ -306,7 +306,9 @@ pub enum Op {
     Round,
     /// `trunc a`, the integer part (towards zero).
     Trunc,
-    /// `copysign a, b` = |a| with the sign bit of b.
+    /// `copysign a, b` = |a| with the sign bit of b; NaN if b is NaN (a NaN's sign bit
+    /// is not pinned: it depends on which hardware instruction made it, so letting it
+    /// through would make JIT and interpreter disagree on ordinary numbers).
     Copysign,
 
     // ---- comparisons (numeric operands; eq/ne also bool) → bool ----

@@ -796,14 +796,16 @@ impl Float for Var {
         .flatten()
         .unwrap_or(Var { x, node: self.node })
     }
-    /// Guards `lt copysign(1, x), 0` is false (the sign bit, so −0.0 and −NaN count).
+    /// Guards `lt copysign(1, x), 0` is false (the sign bit, so −0.0 counts; NaN is
+    /// positive, since `copysign` by a NaN is NaN).
     fn is_sign_positive(self) -> bool {
         !self.is_sign_negative()
     }
-    /// Guards `lt copysign(1, x), 0` (the sign bit, so −0.0 and −NaN count).
+    /// Guards `lt copysign(1, x), 0` (the sign bit, so −0.0 counts; NaN does not, since
+    /// `copysign` by a NaN is NaN).
     fn is_sign_negative(self) -> bool {
         let s = c(1.0).copysign(self);
-        Var::decide(Op::Lt, s, c(0.0), self.x.is_sign_negative())
+        Var::decide(Op::Lt, s, c(0.0), s.x < 0.0)
     }
     /// IR `fma` (one rounding).
     fn mul_add(self, a: Var, b: Var) -> Var {
@@ -963,7 +965,11 @@ impl Float for Var {
     }
     /// IR `copysign`.
     fn copysign(self, sign: Var) -> Var {
-        self.bin(Op::Copysign, sign, self.x.copysign(sign.x))
+        self.bin(
+            Op::Copysign,
+            sign,
+            crate::math::f64m::copysign(self.x, sign.x),
+        )
     }
 }
 
