@@ -533,7 +533,7 @@ fn tensor_loop_states_checkpoint_under_every_policy() {
             Some(w) => {
                 assert_eq!(&b, w, "{policy} changed the gradient");
                 assert!(
-                    stats.peak_tape_bytes < 20 * 3 * 8 && stats.peak_tape_bytes % 24 == 0,
+                    stats.peak_tape_bytes < 20 * 3 * 8 && stats.peak_tape_bytes.is_multiple_of(24),
                     "{policy}: {stats:?}"
                 );
             }
