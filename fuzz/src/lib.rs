@@ -26,4 +26,5 @@
 pub mod case;
 pub mod check;
 pub mod cost;
+pub mod magnitude;
 pub mod rng;
