@@ -103,6 +103,7 @@
 //! drops; each carries a `// SAFETY:` argument. Handles are `Send + Sync`; runtime
 //! functions are panic-free `extern "C"` math, so nothing unwinds through JIT frames.
 
+mod abi;
 mod error;
 mod handle;
 mod lower;
@@ -114,8 +115,9 @@ mod runtime;
 mod schedule;
 mod stack;
 
+pub use abi::{from_slot, to_slot, EntryFn};
 pub use error::{CallError, CompileError};
-pub use handle::{from_slot, to_slot, CompileStats, Compiled, EntryFn};
+pub use handle::{CompileStats, Compiled};
 pub use jitad_ir::Val;
 
 /// Cranelift's register allocator.
