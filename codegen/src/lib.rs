@@ -39,7 +39,8 @@
 //! one call area on the stack, or its workspace when over 1 KiB); a nonzero status is
 //! passed up at once. Because an all-`f64`
 //! function's slots are exactly an `[f64]`, [`Compiled::call_f64`] passes the caller's
-//! slices straight through.
+//! slices straight through. All of it (with the loop drivers' descriptors and the
+//! driver statuses) is defined in one private leaf module, `abi`.
 //!
 //! # Semantics
 //!
