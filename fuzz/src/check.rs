@@ -651,7 +651,9 @@ fn dot_test(f: &Function, wrt: &[usize], j: &Derived, v: &Derived) -> Result<(),
     if !(a.is_finite() && b.is_finite() && scale.is_finite() && primal_finite) {
         return Ok(());
     }
-    let rounding = match rounding_bound(j, v, np, nres, &u, &w) {
+    // A panic in the checker's own rewrite is a failure too, not a dead worker.
+    let bound = stage("dot-product", || Ok(rounding_bound(j, v, np, nres, &u, &w)))?;
+    let rounding = match bound {
         Some(r) if r.is_finite() => r,
         // The paths' magnitudes overflow: rounding can explain any difference.
         Some(_) => return Ok(()),
