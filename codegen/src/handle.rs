@@ -7,30 +7,15 @@
 //! allocation per call in steady state, and concurrent calls each get their own), and
 //! turn a nonzero status into [`CallError`].
 
+use crate::abi::{
+    from_slot, guard_of_status, take_driver_error, EntryFn, GuardInfo, FIRST_DRIVER_STATUS,
+    STATUS_OK,
+};
 use crate::error::CallError;
-use crate::lower::GuardInfo;
 use cranelift_jit::JITModule;
 use jitad_ir::{Function, ScalarType, Type, Val};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-/// The ABI of every compiled function (see the crate docs): `args` and `results` point
-/// to one 8-byte slot per scalar, `workspace` to [`Compiled::workspace_bytes`] bytes
-/// (8-aligned); the return value is 0 on success, `k >= 1` when guard `k - 1` of the
-/// module's guard table failed.
-pub type EntryFn = unsafe extern "C" fn(*const u64, *mut u64, *mut u8) -> u32;
-
-/// The 8-byte slot encoding of a value: f64 bits, f32 bits in the low 4 bytes, i64,
-/// bool 0/1.
-pub fn to_slot(v: Val) -> u64 {
-    v.to_slot()
-}
-
-/// Decodes a slot holding a value of type `ty` (only the low 4 bytes for `f32`, the
-/// low byte for `bool`).
-pub fn from_slot(ty: ScalarType, s: u64) -> Val {
-    Val::from_slot(ty, s)
-}
 
 /// Times and sizes of one compilation.
 #[derive(Clone, Debug, Default)]
@@ -261,18 +246,18 @@ impl Compiled {
     }
 
     fn status(&self, s: u32) -> Result<(), CallError> {
-        if s == 0 {
+        if s == STATUS_OK {
             return Ok(());
         }
-        if s >= crate::revloop::FIRST_DRIVER_STATUS {
-            if let Some(error) = crate::revloop::take_driver_error(s) {
+        if s >= FIRST_DRIVER_STATUS {
+            if let Some(error) = take_driver_error(s) {
                 return Err(CallError::Checkpoint {
                     func: self.name.clone(),
                     error,
                 });
             }
         }
-        match self.shared.guards.get(s as usize - 1) {
+        match guard_of_status(s).and_then(|k| self.shared.guards.get(k)) {
             Some(g) => Err(CallError::GuardFailed {
                 func: g.func.clone(),
                 guard: g.ordinal,

@@ -39,7 +39,8 @@
 //! one call area on the stack, or its workspace when over 1 KiB); a nonzero status is
 //! passed up at once. Because an all-`f64`
 //! function's slots are exactly an `[f64]`, [`Compiled::call_f64`] passes the caller's
-//! slices straight through.
+//! slices straight through. All of it (with the loop drivers' descriptors and the
+//! driver statuses) is defined in one private leaf module, `abi`.
 //!
 //! # Semantics
 //!
@@ -103,6 +104,7 @@
 //! drops; each carries a `// SAFETY:` argument. Handles are `Send + Sync`; runtime
 //! functions are panic-free `extern "C"` math, so nothing unwinds through JIT frames.
 
+mod abi;
 mod error;
 mod handle;
 mod lower;
@@ -114,8 +116,9 @@ mod runtime;
 mod schedule;
 mod stack;
 
+pub use abi::{from_slot, to_slot, EntryFn};
 pub use error::{CallError, CompileError};
-pub use handle::{from_slot, to_slot, CompileStats, Compiled, EntryFn};
+pub use handle::{CompileStats, Compiled};
 pub use jitad_ir::Val;
 
 /// Cranelift's register allocator.

@@ -2,7 +2,7 @@
 //!
 //! Every generated function (an IR function, one chunk of it, or a chunk driver) has the
 //! ABI of [`crate::EntryFn`]: `(args, results, workspace) -> status`, pointers to
-//! 8-byte slots. Values come from three places:
+//! 8-byte slots ([`crate::abi`]). Values come from three places:
 //!
 //! - SSA values computed in this Cranelift function (`vals`);
 //! - function parameters, loaded from the argument buffer where they are used;
@@ -33,6 +33,9 @@
 //! | call | arguments and results through a stack slot, a direct call, status check |
 //! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end` |
 
+use crate::abi::{
+    cl_ty, desc, encode_policy, frame_bytes, guard_status, word_offset, GuardInfo, MAX_STACK_FRAME,
+};
 use crate::error::CompileError;
 use crate::plan::{nested_insts, FnPlan, IdMap};
 use cranelift_codegen::ir::{
@@ -44,16 +47,6 @@ use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module as _};
 use jitad_ir::{Bound, Constant, Function, Inst, Op, ScalarType, Value, ValueDef};
 use std::collections::HashMap;
-
-/// Where a guard lives, for [`crate::CallError::GuardFailed`]. Status `k >= 1` returned
-/// by compiled code means guard `k - 1` of the module's guard table failed.
-#[derive(Clone, Debug)]
-pub(crate) struct GuardInfo {
-    /// The function.
-    pub func: String,
-    /// Its ordinal among the function's guards, in program order.
-    pub ordinal: usize,
-}
 
 /// Module-wide facts shared by every function's lowering.
 pub(crate) struct ModuleCx<'a> {
@@ -79,41 +72,8 @@ pub(crate) struct ModuleCx<'a> {
     pub ptr: cl::Type,
 }
 
-/// The Cranelift type of a scalar (`bool` is an `i8` holding 0 or 1).
-pub(crate) fn cl_ty(t: ScalarType) -> cl::Type {
-    match t {
-        ScalarType::F64 => types::F64,
-        ScalarType::F32 => types::F32,
-        ScalarType::I64 => types::I64,
-        ScalarType::Bool => types::I8,
-    }
-}
-
-/// The signature every generated function has: `(args, results, ws) -> status`.
-pub(crate) fn abi_signature(module: &JITModule) -> cl::Signature {
-    let ptr = module.target_config().pointer_type();
-    let mut sig = module.make_signature();
-    for _ in 0..3 {
-        sig.params.push(cl::AbiParam::new(ptr));
-    }
-    sig.returns.push(cl::AbiParam::new(types::I32));
-    sig
-}
-
-/// Bytes of a call's frame (arguments then results) or a driver descriptor, or `None`
-/// for other instructions.
-pub(crate) fn frame_bytes(f: &Function, inst: Inst) -> Option<u64> {
-    let d = &f.insts[inst];
-    let words = match &d.op {
-        Op::Call(_) => (d.args.len() + d.results.len()).max(1),
-        Op::TapeLoop(_) | Op::RevLoop(_) => crate::revloop::HEADER + d.args.len(),
-        _ => return None,
-    };
-    Some(8 * words as u64)
-}
-
 /// The largest frame among `insts` (nested ones included) that goes on the machine
-/// stack (at most [`crate::plan::MAX_STACK_FRAME`]).
+/// stack (at most [`MAX_STACK_FRAME`]).
 fn small_frame_bytes(f: &Function, insts: &[Inst]) -> u32 {
     let mut all = vec![];
     for &i in insts {
@@ -122,22 +82,17 @@ fn small_frame_bytes(f: &Function, insts: &[Inst]) -> u32 {
     }
     all.iter()
         .filter_map(|&i| frame_bytes(f, i))
-        .filter(|&n| n <= crate::plan::MAX_STACK_FRAME)
+        .filter(|&n| n <= MAX_STACK_FRAME)
         .max()
         .map_or(0, |n| n as u32)
 }
 
-/// The byte offset of 8-byte word `words` plus `extra` bytes, as a 32-bit load/store
-/// displacement; an error (not a wrapped offset) past `i32::MAX`.
-pub(crate) fn word_offset(func: &str, words: usize, extra: u64) -> Result<i32, CompileError> {
-    (words as u64)
-        .checked_mul(8)
-        .and_then(|b| b.checked_add(extra))
-        .and_then(|b| i32::try_from(b).ok())
-        .ok_or_else(|| CompileError::TooLarge {
-            func: func.to_string(),
-            what: format!("the offset of word {words}"),
-        })
+/// [`word_offset`], with an error naming `func` (not a wrapped offset) past `i32::MAX`.
+fn slot_offset(func: &str, words: usize, extra: u64) -> Result<i32, CompileError> {
+    word_offset(words, extra).ok_or_else(|| CompileError::TooLarge {
+        func: func.to_string(),
+        what: format!("the offset of word {words}"),
+    })
 }
 
 fn trusted() -> MemFlagsData {
@@ -171,7 +126,7 @@ pub(crate) struct Lower<'a, 'b> {
     exit: Option<cl::Block>,
     /// The one stack slot for call frames and driver descriptors of this generated
     /// function (created at first use), and its size: the largest frame of the chunk
-    /// that fits [`crate::plan::MAX_STACK_FRAME`]. Calls run one at a time and their
+    /// that fits [`MAX_STACK_FRAME`]. Calls run one at a time and their
     /// results are loaded right after, so they share it.
     area: Option<cl::StackSlot>,
     area_bytes: u32,
@@ -223,7 +178,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     /// The byte offset of 8-byte word `words` (plus `extra` bytes) as a load/store
     /// displacement, or an error past `i32::MAX` (2^28 words).
     fn off(&self, words: usize, extra: u64) -> Result<i32, CompileError> {
-        word_offset(&self.f.name, words, extra)
+        slot_offset(&self.f.name, words, extra)
     }
 
     /// `n` bytes as an i64 immediate.
@@ -239,7 +194,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     /// stack).
     fn frame_base(&mut self, size: u64) -> Result<cl::Value, CompileError> {
         let ptr = self.cx.ptr;
-        if size <= crate::plan::MAX_STACK_FRAME {
+        if size <= MAX_STACK_FRAME {
             let ss = match self.area {
                 Some(ss) => ss,
                 None => {
@@ -629,11 +584,9 @@ impl<'a, 'b> Lower<'a, 'b> {
                     ordinal: *self.guard_ordinal,
                 });
                 *self.guard_ordinal += 1;
-                let status = i64::try_from(self.cx.guards.len())
-                    .ok()
-                    .filter(|&s| s <= i64::from(i32::MAX))
+                let status = guard_status(self.cx.guards.len() - 1)
                     .ok_or_else(|| self.err("too many guards"))?;
-                let st = self.i().iconst(types::I32, status);
+                let st = self.i().iconst(types::I32, i64::from(status));
                 let exit = self.exit_block();
                 let cont = self.b.create_block();
                 self.b.ins().brif(x, cont, &[], exit, &block_args(&[st]));
@@ -766,7 +719,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.define(inst, &outs)
     }
 
-    /// A loop driver's descriptor (see [`crate::revloop`]): header words, then the
+    /// A loop driver's descriptor (see [`desc`]): header words, then the
     /// operands at `values`; returns its address. In a stack slot, or the workspace
     /// frame when large.
     #[allow(clippy::too_many_arguments)]
@@ -782,10 +735,9 @@ impl<'a, 'b> Lower<'a, 'b> {
         token: Option<usize>,
         values: std::ops::Range<usize>,
     ) -> Result<cl::Value, CompileError> {
-        use crate::revloop::{encode_policy, HEADER};
         let f = self.f;
         let d = &f.insts[inst];
-        let words = HEADER + counts.iter().sum::<usize>();
+        let words = desc::HEADER + counts.iter().sum::<usize>();
         let size = (words as u64).saturating_mul(8);
         let ptr = self.cx.ptr;
         let base = self.frame_base(size)?;
@@ -799,7 +751,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 l.cx.main_ids[ci].ok_or_else(|| CompileError::UnknownFunction(name.to_string()))?;
             Ok((ci, id))
         };
-        for (w, name) in [(0, Some(fwd)), (1, bwd)] {
+        for (w, name) in [(desc::FWD, Some(fwd)), (desc::BWD, bwd)] {
             let v = match name {
                 Some(n) => {
                     let (ci, id) = id_of(self, n)?;
@@ -809,12 +761,14 @@ impl<'a, 'b> Lower<'a, 'b> {
                 }
                 None => self.b.ins().iconst(ptr, 0),
             };
-            self.b.ins().store(trusted(), v, base, 8 * w);
+            let off = self.off(w, 0)?;
+            self.b.ins().store(trusted(), v, base, off);
         }
         let cws = self.callee_ws()?;
-        self.b.ins().store(trusted(), cws, base, 16);
+        let off = self.off(desc::WS, 0)?;
+        self.b.ins().store(trusted(), cws, base, off);
         let mut dyn_args = dyn_bounds;
-        for (w, bound) in [(3, bounds.start), (4, bounds.end)] {
+        for (w, bound) in [(desc::START, bounds.start), (desc::END, bounds.end)] {
             let v = match bound {
                 Bound::Imm(v) => self.b.ins().iconst(types::I64, v),
                 Bound::Dyn => {
@@ -824,24 +778,34 @@ impl<'a, 'b> Lower<'a, 'b> {
                     self.get(d.args[k])?
                 }
             };
-            self.b.ins().store(trusted(), v, base, 8 * w);
+            let off = self.off(w, 0)?;
+            self.b.ins().store(trusted(), v, base, off);
         }
         let (tag, param) = encode_policy(policy);
         let [k, c, a] = counts.map(|n| n as u64);
-        for (w, x) in [(5, tag), (6, param), (7, k), (8, c), (9, a)] {
+        for (w, x) in [
+            (desc::POLICY_TAG, tag),
+            (desc::POLICY_PARAM, param),
+            (desc::STATES, k),
+            (desc::CAPS, c),
+            (desc::ADJS, a),
+        ] {
             // Bit patterns (a policy parameter may exceed i64::MAX).
             let v = self.b.ins().iconst(types::I64, x.cast_signed());
-            self.b.ins().store(trusted(), v, base, 8 * w);
+            let off = self.off(w, 0)?;
+            self.b.ins().store(trusted(), v, base, off);
         }
         let (t, has) = match token {
             Some(i) => (self.get(d.args[i])?, 1),
             None => (self.b.ins().iconst(types::I64, 0), 0),
         };
-        self.b.ins().store(trusted(), t, base, 80);
+        let off = self.off(desc::TOKEN, 0)?;
+        self.b.ins().store(trusted(), t, base, off);
         let has = self.b.ins().iconst(types::I64, has);
-        self.b.ins().store(trusted(), has, base, 88);
+        let off = self.off(desc::HAS_TOKEN, 0)?;
+        self.b.ins().store(trusted(), has, base, off);
         // Values one at a time, so memory-backed ones are never all live at once.
-        for (w, k) in (HEADER..).zip(values) {
+        for (w, k) in (desc::HEADER..).zip(values) {
             let v = d.args[k];
             let x = self.get(v)?;
             // Whole 8-byte words, as the driver reads them: bools and f32 bits
@@ -886,7 +850,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let mut outs = Vec::with_capacity(a);
         for (j, &res) in d.results.iter().enumerate() {
             let t = self.scalar(res)?;
-            let off = self.off(crate::revloop::HEADER + k + c + j, 0)?;
+            let off = self.off(desc::HEADER + k + c + j, 0)?;
             outs.push(self.load(t, base, off));
         }
         self.define(inst, &outs)
@@ -918,11 +882,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let mut outs = Vec::with_capacity(k + 1);
         for (j, &res) in d.results.iter().enumerate() {
             let t = self.scalar(res)?;
-            let off = if j < k {
-                self.off(crate::revloop::HEADER + j, 0)?
-            } else {
-                80
-            };
+            let off = self.off(if j < k { desc::HEADER + j } else { desc::TOKEN }, 0)?;
             outs.push(self.load(t, base, off));
         }
         self.define(inst, &outs)
@@ -1012,13 +972,13 @@ mod tests {
 
     #[test]
     fn word_offsets_never_wrap() {
-        assert_eq!(word_offset("f", 0, 0).unwrap(), 0);
-        assert_eq!(word_offset("f", 12, 0).unwrap(), 96);
+        assert_eq!(slot_offset("f", 0, 0).unwrap(), 0);
+        assert_eq!(slot_offset("f", 12, 0).unwrap(), 96);
         let last = (i32::MAX as usize) / 8;
-        assert_eq!(word_offset("f", last, 0).unwrap(), 8 * last as i32);
+        assert_eq!(slot_offset("f", last, 0).unwrap(), 8 * last as i32);
         // 2^28 words is 2^31 bytes: `8 * i as i32` wrapped to i32::MIN here.
         for words in [1usize << 28, (1 << 29) + 3, usize::MAX] {
-            match word_offset("f", words, 0) {
+            match slot_offset("f", words, 0) {
                 Err(CompileError::TooLarge { func, what }) => {
                     assert_eq!(func, "f");
                     assert!(what.contains(&words.to_string()), "{what}");
@@ -1026,6 +986,6 @@ mod tests {
                 other => panic!("{words} words: {other:?}"),
             }
         }
-        assert!(word_offset("f", last, 8).is_err());
+        assert!(slot_offset("f", last, 8).is_err());
     }
 }

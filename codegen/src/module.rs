@@ -9,9 +9,12 @@
 //! (it is owned by [`Owner`] from its creation); and the handle records the machine
 //! stack the deepest chain of frames needs ([`crate::stack`]).
 
+use crate::abi::{
+    cl_ty, driver_signature, entry_signature, DriverFn, EntryFn, REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
+};
 use crate::error::CompileError;
-use crate::handle::{CompileStats, Compiled, EntryFn, Owner, Shared};
-use crate::lower::{abi_signature, Lower, ModuleCx};
+use crate::handle::{CompileStats, Compiled, Owner, Shared};
+use crate::lower::{Lower, ModuleCx};
 use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
 use crate::runtime::{symbols, RtSig};
 use crate::stack::{FrameSizes, JobCalls};
@@ -247,12 +250,12 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
         jb.symbol(s.name, s.addr());
     }
     jb.symbol(
-        "jitad_revloop",
-        crate::revloop::jitad_revloop as unsafe extern "C" fn(*mut u64) -> u32 as *const u8,
+        REVLOOP_SYMBOL,
+        crate::revloop::jitad_revloop as DriverFn as *const u8,
     );
     jb.symbol(
-        "jitad_tapeloop",
-        crate::revloop::jitad_tapeloop as unsafe extern "C" fn(*mut u64) -> u32 as *const u8,
+        TAPELOOP_SYMBOL,
+        crate::revloop::jitad_tapeloop as DriverFn as *const u8,
     );
     Ok((JITModule::new(jb), isa))
 }
@@ -372,7 +375,7 @@ pub(crate) fn compile(
     let mut owner = Owner::new(module);
     let module = owner.module_mut();
     let ptr = module.target_config().pointer_type();
-    let abi = abi_signature(module);
+    let abi = entry_signature(module);
     // Runtime imports.
     let mut rt_ids = Vec::new();
     for s in symbols() {
@@ -380,7 +383,7 @@ pub(crate) fn compile(
             rt_ids.push(None);
             continue;
         }
-        let t = crate::lower::cl_ty(s.ty);
+        let t = cl_ty(s.ty);
         let mut sig = module.make_signature();
         let n = match s.sig {
             RtSig::Unary => 1,
@@ -396,17 +399,14 @@ pub(crate) fn compile(
             .map_err(|e| cranelift_err(s.name.into(), e))?;
         rt_ids.push(Some(id));
     }
+    let driver_sig = driver_signature(module);
     let mut driver = |name: &str| {
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(ptr));
-        sig.returns
-            .push(AbiParam::new(cranelift_codegen::ir::types::I32));
         module
-            .declare_function(name, Linkage::Import, &sig)
+            .declare_function(name, Linkage::Import, &driver_sig)
             .map_err(|e| cranelift_err(name.into(), e))
     };
-    let revloop_id = driver("jitad_revloop")?;
-    let tapeloop_id = driver("jitad_tapeloop")?;
+    let revloop_id = driver(REVLOOP_SYMBOL)?;
+    let tapeloop_id = driver(TAPELOOP_SYMBOL)?;
     // Declare every generated function before lowering any, so calls can refer to them.
     let mut main_ids = vec![None; m.funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];

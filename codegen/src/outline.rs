@@ -245,13 +245,13 @@ fn extract(
 /// Rewrites the guard table built by lowering (named by the functions lowered, which
 /// may be synthetic) to name the original function and ordinal.
 pub(crate) fn remap_guards(
-    guards: Vec<crate::lower::GuardInfo>,
+    guards: Vec<crate::abi::GuardInfo>,
     map: &GuardMap,
-) -> Vec<crate::lower::GuardInfo> {
+) -> Vec<crate::abi::GuardInfo> {
     guards
         .into_iter()
         .map(|g| match map.get(&g.func).and_then(|t| t.get(g.ordinal)) {
-            Some((func, ordinal)) => crate::lower::GuardInfo {
+            Some((func, ordinal)) => crate::abi::GuardInfo {
                 func: func.clone(),
                 ordinal: *ordinal,
             },

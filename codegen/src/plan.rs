@@ -14,19 +14,16 @@
 //!
 //! **Workspace layout.** The workspace of function `f` is `own(f)` bytes: its slots,
 //! then a frame for the arguments and results of calls too large for the machine stack
-//! (over [`MAX_STACK_FRAME`] bytes); then the workspace of whichever callee runs: `ws(f) = own(f) + max ws(callee)`.
+//! (over [`MAX_STACK_FRAME`] bytes, [`crate::abi`]); then the workspace of whichever callee runs: `ws(f) = own(f) + max ws(callee)`.
 //! Callees run one at a time and never outlive the call, so they share that tail.
 //! Recursion is rejected (the IR has no conditional to end it anyway).
 
+use crate::abi::{frame_bytes, MAX_STACK_FRAME};
 use crate::error::CompileError;
 use jitad_ir::callgraph::{CallGraph, OrderError};
 use jitad_ir::{Function, Inst, Module, Op, Type, Value};
 use std::collections::HashMap;
 use std::ops::Range;
-
-/// Call frames (arguments and results, 8 bytes each) up to this size live in a stack
-/// slot of the caller; larger ones in the caller's workspace.
-pub(crate) const MAX_STACK_FRAME: u64 = 1024;
 
 /// A fast hasher for small integer ids (entity indices): one multiply per word.
 #[derive(Clone, Copy, Default)]
@@ -320,27 +317,19 @@ pub(crate) fn plan_function(
     let mut max_callee = 0u64;
     let mut frame = 0u64;
     for &i in &nested {
-        let d = &f.insts[i];
-        if let Op::Call(name) = &d.op {
+        let op = &f.insts[i].op;
+        if let Op::Call(name) = op {
             max_callee = max_callee.max(callee_ws(name));
-            let size = 8 * (d.args.len() + d.results.len()).max(1) as u64;
-            if size > MAX_STACK_FRAME {
-                frame = frame.max(size);
-            }
         }
-        if let Op::TapeLoop(r) = &d.op {
+        if let Op::TapeLoop(r) = op {
             max_callee = max_callee.max(callee_ws(&r.fwd));
-            let size = 8 * (crate::revloop::HEADER + d.args.len()) as u64;
-            if size > MAX_STACK_FRAME {
-                frame = frame.max(size);
-            }
         }
-        if let Op::RevLoop(r) = &d.op {
+        if let Op::RevLoop(r) = op {
             max_callee = max_callee.max(callee_ws(&r.fwd)).max(callee_ws(&r.bwd));
-            let size = 8 * (crate::revloop::HEADER + d.args.len()) as u64;
-            if size > MAX_STACK_FRAME {
-                frame = frame.max(size);
-            }
+        }
+        // Call frames and driver descriptors too large for the machine stack.
+        if let Some(size) = frame_bytes(f, i).filter(|&n| n > MAX_STACK_FRAME) {
+            frame = frame.max(size);
         }
     }
     let chunk_size = chunk_size.max(1);

@@ -5,7 +5,7 @@
 //!
 //! - **Bounded frames.** A generated function's explicit stack data is one area for
 //!   call frames and loop-driver descriptors, sized for the largest one of at most
-//!   [`crate::plan::MAX_STACK_FRAME`] bytes (larger ones go to the heap workspace); the
+//!   [`crate::abi::MAX_STACK_FRAME`] bytes (larger ones go to the heap workspace); the
 //!   rest of its frame is Cranelift's spill slots. Every frame is measured after
 //!   compilation and must be at most [`crate::CompileOptions::max_frame_bytes`]
 //!   ([`crate::CompileError::FrameTooLarge`] otherwise).

@@ -11,7 +11,8 @@
 //! must accept or reject alike) → `jvp`, `vjp`, `grad`, `hvp` with every float
 //! parameter and with a random (sometimes invalid) `wrt` list → the derived module
 //! verifies → interpreter and JIT on it → `optimize_module` → verifies → same results
-//! bit for bit → the dot-product test ⟨J·u, w⟩ = ⟨u, Jᵀ·w⟩ between `jvp` and `vjp` →
+//! bit for bit → the dot-product test ⟨J·u, w⟩ = ⟨u, Jᵀ·w⟩ between `jvp` and `vjp`
+//! (up to the rounding its paths' magnitudes allow, [`magnitude`]) →
 //! `vjp` under another checkpointing policy gives the same results bit for bit.
 //!
 //! Each stage runs under `catch_unwind`, so a panic is a failure naming its stage.
@@ -26,4 +27,5 @@
 pub mod case;
 pub mod check;
 pub mod cost;
+pub mod magnitude;
 pub mod rng;

@@ -434,7 +434,7 @@ pub fn reset_thread() {
 
 /// Why a loop driver failed, other than by an error of a step: the one list of driver
 /// failures, reported alike by both engines (the interpreter in its `EvalError`, the
-/// JIT through the driver statuses listed in `jitad_codegen`'s `revloop` module).
+/// JIT through the driver statuses listed in `jitad_codegen`'s `abi` module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
     /// The snapshots the policy needs do not fit in memory (or their size overflows).
