@@ -43,6 +43,8 @@ pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, Type
 pub use parse::{parse_function, parse_module, ParseError, ParseErrorKind};
 pub use print::{print_function, print_module};
 pub use testgen::{random_module, GenOptions};
-pub use trace::{trace, trace_scalar, TraceError, Var};
+pub use trace::{
+    fori_loop, trace, trace_scalar, trace_tensors, Carry, Index, Tensor, TraceError, Var,
+};
 pub use types::{ScalarType, Shape, Type};
 pub use verify::{verify_function, verify_module, VerifyError, VerifyErrorKind, VerifyErrors};
