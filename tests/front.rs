@@ -567,10 +567,10 @@ fn loops_carry_tensors_and_nest() {
         mat(&[3], x0.clone()),
     ];
     let f = jitad::trace_tensors("rnn", &args, |a| {
+        // A computed tensor captured by the inner body (its example must stay alive).
+        let w = a[0].t().t();
         let x = fori_loop(0, n as i64, a[2].clone(), |_i, x| {
-            fori_loop(0, m as i64, x, |_j, x| {
-                (a[0].matmul(&x) + &a[1]).tanh() * 0.5
-            })
+            fori_loop(0, m as i64, x, |_j, x| (w.matmul(&x) + &a[1]).tanh() * 0.5)
         });
         vec![x]
     })
@@ -674,4 +674,42 @@ fn outside_a_trace_fori_loop_is_a_plain_loop() {
     assert!(!a.is_traced() && !b.is_traced());
     let x = fori_loop(0, 4, Var::constant(1.0), |_, x| x * 3.0);
     assert_eq!(x.value(), 81.0);
+}
+
+#[test]
+fn f32_tensors_mix_with_literals_and_the_trace_holds_no_dead_buffers() {
+    let x = Val::tensor(
+        Buf::new(
+            jitad::ir::Shape::new(&[3]).unwrap(),
+            jitad::ir::tensor::TensorData::F32(vec![1.0, 2.0, 3.0]),
+        )
+        .unwrap(),
+    );
+    let f = jitad::trace_tensors("f32", &[x.clone()], |a| {
+        let y = (&a[0] * 2.0 + 0.5).tanh();
+        // Only `y` holds its buffer: the trace keeps op results weakly.
+        if let Val::Tensor(b) = y.value() {
+            assert_eq!(std::sync::Arc::strong_count(b), 1);
+        }
+        vec![y.sum(&[0])]
+    })
+    .unwrap();
+    let want: f32 = [1.0f32, 2.0, 3.0]
+        .iter()
+        .map(|v| (v * 2.0 + 0.5).tanh())
+        .fold(-0.0, |a, b| a + b);
+    let got = f.eval(&[x]).unwrap();
+    assert!(
+        matches!(got[0], Val::F32(v) if (v - want).abs() <= 1e-6),
+        "{got:?}"
+    );
+    // An f64 Var does not mix with f32 (no implicit promotion): a trace error.
+    let x32 = Val::F32(1.0);
+    let e = trace_err(jitad::trace_tensors("mix", &[x32, Val::F64(1.0)], |a| {
+        vec![&a[0] + a[1].to_var()]
+    }));
+    assert!(
+        e.to_string().contains("f32") && e.to_string().contains("f64"),
+        "{e}"
+    );
 }

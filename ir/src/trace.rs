@@ -71,6 +71,7 @@ use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
 };
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::{Arc, Weak};
 
 mod loops;
 mod tensor;
@@ -202,8 +203,17 @@ pub(crate) struct Ctx {
     closed: HashSet<u32>,
     /// The example value of every recorded value, by value index (traced loops
     /// evaluate their recorded body on these).
-    vals: Vec<Option<Val>>,
+    vals: Vec<Option<Example>>,
     error: Option<TraceError>,
+}
+
+/// A recorded value's example. An op's tensor result is held weakly: the trace must not
+/// keep every intermediate buffer alive, and a loop body can only capture a value
+/// through a live `Tensor`, which holds the same buffer.
+#[derive(Clone, Debug)]
+enum Example {
+    Held(Val),
+    Weak(Weak<crate::tensor::Tensor>),
 }
 
 /// One open region: the function body or a loop body.
@@ -261,18 +271,35 @@ impl Ctx {
         }
     }
 
-    /// Records the example value of `v`.
+    /// Records the example value of `v`, an op's result (a tensor is held weakly).
     pub(crate) fn put(&mut self, v: Value, x: Val) {
+        let e = match x {
+            Val::Tensor(t) => Example::Weak(Arc::downgrade(&t)),
+            x => Example::Held(x),
+        };
+        self.store(v, e);
+    }
+
+    /// Records the example value of `v` and keeps it alive for the whole trace (for
+    /// parameters and cached constants, which no `Tensor` may hold).
+    pub(crate) fn put_held(&mut self, v: Value, x: Val) {
+        self.store(v, Example::Held(x));
+    }
+
+    fn store(&mut self, v: Value, e: Example) {
         let i = v.index();
         if self.vals.len() <= i {
             self.vals.resize(i + 1, None);
         }
-        self.vals[i] = Some(x);
+        self.vals[i] = Some(e);
     }
 
-    /// The example value of `v`, if recorded.
-    pub(crate) fn val(&self, v: Value) -> Option<&Val> {
-        self.vals.get(v.index()).and_then(Option::as_ref)
+    /// The example value of `v`, if recorded and alive.
+    pub(crate) fn val(&self, v: Value) -> Option<Val> {
+        match self.vals.get(v.index())?.as_ref()? {
+            Example::Held(x) => Some(x.clone()),
+            Example::Weak(w) => w.upgrade().map(Val::Tensor),
+        }
     }
 
     /// A constant, materialised once per scope chain.
@@ -319,7 +346,7 @@ impl Ctx {
         if elems.iter().all(|&c| c == first) {
             return self.cached((first, ty), |ctx| {
                 let v = ctx.ins1(Op::Fill(first, ty), &[])?;
-                ctx.put(v, x.clone());
+                ctx.put_held(v, x.clone());
                 Some(v)
             });
         }
@@ -644,7 +671,7 @@ pub(crate) fn run_trace<O>(
             error: None,
         };
         for (v, x) in vals {
-            ctx.put(v, x);
+            ctx.put_held(v, x);
         }
         *c = Some(ctx);
         Ok(())

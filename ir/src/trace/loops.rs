@@ -469,7 +469,7 @@ fn eval_loop(ctx: &Ctx, index: Value) -> Result<Vec<Val>, TraceError> {
     let (g, free) = loop_function(f, inst).ok_or_else(|| internal("malformed loop"))?;
     let args = free
         .iter()
-        .map(|&v| ctx.val(v).cloned())
+        .map(|&v| ctx.val(v))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| internal("a value used by the loop has no example"))?;
     Interpreter::new()
