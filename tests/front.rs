@@ -713,3 +713,53 @@ fn f32_tensors_mix_with_literals_and_the_trace_holds_no_dead_buffers() {
         "{e}"
     );
 }
+
+/// The README's "Tensors and traced loops" example, verbatim.
+#[test]
+fn readme_example() -> jitad::Result<()> {
+    use jitad::ir::tensor::Tensor as Buf;
+    use jitad::{fori_loop, Val};
+
+    // tanh(x·W + b), then logsumexp over the outputs, summed over the batch.
+    let x = Val::tensor(Buf::f64(&[2, 3], vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]).unwrap());
+    let w = Val::tensor(Buf::f64(&[3, 2], vec![1.0, -1.0, 0.5, 0.5, -0.5, 1.0]).unwrap());
+    let b = Val::tensor(Buf::f64(&[2], vec![0.0, 0.1]).unwrap());
+    let mlp = jitad::trace_tensors("mlp", &[x.clone(), w.clone(), b.clone()], |a| {
+        let h = (a[0].matmul(&a[1]) + &a[2]).tanh();
+        vec![h.logsumexp(&[1]).sum(&[0])]
+    })?;
+    let y = mlp.eval(&[x, w, b])?; // the interpreter (tensors are not compiled yet)
+
+    // 1000 explicit Euler steps of dx/dt = −k·x, recorded as one loop: 7 instructions.
+    let decay = jitad::trace_scalar("decay", &[1.0, 0.5], |p| {
+        let k = p[1];
+        fori_loop(0, 1000, p[0], |_i, x| x - 0.001 * k * x)
+    })?;
+    let g = decay.grad()?.eval_f64(&[1.0, 0.5])?; // x_N, ∂x_N/∂x_0, ∂x_N/∂k
+
+    // Checks (not in the README).
+    let (x, w, b) = (
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        [1.0, -1.0, 0.5, 0.5, -0.5, 1.0],
+        [0.0, 0.1],
+    );
+    let mut want = 0.0;
+    for r in 0..2 {
+        let h: Vec<f64> = (0..2)
+            .map(|c| (0..3).map(|k| x[r * 3 + k] * w[k * 2 + c]).sum::<f64>() + b[c])
+            .map(f64::tanh)
+            .collect();
+        let m = h[0].max(h[1]);
+        want += m + ((h[0] - m).exp() + (h[1] - m).exp()).ln();
+    }
+    assert!(close(f64s(&y[0])[0], want, 1e-14));
+    assert_eq!(decay.num_insts(), 7, "{decay}");
+    let (mut xn, q) = (1.0f64, 1.0 - 0.001 * 0.5);
+    for _ in 0..1000 {
+        xn = xn - 0.001 * 0.5 * xn;
+    }
+    assert_eq!(g[0], xn);
+    assert!(close(g[1], q.powi(1000), 1e-12));
+    assert!(close(g[2], -1000.0 * 0.001 * q.powi(999), 1e-12), "{g:?}");
+    Ok(())
+}

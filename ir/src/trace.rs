@@ -30,6 +30,20 @@
 //! interpreter and the JIT use, so the traced function evaluated at the example gives
 //! the example's results bit for bit.
 //!
+//! # Tensors and loops
+//!
+//! [`Tensor`] (module [`tensor`]) is the traced tensor, recorded into the same trace and
+//! mixing with `Var` (a `Var` is a rank-0 tensor; [`Tensor::to_var`] goes back); trace
+//! functions of tensors with [`trace_tensors`]. [`fori_loop`] (module [`loops`])
+//! records a Rust loop as one `loop` region whose body is the closure traced once.
+//!
+//! The context keeps one *scope* per open region (the body, then each open loop body),
+//! each with its own generation: a value is usable while the scope that recorded it is
+//! open, so a value of a finished loop body is refused ([`TraceError::LoopEscape`])
+//! like one of a finished trace. Constants are materialised once per scope. The context
+//! also keeps each recorded value's example (tensors weakly), from which a traced loop
+//! computes its results' examples.
+//!
 //! # Data-dependent decisions
 //!
 //! Comparisons (`<`, `==`, `partial_cmp`, ...), `is_nan`, `is_sign_negative`,
@@ -73,8 +87,8 @@ use std::ops::{
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::{Arc, Weak};
 
-mod loops;
-mod tensor;
+pub mod loops;
+pub mod tensor;
 
 pub use loops::{fori_loop, Carry, Index, Leaf};
 pub use tensor::{trace_tensors, Tensor};
