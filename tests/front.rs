@@ -763,3 +763,67 @@ fn readme_example() -> jitad::Result<()> {
     assert!(close(g[2], -1000.0 * 0.001 * q.powi(999), 1e-12), "{g:?}");
     Ok(())
 }
+
+/// One classic RK4 step of `lorenz.jir`'s `@rk4`, operation for operation (fused
+/// multiply-adds where it has `fma`).
+fn rk4_fma<T: Float>(s: [T; 3], p: [T; 3], h: T) -> [T; 3] {
+    let c = |v: f64| T::from(v).unwrap();
+    let (half, two, sixth) = (c(0.5), c(2.0), c(0.16666666666666666));
+    let hh = h * half;
+    let k1 = lorenz(s, p);
+    let k2 = lorenz([0, 1, 2].map(|i| hh.mul_add(k1[i], s[i])), p);
+    let k3 = lorenz([0, 1, 2].map(|i| hh.mul_add(k2[i], s[i])), p);
+    let k4 = lorenz([0, 1, 2].map(|i| h.mul_add(k3[i], s[i])), p);
+    let hs = h * sixth;
+    [0, 1, 2].map(|i| {
+        let t = two.mul_add(k3[i], two.mul_add(k2[i], k1[i])) + k4[i];
+        hs.mul_add(t, s[i])
+    })
+}
+
+#[test]
+fn the_lorenz_problem_in_rust_matches_lorenz_jir() {
+    use jitad::problems::{lorenz_grad, lorenz_value, LORENZ_JIR, LORENZ_POINT};
+    // @loss(σ, ρ, β, x₀, y₀, z₀, n: i64): n RK4 steps of 1/n, the step count an argument.
+    let mut example: Vec<Val> = LORENZ_POINT.iter().map(|&v| Val::F64(v)).collect();
+    example.push(Val::I64(10));
+    let traced = jitad::trace_tensors("loss", &example, |a| {
+        let p: Vec<Var> = a[..6].iter().map(Tensor::to_var).collect();
+        let n = a[6].to_index();
+        let h = Var::constant(1.0) / n.to_var();
+        let s = fori_loop(0, n, [p[3], p[4], p[5]], |_i, s| {
+            rk4_fma(s, [p[0], p[1], p[2]], h)
+        });
+        vec![(s[0] + s[1] + s[2]).into()]
+    })
+    .unwrap();
+    let jir = Traced::from_jir(LORENZ_JIR, Some("loss")).unwrap();
+    let (g, gj) = (traced.grad().unwrap(), jir.grad().unwrap());
+    eprintln!(
+        "lorenz: traced with fori_loop {} instructions (gradient {}); lorenz.jir's @loss {}",
+        traced.num_insts(),
+        g.num_insts(),
+        jir.num_insts()
+    );
+    let mut tape = Vec::new();
+    for n in [1usize, 10, 100] {
+        let mut args = example.clone();
+        args[6] = Val::I64(n as i64);
+        let want = lorenz_value(&LORENZ_POINT, n);
+        assert_eq!(traced.eval(&args).unwrap(), [Val::F64(want)], "n = {n}");
+        assert_eq!(jir.eval(&args).unwrap(), [Val::F64(want)]);
+        let mut hand = [0.0; 6];
+        assert_eq!(lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut hand), want);
+        let (got, other) = (g.eval(&args).unwrap(), gj.eval(&args).unwrap());
+        assert_eq!(got[0], Val::F64(want));
+        for k in 0..6 {
+            let (a, b) = (f64s(&got[k + 1])[0], f64s(&other[k + 1])[0]);
+            assert!(
+                close(a, hand[k], 1e-12),
+                "n = {n}, ∂{k}: {a} vs hand {}",
+                hand[k]
+            );
+            assert!(close(a, b, 1e-14), "n = {n}, ∂{k}: {a} vs lorenz.jir {b}");
+        }
+    }
+}

@@ -42,6 +42,30 @@
 //!
 //! Outside a trace, `fori_loop` is a plain Rust loop.
 //!
+//! # Scans
+//!
+//! A scan (every step's output, not only the final state) is a loop whose carry also
+//! holds the outputs, written into a tensor with [`Tensor::insert`] at the index:
+//!
+//! ```
+//! use jitad_ir::trace::{fori_loop, trace_tensors, Tensor};
+//! use jitad_ir::Val;
+//! let f = trace_tensors("orbit", &[Val::F64(0.5)], |a| {
+//!     let r = a[0].to_var();
+//!     let init = (jitad_ir::Var::constant(0.1), Tensor::zeros(&[4]));
+//!     let (_, xs) = fori_loop(0, 4, init, |i, (x, xs)| {
+//!         let x = x * r * (1.0 - x) * 4.0; // the logistic map
+//!         (x, xs.insert(i, x))
+//!     });
+//!     vec![xs]
+//! })
+//! .unwrap();
+//! let xs = jitad_ir::interp::eval_function(&f, None, &[Val::F64(0.5)]).unwrap();
+//! let mut x = 0.1f64;
+//! let want: Vec<f64> = (0..4).map(|_| { x = x * 0.5 * (1.0 - x) * 4.0; x }).collect();
+//! assert_eq!(xs[0].as_tensor().unwrap().as_f64().unwrap(), &want[..]);
+//! ```
+//!
 //! Loop-carried tensors are recorded and evaluated like scalars; whether reverse mode
 //! accepts them is `jitad-passes`' business.
 
