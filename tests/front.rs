@@ -186,18 +186,20 @@ fn structural_ops_match_plain_rust() {
     let f = jitad::trace_tensors("st", &args, |a| {
         let x = &a[0];
         vec![
-            x.t(),                                                      // [4,3]
-            x.reshape(&[2, 6]),                                         // [2,6]
-            x.slice(&[1..3, 0..2]),                                     // [2,2]
-            Tensor::concat(&[x.clone(), x.slice(&[0..1, 0..4])], 0),    // [4,4]
-            x.sum(&[0]),                                                // [4]
-            x.mean(&[1]),                                               // [3]
-            x.max(&[0, 1]),                                             // rank 0
-            x.min(&[1]),                                                // [3]
-            x.slice(&[0..1, 0..4]).reshape(&[4]).dot(&x.at(2)),         // rank 0
-            x.at(1).broadcast_to(&[2, 4]),                              // [2,4]
-            Tensor::fill(2.0, &[4]) * x.at(0),                          // constant fill × row
+            x.t(),                                                             // [4,3]
+            x.reshape(&[2, 6]),                                                // [2,6]
+            x.slice(&[1..3, 0..2]),                                            // [2,2]
+            Tensor::concat(&[x.clone(), x.slice(&[0..1, 0..4])], 0),           // [4,4]
+            x.sum(&[0]),                                                       // [4]
+            x.mean(&[1]),                                                      // [3]
+            x.max(&[0, 1]),                                                    // rank 0
+            x.min(&[1]),                                                       // [3]
+            x.slice(&[0..1, 0..4]).reshape(&[4]).dot(&x.at(2)),                // rank 0
+            x.at(1).broadcast_to(&[2, 4]),                                     // [2,4]
+            Tensor::fill(2.0, &[4]) * x.at(0), // constant fill × row
             Tensor::from_f64(&[4], vec![1.0, 2.0, 3.0, 4.0]) + x.at(0), // non-uniform constant
+            Tensor::stack(&[x.at(0).get(1), Var::constant(7.0), x.sum_all()]), // [3]
+            Tensor::from_f64(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]) * x.slice(&[0..2, 0..2]),
         ]
     })
     .unwrap();
@@ -215,6 +217,8 @@ fn structural_ops_match_plain_rust() {
     assert_eq!(out[9], [4., 5., 6., 7., 4., 5., 6., 7.]);
     assert_eq!(out[10], [0., 2., 4., 6.]);
     assert_eq!(out[11], [1., 3., 5., 7.]);
+    assert_eq!(out[12], [1., 7., 66.]);
+    assert_eq!(out[13], [0., 2., 12., 20.]);
 }
 
 // ---- indexing ----
@@ -685,7 +689,7 @@ fn f32_tensors_mix_with_literals_and_the_trace_holds_no_dead_buffers() {
         )
         .unwrap(),
     );
-    let f = jitad::trace_tensors("f32", &[x.clone()], |a| {
+    let f = jitad::trace_tensors("f32", std::slice::from_ref(&x), |a| {
         let y = (&a[0] * 2.0 + 0.5).tanh();
         // Only `y` holds its buffer: the trace keeps op results weakly.
         if let Val::Tensor(b) = y.value() {

@@ -358,6 +358,8 @@ fn traced_loop<C: Carry>(
         .zip(&params)
         .map(|(l, &p)| l.with(l.val(), Some((gen, p))))
         .collect();
+    // A `Carry` impl whose `rebuild` disagrees with its `leaves` yields no body output,
+    // which `close_loop` reports as a carry of another structure.
     let rebuilt = init.rebuild(&mut body_leaves.into_iter());
     let out = rebuilt.map(|carry| {
         body(
@@ -373,7 +375,20 @@ fn traced_loop<C: Carry>(
         o.leaves(&mut out_leaves);
     }
     let results = with_ctx(|ctx| close_loop(ctx, index, &leaves, &out_leaves)).flatten()?;
-    init.rebuild(&mut results.into_iter())
+    let n = results.len();
+    let rebuilt = init.rebuild(&mut results.into_iter());
+    if rebuilt.is_none() {
+        // Only a `Carry` impl whose `rebuild` disagrees with its `leaves` gets here.
+        with_ctx(|ctx| {
+            let func = ctx.name();
+            ctx.fail(TraceError::CarryStructure {
+                func,
+                expected: n,
+                got: 0,
+            })
+        });
+    }
+    rebuilt
 }
 
 fn bound(ctx: &mut Ctx, b: Index, dyn_bounds: &mut Vec<Value>) -> Option<Bound> {
