@@ -851,12 +851,6 @@ fn find_fn<'m>(m: &'m Module, name: &str) -> Result<&'m Function, Fault> {
         .ok_or_else(|| Fault::UnknownCallee(name.to_string()))
 }
 
-fn scalar_types(tys: &[Type], inst: Inst) -> Result<Vec<ScalarType>, Fault> {
-    tys.iter()
-        .map(|t| t.scalar().ok_or(Fault::BadOperands(inst)))
-        .collect()
-}
-
 fn nested_interp(depth: usize, drivers: u32) -> Interpreter {
     Interpreter {
         nested: true,
@@ -916,10 +910,12 @@ fn tape_loop(
     let [bounds, inits, caps] = r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
     let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
     let val = |k: usize| arg(frame, data, inst, k);
-    let mut state: Vec<u64> = inits
-        .map(|k| val(k).map(|v| v.to_slot()))
-        .collect::<Result<_, _>>()?;
-    let st_tys = scalar_types(&fwd.sig.results, inst)?;
+    let mut state: Vec<u64> = Vec::new();
+    for k in inits {
+        push_slots(&val(k)?, &mut state);
+    }
+    let st_tys = fwd.sig.results.clone();
+    check_slots(&st_tys, state.len(), inst)?;
     let mut steps = InterpSteps {
         m,
         fwd,
@@ -930,15 +926,85 @@ fn tape_loop(
         interp: nested_interp(depth, drivers),
         args: Vec::new(),
         out: Vec::new(),
+        scratch: Vec::new(),
     };
     let token = crate::checkpoint::record(r.policy, start, l, &mut state, &mut steps)
         .map_err(|e| sweep_fault(e, nested, func))?;
-    Ok(state
-        .iter()
-        .zip(&st_tys)
-        .map(|(&s, &t)| Val::from_slot(t, s))
-        .chain([Val::I64(token as i64)])
-        .collect())
+    let mut out = Vec::with_capacity(st_tys.len() + 1);
+    vals_from_slots(&st_tys, &state, &mut out).map_err(|_| Fault::BadOperands(inst))?;
+    out.push(Val::I64(token as i64));
+    Ok(out)
+}
+
+/// Appends `v`'s slots ([`crate::layout::state_slots`]): its own for a scalar, one per
+/// element for a tensor.
+fn push_slots(v: &Val, out: &mut Vec<u64>) {
+    match v {
+        Val::Tensor(t) => match t.data() {
+            TensorData::F64(d) => out.extend(d.iter().map(|x| x.to_bits())),
+            TensorData::F32(d) => out.extend(d.iter().map(|x| u64::from(x.to_bits()))),
+            TensorData::I64(d) => out.extend(d.iter().map(|&x| x as u64)),
+            TensorData::Bool(d) => out.extend(d.iter().map(|&x| u64::from(x))),
+        },
+        scalar => out.push(scalar.to_slot()),
+    }
+}
+
+/// Writes `vals`' slots into `out`, which has exactly their length.
+fn write_slots(vals: &[Val], out: &mut [u64], scratch: &mut Vec<u64>) {
+    scratch.clear();
+    for v in vals {
+        push_slots(v, scratch);
+    }
+    for (o, s) in out.iter_mut().zip(scratch.iter()) {
+        *o = *s;
+    }
+}
+
+/// Decodes values of types `tys` from consecutive slots (the inverse of
+/// [`push_slots`]), appending them to `out`.
+fn vals_from_slots(tys: &[Type], slots: &[u64], out: &mut Vec<Val>) -> Result<(), String> {
+    let mut at = 0;
+    for &ty in tys {
+        let n = crate::layout::state_slots(ty);
+        let s = slots.get(at..at + n).unwrap_or(&[]);
+        at += n;
+        out.push(match ty {
+            Type::Scalar(t) => Val::from_slot(t, s.first().copied().unwrap_or(0)),
+            Type::Tensor(e, shape) => {
+                let data = match e {
+                    ScalarType::F64 => {
+                        TensorData::F64(s.iter().map(|&x| f64::from_bits(x)).collect())
+                    }
+                    ScalarType::F32 => {
+                        TensorData::F32(s.iter().map(|&x| f32::from_bits(x as u32)).collect())
+                    }
+                    ScalarType::I64 => TensorData::I64(s.iter().map(|&x| x as i64).collect()),
+                    ScalarType::Bool => TensorData::Bool(s.iter().map(|&x| x as u8 != 0).collect()),
+                };
+                Val::tensor(Tensor::new(shape, data).map_err(|e| e.to_string())?)
+            }
+        });
+    }
+    Ok(())
+}
+
+/// A step function's state that does not decode (not verified IR).
+fn malformed_step(f: &Function, reason: String) -> EvalError {
+    EvalError::Malformed {
+        func: f.name.clone(),
+        reason: format!("a loop driver's state does not fit the step's types: {reason}"),
+    }
+}
+
+/// The slot count of values of types `tys` is `n` (else the operands are malformed).
+fn check_slots(tys: &[Type], n: usize, inst: Inst) -> Result<(), Fault> {
+    let want: usize = tys.iter().map(|&t| crate::layout::state_slots(t)).sum();
+    if want == n {
+        Ok(())
+    } else {
+        Err(Fault::BadOperands(inst))
+    }
 }
 
 /// Evaluates a `revloop` through the checkpointing driver, running its step functions
@@ -964,22 +1030,29 @@ fn rev_loop(
         r.split(data.args.len()).ok_or(Fault::BadOperands(inst))?;
     let (start, l) = loop_range(r.bounds, bounds, data, frame, inst)?;
     let val = |k: usize| arg(frame, data, inst, k);
-    let state: Vec<u64> = inits
-        .map(|k| val(k).map(|v| v.to_slot()))
-        .collect::<Result<_, _>>()?;
+    let mut state: Vec<u64> = Vec::new();
+    for k in inits {
+        push_slots(&val(k)?, &mut state);
+    }
+    let st_tys = fwd.sig.results.clone();
+    check_slots(&st_tys, state.len(), inst)?;
     let seeds: Vec<Val> = seeds.map(val).collect::<Result<_, _>>()?;
-    let mut adj: Vec<u64> = seeds.iter().map(|v| v.to_slot()).collect();
-    let adj_tys: Vec<ScalarType> = seeds.iter().map(|v| v.ty()).collect();
+    let mut adj: Vec<u64> = Vec::new();
+    for v in &seeds {
+        push_slots(v, &mut adj);
+    }
+    let adj_tys: Vec<Type> = seeds.iter().map(|v| v.type_of()).collect();
     let mut steps = InterpSteps {
         m,
         fwd,
         bwd,
         caps: caps.map(val).collect::<Result<_, _>>()?,
-        st_tys: scalar_types(&fwd.sig.results, inst)?,
+        st_tys,
         adj_tys: adj_tys.clone(),
         interp: nested_interp(depth, drivers),
         args: Vec::new(),
         out: Vec::new(),
+        scratch: Vec::new(),
     };
     match tape.map(val).next() {
         Some(token) => {
@@ -996,11 +1069,9 @@ fn rev_loop(
         None => crate::checkpoint::reverse(r.policy, start, l, &state, &mut adj, &mut steps)
             .map_err(|e| sweep_fault(e, nested, func))?,
     }
-    Ok(adj
-        .iter()
-        .zip(&adj_tys)
-        .map(|(&s, &t)| Val::from_slot(t, s))
-        .collect())
+    let mut out = Vec::with_capacity(adj_tys.len());
+    vals_from_slots(&adj_tys, &adj, &mut out).map_err(|_| Fault::BadOperands(inst))?;
+    Ok(out)
 }
 
 /// A `revloop`'s step functions, interpreted.
@@ -1009,11 +1080,13 @@ struct InterpSteps<'a> {
     fwd: &'a Function,
     bwd: &'a Function,
     caps: Vec<Val>,
-    st_tys: Vec<ScalarType>,
-    adj_tys: Vec<ScalarType>,
+    st_tys: Vec<Type>,
+    adj_tys: Vec<Type>,
     interp: Interpreter,
     args: Vec<Val>,
     out: Vec<Val>,
+    /// Slots being encoded (reused).
+    scratch: Vec<u64>,
 }
 
 impl crate::checkpoint::Steps for InterpSteps<'_> {
@@ -1022,41 +1095,26 @@ impl crate::checkpoint::Steps for InterpSteps<'_> {
     fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), EvalError> {
         self.args.clear();
         self.args.push(Val::I64(i));
-        self.args.extend(
-            state
-                .iter()
-                .zip(&self.st_tys)
-                .map(|(&s, &t)| Val::from_slot(t, s)),
-        );
+        vals_from_slots(&self.st_tys, state, &mut self.args)
+            .map_err(|reason| malformed_step(self.fwd, reason))?;
         self.args.extend_from_slice(&self.caps);
         self.interp
             .run(self.fwd, Some(self.m), &self.args, &mut self.out)?;
-        for (s, v) in state.iter_mut().zip(&self.out) {
-            *s = v.to_slot();
-        }
+        write_slots(&self.out, state, &mut self.scratch);
         Ok(())
     }
 
     fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), EvalError> {
         self.args.clear();
         self.args.push(Val::I64(i));
-        self.args.extend(
-            state
-                .iter()
-                .zip(&self.st_tys)
-                .map(|(&s, &t)| Val::from_slot(t, s)),
-        );
+        vals_from_slots(&self.st_tys, state, &mut self.args)
+            .map_err(|reason| malformed_step(self.bwd, reason))?;
         self.args.extend_from_slice(&self.caps);
-        self.args.extend(
-            adj.iter()
-                .zip(&self.adj_tys)
-                .map(|(&s, &t)| Val::from_slot(t, s)),
-        );
+        vals_from_slots(&self.adj_tys, adj, &mut self.args)
+            .map_err(|reason| malformed_step(self.bwd, reason))?;
         self.interp
             .run(self.bwd, Some(self.m), &self.args, &mut self.out)?;
-        for (s, v) in adj.iter_mut().zip(&self.out) {
-            *s = v.to_slot();
-        }
+        write_slots(&self.out, adj, &mut self.scratch);
         Ok(())
     }
 }

@@ -29,6 +29,19 @@ pub const SLOT_BYTES: usize = 8;
 /// on, far below `isize::MAX`, so products of a size with a small factor cannot overflow.
 pub const MAX_TENSOR_BYTES: usize = 1 << 40;
 
+/// Slots a value of type `ty` takes in a loop driver's state or adjoint vector (the
+/// checkpointing driver's snapshots, [`crate::checkpoint`]): one for a scalar, one per
+/// element for a tensor, each element encoded as the scalar [`Slot`] of its type, in
+/// row-major order. (Uniform 8-byte slots keep the driver oblivious of types; an `f32`
+/// or `bool` tensor's snapshot takes more bytes than its buffer, which
+/// `peak_tape_bytes` reports as they are.)
+pub fn state_slots(ty: Type) -> usize {
+    match ty {
+        Type::Scalar(_) => 1,
+        Type::Tensor(_, s) => s.num_elements(),
+    }
+}
+
 /// Why a type has no layout.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {

@@ -1362,19 +1362,6 @@ impl Op {
                 None => Ok(()),
             }
         };
-        // Operands that must be scalars (the loop drivers' state and seeds travel in
-        // 8-byte slots).
-        let scalars = |range: std::ops::Range<usize>, what: &str| -> Result<(), TypeError> {
-            match range.clone().find(|&i| args[i].scalar().is_none()) {
-                Some(i) => Err(TypeError::Operand {
-                    op: name,
-                    index: i,
-                    got: args[i],
-                    expected: what.into(),
-                }),
-                None => Ok(()),
-            }
-        };
         match self {
             Op::Const(c) => Ok(vec![Type::Scalar(c.ty())]),
             Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Abs | Op::Min | Op::Max => {
@@ -1532,10 +1519,6 @@ impl Op {
                     got: args.len(),
                 })?;
                 all_i64(bounds, "a loop bound")?;
-                scalars(
-                    inits.clone(),
-                    "a scalar loop state (tensor states are not reversed yet)",
-                )?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let state = &args[inits];
                 let want: Vec<Type> = std::iter::once(Type::I64)
@@ -1568,14 +1551,6 @@ impl Op {
                     })?;
                 all_i64(tape, "a tape token")?;
                 all_i64(bounds, "a loop bound")?;
-                scalars(
-                    inits.clone(),
-                    "a scalar loop state (tensor states are not reversed yet)",
-                )?;
-                scalars(
-                    seeds.clone(),
-                    "a scalar seed (tensor adjoints are not reversed yet)",
-                )?;
                 let fwd = callee(&r.fwd).ok_or_else(|| TypeError::UnknownCallee(r.fwd.clone()))?;
                 let bwd = callee(&r.bwd).ok_or_else(|| TypeError::UnknownCallee(r.bwd.clone()))?;
                 let state = &args[inits.clone()];

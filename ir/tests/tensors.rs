@@ -489,22 +489,39 @@ fn a_tensor_larger_than_memory_is_an_error_not_an_abort() {
 }
 
 #[test]
-fn loop_drivers_refuse_tensor_states() {
-    // `tapeloop`/`revloop` states travel in scalar slots: a tensor state is a type error
-    // (reversing loops over tensors comes with tensor AD), not a silent zero.
-    let e = parse_err(
-        "func @f(%v: f64[2]) -> f64[2] {
+fn loop_drivers_carry_tensor_states() {
+    // `tapeloop`/`revloop` states travel as one slot per element (`layout::state_slots`):
+    // the recording and the reverse sweep see the tensor, and the snapshot bytes count
+    // its elements.
+    let m = module(
+        "func @f(%v: f64[2]) -> (f64[2], f64[2]) {
           %s, %t = tapeloop 0..3 checkpoint store-all fwd @step (%v) caps ()
-          ret %s
+          %g = fill 1.0 : f64[2]
+          %a = revloop 0..3 checkpoint store-all fwd @step bwd @back tape %t (%v) caps () seed (%g)
+          ret %s, %a
         }
         func @step(%i: i64, %v: f64[2]) -> f64[2] {
-          ret %v
+          %two = const 2.0 : f64
+          %w = mul %v, %two
+          ret %w
+        }
+        func @back(%i: i64, %v: f64[2], %a: f64[2]) -> f64[2] {
+          %two = const 2.0 : f64
+          %b = mul %a, %two
+          ret %b
         }",
     );
-    assert!(
-        e.contains("tensor states are not reversed yet") && e.contains("f64[2]"),
-        "{e}"
-    );
+    let mut it = jitad_ir::Interpreter::new();
+    let mut out = Vec::new();
+    it.run(
+        m.get("f").unwrap(),
+        Some(&m),
+        &[t(&[2], &[1.0, -3.0])],
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, vec![t(&[2], &[8.0, -24.0]), t(&[2], &[8.0, 8.0])]);
+    assert_eq!(it.last_stats().peak_tape_bytes, 3 * 2 * 8);
 }
 
 #[test]

@@ -192,7 +192,7 @@ impl<'m> Session<'m> {
             }
         }
         let results = &f.sig.results;
-        if kind == Kind::Grad && !(results.len() == 1 && is_float(results[0])) {
+        if kind == Kind::Grad && !(results.len() == 1 && results[0].is_float_scalar()) {
             return Err(AdError::NotScalar {
                 func: func.into(),
                 results: type_list(results),

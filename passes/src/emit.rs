@@ -112,9 +112,11 @@ impl<'s> Emitter<'s> {
         self.f.insts[inst].results[0]
     }
 
-    /// A float constant of the (float) type `ty`.
+    /// A float constant of the element type of the (float) type `ty`: a scalar, which
+    /// broadcasts against a tensor of type `ty` in every elementwise op. Where a value
+    /// of exactly type `ty` is needed, use [`Emitter::zero_of`].
     pub(crate) fn float(&mut self, ty: Type, v: f64) -> Result<Value> {
-        match ty.scalar().and_then(|s| Constant::float(s, v)) {
+        match Constant::float(ty.elem(), v) {
             Some(c) => Ok(self.constant(c)),
             None => Err(AdError::Malformed {
                 func: self.f.name.clone(),
@@ -123,10 +125,26 @@ impl<'s> Emitter<'s> {
         }
     }
 
-    /// The zero of `v`'s (float) type.
+    /// The zero of the (float) type `ty` itself: a constant for a scalar, a `fill` for
+    /// a tensor (where a value must have the exact type: an output, a loop slot, a
+    /// call argument).
+    pub(crate) fn zero_of(&mut self, ty: Type) -> Result<Value> {
+        match ty {
+            Type::Scalar(_) => self.float(ty, 0.0),
+            Type::Tensor(s, _) => match Constant::float(s, 0.0) {
+                Some(c) => self.ins1(Op::Fill(c, ty), &[]),
+                None => Err(AdError::Malformed {
+                    func: self.f.name.clone(),
+                    reason: format!("a derivative of type {ty} was requested"),
+                }),
+            },
+        }
+    }
+
+    /// The zero of `v`'s (float) type, of exactly that type.
     pub(crate) fn zero_like(&mut self, v: Value) -> Result<Value> {
         let ty = self.ty(v);
-        self.float(ty, 0.0)
+        self.zero_of(ty)
     }
 
     /// A `bool` constant.
@@ -244,9 +262,9 @@ pub(crate) fn const_of(f: &Function, v: Value) -> Option<Constant> {
     }
 }
 
-/// True for `f64` and `f32` scalars: the values that carry derivatives.
+/// True for `f64` and `f32` scalars and tensors: the values that carry derivatives.
 pub(crate) fn is_float(ty: Type) -> bool {
-    ty.is_float_scalar()
+    ty.is_float()
 }
 
 /// The float scalar type of `ty`, if any.

@@ -52,15 +52,6 @@ pub enum AdError {
         /// Its result types.
         results: String,
     },
-    /// An active tensor instruction: derivatives of tensor ops (and of elementwise ops on
-    /// tensors) are not implemented yet.
-    #[error("@{func}: derivative of tensor op `{op}` not implemented yet")]
-    TensorOp {
-        /// Function.
-        func: String,
-        /// The op's text name.
-        op: &'static str,
-    },
     /// A construct the transform does not handle yet.
     #[error("@{func}: {what} is not supported yet")]
     Unsupported {

@@ -68,6 +68,20 @@ pub fn hessian(m: &mut Module, func: &str, wrt: &[usize]) -> Result<String> {
         m.get(func)
             .ok_or_else(|| AdError::UnknownFunction(func.into()))?,
     );
+    // Unit vectors are per parameter: a tensor parameter would need one per element
+    // (use `hvp` for those).
+    if let Some(f) = m.get(func) {
+        for &i in wrt {
+            if let Some(ty @ jitad_ir::Type::Tensor(..)) = f.sig.params.get(i).copied() {
+                return Err(AdError::Unsupported {
+                    func: func.into(),
+                    what: format!(
+                        "a full Hessian with respect to parameter {i} of type {ty} (use `hvp`)"
+                    ),
+                });
+            }
+        }
+    }
     let h = hvp(m, func, wrt)?;
     let name = suffixed(func, "hessian", wrt, &all);
     let src = m

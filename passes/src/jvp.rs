@@ -368,7 +368,18 @@ impl Jvp<'_> {
         let dy = match rules::rule(em, &d.op, &args, Some(res[0]), &need)? {
             Rule::Zero => None,
             Rule::Pointwise(ps) => rules::pointwise_tangent(em, &ps, &dargs)?,
-            Rule::Linear(l) => rules::linear_tangent(em, &l, &dargs, res[0])?,
+            Rule::Linear(l) => rules::linear_tangent(em, &l, &dargs, &args, res[0])?,
+        };
+        // An elementwise op's tangent has the broadcast shape of the tangents it was
+        // made of, which may be smaller than the result's (`add %m, %row` with only
+        // the row varying): a tangent has its primal's type.
+        let ty = em.ty(res[0]);
+        let dy = match dy {
+            Some(l) if em.ty(l.val) != ty => Some(Lin {
+                val: em.ins1(Op::Broadcast(ty), &[l.val])?,
+                ..l
+            }),
+            other => other,
         };
         self.tan[y] = dy;
         if let Some(l) = dy {

@@ -15,8 +15,10 @@
 //! constant −1 becomes a sign, at emission time.
 
 use crate::emit::Emitter;
-use crate::error::Result;
-use jitad_ir::{Op, Value};
+use crate::error::{AdError, Result};
+use jitad_ir::op::Axes;
+use jitad_ir::shape::Reduction;
+use jitad_ir::{Op, Type, Value};
 
 /// The quantity is exactly zero unless `cond == when`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +225,9 @@ fn or_mask(em: &mut Emitter, a: Mask, b: Mask) -> Result<Mask> {
 
 /// `select(m, v, 0)`.
 fn apply_mask(em: &mut Emitter, v: Value, m: Mask) -> Result<Value> {
-    let z = em.zero_like(v)?;
+    // A scalar zero: `select` broadcasts it (and the mask) to `v`'s shape.
+    let ty = em.ty(v);
+    let z = em.float(ty, 0.0)?;
     if m.when {
         em.ins1(Op::Select, &[m.cond, v, z])
     } else {
@@ -319,6 +323,94 @@ pub(crate) fn accumulate_lin(
     }
 }
 
+/// The type `t` has once emitted and its mask applied: its factors', divisor's and
+/// mask condition's types broadcast together, as the elementwise `mul`/`div`/`select`
+/// that emit it do.
+fn term_type(em: &Emitter, t: &Term) -> Result<Type> {
+    let tys: Vec<Type> = t
+        .factors
+        .iter()
+        .chain(t.div.as_ref())
+        .chain(t.mask.as_ref().map(|m| &m.cond))
+        .map(|&v| em.ty(v))
+        .filter(|ty| ty.is_float())
+        .chain(std::iter::once(em.ty(t.factors[0])))
+        .collect();
+    jitad_ir::shape::elementwise("mul", &tys).map_err(|e| AdError::Malformed {
+        func: em.f.name.clone(),
+        reason: format!("a derivative term does not broadcast: {e}"),
+    })
+}
+
+/// Broadcasting's transpose, the one place it is emitted: `v` (of a type `target`
+/// broadcasts to) summed over the broadcast axes and reshaped to `target`
+/// ([`jitad_ir::shape::sum_back`]).
+pub(crate) fn sum_back(em: &mut Emitter, v: Value, target: Type) -> Result<Value> {
+    let from = em.ty(v);
+    if from == target {
+        return Ok(v);
+    }
+    let sb = jitad_ir::shape::sum_back(target, from).map_err(|e| AdError::Malformed {
+        func: em.f.name.clone(),
+        reason: format!("an adjoint cannot be summed back: {e}"),
+    })?;
+    let mut out = v;
+    if !sb.axes.is_empty() {
+        let axes = Axes::new(&sb.axes).ok_or_else(|| AdError::Malformed {
+            func: em.f.name.clone(),
+            reason: format!("sum-back over axes {:?}", sb.axes),
+        })?;
+        out = em.ins1(Op::Reduce(Reduction::Sum, axes), &[out])?;
+    }
+    if let Some(t) = sb.reshape {
+        out = em.ins1(Op::Reshape(t), &[out])?;
+    }
+    Ok(out)
+}
+
+/// `acc + t` where `acc` is the adjoint of an operand of type `target` and `t` a
+/// contribution that stands for a quantity of type `logical` (the op's result type for
+/// an elementwise op or `broadcast`, else the operand's own type).
+///
+/// Adjoints of tensors are *lazily broadcast*: an adjoint may have any type that
+/// broadcasts to the type of the quantity it stands for (a scalar `1/n` for the
+/// adjoint of a `mean`'s operand, a `[8,1]` column for a row sum's), and is broadcast
+/// only where a value of the exact type must exist ([`value`], [`exact`]). So when the
+/// op did not broadcast the operand (`logical` is `target`) this is [`accumulate`];
+/// when it did, `t` is emitted, its mask applied (a mask is elementwise in the
+/// result's shape), broadcast to `logical` if it is lazily smaller, and summed back
+/// to `target` ([`sum_back`]): broadcasting's transpose. The sign stays lazy.
+pub(crate) fn accumulate_into(
+    em: &mut Emitter,
+    acc: Option<Lin>,
+    t: &Term,
+    target: Type,
+    logical: Type,
+    new_first: bool,
+) -> Result<Lin> {
+    let tt = term_type(em, t)?;
+    if logical == target && (tt == target || jitad_ir::shape::broadcasts_to(tt, target)) {
+        return accumulate(em, acc, t, new_first);
+    }
+    let l = lin_of_term(em, t)?;
+    let l = unmasked(em, l)?;
+    let mut v = l.val;
+    if em.ty(v) != logical {
+        v = em.ins1(Op::Broadcast(logical), &[v])?;
+    }
+    let val = sum_back(em, v, target)?;
+    accumulate_lin(
+        em,
+        acc,
+        Lin {
+            val,
+            neg: l.neg,
+            mask: None,
+        },
+        new_first,
+    )
+}
+
 /// The value of a tangent or adjoint, materialised: zero for `None`, its sign and mask
 /// applied. `like` gives the type of the zero.
 pub(crate) fn value(em: &mut Emitter, lin: Option<Lin>, like: Value) -> Result<Value> {
@@ -332,7 +424,25 @@ pub(crate) fn value(em: &mut Emitter, lin: Option<Lin>, like: Value) -> Result<V
     if l.neg {
         v = em.ins1(Op::Neg, &[v])?;
     }
+    let ty = em.ty(like);
+    if em.ty(v) != ty {
+        v = em.ins1(Op::Broadcast(ty), &[v])?;
+    }
     Ok(v)
+}
+
+/// `lin` with its mask applied and broadcast to exactly `ty` (an adjoint is lazily
+/// broadcast, see [`accumulate_into`]); the sign stays lazy. For the transposes of
+/// ops that move elements (`transpose`, `reshape`, `matmul`, ...).
+pub(crate) fn exact(em: &mut Emitter, lin: Lin, ty: Type) -> Result<Lin> {
+    let l = unmasked(em, lin)?;
+    if em.ty(l.val) == ty {
+        return Ok(l);
+    }
+    Ok(Lin {
+        val: em.ins1(Op::Broadcast(ty), &[l.val])?,
+        ..l
+    })
 }
 
 /// The value of `lin` with its mask applied but its sign left lazy.

@@ -346,7 +346,7 @@ pub(crate) fn plan(
             }
             match active_slots.iter().position(|&a| a == j) {
                 Some(p) => args.push(sbar[p]),
-                None => args.push(em.float(ty, 0.0)?),
+                None => args.push(em.zero_of(ty)?),
             }
         }
         let res = em.ins(Op::Call(vjp), &args)?;

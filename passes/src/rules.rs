@@ -124,6 +124,8 @@ use crate::error::{AdError, Result};
 use crate::lin::{self, and_mask, Lin, Mask, Partial, Term};
 use jitad_ir::{Op, Value};
 
+mod tensor;
+
 /// The derivative rule of one instruction: one of the two kinds (module docs).
 pub(crate) enum Rule {
     /// No derivative flows (constants, comparisons, piecewise-constant ops).
@@ -155,6 +157,8 @@ pub(crate) enum Linear {
     },
     /// A conversion between float types: `dy = cast(dx)`; transpose: `cast(ȳ)` back.
     Convert,
+    /// A tensor op (`tensor`'s table).
+    Tensor(tensor::TensorLinear),
 }
 
 /// Whether a derivative flows from operand `index` of `op` to its results (at
@@ -239,18 +243,6 @@ pub(crate) fn rule(
             op.name()
         ),
     };
-    // Tensor calculus (sum ↔ broadcast, matmul's two products, ...) is a later step:
-    // refuse any active instruction on tensors by name rather than emit scalar rules.
-    let on_tensors = args
-        .iter()
-        .chain(y.as_ref())
-        .any(|&v| matches!(em.ty(v), jitad_ir::Type::Tensor(..)));
-    if op.is_tensor_op() || on_tensors {
-        return Err(AdError::TensorOp {
-            func: em.f.name.clone(),
-            op: op.name(),
-        });
-    }
     let arg = |i: usize| args.get(i).copied();
     let needs = |i: usize| need.get(i).copied().unwrap_or(false);
     let (a, b) = (arg(0), arg(1));
@@ -281,11 +273,10 @@ pub(crate) fn rule(
         | Op::Ceil
         | Op::Round
         | Op::Trunc
-        | Op::Powi(0)
-        | Op::Fill(..)
-        | Op::Iota(..) => return Ok(Rule::Zero),
-        // Refused above.
-        Op::Broadcast(_)
+        | Op::Powi(0) => return Ok(Rule::Zero),
+        Op::Fill(..)
+        | Op::Iota(..)
+        | Op::Broadcast(_)
         | Op::Reduce(..)
         | Op::Matmul
         | Op::Dot
@@ -295,12 +286,7 @@ pub(crate) fn rule(
         | Op::Pad(_)
         | Op::Concat(_)
         | Op::Extract
-        | Op::Insert => {
-            return Err(AdError::TensorOp {
-                func: em.f.name.clone(),
-                op: op.name(),
-            })
-        }
+        | Op::Insert => return tensor::rule(em, op, args, y, need),
         Op::Guard
         | Op::Call(_)
         | Op::Loop(_)
@@ -527,6 +513,7 @@ pub(crate) fn linear_tangent(
     em: &mut Emitter,
     l: &Linear,
     dargs: &[Option<Lin>],
+    args: &[Value],
     y: Value,
 ) -> Result<Option<Lin>> {
     let darg = |i: usize| dargs.get(i).copied().flatten();
@@ -566,8 +553,16 @@ pub(crate) fn linear_tangent(
                 }))
             }
             (da, db) => {
-                let va = lin::value(em, da, y)?;
-                let vb = lin::value(em, db, y)?;
+                // A missing side is a scalar zero, which `select` broadcasts.
+                let side = |em: &mut Emitter, d: Option<Lin>| match d {
+                    Some(_) => lin::value(em, d, y),
+                    None => {
+                        let ty = em.ty(y);
+                        em.float(ty, 0.0)
+                    }
+                };
+                let va = side(em, da)?;
+                let vb = side(em, db)?;
                 Ok(Some(Lin::of(em.ins1(Op::Select, &[*cond, va, vb])?)))
             }
         },
@@ -576,10 +571,7 @@ pub(crate) fn linear_tangent(
             Some(d) => {
                 let d = lin::unmasked(em, d)?;
                 let to = em.ty(y);
-                let op = match to.scalar() {
-                    Some(s) => Op::Cast(s),
-                    None => return Ok(None),
-                };
+                let op = Op::Cast(to.elem());
                 let v = if em.ty(d.val) == to {
                     d.val
                 } else {
@@ -592,17 +584,20 @@ pub(crate) fn linear_tangent(
                 }))
             }
         },
+        Linear::Tensor(t) => tensor::tangent(em, t, dargs, args),
     }
 }
 
 /// A linear op's transpose: the contributions `(operand index, term)` of the (non-zero)
 /// cotangent `ybar` to the operands' adjoints. `args` are the operands in the derived
-/// function (for `cast`'s type).
+/// function (for `cast`'s type), `y` the result (for its type: `ybar` may be lazily
+/// broadcast, see `lin::accumulate_into`).
 pub(crate) fn transpose(
     em: &mut Emitter,
     l: &Linear,
     ybar: Lin,
     args: &[Value],
+    y: Value,
 ) -> Result<Vec<(usize, Term)>> {
     match l {
         Linear::Sum(signs) => Ok(signs
@@ -655,18 +650,16 @@ pub(crate) fn transpose(
                 return Ok(vec![]);
             };
             let from = em.ty(x);
-            let Some(s) = from.scalar() else {
-                return Ok(vec![]);
-            };
-            let v = if em.ty(ybar.val) == from {
+            let v = if em.ty(ybar.val).elem() == from.elem() {
                 ybar.val
             } else {
-                em.ins1(Op::Cast(s), &[ybar.val])?
+                em.ins1(Op::Cast(from.elem()), &[ybar.val])?
             };
             Ok(vec![(
                 0,
                 lin::term(Lin { val: v, ..ybar }, &Partial::one()),
             )])
         }
+        Linear::Tensor(t) => tensor::transpose(em, t, ybar, args, y),
     }
 }

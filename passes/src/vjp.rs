@@ -37,7 +37,7 @@ use crate::revloop::{self, LoopPlan};
 use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::checkpoint::Policy;
-use jitad_ir::{Function, Inst, Module, Op, Region, Value};
+use jitad_ir::{Function, Inst, Module, Op, Region, Type, Value};
 use std::collections::HashMap;
 
 /// Generates the reverse-mode derivative of `func` with respect to the parameters at
@@ -410,12 +410,31 @@ impl Vjp<'_> {
                 let contributions = match rules::rule(em, op, &args, Some(ny), &need)? {
                     Rule::Zero => vec![],
                     Rule::Pointwise(ps) => rules::pointwise_adjoint(&ps, ybar),
-                    Rule::Linear(l) => rules::transpose(em, &l, ybar, &args)?,
+                    Rule::Linear(l) => rules::transpose(em, &l, ybar, &args, ny)?,
                 };
+                // An elementwise op's (and `broadcast`'s) contributions stand for its
+                // result's shape, and are summed back to an operand it broadcast; a
+                // tensor op's transpose gives each operand's own shape.
+                let stands_for_result = matches!(op, Op::Broadcast(_)) || !op.is_tensor_op();
                 for (i, t) in contributions {
                     let Some(&a) = d.args.get(i) else { continue };
                     if self.act.is_active(a) {
-                        self.adj[a] = Some(lin::accumulate(em, self.adj[a], &t, true)?);
+                        let target = src.ty(a);
+                        // (In the operand's element type: `cast` changes it.)
+                        let logical = match src.ty(y) {
+                            Type::Tensor(_, s) if stands_for_result => {
+                                Type::Tensor(target.elem(), s)
+                            }
+                            _ => target,
+                        };
+                        self.adj[a] = Some(lin::accumulate_into(
+                            em,
+                            self.adj[a],
+                            &t,
+                            target,
+                            logical,
+                            true,
+                        )?);
                     }
                 }
             }
