@@ -831,3 +831,118 @@ fn the_lorenz_problem_in_rust_matches_lorenz_jir() {
         }
     }
 }
+
+// ---- gradients of traced tensor programs (tensor AD) ----
+
+/// Replaces element `k` of tensor argument `a` by `v`.
+fn with_element(args: &[Val], a: usize, k: usize, v: f64) -> Vec<Val> {
+    let mut out = args.to_vec();
+    let t = args[a].as_tensor().unwrap();
+    let mut data = t.as_f64().unwrap().to_vec();
+    data[k] = v;
+    let dims: Vec<usize> = t.shape().dims().iter().map(|&d| d as usize).collect();
+    out[a] = mat(&dims, data);
+    out
+}
+
+/// Checks `f.grad()` against central differences in every element of every tensor
+/// argument in `wrt`.
+fn check_grad_fd(f: &Traced, args: &[Val], wrt: &[usize], rel: f64) {
+    let g = f.grad_wrt(wrt).unwrap();
+    let out = g.eval(args).unwrap();
+    assert_eq!(
+        out[0],
+        f.eval(args).unwrap()[0],
+        "the gradient's value is the primal's"
+    );
+    let value = |a: &[Val]| f64s(&f.eval(a).unwrap()[0])[0];
+    let perturb = |a: usize, k: usize, v: f64| match &args[a] {
+        Val::F64(_) => {
+            let mut out = args.to_vec();
+            out[a] = Val::F64(v);
+            out
+        }
+        _ => with_element(args, a, k, v),
+    };
+    for (slot, &a) in wrt.iter().enumerate() {
+        let x = f64s(&args[a]);
+        let grad = f64s(&out[slot + 1]);
+        assert_eq!(grad.len(), x.len());
+        for k in 0..x.len() {
+            let e = 1e-6 * (1.0 + x[k].abs());
+            let fd =
+                (value(&perturb(a, k, x[k] + e)) - value(&perturb(a, k, x[k] - e))) / (2.0 * e);
+            assert!(
+                close(grad[k], fd, rel),
+                "∂/∂x{a}[{k}]: {} vs fd {fd}",
+                grad[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn mlp_loss_gradient_matches_finite_differences() {
+    let (_, args) = mlp_args();
+    let f = jitad::trace_tensors("mlp", &args, |a| vec![mlp_traced(a)]).unwrap();
+    check_grad_fd(&f, &args, &[0, 1, 2, 3, 4], 1e-7);
+    let g = f.grad().unwrap();
+    eprintln!(
+        "mlp loss: primal {} instructions, gradient {}",
+        f.num_insts(),
+        g.num_insts()
+    );
+    assert!(g.num_insts() <= 3 * f.num_insts() + 8, "{g}");
+}
+
+#[test]
+fn gradient_through_broadcasting_indexing_and_reductions() {
+    let args = [
+        mat(&[3, 4], numbers(12, 31)),
+        mat(&[4], numbers(4, 32)),
+        Val::F64(0.3),
+        Val::I64(1),
+    ];
+    let f = jitad::trace_tensors("mix", &args, |a| {
+        let s = a[2].to_var();
+        let i = a[3].to_index();
+        let y = (&a[0] * s + &a[1]).sigmoid(); // [3,4] × Var + [4]
+        let r = y.at(i).dot(&a[1]) * s; // a row at a traced index
+        let m = y.max(&[1]).sum(&[0]) + y.mean(&[0, 1]);
+        let c = Tensor::concat(&[y.slice(&[0..2, 1..3]), y.t().slice(&[0..2, 0..2])], 0);
+        let e = y.at(0).get(2) * y.at(2).get(i);
+        let z = y.insert(i, a[1].exp()); // row i replaced
+        vec![r + m + c.logsumexp(&[0, 1]) + e + z.tanh().sum(&[0, 1])]
+    })
+    .unwrap();
+    check_grad_fd(&f, &args, &[0, 1, 2], 1e-6);
+}
+
+#[test]
+fn gradient_through_a_loop_carrying_a_tensor() {
+    // x ← tanh(W·x + b)·s for 6 steps; loss Σ x. Reverse mode reverses the loop.
+    let args = [
+        mat(&[3, 3], numbers(9, 41)),
+        mat(&[3], numbers(3, 42)),
+        mat(&[3], numbers(3, 43)),
+        Val::F64(0.9),
+    ];
+    let f = jitad::trace_tensors("rnn", &args, |a| {
+        let s = a[3].to_var();
+        let x = fori_loop(0, 6, a[2].clone(), |_i, x| {
+            (a[0].matmul(&x) + &a[1]).tanh() * s
+        });
+        vec![x.sum(&[0])]
+    })
+    .unwrap();
+    check_grad_fd(&f, &args, &[0, 1, 2, 3], 1e-6);
+    let g = f.grad().unwrap();
+    let base = g.eval(&args).unwrap();
+    for policy in [Policy::Binomial(2), Policy::StoreAll, Policy::Every(4)] {
+        assert_eq!(
+            g.with_checkpoint(policy).eval(&args).unwrap(),
+            base,
+            "{policy:?}"
+        );
+    }
+}

@@ -66,8 +66,8 @@
 //! assert_eq!(xs[0].as_tensor().unwrap().as_f64().unwrap(), &want[..]);
 //! ```
 //!
-//! Loop-carried tensors are recorded and evaluated like scalars; whether reverse mode
-//! accepts them is `jitad-passes`' business.
+//! Loop-carried tensors are recorded, evaluated and (by `jitad-passes`) reversed like
+//! scalars.
 
 use super::tensor::Tensor;
 use super::{with_ctx, Ctx, TraceError, Var};
