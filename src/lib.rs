@@ -31,6 +31,10 @@
 //! # Ok::<(), jitad::Error>(())
 //! ```
 //!
+//! Tensors trace too ([`trace_tensors`], [`Tensor`]: NumPy broadcasting, `matmul`,
+//! reductions, indexing), and [`fori_loop`] records a Rust loop as one IR loop, so a
+//! time-stepper traces to O(body) instructions and its gradient checkpoints.
+//!
 //! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
 //! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
 //! adds the facade ([`Traced`]), the classic tape baseline ([`tape`]), the benchmark

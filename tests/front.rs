@@ -344,6 +344,19 @@ fn every_shape_error_is_a_trace_error_naming_the_shapes() {
             |a| a[0].at(a[1].sum(&[0]).to_index()),
             &["to_index", "f64"],
         ),
+        (
+            "large constant",
+            |a| {
+                let big = Tensor::from_f64(&[2000], (0..2000).map(f64::from).collect());
+                a[1].broadcast_to(&[500, 4]).reshape(&[2000]) + big
+            },
+            &["f64[2000]", "argument"],
+        ),
+        (
+            "absurd fill",
+            |_| Tensor::fill(1.0, &[1 << 20, 1 << 20]),
+            &["[1048576, 1048576]"],
+        ),
     ];
     for (what, f, names) in cases {
         let e = trace_err(jitad::trace_tensors("bad", &args, |a| vec![f(a)]));

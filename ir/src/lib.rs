@@ -8,7 +8,8 @@
 //! - [`mod@print`], [`parse`]: the `.jir` text format (print → parse → print is the identity);
 //! - [`testgen`]: seeded random well-typed programs for property tests;
 //! - [`interp`]: the reference interpreter, the semantic ground truth;
-//! - [`mod@trace`]: the tracer, recording generic `Float` code run on [`Var`];
+//! - [`mod@trace`]: the tracer, recording generic `Float` code run on [`Var`], traced
+//!   tensors ([`Tensor`]) and structured loops ([`fori_loop`]);
 //! - [`verify`]: the verifier, which checks every structural, scoping and typing rule;
 //! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
 //! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);

@@ -170,6 +170,19 @@ pub enum TraceError {
         /// The type it got.
         got: Type,
     },
+    /// An untraced tensor with unequal elements and more than [`MAX_INLINE_ELEMENTS`]
+    /// met a traced value: the IR has no tensor literal, so it would be recorded
+    /// element by element.
+    #[error(
+        "@{func}: a constant {ty} with unequal elements would be recorded element by \
+         element; pass it as an argument of the traced function instead"
+    )]
+    LargeConstant {
+        /// The running trace.
+        func: String,
+        /// The constant's type.
+        ty: Type,
+    },
     /// A traced loop's body returned a carry of another structure than its input.
     #[error("@{func}: the loop body returned {got} carried value(s), expected {expected}")]
     CarryStructure {
@@ -344,8 +357,9 @@ impl Ctx {
     }
 
     /// Records a value for an untraced example: `const` for a scalar, `fill` for a
-    /// tensor of equal elements, and for any other tensor its elements joined with
-    /// `concat` (O(elements) instructions: pass large data as an argument).
+    /// tensor of equal elements, and for any other tensor of at most
+    /// [`MAX_INLINE_ELEMENTS`] its elements joined with `concat` (O(elements)
+    /// instructions); a larger one fails the trace ([`TraceError::LargeConstant`]).
     pub(crate) fn materialize(&mut self, x: &Val) -> Option<Value> {
         let t = match x {
             Val::F64(v) => return Some(self.constant(Constant::F64(*v))),
@@ -354,16 +368,20 @@ impl Ctx {
             Val::Bool(v) => return Some(self.constant(Constant::Bool(*v))),
             Val::Tensor(t) => t.clone(),
         };
-        let elems = tensor_constants(&t);
         let ty = t.ty();
-        let first = *elems.first()?;
-        if elems.iter().all(|&c| c == first) {
+        if let Some(first) = uniform(&t) {
             return self.cached((first, ty), |ctx| {
                 let v = ctx.ins1(Op::Fill(first, ty), &[])?;
                 ctx.put_held(v, x.clone());
                 Some(v)
             });
         }
+        if t.data().len() > MAX_INLINE_ELEMENTS {
+            let func = self.name();
+            self.fail(TraceError::LargeConstant { func, ty });
+            return None;
+        }
+        let elems = tensor_constants(&t);
         let row = Type::Tensor(ty.elem(), crate::types::Shape::new(&[1])?);
         let mut parts = Vec::with_capacity(elems.len());
         for c in elems {
@@ -444,6 +462,25 @@ impl Ctx {
                 self.guard(e);
             }
         }
+    }
+}
+
+/// The most elements an untraced tensor with unequal elements may have to be recorded
+/// element by element (see [`TraceError::LargeConstant`]).
+pub const MAX_INLINE_ELEMENTS: usize = 1024;
+
+/// The common element of a tensor whose elements are all equal (bit for bit).
+fn uniform(t: &crate::tensor::Tensor) -> Option<Constant> {
+    use crate::tensor::TensorData;
+    fn same<T: Copy>(v: &[T], c: impl Fn(T) -> Constant) -> Option<Constant> {
+        let first = c(*v.first()?);
+        v.iter().all(|&x| c(x) == first).then_some(first)
+    }
+    match t.data() {
+        TensorData::F64(v) => same(v, Constant::F64),
+        TensorData::F32(v) => same(v, Constant::F32),
+        TensorData::I64(v) => same(v, Constant::I64),
+        TensorData::Bool(v) => same(v, Constant::Bool),
     }
 }
 

@@ -11,7 +11,8 @@
 //!   ([`super::fori_loop`]). The cost is one kernel call per traced op.
 //! - **Constants fold**: ops between untraced tensors record nothing; an untraced tensor
 //!   meeting a traced one is recorded as `fill` when its elements are equal, else
-//!   element by element (O(elements) instructions: pass large data as an argument).
+//!   element by element up to [`super::MAX_INLINE_ELEMENTS`] elements (the IR has no
+//!   tensor literal; pass larger data as an argument).
 //! - **Typing by the IR's rules**: each op's result type comes from
 //!   [`Op::result_types`], i.e. [`crate::shape`]'s rules — NumPy broadcasting for
 //!   `+ - * /` and the elementwise functions, a scalar (`f64`, [`Var`]) broadcasting
@@ -93,17 +94,26 @@ impl Tensor {
     /// The `f64` tensor of dimensions `dims` with every element `v` (recorded as
     /// `fill` when it meets a traced value).
     pub fn fill(v: f64, dims: &[usize]) -> Tensor {
-        let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        match n {
-            // Refuse absurd sizes before allocating (the dims check rejects them too).
-            Some(n) if n <= u32::MAX as usize => Tensor::from_f64(dims, vec![v; n]),
-            _ => Tensor::fail(TraceError::Dims {
+        let n = dims.iter().fold(1usize, |a, &d| a.saturating_mul(d));
+        if n > u32::MAX as usize {
+            return Tensor::fail(TraceError::Dims {
                 func: func_name(),
                 elem: ScalarType::F64,
                 dims: dims.to_vec(),
-                len: 0,
-            }),
+                len: n,
+            });
         }
+        // A buffer the allocator refuses is an error, not an abort.
+        let mut data = Vec::new();
+        if data.try_reserve_exact(n).is_err() {
+            return Tensor::fail(TraceError::Example {
+                func: func_name(),
+                op: "fill",
+                detail: format!("the allocator refused {n} elements"),
+            });
+        }
+        data.resize(n, v);
+        Tensor::from_f64(dims, data)
     }
 
     /// `fill(0.0, dims)`.
