@@ -37,6 +37,8 @@
 //! the examples it uses, so they equal what the traced function computes, bit for
 //! bit; when a guard fails there (a later iteration would take another branch), the
 //! trace fails with [`TraceError::LoopExample`] instead of recording a wrong program.
+//! (So tracing costs one interpreted run of the loop, O(trips × body) time, and O(body)
+//! IR.)
 //! Values computed in the body cannot be used after the loop
 //! ([`TraceError::LoopEscape`]); pass them out through the carry.
 //!
