@@ -1,5 +1,5 @@
 //! Golden files: `tests/ir/ad/NAME.jir` (input; the last function is differentiated with
-//! respect to every float parameter) and `NAME.{jvp,vjp,grad}.expected.jir`, the derived
+//! respect to every float parameter, or those a `; wrt: 0, 1, ...` line lists) and `NAME.{jvp,vjp,grad}.expected.jir`, the derived
 //! functions after `optimize_module`, compared as text with the shared harness
 //! (`jitad_testkit::Golden`: a unified diff on mismatch). `JITAD_BLESS=1 cargo test -p
 //! jitad-passes --test golden` rewrites the expectations and prints what changed; read
@@ -16,12 +16,23 @@ fn suite() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ir/ad")
 }
 
-fn derive(input: &Module, kind: &str) -> String {
+/// The parameters a `; wrt: 0, 1, ...` line of `src` lists, if it has one.
+fn wrt_line(src: &str) -> Option<Vec<usize>> {
+    let line = src.lines().find_map(|l| l.trim().strip_prefix("; wrt:"))?;
+    Some(
+        line.split(',')
+            .map(|x| x.trim().parse().expect("`; wrt:` lists parameter indices"))
+            .collect(),
+    )
+}
+
+fn derive(input: &Module, kind: &str, wrt: Option<&[usize]>) -> String {
     let mut m = input.clone();
     let Some(f) = m.funcs.last() else {
         return String::new();
     };
-    let (name, wrt) = (f.name.clone(), float_params(f));
+    let name = f.name.clone();
+    let wrt = wrt.map_or_else(|| float_params(f), <[usize]>::to_vec);
     match kind {
         "jvp" => jvp(&mut m, &name, &wrt),
         "vjp" => vjp(&mut m, &name, &wrt),
@@ -57,7 +68,7 @@ fn golden_derivatives() {
         let module = parse_module(&src).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
         let stem = input.file_stem().unwrap().to_string_lossy().to_string();
         for kind in ["jvp", "vjp", "grad"] {
-            let got = derive(&module, kind);
+            let got = derive(&module, kind, wrt_line(&src).as_deref());
             // The printed output, beside its input, parses back and prints identically.
             let both = format!("{}\n{got}", print_module(&module));
             match parse_module(&both) {

@@ -1,0 +1,155 @@
+//! A full-size MLP as tensor IR: the loss, its gradient's instruction counts, and the
+//! interpreter's time for value + gradient.
+//!
+//! ```text
+//! cargo run --release --example mlp_tensors              # batch 256, 64 inputs, 256 hidden
+//! cargo run --release --example mlp_tensors -- 32 8 16   # batch, inputs, hidden
+//! ```
+//!
+//! The model is the one `benches/peers/jax_peers.py` times in JAX ("mlp-M"): two tanh
+//! layers, a linear output, mean squared error. The gradient is checked against central
+//! finite differences on a few weights before anything is timed.
+
+use jitad::ir::interp::Val;
+use jitad::ir::tensor::Tensor;
+use jitad::ir::{parse_module, Interpreter};
+use jitad::passes::{grad, optimize_module, OptOptions};
+use std::time::Instant;
+
+fn source(batch: usize, d: usize, h: usize) -> String {
+    format!(
+        "func @mlp(%w1: f64[{d},{h}], %b1: f64[{h}], %w2: f64[{h},{h}], %b2: f64[{h}], %w3: f64[{h}], %b3: f64, %x: f64[{batch},{d}], %y: f64[{batch}]) -> f64 {{
+  %h1 = matmul %x, %w1
+  %z1 = add %h1, %b1
+  %a1 = tanh %z1
+  %h2 = matmul %a1, %w2
+  %z2 = add %h2, %b2
+  %a2 = tanh %z2
+  %o = matmul %a2, %w3
+  %out = add %o, %b3
+  %e = sub %out, %y
+  %sq = mul %e, %e
+  %loss = mean %sq, axes [0]
+  ret %loss
+}}
+"
+    )
+}
+
+/// A deterministic generator (xorshift) of values in (−1, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        2.0 * ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 1.0
+    }
+}
+
+fn tensor(rng: &mut Rng, dims: &[usize], scale: f64) -> Val {
+    let n = dims.iter().product();
+    let data = (0..n).map(|_| scale * rng.next()).collect();
+    Val::tensor(Tensor::f64(dims, data).expect("valid shape"))
+}
+
+fn count(m: &jitad::ir::Module, name: &str) -> usize {
+    m.get(name).map_or(0, |f| f.insts.len().saturating_sub(1))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dims: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let (batch, d, h) = match dims.as_slice() {
+        [] => (256, 64, 256),
+        &[b, d, h] => (b, d, h),
+        _ => return Err("usage: mlp_tensors [BATCH INPUTS HIDDEN]".into()),
+    };
+    let mut m = parse_module(&source(batch, d, h))?;
+    let g = grad(&mut m, "mlp", &[0, 1, 2, 3, 4, 5])?;
+    optimize_module(&mut m, &OptOptions::default());
+    let (np, ng) = (count(&m, "mlp"), count(&m, &g));
+    println!(
+        "MLP batch {batch}, {d} inputs, {h} hidden: {} parameters",
+        d * h + h + h * h + h + h + 1
+    );
+    println!(
+        "instructions: primal {np}, value+gradient {ng} ({:.2}x)",
+        ng as f64 / np as f64
+    );
+
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (sd, sh) = (1.0 / (d as f64).sqrt(), 1.0 / (h as f64).sqrt());
+    let mut args = vec![
+        tensor(&mut rng, &[d, h], sd),
+        tensor(&mut rng, &[h], 0.1),
+        tensor(&mut rng, &[h, h], sh),
+        tensor(&mut rng, &[h], 0.1),
+        tensor(&mut rng, &[h], sh),
+        Val::F64(0.1),
+        tensor(&mut rng, &[batch, d], 1.0),
+        tensor(&mut rng, &[batch], 1.0),
+    ];
+    let primal = m.get("mlp").ok_or("no @mlp")?;
+    let gf = m.get(&g).ok_or("no gradient")?;
+    let mut it = Interpreter::new();
+    let mut out = Vec::new();
+    it.run(gf, Some(&m), &args, &mut out)?;
+
+    // Finite differences on a few entries of w1 and w2 (central, h = 1e-6).
+    let mut worst: f64 = 0.0;
+    for (p, k) in [(0usize, 0usize), (0, d * h / 2 + 3), (2, 7), (2, h * h - 1)] {
+        let base = args[p].as_tensor().ok_or("tensor")?.clone();
+        let data = base.as_f64().ok_or("f64")?.to_vec();
+        let shape: Vec<usize> = base.shape().dims().iter().map(|&x| x as usize).collect();
+        let eval_at = |x: f64,
+                       args: &mut Vec<Val>,
+                       it: &mut Interpreter|
+         -> Result<f64, Box<dyn std::error::Error>> {
+            let mut d2 = data.clone();
+            d2[k] = x;
+            args[p] = Val::tensor(Tensor::f64(&shape, d2)?);
+            let mut o = Vec::new();
+            it.run(primal, Some(&m), args, &mut o)?;
+            Ok(o[0].as_f64().ok_or("scalar loss")?)
+        };
+        let eps = 1e-6;
+        let fp = eval_at(data[k] + eps, &mut args, &mut it)?;
+        let fm = eval_at(data[k] - eps, &mut args, &mut it)?;
+        args[p] = Val::Tensor(std::sync::Arc::new(base));
+        let fd = (fp - fm) / (2.0 * eps);
+        let got = out[1 + p]
+            .as_tensor()
+            .and_then(|t| t.as_f64())
+            .ok_or("gradient")?[k];
+        worst = worst.max((fd - got).abs() / fd.abs().max(1e-3));
+    }
+    println!("gradient vs central differences (4 weights): worst relative error {worst:.1e}");
+    if worst > 1e-5 {
+        return Err("the gradient disagrees with finite differences".into());
+    }
+
+    // Time value + gradient (median of runs for about two seconds, at most 200).
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 200 && (start.elapsed().as_secs_f64() < 2.0 || times.len() < 5) {
+        let t = Instant::now();
+        it.run(gf, Some(&m), &args, &mut out)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let t = Instant::now();
+    it.run(primal, Some(&m), &args, &mut out)?;
+    let tp = t.elapsed().as_secs_f64();
+    println!(
+        "interpreter: value+gradient {:.3} ms (median of {} runs), primal {:.3} ms (one run)",
+        median * 1e3,
+        times.len(),
+        tp * 1e3
+    );
+    Ok(())
+}
