@@ -411,4 +411,35 @@ mod tests {
         let e = b.build_loop(bounds, &[], &[x], |_, _, _| Ok(vec![n]));
         assert!(matches!(e, Err(BuildError::YieldMismatch { .. })));
     }
+
+    #[test]
+    fn begin_and_end_loop_in_two_steps() {
+        let bounds = LoopBounds {
+            start: Bound::Imm(0),
+            end: Bound::Imm(3),
+        };
+        let mut b = FunctionBuilder::new("f");
+        let x = b.param(Type::F64);
+        let n = b.param(Type::I64);
+        assert!(matches!(
+            b.end_loop(&[x]),
+            Err(BuildError::NoOpenLoop { .. })
+        ));
+        let (_i, c) = b.begin_loop(bounds, &[], &[x]).unwrap();
+        let y = b.ins1(Op::Mul, &[c[0], c[0]]).unwrap();
+        // A wrong yield leaves the loop open; a right one closes it.
+        assert!(matches!(
+            b.end_loop(&[n]),
+            Err(BuildError::YieldMismatch { .. })
+        ));
+        let r = b.end_loop(&[y]).unwrap();
+        // An abandoned loop leaves no trace in the body.
+        let (_i, c) = b.begin_loop(bounds, &[], &[r[0]]).unwrap();
+        b.ins1(Op::Neg, &[c[0]]).unwrap();
+        b.cancel_loop();
+        b.ret(&r).unwrap();
+        let f = b.finish().unwrap();
+        crate::verify::verify_function(&f, None).unwrap();
+        assert_eq!(f.num_insts(), 4); // loop, mul, yield, ret
+    }
 }
