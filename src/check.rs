@@ -1,8 +1,9 @@
 //! `check`: can a function's derivatives be trusted at these points?
 //!
-//! For a function with float parameters and float results, at each point `x` (and a
-//! cotangent `ȳ`: 1 for one result, random in [−1, 1] per result otherwise, the
-//! dot-product test), [`check_function`] computes with the reference interpreter
+//! For a function with float parameters and float results (scalars or tensors), at
+//! each point `x` (and a cotangent `ȳ`: 1 for one scalar result, random in [−1, 1] per
+//! result element otherwise, the dot-product test), [`check_function`] computes with
+//! the reference interpreter
 //!
 //! - the reverse-mode product `r = Jᵀȳ` (the gradient for one result) from the vjp;
 //! - forward mode: `ȳ·(J eᵢ)` from the jvp along each basis direction `eᵢ`;
@@ -22,6 +23,11 @@
 //! arguments: every result must equal the interpreter's bit for bit (any NaN equals any
 //! NaN), and where one engine refuses (a failed guard) the other must too.
 //!
+//! The coordinates `i` are the elements of the float parameters, in parameter order and
+//! row-major within a tensor. Up to [`MAX_COORDINATES`] of them are all checked; beyond
+//! that a random sample of that many (drawn from the point's seed, listed in
+//! [`PointReport::coordinates`]), since each costs a jvp and a few evaluations.
+//!
 //! Nothing here panics on user input: a function that cannot be checked (non-float
 //! results, no float parameter, an AD transform refusing it) is [`FunctionReport::skipped`]
 //! with the reason; a JIT that cannot compile it is reported in
@@ -30,7 +36,11 @@
 
 use crate::traced::Traced;
 use jitad_codegen::Compiled;
+use jitad_ir::tensor::{Tensor, TensorData};
 use jitad_ir::{ScalarType, Type, Val};
+
+/// The most coordinates checked at one point (see the [module docs](self)).
+pub const MAX_COORDINATES: usize = 24;
 
 /// How far apart the compared derivatives may be (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -85,7 +95,7 @@ pub fn relative_error(a: &[f64], b: &[f64], floor: f64) -> f64 {
 pub struct GradientComparison {
     /// `φ(x) = ȳ·f(x)`.
     pub value: f64,
-    /// The reverse-mode product `Jᵀȳ`, one entry per float parameter.
+    /// The reverse-mode product `Jᵀȳ`, one entry per checked coordinate.
     pub reverse: Vec<f64>,
     /// The central finite differences of `φ` (the best step per entry).
     pub fd: Vec<f64>,
@@ -203,8 +213,12 @@ pub enum PointOutcome {
 pub struct PointReport {
     /// The arguments, one per parameter.
     pub args: Vec<Val>,
-    /// The cotangent `ȳ`, one per result.
+    /// The cotangent `ȳ`, one entry per result element (results in order, tensors
+    /// row-major).
     pub ybar: Vec<f64>,
+    /// The coordinates checked (indices into the float parameters' elements, in order);
+    /// the entries of the gradient comparison follow them.
+    pub coordinates: Vec<usize>,
     /// The derivative comparison, or why there is none.
     pub outcome: PointOutcome,
     /// JIT against interpreter on the function, its vjp and its jvp.
@@ -297,24 +311,13 @@ impl Rng {
 
 /// Why a function cannot be checked, if it cannot (by its signature alone).
 pub fn unsupported(params: &[Type], results: &[Type]) -> Option<String> {
-    if let Some((i, t)) = params
-        .iter()
-        .enumerate()
-        .find(|(_, t)| t.scalar().is_none())
-    {
-        return Some(format!("parameter {i} is a tensor ({t})"));
-    }
     if results.is_empty() {
         return Some("no results".into());
     }
-    if let Some((i, t)) = results
-        .iter()
-        .enumerate()
-        .find(|(_, t)| !t.is_float_scalar())
-    {
-        return Some(format!("result {i} is {t}, not a float scalar"));
+    if let Some((i, t)) = results.iter().enumerate().find(|(_, t)| !t.is_float()) {
+        return Some(format!("result {i} is {t}, not a float scalar or tensor"));
     }
-    if !params.iter().any(|t| t.is_float_scalar()) {
+    if !params.iter().any(|t| t.is_float()) {
         return Some("no float parameters".into());
     }
     None
@@ -324,6 +327,55 @@ fn float_of(ty: Type, x: f64) -> Val {
     match ty.scalar() {
         Some(ScalarType::F32) => Val::F32(x as f32),
         _ => Val::F64(x),
+    }
+}
+
+/// A value of the float type `ty` whose elements (row-major) are `f(0), f(1), ...`.
+fn float_val(ty: Type, mut f: impl FnMut(usize) -> f64) -> Val {
+    match ty {
+        Type::Scalar(_) => float_of(ty, f(0)),
+        Type::Tensor(e, shape) => {
+            let n = shape.num_elements();
+            let data = if e == ScalarType::F32 {
+                TensorData::F32((0..n).map(|k| f(k) as f32).collect())
+            } else {
+                TensorData::F64((0..n).map(f).collect())
+            };
+            match Tensor::new(shape, data) {
+                Ok(t) => Val::tensor(t),
+                // Unreachable for the types of a verified function (they have layouts).
+                Err(_) => Val::F64(f64::NAN),
+            }
+        }
+    }
+}
+
+/// The float elements of `v`, in row-major order (none for an integer or bool value).
+fn elems(v: &Val) -> Vec<f64> {
+    match v {
+        Val::Tensor(t) => match t.data() {
+            TensorData::F64(d) => d.clone(),
+            TensorData::F32(d) => d.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I64(_) | TensorData::Bool(_) => vec![],
+        },
+        other => other.as_f64().into_iter().collect(),
+    }
+}
+
+/// The zero of type `ty` (a tensor of zeros, `false`s).
+fn zero_of(ty: Type) -> Val {
+    match ty {
+        Type::Scalar(s) => zero(s),
+        Type::Tensor(e, shape) => {
+            let n = shape.num_elements();
+            let data = match e {
+                ScalarType::F64 => TensorData::F64(vec![0.0; n]),
+                ScalarType::F32 => TensorData::F32(vec![0.0; n]),
+                ScalarType::I64 => TensorData::I64(vec![0; n]),
+                ScalarType::Bool => TensorData::Bool(vec![false; n]),
+            };
+            Tensor::new(shape, data).map_or(Val::F64(f64::NAN), Val::tensor)
+        }
     }
 }
 
@@ -388,8 +440,9 @@ impl Stage {
     }
 }
 
+/// Every float element of `vals`, in order.
 fn floats(vals: &[Val]) -> Vec<f64> {
-    vals.iter().filter_map(|v| v.as_f64()).collect()
+    vals.iter().flat_map(elems).collect()
 }
 
 /// Checks function `name` of `module`'s module at `points` (see the
@@ -406,10 +459,7 @@ pub fn check_function(
         return Ok(FunctionReport::skip(name, reason));
     }
     let wrt = primal.float_params();
-    let ty = if wrt
-        .iter()
-        .all(|&i| sig.params[i].scalar() == Some(ScalarType::F64))
-    {
+    let ty = if wrt.iter().all(|&i| sig.params[i].elem() == ScalarType::F64) {
         ScalarType::F64
     } else {
         ScalarType::F32
@@ -449,34 +499,34 @@ pub fn check_function(
             .params
             .iter()
             .enumerate()
-            .map(|(i, &t)| match t.scalar() {
-                Some(ScalarType::F64 | ScalarType::F32) => {
-                    float_of(t, rng.uniform(RANDOM_RANGE.0, RANDOM_RANGE.1))
+            .map(|(i, &t)| {
+                if t.is_float() {
+                    return float_val(t, |_| rng.uniform(RANDOM_RANGE.0, RANDOM_RANGE.1));
                 }
-                Some(s) => points
+                let fixed = points
                     .fixed
                     .as_ref()
                     .and_then(|f| f.get(i).cloned())
-                    .filter(|v| v.ty() == s)
-                    .unwrap_or(match s {
-                        ScalarType::I64 => Val::I64(DEFAULT_I64),
-                        _ => zero(s),
-                    }),
-                None => zero(ScalarType::F64), // excluded by `unsupported`
+                    .filter(|v| v.type_of() == t);
+                fixed.unwrap_or(match t {
+                    Type::Scalar(ScalarType::I64) => Val::I64(DEFAULT_I64),
+                    other => zero_of(other),
+                })
             })
             .collect();
         all.push(args);
     }
 
     let mut reports = Vec::new();
+    let n_coords: usize = wrt.iter().map(|&p| sig.params[p].num_elements()).sum();
     for args in all {
-        let ybar: Vec<f64> = if sig.results.len() == 1 {
+        let n_out: usize = sig.results.iter().map(|t| t.num_elements()).sum();
+        let ybar: Vec<f64> = if sig.results.len() == 1 && sig.results[0].is_float_scalar() {
             vec![1.0]
         } else {
-            (0..sig.results.len())
-                .map(|_| rng.uniform(-1.0, 1.0))
-                .collect()
+            (0..n_out).map(|_| rng.uniform(-1.0, 1.0)).collect()
         };
+        let coordinates = sample(&mut rng, n_coords);
         let mut jit = if compiled {
             JitAgreement::Equal
         } else {
@@ -489,12 +539,14 @@ pub fn check_function(
             ty,
             &args,
             &ybar,
+            &coordinates,
             [primal, vjp, jvp],
             &mut jit,
         );
         reports.push(PointReport {
             args,
             ybar,
+            coordinates,
             outcome,
             jit,
         });
@@ -507,6 +559,48 @@ pub fn check_function(
     })
 }
 
+/// The coordinates to check among `n`: all of them up to [`MAX_COORDINATES`], else a
+/// sorted random sample of that many.
+fn sample(rng: &mut Rng, n: usize) -> Vec<usize> {
+    if n <= MAX_COORDINATES {
+        return (0..n).collect();
+    }
+    // Floyd's algorithm: MAX_COORDINATES distinct indices, each subset equally likely.
+    let mut picked = std::collections::BTreeSet::new();
+    for j in n - MAX_COORDINATES..n {
+        let t = (rng.next_u64() % (j as u64 + 1)) as usize;
+        if !picked.insert(t) {
+            picked.insert(j);
+        }
+    }
+    picked.into_iter().collect()
+}
+
+/// Values of the types `tys` made from consecutive entries of `flat` (zeros past its
+/// end).
+fn unflatten(tys: &[Type], flat: &[f64]) -> Vec<Val> {
+    let mut at = 0;
+    tys.iter()
+        .map(|&t| {
+            let v = float_val(t, |k| flat.get(at + k).copied().unwrap_or(0.0));
+            at += t.num_elements();
+            v
+        })
+        .collect()
+}
+
+/// `args` with the float parameters at `wrt` set from their flattened elements `x`.
+fn with_coords(params: &[Type], wrt: &[usize], args: &[Val], x: &[f64]) -> Vec<Val> {
+    let mut a = args.to_vec();
+    let mut at = 0;
+    for &p in wrt {
+        let n = params[p].num_elements();
+        a[p] = float_val(params[p], |k| x.get(at + k).copied().unwrap_or(0.0));
+        at += n;
+    }
+    a
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_point(
     params: &[Type],
@@ -515,6 +609,7 @@ fn check_point(
     ty: ScalarType,
     args: &[Val],
     ybar: &[f64],
+    coordinates: &[usize],
     [primal, vjp, jvp]: [&Stage; 3],
     jit: &mut JitAgreement,
 ) -> PointOutcome {
@@ -529,31 +624,37 @@ fn check_point(
     }
     // Reverse: (x..., ȳ...) -> (y..., x̄_wrt...).
     let mut vargs = args.to_vec();
-    vargs.extend(results.iter().zip(ybar).map(|(&t, &b)| float_of(t, b)));
-    let reverse = match vjp.eval(&vargs, jit) {
+    vargs.extend(unflatten(results, ybar));
+    let reverse_all = match vjp.eval(&vargs, jit) {
         Ok(out) => floats(&out[results.len()..]),
         Err(e) => return PointOutcome::NotChecked(format!("reverse mode: {e}")),
     };
-    // Forward along each eᵢ: (x..., dx_wrt...) -> (y..., dy...).
-    let mut forward = Vec::with_capacity(wrt.len());
-    for k in 0..wrt.len() {
+    let reverse: Vec<f64> = coordinates
+        .iter()
+        .map(|&c| reverse_all.get(c).copied().unwrap_or(f64::NAN))
+        .collect();
+    // Forward along each checked eᵢ: (x..., dx_wrt...) -> (y..., dy...).
+    let wrt_tys: Vec<Type> = wrt.iter().map(|&p| params[p]).collect();
+    let n_coords: usize = wrt_tys.iter().map(|t| t.num_elements()).sum();
+    let mut forward = Vec::with_capacity(coordinates.len());
+    for &c in coordinates {
         let mut jargs = args.to_vec();
-        jargs.extend(
-            wrt.iter()
-                .enumerate()
-                .map(|(j, &p)| float_of(params[p], if j == k { 1.0 } else { 0.0 })),
-        );
+        let mut e = vec![0.0; n_coords];
+        e[c] = 1.0;
+        jargs.extend(unflatten(&wrt_tys, &e));
         match jvp.eval(&jargs, jit) {
             Ok(out) => forward.push(dot(&out[results.len()..])),
             Err(e) => return PointOutcome::NotChecked(format!("forward mode: {e}")),
         }
     }
-    let x: Vec<f64> = wrt.iter().filter_map(|&p| args[p].as_f64()).collect();
+    let all_x: Vec<f64> = wrt.iter().flat_map(|&p| elems(&args[p])).collect();
+    let x: Vec<f64> = coordinates.iter().map(|&c| all_x[c]).collect();
     let mut phi = |xs: &[f64]| -> Option<f64> {
-        let mut a = args.to_vec();
-        for (&p, &v) in wrt.iter().zip(xs) {
-            a[p] = float_of(params[p], v);
+        let mut full = all_x.clone();
+        for (&c, &v) in coordinates.iter().zip(xs) {
+            full[c] = v;
         }
+        let a = with_coords(params, wrt, args, &full);
         // The interpreter only: finite differences are the reference.
         primal.traced.eval(&a).ok().map(|y| dot(&y))
     };
@@ -639,6 +740,47 @@ mod tests {
         assert_eq!(relative_error(&[1.0], &[1.0, 2.0], 0.0), f64::INFINITY);
         // All-round-off gradients compare against the floor.
         assert_eq!(relative_error(&[1e-20], &[0.0], 1e-6), 1e-14);
+    }
+
+    #[test]
+    fn tensor_functions_are_checked_element_by_element() {
+        // d/dv Σ v·w = w, d/dw = v; 8×8 = 64 coordinates per parameter: a sample is
+        // checked. A matrix result is checked through a random ȳ.
+        let src = "func @f(%v: f64[8,8], %w: f64[8,8]) -> f64 {
+          %p = mul %v, %w
+          %s = sum %p, axes [0, 1]
+          ret %s
+        }
+        func @g(%v: f64[2,2]) -> f64[2,2] {
+          %t = transpose %v, perm [1, 0]
+          %e = exp %t
+          ret %e
+        }";
+        let m = Traced::from_jir(src, None).unwrap();
+        let pts = Points {
+            random: 2,
+            seed: 3,
+            ..Points::default()
+        };
+        let f = check_function(&m, "f", &pts).unwrap();
+        assert!(f.passed() && f.skipped.is_none(), "{f:?}");
+        for p in &f.points {
+            assert_eq!(p.coordinates.len(), MAX_COORDINATES);
+            assert!(p.coordinates.windows(2).all(|w| w[0] < w[1]));
+            let PointOutcome::Checked(c) = &p.outcome else {
+                panic!("{p:?}")
+            };
+            // The reverse entry at coordinate k is the other parameter's element.
+            let all: Vec<f64> = p.args.iter().flat_map(elems).collect();
+            for (&k, &r) in p.coordinates.iter().zip(&c.reverse) {
+                let other = if k < 64 { all[k + 64] } else { all[k - 64] };
+                assert_eq!(r, other);
+            }
+        }
+        let g = check_function(&m, "g", &pts).unwrap();
+        assert!(g.passed(), "{g:?}");
+        assert_eq!(g.points[0].ybar.len(), 4);
+        assert_eq!(g.points[0].coordinates, vec![0, 1, 2, 3]);
     }
 
     #[test]

@@ -6,9 +6,18 @@
 //! shares the interpreter's `math`). A `select` with a constant condition becomes the
 //! chosen operand. Folding is exact: it never changes a result, including NaN, ±inf and
 //! −0.0.
+//!
+//! Over tensors, a *uniform* tensor (`fill c : T`, or `broadcast` of a constant) stands
+//! for its one value: an elementwise op whose operands are all constants or uniform
+//! tensors becomes `fill` of the folded scalar (elementwise means every element is the
+//! same computation on the same values); `broadcast`, `reshape`, `transpose`, `slice`
+//! and `reduce_max`/`reduce_min` of a uniform tensor are uniform of the same value (they
+//! only move or choose elements). Sums, means, products and `extract`/`insert` (whose
+//! index may be out of range, an error folding must not remove) are left alone.
 
-use crate::rewrite::{const_of, Subst};
-use jitad_ir::{interp, Constant, Function, Inst, Op, Signature, Type, Val};
+use crate::rewrite::{const_of, def_op, Subst};
+use jitad_ir::shape::Reduction;
+use jitad_ir::{interp, Constant, Function, Inst, Op, Signature, Type, Val, Value};
 
 /// Folds constant instructions. Returns true if anything changed.
 pub fn constfold(f: &mut Function) -> bool {
@@ -28,6 +37,18 @@ pub fn constfold(f: &mut Function) -> bool {
             }
             continue;
         }
+        let rty = f.ty(d.results[0]);
+        if let Type::Tensor(..) = rty {
+            if let Some(c) = fold_uniform(f, &d.op, &d.args) {
+                if c.ty() == rty.elem() {
+                    let data = &mut f.insts[inst];
+                    data.op = Op::Fill(c, rty);
+                    data.args.clear();
+                    changed = true;
+                }
+            }
+            continue;
+        }
         let consts: Option<Vec<Constant>> = d.args.iter().map(|&a| const_of(f, a)).collect();
         let Some(consts) = consts else { continue };
         if let Some(c) = fold(&d.op, &consts) {
@@ -38,6 +59,53 @@ pub fn constfold(f: &mut Function) -> bool {
         }
     }
     changed
+}
+
+/// The value every element of `v` holds, if `v` is a constant or a uniform tensor
+/// (`fill c`, or `broadcast` of a constant).
+pub(crate) fn uniform_of(f: &Function, v: Value) -> Option<Constant> {
+    if let Some(c) = const_of(f, v) {
+        return Some(c);
+    }
+    match def_op(f, v)? {
+        (Op::Fill(c, _), _) => Some(*c),
+        (Op::Broadcast(_), &[x]) => const_of(f, x),
+        _ => None,
+    }
+}
+
+/// The one value of the tensor result of `op(args)` when it is uniform by the rules of
+/// the module docs.
+fn fold_uniform(f: &Function, op: &Op, args: &[Value]) -> Option<Constant> {
+    match op {
+        Op::Broadcast(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Slice(_)
+        | Op::Reduce(Reduction::Max | Reduction::Min, _) => uniform_of(f, *args.first()?),
+        Op::Fill(..)
+        | Op::Iota(..)
+        | Op::Reduce(..)
+        | Op::Matmul
+        | Op::Dot
+        | Op::Pad(_)
+        | Op::Concat(_)
+        | Op::Extract
+        | Op::Insert
+        | Op::Const(_)
+        | Op::Guard
+        | Op::Call(_)
+        | Op::Loop(_)
+        | Op::RevLoop(_)
+        | Op::TapeLoop(_)
+        | Op::Yield
+        | Op::Ret => None,
+        // Elementwise ops.
+        elementwise => {
+            let consts: Option<Vec<Constant>> = args.iter().map(|&a| uniform_of(f, a)).collect();
+            fold(elementwise, &consts?)
+        }
+    }
 }
 
 /// The value of `op` applied to constants, by the interpreter; `None` if it cannot be

@@ -77,9 +77,11 @@ pub(crate) fn const_of(f: &Function, v: Value) -> Option<Constant> {
     crate::emit::const_of(f, v)
 }
 
-/// The float constant `v` holds.
+/// The float constant `v` holds, or every element of `v` holds (a uniform tensor:
+/// `fill`, `broadcast` of a constant). Rewrites that replace a value by an operand check
+/// the types agree, so a uniform tensor never stands in for a scalar.
 pub(crate) fn float_of(f: &Function, v: Value) -> Option<f64> {
-    const_of(f, v).and_then(Constant::as_f64)
+    crate::constfold::uniform_of(f, v).and_then(Constant::as_f64)
 }
 
 /// True when `v` is the float constant with exactly these bits (so `-0.0 != 0.0`).

@@ -25,6 +25,10 @@
 //! | `lt x, x`, `gt x, x` → `false` | false for every x, NaN included |
 //! | *fast-math*: `mul x, ±0` → `±0`, `add x, ±0` → `x`, `sub x, ±0` → `x`, `fma` with a zero factor → its addend, `fma a, b, ±0` → `mul a, b`, `sub x, x` → `0` | wrong for NaN, ±inf or −0.0 |
 //!
+//! A constant operand may also be a uniform tensor (`fill c`, `broadcast` of a
+//! constant); a rule applies only when the result keeps its type, so a broadcast is
+//! never lost.
+//!
 //! `x + 0.0 → x` is *not* safe (−0 + +0 = +0), nor `x·0 → 0` (inf·0 = NaN), nor
 //! `x − x → 0` (inf − inf = NaN): hence fast-math.
 
@@ -55,6 +59,9 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
             // such rewrites are skipped.
             Some(Action::Replace(w)) if f.ty(w) != f.ty(r) => {}
             Some(Action::Const(c)) if f.ty(r) != jitad_ir::Type::Scalar(c.ty()) => {}
+            // A rewrite that drops a uniform tensor operand (`mul %s, fill -1.0` →
+            // `neg %s`) would lose the broadcast: kept only when the type stays.
+            Some(Action::Rewrite(op, args)) if !keeps_type(f, &op, &args, r) => {}
             Some(Action::Replace(w)) => {
                 subst.replace(f, r, w);
                 changed = true;
@@ -74,6 +81,12 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
         }
     }
     changed
+}
+
+/// True when `op(args)` has exactly `r`'s type.
+fn keeps_type(f: &Function, op: &Op, args: &[Value], r: Value) -> bool {
+    let tys: Vec<jitad_ir::Type> = args.iter().map(|&a| f.ty(a)).collect();
+    op.result_types(&tys, |_| None).ok().as_deref() == Some(&[f.ty(r)][..])
 }
 
 fn rule(f: &Function, op: &Op, args: &[Value], r: Value, fast: bool) -> Option<Action> {

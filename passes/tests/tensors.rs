@@ -152,3 +152,35 @@ fn the_golden_tensor_file_survives_the_pipeline() {
     let want: Vec<f64> = x.iter().map(|v| 2.0 * v).collect();
     assert_eq!(out, vec![t(&[4, 3], &want)]);
 }
+
+#[test]
+fn uniform_tensors_fold_and_simplify_without_losing_broadcasts() {
+    let src = "func @f(%v: f64[3], %s: f64) -> (f64[3], f64[3], f64[3], f64[3], f64[2,3]) {
+      %two = fill 2.0 : f64[3]
+      %one = fill 1.0 : f64[3]
+      %m1 = fill -1.0 : f64[3]
+      %three = add %two, %one              ; folds to fill 3.0
+      %same = mul %v, %one                 ; simplifies to %v
+      %ns = mul %s, %m1                    ; stays: `neg %s` would be a scalar
+      %c = const 0.5 : f64
+      %b = broadcast %c : f64[2,3]
+      %t = transpose %b, perm [1, 0]       ; uniform: folds
+      %e = exp %t
+      %r = reshape %e : f64[2,3]
+      ret %three, %same, %ns, %v, %r
+    }";
+    let mut module = m(src);
+    let args = [t(&[3], &[1.0, -2.0, 0.5]), Val::F64(4.0)];
+    let before = eval(&module, "f", &args).unwrap();
+    optimize_module(&mut module, &OptOptions::default());
+    verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(eval(&module, "f", &args).unwrap(), before);
+    let text = jitad_ir::print_module(&module);
+    assert!(text.contains("fill 3.0 : f64[3]"), "{text}");
+    assert!(
+        !text.contains("transpose") && !text.contains("exp"),
+        "{text}"
+    );
+    assert!(text.contains("mul %s"), "{text}");
+    assert!(text.contains("ret %three, %v, %ns, %v, %r"), "{text}");
+}

@@ -43,7 +43,9 @@ For each function with float parameters and float results, at each point:
                       must be ≤ 1e-9 (f64) or 1e-4 (f32)
   JIT vs interp       the function, its vjp and its jvp compiled and interpreted: results
                       equal bit for bit (NaN = NaN), and both engines refuse the same points
-Functions with several results are checked on ȳ·f for a random ȳ in [-1, 1].
+Functions with several results, or a tensor result, are checked on ȳ·f for a random ȳ in
+[-1, 1] per result element. The coordinates are the elements of the float parameters
+(tensors row-major); beyond 24 of them a random sample of 24 is checked per point.
 Random points draw float parameters uniformly from [0.1, 0.9]; i64 parameters are 10 and
 bool parameters false unless --args gives them. A point where the function cannot be
 evaluated (a failed guard, a non-finite value) is reported, not counted as a failure.
@@ -116,6 +118,23 @@ pub fn run(a: &Args) -> Result<()> {
 
 /// Short form of a value for the table.
 fn short(v: &Val) -> String {
+    if let Val::Tensor(t) = v {
+        // The type and the first elements: the table stays one line per point.
+        let first: Vec<String> = match t.data() {
+            jitad_ir::tensor::TensorData::F64(d) => {
+                d.iter().take(2).map(|&x| short(&Val::F64(x))).collect()
+            }
+            jitad_ir::tensor::TensorData::F32(d) => {
+                d.iter().take(2).map(|&x| short(&Val::F32(x))).collect()
+            }
+            jitad_ir::tensor::TensorData::I64(d) => d.iter().take(2).map(i64::to_string).collect(),
+            jitad_ir::tensor::TensorData::Bool(d) => {
+                d.iter().take(2).map(bool::to_string).collect()
+            }
+        };
+        let more = if t.data().len() > 2 { ", …" } else { "" };
+        return format!("{} [{}{more}]", t.ty(), first.join(", "));
+    }
     match v.as_f64() {
         Some(x) if x.is_finite() && x != 0.0 && !(1e-3..1e5).contains(&x.abs()) => {
             format!("{x:.3e}")
@@ -210,12 +229,12 @@ fn print_table(file: &std::path::Path, reports: &[FunctionReport], random: usize
                 if let JitAgreement::Different(d) = &p.jit {
                     why.push(format!("  JIT vs interpreter:  {d}"));
                 }
-                reproduce.push(format!(
-                    "@{} at --args={}:\n{}",
-                    r.func,
-                    args.join(","),
-                    why.join("\n")
-                ));
+                let at = if p.args.iter().any(|v| matches!(v, Val::Tensor(_))) {
+                    "tensor arguments (their elements: `check --json`)".to_string()
+                } else {
+                    format!("--args={}", args.join(","))
+                };
+                reproduce.push(format!("@{} at {at}:\n{}", r.func, why.join("\n")));
             }
             println!(
                 "| @{} | {point} | {value} | {fd} | {fwd} | {jit} | {result} |",
