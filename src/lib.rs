@@ -31,6 +31,10 @@
 //! # Ok::<(), jitad::Error>(())
 //! ```
 //!
+//! Tensors trace too ([`trace_tensors`], [`Tensor`]: NumPy broadcasting, `matmul`,
+//! reductions, indexing), and [`fori_loop`] records a Rust loop as one IR loop, so a
+//! time-stepper traces to O(body) instructions and its gradient checkpoints.
+//!
 //! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
 //! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
 //! adds the facade ([`Traced`]), the classic tape baseline ([`tape`]), the benchmark
@@ -51,7 +55,7 @@ pub use error::{Error, Result};
 pub use jitad_codegen as codegen;
 pub use jitad_codegen::{CallError, CompileOptions, Compiled};
 pub use jitad_ir as ir;
-pub use jitad_ir::{Val, Var};
+pub use jitad_ir::{fori_loop, Carry, Index, Tensor, Val, Var};
 pub use jitad_passes as passes;
 pub use num_traits::Float;
-pub use traced::{trace, trace_scalar, Traced};
+pub use traced::{trace, trace_scalar, trace_tensors, Traced};

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use jitad_codegen::{CompileOptions, Compiled};
-use jitad_ir::{Function, Module, Val, Var};
+use jitad_ir::{Function, Module, Tensor, Val, Var};
 use jitad_passes::OptOptions;
 use std::collections::HashSet;
 
@@ -40,6 +40,30 @@ pub fn trace(name: &str, example: &[f64], f: impl FnOnce(&[Var]) -> Vec<Var>) ->
 /// [`trace`] for a function with one output.
 pub fn trace_scalar(name: &str, example: &[f64], f: impl FnOnce(&[Var]) -> Var) -> Result<Traced> {
     trace(name, example, |x| vec![f(x)])
+}
+
+/// Traces `f` on tensor (and scalar) arguments at `example` (one parameter `%x0, %x1,
+/// ...` per value, of its type) and verifies the result; see
+/// [`jitad_ir::trace::trace_tensors`] and [`jitad_ir::trace::Tensor`]. A Rust loop
+/// written with [`jitad_ir::fori_loop`] inside `f` records one `loop`.
+///
+/// ```
+/// use jitad::{Tensor, Val};
+/// use jitad::ir::tensor::Tensor as Buf;
+/// let x = Val::tensor(Buf::f64(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+/// let f = jitad::trace_tensors("f", &[x.clone(), Val::F64(0.5)], |a| {
+///     // Broadcasting with a scalar argument, a row sum, a total.
+///     vec![(&a[0] * a[1].to_var() + 1.0).sum(&[1]).sum(&[0])]
+/// })?;
+/// assert_eq!(f.eval(&[x, Val::F64(0.5)])?, [Val::F64(9.0)]);
+/// # Ok::<(), jitad::Error>(())
+/// ```
+pub fn trace_tensors(
+    name: &str,
+    example: &[Val],
+    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+) -> Result<Traced> {
+    Traced::from_function(jitad_ir::trace_tensors(name, example, f)?)
 }
 
 impl Traced {

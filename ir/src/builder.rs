@@ -38,6 +38,12 @@ pub enum BuildError {
         /// Function being built.
         func: String,
     },
+    /// `end_loop` was called with no loop open.
+    #[error("in @{func}: no open loop to end")]
+    NoOpenLoop {
+        /// Function being built.
+        func: String,
+    },
     /// `finish` was called before `ret`.
     #[error("in @{func}: function has no `ret`")]
     NoRet {
@@ -60,7 +66,17 @@ pub struct FunctionBuilder {
     func: Function,
     callees: HashMap<String, Signature>,
     stack: Vec<Region>,
+    open: Vec<OpenLoop>,
     done: bool,
+}
+
+/// A loop opened by [`FunctionBuilder::begin_loop`], not yet closed.
+#[derive(Debug)]
+struct OpenLoop {
+    op: Op,
+    args: Vec<Value>,
+    carried_tys: Vec<Type>,
+    region: Region,
 }
 
 impl FunctionBuilder {
@@ -72,6 +88,7 @@ impl FunctionBuilder {
             func,
             callees: HashMap::new(),
             stack: vec![body],
+            open: Vec::new(),
             done: false,
         }
     }
@@ -208,6 +225,26 @@ impl FunctionBuilder {
         inits: &[Value],
         body: impl FnOnce(&mut Self, Value, &[Value]) -> Result<Vec<Value>, BuildError>,
     ) -> Result<Vec<Value>, BuildError> {
+        let (index, carried) = self.begin_loop(bounds, dyn_bounds, inits)?;
+        match body(self, index, &carried) {
+            Ok(next) => self.end_loop(&next),
+            Err(e) => {
+                self.cancel_loop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens `loop %i in bounds (carried = inits) { ... }` for callers that cannot
+    /// pass the body as a closure (the tracer): later instructions go to the loop body
+    /// until [`Self::end_loop`]. Returns the index and the carried values (the body's
+    /// parameters).
+    pub fn begin_loop(
+        &mut self,
+        bounds: LoopBounds,
+        dyn_bounds: &[Value],
+        inits: &[Value],
+    ) -> Result<(Value, Vec<Value>), BuildError> {
         if self.done {
             return Err(BuildError::AfterRet {
                 func: self.func.name.clone(),
@@ -234,23 +271,58 @@ impl FunctionBuilder {
             .map(|&t| self.func.add_region_param(region, t))
             .collect();
         self.stack.push(region);
-        let next = body(self, index, &carried);
-        self.stack.pop();
-        let next = next?;
+        self.open.push(OpenLoop {
+            op,
+            args,
+            carried_tys,
+            region,
+        });
+        Ok((index, carried))
+    }
+
+    /// Closes the innermost loop opened by [`Self::begin_loop`] with `yield next` and
+    /// appends the loop to the enclosing region; returns the loop's results. Fails (and
+    /// leaves the loop open) when `next` does not match the carried types.
+    pub fn end_loop(&mut self, next: &[Value]) -> Result<Vec<Value>, BuildError> {
+        let Some(open) = self.open.last() else {
+            return Err(BuildError::NoOpenLoop {
+                func: self.func.name.clone(),
+            });
+        };
         let next_tys: Vec<Type> = next.iter().map(|&v| self.func.ty(v)).collect();
-        if next_tys != carried_tys {
+        if next_tys != open.carried_tys {
             return Err(BuildError::YieldMismatch {
                 func: self.func.name.clone(),
-                expected: type_list(&carried_tys),
+                expected: type_list(&open.carried_tys),
                 got: type_list(&next_tys),
             });
         }
-        self.func.append_inst(region, Op::Yield, next, &[], vec![]);
+        let Some(open) = self.open.pop() else {
+            return Err(BuildError::NoOpenLoop {
+                func: self.func.name.clone(),
+            });
+        };
+        self.stack.pop();
+        self.func
+            .append_inst(open.region, Op::Yield, next.to_vec(), &[], vec![]);
         let outer = self.current();
-        let inst = self
-            .func
-            .append_inst(outer, op, args, &carried_tys, vec![region]);
+        let inst = self.func.append_inst(
+            outer,
+            open.op,
+            open.args,
+            &open.carried_tys,
+            vec![open.region],
+        );
         Ok(self.func.insts[inst].results.clone())
+    }
+
+    /// Abandons the innermost loop opened by [`Self::begin_loop`] (its body region is
+    /// left unattached and never printed); later instructions go to the enclosing
+    /// region again.
+    pub fn cancel_loop(&mut self) {
+        if self.open.pop().is_some() {
+            self.stack.pop();
+        }
     }
 
     /// Ends the function with `ret vals`, fixing its result types.
@@ -338,5 +410,36 @@ mod tests {
         let n = b.param(Type::I64);
         let e = b.build_loop(bounds, &[], &[x], |_, _, _| Ok(vec![n]));
         assert!(matches!(e, Err(BuildError::YieldMismatch { .. })));
+    }
+
+    #[test]
+    fn begin_and_end_loop_in_two_steps() {
+        let bounds = LoopBounds {
+            start: Bound::Imm(0),
+            end: Bound::Imm(3),
+        };
+        let mut b = FunctionBuilder::new("f");
+        let x = b.param(Type::F64);
+        let n = b.param(Type::I64);
+        assert!(matches!(
+            b.end_loop(&[x]),
+            Err(BuildError::NoOpenLoop { .. })
+        ));
+        let (_i, c) = b.begin_loop(bounds, &[], &[x]).unwrap();
+        let y = b.ins1(Op::Mul, &[c[0], c[0]]).unwrap();
+        // A wrong yield leaves the loop open; a right one closes it.
+        assert!(matches!(
+            b.end_loop(&[n]),
+            Err(BuildError::YieldMismatch { .. })
+        ));
+        let r = b.end_loop(&[y]).unwrap();
+        // An abandoned loop leaves no trace in the body.
+        let (_i, c) = b.begin_loop(bounds, &[], &[r[0]]).unwrap();
+        b.ins1(Op::Neg, &[c[0]]).unwrap();
+        b.cancel_loop();
+        b.ret(&r).unwrap();
+        let f = b.finish().unwrap();
+        crate::verify::verify_function(&f, None).unwrap();
+        assert_eq!(f.num_insts(), 4); // loop, mul, yield, ret
     }
 }

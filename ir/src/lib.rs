@@ -8,7 +8,8 @@
 //! - [`mod@print`], [`parse`]: the `.jir` text format (print → parse → print is the identity);
 //! - [`testgen`]: seeded random well-typed programs for property tests;
 //! - [`interp`]: the reference interpreter, the semantic ground truth;
-//! - [`mod@trace`]: the tracer, recording generic `Float` code run on [`Var`];
+//! - [`mod@trace`]: the tracer, recording generic `Float` code run on [`Var`], traced
+//!   tensors ([`Tensor`]) and structured loops ([`fori_loop`]);
 //! - [`verify`]: the verifier, which checks every structural, scoping and typing rule;
 //! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
 //! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);
@@ -43,6 +44,8 @@ pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, Type
 pub use parse::{parse_function, parse_module, ParseError, ParseErrorKind};
 pub use print::{print_function, print_module};
 pub use testgen::{random_module, GenOptions};
-pub use trace::{trace, trace_scalar, TraceError, Var};
+pub use trace::{
+    fori_loop, trace, trace_scalar, trace_tensors, Carry, Index, Tensor, TraceError, Var,
+};
 pub use types::{ScalarType, Shape, Type};
 pub use verify::{verify_function, verify_module, VerifyError, VerifyErrorKind, VerifyErrors};

@@ -30,6 +30,20 @@
 //! interpreter and the JIT use, so the traced function evaluated at the example gives
 //! the example's results bit for bit.
 //!
+//! # Tensors and loops
+//!
+//! [`Tensor`] (module [`tensor`]) is the traced tensor, recorded into the same trace and
+//! mixing with `Var` (a `Var` is a rank-0 tensor; [`Tensor::to_var`] goes back); trace
+//! functions of tensors with [`trace_tensors`]. [`fori_loop`] (module [`loops`])
+//! records a Rust loop as one `loop` region whose body is the closure traced once.
+//!
+//! The context keeps one *scope* per open region (the body, then each open loop body),
+//! each with its own generation: a value is usable while the scope that recorded it is
+//! open, so a value of a finished loop body is refused ([`TraceError::LoopEscape`])
+//! like one of a finished trace. Constants are materialised once per scope. The context
+//! also keeps each recorded value's example (tensors weakly), from which a traced loop
+//! computes its results' examples.
+//!
 //! # Data-dependent decisions
 //!
 //! Comparisons (`<`, `==`, `partial_cmp`, ...), `is_nan`, `is_sign_negative`,
@@ -57,17 +71,27 @@
 
 use crate::builder::{BuildError, FunctionBuilder};
 use crate::function::{Function, Value};
+use crate::interp::Val;
 use crate::math::f64m;
-use crate::op::{Constant, Op};
-use crate::types::Type;
+use crate::op::{Constant, Op, TypeError};
+use crate::shape;
+use crate::types::{ScalarType, Type};
+use cranelift_entity::EntityRef;
 use num_traits::{Float, FloatConst, Num, NumCast, One, ToPrimitive, Zero};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::FpCategory;
 use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
 };
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::{Arc, Weak};
+
+pub mod loops;
+pub mod tensor;
+
+pub use loops::{fori_loop, Carry, Index, Leaf};
+pub use tensor::{trace_tensors, Tensor};
 
 /// Why a trace failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -89,6 +113,101 @@ pub enum TraceError {
         /// The trace that saw the foreign Var.
         func: String,
     },
+    /// A value computed inside a traced loop body ([`fori_loop`]) was used after the
+    /// loop (pass it out through the carry instead).
+    #[error(
+        "@{func}: a value computed inside a traced loop body was used outside the loop; \
+         return it through the loop's carry instead"
+    )]
+    LoopEscape {
+        /// The trace that saw the escaped value.
+        func: String,
+    },
+    /// A tensor op's operands do not fit it (shapes, element types, axes); the source
+    /// names the op and both shapes.
+    #[error("@{func}: {source}")]
+    Type {
+        /// The running trace (`(untraced)` outside one).
+        func: String,
+        /// What was wrong, from the op's typing rules ([`crate::shape`]).
+        #[source]
+        source: Box<TypeError>,
+    },
+    /// Evaluating an op on the example failed (an index out of range, an allocation
+    /// refused).
+    #[error("@{func}: `{op}` failed on the example: {detail}")]
+    Example {
+        /// The running trace (`(untraced)` outside one).
+        func: String,
+        /// The op's text name.
+        op: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Dimensions no tensor type has (rank 0 or above [`crate::types::MAX_RANK`], a
+    /// dimension of 0 or above `u32::MAX`), or data of the wrong length for them.
+    #[error("@{func}: no {elem} tensor of {len} elements has the dimensions {dims:?}")]
+    Dims {
+        /// The running trace (`(untraced)` outside one).
+        func: String,
+        /// The element type.
+        elem: ScalarType,
+        /// The dimensions asked for.
+        dims: Vec<usize>,
+        /// The number of elements given.
+        len: usize,
+    },
+    /// A value of the wrong kind where the tracer needs a specific one (a tensor where a
+    /// scalar `Var` is asked for, an `i64` where a float is).
+    #[error("@{func}: {what} needs {expected}, got a value of type {got}")]
+    Kind {
+        /// The running trace (`(untraced)` outside one).
+        func: String,
+        /// The method or argument.
+        what: &'static str,
+        /// What it needs.
+        expected: &'static str,
+        /// The type it got.
+        got: Type,
+    },
+    /// An untraced tensor with unequal elements and more than [`MAX_INLINE_ELEMENTS`]
+    /// met a traced value: the IR has no tensor literal, so it would be recorded
+    /// element by element.
+    #[error(
+        "@{func}: a constant {ty} with unequal elements would be recorded element by \
+         element; pass it as an argument of the traced function instead"
+    )]
+    LargeConstant {
+        /// The running trace.
+        func: String,
+        /// The constant's type.
+        ty: Type,
+    },
+    /// A traced loop's body returned a carry of another structure than its input.
+    #[error("@{func}: the loop body returned {got} carried value(s), expected {expected}")]
+    CarryStructure {
+        /// The running trace.
+        func: String,
+        /// Leaves of the initial carry.
+        expected: usize,
+        /// Leaves returned.
+        got: usize,
+    },
+    /// Evaluating a traced loop at the example failed: typically a data-dependent
+    /// decision in the body (a comparison, recorded with a guard from the first
+    /// iteration's values) that a later iteration answers differently.
+    #[error(
+        "@{func}: the traced loop failed at the example: {source} (a data-dependent \
+         decision in a loop body must hold in every iteration; use `select`-style \
+         arithmetic instead)"
+    )]
+    LoopExample {
+        /// The running trace.
+        func: String,
+        /// The interpreter's error.
+        #[source]
+        source: Box<crate::interp::EvalError>,
+    },
     /// The builder rejected an instruction (a bug in the tracer, reported rather than
     /// panicking).
     #[error(transparent)]
@@ -99,47 +218,218 @@ pub enum TraceError {
 /// recognised as foreign.
 static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
 
-struct Ctx {
-    builder: FunctionBuilder,
+/// The trace context: the builder, the open scopes and every recorded value's example.
+pub(crate) struct Ctx {
+    pub(crate) builder: FunctionBuilder,
+    /// The trace's generation (the function body's scope).
     generation: u32,
-    consts: HashMap<Constant, Value>,
+    /// Open scopes, the function body first, then one per open loop body: values
+    /// recorded in a scope are usable while it is open.
+    scopes: Vec<Scope>,
+    /// Generations of closed loop bodies (their values must not be used any more).
+    closed: HashSet<u32>,
+    /// The example value of every recorded value, by value index (traced loops
+    /// evaluate their recorded body on these).
+    vals: Vec<Option<Example>>,
     error: Option<TraceError>,
 }
 
+/// A recorded value's example. An op's tensor result is held weakly: the trace must not
+/// keep every intermediate buffer alive, and a loop body can only capture a value
+/// through a live `Tensor`, which holds the same buffer.
+#[derive(Clone, Debug)]
+enum Example {
+    Held(Val),
+    Weak(Weak<crate::tensor::Tensor>),
+}
+
+/// One open region: the function body or a loop body.
+struct Scope {
+    generation: u32,
+    /// Constants materialised in this region, once per bit pattern (and type, for
+    /// `fill`).
+    consts: HashMap<(Constant, Type), Value>,
+}
+
+impl Scope {
+    fn new(generation: u32) -> Self {
+        Scope {
+            generation,
+            consts: HashMap::new(),
+        }
+    }
+}
+
+/// A fresh generation number, unique across threads.
+pub(crate) fn fresh_generation() -> u32 {
+    NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed)
+}
+
 impl Ctx {
-    fn fail(&mut self, e: TraceError) {
+    pub(crate) fn fail(&mut self, e: TraceError) {
         if self.error.is_none() {
             self.error = Some(e);
         }
     }
 
-    fn constant(&mut self, c: Constant) -> Value {
-        if let Some(&v) = self.consts.get(&c) {
-            return v;
+    /// The name of the function being traced.
+    pub(crate) fn name(&self) -> String {
+        self.builder.func().name.clone()
+    }
+
+    /// The generation of the innermost open scope (new values are born there).
+    pub(crate) fn scope_generation(&self) -> u32 {
+        self.scopes.last().map_or(self.generation, |s| s.generation)
+    }
+
+    /// Opens a loop body's scope.
+    pub(crate) fn push_scope(&mut self) -> u32 {
+        let g = fresh_generation();
+        self.scopes.push(Scope::new(g));
+        g
+    }
+
+    /// Closes the innermost loop body's scope.
+    pub(crate) fn pop_scope(&mut self) {
+        if self.scopes.len() > 1 {
+            if let Some(s) = self.scopes.pop() {
+                self.closed.insert(s.generation);
+            }
         }
-        let v = self.builder.constant(c);
-        self.consts.insert(c, v);
-        v
+    }
+
+    /// Records the example value of `v`, an op's result (a tensor is held weakly).
+    pub(crate) fn put(&mut self, v: Value, x: Val) {
+        let e = match x {
+            Val::Tensor(t) => Example::Weak(Arc::downgrade(&t)),
+            x => Example::Held(x),
+        };
+        self.store(v, e);
+    }
+
+    /// Records the example value of `v` and keeps it alive for the whole trace (for
+    /// parameters and cached constants, which no `Tensor` may hold).
+    pub(crate) fn put_held(&mut self, v: Value, x: Val) {
+        self.store(v, Example::Held(x));
+    }
+
+    fn store(&mut self, v: Value, e: Example) {
+        let i = v.index();
+        if self.vals.len() <= i {
+            self.vals.resize(i + 1, None);
+        }
+        self.vals[i] = Some(e);
+    }
+
+    /// The example value of `v`, if recorded and alive.
+    pub(crate) fn val(&self, v: Value) -> Option<Val> {
+        match self.vals.get(v.index())?.as_ref()? {
+            Example::Held(x) => Some(x.clone()),
+            Example::Weak(w) => w.upgrade().map(Val::Tensor),
+        }
+    }
+
+    /// A constant, materialised once per scope chain.
+    fn cached(
+        &mut self,
+        key: (Constant, Type),
+        make: impl FnOnce(&mut Self) -> Option<Value>,
+    ) -> Option<Value> {
+        if let Some(v) = self.scopes.iter().rev().find_map(|s| s.consts.get(&key)) {
+            return Some(*v);
+        }
+        let v = make(self)?;
+        if let Some(s) = self.scopes.last_mut() {
+            s.consts.insert(key, v);
+        }
+        Some(v)
+    }
+
+    fn constant(&mut self, c: Constant) -> Value {
+        let ty = Type::Scalar(c.ty());
+        let made = self.cached((c, ty), |ctx| {
+            let v = ctx.builder.constant(c);
+            ctx.put(v, Val::from(c));
+            Some(v)
+        });
+        // `cached` only fails when `make` does, which it never does here.
+        made.unwrap_or_else(|| self.builder.constant(c))
+    }
+
+    /// Records a value for an untraced example: `const` for a scalar, `fill` for a
+    /// tensor of equal elements, and for any other tensor of at most
+    /// [`MAX_INLINE_ELEMENTS`] its elements joined with `concat` (O(elements)
+    /// instructions); a larger one fails the trace ([`TraceError::LargeConstant`]).
+    pub(crate) fn materialize(&mut self, x: &Val) -> Option<Value> {
+        let t = match x {
+            Val::F64(v) => return Some(self.constant(Constant::F64(*v))),
+            Val::F32(v) => return Some(self.constant(Constant::F32(*v))),
+            Val::I64(v) => return Some(self.constant(Constant::I64(*v))),
+            Val::Bool(v) => return Some(self.constant(Constant::Bool(*v))),
+            Val::Tensor(t) => t.clone(),
+        };
+        let ty = t.ty();
+        if let Some(first) = uniform(&t) {
+            return self.cached((first, ty), |ctx| {
+                let v = ctx.ins1(Op::Fill(first, ty), &[])?;
+                ctx.put_held(v, x.clone());
+                Some(v)
+            });
+        }
+        if t.data().len() > MAX_INLINE_ELEMENTS {
+            let func = self.name();
+            self.fail(TraceError::LargeConstant { func, ty });
+            return None;
+        }
+        let elems = tensor_constants(&t);
+        let row = Type::Tensor(ty.elem(), crate::types::Shape::new(&[1])?);
+        let mut parts = Vec::with_capacity(elems.len());
+        for c in elems {
+            let s = self.constant(c);
+            let b = self.ins1(Op::Broadcast(row), &[s])?;
+            self.put(b, eval_example(&Op::Broadcast(row), &[Val::from(c)])?);
+            parts.push(b);
+        }
+        let flat = self.ins1(Op::Concat(0), &parts)?;
+        if shape::rank(ty) == 1 {
+            self.put(flat, x.clone());
+            return Some(flat);
+        }
+        let n = crate::types::Shape::new(&[t.data().len()])?;
+        let flat_x = crate::tensor::Tensor::new(n, t.data().clone()).ok()?;
+        self.put(flat, Val::tensor(flat_x));
+        self.ins1v(Op::Reshape(ty), &[flat], x.clone())
+    }
+
+    /// The IR value of a node (`None`: the untraced example `x`, materialised) in this
+    /// trace; `None` (and the trace fails) for a value of another trace or of a closed
+    /// loop body.
+    pub(crate) fn node_value(&mut self, node: Option<(u32, Value)>, x: &Val) -> Option<Value> {
+        match node {
+            None => self.materialize(x),
+            Some((g, v)) if self.scopes.iter().any(|s| s.generation == g) => Some(v),
+            Some((g, _)) => {
+                let func = self.name();
+                if self.closed.contains(&g) {
+                    self.fail(TraceError::LoopEscape { func });
+                } else {
+                    self.fail(TraceError::ForeignVar { func });
+                }
+                None
+            }
+        }
     }
 
     /// The IR value of `a` in this trace; `None` (and the trace fails) for a foreign Var.
     fn value_of(&mut self, a: Var) -> Option<Value> {
-        match a.node {
-            None => Some(self.constant(Constant::F64(a.x))),
-            Some((g, v)) if g == self.generation => Some(v),
-            Some(_) => {
-                let func = self.builder.func().name.clone();
-                self.fail(TraceError::ForeignVar { func });
-                None
-            }
-        }
+        self.node_value(a.node, &Val::F64(a.x))
     }
 
     fn values_of(&mut self, args: &[Var]) -> Option<Vec<Value>> {
         args.iter().map(|&a| self.value_of(a)).collect()
     }
 
-    fn ins1(&mut self, op: Op, args: &[Value]) -> Option<Value> {
+    pub(crate) fn ins1(&mut self, op: Op, args: &[Value]) -> Option<Value> {
         match self.builder.ins1(op, args) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -147,6 +437,13 @@ impl Ctx {
                 None
             }
         }
+    }
+
+    /// [`Ctx::ins1`], recording the result's example value `x`.
+    pub(crate) fn ins1v(&mut self, op: Op, args: &[Value], x: Val) -> Option<Value> {
+        let v = self.ins1(op, args)?;
+        self.put(v, x);
+        Some(v)
     }
 
     fn guard(&mut self, c: Value) {
@@ -161,11 +458,48 @@ impl Ctx {
             self.guard(c);
         } else {
             let f = self.constant(Constant::Bool(false));
-            if let Some(e) = self.ins1(Op::Eq, &[c, f]) {
+            if let Some(e) = self.ins1v(Op::Eq, &[c, f], Val::Bool(true)) {
                 self.guard(e);
             }
         }
     }
+}
+
+/// The most elements an untraced tensor with unequal elements may have to be recorded
+/// element by element (see [`TraceError::LargeConstant`]).
+pub const MAX_INLINE_ELEMENTS: usize = 1024;
+
+/// The common element of a tensor whose elements are all equal (bit for bit).
+fn uniform(t: &crate::tensor::Tensor) -> Option<Constant> {
+    use crate::tensor::TensorData;
+    fn same<T: Copy>(v: &[T], c: impl Fn(T) -> Constant) -> Option<Constant> {
+        let first = c(*v.first()?);
+        v.iter().all(|&x| c(x) == first).then_some(first)
+    }
+    match t.data() {
+        TensorData::F64(v) => same(v, Constant::F64),
+        TensorData::F32(v) => same(v, Constant::F32),
+        TensorData::I64(v) => same(v, Constant::I64),
+        TensorData::Bool(v) => same(v, Constant::Bool),
+    }
+}
+
+/// The elements of a tensor as constants, row-major.
+fn tensor_constants(t: &crate::tensor::Tensor) -> Vec<Constant> {
+    use crate::tensor::TensorData;
+    match t.data() {
+        TensorData::F64(v) => v.iter().map(|&x| Constant::F64(x)).collect(),
+        TensorData::F32(v) => v.iter().map(|&x| Constant::F32(x)).collect(),
+        TensorData::I64(v) => v.iter().map(|&x| Constant::I64(x)).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| Constant::Bool(x)).collect(),
+    }
+}
+
+/// The example result of a pure op on example operands, through the interpreter's
+/// tensor arms (so the example agrees with the interpreter bit for bit); `None` when
+/// they fail.
+fn eval_example(op: &Op, args: &[Val]) -> Option<Val> {
+    crate::tensor::eval(op, args).ok()
 }
 
 thread_local! {
@@ -173,7 +507,7 @@ thread_local! {
 }
 
 /// Runs `f` on the active trace context, if there is one.
-fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
+pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
     CTX.try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.as_mut().map(f)))
         .ok()
         .flatten()
@@ -185,8 +519,8 @@ fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
 /// [module docs](self) for the semantics.
 #[derive(Clone, Copy, Debug)]
 pub struct Var {
-    x: f64,
-    node: Option<(u32, Value)>,
+    pub(crate) x: f64,
+    pub(crate) node: Option<(u32, Value)>,
 }
 
 impl Var {
@@ -222,10 +556,10 @@ impl Var {
             node: Some(first),
         };
         with_ctx(|ctx| {
-            let gen = ctx.generation;
+            let gen = ctx.scope_generation();
             let node = ctx
                 .values_of(args)
-                .and_then(|vals| ctx.ins1(op, &vals))
+                .and_then(|vals| ctx.ins1v(op, &vals, Val::F64(x)))
                 .map(|v| (gen, v));
             Var { x, node }
         })
@@ -247,7 +581,7 @@ impl Var {
         }
         with_ctx(|ctx| {
             if let Some(vals) = ctx.values_of(&[a, b]) {
-                if let Some(c) = ctx.ins1(op, &vals) {
+                if let Some(c) = ctx.ins1v(op, &vals, Val::Bool(holds)) {
                     ctx.guard_is(c, holds);
                 }
             }
@@ -328,17 +662,44 @@ pub fn trace(
     example: &[f64],
     f: impl FnOnce(&[Var]) -> Vec<Var>,
 ) -> Result<Function, TraceError> {
-    let generation = NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed);
+    let example: Vec<Val> = example.iter().map(|&x| Val::F64(x)).collect();
+    run_trace(
+        name,
+        &example,
+        |gen, params| {
+            let inputs: Vec<Var> = params
+                .iter()
+                .zip(&example)
+                .map(|(&v, x)| Var {
+                    x: x.as_f64().unwrap_or(f64::NAN),
+                    node: Some((gen, v)),
+                })
+                .collect();
+            f(&inputs)
+        },
+        |ctx, outputs| ctx.values_of(outputs),
+    )
+}
+
+/// Runs one trace: parameters `%x0, %x1, ...` of the examples' types, `f` given the
+/// trace's generation and the parameters, `outs` turning its outputs into IR values
+/// (`None` when the trace failed), then `ret`.
+pub(crate) fn run_trace<O>(
+    name: &str,
+    example: &[Val],
+    f: impl FnOnce(u32, &[Value]) -> O,
+    outs: impl FnOnce(&mut Ctx, &O) -> Option<Vec<Value>>,
+) -> Result<Function, TraceError> {
+    let generation = fresh_generation();
     let mut builder = FunctionBuilder::new(name);
-    let inputs: Vec<Var> = example
+    let mut vals = Vec::with_capacity(example.len());
+    let params: Vec<Value> = example
         .iter()
         .enumerate()
-        .map(|(i, &x)| {
-            let v = builder.named_param(&format!("x{i}"), Type::F64);
-            Var {
-                x,
-                node: Some((generation, v)),
-            }
+        .map(|(i, x)| {
+            let v = builder.named_param(&format!("x{i}"), x.type_of());
+            vals.push((v, x.clone()));
+            v
         })
         .collect();
     let installed = CTX.with(|c| {
@@ -352,12 +713,18 @@ pub fn trace(
                 inner: name.into(),
             });
         }
-        *c = Some(Ctx {
+        let mut ctx = Ctx {
             builder,
             generation,
-            consts: HashMap::new(),
+            scopes: vec![Scope::new(generation)],
+            closed: HashSet::new(),
+            vals: Vec::new(),
             error: None,
-        });
+        };
+        for (v, x) in vals {
+            ctx.put_held(v, x);
+        }
+        *c = Some(ctx);
         Ok(())
     });
     installed?;
@@ -373,7 +740,7 @@ pub fn trace(
         }
     }
     let uninstall = Uninstall;
-    let outputs = f(&inputs);
+    let outputs = f(generation, &params);
     let ctx = CTX.with(|c| c.borrow_mut().take());
     drop(uninstall);
     let Some(mut ctx) = ctx else {
@@ -383,7 +750,7 @@ pub fn trace(
             inner: name.into(),
         });
     };
-    let outs = ctx.values_of(&outputs);
+    let outs = outs(&mut ctx, &outputs);
     if let Some(e) = ctx.error.take() {
         return Err(e);
     }
@@ -784,10 +1151,10 @@ impl Float for Var {
         }
         let x = if self.x.is_nan() { self.x } else { s.x };
         with_ctx(|ctx| {
-            let gen = ctx.generation;
+            let gen = ctx.scope_generation();
             let vals = ctx.values_of(&[self, s])?;
-            let isnan = ctx.ins1(Op::Ne, &[vals[0], vals[0]])?;
-            let r = ctx.ins1(Op::Select, &[isnan, vals[0], vals[1]])?;
+            let isnan = ctx.ins1v(Op::Ne, &[vals[0], vals[0]], Val::Bool(self.x.is_nan()))?;
+            let r = ctx.ins1v(Op::Select, &[isnan, vals[0], vals[1]], Val::F64(x))?;
             Some(Var {
                 x,
                 node: Some((gen, r)),
