@@ -65,8 +65,13 @@ pub const DOT_TOLERANCE: f64 = 1e-6;
 
 /// The rounding the dot-product test allows per executed instruction, relative to the
 /// paths' magnitude ⟨|w|, A·|u|⟩: two roundings of relative error `f64::EPSILON / 2`,
-/// one for a tangent or adjoint operation and one for the partial it uses.
+/// one for a tangent or adjoint operation and one for the partial it uses. A program
+/// that computes in `f32` anywhere rounds its derivatives to `f32` there: it gets
+/// [`ROUNDING_PER_STEP_F32`] instead.
 pub const ROUNDING_PER_STEP: f64 = f64::EPSILON;
+
+/// [`ROUNDING_PER_STEP`] for programs with `f32` values (`f32::EPSILON`).
+pub const ROUNDING_PER_STEP_F32: f64 = f32::EPSILON as f64;
 
 /// A failed stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -704,7 +709,19 @@ fn rounding_bound(
         .sum::<Option<f64>>()?;
     let steps =
         cost::estimate(&j.module, &j.name, &j.args)? + cost::estimate(&v.module, &v.name, &v.args)?;
-    Some(ROUNDING_PER_STEP * steps as f64 * paths)
+    let has_f32 = [&j.module, &v.module].iter().any(|m| {
+        m.funcs.iter().any(|f| {
+            f.values
+                .values()
+                .any(|d| d.ty.elem() == jitad_ir::ScalarType::F32)
+        })
+    });
+    let per_step = if has_f32 {
+        ROUNDING_PER_STEP_F32
+    } else {
+        ROUNDING_PER_STEP
+    };
+    Some(per_step * steps as f64 * paths)
 }
 
 #[cfg(test)]
