@@ -27,6 +27,17 @@ pub enum JsonError {
     /// A tensor type, which a scalar JSON value cannot hold.
     #[error("{0} values cannot be read from one JSON number")]
     Tensor(Type),
+    /// A tensor written with the wrong shape or element count.
+    #[error("a {ty} value: {why}")]
+    Shape {
+        /// The tensor type wanted.
+        ty: Type,
+        /// What was wrong.
+        why: String,
+    },
+    /// Named arguments that do not match the parameters.
+    #[error("{0}")]
+    Names(String),
     /// An array of the wrong length.
     #[error("expected {expected} values, got {got}")]
     Length {
@@ -115,8 +126,105 @@ pub fn json_to_val(v: &Value, ty: ScalarType) -> Result<Val, JsonError> {
     })
 }
 
-/// Reads an array of arguments, one per parameter of `params` (for `run --inputs`).
-pub fn json_to_args(v: &Value, params: &[Type]) -> Result<Vec<Val>, JsonError> {
+/// Reads a value of type `ty`: a scalar as [`json_to_val`]; a tensor as nested arrays
+/// (one level per axis), one flat array of all its elements in row-major order, or an
+/// object `{"shape": [2, 3], "data": [...]}` or `{"type": "f64[2,3]", "data": [...]}`
+/// (what [`val_to_json`] writes) whose shape must be `ty`'s. Elements are read as
+/// [`json_to_val`] reads scalars, so non-finite ones round-trip.
+pub fn json_to_value(v: &Value, ty: Type) -> Result<Val, JsonError> {
+    let Type::Tensor(elem, shape) = ty else {
+        return json_to_val(v, ty.elem());
+    };
+    let bad = |why: String| JsonError::Shape { ty, why };
+    let body = match v {
+        Value::Object(o) => {
+            if let Some(s) = o.get("shape") {
+                let dims: Option<Vec<u64>> = s
+                    .as_array()
+                    .and_then(|a| a.iter().map(Value::as_u64).collect());
+                let want: Vec<u64> = shape.dims().iter().map(|&d| u64::from(d)).collect();
+                if dims.as_ref() != Some(&want) {
+                    return Err(bad(format!("\"shape\" is {s}, expected {want:?}")));
+                }
+            }
+            if let Some(t) = o.get("type") {
+                if t.as_str() != Some(ty.to_string().as_str()) {
+                    return Err(bad(format!("\"type\" is {t}")));
+                }
+            }
+            o.get("data")
+                .ok_or_else(|| bad("an object needs \"data\"".into()))?
+        }
+        other => other,
+    };
+    // Flatten nested arrays (at most the rank deep) in row-major order, with a stack.
+    let mut flat = Vec::with_capacity(shape.num_elements());
+    let mut stack = vec![(body, 0usize)];
+    while let Some((x, depth)) = stack.pop() {
+        match x.as_array() {
+            Some(a) if depth < shape.rank() => stack.extend(a.iter().rev().map(|y| (y, depth + 1))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "arrays nested deeper than the rank {}",
+                    shape.rank()
+                )))
+            }
+            None if depth == 0 => return Err(bad("expected an array of elements".into())),
+            None => flat.push(json_to_val(x, elem)?),
+        }
+    }
+    let n = shape.num_elements();
+    if flat.len() != n {
+        return Err(bad(format!("expected {n} elements, got {}", flat.len())));
+    }
+    let data = match elem {
+        ScalarType::F64 => TensorData::F64(flat.iter().filter_map(Val::as_f64).collect()),
+        ScalarType::F32 => TensorData::F32(
+            flat.iter()
+                .filter_map(|v| match v {
+                    Val::F32(x) => Some(*x),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ScalarType::I64 => TensorData::I64(flat.iter().filter_map(Val::as_i64).collect()),
+        ScalarType::Bool => TensorData::Bool(flat.iter().filter_map(Val::as_bool).collect()),
+    };
+    jitad_ir::tensor::Tensor::new(shape, data)
+        .map(Val::tensor)
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Reads arguments for parameters of types `params` (for `run --inputs`): an array with
+/// one entry per parameter, or an object keyed by parameter name (`names`, without the
+/// `%`; every parameter must be named and given exactly once). Each entry is read by
+/// [`json_to_value`].
+pub fn json_to_args(
+    v: &Value,
+    params: &[Type],
+    names: &[Option<String>],
+) -> Result<Vec<Val>, JsonError> {
+    if let Value::Object(o) = v {
+        let mut out = Vec::with_capacity(params.len());
+        for (i, &t) in params.iter().enumerate() {
+            let name = names.get(i).cloned().flatten().ok_or_else(|| {
+                JsonError::Names(format!("parameter {i} has no name: pass an array instead"))
+            })?;
+            let x = o
+                .get(&name)
+                .ok_or_else(|| JsonError::Names(format!("no input named \"{name}\"")))?;
+            out.push(
+                json_to_value(x, t).map_err(|e| JsonError::Names(format!("\"{name}\": {e}")))?,
+            );
+        }
+        if let Some(k) = o
+            .keys()
+            .find(|k| !names.iter().any(|n| n.as_deref() == Some(k.as_str())))
+        {
+            return Err(JsonError::Names(format!("no parameter named \"{k}\"")));
+        }
+        return Ok(out);
+    }
     let arr = v
         .as_array()
         .ok_or_else(|| JsonError::NotAnArray(v.to_string()))?;
@@ -128,7 +236,10 @@ pub fn json_to_args(v: &Value, params: &[Type]) -> Result<Vec<Val>, JsonError> {
     }
     arr.iter()
         .zip(params)
-        .map(|(x, &t)| json_to_val(x, t.scalar().ok_or(JsonError::Tensor(t))?))
+        .enumerate()
+        .map(|(i, (x, &t))| {
+            json_to_value(x, t).map_err(|e| JsonError::Names(format!("input {i} ({t}): {e}")))
+        })
         .collect()
 }
 
@@ -234,16 +345,79 @@ mod tests {
         let params = [Type::Scalar(ScalarType::F64), Type::Scalar(ScalarType::I64)];
         let args: Value = serde_json::from_str(r#"["-inf", 3]"#).unwrap();
         assert_eq!(
-            json_to_args(&args, &params).unwrap(),
+            json_to_args(&args, &params, &[]).unwrap(),
             [Val::F64(f64::NEG_INFINITY), Val::I64(3)]
         );
         let short: Value = serde_json::from_str("[1.0]").unwrap();
         assert!(matches!(
-            json_to_args(&short, &params),
+            json_to_args(&short, &params, &[]),
             Err(JsonError::Length {
                 expected: 2,
                 got: 1
             })
         ));
+    }
+
+    #[test]
+    fn tensors_read_in_every_form_and_round_trip() {
+        use jitad_ir::tensor::Tensor;
+        let ty = Type::Tensor(ScalarType::F64, jitad_ir::Shape::new(&[2, 2]).unwrap());
+        let want =
+            Val::tensor(Tensor::f64(&[2, 2], vec![1.0, f64::NEG_INFINITY, -0.0, 4.5]).unwrap());
+        for text in [
+            r#"[[1, "-inf"], [-0.0, 4.5]]"#,
+            r#"[1, "-inf", -0.0, 4.5]"#,
+            r#"{"shape": [2, 2], "data": [1, "-inf", -0.0, 4.5]}"#,
+            r#"{"type": "f64[2,2]", "data": [[1, "-inf"], [-0.0, 4.5]]}"#,
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let got = json_to_value(&v, ty).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text}");
+        }
+        // What `val_to_json` writes reads back bit for bit (NaN and -0 included).
+        let odd = Val::tensor(Tensor::f64(&[2, 2], vec![f64::NAN, -0.0, 1e-310, 2.0]).unwrap());
+        let back = json_to_value(&val_to_json(&odd), ty).unwrap();
+        let bits = |v: &Val| -> Vec<u64> {
+            v.as_tensor()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&back)[1..], bits(&odd)[1..]);
+        assert!(back.as_tensor().unwrap().as_f64().unwrap()[0].is_nan());
+        for bad in [
+            r#"[1, 2, 3]"#,
+            r#"[[[1]], [2], [3], [4]]"#,
+            r#"{"shape": [4], "data": [1, 2, 3, 4]}"#,
+            r#"{"data": [1, 2, 3, "x"]}"#,
+            r#"3.0"#,
+        ] {
+            let v: Value = serde_json::from_str(bad).unwrap();
+            assert!(json_to_value(&v, ty).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn named_arguments_match_parameter_names() {
+        let params = [Type::Scalar(ScalarType::F64), Type::Scalar(ScalarType::I64)];
+        let names = [Some("x".to_string()), Some("n".to_string())];
+        let v: Value = serde_json::from_str(r#"{"n": 3, "x": "nan"}"#).unwrap();
+        let got = json_to_args(&v, &params, &names).unwrap();
+        assert!(got[0].as_f64().unwrap().is_nan() && got[1] == Val::I64(3));
+        for (bad, why) in [
+            (r#"{"x": 1.0}"#, "no input named \"n\""),
+            (r#"{"x": 1.0, "n": 2, "y": 0}"#, "no parameter named \"y\""),
+            (r#"{"x": 1.0, "n": 2.5}"#, "\"n\""),
+        ] {
+            let v: Value = serde_json::from_str(bad).unwrap();
+            let e = json_to_args(&v, &params, &names).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let unnamed = [None, None];
+        let v: Value = serde_json::from_str(r#"{"x": 1.0, "n": 2}"#).unwrap();
+        assert!(json_to_args(&v, &params, &unnamed).is_err());
     }
 }

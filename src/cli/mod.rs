@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use jitad::json::val_to_json;
 use jitad::{CompileOptions, Traced, Val};
 use jitad_ir::checkpoint::{Policy, Stats};
-use jitad_ir::tensor::TensorData;
 use jitad_ir::{ScalarType, Type};
 use std::path::{Path, PathBuf};
 
@@ -63,8 +62,10 @@ enum Command {
         #[arg(long, allow_hyphen_values = true, default_value = "")]
         args: String,
         /// A JSON file with the arguments instead of `--args`: an array with one entry
-        /// per parameter, a number (or bool) for a scalar, a (nested or flat) array of
-        /// its elements in row-major order for a tensor: `[2.0, [[1, 2], [3, 4]]]`.
+        /// per parameter, or an object keyed by parameter name (`{"x": 2.0, "w": ...}`);
+        /// a number (or bool; "inf", "-inf", "nan") for a scalar, and for a tensor a
+        /// (nested or flat) array of its elements in row-major order or
+        /// `{"shape": [2, 2], "data": [...]}`: `[2.0, [[1, 2], [3, 4]]]`.
         #[arg(long, conflicts_with = "args")]
         inputs: Option<PathBuf>,
         /// Also compute the gradient (the function must have one float result).
@@ -192,7 +193,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let traced = load(&file, func.as_deref())?;
             let params = &traced.function().sig.params;
             let vals = match &inputs {
-                Some(path) => read_inputs(path, params)
+                Some(path) => read_inputs(path, params, &param_names(traced.function()))
                     .with_context(|| format!("bad --inputs for @{}", traced.name()))?,
                 None => parse_args(&args, params)
                     .with_context(|| format!("bad --args for @{}", traced.name()))?,
@@ -337,75 +338,22 @@ fn parse_args(text: &str, params: &[Type]) -> Result<Vec<Val>> {
         .collect()
 }
 
-/// Reads `--inputs`: a JSON array with one entry per parameter (see `Command::Run`).
-fn read_inputs(path: &Path, params: &[Type]) -> Result<Vec<Val>> {
+/// The parameters' names (without `%`), where they have one.
+fn param_names(f: &jitad_ir::Function) -> Vec<Option<String>> {
+    f.params()
+        .iter()
+        .map(|&p| f.name_of(p).map(str::to_string))
+        .collect()
+}
+
+/// Reads `--inputs`: a JSON array with one entry per parameter, or an object keyed by
+/// parameter name (see `Command::Run` and [`jitad::json::json_to_args`]).
+fn read_inputs(path: &Path, params: &[Type], names: &[Option<String>]) -> Result<Vec<Val>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let items = json
-        .as_array()
-        .ok_or_else(|| anyhow!("expected a JSON array with one entry per parameter"))?;
-    if items.len() != params.len() {
-        bail!(
-            "expected {} input(s) ({}), got {}",
-            params.len(),
-            params
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            items.len()
-        );
-    }
-    items
-        .iter()
-        .zip(params)
-        .enumerate()
-        .map(|(i, (v, &ty))| json_val(v, ty).with_context(|| format!("input {i} ({ty})")))
-        .collect()
-}
-
-/// One `--inputs` entry as a value of type `ty`.
-fn json_val(v: &serde_json::Value, ty: Type) -> Result<Val> {
-    let Type::Tensor(elem, shape) = ty else {
-        return json_scalar(v, ty.elem());
-    };
-    // Flatten nested arrays (at most the rank deep) in row-major order, with a stack.
-    let mut flat = Vec::new();
-    let mut stack = vec![(v, 0usize)];
-    while let Some((v, depth)) = stack.pop() {
-        match v.as_array() {
-            Some(a) if depth < shape.rank() => stack.extend(a.iter().rev().map(|x| (x, depth + 1))),
-            Some(_) => bail!("arrays nested deeper than the rank {}", shape.rank()),
-            None if depth == 0 => bail!("expected an array of elements"),
-            None => flat.push(json_scalar(v, elem)?),
-        }
-    }
-    let n = ty.num_elements();
-    if flat.len() != n {
-        bail!("expected {n} elements, got {}", flat.len());
-    }
-    use jitad_ir::tensor::Tensor;
-    let data = match elem {
-        ScalarType::F64 => TensorData::F64(flat.iter().filter_map(Val::as_f64).collect()),
-        ScalarType::F32 => TensorData::F32(
-            flat.iter()
-                .filter_map(|v| match v {
-                    Val::F32(x) => Some(*x),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        ScalarType::I64 => TensorData::I64(flat.iter().filter_map(Val::as_i64).collect()),
-        ScalarType::Bool => TensorData::Bool(flat.iter().filter_map(Val::as_bool).collect()),
-    };
-    Ok(Val::tensor(Tensor::new(shape, data)?))
-}
-
-/// One scalar of `--inputs`, read losslessly (`"inf"`, `"-inf"`, `"nan"` included).
-fn json_scalar(v: &serde_json::Value, ty: ScalarType) -> Result<Val> {
-    Ok(jitad::json::json_to_val(v, ty)?)
+    Ok(jitad::json::json_to_args(&json, params, names)?)
 }
 
 fn parse_val(s: &str, ty: Type) -> Result<Val> {
