@@ -14,6 +14,8 @@ use jitad::problems::{rosenbrock_grad, rosenbrock_start};
 use std::time::Instant;
 
 /// Σ 100·(x[1:] − x[:-1]²)² + (1 − x[:-1])², as array ops.
+// One range per axis; a vector has one axis.
+#[allow(clippy::single_range_in_vec_init)]
 fn loss(x: &Tensor, n: usize) -> Tensor {
     let head = x.slice(&[0..n - 1]);
     let tail = x.slice(&[1..n]);
@@ -47,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let x0 = rosenbrock_start(n);
         let example = Val::tensor(Buffer::f64(&[n], x0.clone())?);
         let t = Instant::now();
-        let traced = jitad::trace_tensors("rosen", &[example.clone()], |a| vec![loss(&a[0], n)])?;
+        let traced = jitad::trace_tensors("rosen", std::slice::from_ref(&example), |a| {
+            vec![loss(&a[0], n)]
+        })?;
         let grad = traced.grad()?.optimize();
         let build = t.elapsed().as_secs_f64();
         let out = grad.eval(std::slice::from_ref(&example))?;
