@@ -80,6 +80,19 @@ pub enum CompileError {
     },
 }
 
+impl CompileError {
+    /// True when the JIT refused only because the program computes on tensors, which
+    /// it does not lower yet ([`CompileError::Unsupported`], [`CompileError::TensorOp`]):
+    /// the interpreter runs such programs, so harnesses comparing the two engines
+    /// compare nothing there rather than report a difference.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            CompileError::Unsupported { .. } | CompileError::TensorOp { .. }
+        )
+    }
+}
+
 /// Why a call into compiled code was refused or failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {

@@ -126,6 +126,9 @@ pub struct Stats {
     pub ad_errors: u64,
     /// Dot-product tests done.
     pub dot_tests: u64,
+    /// Evaluations run on the interpreter only (tensor programs, which the JIT does not
+    /// compile yet: [`jitad_codegen::CompileError::is_unsupported`]).
+    pub interp_only: u64,
 }
 
 impl Stats {
@@ -138,6 +141,7 @@ impl Stats {
         self.derived += o.derived;
         self.ad_errors += o.ad_errors;
         self.dot_tests += o.dot_tests;
+        self.interp_only += o.interp_only;
     }
 }
 
@@ -274,8 +278,18 @@ impl Ctx {
             self.stats.skipped += 1;
             return Ok(Ran::Nothing);
         }
-        self.stats.evals += 1;
         let interp = stage("interp", || Ok(interp::eval(m, entry, args)))?;
+        // Tensor programs run in the interpreter only until the JIT lowers them.
+        if let Err(e) = &compiled {
+            if e.is_unsupported() {
+                self.stats.interp_only += 1;
+                return Ok(match interp {
+                    Ok(v) => Ran::Values(v),
+                    Err(_) => Ran::Nothing,
+                });
+            }
+        }
+        self.stats.evals += 1;
         let jitted = match compiled {
             Ok(c) => {
                 let mut out: Vec<Val> = c.results().iter().map(|&t| Val::from_slot(t, 0)).collect();

@@ -201,8 +201,15 @@ fn run_worker(o: &Opts, start: u64) -> ExitCode {
         let c = make_case(o.seed, id, &corpus);
         let line = match check_text(&c.text, c.check_seed) {
             Ok(s) => format!(
-                "ok {id} {} {} {} {} {} {} {}",
-                s.parsed, s.verified, s.evals, s.skipped, s.derived, s.ad_errors, s.dot_tests
+                "ok {id} {} {} {} {} {} {} {} {}",
+                s.parsed,
+                s.verified,
+                s.evals,
+                s.skipped,
+                s.derived,
+                s.ad_errors,
+                s.dot_tests,
+                s.interp_only
             ),
             Err(f) => format!("fail {id} {}\t{}", f.stage, escape(&f.message)),
         };
@@ -349,7 +356,7 @@ fn drive(o: &Opts) -> ExitCode {
                         ("ok", Some(k)) => {
                             let n: Vec<u64> =
                                 rest.split(' ').filter_map(|x| x.parse().ok()).collect();
-                            if n.len() == 7 {
+                            if n.len() == 8 {
                                 stats.add(&Stats {
                                     parsed: n[0],
                                     verified: n[1],
@@ -358,6 +365,7 @@ fn drive(o: &Opts) -> ExitCode {
                                     derived: n[4],
                                     ad_errors: n[5],
                                     dot_tests: n[6],
+                                    interp_only: n[7],
                                 });
                             }
                             cases += 1;
@@ -439,14 +447,16 @@ fn drive(o: &Opts) -> ExitCode {
     );
     println!(
         "  parsed {}, verified {}, evaluations on both engines {} (skipped over budget {}), \
-         AD transforms {} (clean AD errors {}), dot-product tests {}",
+         AD transforms {} (clean AD errors {}), dot-product tests {}, interpreter-only \
+         evaluations (tensor programs) {}",
         stats.parsed,
         stats.verified,
         stats.evals,
         stats.skipped,
         stats.derived,
         stats.ad_errors,
-        stats.dot_tests
+        stats.dot_tests,
+        stats.interp_only
     );
     if findings.is_empty() {
         println!("  no failures");
