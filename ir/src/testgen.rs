@@ -784,6 +784,22 @@ mod tests {
                 panic!("seed {seed}: {e}\n{text}");
             }
             with_tensors += usize::from(has_tensor(&m));
+            // Small shapes: rank 1 to 3, dimensions 1 to 4, except the vectors `dot`
+            // takes from a flattened tensor.
+            for f in &m.funcs {
+                for (_, d) in f.insts.iter() {
+                    for &r in &d.results {
+                        let Type::Tensor(_, s) = f.ty(r) else { continue };
+                        let flat = matches!(d.op, Op::Reshape(_)) && s.rank() == 1;
+                        assert!(
+                            (1..=3).contains(&s.rank())
+                                && (flat || s.dims().iter().all(|&n| (1..=4).contains(&n))),
+                            "seed {seed}: {}\n{text}",
+                            f.ty(r)
+                        );
+                    }
+                }
+            }
             for f in &m.funcs {
                 assert!(
                     f.sig.params.iter().chain(&f.sig.results).all(|t| t.scalar().is_some()),

@@ -220,10 +220,13 @@ fn jvp_against_finite_differences_on_random_programs() {
 }
 
 /// Forward mode against central differences on tensor programs (fixed seeds, as
-/// above).
+/// above). Random programs can reach huge intermediates (a loop squaring its state)
+/// that a saturating op (`sigmoid`, `tanh`) rounds to a constant, where differences
+/// see nothing while the exact derivative is small but not zero: the comparison allows
+/// the differences' round-off, 10·ε·|y|/h, and most results must be checked sharply.
 #[test]
 fn jvp_against_finite_differences_on_tensor_programs() {
-    let mut checked = 0;
+    let (mut checked, mut sharp) = (0, 0);
     for seed in 0..40u64 {
         let mut m = random_module(seed, &tensor_opts(seed % 2 == 0));
         assert!(has_tensors(&m), "seed {seed}: no tensors");
@@ -240,14 +243,17 @@ fn jvp_against_finite_differences_on_tensor_programs() {
         for r in 0..k {
             let fd = fd_dir(&m, "main", &x, &u, r, 1e-6);
             let fd2 = fd_dir(&m, "main", &x, &u, r, 1e-8);
+            let jv = out[k + r];
+            let noise = 10.0 * f64::EPSILON * out[r].abs() / 1e-6;
             assert!(
-                close(out[k + r], fd, 1e-5) || close(out[k + r], fd2, 1e-5),
-                "seed {seed} result {r}: jvp {} vs fd {fd}\n{}",
-                out[k + r],
+                close(jv, fd, 1e-5) || close(jv, fd2, 1e-5) || (jv - fd).abs() <= noise,
+                "seed {seed} result {r}: jvp {jv} vs fd {fd}\n{}",
                 jitad_ir::print_module(&m)
             );
             checked += 1;
+            sharp += usize::from(noise <= 1e-5 * jv.abs().max(1.0));
         }
     }
     assert!(checked >= 40);
+    assert!(sharp * 10 >= checked * 9, "{sharp} of {checked} checked sharply");
 }

@@ -629,14 +629,14 @@ impl Gen {
                 self.ins1(b, Op::Reduce(red, all_axes(d.len())), &[t])?;
             }
             2 => {
-                let flat = d.iter().product::<usize>();
-                let v = if d.len() == 1 {
+                let u = if self.rng.chance(1, 4) {
                     t
                 } else {
-                    self.ins1(b, Op::Reshape(f64_tensor(&[flat])), &[t])?
+                    self.tensor_of(b, &d)?
                 };
-                let u = self.tensor_of(b, &[flat])?;
-                self.ins1(b, Op::Dot, &[v, u])?;
+                let v = self.flatten(b, t)?;
+                let w = self.flatten(b, u)?;
+                self.ins1(b, Op::Dot, &[v, w])?;
             }
             _ => {
                 let mut v = t;
@@ -648,6 +648,18 @@ impl Gen {
             }
         }
         Ok(())
+    }
+
+    /// `t` reshaped to a vector (itself when it is one). The vector may be longer than
+    /// [`MAX_DIM`], so it is not made visible: only the caller uses it.
+    fn flatten(&mut self, b: &mut FunctionBuilder, t: Value) -> R<Value> {
+        let d = dims(b.ty(t));
+        if d.len() == 1 {
+            return Ok(t);
+        }
+        self.used.insert(t);
+        self.take(1);
+        b.ins1(Op::Reshape(f64_tensor(&[d.iter().product()])), &[t])
     }
 
     /// Sums the latest (at most two) unused tensors of the outermost scope to scalars,
