@@ -735,10 +735,10 @@ mod tests {
         GenOptions {
             num_params: 1 + (seed % 3) as usize,
             num_insts: 24,
-            loops: seed % 4 != 0,
-            calls: seed % 3 == 0,
-            all_types: seed % 5 == 0,
-            smooth_only: seed % 2 == 0,
+            loops: !seed.is_multiple_of(4),
+            calls: seed.is_multiple_of(3),
+            all_types: seed.is_multiple_of(5),
+            smooth_only: seed.is_multiple_of(2),
             tensors: true,
         }
     }
@@ -789,7 +789,9 @@ mod tests {
             for f in &m.funcs {
                 for (_, d) in f.insts.iter() {
                     for &r in &d.results {
-                        let Type::Tensor(_, s) = f.ty(r) else { continue };
+                        let Type::Tensor(_, s) = f.ty(r) else {
+                            continue;
+                        };
                         let flat = matches!(d.op, Op::Reshape(_)) && s.rank() == 1;
                         assert!(
                             (1..=3).contains(&s.rank())
@@ -802,7 +804,11 @@ mod tests {
             }
             for f in &m.funcs {
                 assert!(
-                    f.sig.params.iter().chain(&f.sig.results).all(|t| t.scalar().is_some()),
+                    f.sig
+                        .params
+                        .iter()
+                        .chain(&f.sig.results)
+                        .all(|t| t.scalar().is_some()),
                     "seed {seed}: tensor in a signature\n{text}"
                 );
             }
@@ -827,7 +833,15 @@ mod tests {
                 for f in &m.funcs {
                     for (_, d) in f.insts.iter() {
                         let float = d.results.iter().any(|&r| f.ty(r).is_float());
-                        let bad = ["abs", "max", "min", "reduce_max", "reduce_min", "log", "sqrt"];
+                        let bad = [
+                            "abs",
+                            "max",
+                            "min",
+                            "reduce_max",
+                            "reduce_min",
+                            "log",
+                            "sqrt",
+                        ];
                         assert!(
                             !(float && bad.contains(&d.op.name())),
                             "seed {seed}: {} under smooth_only\n{text}",
@@ -841,7 +855,10 @@ mod tests {
                 }
             }
         }
-        assert!(with_tensors >= 110, "only {with_tensors} of 120 programs hold tensors");
+        assert!(
+            with_tensors >= 110,
+            "only {with_tensors} of 120 programs hold tensors"
+        );
     }
 
     /// Every tensor op appears across a few seeds, as do loops carrying tensors and
@@ -853,9 +870,28 @@ mod tests {
             op_names(&random_module(seed, &tensor_opts(seed)), &mut names);
         }
         for op in [
-            "fill", "broadcast", "iota", "sum", "mean", "logsumexp", "reduce_max", "reduce_min",
-            "matmul", "dot", "transpose", "reshape", "slice", "pad", "concat", "extract",
-            "insert", "select", "fma", "loop[T]", "extract@i", "insert@i",
+            "fill",
+            "broadcast",
+            "iota",
+            "sum",
+            "mean",
+            "logsumexp",
+            "reduce_max",
+            "reduce_min",
+            "matmul",
+            "dot",
+            "transpose",
+            "reshape",
+            "slice",
+            "pad",
+            "concat",
+            "extract",
+            "insert",
+            "select",
+            "fma",
+            "loop[T]",
+            "extract@i",
+            "insert@i",
         ] {
             assert!(names.contains(op), "no `{op}` in 200 tensor programs");
         }

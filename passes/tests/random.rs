@@ -154,7 +154,9 @@ fn loops_and_policies(mut m: Module, seed: u64) -> Result<(), TestCaseError> {
         jitad_passes::set_policy(&mut m, p);
         let got = eval(&m, &v, &va);
         prop_assert!(
-            got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+            got.iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits()),
             "seed {seed} {p}: {got:?} vs {want:?}"
         );
     }
@@ -255,5 +257,8 @@ fn jvp_against_finite_differences_on_tensor_programs() {
         }
     }
     assert!(checked >= 40);
-    assert!(sharp * 10 >= checked * 9, "{sharp} of {checked} checked sharply");
+    assert!(
+        sharp * 10 >= checked * 9,
+        "{sharp} of {checked} checked sharply"
+    );
 }

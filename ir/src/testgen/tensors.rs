@@ -10,7 +10,7 @@
 //! value the index can take (the index ranges are tracked with the loops), so no
 //! evaluation goes out of bounds.
 
-use super::{Gen, R, ALL_BINARY, ALL_UNARY, BOUNDED, COMPARE, CONSTS, SMOOTH_BINARY, SMOOTH_UNARY};
+use super::{Gen, ALL_BINARY, ALL_UNARY, BOUNDED, COMPARE, CONSTS, R, SMOOTH_BINARY, SMOOTH_UNARY};
 use crate::builder::FunctionBuilder;
 use crate::function::Value;
 use crate::op::{Axes, Constant, Op};
@@ -193,7 +193,11 @@ impl Gen {
                 let axis = self.rng.below(d.len());
                 let io = self.ins1(b, Op::Iota(axis as u8, ty), &[])?;
                 let x = self.f64_val(b);
-                let args = if self.rng.chance(1, 2) { [io, x] } else { [x, io] };
+                let args = if self.rng.chance(1, 2) {
+                    [io, x]
+                } else {
+                    [x, io]
+                };
                 let s = self.ins1(b, Op::Mul, &args)?;
                 if self.rng.chance(1, 2) {
                     let y = self.f64_val(b);
@@ -324,7 +328,11 @@ impl Gen {
                 let t = self.tensor_any(b)?;
                 let x = self.f64_val(b);
                 let op = self.binary_op();
-                let args = if self.rng.chance(1, 2) { [t, x] } else { [x, t] };
+                let args = if self.rng.chance(1, 2) {
+                    [t, x]
+                } else {
+                    [x, t]
+                };
                 self.ins1(b, op, &args)?;
             }
             4 => self.gen_broadcasting(b)?,
@@ -401,7 +409,11 @@ impl Gen {
         };
         let u = self.tensor_of(b, &other)?;
         let op = self.binary_op();
-        let args = if self.rng.chance(1, 2) { [t, u] } else { [u, t] };
+        let args = if self.rng.chance(1, 2) {
+            [t, u]
+        } else {
+            [u, t]
+        };
         self.ins1(b, op, &args)?;
         Ok(())
     }

@@ -7,11 +7,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// Compiled functions by (module text, function); `None` for a tensor program the JIT
+/// does not lower.
+type JitCache = HashMap<(String, String), Option<Rc<Compiled>>>;
+
 thread_local! {
-    /// Compiled functions by (module text, function), so repeated evaluations (finite
-    /// differences) compile once; `None` for a tensor program the JIT does not lower.
-    static JIT: RefCell<HashMap<(String, String), Option<Rc<Compiled>>>> =
-        RefCell::new(HashMap::new());
+    /// The cache of [`try_compiled`], so repeated evaluations (finite differences)
+    /// compile once.
+    static JIT: RefCell<JitCache> = RefCell::new(HashMap::new());
 }
 
 /// The JIT-compiled `func` of `m` (cached).
@@ -41,9 +44,7 @@ pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
     };
     let c = match compile_module(m, func, &opts) {
         Ok(c) => Some(Rc::new(c)),
-        Err(CompileError::TensorOp { .. } | CompileError::Unsupported { .. })
-            if has_tensors(m) =>
-        {
+        Err(CompileError::TensorOp { .. } | CompileError::Unsupported { .. }) if has_tensors(m) => {
             None
         }
         Err(e) => panic!("compile @{func}: {e}"),
