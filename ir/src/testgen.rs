@@ -19,7 +19,8 @@
 //! - about a third of the instruction results are named (`%t3`), the rest print as
 //!   `%vN`; loop indices are `%iK`, carried values `%cK`, loop results `%rK`;
 //! - with `tensors`, signatures stay as above (scalars only), but bodies hold tensor
-//!   sub-computations over `f64` tensors of rank 1 to 3 with dimensions 1 to 4: scalars
+//!   sub-computations over `f64` tensors of rank 1 to 3 with dimensions 1 to 4 (only a
+//!   tensor flattened to a vector for one `dot` may be longer): scalars
 //!   lifted (`broadcast`, `fill`, `iota` times a scalar, `insert` into a `fill`),
 //!   elementwise ops with broadcasting (tensor⊕tensor, tensor⊕scalar, a row or a column
 //!   against a matrix), `matmul` in every form, `dot`, `transpose`, `reshape`, `slice`

@@ -3,7 +3,8 @@
 //! Every tensor is `f64`, of rank 1 to 3 with dimensions 1 to [`MAX_DIM`]; every op that
 //! could grow a dimension (`concat`, `pad`) is sized so the result stays within
 //! [`MAX_DIM`], and every other op only keeps or shrinks dimensions, so the shapes of a
-//! program stay small. Tensors come from scalars (`broadcast`, `fill`, `iota` scaled by
+//! program stay small (the one exception, a tensor flattened to a vector for a `dot`,
+//! is used by that `dot` alone). Tensors come from scalars (`broadcast`, `fill`, `iota` scaled by
 //! a scalar, `insert` of scalars or rows into a `fill`) and go back to scalars (`sum`,
 //! `mean` or `logsumexp` over all axes, `dot`, `extract` of an element). An `extract` or
 //! `insert` at a loop index only targets a tensor whose leading dimension exceeds every
