@@ -87,6 +87,7 @@ pub fn gen_options(r: &mut Rng) -> GenOptions {
         calls: r.chance(1, 2),
         all_types: r.chance(1, 2),
         smooth_only: r.chance(1, 3),
+        tensors: false,
     }
 }
 

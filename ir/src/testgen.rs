@@ -17,7 +17,21 @@
 //!   `min(%n, 4)` (as end), so any `%n` is safe;
 //! - no `guard` is ever generated, so evaluation never asks for a re-trace;
 //! - about a third of the instruction results are named (`%t3`), the rest print as
-//!   `%vN`; loop indices are `%iK`, carried values `%cK`, loop results `%rK`.
+//!   `%vN`; loop indices are `%iK`, carried values `%cK`, loop results `%rK`;
+//! - with `tensors`, signatures stay as above (scalars only), but bodies hold tensor
+//!   sub-computations over `f64` tensors of rank 1 to 3 with dimensions 1 to 4 (only a
+//!   tensor flattened to a vector for one `dot` may be longer): scalars
+//!   lifted (`broadcast`, `fill`, `iota` times a scalar, `insert` into a `fill`),
+//!   elementwise ops with broadcasting (tensor⊕tensor, tensor⊕scalar, a row or a column
+//!   against a matrix), `matmul` in every form, `dot`, `transpose`, `reshape`, `slice`
+//!   (with steps), `concat`, `pad`, `extract`/`insert`, reductions over random axes, and
+//!   back to scalars (`sum`/`mean`/`logsumexp` over all axes, `dot`, `extract` of an
+//!   element) that feed the scalar code; loops may carry tensors, updated by `insert` at
+//!   the loop index. An `extract`/`insert` index is a constant in range or the index of
+//!   an enclosing loop whose every value is below the tensor's leading dimension, so
+//!   evaluation never fails on an index. The latest unused tensors are summed into the
+//!   first result. Without `tensors`, the same seed gives the same module as before the
+//!   option existed (the option draws no random numbers when off).
 //!
 //! With `smooth_only`, `@main` is infinitely differentiable in its `f64` inputs
 //! everywhere except on the switching surfaces of `select`s, and finite on all of ℝⁿ:
@@ -26,14 +40,20 @@
 //! by `1 + y*y`, `select` on comparisons, and `f64` constants; with `all_types` also
 //! `i64` arithmetic, `i64` comparisons and `cast i64 → f64` (constant in the inputs), but
 //! no `f32` and no casts from floats. Loop-carried `f64` values often pass through
-//! `tanh`/`sin` so magnitudes stay moderate. Without `smooth_only` every op but `guard`
-//! may appear, and results may be `inf` or NaN (`log` of a negative, overflow, ...).
+//! `tanh`/`sin` so magnitudes stay moderate. With `tensors` too, tensor ops keep to the
+//! same rules elementwise (no `abs`, `max`/`min` or `reduce_max`/`reduce_min`; `exp`
+//! only of a bounded tensor), plus the ops smooth on all inputs: `matmul`, `dot`,
+//! `sum`, `mean`, `logsumexp` and the structural ops; loop-carried tensors often pass
+//! through `tanh`/`sin` too. Without `smooth_only` every op but `guard` may appear, and
+//! results may be `inf` or NaN (`log` of a negative, overflow, ...).
 
 use crate::builder::{BuildError, FunctionBuilder};
 use crate::function::{Module, Value};
 use crate::op::{Bound, Constant, LoopBounds, Op, Signature};
 use crate::types::{ScalarType, Type};
 use std::collections::HashSet;
+
+mod tensors;
 
 /// The deepest loop nesting the generator produces.
 pub const MAX_LOOP_DEPTH: usize = 2;
@@ -57,10 +77,15 @@ pub struct GenOptions {
     /// Only ops that are smooth and finite on all of ℝ (see the module docs), for
     /// derivative tests.
     pub smooth_only: bool,
+    /// Also generate tensor sub-computations (`f64` tensors of rank 1 to 3, dimensions
+    /// 1 to 4) inside the scalar functions, and loops carrying tensors. Signatures stay
+    /// scalar.
+    pub tensors: bool,
 }
 
 impl Default for GenOptions {
-    /// Two parameters, about 16 instructions, loops and calls, `f64` only, every op.
+    /// Two parameters, about 16 instructions, loops and calls, `f64` only, every op,
+    /// no tensors.
     fn default() -> Self {
         GenOptions {
             num_params: 2,
@@ -69,6 +94,7 @@ impl Default for GenOptions {
             calls: true,
             all_types: false,
             smooth_only: false,
+            tensors: false,
         }
     }
 }
@@ -81,6 +107,7 @@ pub fn random_module(seed: u64, opts: &GenOptions) -> Module {
         opts: opts.clone(),
         scopes: Vec::new(),
         indices: Vec::new(),
+        ranges: Vec::new(),
         n_param: None,
         helpers: Vec::new(),
         budget: 0,
@@ -181,6 +208,8 @@ struct Gen {
     scopes: Vec<Vec<Value>>,
     /// Indices of the enclosing loops (small: in -1..=4), usable as loop starts.
     indices: Vec<Value>,
+    /// For each of `indices`, `(lo, hi)`: every value the index takes is in `lo..hi`.
+    ranges: Vec<(i64, i64)>,
     /// `@main`'s `%n`, when it has one.
     n_param: Option<Value>,
     /// Functions generated so far, callable.
@@ -265,6 +294,7 @@ impl Gen {
         self.scopes = vec![Vec::new()];
         self.used.clear();
         self.indices.clear();
+        self.ranges.clear();
         self.depth = 0;
         self.n_param = None;
         let nparams = if is_main {
@@ -288,6 +318,9 @@ impl Gen {
         };
         while self.budget > 0 {
             self.step(&mut b)?;
+        }
+        if self.opts.tensors {
+            self.fold_tensors(&mut b)?;
         }
         let nres = 1 + self.rng.below(2);
         let mut results = Vec::with_capacity(nres);
@@ -331,6 +364,9 @@ impl Gen {
         }
         if self.opts.all_types && (20..45).contains(&c) {
             return self.gen_typed(b);
+        }
+        if self.opts.tensors && (45..72).contains(&c) {
+            return self.gen_tensor(b);
         }
         self.gen_float(b)
     }
@@ -511,12 +547,14 @@ impl Gen {
         let mut dyn_bounds = Vec::new();
         // Trip counts stay at most 5: starts are in -1..=4, ends at most 4 when the
         // start is dynamic, and at most start + 5 when it is an immediate.
-        let start = if !self.indices.is_empty() && self.rng.chance(1, 4) {
-            let i = self.rng.pick(&self.indices.clone());
-            dyn_bounds.push(i);
-            None
+        // `lo`: the least value the index can take.
+        let (start, lo) = if !self.indices.is_empty() && self.rng.chance(1, 4) {
+            let k = self.rng.below(self.indices.len());
+            dyn_bounds.push(self.indices[k]);
+            (None, self.ranges[k].0)
         } else {
-            Some(self.rng.below(3) as i64 - 1)
+            let s = self.rng.below(3) as i64 - 1;
+            (Some(s), s)
         };
         let use_n = self.n_param.is_some() && self.rng.chance(1, 3);
         let end = if use_n {
@@ -537,6 +575,14 @@ impl Gen {
             start: start.map_or(Bound::Dyn, Bound::Imm),
             end,
         };
+        // Every value the index takes is in `lo..hi` (a dynamic end is `min(%n, 4)`).
+        let hi = match end {
+            Bound::Imm(e) => e,
+            Bound::Dyn => 4,
+        };
+        // The leading dimension a carried tensor needs so the index is always in range
+        // for it, when the index can be used as one at all.
+        let need = (lo >= 0 && hi <= tensors::MAX_DIM as i64).then(|| hi.max(1) as usize);
         let ncarried = if self.rng.chance(1, 10) {
             0
         } else {
@@ -544,7 +590,9 @@ impl Gen {
         };
         let mut inits = Vec::with_capacity(ncarried);
         for _ in 0..ncarried {
-            let v = if self.opts.all_types && !self.opts.smooth_only && self.rng.chance(1, 4) {
+            let v = if self.opts.tensors && self.rng.chance(1, 3) {
+                self.tensor_init(b, need)?
+            } else if self.opts.all_types && !self.opts.smooth_only && self.rng.chance(1, 4) {
                 let ty = self.rng.pick(&[Type::I64, Type::BOOL, Type::F32]);
                 match self.pick(b, ty) {
                     Some(v) => v,
@@ -558,7 +606,7 @@ impl Gen {
         self.take(1);
         self.used.extend(dyn_bounds.iter().chain(&inits).copied());
         let results = b.build_loop(bounds, &dyn_bounds, &inits, |b, i, carried| {
-            self.loop_body(b, i, carried)
+            self.loop_body(b, i, (lo, hi), carried)
         })?;
         for v in results {
             let name = self.fresh("r");
@@ -570,7 +618,13 @@ impl Gen {
         Ok(())
     }
 
-    fn loop_body(&mut self, b: &mut FunctionBuilder, i: Value, carried: &[Value]) -> R<Vec<Value>> {
+    fn loop_body(
+        &mut self,
+        b: &mut FunctionBuilder,
+        i: Value,
+        range: (i64, i64),
+        carried: &[Value],
+    ) -> R<Vec<Value>> {
         let name = self.fresh("i");
         b.set_name(i, &name);
         let mut scope = vec![i];
@@ -581,6 +635,7 @@ impl Gen {
         }
         self.scopes.push(scope);
         self.indices.push(i);
+        self.ranges.push(range);
         self.depth += 1;
         let outer_budget = self.budget;
         let n = (1 + self.rng.below(5)).min(outer_budget.max(1));
@@ -604,7 +659,17 @@ impl Gen {
                 } else {
                     self.pick(b, ty).unwrap_or(c)
                 };
-                if ty == Type::F64 && self.opts.smooth_only && self.rng.chance(2, 3) {
+                if let Type::Tensor(..) = ty {
+                    match self.tensor_yield(b, v, i, range) {
+                        Ok(w) => v = w,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                // Tensors too: a bounded carried value keeps matmuls from compounding.
+                if ty.is_float() && self.opts.smooth_only && self.rng.chance(2, 3) {
                     let op = self.rng.pick(&[Op::Tanh, Op::Sin]);
                     match b.ins1(op, &[v]) {
                         Ok(w) => v = w,
@@ -620,6 +685,7 @@ impl Gen {
         }
         self.depth -= 1;
         self.indices.pop();
+        self.ranges.pop();
         self.scopes.pop();
         self.budget = outer_budget.saturating_sub(used);
         result.map(|()| next)
@@ -644,6 +710,16 @@ mod tests {
                     all_types: true,
                     ..GenOptions::default()
                 },
+                GenOptions {
+                    tensors: true,
+                    ..GenOptions::default()
+                },
+                GenOptions {
+                    tensors: true,
+                    smooth_only: true,
+                    all_types: true,
+                    ..GenOptions::default()
+                },
             ] {
                 let a = random_module(seed, &opts);
                 let b = random_module(seed, &opts);
@@ -653,6 +729,184 @@ mod tests {
                 assert!(main.sig.results.iter().all(|&t| t == Type::F64));
                 assert!(!main.sig.results.is_empty());
             }
+        }
+    }
+
+    fn tensor_opts(seed: u64) -> GenOptions {
+        GenOptions {
+            num_params: 1 + (seed % 3) as usize,
+            num_insts: 24,
+            loops: !seed.is_multiple_of(4),
+            calls: seed.is_multiple_of(3),
+            all_types: seed.is_multiple_of(5),
+            smooth_only: seed.is_multiple_of(2),
+            tensors: true,
+        }
+    }
+
+    fn has_tensor(m: &Module) -> bool {
+        m.funcs
+            .iter()
+            .any(|f| f.values.iter().any(|(_, d)| d.ty.scalar().is_none()))
+    }
+
+    /// Every op name of `m` (loops included: `loop` carrying a tensor is `loop[T]`,
+    /// an `extract`/`insert` at a loop index is `extract@i`/`insert@i`).
+    fn op_names(m: &Module, out: &mut HashSet<String>) {
+        use crate::function::ValueDef;
+        for f in &m.funcs {
+            for (_, d) in f.insts.iter() {
+                out.insert(d.op.name().to_string());
+                if matches!(d.op, Op::Loop(_))
+                    && d.results.iter().any(|&r| f.ty(r).scalar().is_none())
+                {
+                    out.insert("loop[T]".into());
+                }
+                if matches!(d.op, Op::Extract | Op::Insert) {
+                    let i = d.args[d.args.len() - 1];
+                    if matches!(f.values[i].def, ValueDef::Param(r, 0) if r != f.body) {
+                        out.insert(format!("{}@i", d.op.name()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tensor programs verify, evaluate without error in the interpreter (no index out
+    /// of range), keep scalar signatures, and are finite under `smooth_only`.
+    #[test]
+    fn tensor_programs_verify_and_evaluate() {
+        let mut with_tensors = 0;
+        for seed in 0..120 {
+            let opts = tensor_opts(seed);
+            let m = random_module(seed, &opts);
+            let text = crate::print_module(&m);
+            if let Err(e) = crate::verify_module(&m) {
+                panic!("seed {seed}: {e}\n{text}");
+            }
+            with_tensors += usize::from(has_tensor(&m));
+            // Small shapes: rank 1 to 3, dimensions 1 to 4, except the vectors `dot`
+            // takes from a flattened tensor.
+            for f in &m.funcs {
+                for (_, d) in f.insts.iter() {
+                    for &r in &d.results {
+                        let Type::Tensor(_, s) = f.ty(r) else {
+                            continue;
+                        };
+                        let flat = matches!(d.op, Op::Reshape(_)) && s.rank() == 1;
+                        assert!(
+                            (1..=3).contains(&s.rank())
+                                && (flat || s.dims().iter().all(|&n| (1..=4).contains(&n))),
+                            "seed {seed}: {}\n{text}",
+                            f.ty(r)
+                        );
+                    }
+                }
+            }
+            for f in &m.funcs {
+                assert!(
+                    f.sig
+                        .params
+                        .iter()
+                        .chain(&f.sig.results)
+                        .all(|t| t.scalar().is_some()),
+                    "seed {seed}: tensor in a signature\n{text}"
+                );
+            }
+            let main = m.funcs.last().unwrap();
+            let args: Vec<crate::Val> = main
+                .sig
+                .params
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| {
+                    if t == Type::I64 {
+                        crate::Val::I64(seed as i64 % 7 - 2)
+                    } else {
+                        crate::Val::F64(0.3 - 0.4 * k as f64)
+                    }
+                })
+                .collect();
+            let out = crate::interp::eval(&m, "main", &args)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+            if opts.smooth_only {
+                // (`i64` `min`/`max` are fine: constant in the inputs.)
+                for f in &m.funcs {
+                    for (_, d) in f.insts.iter() {
+                        let float = d.results.iter().any(|&r| f.ty(r).is_float());
+                        let bad = [
+                            "abs",
+                            "max",
+                            "min",
+                            "reduce_max",
+                            "reduce_min",
+                            "log",
+                            "sqrt",
+                        ];
+                        assert!(
+                            !(float && bad.contains(&d.op.name())),
+                            "seed {seed}: {} under smooth_only\n{text}",
+                            d.op.name()
+                        );
+                    }
+                }
+                for v in out {
+                    let x = v.as_f64().unwrap();
+                    assert!(x.is_finite(), "seed {seed}: result {x}\n{text}");
+                }
+            }
+        }
+        assert!(
+            with_tensors >= 110,
+            "only {with_tensors} of 120 programs hold tensors"
+        );
+    }
+
+    /// Every tensor op appears across a few seeds, as do loops carrying tensors and
+    /// `extract`/`insert` at a loop index.
+    #[test]
+    fn tensor_programs_cover_every_tensor_op() {
+        let mut names = HashSet::new();
+        for seed in 0..200 {
+            op_names(&random_module(seed, &tensor_opts(seed)), &mut names);
+        }
+        for op in [
+            "fill",
+            "broadcast",
+            "iota",
+            "sum",
+            "mean",
+            "logsumexp",
+            "reduce_max",
+            "reduce_min",
+            "matmul",
+            "dot",
+            "transpose",
+            "reshape",
+            "slice",
+            "pad",
+            "concat",
+            "extract",
+            "insert",
+            "select",
+            "fma",
+            "loop[T]",
+            "extract@i",
+            "insert@i",
+        ] {
+            assert!(names.contains(op), "no `{op}` in 200 tensor programs");
+        }
+    }
+
+    /// Without the option, no value anywhere has a tensor type.
+    #[test]
+    fn no_tensors_unless_asked() {
+        for seed in 0..100 {
+            let opts = GenOptions {
+                tensors: false,
+                ..tensor_opts(seed)
+            };
+            assert!(!has_tensor(&random_module(seed, &opts)), "seed {seed}");
         }
     }
 }

@@ -28,6 +28,15 @@ fn corpus() -> Vec<String> {
         };
         out.push(print_module(&random_module(seed, &opts)));
     }
+    // Tensor programs: shapes, axes, ranges, permutations to mutate.
+    for seed in 4..6 {
+        let opts = GenOptions {
+            num_insts: 24,
+            tensors: true,
+            ..GenOptions::default()
+        };
+        out.push(print_module(&random_module(seed, &opts)));
+    }
     out
 }
 

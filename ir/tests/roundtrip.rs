@@ -1,5 +1,6 @@
 //! Text round trips over random programs: print → parse → print is the identity,
-//! value names survive, parsed programs verify, and they evaluate to the same bits.
+//! value names survive, parsed programs verify, and they evaluate to the same bits —
+//! scalar programs and programs with tensor sub-computations (`GenOptions::tensors`).
 
 use jitad_ir::testgen::{random_module, GenOptions};
 use jitad_ir::{
@@ -30,15 +31,17 @@ fn opts_strategy() -> impl Strategy<Value = GenOptions> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(num_params, num_insts, loops, calls, all_types, smooth_only)| GenOptions {
+            |(num_params, num_insts, loops, calls, all_types, smooth_only, tensors)| GenOptions {
                 num_params,
                 num_insts,
                 loops,
                 calls,
                 all_types,
                 smooth_only,
+                tensors,
             },
         )
 }

@@ -4,8 +4,8 @@
 //! value, computed by the reference interpreter ([`jitad_ir::interp`]) on a one-op
 //! function, so folding agrees bit for bit with evaluation (and with the JIT, which
 //! shares the interpreter's `math`). A `select` with a constant condition becomes the
-//! chosen operand. Folding is exact: it never changes a result, including NaN, ±inf and
-//! −0.0.
+//! chosen operand (broadcast to the result type when the other operand set it).
+//! Folding is exact: it never changes a result, including NaN, ±inf and −0.0.
 //!
 //! Over tensors, a *uniform* tensor (`fill c : T`, or `broadcast` of a constant) stands
 //! for its one value: an elementwise op whose operands are all constants or uniform
@@ -32,7 +32,17 @@ pub fn constfold(f: &mut Function) -> bool {
         if let (Op::Select, &[c, a, b]) = (&d.op, d.args.as_slice()) {
             if let Some(Constant::Bool(c)) = const_of(f, c) {
                 let r = d.results[0];
-                subst.replace(f, r, if c { a } else { b });
+                let chosen = if c { a } else { b };
+                let rty = f.ty(r);
+                if f.ty(chosen) == rty {
+                    subst.replace(f, r, chosen);
+                } else {
+                    // The other operand set the (broadcast) result type: the chosen
+                    // one, broadcast to it, is the same value.
+                    let data = &mut f.insts[inst];
+                    data.op = Op::Broadcast(rty);
+                    data.args = vec![chosen];
+                }
                 changed = true;
             }
             continue;

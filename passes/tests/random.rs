@@ -1,7 +1,9 @@
 //! Derivatives of random smooth programs (`jitad_ir::testgen`, `smooth_only`):
 //! the dot-product test ⟨J·u, w⟩ = ⟨u, Jᵀ·w⟩ between forward and reverse mode, forward
 //! against reverse gradients to ~1e-12, finite differences, and optimisation preserving
-//! every derived function's results bit for bit.
+//! every derived function's results bit for bit. The same on programs with tensor
+//! sub-computations (`GenOptions::tensors`), evaluated by the interpreter alone while
+//! the JIT does not lower tensors (`common::eval`).
 
 mod common;
 use common::*;
@@ -18,6 +20,15 @@ fn opts(loops: bool) -> GenOptions {
         calls: true,
         all_types: false,
         smooth_only: true,
+        tensors: false,
+    }
+}
+
+/// Smooth programs with tensor sub-computations (and loops carrying tensors).
+fn tensor_opts(loops: bool) -> GenOptions {
+    GenOptions {
+        tensors: true,
+        ..opts(loops)
     }
 }
 
@@ -113,26 +124,67 @@ proptest! {
     /// store-all results bit for bit.
     #[test]
     fn programs_with_loops(seed in any::<u64>()) {
-        let mut m = random_module(seed, &opts(true));
+        loops_and_policies(random_module(seed, &opts(true)), seed)?;
+    }
+}
+
+/// The dot-product test on `m` (a random program with loops), then every checkpointing
+/// policy against store-all, bit for bit.
+fn loops_and_policies(mut m: Module, seed: u64) -> Result<(), TestCaseError> {
+    let (a, b, s) = dot_test(&mut m, seed).unwrap();
+    // Iterating a random body can overflow; the dot product is then meaningless.
+    prop_assume!(a.is_finite() && b.is_finite() && s.is_finite());
+    prop_assert!(
+        (a - b).abs() <= 1e-11 * s + 1e-13,
+        "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}"
+    );
+    let main = m.get("main").unwrap();
+    let (n, k) = (main.sig.params.len(), main.sig.results.len());
+    let mut va = numbers(seed, n);
+    va.extend(numbers(seed ^ 2, k));
+    let v = vjp(&mut m, "main", &(0..n).collect::<Vec<_>>()).unwrap();
+    jitad_passes::set_policy(&mut m, Policy::StoreAll);
+    let want = eval(&m, &v, &va);
+    for p in [
+        Policy::Recompute,
+        Policy::Binomial(2),
+        Policy::Every(2),
+        Policy::Auto(0),
+    ] {
+        jitad_passes::set_policy(&mut m, p);
+        let got = eval(&m, &v, &va);
+        prop_assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits()),
+            "seed {seed} {p}: {got:?} vs {want:?}"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    // Tensor programs run in the interpreter alone (a few ms each); 48 cases each keep
+    // the two tests at a few seconds.
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// The dot-product test, forward against reverse mode, on straight-line programs
+    /// with tensor sub-computations; clean-up preserves both derived functions' bits
+    /// (in `dot_test`).
+    #[test]
+    fn dot_product_test_on_tensor_programs(seed in any::<u64>()) {
+        let mut m = random_module(seed, &tensor_opts(false));
+        prop_assert!(has_tensors(&m) || m.funcs.iter().all(|f| f.num_insts() < 4));
         let (a, b, s) = dot_test(&mut m, seed).unwrap();
-        // Iterating a random body can overflow; the dot product is then meaningless.
-        prop_assume!(a.is_finite() && b.is_finite() && s.is_finite());
         prop_assert!((a - b).abs() <= 1e-11 * s + 1e-13, "seed {seed}: <Ju,w> = {a}, <u,J^T w> = {b}");
-        let main = m.get("main").unwrap();
-        let (n, k) = (main.sig.params.len(), main.sig.results.len());
-        let mut va = numbers(seed, n);
-        va.extend(numbers(seed ^ 2, k));
-        let v = vjp(&mut m, "main", &(0..n).collect::<Vec<_>>()).unwrap();
-        jitad_passes::set_policy(&mut m, Policy::StoreAll);
-        let want = eval(&m, &v, &va);
-        for p in [Policy::Recompute, Policy::Binomial(2), Policy::Every(2), Policy::Auto(0)] {
-            jitad_passes::set_policy(&mut m, p);
-            let got = eval(&m, &v, &va);
-            prop_assert!(
-                got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
-                "seed {seed} {p}: {got:?} vs {want:?}"
-            );
-        }
+    }
+
+    /// Tensor programs with loops, some carrying tensors updated at the loop index:
+    /// forward against reverse mode, clean-up, and every checkpointing policy against
+    /// store-all.
+    #[test]
+    fn tensor_programs_with_loops(seed in any::<u64>()) {
+        loops_and_policies(random_module(seed, &tensor_opts(true)), seed)?;
     }
 }
 
@@ -167,4 +219,46 @@ fn jvp_against_finite_differences_on_random_programs() {
         }
     }
     assert!(checked >= 60);
+}
+
+/// Forward mode against central differences on tensor programs (fixed seeds, as
+/// above). Random programs can reach huge intermediates (a loop squaring its state)
+/// that a saturating op (`sigmoid`, `tanh`) rounds to a constant, where differences
+/// see nothing while the exact derivative is small but not zero: the comparison allows
+/// the differences' round-off, 10·ε·|y|/h, and most results must be checked sharply.
+#[test]
+fn jvp_against_finite_differences_on_tensor_programs() {
+    let (mut checked, mut sharp) = (0, 0);
+    for seed in 0..40u64 {
+        let mut m = random_module(seed, &tensor_opts(seed % 2 == 0));
+        assert!(has_tensors(&m), "seed {seed}: no tensors");
+        let main = m.get("main").unwrap();
+        let n = main.sig.params.len();
+        let k = main.sig.results.len();
+        let j = jvp(&mut m, "main", &(0..n).collect::<Vec<_>>()).unwrap();
+        verified(&m);
+        let x = numbers(seed, n);
+        let u = numbers(seed ^ 1, n);
+        let mut args = x.clone();
+        args.extend_from_slice(&u);
+        let out = eval(&m, &j, &args);
+        for r in 0..k {
+            let fd = fd_dir(&m, "main", &x, &u, r, 1e-6);
+            let fd2 = fd_dir(&m, "main", &x, &u, r, 1e-8);
+            let jv = out[k + r];
+            let noise = 10.0 * f64::EPSILON * out[r].abs() / 1e-6;
+            assert!(
+                close(jv, fd, 1e-5) || close(jv, fd2, 1e-5) || (jv - fd).abs() <= noise,
+                "seed {seed} result {r}: jvp {jv} vs fd {fd}\n{}",
+                jitad_ir::print_module(&m)
+            );
+            checked += 1;
+            sharp += usize::from(noise <= 1e-5 * jv.abs().max(1.0));
+        }
+    }
+    assert!(checked >= 40);
+    assert!(
+        sharp * 10 >= checked * 9,
+        "{sharp} of {checked} checked sharply"
+    );
 }

@@ -140,6 +140,24 @@ fn clean_up_passes_keep_tensor_programs() {
     verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
     let out = eval(&module, "f", &[t(&[3], &[1.0, 2.0, 3.0]), Val::F64(4.0)]).unwrap();
     assert_eq!(out[2], t(&[3], &[4.0, 4.0, 4.0]));
+    // Constant folding of a `select` whose condition folds to a constant and whose
+    // chosen operand is a scalar (the other one a tensor): the scalar broadcast, not the
+    // scalar itself (found by the random tensor programs of tests/random.rs).
+    let src = "func @f(%x: f64, %v: f64[2]) -> (f64, f64[2]) {
+      %c = gt %x, %x
+      %z = const 0.0 : f64
+      %s = select %c, %v, %z
+      %r = sum %s, axes [0]
+      %w = select %c, %v, %x
+      ret %r, %w
+    }";
+    let mut module = m(src);
+    let args = [Val::F64(1.5), t(&[2], &[1.0, 2.0])];
+    let before = eval(&module, "f", &args).unwrap();
+    optimize_module(&mut module, &OptOptions::default());
+    verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(eval(&module, "f", &args).unwrap(), before);
+    assert_eq!(before[1], t(&[2], &[1.5, 1.5]));
 }
 
 #[test]

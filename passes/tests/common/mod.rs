@@ -1,20 +1,39 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use jitad_codegen::{compile_module, CompileOptions, Compiled};
+use jitad_codegen::{compile_module, CompileError, CompileOptions, Compiled};
 use jitad_ir::{interp, verify_module, Module, Val};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// Compiled functions by (module text, function); `None` for a tensor program the JIT
+/// does not lower.
+type JitCache = HashMap<(String, String), Option<Rc<Compiled>>>;
+
 thread_local! {
-    /// Compiled functions by (module text, function), so repeated evaluations (finite
-    /// differences) compile once.
-    static JIT: RefCell<HashMap<(String, String), Rc<Compiled>>> = RefCell::new(HashMap::new());
+    /// The cache of [`try_compiled`], so repeated evaluations (finite differences)
+    /// compile once.
+    static JIT: RefCell<JitCache> = RefCell::new(HashMap::new());
 }
 
 /// The JIT-compiled `func` of `m` (cached).
 pub fn compiled(m: &Module, func: &str) -> Rc<Compiled> {
+    try_compiled(m, func)
+        .unwrap_or_else(|| panic!("compile @{func}: the JIT does not lower tensors yet"))
+}
+
+/// True when some value of `m` has a tensor type.
+pub fn has_tensors(m: &Module) -> bool {
+    m.funcs
+        .iter()
+        .any(|f| f.values.iter().any(|(_, d)| d.ty.scalar().is_none()))
+}
+
+/// The JIT-compiled `func` of `m` (cached), or `None` exactly when `m` holds tensors
+/// and the JIT refuses them as not yet supported (`CompileError::TensorOp` or
+/// `Unsupported`, issue #13); any other compile error panics.
+pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
     let key = (jitad_ir::print_module(m), func.to_string());
     if let Some(c) = JIT.with(|j| j.borrow().get(&key).cloned()) {
         return c;
@@ -23,15 +42,22 @@ pub fn compiled(m: &Module, func: &str) -> Rc<Compiled> {
         verify: true,
         ..CompileOptions::default()
     };
-    let c =
-        Rc::new(compile_module(m, func, &opts).unwrap_or_else(|e| panic!("compile @{func}: {e}")));
+    let c = match compile_module(m, func, &opts) {
+        Ok(c) => Some(Rc::new(c)),
+        Err(CompileError::TensorOp { .. } | CompileError::Unsupported { .. }) if has_tensors(m) => {
+            None
+        }
+        Err(e) => panic!("compile @{func}: {e}"),
+    };
     JIT.with(|j| j.borrow_mut().insert(key, c.clone()));
     c
 }
 
 /// Evaluates `func` on f64 arguments with the interpreter and with the JIT, asserts
 /// that both engines agree bit for bit (any NaN equals any NaN), and returns the f64
-/// results (panics on failure: tests). So every derivative test runs compiled too.
+/// results (panics on failure: tests). So every derivative test runs compiled too —
+/// except tensor programs while the JIT refuses them ([`try_compiled`]): those run in
+/// the interpreter alone.
 pub fn eval(m: &Module, func: &str, args: &[f64]) -> Vec<f64> {
     let vals: Vec<Val> = args.iter().map(|&x| Val::F64(x)).collect();
     let interp: Vec<f64> = interp::eval(m, func, &vals)
@@ -39,7 +65,9 @@ pub fn eval(m: &Module, func: &str, args: &[f64]) -> Vec<f64> {
         .into_iter()
         .map(|v| v.as_f64().expect("float result"))
         .collect();
-    let c = compiled(m, func);
+    let Some(c) = try_compiled(m, func) else {
+        return interp;
+    };
     let mut out: Vec<Val> = c.results().iter().map(|_| Val::F64(0.0)).collect();
     c.call(&vals, &mut out)
         .unwrap_or_else(|e| panic!("JIT @{func}{args:?}: {e}"));
