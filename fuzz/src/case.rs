@@ -5,7 +5,8 @@
 //! case from its number. Two sources, about half each:
 //!
 //! - **grammar-aware**: [`jitad_ir::random_module`] with random [`GenOptions`] (sizes,
-//!   loops, calls, every type, smooth or every op), printed as text;
+//!   loops, calls, every type, smooth or every op, tensor sub-computations in a third of
+//!   them), printed as text;
 //! - **byte-level**: one to four mutations of a corpus file (the golden files under
 //!   `tests/ir/`, any depth) or of a generated program: bit flips, interesting bytes,
 //!   span deletion and duplication, dictionary tokens (op names, keywords, extreme
@@ -87,7 +88,7 @@ pub fn gen_options(r: &mut Rng) -> GenOptions {
         calls: r.chance(1, 2),
         all_types: r.chance(1, 2),
         smooth_only: r.chance(1, 3),
-        tensors: false,
+        tensors: r.chance(1, 3),
     }
 }
 
