@@ -9,20 +9,23 @@
 //! included, measured on the already cleaned-up functions ([`crate::optimize_module`]
 //! runs the other passes first) and *after* the callee's own planned inlining, so a
 //! callee that grew past the limit stops being copied. A `call` of `@f` to `@g` is
-//! inlined when all of these hold:
+//! inlined when all of these hold (single-use callees are decided first, then the
+//! others, calls in deeper loop bodies first):
 //!
 //! - `@g` is a known function, `@g ≠ @f`, `@g` is on no call cycle, and the call's
 //!   arity and types match `@g`'s signature (verified IR always does);
 //! - either the call is the **only reference** to `@g` in the module (inlining it
 //!   duplicates nothing: the definition becomes unreferenced), or `@g` is **small**,
-//!   at most [`SMALL_CALLEE`] instructions, and copying it keeps `@f`'s growth through
-//!   copies within its allowance, `max(size(@f), GROWTH_FLOOR)` instructions
-//!   ([`GROWTH_FLOOR`]): a function at most doubles, however many small calls it has.
+//!   at most [`SMALL_CALLEE`] instructions, and the instructions copied into `@f` (by
+//!   its own small calls and by the single-use callees merged into it) stay within
+//!   `max(n, GROWTH_FLOOR)` ([`GROWTH_FLOOR`]), `n` being the instructions of `@f` and
+//!   of those merged callees: copies at most double a large function, however many
+//!   small calls it makes and however deep they nest.
 //!
-//! Large callees with several references are kept as calls. Within a function, calls
-//! in deeper loop bodies are considered first, so the allowance goes where a call
-//! would run most often. Only `call` is inlined: the step functions `tapeloop` and
-//! `revloop` name are callees by reference and stay functions.
+//! Large callees with several references are kept as calls. Calls in loop bodies come
+//! first so the allowance goes where a call would run most often. Only `call` is
+//! inlined: the step functions `tapeloop` and `revloop` name are callees by reference
+//! and stay functions.
 //!
 //! # Guarantees
 //!
@@ -63,7 +66,9 @@ pub const SMALL_CALLEE: usize = 32;
 
 /// A function may grow through copies of small callees by its own size or this many
 /// instructions, whichever is larger: small functions (an RK4 step calling its vector
-/// field four times) inline all their helpers, large ones at most double.
+/// field four times, a wrapper around a few helpers) inline all their small helpers,
+/// large ones at most double. Total growth is also bounded by [`SMALL_CALLEE`] per
+/// call site, so the output stays linear in the input whatever the floor.
 pub const GROWTH_FLOOR: usize = 1024;
 
 /// What [`inline_module`] did.
@@ -123,7 +128,10 @@ fn plan(m: &Module) -> Option<Plan> {
             }
         }
     }
-    let mut size: Vec<usize> = m.funcs.iter().map(Function::num_insts).collect();
+    // Per function, as planned: instructions of its own and of the single-use callees
+    // merged into it, and instructions copied in (by it or by those callees).
+    let mut own: Vec<usize> = m.funcs.iter().map(Function::num_insts).collect();
+    let mut copied = vec![0usize; n];
     let mut inlined_refs = vec![0usize; n];
     let mut inline: Vec<FxHashSet<Inst>> = vec![FxHashSet::default(); n];
     let mut sites = 0;
@@ -137,28 +145,24 @@ fn plan(m: &Module) -> Option<Plan> {
             .filter_map(|s| Some((s.inst, s.callee?)))
             .filter(|&(inst, g)| g != fi && !graph.is_recursive(g) && fits(f, inst, &m.funcs[g]))
             .collect();
-        // Deeper loops first; program order among equals (the sort is stable).
-        cands.sort_by_key(|&(inst, _)| std::cmp::Reverse(depth[inst]));
-        let allowance = size[fi].max(GROWTH_FLOOR);
-        let mut copied = 0usize;
+        // Single-use callees first (they set the allowance), then deeper loops first,
+        // program order among equals (the sort is stable).
+        cands.sort_by_key(|&(inst, g)| (refs[g] != 1, std::cmp::Reverse(depth[inst])));
         for (inst, g) in cands {
-            let s = size[g];
-            // The call is replaced by the callee's body without its `ret`.
-            let growth = s.saturating_sub(2);
-            let take = if refs[g] == 1 {
-                true
-            } else if s <= SMALL_CALLEE && copied + growth <= allowance {
-                copied += growth;
-                true
+            // The call goes; the callee's body but its `ret` comes in.
+            let body = (own[g] + copied[g]).saturating_sub(1);
+            if refs[g] == 1 {
+                own[fi] = (own[fi] + own[g]).saturating_sub(2);
+                copied[fi] += copied[g];
+            } else if body < SMALL_CALLEE && copied[fi] + body <= own[fi].max(GROWTH_FLOOR) {
+                own[fi] = own[fi].saturating_sub(1);
+                copied[fi] += body;
             } else {
-                false
-            };
-            if take {
-                inline[fi].insert(inst);
-                inlined_refs[g] += 1;
-                size[fi] = (size[fi] + s).saturating_sub(2);
-                sites += 1;
+                continue;
             }
+            inline[fi].insert(inst);
+            inlined_refs[g] += 1;
+            sites += 1;
         }
     }
     let rebuild = order
@@ -182,12 +186,14 @@ fn fits(f: &Function, call: Inst, g: &Function) -> bool {
     g.ret_inst().is_some()
         && d.args.len() == g.params().len()
         && d.results.len() == returned.len()
-        && d.args.iter().zip(g.params()).all(|(&a, &p)| {
-            f.values.get(a).map(|v| v.ty) == g.values.get(p).map(|v| v.ty)
-        })
-        && d.results.iter().zip(returned).all(|(&r, &v)| {
-            f.values.get(r).map(|x| x.ty) == g.values.get(v).map(|x| x.ty)
-        })
+        && d.args
+            .iter()
+            .zip(g.params())
+            .all(|(&a, &p)| f.values.get(a).map(|v| v.ty) == g.values.get(p).map(|v| v.ty))
+        && d.results
+            .iter()
+            .zip(returned)
+            .all(|(&r, &v)| f.values.get(r).map(|x| x.ty) == g.values.get(v).map(|x| x.ty))
 }
 
 /// How many loop bodies enclose each instruction of `f` reachable from its body.
@@ -261,7 +267,11 @@ fn expand(
     }];
     while let Some(top) = stack.last_mut() {
         let src = &m.funcs[top.func];
-        let Some(&inst) = src.regions.get(top.src).and_then(|rd| rd.insts.get(top.pos)) else {
+        let Some(&inst) = src
+            .regions
+            .get(top.src)
+            .and_then(|rd| rd.insts.get(top.pos))
+        else {
             // An inlined body must end in its `ret`, handled below.
             if stack.pop().is_some_and(|fr| fr.ret.is_some()) {
                 return None;
