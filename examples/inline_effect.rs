@@ -3,8 +3,10 @@
 //! and calls left in the entry, and the time per call of the compiled primal and
 //! value+gradient (and one interpreter run of each unless `JITAD_NO_INTERP` is set).
 //!
-//! `cargo run --release --example inline_effect -- FILE FUNC ARGS`, e.g.
-//! `-- tests/ir/loops/lorenz.jir loss 10,28,2.6666666666666665,1,1,1,100000`.
+//! `cargo run --release --example inline_effect -- FILE FUNC ARGS [lorenz]`, e.g.
+//! `-- tests/ir/loops/lorenz.jir loss 10,28,2.6666666666666665,1,1,1,100000 lorenz`;
+//! with `lorenz` last it also times the hand-written Lorenz primal and value+gradient
+//! (`jitad::problems`) on the same arguments, for the ratios.
 use jitad::codegen::{compile_module, CompileOptions};
 use jitad::ir::callgraph::CallGraph;
 use jitad::ir::{Module, ScalarType, Val};
@@ -88,6 +90,29 @@ fn stage(label: &str, m: &Module, entry: &str, args: &[Val], opt_time: Duration)
     Ok(())
 }
 
+/// The Lorenz RK4 loop in plain `f64` with `a * b + c` (no fused multiply-add): a
+/// timing reference only, not bit-identical to the IR.
+fn plain_lorenz(p: &[f64], n: usize) -> f64 {
+    let (sg, rh, bt) = (p[0], p[1], p[2]);
+    let f = |s: [f64; 3]| {
+        [
+            sg * (s[1] - s[0]),
+            s[0] * (rh - s[2]) - s[1],
+            s[0] * s[1] - bt * s[2],
+        ]
+    };
+    let h = 1.0 / n as f64;
+    let mut s = [p[3], p[4], p[5]];
+    for _ in 0..n {
+        let k1 = f(s);
+        let k2 = f([0, 1, 2].map(|i| 0.5 * h * k1[i] + s[i]));
+        let k3 = f([0, 1, 2].map(|i| 0.5 * h * k2[i] + s[i]));
+        let k4 = f([0, 1, 2].map(|i| h * k3[i] + s[i]));
+        s = [0, 1, 2].map(|i| h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]) + s[i]);
+    }
+    s[0] + s[1] + s[2]
+}
+
 fn main() -> Res<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let [file, func, vals, ..] = a.as_slice() else {
@@ -105,6 +130,35 @@ fn main() -> Res<()> {
         })
         .collect();
     let wrt = jitad::passes::float_params(f);
+    if a.get(3).is_some_and(|s| s == "lorenz") {
+        let p: Vec<f64> = args.iter().filter_map(Val::as_f64).collect();
+        let steps = match args.last() {
+            Some(Val::I64(n)) => *n as usize,
+            _ => return Err("lorenz: the last argument is the step count".into()),
+        };
+        let primal = per_call(|| {
+            std::hint::black_box(jitad::problems::lorenz_value(
+                std::hint::black_box(&p),
+                steps,
+            ));
+        });
+        let plain = per_call(|| {
+            std::hint::black_box(plain_lorenz(std::hint::black_box(&p), steps));
+        });
+        println!(
+            "plain f64 RK4 (unfused a*b+c, not bit-identical): {:.3} µs",
+            plain * 1e6
+        );
+        let (mut tape, mut g) = (Vec::new(), vec![0.0; p.len()]);
+        let vg = per_call(|| {
+            std::hint::black_box(jitad::problems::lorenz_grad(&p, steps, &mut tape, &mut g));
+        });
+        println!(
+            "hand-written: primal {:.3} µs, value+gradient {:.3} µs",
+            primal * 1e6,
+            vg * 1e6
+        );
+    }
     for inline in [false, true] {
         println!("inline: {inline}");
         let opts = OptOptions {

@@ -57,11 +57,12 @@ use rustc_hash::FxHashSet;
 use std::collections::HashMap;
 
 /// Callees of at most this many instructions (terminator included) are copied into
-/// every caller (within the caller's allowance). A call costs its arguments and
-/// results through memory, a frame with a stack check and a return: about as much
-/// machine code and time as a few tens of scalar ops, so below this size a copy is
-/// no bigger than the call it replaces would be slow. It is also where the JIT
-/// switches to its single-pass register allocator (small functions).
+/// every caller (within the caller's allowance). A call passes its arguments and
+/// results through memory and pays a frame, a stack check and a return, comparable to
+/// a few tens of scalar ops: for a callee this small the call costs about as much as
+/// the body, and a copy adds at most this many instructions per site. It is also the
+/// size under which the JIT treats a function as small (single-pass register
+/// allocation), so a caller of such helpers stops paying per-function set-up too.
 pub const SMALL_CALLEE: usize = 32;
 
 /// A function may grow through copies of small callees by its own size or this many
