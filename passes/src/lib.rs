@@ -12,7 +12,8 @@
 //! - [`rules`]: the calculus of every op and the conventions at non-differentiable
 //!   points (ties of `min`/`max`, `abs` at 0, `sqrt` at 0, `pow` at 0, NaN-safe `select`);
 //! - [`dce`], [`cse`], [`constfold`], [`simplify`]: clean-up passes, each usable alone;
-//! - [`pipeline`]: [`optimize`] runs them to a fixed point.
+//! - [`mod@inline`]: calls replaced by callee bodies under a size-based cost model;
+//! - [`pipeline`]: [`optimize`] runs them to a fixed point, [`optimize_module`] inlines too.
 //!
 //! ```
 //! use jitad_ir::{interp, FunctionBuilder, Module, Op, Type};
@@ -42,6 +43,7 @@ mod derive;
 mod emit;
 mod error;
 pub mod hessian;
+pub mod inline;
 pub mod jvp;
 mod lin;
 pub mod pipeline;

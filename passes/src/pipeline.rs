@@ -3,11 +3,14 @@
 //! (renumbered in program order, dropping what the passes left behind), so printed
 //! dumps use small, ordered value numbers.
 //!
+//! On a module, [`optimize_module`] then inlines calls under [`crate::inline`]'s cost
+//! model (callees measured after their clean-up) and cleans the rebuilt functions again.
+//!
 //! Every pass preserves the function's results bit for bit (unless
 //! [`OptOptions::fast_math`] allows the unsafe algebra of [`crate::simplify`]) and its
 //! guards, so `optimize` is safe on any verified function, primal or derived.
 
-use crate::{constfold, cse, dce, simplify};
+use crate::{constfold, cse, dce, inline, simplify};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::{Function, Module, Op, Region, Value};
 use std::collections::HashSet;
@@ -20,6 +23,8 @@ pub struct OptOptions {
     /// Give up after this many rounds if no fixed point is reached (each round runs
     /// every pass once).
     pub max_rounds: usize,
+    /// Inline calls in [`optimize_module`] ([`crate::inline`]); off, calls stay calls.
+    pub inline: bool,
 }
 
 impl Default for OptOptions {
@@ -27,6 +32,7 @@ impl Default for OptOptions {
         OptOptions {
             fast_math: false,
             max_rounds: 32,
+            inline: true,
         }
     }
 }
@@ -42,6 +48,8 @@ pub struct OptStats {
     pub rounds: usize,
     /// True when the last round changed nothing.
     pub fixed_point: bool,
+    /// Calls inlined ([`optimize_module`] only).
+    pub inlined: usize,
 }
 
 /// Optimises `f` to a fixed point, treating calls as having effects.
@@ -76,20 +84,36 @@ pub fn optimize_with(
 }
 
 /// Optimises every function of `m`; calls to functions without guards (transitively)
-/// count as pure. Returns the summed statistics (`fixed_point`: all reached one).
+/// count as pure. Then, with [`OptOptions::inline`], inlines calls ([`crate::inline`])
+/// and optimises the functions that changed again. Returns the summed statistics
+/// (`fixed_point`: all reached one).
 pub fn optimize_module(m: &mut Module, opts: &OptOptions) -> OptStats {
+    // Inlining changes no function's purity (a guard reaches a caller only with the
+    // call that made the caller impure already), so the set stays valid throughout.
     let pure = pure_functions(m);
     let mut total = OptStats {
         fixed_point: true,
         ..OptStats::default()
     };
+    let mut after = Vec::with_capacity(m.funcs.len());
     for f in &mut m.funcs {
         let s = optimize_with(f, opts, &|n| pure.contains(n));
         total.insts_before += s.insts_before;
-        total.insts_after += s.insts_after;
+        after.push(s.insts_after);
         total.rounds = total.rounds.max(s.rounds);
         total.fixed_point &= s.fixed_point;
     }
+    if opts.inline {
+        let done = inline::inline_module(m);
+        total.inlined = done.sites;
+        for fi in done.rebuilt {
+            let s = optimize_with(&mut m.funcs[fi], opts, &|n| pure.contains(n));
+            after[fi] = s.insts_after;
+            total.rounds = total.rounds.max(s.rounds);
+            total.fixed_point &= s.fixed_point;
+        }
+    }
+    total.insts_after = after.iter().sum();
     total
 }
 
