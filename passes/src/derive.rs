@@ -268,6 +268,15 @@ impl<'m> Session<'m> {
 /// Generates the `kind` derivative of `func` and everything it needs into `m`; returns
 /// its name.
 pub(crate) fn derive(m: &mut Module, func: &str, kind: Kind, wrt: &[usize]) -> Result<String> {
+    // The engines' limits, on the function as given (see `AdError::Limit`).
+    {
+        let index = jitad_ir::callgraph::name_index(m);
+        let f = m
+            .get(func)
+            .ok_or_else(|| AdError::UnknownFunction(func.into()))?;
+        let lookup = |n: &str| index.get(n).copied();
+        jitad_ir::callgraph::check_limits(m, &lookup, f, jitad_ir::callgraph::Limits::default())?;
+    }
     let (name, funcs) = {
         let mut s = Session::new(m);
         let name = s.request(func, kind, wrt)?;

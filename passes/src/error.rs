@@ -8,6 +8,14 @@ pub enum AdError {
     /// The module has no function of that name.
     #[error("no function @{0} in the module")]
     UnknownFunction(String),
+    /// The function is beyond the engines' call-depth or driver-nesting limits: neither
+    /// engine runs it, so its derivative (whose call chains are at least as deep before
+    /// clean-up) is refused with the same error rather than built — a derivative must
+    /// not run where its function cannot (inlining could shorten the chains, but each
+    /// callee's derivative re-evaluates its callee, so a long chain costs quadratic
+    /// time).
+    #[error(transparent)]
+    Limit(#[from] jitad_ir::callgraph::LimitError),
     /// The input does not verify: transforms take verified IR only.
     #[error("@{func} does not verify:\n{errors}")]
     Invalid {
