@@ -284,6 +284,7 @@ fn gen(loops: bool) -> GenOptions {
         calls: true,
         all_types: false,
         smooth_only: false,
+        tensors: false,
     }
 }
 
