@@ -450,3 +450,36 @@ fn tensor_programs_run_in_the_interpreter_with_json_inputs() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    // `jitad dump big.jir | head -1`: the reader goes away after one line; the writer
+    // must stop with status 0 and no panic message, as `cat` would.
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Far more than a pipe's buffer (64 KiB), so the writer meets the closed pipe.
+    let text: String = (0..5000)
+        .map(|i| format!("func @f{i}(%x: f64) -> f64 {{\n  %y = sin %x\n  ret %y\n}}\n"))
+        .collect();
+    let file = temp_jir("many_for_head", &text);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jitad"))
+        .args(["dump", file.to_str().unwrap(), "--emit", "ir"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run jitad");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("func @"), "{first}");
+    // The reader is dropped here, closing the pipe.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.code().is_none(),
+        "{:?} {err}",
+        out.status
+    );
+}

@@ -3,9 +3,39 @@
 //! Every JSON it writes uses [`jitad::json`]'s lossless numbers: finite values exactly,
 //! infinities and NaN as the strings "inf", "-inf", "nan".
 
+// `print!`/`println!` for the whole CLI (defined before the submodules so they see
+// them): a closed stdout (`jitad dump f.jir | head`) ends the process quietly, as the
+// default SIGPIPE action would, where std's macros panic.
+macro_rules! print {
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!($($t)*))
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::cli::out(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 mod bench;
 mod check;
 mod demo;
+
+/// Writes to stdout; exits with status 0 if the reader has gone (a broken pipe), 1 on
+/// any other write error.
+pub(crate) fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
