@@ -73,6 +73,11 @@ pub const ROUNDING_PER_STEP: f64 = f64::EPSILON;
 /// [`ROUNDING_PER_STEP`] for programs with `f32` values (`f32::EPSILON`).
 pub const ROUNDING_PER_STEP_F32: f64 = f32::EPSILON as f64;
 
+/// The relative tolerance (of the products' scale) for a program with `f32` values when
+/// no rounding bound could be computed (`magnitude.rs` does not rewrite tensor ops):
+/// about a thousand `f32` roundings.
+pub const F32_FALLBACK: f64 = 1e-4;
+
 /// A failed stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -684,7 +689,13 @@ fn dot_test(f: &Function, wrt: &[usize], j: &Derived, v: &Derived) -> Result<(),
             if !ju.iter().chain(&jtw).all(|x| x.abs() <= 1e12) {
                 return Ok(());
             }
-            0.0
+            // Without a bound, a program that rounds to f32 somewhere is held to f32's
+            // precision of the products' scale.
+            if uses_f32(j, v) {
+                F32_FALLBACK * scale
+            } else {
+                0.0
+            }
         }
     };
     if (a - b).abs() > DOT_TOLERANCE * scale + 1e-10 + rounding {
@@ -698,6 +709,17 @@ fn dot_test(f: &Function, wrt: &[usize], j: &Derived, v: &Derived) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// True when the jvp or the vjp holds an `f32` value (scalar or tensor element).
+fn uses_f32(j: &Derived, v: &Derived) -> bool {
+    [&j.module, &v.module].iter().any(|m| {
+        m.funcs.iter().any(|f| {
+            f.values
+                .values()
+                .any(|d| d.ty.elem() == jitad_ir::ScalarType::F32)
+        })
+    })
 }
 
 /// How far rounding alone may move ⟨J·u, w⟩ and ⟨u, Jᵀ·w⟩ apart:
@@ -723,14 +745,7 @@ fn rounding_bound(
         .sum::<Option<f64>>()?;
     let steps =
         cost::estimate(&j.module, &j.name, &j.args)? + cost::estimate(&v.module, &v.name, &v.args)?;
-    let has_f32 = [&j.module, &v.module].iter().any(|m| {
-        m.funcs.iter().any(|f| {
-            f.values
-                .values()
-                .any(|d| d.ty.elem() == jitad_ir::ScalarType::F32)
-        })
-    });
-    let per_step = if has_f32 {
+    let per_step = if uses_f32(j, v) {
         ROUNDING_PER_STEP_F32
     } else {
         ROUNDING_PER_STEP
