@@ -1,6 +1,7 @@
 //! A static upper bound on the instructions one evaluation executes, so the fuzzer never
-//! runs a program that would take minutes (a mutated `0..99999999999` loop) and a slow
-//! run is a real hang.
+//! runs a program that would take minutes (a mutated `0..99999999999` loop, a mutated
+//! `f64[2147483647,1]` tensor) and a slow run is a real hang. A tensor instruction counts
+//! the elements it touches (a `matmul` its multiply-adds).
 //!
 //! Trip counts come from an interval analysis of `i64` values: constants, the entry's
 //! `i64` arguments, `add`/`sub`/`mul`/`neg`/`min`/`max`/`select` of known intervals,
@@ -96,6 +97,28 @@ fn function_cost(
     w.region(f.body, 0)
 }
 
+/// One instruction's work in element operations: 1 on scalars; on tensors every
+/// element read or written (a 16 GiB `iota` is not one step), and a `matmul`'s
+/// multiply-adds.
+fn work(f: &Function, op: &Op, args: &[Value], results: &[Value]) -> u128 {
+    let ty = |v: Value| f.values.get(v).map(|d| d.ty);
+    let touched: u128 = args
+        .iter()
+        .chain(results)
+        .map(|&v| ty(v).map_or(1, |t| t.num_elements() as u128))
+        .sum::<u128>()
+        .max(1);
+    if let (Op::Matmul, &[a, b]) = (op, args) {
+        if let (Some(ta), Some(tb)) = (ty(a), ty(b)) {
+            if let Ok((_, d)) = jitad_ir::shape::matmul_dims(ta, tb) {
+                let macs = (d.batch as u128) * (d.m as u128) * (d.k as u128) * (d.n as u128);
+                return touched.max(macs);
+            }
+        }
+    }
+    touched
+}
+
 fn sat(x: u128) -> u128 {
     x.min(CAP)
 }
@@ -177,7 +200,7 @@ impl Walk<'_> {
                 }
                 op => {
                     self.interval(op, &d.args, &d.results);
-                    1
+                    work(f, op, &d.args, &d.results)
                 }
             };
             total = sat(total + c);
@@ -238,5 +261,32 @@ impl Walk<'_> {
             iv
         };
         self.iv.insert(res, iv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_instructions_cost_their_elements() {
+        // A mutation made this 2³¹-element iota: one instruction, 16 GiB of work.
+        let m = jitad_ir::parse_module(
+            "func @f(%x: f64) -> f64 {
+              %v = iota axis 1 : f64[2147483647,1]
+              %w = mul %v, %x
+              %s = sum %w, axes [0, 1]
+              ret %s
+            }
+            func @g(%a: f64[8,16], %b: f64[16,4]) -> f64[8,4] {
+              %c = matmul %a, %b
+              ret %c
+            }",
+        )
+        .unwrap();
+        let big = estimate(&m, "f", &[Val::F64(1.0)]).unwrap();
+        assert!(big > crate::check::EVAL_BUDGET, "{big}");
+        let mm = estimate(&m, "g", &[]).unwrap();
+        assert!(mm >= 8 * 16 * 4, "{mm}");
     }
 }
