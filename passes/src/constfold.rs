@@ -87,35 +87,21 @@ pub(crate) fn uniform_of(f: &Function, v: Value) -> Option<Constant> {
 /// The one value of the tensor result of `op(args)` when it is uniform by the rules of
 /// the module docs.
 fn fold_uniform(f: &Function, op: &Op, args: &[Value]) -> Option<Constant> {
-    match op {
-        Op::Broadcast(_)
-        | Op::Reshape(_)
-        | Op::Transpose(_)
-        | Op::Slice(_)
-        | Op::Reduce(Reduction::Max | Reduction::Min, _) => uniform_of(f, *args.first()?),
-        Op::Fill(..)
-        | Op::Iota(..)
-        | Op::Reduce(..)
-        | Op::Matmul
-        | Op::Dot
-        | Op::Pad(_)
-        | Op::Concat(_)
-        | Op::Extract
-        | Op::Insert
-        | Op::Const(_)
-        | Op::Guard
-        | Op::Call(_)
-        | Op::Loop(_)
-        | Op::RevLoop(_)
-        | Op::TapeLoop(_)
-        | Op::Yield
-        | Op::Ret => None,
-        // Elementwise ops.
-        elementwise => {
-            let consts: Option<Vec<Constant>> = args.iter().map(|&a| uniform_of(f, a)).collect();
-            fold(elementwise, &consts?)
-        }
+    if let Op::Broadcast(_)
+    | Op::Reshape(_)
+    | Op::Transpose(_)
+    | Op::Slice(_)
+    | Op::Reduce(Reduction::Max | Reduction::Min, _) = op
+    {
+        return uniform_of(f, *args.first()?);
     }
+    // Elementwise: pure and not tensor-only (the op classifications are exhaustive, so
+    // a new op is sorted there, not here).
+    if op.is_pure() && !op.is_tensor_op() && !matches!(op, Op::Const(_)) {
+        let consts: Option<Vec<Constant>> = args.iter().map(|&a| uniform_of(f, a)).collect();
+        return fold(op, &consts?);
+    }
+    None
 }
 
 /// The value of `op` applied to constants, by the interpreter; `None` if it cannot be

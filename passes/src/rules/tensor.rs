@@ -101,6 +101,16 @@ fn malformed(em: &Emitter, reason: impl Into<String>) -> AdError {
     }
 }
 
+/// `v` with `yb`'s lazy sign and no mask: the transpose of an op linear in its operand
+/// commutes with negation, so the sign of a cotangent carries through unchanged.
+fn signed(yb: Lin, v: Value) -> Lin {
+    Lin {
+        val: v,
+        neg: yb.neg,
+        mask: None,
+    }
+}
+
 /// The tensor type with element type `elem` and dimensions `dims`.
 fn tensor_ty(em: &Emitter, elem: ScalarType, dims: &[usize]) -> Result<Type> {
     Shape::new(dims)
@@ -306,11 +316,7 @@ pub(crate) fn transpose(
             };
             let x0 = x(em, 0)?;
             let xt = em.ty(x0);
-            let out = |v: Value| Lin {
-                val: v,
-                neg: yb.neg,
-                mask: None,
-            };
+            let out = |v: Value| signed(yb, v);
             let t = match op {
                 // Left lazily broadcast (`lin::accumulate_into`): the reduced axes
                 // come back as 1s, or not at all for a scalar.
@@ -348,16 +354,7 @@ pub(crate) fn transpose(
         }
         TensorLinear::Joint(op) => {
             let yb = lin::exact(em, ybar, yt)?;
-            let out = |v: Value| {
-                lin::term(
-                    Lin {
-                        val: v,
-                        neg: yb.neg,
-                        mask: None,
-                    },
-                    &Partial::one(),
-                )
-            };
+            let out = |v: Value| lin::term(signed(yb, v), &Partial::one());
             match op {
                 Op::Concat(axis) => {
                     let axis = usize::from(*axis);
@@ -506,17 +503,7 @@ pub(crate) fn transpose(
             let mut res = Vec::with_capacity(2);
             for (i, v) in [(0, abar), (1, bbar)] {
                 if let Some(v) = v {
-                    res.push((
-                        i,
-                        lin::term(
-                            Lin {
-                                val: v,
-                                neg: yb.neg,
-                                mask: None,
-                            },
-                            &Partial::one(),
-                        ),
-                    ));
+                    res.push((i, lin::term(signed(yb, v), &Partial::one())));
                 }
             }
             Ok(res)
@@ -537,17 +524,7 @@ pub(crate) fn transpose(
             let x0 = x(em, 0)?;
             let xt = em.ty(x0);
             let yk = keep(em, yb.val, xt, &axes.to_vec())?;
-            Ok(vec![(
-                0,
-                lin::term(
-                    Lin {
-                        val: yk,
-                        neg: yb.neg,
-                        mask: None,
-                    },
-                    &Partial::of(*w),
-                ),
-            )])
+            Ok(vec![(0, lin::term(signed(yb, yk), &Partial::of(*w)))])
         }
     }
 }
