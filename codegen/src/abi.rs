@@ -228,8 +228,12 @@ pub(crate) fn guard_status(index: usize) -> Option<u32> {
 
 /// The guard-table index status `s` names, if it is a guard status.
 pub(crate) fn guard_of_status(s: u32) -> Option<usize> {
-    (s != STATUS_OK && s < FIRST_DRIVER_STATUS).then(|| s as usize - 1)
+    (s != STATUS_OK && s <= i32::MAX as u32).then(|| s as usize - 1)
 }
+
+/// The status of a failed runtime tensor op (its message is left in a thread-local,
+/// `crate::tensor_rt::take_fault`); between the guard and the driver statuses.
+pub(crate) const TENSOR_FAULT_STATUS: u32 = FIRST_DRIVER_STATUS - 1;
 
 /// The status of each driver failure: the one list of driver statuses.
 pub(crate) fn driver_status(e: &DriverError) -> u32 {
@@ -293,6 +297,8 @@ mod tests {
         assert_eq!(guard_status(i32::MAX as usize), None);
         assert_eq!(guard_of_status(STATUS_OK), None);
         assert_eq!(guard_of_status(FIRST_DRIVER_STATUS), None);
+        assert_eq!(guard_of_status(TENSOR_FAULT_STATUS), None);
+        assert!(top < TENSOR_FAULT_STATUS && TENSOR_FAULT_STATUS < FIRST_DRIVER_STATUS);
         let e = DriverError::Panicked;
         assert!(driver_status(&e) >= FIRST_DRIVER_STATUS);
         let s = record_driver_error(e);

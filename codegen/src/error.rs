@@ -8,7 +8,8 @@ pub enum CompileError {
     /// The requested entry function (or a callee) is not in the module.
     #[error("the module has no function @{0}")]
     UnknownFunction(String),
-    /// Something the JIT does not lower yet (tensor values).
+    /// Something the JIT does not lower yet: tensors inside loop bodies, carried by
+    /// loops, or passed to or returned from calls.
     #[error(
         "@{func}: unsupported: {what} is not supported by the JIT yet (use the \
          interpreter: `--engine interp`)"
@@ -18,14 +19,6 @@ pub enum CompileError {
         func: String,
         /// What it contains.
         what: String,
-    },
-    /// A tensor op: the JIT does not lower them yet; the interpreter runs them.
-    #[error("@{func}: unsupported: tensor op `{op}` (use the interpreter: `--engine interp`)")]
-    TensorOp {
-        /// The function.
-        func: String,
-        /// The op's text name.
-        op: &'static str,
     },
     /// The IR is malformed (run `jitad_ir`'s verifier for the full list).
     #[error("@{func}: invalid IR: {message}")]
@@ -82,13 +75,13 @@ pub enum CompileError {
 
 impl CompileError {
     /// True when the JIT refused only because the program computes on tensors, which
-    /// it does not lower yet ([`CompileError::Unsupported`], [`CompileError::TensorOp`]):
+    /// it does not lower yet ([`CompileError::Unsupported`]):
     /// the interpreter runs such programs, so harnesses comparing the two engines
     /// compare nothing there rather than report a difference.
     pub fn is_unsupported(&self) -> bool {
         matches!(
             self,
-            CompileError::Unsupported { .. } | CompileError::TensorOp { .. }
+            CompileError::Unsupported { .. }
         )
     }
 }
@@ -172,6 +165,56 @@ pub enum CallError {
         need: u64,
         /// Bytes left on the calling thread's stack.
         available: u64,
+    },
+    /// An argument's or result's type or shape differs from the signature (a tensor
+    /// where a scalar is expected, or a tensor of another type).
+    #[error("@{func}: {what} {index} has type {got}, expected {expected}")]
+    Shape {
+        /// The function.
+        func: String,
+        /// `"argument"` or `"result"`.
+        what: &'static str,
+        /// Position.
+        index: usize,
+        /// The signature's type.
+        expected: jitad_ir::Type,
+        /// What was passed.
+        got: String,
+    },
+    /// A buffer passed for an argument or result does not hold the number of elements
+    /// its type has (checked before any machine code runs).
+    #[error("@{func}: {what} {index} ({ty}) needs {expected} element(s), the buffer holds {got}")]
+    BufferLength {
+        /// The function.
+        func: String,
+        /// `"argument"` or `"result"`.
+        what: &'static str,
+        /// Position (for the flat `call_f64`: the parameter or result whose elements
+        /// ran out or were left over).
+        index: usize,
+        /// Its type.
+        ty: jitad_ir::Type,
+        /// Elements its type has.
+        expected: usize,
+        /// Elements the buffer holds.
+        got: usize,
+    },
+    /// The call's workspace (tensor intermediates) could not be allocated.
+    #[error("@{func}: cannot allocate the {bytes}-byte workspace of a call")]
+    OutOfMemory {
+        /// The function.
+        func: String,
+        /// Bytes asked for.
+        bytes: usize,
+    },
+    /// A runtime tensor kernel refused its operands (a bug: shapes are checked when
+    /// compiling).
+    #[error("@{func}: tensor kernel failed: {message}")]
+    TensorFault {
+        /// The function.
+        func: String,
+        /// The kernel's message.
+        message: String,
     },
     /// Compiled code returned a status the handle does not know (a bug).
     #[error("@{func}: compiled code returned unknown status {status}")]

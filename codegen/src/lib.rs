@@ -106,6 +106,7 @@
 
 mod abi;
 mod error;
+mod fusion;
 mod handle;
 mod lower;
 mod module;
@@ -115,6 +116,7 @@ mod revloop;
 mod runtime;
 mod schedule;
 mod stack;
+mod tensor_rt;
 
 pub use abi::{from_slot, to_slot, EntryFn};
 pub use error::{CallError, CompileError};

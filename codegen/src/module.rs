@@ -18,6 +18,7 @@ use crate::lower::{Lower, ModuleCx};
 use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
 use crate::runtime::{symbols, RtSig};
 use crate::stack::{FrameSizes, JobCalls};
+use crate::tensor_rt::{TensorCopyFn, TensorOpFn, TENSOR_COPY_SYMBOL, TENSOR_OP_SYMBOL};
 use crate::{CompileOptions, RegAlloc};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{AbiParam, UserFuncName};
@@ -257,6 +258,14 @@ fn new_jit(opts: &CompileOptions) -> Result<(JITModule, OwnedTargetIsa), Compile
         TAPELOOP_SYMBOL,
         crate::revloop::jitad_tapeloop as DriverFn as *const u8,
     );
+    jb.symbol(
+        TENSOR_OP_SYMBOL,
+        crate::tensor_rt::jitad_tensor_op as TensorOpFn as *const u8,
+    );
+    jb.symbol(
+        TENSOR_COPY_SYMBOL,
+        crate::tensor_rt::jitad_tensor_copy as TensorCopyFn as *const u8,
+    );
     Ok((JITModule::new(jb), isa))
 }
 
@@ -407,6 +416,21 @@ pub(crate) fn compile(
     };
     let revloop_id = driver(REVLOOP_SYMBOL)?;
     let tapeloop_id = driver(TAPELOOP_SYMBOL)?;
+    let mut tsig = module.make_signature();
+    for _ in 0..3 {
+        tsig.params.push(AbiParam::new(ptr));
+    }
+    tsig.returns.push(AbiParam::new(cranelift_codegen::ir::types::I32));
+    let tensor_op_id = module
+        .declare_function(TENSOR_OP_SYMBOL, Linkage::Import, &tsig)
+        .map_err(|e| cranelift_err(TENSOR_OP_SYMBOL.into(), e))?;
+    let mut csig = module.make_signature();
+    for _ in 0..3 {
+        csig.params.push(AbiParam::new(ptr));
+    }
+    let tensor_copy_id = module
+        .declare_function(TENSOR_COPY_SYMBOL, Linkage::Import, &csig)
+        .map_err(|e| cranelift_err(TENSOR_COPY_SYMBOL.into(), e))?;
     // Declare every generated function before lowering any, so calls can refer to them.
     let mut main_ids = vec![None; m.funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];
@@ -431,6 +455,9 @@ pub(crate) fn compile(
         rt_ids,
         revloop_id,
         tapeloop_id,
+        tensor_op_id,
+        tensor_copy_id,
+        tensor_calls: vec![],
         guards: vec![],
         calls: vec![],
         ptr,
@@ -571,6 +598,7 @@ pub(crate) fn compile(
         asm: opts.emit_text.then_some(asm),
         stats,
         loops,
+        _tensor_calls: cx.tensor_calls,
     });
     let mut out = vec![];
     for (&r, entry) in roots.iter().zip(ptrs) {

@@ -20,6 +20,7 @@
 
 use crate::abi::{frame_bytes, MAX_STACK_FRAME};
 use crate::error::CompileError;
+use crate::fusion::{has_tensors, plan_tensors, TensorPlan};
 use jitad_ir::callgraph::{CallGraph, OrderError};
 use jitad_ir::{Function, Inst, Module, Op, Type, Value};
 use std::collections::HashMap;
@@ -71,6 +72,10 @@ pub(crate) struct FnPlan {
     pub ws_bytes: u64,
     /// Instructions, loop bodies included.
     pub num_insts: usize,
+    /// The fused schedule and buffers of a function holding tensors (never chunked).
+    pub tensors: Option<TensorPlan>,
+    /// Workspace offset of the tensor region (16-aligned).
+    pub tensor_base: u64,
 }
 
 /// Index of each function by name (the first one wins on duplicates; the light check
@@ -90,7 +95,9 @@ fn invalid(f: &Function, message: impl Into<String>) -> CompileError {
     }
 }
 
-fn scalar_only(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
+/// Refuses tensors where compiled code does not take them yet: inside loop bodies,
+/// and as operands or results of calls, loops and guards.
+fn tensor_free(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
     match t {
         Type::Scalar(_) => Ok(()),
         Type::Tensor(..) => Err(CompileError::Unsupported {
@@ -100,24 +107,12 @@ fn scalar_only(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
     }
 }
 
-/// Checks what lowering relies on: scalar types, operand and result types of every
-/// instruction, loop region shapes, the terminators. Scoping (use before definition) is
-/// checked while lowering. This is not the full verifier, only enough that no malformed
-/// input reaches Cranelift.
+/// Checks what lowering relies on: operand and result types of every instruction,
+/// loop region shapes, the terminators, and that tensors appear only where the
+/// lowering takes them (top-level code; not carried by loops or passed to calls).
+/// Scoping (use before definition) is checked while lowering. This is not the full
+/// verifier, only enough that no malformed input reaches Cranelift.
 pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), CompileError> {
-    // Tensor ops first, so a tensor program is reported by its first tensor op (the
-    // clearest message), wherever it sits.
-    for (_, d) in f.insts.iter() {
-        if d.op.is_tensor_op() {
-            return Err(CompileError::TensorOp {
-                func: f.name.clone(),
-                op: d.op.name(),
-            });
-        }
-    }
-    for &t in f.sig.params.iter().chain(&f.sig.results) {
-        scalar_only(f, t, "parameter or result")?;
-    }
     let body = f
         .regions
         .get(f.body)
@@ -160,11 +155,23 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
                 .iter()
                 .map(|&v| ty_of(v))
                 .collect::<Result<Vec<_>, _>>()?;
-            for &t in &arg_tys {
-                scalar_only(f, t, "operand")?;
-            }
-            for &r in &d.results {
-                scalar_only(f, ty_of(r)?, "result")?;
+            let no_tensors = parent.is_some()
+                || matches!(
+                    d.op,
+                    Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::TapeLoop(_) | Op::Guard
+                );
+            if no_tensors {
+                let place = if parent.is_some() {
+                    "a loop body".to_string()
+                } else {
+                    format!("`{}`", d.op.name())
+                };
+                for &t in &arg_tys {
+                    tensor_free(f, t, &format!("operand of {place}"))?;
+                }
+                for &r in &d.results {
+                    tensor_free(f, ty_of(r)?, &format!("result of {place}"))?;
+                }
             }
             let is_last = inst == last;
             let want_term = match (parent, &d.op) {
@@ -334,7 +341,10 @@ pub(crate) fn plan_function(
     }
     let chunk_size = chunk_size.max(1);
     let mut chunks = vec![];
-    if num_insts <= chunk_threshold {
+    // Tensor functions are short by construction and their fusion groups span the
+    // body: never split.
+    let tensors = has_tensors(f).then(|| plan_tensors(f));
+    if num_insts <= chunk_threshold || tensors.is_some() {
         chunks.push(0..top.len());
     } else {
         let mut start = 0;
@@ -386,8 +396,14 @@ pub(crate) fn plan_function(
         }
     }
     let frame_offset = 8 * slot.len() as u64;
-    let own_bytes = frame_offset + frame;
+    let tensor_base = (frame_offset + frame).next_multiple_of(16);
+    let own_bytes = match &tensors {
+        Some(t) => tensor_base.saturating_add(t.bytes),
+        None => frame_offset + frame,
+    };
     FnPlan {
+        tensors,
+        tensor_base,
         chunks,
         slot,
         home,
@@ -395,7 +411,7 @@ pub(crate) fn plan_function(
         chunk_insts,
         frame_offset,
         own_bytes,
-        ws_bytes: own_bytes + max_callee,
+        ws_bytes: own_bytes.saturating_add(max_callee),
         num_insts,
     }
 }

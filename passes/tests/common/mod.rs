@@ -31,8 +31,8 @@ pub fn has_tensors(m: &Module) -> bool {
 }
 
 /// The JIT-compiled `func` of `m` (cached), or `None` exactly when `m` holds tensors
-/// and the JIT refuses them as not yet supported (`CompileError::TensorOp` or
-/// `Unsupported`, issue #13); any other compile error panics.
+/// and the JIT refuses them as not yet supported (`CompileError::Unsupported`:
+/// tensors carried by loops or passed to calls); any other compile error panics.
 pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
     let key = (jitad_ir::print_module(m), func.to_string());
     if let Some(c) = JIT.with(|j| j.borrow().get(&key).cloned()) {
@@ -44,9 +44,7 @@ pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
     };
     let c = match compile_module(m, func, &opts) {
         Ok(c) => Some(Rc::new(c)),
-        Err(CompileError::TensorOp { .. } | CompileError::Unsupported { .. }) if has_tensors(m) => {
-            None
-        }
+        Err(CompileError::Unsupported { .. }) if has_tensors(m) => None,
         Err(e) => panic!("compile @{func}: {e}"),
     };
     JIT.with(|j| j.borrow_mut().insert(key, c.clone()));
@@ -56,8 +54,8 @@ pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
 /// Evaluates `func` on f64 arguments with the interpreter and with the JIT, asserts
 /// that both engines agree bit for bit (any NaN equals any NaN), and returns the f64
 /// results (panics on failure: tests). So every derivative test runs compiled too —
-/// except tensor programs while the JIT refuses them ([`try_compiled`]): those run in
-/// the interpreter alone.
+/// except tensor programs the JIT refuses ([`try_compiled`]): those run in the
+/// interpreter alone.
 pub fn eval(m: &Module, func: &str, args: &[f64]) -> Vec<f64> {
     let vals: Vec<Val> = args.iter().map(|&x| Val::F64(x)).collect();
     let interp: Vec<f64> = interp::eval(m, func, &vals)

@@ -33,6 +33,8 @@
 //! | call | arguments and results through a stack slot, a direct call, status check |
 //! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end` |
 
+mod tensor;
+
 use crate::abi::{
     cl_ty, desc, encode_policy, frame_bytes, guard_status, word_offset, GuardInfo, MAX_STACK_FRAME,
 };
@@ -62,6 +64,13 @@ pub(crate) struct ModuleCx<'a> {
     pub revloop_id: FuncId,
     /// The `tapeloop` driver.
     pub tapeloop_id: FuncId,
+    /// The runtime tensor op ([`crate::tensor_rt`]).
+    pub tensor_op_id: FuncId,
+    /// The runtime tensor copy.
+    pub tensor_copy_id: FuncId,
+    /// The descriptors of every runtime tensor op lowered so far; compiled code holds
+    /// their addresses, so the handle keeps them.
+    pub tensor_calls: Vec<Box<crate::tensor_rt::TensorCall>>,
     /// Every guard lowered so far.
     pub guards: Vec<GuardInfo>,
     /// IR functions the function being lowered calls (`false`) or has a loop driver
@@ -130,6 +139,8 @@ pub(crate) struct Lower<'a, 'b> {
     /// results are loaded right after, so they share it.
     area: Option<cl::StackSlot>,
     area_bytes: u32,
+    /// The pointer area of runtime tensor op calls (created at first use).
+    tarea: Option<cl::StackSlot>,
     guard_ordinal: &'a mut usize,
 }
 
@@ -167,6 +178,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             exit: None,
             area: None,
             area_bytes,
+            tarea: None,
             guard_ordinal,
         }
     }
@@ -241,6 +253,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// Lowers the chunk's top-level instructions and finishes the function.
     pub(crate) fn lower_chunk(mut self) -> Result<(), CompileError> {
+        if self.plan.tensors.is_some() {
+            return self.lower_tensor_function();
+        }
         let top = &self.f.regions[self.f.body].insts;
         let range = self.plan.chunks[self.chunk].clone();
         let mut returned = false;
@@ -332,12 +347,14 @@ impl<'a, 'b> Lower<'a, 'b> {
         r
     }
 
+    /// The scalar type of `v`, or its element type when it is a tensor (whose elements
+    /// fused loops compute one at a time).
     fn scalar(&self, v: Value) -> Result<ScalarType, CompileError> {
         self.f
             .values
             .get(v)
-            .and_then(|d| d.ty.scalar())
-            .ok_or_else(|| self.err(format!("{v} is not a scalar value")))
+            .map(|d| d.ty.elem())
+            .ok_or_else(|| self.err(format!("{v} is not a value")))
     }
 
     fn load(&mut self, t: ScalarType, base: cl::Value, off: i32) -> cl::Value {
@@ -370,6 +387,9 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn get(&mut self, v: Value) -> Result<cl::Value, CompileError> {
         if let Some(&x) = self.vals.get(&v) {
             return Ok(x);
+        }
+        if self.is_tensor(v) {
+            return self.tensor_addr(v);
         }
         let t = self.scalar(v)?;
         match self.f.values[v].def {
@@ -452,6 +472,10 @@ impl<'a, 'b> Lower<'a, 'b> {
                     if self.plan.early_ret.contains_key(&v) {
                         continue; // stored by its defining chunk
                     }
+                    if self.is_tensor(v) {
+                        self.ret_tensor(v, i)?;
+                        continue;
+                    }
                     let x = self.get(v)?;
                     let t = self.scalar(v)?;
                     self.store_result(t, x, i)?;
@@ -465,6 +489,9 @@ impl<'a, 'b> Lower<'a, 'b> {
             Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
             Op::RevLoop(r) => return self.lower_revloop(inst, r).map(|()| Flow::Next),
             Op::TapeLoop(r) => return self.lower_tapeloop(inst, r).map(|()| Flow::Next),
+            op if crate::fusion::is_runtime_op(op) => {
+                return self.lower_tensor_op(inst).map(|()| Flow::Next)
+            }
             Op::Const(c) => {
                 let v = match *c {
                     Constant::F64(v) => self.b.ins().f64const(v),
@@ -600,25 +627,18 @@ impl<'a, 'b> Lower<'a, 'b> {
             | Op::TapeLoop(_)
             | Op::Yield
             | Op::Ret => return Err(self.err(format!("{inst}: unexpected `{}`", d.op))),
-            // `plan::check_function` refuses tensor ops before lowering starts.
-            Op::Fill(..)
-            | Op::Broadcast(_)
-            | Op::Iota(..)
+            // Fused loops lower `fill` and the views themselves (`tensor` module).
+            Op::Fill(..) | Op::Broadcast(_) | Op::Transpose(_) | Op::Reshape(_) | Op::Slice(_) => {
+                return Err(self.err(format!("{inst}: `{}` outside a fused loop", d.op)))
+            }
+            Op::Iota(..)
             | Op::Reduce(..)
             | Op::Matmul
             | Op::Dot
-            | Op::Transpose(_)
-            | Op::Reshape(_)
-            | Op::Slice(_)
             | Op::Pad(_)
             | Op::Concat(_)
             | Op::Extract
-            | Op::Insert => {
-                return Err(CompileError::TensorOp {
-                    func: self.f.name.clone(),
-                    op: d.op.name(),
-                })
-            }
+            | Op::Insert => return self.lower_tensor_op(inst).map(|()| Flow::Next),
         };
         self.define(inst, &[out])?;
         Ok(Flow::Next)

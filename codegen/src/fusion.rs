@@ -1,0 +1,532 @@
+//! Fusion and buffer planning for functions that compute on tensors.
+//!
+//! **Groups.** Elementwise ops (arithmetic, comparisons, `select`, `cast`, the
+//! transcendentals the JIT calls per element) and the ops that only re-index memory
+//! (`fill`, `broadcast`, `reshape`, `slice`, `transpose`) become members of *fusion
+//! groups*. A group's members all have the same result shape; the group is lowered to
+//! one loop nest over that shape that computes every member per element in registers
+//! and stores only its *outputs* (members whose value something outside the group
+//! reads). A value used only inside its group never exists in memory.
+//!
+//! Groups are formed in one pass in program order:
+//! - an elementwise op joins the open group of every operand of its own shape that an
+//!   open group computes (merging them, smaller into larger); with none, it opens a new
+//!   group;
+//! - a re-indexing op (`broadcast`, `reshape`, `slice`, `transpose`) reads its operand
+//!   from memory through strides, so it always opens a new group, and an operand an
+//!   open group computes is materialised first (that group is closed);
+//! - an operand of a different shape than the user (implicit broadcasting) is likewise
+//!   read from memory;
+//! - any other instruction that reads a value of an open group *closes* it: the group's
+//!   loop is emitted just before that instruction.
+//!
+//! Open groups never read each other (a read would have merged or closed them), and a
+//! group runs after all its members' operands exist, so the order of steps is valid.
+//! Groups still open at the end have no reader and are dropped (pure code). The pass
+//! is linear in the instructions, with an `O(n log n)` bound from the merges.
+//!
+//! **Buffers.** Every tensor that exists in memory has a home: its parameter's buffer,
+//! the caller's result buffer (for a value only `ret` reads: nothing is copied), or a
+//! region of the function's workspace. Workspace regions are assigned by liveness over
+//! the steps — a region is free again after its value's last reader — with best-fit
+//! reuse of freed regions (`O(n log n)`), so the workspace of an MLP gradient is a
+//! handful of activations, not one buffer per op.
+//!
+//! **Strided products.** A `transpose` of a 2-D buffer that only `matmul`s read is never
+//! lowered: each such `matmul` passes the un-transposed buffer to GEMM with swapped
+//! strides (the adjoint's `Aᵀ·B` and `A·Bᵀ`).
+
+use crate::plan::IdMap;
+use jitad_ir::{Function, Inst, Op, Type, Value, ValueDef};
+use std::collections::{BTreeMap, HashSet};
+
+/// One step of a tensor function's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// An instruction lowered on its own (scalar code, a runtime tensor op, `ret`).
+    Inst(Inst),
+    /// A fusion group's loop nest.
+    Group(usize),
+}
+
+/// A fusion group.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Group {
+    /// The members, in program order.
+    pub members: Vec<Inst>,
+    /// Members' results read outside the group (stored to memory), in program order.
+    pub outputs: Vec<Value>,
+}
+
+/// Where a tensor lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// The buffer of parameter `i` (its pointer is argument slot `i`).
+    Param(u32),
+    /// The caller's buffer for result `i` (its pointer is result slot `i`).
+    Result(u32),
+    /// Workspace bytes at this offset from the tensor region's start.
+    Workspace(u64),
+}
+
+/// The tensor plan of one function.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TensorPlan {
+    /// What to lower, in order.
+    pub steps: Vec<Step>,
+    /// The fusion groups.
+    pub groups: Vec<Group>,
+    /// The home of every tensor that exists in memory.
+    pub home: IdMap<Value, Home>,
+    /// `matmul`s reading an operand through a transposed view: `(inst, operand)` →
+    /// the un-transposed value.
+    pub transposed: IdMap<(Inst, u8), Value>,
+    /// Bytes of workspace regions.
+    pub bytes: u64,
+    /// Offset (from the tensor region's start) of the scratch area of reductions that
+    /// need one (`logsumexp`), and its size.
+    pub scratch: u64,
+    /// Scratch bytes.
+    pub scratch_bytes: u64,
+    /// The largest operand count of a runtime tensor op (sizes the pointer area).
+    pub max_operands: usize,
+}
+
+/// True for instructions computed per element inside a group.
+pub(crate) fn is_elementwise(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Neg
+            | Op::Fma
+            | Op::Sqrt
+            | Op::Exp
+            | Op::Expm1
+            | Op::Log
+            | Op::Log1p
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Erf
+            | Op::Abs
+            | Op::Pow
+            | Op::Atan2
+            | Op::Powi(_)
+            | Op::Min
+            | Op::Max
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Trunc
+            | Op::Copysign
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne
+            | Op::Select
+            | Op::Cast(_)
+            | Op::Fill(..)
+    )
+}
+
+/// True for ops that read their (tensor) operand through strides: no arithmetic.
+pub(crate) fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Broadcast(_) | Op::Reshape(_) | Op::Slice(_) | Op::Transpose(_)
+    )
+}
+
+/// True for tensor ops lowered as a call to [`crate::tensor_rt`].
+pub(crate) fn is_runtime_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reduce(..)
+            | Op::Matmul
+            | Op::Dot
+            | Op::Pad(_)
+            | Op::Concat(_)
+            | Op::Extract
+            | Op::Insert
+            | Op::Iota(..)
+    )
+}
+
+fn ty(f: &Function, v: Value) -> Type {
+    f.values[v].ty
+}
+
+fn dims(t: Type) -> Vec<usize> {
+    match t {
+        Type::Scalar(_) => vec![],
+        Type::Tensor(_, s) => s.dims().iter().map(|&d| d as usize).collect(),
+    }
+}
+
+/// Bytes of a value of type `t` in memory (elements of their natural size, `bool` one
+/// byte), rounded up to 16 so every region stays 16-aligned.
+pub(crate) fn region_bytes(t: Type) -> u64 {
+    let elem = elem_bytes(t.elem()) as u64;
+    (t.num_elements() as u64)
+        .saturating_mul(elem)
+        .saturating_add(15)
+        & !15
+}
+
+/// Bytes of one element in memory.
+pub(crate) fn elem_bytes(t: jitad_ir::ScalarType) -> usize {
+    use jitad_ir::ScalarType as S;
+    match t {
+        S::F64 | S::I64 => 8,
+        S::F32 => 4,
+        S::Bool => 1,
+    }
+}
+
+/// The result value of a single-result instruction.
+fn result(f: &Function, inst: Inst) -> Option<Value> {
+    match f.insts[inst].results[..] {
+        [r] => Some(r),
+        _ => None,
+    }
+}
+
+/// True when `inst` is fused: an elementwise or view op with one tensor result.
+fn fusable(f: &Function, inst: Inst) -> bool {
+    let d = &f.insts[inst];
+    (is_elementwise(&d.op) || is_view(&d.op))
+        && result(f, inst).is_some_and(|r| matches!(ty(f, r), Type::Tensor(..)))
+}
+
+/// Transposes of a 2-D tensor swapping its two axes (the adjoint's views).
+fn is_swap_2d(f: &Function, inst: Inst) -> bool {
+    let d = &f.insts[inst];
+    match (&d.op, d.args.first()) {
+        (Op::Transpose(p), Some(&a)) => p.to_vec() == [1, 0] && dims(ty(f, a)).len() == 2,
+        _ => false,
+    }
+}
+
+/// Plans the fused schedule and the buffers of `f`'s body (top level; checked to hold
+/// no tensor inside a loop).
+pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
+    let top = &f.regions[f.body].insts;
+    // Users of each value (top level only: nested code reads no tensor).
+    let mut users: IdMap<Value, Vec<Inst>> = IdMap::default();
+    for &inst in top {
+        for &a in &f.insts[inst].args {
+            users.entry(a).or_default().push(inst);
+        }
+    }
+    // Transposes that only matmuls read stay virtual (strided GEMM operands).
+    let mut transposed = IdMap::default();
+    let mut virtual_t: HashSet<Inst> = HashSet::new();
+    for &inst in top {
+        if !is_swap_2d(f, inst) {
+            continue;
+        }
+        let Some(r) = result(f, inst) else { continue };
+        let us = users.get(&r).map_or(&[][..], |u| &u[..]);
+        // Unbatched products only: both operands of rank at most 2.
+        let only_matmul = !us.is_empty()
+            && us.iter().all(|&u| {
+                f.insts[u].op == Op::Matmul
+                    && f.insts[u].args.iter().all(|&a| dims(ty(f, a)).len() <= 2)
+            });
+        if only_matmul {
+            virtual_t.insert(inst);
+            for &u in us {
+                for (k, &a) in f.insts[u].args.iter().enumerate() {
+                    if a == r {
+                        transposed.insert((u, k as u8), f.insts[inst].args[0]);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut groups: Vec<Group> = vec![];
+    let mut open: Vec<bool> = vec![];
+    let mut group_of: IdMap<Value, usize> = IdMap::default();
+    let mut is_output: HashSet<Value> = HashSet::new();
+    let mut steps = vec![];
+    let close = |g: usize, open: &mut Vec<bool>, steps: &mut Vec<Step>| {
+        if open[g] {
+            open[g] = false;
+            steps.push(Step::Group(g));
+        }
+    };
+    for &inst in top {
+        if virtual_t.contains(&inst) {
+            continue;
+        }
+        let d = &f.insts[inst];
+        if fusable(f, inst) {
+            let r = d.results[0];
+            let shape = dims(ty(f, r));
+            let mut joined: Vec<usize> = vec![];
+            for &a in &d.args {
+                let Some(&g) = group_of.get(&a) else { continue };
+                if !open[g] {
+                    is_output.insert(a);
+                    continue;
+                }
+                if is_view(&d.op) || dims(ty(f, a)) != shape {
+                    is_output.insert(a);
+                    close(g, &mut open, &mut steps);
+                } else if !joined.contains(&g) {
+                    joined.push(g);
+                }
+            }
+            let g = match joined.split_first() {
+                None => {
+                    groups.push(Group::default());
+                    open.push(true);
+                    groups.len() - 1
+                }
+                Some((&first, rest)) => {
+                    // Merge smaller into larger.
+                    let mut into = first;
+                    for &o in rest {
+                        if groups[o].members.len() > groups[into].members.len() {
+                            into = o;
+                        }
+                    }
+                    for &o in joined.iter().filter(|&&o| o != into) {
+                        let moved = std::mem::take(&mut groups[o].members);
+                        for &m in &moved {
+                            for &mr in &f.insts[m].results {
+                                group_of.insert(mr, into);
+                            }
+                        }
+                        groups[into].members.extend(moved);
+                        open[o] = false;
+                    }
+                    into
+                }
+            };
+            groups[g].members.push(inst);
+            group_of.insert(r, g);
+        } else {
+            for (k, &a) in d.args.iter().enumerate() {
+                // A virtual transpose's reader reads the transpose's operand.
+                let a = transposed.get(&(inst, k as u8)).copied().unwrap_or(a);
+                if let Some(&g) = group_of.get(&a) {
+                    is_output.insert(a);
+                    close(g, &mut open, &mut steps);
+                }
+            }
+            steps.push(Step::Inst(inst));
+        }
+    }
+    // Members back in program order (merges appended), outputs listed.
+    let pos: IdMap<Inst, usize> = top.iter().enumerate().map(|(i, &x)| (x, i)).collect();
+    for g in &mut groups {
+        g.members.sort_by_key(|m| pos[m]);
+        g.outputs = g
+            .members
+            .iter()
+            .flat_map(|&m| f.insts[m].results.iter().copied())
+            .filter(|r| is_output.contains(r))
+            .collect();
+    }
+
+    // Homes and liveness.
+    let mut home: IdMap<Value, Home> = IdMap::default();
+    for (i, &p) in f.regions[f.body].params.iter().enumerate() {
+        if matches!(ty(f, p), Type::Tensor(..)) {
+            home.insert(p, Home::Param(i as u32));
+        }
+    }
+    // Values only `ret` reads live in the caller's result buffer (the first position).
+    let ret_inst = top.last().copied().filter(|&i| f.insts[i].op == Op::Ret);
+    if let Some(ri) = ret_inst {
+        for (k, &a) in f.insts[ri].args.iter().enumerate() {
+            let only_ret = users.get(&a).is_some_and(|u| u.iter().all(|&x| x == ri));
+            let defined = matches!(f.values[a].def, ValueDef::Result(..));
+            if only_ret && defined && matches!(ty(f, a), Type::Tensor(..)) {
+                home.entry(a).or_insert(Home::Result(k as u32));
+            }
+        }
+    }
+    // Step at which each value comes to exist in memory, and its last reader's step.
+    let mut step_of_inst: IdMap<Inst, usize> = IdMap::default();
+    let mut made: Vec<Vec<Value>> = vec![vec![]; steps.len()];
+    for (s, step) in steps.iter().enumerate() {
+        match *step {
+            Step::Inst(i) => {
+                step_of_inst.insert(i, s);
+                made[s].extend(
+                    f.insts[i]
+                        .results
+                        .iter()
+                        .copied()
+                        .filter(|&r| matches!(ty(f, r), Type::Tensor(..))),
+                );
+            }
+            Step::Group(g) => {
+                for &m in &groups[g].members {
+                    step_of_inst.insert(m, s);
+                }
+                made[s].extend(groups[g].outputs.iter().copied());
+            }
+        }
+    }
+    let mut last: IdMap<Value, usize> = IdMap::default();
+    for &inst in top {
+        let reader = if virtual_t.contains(&inst) {
+            None
+        } else {
+            step_of_inst.get(&inst).copied()
+        };
+        let Some(s) = reader else { continue };
+        for &a in &f.insts[inst].args {
+            let e = last.entry(a).or_insert(s);
+            *e = (*e).max(s);
+        }
+    }
+    // Virtual transposes: their operand is read by the matmuls.
+    for (&(u, _), &src) in &transposed {
+        if let Some(&s) = step_of_inst.get(&u) {
+            let e = last.entry(src).or_insert(s);
+            *e = (*e).max(s);
+        }
+    }
+    let mut dies: Vec<Vec<Value>> = vec![vec![]; steps.len()];
+    for (s, vs) in made.iter().enumerate() {
+        for &v in vs {
+            let d = last.get(&v).copied().unwrap_or(s).max(s);
+            dies[d].push(v);
+        }
+    }
+    let mut free: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut bytes = 0u64;
+    let mut scratch_bytes = 0u64;
+    let mut max_operands = 0usize;
+    for s in 0..steps.len() {
+        if let Step::Inst(i) = steps[s] {
+            let d = &f.insts[i];
+            if is_runtime_op(&d.op) {
+                max_operands = max_operands.max(d.args.len());
+            }
+            if let (Op::Reduce(jitad_ir::shape::Reduction::LogSumExp, _), Some(&r)) =
+                (&d.op, d.results.first())
+            {
+                let n = ty(f, r).num_elements() as u64;
+                scratch_bytes = scratch_bytes.max(n.saturating_mul(8).saturating_add(15) & !15);
+            }
+        }
+        for &v in &made[s] {
+            if home.contains_key(&v) {
+                continue;
+            }
+            let size = region_bytes(ty(f, v)).max(16);
+            let fit = free.range(size..).next().map(|(&k, _)| k);
+            let off = match fit {
+                Some(k) => {
+                    let list = free.get_mut(&k).map(|l| (l.pop(), l.is_empty()));
+                    match list {
+                        Some((Some(o), empty)) => {
+                            if empty {
+                                free.remove(&k);
+                            }
+                            // Keep the unused tail of a larger region.
+                            if k > size {
+                                free.entry(k - size).or_default().push(o + size);
+                            }
+                            o
+                        }
+                        _ => {
+                            let o = bytes;
+                            bytes = bytes.saturating_add(size);
+                            o
+                        }
+                    }
+                }
+                None => {
+                    let o = bytes;
+                    bytes = bytes.saturating_add(size);
+                    o
+                }
+            };
+            home.insert(v, Home::Workspace(off));
+        }
+        for &v in &dies[s] {
+            if let Some(&Home::Workspace(o)) = home.get(&v) {
+                let size = region_bytes(ty(f, v)).max(16);
+                free.entry(size).or_default().push(o);
+            }
+        }
+    }
+    TensorPlan {
+        steps,
+        groups,
+        home,
+        transposed,
+        scratch: bytes,
+        bytes: bytes.saturating_add(scratch_bytes),
+        scratch_bytes,
+        max_operands,
+    }
+}
+
+/// True when `f` holds a tensor value anywhere.
+pub(crate) fn has_tensors(f: &Function) -> bool {
+    f.values.values().any(|d| matches!(d.ty, Type::Tensor(..)))
+}
+
+/// A human-readable list of `plan`'s groups (for `dump --emit fusion`).
+pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "; @{}: {} step(s)", f.name, plan.steps.len());
+    for step in &plan.steps {
+        match *step {
+            Step::Inst(i) => {
+                let d = &f.insts[i];
+                let r: Vec<String> = d.results.iter().map(|r| r.to_string()).collect();
+                let _ = writeln!(s, "  {} = {}", r.join(", "), d.op.name());
+            }
+            Step::Group(g) => {
+                let grp = &plan.groups[g];
+                let m: Vec<String> = grp
+                    .members
+                    .iter()
+                    .map(|&i| {
+                        let d = &f.insts[i];
+                        format!(
+                            "{}={}",
+                            d.results.first().map_or(String::new(), |r| r.to_string()),
+                            d.op.name()
+                        )
+                    })
+                    .collect();
+                let o: Vec<String> = grp.outputs.iter().map(|v| v.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "  group {g}: {} op(s) fused [{}] → stores {}",
+                    grp.members.len(),
+                    m.join(" "),
+                    if o.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        o.join(", ")
+                    }
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "; workspace: {} bytes of tensors ({} scratch)",
+        plan.bytes, plan.scratch_bytes
+    );
+    s
+}

@@ -1,0 +1,489 @@
+//! Lowering of functions that compute on tensors: the steps of their fused schedule
+//! ([`crate::fusion`]) — scalar instructions as usual, each fusion group as one loop
+//! nest, the other tensor ops as calls into [`crate::tensor_rt`].
+//!
+//! A tensor value is a pointer here: `get` of a tensor gives the address of its home
+//! (a parameter buffer, the caller's result buffer, or a workspace region). Inside a
+//! group's loop the same IR values stand for one element each, so the members are
+//! lowered by the scalar code of [`Lower::lower_inst`] unchanged — the reason JIT and
+//! interpreter agree bit for bit on elementwise math.
+//!
+//! The loop nest runs over the group's shape after dropping unit axes and merging
+//! adjacent axes every operand walks contiguously (a `[256,256]` group with a bias
+//! broadcast along rows is two loops, one without broadcasting is one). Each operand's
+//! byte offset is accumulated per level, so the innermost body does one add per operand
+//! and element.
+
+use super::{Flow, Lower};
+use crate::error::CompileError;
+use crate::fusion::{elem_bytes, is_view, Home, Step};
+use crate::tensor_rt::TensorCall;
+use cranelift_codegen::ir::{
+    self as cl, condcodes::IntCC, types, InstBuilder, StackSlotData, StackSlotKind,
+};
+use jitad_ir::kernels::broadcast_strides;
+use jitad_ir::types::MAX_RANK;
+use jitad_ir::{Constant, Inst, Op, ScalarType, Type, Value};
+use std::collections::HashMap;
+
+/// An operand a fused loop reads from memory.
+struct Input {
+    /// Address of element 0 of the walk.
+    base: cl::Value,
+    /// Element type.
+    elem: ScalarType,
+    /// Stride in elements along each axis of the group's shape.
+    strides: [usize; MAX_RANK],
+}
+
+fn dims(t: Type) -> Vec<usize> {
+    match t {
+        Type::Scalar(_) => vec![],
+        Type::Tensor(_, s) => s.dims().iter().map(|&d| d as usize).collect(),
+    }
+}
+
+fn row_major(d: &[usize]) -> [usize; MAX_RANK] {
+    let mut s = [0; MAX_RANK];
+    let mut acc = 1usize;
+    for i in (0..d.len()).rev() {
+        s[i] = acc;
+        acc = acc.saturating_mul(d[i]);
+    }
+    s
+}
+
+impl Lower<'_, '_> {
+    pub(super) fn is_tensor(&self, v: Value) -> bool {
+        self.f
+            .values
+            .get(v)
+            .is_some_and(|d| matches!(d.ty, Type::Tensor(..)))
+    }
+
+    fn ty(&self, v: Value) -> Type {
+        self.f.values[v].ty
+    }
+
+    /// The address of tensor `v`'s data.
+    pub(super) fn tensor_addr(&mut self, v: Value) -> Result<cl::Value, CompileError> {
+        let plan = self.plan;
+        let home = plan
+            .tensors
+            .as_ref()
+            .and_then(|t| t.home.get(&v))
+            .copied()
+            .ok_or_else(|| self.err(format!("tensor {v} has no buffer")))?;
+        let ptr = self.cx.ptr;
+        Ok(match home {
+            Home::Param(i) => {
+                let off = self.off(i as usize, 0)?;
+                let a = self.args_ptr;
+                self.b.ins().load(ptr, super::trusted(), a, off)
+            }
+            Home::Result(i) => {
+                let off = self.off(i as usize, 0)?;
+                let r = self.res_ptr;
+                self.b.ins().load(ptr, super::trusted(), r, off)
+            }
+            Home::Workspace(o) => {
+                let k = self.imm(plan.tensor_base.saturating_add(o), "a tensor's offset")?;
+                let ws = self.ws_ptr;
+                self.b.ins().iadd_imm_s(ws, k)
+            }
+        })
+    }
+
+    /// Writes tensor `v` to result `i`: nothing when it was computed there.
+    pub(super) fn ret_tensor(&mut self, v: Value, i: usize) -> Result<(), CompileError> {
+        let home = self
+            .plan
+            .tensors
+            .as_ref()
+            .and_then(|t| t.home.get(&v))
+            .copied();
+        if home == Some(Home::Result(i as u32)) {
+            return Ok(());
+        }
+        let t = self.ty(v);
+        let bytes = (t.num_elements() as u64).saturating_mul(elem_bytes(t.elem()) as u64);
+        let bytes = self.imm(bytes, "a returned tensor")?;
+        let src = self.tensor_addr(v)?;
+        let off = self.off(i, 0)?;
+        let r = self.res_ptr;
+        let ptr = self.cx.ptr;
+        let dst = self.b.ins().load(ptr, super::trusted(), r, off);
+        let n = self.b.ins().iconst(types::I64, bytes);
+        let fr = self.func_ref(self.cx.tensor_copy_id);
+        self.b.ins().call(fr, &[dst, src, n]);
+        Ok(())
+    }
+
+    /// Lowers the whole (never chunked) body of a function holding tensors.
+    pub(super) fn lower_tensor_function(mut self) -> Result<(), CompileError> {
+        let plan = self.plan;
+        let Some(tp) = plan.tensors.as_ref() else {
+            return Err(self.err("no tensor plan"));
+        };
+        let mut returned = false;
+        for step in &tp.steps {
+            match *step {
+                Step::Group(g) => self.lower_group(g)?,
+                Step::Inst(inst) => match self.lower_inst(inst)? {
+                    Flow::Next => {}
+                    Flow::Returned => {
+                        returned = true;
+                        break;
+                    }
+                    Flow::Yield(_) => {
+                        return Err(self.err(format!("`yield` at top level ({inst})")))
+                    }
+                },
+            }
+        }
+        if !returned {
+            let z = self.b.ins().iconst(types::I32, 0);
+            self.b.ins().return_(&[z]);
+        }
+        self.finish()
+    }
+
+    /// The stack area for a runtime op's pointers (`n + 1` words) and spilled scalar
+    /// operands (`n + 1` words), sized for the function's largest.
+    fn tensor_area(&mut self) -> cl::StackSlot {
+        if let Some(s) = self.tarea {
+            return s;
+        }
+        let n = self
+            .plan
+            .tensors
+            .as_ref()
+            .map_or(0, |t| t.max_operands)
+            .max(3);
+        let bytes = u32::try_from(16 * (n + 1)).unwrap_or(u32::MAX);
+        let s = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes,
+            4,
+        ));
+        self.tarea = Some(s);
+        s
+    }
+
+    /// A runtime tensor op: its operands' and result's addresses in the pointer area,
+    /// then a call to [`crate::tensor_rt::jitad_tensor_op`].
+    pub(super) fn lower_tensor_op(&mut self, inst: Inst) -> Result<(), CompileError> {
+        let f = self.f;
+        let plan = self.plan;
+        let tp = plan
+            .tensors
+            .as_ref()
+            .ok_or_else(|| self.err("a tensor op without a tensor plan"))?;
+        let d = &f.insts[inst];
+        let [r] = d.results[..] else {
+            return Err(self.err(format!("{inst}: a tensor op has one result")));
+        };
+        let n = d.args.len();
+        if n > tp.max_operands {
+            return Err(self.err(format!("{inst}: more operands than planned")));
+        }
+        let trans = [0u8, 1].map(|k| tp.transposed.contains_key(&(inst, k)));
+        let arg_tys: Vec<Type> = d.args.iter().map(|&a| self.ty(a)).collect();
+        let call = TensorCall::new(&d.op, arg_tys, self.ty(r), trans)
+            .ok_or_else(|| self.err(format!("{inst}: `{}` has operands it does not take", d.op)))?;
+        let call = Box::new(call);
+        let call_addr = &*call as *const TensorCall as i64;
+        self.cx.tensor_calls.push(call);
+        let area = self.tensor_area();
+        let ptr = self.cx.ptr;
+        let spill = |k: usize| (8 * (n + 1 + k)) as i32;
+        for (k, &a) in d.args.iter().enumerate() {
+            let a = tp.transposed.get(&(inst, k as u8)).copied().unwrap_or(a);
+            let p = if self.is_tensor(a) {
+                self.tensor_addr(a)?
+            } else {
+                let x = self.get(a)?;
+                self.b.ins().stack_store(ptr, x, area, spill(k));
+                self.b.ins().stack_addr(ptr, area, spill(k))
+            };
+            self.b.ins().stack_store(ptr, p, area, (8 * k) as i32);
+        }
+        let out = if self.is_tensor(r) {
+            self.tensor_addr(r)?
+        } else {
+            self.b.ins().stack_addr(ptr, area, spill(n))
+        };
+        self.b.ins().stack_store(ptr, out, area, (8 * n) as i32);
+        let k = self.imm(plan.tensor_base.saturating_add(tp.scratch), "the scratch area")?;
+        let ws = self.ws_ptr;
+        let scratch = self.b.ins().iadd_imm_s(ws, k);
+        let c = self.b.ins().iconst(ptr, call_addr);
+        let ptrs = self.b.ins().stack_addr(ptr, area, 0);
+        let fr = self.func_ref(self.cx.tensor_op_id);
+        let st = self.b.ins().call(fr, &[c, ptrs, scratch]);
+        let st = self.b.inst_results(st)[0];
+        self.check_status(st);
+        if !self.is_tensor(r) {
+            let t = self.scalar(r)?;
+            let x = self
+                .b
+                .ins()
+                .stack_load(ptr, crate::abi::cl_ty(t), area, spill(n));
+            self.define(inst, &[x])?;
+        }
+        Ok(())
+    }
+
+    /// One fusion group: a loop nest over its shape computing every member per element.
+    fn lower_group(&mut self, g: usize) -> Result<(), CompileError> {
+        let f = self.f;
+        let plan = self.plan;
+        let tp = plan
+            .tensors
+            .as_ref()
+            .ok_or_else(|| self.err("a group without a tensor plan"))?;
+        let grp = &tp.groups[g];
+        let Some(&first) = grp.members.first() else {
+            return Ok(());
+        };
+        let shape = dims(self.ty(f.insts[first].results[0]));
+        if shape.contains(&0) {
+            return Ok(()); // no element to compute
+        }
+        let rank = shape.len();
+        let members: std::collections::HashSet<Value> = grp
+            .members
+            .iter()
+            .flat_map(|&m| f.insts[m].results.iter().copied())
+            .collect();
+        // Values bound for the loop only (removed afterwards).
+        let mut bound: Vec<Value> = vec![];
+        let mut inputs: Vec<Input> = vec![];
+        // (value, strides) → input, so one operand read the same way is loaded once.
+        let mut input_of: HashMap<(Value, usize, [usize; MAX_RANK]), usize> = HashMap::new();
+        // Per element: values loaded from input k.
+        let mut loads: Vec<(Value, usize)> = vec![];
+        let mut add_input = |l: &mut Self,
+                             inputs: &mut Vec<Input>,
+                             v: Value,
+                             offset: usize,
+                             strides: [usize; MAX_RANK]|
+         -> Result<usize, CompileError> {
+            if let Some(&k) = input_of.get(&(v, offset, strides)) {
+                return Ok(k);
+            }
+            let mut base = l.tensor_addr(v)?;
+            let elem = l.scalar(v)?;
+            let bytes = offset.saturating_mul(elem_bytes(elem));
+            if bytes > 0 {
+                let k = l.imm(bytes as u64, "a view's offset")?;
+                base = l.b.ins().iadd_imm_s(base, k);
+            }
+            inputs.push(Input {
+                base,
+                elem,
+                strides,
+            });
+            input_of.insert((v, offset, strides), inputs.len() - 1);
+            Ok(inputs.len() - 1)
+        };
+        for &m in &grp.members {
+            let d = &f.insts[m];
+            let r = d.results[0];
+            match &d.op {
+                Op::Fill(c, _) => {
+                    let x = match *c {
+                        Constant::F64(v) => self.b.ins().f64const(v),
+                        Constant::F32(v) => self.b.ins().f32const(v),
+                        Constant::I64(v) => self.b.ins().iconst(types::I64, v),
+                        Constant::Bool(v) => self.b.ins().iconst(types::I8, i64::from(v)),
+                    };
+                    self.vals.insert(r, x);
+                    bound.push(r);
+                }
+                Op::Broadcast(_) if !self.is_tensor(d.args[0]) => {
+                    // A scalar broadcast: loaded once, before the loop.
+                    let x = self.get(d.args[0])?;
+                    self.vals.insert(r, x);
+                    bound.push(r);
+                }
+                op if is_view(op) => {
+                    let a = d.args[0];
+                    let ad = dims(self.ty(a));
+                    let own = row_major(&ad);
+                    let (offset, strides) = match op {
+                        Op::Broadcast(_) => (
+                            0,
+                            broadcast_strides(&ad, &shape)
+                                .ok_or_else(|| self.err(format!("{m}: bad broadcast")))?,
+                        ),
+                        // Row-major order is kept: element i of the result is element i.
+                        Op::Reshape(_) => (0, row_major(&shape)),
+                        Op::Slice(ranges) => {
+                            let mut s = [0; MAX_RANK];
+                            let mut off = 0usize;
+                            for (j, rg) in ranges.iter().enumerate() {
+                                s[j] = own[j].saturating_mul(rg.step as usize);
+                                off = off.saturating_add(own[j].saturating_mul(rg.start as usize));
+                            }
+                            (off, s)
+                        }
+                        Op::Transpose(perm) => {
+                            let mut s = [0; MAX_RANK];
+                            for (j, p) in perm.to_vec().into_iter().enumerate() {
+                                s[j] = own[p];
+                            }
+                            (0, s)
+                        }
+                        _ => return Err(self.err(format!("{m}: not a view"))),
+                    };
+                    let k = add_input(self, &mut inputs, a, offset, strides)?;
+                    loads.push((r, k));
+                }
+                _ => {
+                    for &a in &d.args {
+                        if members.contains(&a) || self.vals.contains_key(&a) {
+                            continue;
+                        }
+                        if self.is_tensor(a) {
+                            let s = broadcast_strides(&dims(self.ty(a)), &shape)
+                                .ok_or_else(|| self.err(format!("{m}: operand {a} does not broadcast")))?;
+                            let k = add_input(self, &mut inputs, a, 0, s)?;
+                            loads.push((a, k));
+                            // Bound per element inside the loop; mark so it is not
+                            // hoisted as a scalar.
+                            self.vals.insert(a, inputs[k].base);
+                            bound.push(a);
+                        } else {
+                            // A scalar operand: loaded once, before the loop.
+                            let x = self.get(a)?;
+                            self.vals.insert(a, x);
+                            bound.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        // Outputs: contiguous over the shape.
+        let mut outs: Vec<(Value, usize)> = vec![];
+        for &v in &grp.outputs {
+            let base = self.tensor_addr(v)?;
+            let elem = self.scalar(v)?;
+            inputs.push(Input {
+                base,
+                elem,
+                strides: row_major(&shape),
+            });
+            outs.push((v, inputs.len() - 1));
+        }
+        // Collapse the walk: drop unit axes, merge axes every operand walks contiguously.
+        let mut cd: Vec<usize> = vec![];
+        let mut cs: Vec<Vec<usize>> = vec![vec![]; inputs.len()];
+        for j in 0..rank {
+            if shape[j] == 1 {
+                continue;
+            }
+            let mergeable = !cd.is_empty()
+                && inputs.iter().enumerate().all(|(k, inp)| {
+                    let prev = *cs[k].last().unwrap_or(&0);
+                    prev == inp.strides[j].saturating_mul(shape[j])
+                });
+            if mergeable {
+                let last = cd.len() - 1;
+                cd[last] = cd[last].saturating_mul(shape[j]);
+                for (k, inp) in inputs.iter().enumerate() {
+                    let l = cs[k].len() - 1;
+                    cs[k][l] = inp.strides[j];
+                }
+            } else {
+                cd.push(shape[j]);
+                for (k, inp) in inputs.iter().enumerate() {
+                    cs[k].push(inp.strides[j]);
+                }
+            }
+        }
+        if cd.is_empty() {
+            cd.push(1);
+            for s in &mut cs {
+                s.push(0);
+            }
+        }
+        // The nest: level l walks axis l; each input's byte offset accumulates.
+        let ptr = self.cx.ptr;
+        let mut ivars = vec![];
+        let mut heads = vec![];
+        let zero = self.b.ins().iconst(ptr, 0);
+        let mut offs: Vec<cl::Value> = vec![zero; inputs.len()];
+        for (l, &extent) in cd.iter().enumerate() {
+            let iv = self.b.declare_var(ptr);
+            let z = self.b.ins().iconst(ptr, 0);
+            self.b.def_var(iv, z);
+            let head = self.b.create_block();
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let i = self.b.use_var(iv);
+            for (k, inp) in inputs.iter().enumerate() {
+                let step = cs[k][l].saturating_mul(elem_bytes(inp.elem));
+                if step == 0 {
+                    continue;
+                }
+                let step = self.imm(step as u64, "a stride")?;
+                let x = if step == 1 {
+                    i
+                } else {
+                    self.b.ins().imul_imm_s(i, step)
+                };
+                offs[k] = self.b.ins().iadd(offs[k], x);
+            }
+            ivars.push((iv, extent));
+            heads.push(head);
+        }
+        // Loads, members, stores.
+        let mut addr = vec![];
+        for (k, inp) in inputs.iter().enumerate() {
+            addr.push(self.b.ins().iadd(inp.base, offs[k]));
+        }
+        for &(v, k) in &loads {
+            let t = crate::abi::cl_ty(inputs[k].elem);
+            let x = self.b.ins().load(t, super::trusted(), addr[k], 0);
+            self.vals.insert(v, x);
+            if !bound.contains(&v) {
+                bound.push(v);
+            }
+        }
+        for &m in &grp.members {
+            let d = &f.insts[m];
+            if matches!(d.op, Op::Fill(..)) || is_view(&d.op) {
+                continue;
+            }
+            match self.lower_inst(m)? {
+                Flow::Next => {}
+                _ => return Err(self.err(format!("{m}: control flow in a fused loop"))),
+            }
+        }
+        for &(v, k) in &outs {
+            let x = self.get(v)?;
+            self.b.ins().store(super::trusted(), x, addr[k], 0);
+        }
+        // Back edges, innermost first.
+        for (l, &(iv, extent)) in ivars.iter().enumerate().rev() {
+            let i = self.b.use_var(iv);
+            let next = self.b.ins().iadd_imm_s(i, 1);
+            self.b.def_var(iv, next);
+            let ext = self.imm(extent as u64, "a loop extent")?;
+            let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, ext);
+            let exit = self.b.create_block();
+            self.b.ins().brif(more, heads[l], &[], exit, &[]);
+            self.b.switch_to_block(exit);
+        }
+        for v in bound {
+            self.vals.remove(&v);
+        }
+        for &m in &grp.members {
+            for r in &f.insts[m].results {
+                self.vals.remove(r);
+            }
+        }
+        Ok(())
+    }
+}
