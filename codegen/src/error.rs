@@ -79,10 +79,7 @@ impl CompileError {
     /// the interpreter runs such programs, so harnesses comparing the two engines
     /// compare nothing there rather than report a difference.
     pub fn is_unsupported(&self) -> bool {
-        matches!(
-            self,
-            CompileError::Unsupported { .. }
-        )
+        matches!(self, CompileError::Unsupported { .. })
     }
 }
 

@@ -485,14 +485,22 @@ pub(crate) fn has_tensors(f: &Function) -> bool {
 /// A human-readable list of `plan`'s groups (for `dump --emit fusion`).
 pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
     use std::fmt::Write as _;
+    let name = |v: Value| match f.name_of(v) {
+        Some(n) => format!("%{n}"),
+        None => format!("%{v}"),
+    };
     let mut s = String::new();
     let _ = writeln!(s, "; @{}: {} step(s)", f.name, plan.steps.len());
     for step in &plan.steps {
         match *step {
             Step::Inst(i) => {
                 let d = &f.insts[i];
-                let r: Vec<String> = d.results.iter().map(|r| r.to_string()).collect();
-                let _ = writeln!(s, "  {} = {}", r.join(", "), d.op.name());
+                let r: Vec<String> = d.results.iter().map(|&r| name(r)).collect();
+                if r.is_empty() {
+                    let _ = writeln!(s, "  {}", d.op.name());
+                } else {
+                    let _ = writeln!(s, "  {} = {}", r.join(", "), d.op.name());
+                }
             }
             Step::Group(g) => {
                 let grp = &plan.groups[g];
@@ -503,15 +511,15 @@ pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
                         let d = &f.insts[i];
                         format!(
                             "{}={}",
-                            d.results.first().map_or(String::new(), |r| r.to_string()),
+                            d.results.first().map_or(String::new(), |&r| name(r)),
                             d.op.name()
                         )
                     })
                     .collect();
-                let o: Vec<String> = grp.outputs.iter().map(|v| v.to_string()).collect();
+                let o: Vec<String> = grp.outputs.iter().map(|&v| name(v)).collect();
                 let _ = writeln!(
                     s,
-                    "  group {g}: {} op(s) fused [{}] → stores {}",
+                    "  loop {g}: {} op(s) fused [{}] → stores {}",
                     grp.members.len(),
                     m.join(" "),
                     if o.is_empty() {

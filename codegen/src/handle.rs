@@ -91,6 +91,7 @@ pub(crate) struct Shared {
     pub guards: Vec<GuardInfo>,
     pub clif: Option<String>,
     pub asm: Option<String>,
+    pub fusion: Option<String>,
     pub stats: CompileStats,
     /// The code runs reverse sweeps through loops (`tapeloop`/`revloop`).
     pub loops: bool,
@@ -221,6 +222,14 @@ impl Compiled {
     /// function, if compiled with [`crate::CompileOptions::emit_text`].
     pub fn asm_text(&self) -> Option<&str> {
         self.shared.asm.as_deref()
+    }
+
+    /// The fused schedule of every function holding tensors — each fusion group with
+    /// its members and the values it stores, the runtime ops between them, and the
+    /// workspace the buffer plan needs — if compiled with
+    /// [`crate::CompileOptions::emit_text`] (empty for scalar code).
+    pub fn fusion_text(&self) -> Option<&str> {
+        self.shared.fusion.as_deref()
     }
 
     /// Times and sizes of the compilation.

@@ -420,7 +420,8 @@ pub(crate) fn compile(
     for _ in 0..3 {
         tsig.params.push(AbiParam::new(ptr));
     }
-    tsig.returns.push(AbiParam::new(cranelift_codegen::ir::types::I32));
+    tsig.returns
+        .push(AbiParam::new(cranelift_codegen::ir::types::I32));
     let tensor_op_id = module
         .declare_function(TENSOR_OP_SYMBOL, Linkage::Import, &tsig)
         .map_err(|e| cranelift_err(TENSOR_OP_SYMBOL.into(), e))?;
@@ -470,6 +471,7 @@ pub(crate) fn compile(
     };
     let mut clif = String::new();
     let mut asm = String::new();
+    let mut fusion = String::new();
     let mut fctx = FunctionBuilderContext::new();
     let mut batch = Batch::default();
     let threads = opts.threads.max(1);
@@ -479,6 +481,9 @@ pub(crate) fn compile(
             continue;
         };
         stats.ir_insts += plan.num_insts;
+        if let (true, Some(tp)) = (opts.emit_text, plan.tensors.as_ref()) {
+            fusion.push_str(&crate::fusion::describe(f, tp));
+        }
         let mut ordinal = 0usize;
         let mut jobs: Vec<(FuncId, Option<usize>)> = vec![];
         if chunk_ids[fi].is_empty() {
@@ -596,6 +601,7 @@ pub(crate) fn compile(
         },
         clif: opts.emit_text.then_some(clif),
         asm: opts.emit_text.then_some(asm),
+        fusion: opts.emit_text.then_some(fusion),
         stats,
         loops,
         _tensor_calls: cx.tensor_calls,

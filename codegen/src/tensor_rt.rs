@@ -205,16 +205,14 @@ unsafe fn run(c: &TensorCall, ptrs: *const *mut u8, scratch: *mut u8) -> Result<
                 (Buf::F64(x), BufMut::F64(o)) => {
                     // SAFETY: the scratch area holds 8 bytes per result element of the
                     // largest logsumexp, 16-aligned.
-                    let s = unsafe {
-                        std::slice::from_raw_parts_mut(scratch as *mut f64, scratch_len)
-                    };
+                    let s =
+                        unsafe { std::slice::from_raw_parts_mut(scratch as *mut f64, scratch_len) };
                     kernels::reduce_real(*red, x, xd, &c.axes, o, s).map_err(e)
                 }
                 (Buf::F32(x), BufMut::F32(o)) => {
                     // SAFETY: as above (4 of the 8 bytes per element used).
-                    let s = unsafe {
-                        std::slice::from_raw_parts_mut(scratch as *mut f32, scratch_len)
-                    };
+                    let s =
+                        unsafe { std::slice::from_raw_parts_mut(scratch as *mut f32, scratch_len) };
                     kernels::reduce_real(*red, x, xd, &c.axes, o, s).map_err(e)
                 }
                 (Buf::I64(x), BufMut::I64(o)) => {

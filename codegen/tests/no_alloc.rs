@@ -153,3 +153,77 @@ fn loop_gradients_allocate_nothing_in_steady_state() {
         assert_eq!(after - before, 0, "{p}: {} allocations", after - before);
     }
 }
+
+/// Compiled tensor code: fused loops, reductions (`logsumexp`'s scratch included),
+/// pads, slices, concatenation and row updates run in the handle's pooled workspace,
+/// so steady-state calls through `call_buffers` and the flat `call_f64` allocate
+/// nothing. `matmul` is the one exception: `matrixmultiply` allocates its packing
+/// buffer inside every GEMM call (its API takes no buffer), at most one allocation per
+/// product, counted here so a new allocation anywhere else fails the test.
+#[test]
+fn tensor_calls_allocate_nothing_but_gemm_packing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let src = r#"
+func @t(%a: f64[16,8], %v: f64[8], %s: f64) -> (f64, f64[16,8], f64[18,8], f64[8]) {
+  %x = add %a, %v
+  %y = mul %x, %s
+  %z = tanh %y
+  %l = logsumexp %z, axes [1]
+  %m = sum %l, axes [0]
+  %sl = slice %z [0:16:2, 0:8]
+  %c = concat %sl, %sl, axis 0
+  %zero = const 0.0 : f64
+  %p = pad %c, %zero [1:1, 0:0]
+  %i = const 3 : i64
+  %u = insert %v into %a [%i]
+  %r = sum %u, axes [0]
+  ret %m, %z, %p, %r
+}
+func @mm(%a: f64[16,8], %b: f64[8,4]) -> (f64[16,4], f64[8,4]) {
+  %p = matmul %a, %b
+  %at = transpose %a, perm [1, 0]
+  %g = matmul %at, %p
+  ret %p, %g
+}
+"#;
+    let m = parse_module(src).unwrap();
+    let t = compile_module(&m, "t", &CompileOptions::default()).unwrap();
+    let mm = compile_module(&m, "mm", &CompileOptions::default()).unwrap();
+    let a: Vec<f64> = (0..128).map(|k| (k as f64 * 0.37).sin()).collect();
+    let v: Vec<f64> = (0..8).map(|k| k as f64 * 0.1).collect();
+    let b: Vec<f64> = (0..32).map(|k| (k as f64).cos()).collect();
+    let (mut o1, mut o2, mut o3, mut o4) =
+        (vec![0.0; 1], vec![0.0; 128], vec![0.0; 144], vec![0.0; 8]);
+    let (mut p1, mut p2) = (vec![0.0; 64], vec![0.0; 32]);
+    let flat_in: Vec<f64> = [&a[..], &v, &[0.5]].concat();
+    let mut flat_out = vec![0.0; 1 + 128 + 144 + 8];
+    let mut run = |k: usize| {
+        let s = [0.5 + 1e-6 * k as f64];
+        t.call_buffers(&[&a, &v, &s], &mut [&mut o1, &mut o2, &mut o3, &mut o4])
+            .unwrap();
+        t.call_f64(&flat_in, &mut flat_out).unwrap();
+    };
+    run(0);
+    mm.call_buffers(&[&a, &b], &mut [&mut p1, &mut p2]).unwrap();
+    let before = allocs();
+    for k in 0..2_000 {
+        run(k);
+    }
+    let after = allocs();
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in 4,000 tensor calls",
+        after - before
+    );
+    let before = allocs();
+    for _ in 0..1_000 {
+        mm.call_buffers(&[&a, &b], &mut [&mut p1, &mut p2]).unwrap();
+    }
+    let after = allocs();
+    assert!(
+        after - before <= 2_000,
+        "{} allocations in 1,000 calls of two products",
+        after - before
+    );
+}

@@ -34,7 +34,9 @@ fn random_val(t: Type, rng: &mut Rng) -> Val {
             let data = match e {
                 ScalarType::F64 => TensorData::F64((0..n).map(|_| rng.f64()).collect()),
                 ScalarType::F32 => TensorData::F32((0..n).map(|_| rng.f64() as f32).collect()),
-                ScalarType::I64 => TensorData::I64((0..n).map(|_| (rng.next() % 5) as i64).collect()),
+                ScalarType::I64 => {
+                    TensorData::I64((0..n).map(|_| (rng.next() % 5) as i64).collect())
+                }
                 ScalarType::Bool => TensorData::Bool((0..n).map(|_| rng.next() % 2 == 0).collect()),
             };
             Val::Tensor(Arc::new(Tensor::new(shape, data).unwrap()))
@@ -81,7 +83,12 @@ fn agree(m: &Module, entry: &str, seed: u64) -> Compiled {
     .unwrap_or_else(|e| panic!("@{entry}: {e}"));
     let mut rng = Rng(seed | 1);
     for round in 0..3 {
-        let args: Vec<Val> = f.sig.params.iter().map(|&t| random_val(t, &mut rng)).collect();
+        let args: Vec<Val> = f
+            .sig
+            .params
+            .iter()
+            .map(|&t| random_val(t, &mut rng))
+            .collect();
         let want = eval(m, entry, &args).unwrap();
         let mut got = vec![Val::Bool(false); want.len()];
         c.call(&args, &mut got).unwrap();
@@ -206,8 +213,12 @@ fn three_calling_conventions_agree() {
     assert_eq!(flat_out, [&o1[..], &o2, &o3, &o4, &o5].concat());
     // Against the interpreter.
     let t = |d: &[usize], x: &Vec<f64>| Val::Tensor(Arc::new(Tensor::f64(d, x.clone()).unwrap()));
-    let want = eval(&m, "products", &[t(&[5, 3], &a), t(&[3, 4], &b), t(&[5, 4], &cc), t(&[3], &v)])
-        .unwrap();
+    let want = eval(
+        &m,
+        "products",
+        &[t(&[5, 3], &a), t(&[3, 4], &b), t(&[5, 4], &cc), t(&[3], &v)],
+    )
+    .unwrap();
     let Val::Tensor(p) = &want[0] else { panic!() };
     assert_eq!(p.data(), &TensorData::F64(o1.clone()));
     assert_eq!(want[4], Val::F64(o5[0]));
@@ -220,13 +231,27 @@ fn wrong_buffers_are_refused_before_the_call() {
     let a = vec![0.0; 15];
     let short = vec![0.0; 11];
     let (b, cc, v) = (vec![0.0; 12], vec![0.0; 20], vec![0.0; 3]);
-    let mut o = [vec![0.0; 20], vec![0.0; 12], vec![0.0; 15], vec![0.0; 5], vec![0.0; 1]];
+    let mut o = [
+        vec![0.0; 20],
+        vec![0.0; 12],
+        vec![0.0; 15],
+        vec![0.0; 5],
+        vec![0.0; 1],
+    ];
     let [o1, o2, o3, o4, o5] = &mut o;
     let e = c
         .call_buffers(&[&a, &short, &cc, &v], &mut [o1, o2, o3, o4, o5])
         .unwrap_err();
     assert!(
-        matches!(e, CallError::BufferLength { index: 1, expected: 12, got: 11, .. }),
+        matches!(
+            e,
+            CallError::BufferLength {
+                index: 1,
+                expected: 12,
+                got: 11,
+                ..
+            }
+        ),
         "{e}"
     );
     let mut short_out = vec![0.0; 4];
@@ -234,7 +259,17 @@ fn wrong_buffers_are_refused_before_the_call() {
     let e = c
         .call_buffers(&[&a, &b, &cc, &v], &mut [o1, o2, o3, &mut short_out, o5])
         .unwrap_err();
-    assert!(matches!(e, CallError::BufferLength { what: "result", index: 3, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CallError::BufferLength {
+                what: "result",
+                index: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Flat: one element short, one too many.
     let mut out = vec![0.0; 53];
     assert!(c.call_f64(&vec![0.0; 49], &mut out).is_err());
@@ -260,9 +295,23 @@ fn random_tensor_programs_match_the_interpreter() {
     for seed in 0..300u64 {
         let m = random_module(seed, &gen);
         let Some(main) = m.get("main") else { continue };
-        let args: Vec<Val> = main.sig.params.iter().map(|&t| random_val(t, &mut Rng(seed * 2 + 1))).collect();
-        let Ok(want) = eval(&m, "main", &args) else { continue };
-        let c = match compile_module(&m, "main", &CompileOptions { verify: true, ..Default::default() }) {
+        let args: Vec<Val> = main
+            .sig
+            .params
+            .iter()
+            .map(|&t| random_val(t, &mut Rng(seed * 2 + 1)))
+            .collect();
+        let Ok(want) = eval(&m, "main", &args) else {
+            continue;
+        };
+        let c = match compile_module(
+            &m,
+            "main",
+            &CompileOptions {
+                verify: true,
+                ..Default::default()
+            },
+        ) {
             Ok(c) => c,
             Err(e) if e.is_unsupported() => {
                 refused += 1;
@@ -283,5 +332,8 @@ fn random_tensor_programs_match_the_interpreter() {
         compiled += 1;
     }
     // Loops carrying tensors are refused (not compiled yet); most programs compile.
-    assert!(compiled >= 100, "only {compiled} compiled ({refused} refused)");
+    assert!(
+        compiled >= 100,
+        "only {compiled} compiled ({refused} refused)"
+    );
 }

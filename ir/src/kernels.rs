@@ -488,7 +488,12 @@ pub fn map3<A: Element, B: Element, C: Element, O: Element>(
 
 /// The result dimensions of reducing `axes` of `dims`, and the strides with which the
 /// result is addressed while walking the operand (0 on reduced axes).
-fn reduced(dims: &[usize], axes: &[usize]) -> Result<(Vec<usize>, [usize; MAX_RANK]), KernelError> {
+///
+/// No allocation: kernels run inside compiled calls, which allocate nothing.
+fn reduced(
+    dims: &[usize],
+    axes: &[usize],
+) -> Result<(([usize; MAX_RANK], usize), [usize; MAX_RANK]), KernelError> {
     let mut mask = 0u32;
     for &a in axes {
         if a >= dims.len() || mask & (1 << a) != 0 {
@@ -496,11 +501,18 @@ fn reduced(dims: &[usize], axes: &[usize]) -> Result<(Vec<usize>, [usize; MAX_RA
         }
         mask |= 1 << a;
     }
-    let kept: Vec<usize> = (0..dims.len())
-        .filter(|&i| mask & (1 << i) == 0)
-        .map(|i| dims[i])
-        .collect();
-    let ks = row_major(&kept);
+    if dims.len() > MAX_RANK {
+        return Err(shape_err("reduce (rank)", dims, axes));
+    }
+    let mut kept = [0usize; MAX_RANK];
+    let mut nk = 0;
+    for (i, &d) in dims.iter().enumerate() {
+        if mask & (1 << i) == 0 {
+            kept[nk] = d;
+            nk += 1;
+        }
+    }
+    let ks = row_major(&kept[..nk]);
     let mut s = [0; MAX_RANK];
     let mut j = 0;
     for (i, si) in s[..dims.len()].iter_mut().enumerate() {
@@ -509,7 +521,7 @@ fn reduced(dims: &[usize], axes: &[usize]) -> Result<(Vec<usize>, [usize; MAX_RA
             j += 1;
         }
     }
-    Ok((kept, s))
+    Ok(((kept, nk), s))
 }
 
 /// Folds `f` over `axes` of `x` into `out` (already holding the identity), each result
@@ -537,8 +549,8 @@ pub fn reduce<T: Numeric>(
     out: &mut [T],
 ) -> Result<(), KernelError> {
     check_len("operand", x.len(), xd)?;
-    let (kept, os) = reduced(xd, axes)?;
-    check_len("result", out.len(), &kept)?;
+    let ((kept, nk), os) = reduced(xd, axes)?;
+    check_len("result", out.len(), &kept[..nk])?;
     let (id, f): (T, fn(T, T) -> T) = match red {
         NumericReduction::Sum => (T::ADD_IDENTITY, T::add),
         NumericReduction::Max => (T::MAX_IDENTITY, T::max),
@@ -714,10 +726,12 @@ pub fn concat<T: Element>(
     let Some(&(_, first)) = operands.first() else {
         return Err(shape_err("concat (no operands)", &[], &[]));
     };
-    if axis >= first.len() {
+    if axis >= first.len() || first.len() > MAX_RANK {
         return Err(shape_err("concat (axis)", first, &[axis]));
     }
-    let mut od = first.to_vec();
+    let mut od_buf = [0usize; MAX_RANK];
+    let od = &mut od_buf[..first.len()];
+    od.copy_from_slice(first);
     od[axis] = 0;
     for &(x, d) in operands {
         check_len("operand", x.len(), d)?;
@@ -731,7 +745,7 @@ pub fn concat<T: Element>(
         }
         od[axis] += d[axis];
     }
-    check_len("result", out.len(), &od)?;
+    check_len("result", out.len(), od)?;
     // Each operand contributes, for every index of the outer axes, one contiguous
     // chunk of `d[axis] × inner` elements.
     let outer: usize = first[..axis].iter().product();

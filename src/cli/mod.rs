@@ -170,6 +170,9 @@ enum Emit {
     Asm,
     /// Graphviz DOT of the computational graph (see `--of`); tangents blue, adjoints red.
     Dot,
+    /// The compiled schedule of a tensor function (see `--of`): its fusion groups (one
+    /// loop each), the runtime ops between them, and the workspace it needs.
+    Fusion,
 }
 
 /// A derivative stage, for `--of`.
@@ -255,8 +258,8 @@ fn dump(
 ) -> Result<()> {
     let traced = load(file, func)?;
     let derive = |t: &Traced, s: Stage, w: Option<&[usize]>| derive(t, s, w).map(|d| ckpt.apply(d));
-    if of != Stage::Primal && !matches!(emit, Emit::Clif | Emit::Asm | Emit::Dot) {
-        bail!("--of applies to --emit clif, asm and dot only");
+    if of != Stage::Primal && !matches!(emit, Emit::Clif | Emit::Asm | Emit::Dot | Emit::Fusion) {
+        bail!("--of applies to --emit clif, asm, dot and fusion only");
     }
     if wrt.is_some() && matches!(emit, Emit::Ir | Emit::Opt) {
         bail!("--wrt applies to derivatives only (--emit jvp|vjp|grad|hvp, or --of)");
@@ -273,17 +276,17 @@ fn dump(
             let t = derive(&traced, of, wrt)?;
             print!("{}", jitad_ir::dot::function_to_dot(t.function()));
         }
-        Emit::Clif | Emit::Asm => {
+        Emit::Clif | Emit::Asm | Emit::Fusion => {
             let t = derive(&traced, of, wrt)?;
             let opts = CompileOptions {
                 emit_text: true,
                 ..CompileOptions::default()
             };
             let c = t.compile_with(&opts)?;
-            let text = if emit == Emit::Clif {
-                c.clif_text()
-            } else {
-                c.asm_text()
+            let text = match emit {
+                Emit::Clif => c.clif_text(),
+                Emit::Fusion => c.fusion_text(),
+                _ => c.asm_text(),
             };
             print!("{}", text.unwrap_or_default());
         }

@@ -214,7 +214,10 @@ impl Lower<'_, '_> {
             self.b.ins().stack_addr(ptr, area, spill(n))
         };
         self.b.ins().stack_store(ptr, out, area, (8 * n) as i32);
-        let k = self.imm(plan.tensor_base.saturating_add(tp.scratch), "the scratch area")?;
+        let k = self.imm(
+            plan.tensor_base.saturating_add(tp.scratch),
+            "the scratch area",
+        )?;
         let ws = self.ws_ptr;
         let scratch = self.b.ins().iadd_imm_s(ws, k);
         let c = self.b.ins().iconst(ptr, call_addr);
@@ -346,8 +349,10 @@ impl Lower<'_, '_> {
                             continue;
                         }
                         if self.is_tensor(a) {
-                            let s = broadcast_strides(&dims(self.ty(a)), &shape)
-                                .ok_or_else(|| self.err(format!("{m}: operand {a} does not broadcast")))?;
+                            let s =
+                                broadcast_strides(&dims(self.ty(a)), &shape).ok_or_else(|| {
+                                    self.err(format!("{m}: operand {a} does not broadcast"))
+                                })?;
                             let k = add_input(self, &mut inputs, a, 0, s)?;
                             loads.push((a, k));
                             // Bound per element inside the loop; mark so it is not
