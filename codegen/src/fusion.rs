@@ -12,9 +12,14 @@
 //! - an elementwise op joins the open group of every operand of its own shape that an
 //!   open group computes (merging them, smaller into larger); with none, it opens a new
 //!   group;
-//! - a re-indexing op (`broadcast`, `reshape`, `slice`, `transpose`) reads its operand
-//!   from memory through strides, so it always opens a new group, and an operand an
-//!   open group computes is materialised first (that group is closed);
+//! - a re-indexing op (`broadcast`, `reshape`, `slice`, `transpose`, `pad`) reads its
+//!   operand from memory through strides (`pad` selecting its value outside the
+//!   operand), so it always opens a new group, and an operand an open group computes
+//!   is materialised first (that group is closed);
+//! - a `sum` or `mean` of a member joins the member's group as an accumulator (a
+//!   register for a full reduction, the result tensor for a partial one), adding each
+//!   element in the operand's row-major order — the kernel's order, so the bits are
+//!   the interpreter's; its result exists after the loop, so a reader closes the group;
 //! - an operand of a different shape than the user (implicit broadcasting) is likewise
 //!   read from memory;
 //! - any other instruction that reads a value of an open group *closes* it: the group's
@@ -56,6 +61,8 @@ pub(crate) struct Group {
     pub members: Vec<Inst>,
     /// Members' results read outside the group (stored to memory), in program order.
     pub outputs: Vec<Value>,
+    /// `sum`/`mean` reductions of members, accumulated in the loop (program order).
+    pub reductions: Vec<Inst>,
 }
 
 /// Where a tensor lives.
@@ -136,11 +143,12 @@ pub(crate) fn is_elementwise(op: &Op) -> bool {
     )
 }
 
-/// True for ops that read their (tensor) operand through strides: no arithmetic.
+/// True for ops that read their (tensor) operand through strides (`pad`: or take its
+/// scalar operand outside the operand's range): no arithmetic.
 pub(crate) fn is_view(op: &Op) -> bool {
     matches!(
         op,
-        Op::Broadcast(_) | Op::Reshape(_) | Op::Slice(_) | Op::Transpose(_)
+        Op::Broadcast(_) | Op::Reshape(_) | Op::Slice(_) | Op::Transpose(_) | Op::Pad(_)
     )
 }
 
@@ -151,7 +159,6 @@ pub(crate) fn is_runtime_op(op: &Op) -> bool {
         Op::Reduce(..)
             | Op::Matmul
             | Op::Dot
-            | Op::Pad(_)
             | Op::Concat(_)
             | Op::Extract
             | Op::Insert
@@ -196,6 +203,14 @@ fn result(f: &Function, inst: Inst) -> Option<Value> {
         [r] => Some(r),
         _ => None,
     }
+}
+
+/// True for a reduction a group can accumulate while it computes the operand:
+/// `sum` (float or `i64`) and `mean`, folding each result element's terms in the
+/// operand's row-major order exactly as the kernel does.
+fn is_fusable_reduction(op: &Op) -> bool {
+    use jitad_ir::shape::Reduction as R;
+    matches!(op, Op::Reduce(R::Sum | R::Mean, _))
 }
 
 /// True when `inst` is fused: an elementwise or view op with one tensor result.
@@ -255,6 +270,8 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
     let mut groups: Vec<Group> = vec![];
     let mut open: Vec<bool> = vec![];
     let mut group_of: IdMap<Value, usize> = IdMap::default();
+    // Results of reductions a group accumulates: complete only after its loop.
+    let mut reduced_by: IdMap<Value, usize> = IdMap::default();
     let mut is_output: HashSet<Value> = HashSet::new();
     let mut steps = vec![];
     let close = |g: usize, open: &mut Vec<bool>, steps: &mut Vec<Step>| {
@@ -268,6 +285,23 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
             continue;
         }
         let d = &f.insts[inst];
+        // A group's reduction result is complete only after the group's loop.
+        for &a in &d.args {
+            if let Some(&g) = reduced_by.get(&a) {
+                close(g, &mut open, &mut steps);
+            }
+        }
+        if is_fusable_reduction(&d.op) {
+            let a = d.args[0];
+            if let Some(&g) = group_of.get(&a) {
+                let r = d.results[0];
+                if open[g] {
+                    groups[g].reductions.push(inst);
+                    reduced_by.insert(r, g);
+                    continue;
+                }
+            }
+        }
         if fusable(f, inst) {
             let r = d.results[0];
             let shape = dims(ty(f, r));
@@ -307,6 +341,13 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
                             }
                         }
                         groups[into].members.extend(moved);
+                        let moved = std::mem::take(&mut groups[o].reductions);
+                        for &m in &moved {
+                            for &mr in &f.insts[m].results {
+                                reduced_by.insert(mr, into);
+                            }
+                        }
+                        groups[into].reductions.extend(moved);
                         open[o] = false;
                     }
                     into
@@ -330,6 +371,7 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
     let pos: IdMap<Inst, usize> = top.iter().enumerate().map(|(i, &x)| (x, i)).collect();
     for g in &mut groups {
         g.members.sort_by_key(|m| pos[m]);
+        g.reductions.sort_by_key(|m| pos[m]);
         g.outputs = g
             .members
             .iter()
@@ -372,10 +414,17 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
                 );
             }
             Step::Group(g) => {
-                for &m in &groups[g].members {
+                for &m in groups[g].members.iter().chain(&groups[g].reductions) {
                     step_of_inst.insert(m, s);
                 }
                 made[s].extend(groups[g].outputs.iter().copied());
+                made[s].extend(
+                    groups[g]
+                        .reductions
+                        .iter()
+                        .map(|&m| f.insts[m].results[0])
+                        .filter(|&r| matches!(ty(f, r), Type::Tensor(..))),
+                );
             }
         }
     }
@@ -516,7 +565,15 @@ pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
                         )
                     })
                     .collect();
-                let o: Vec<String> = grp.outputs.iter().map(|&v| name(v)).collect();
+                let mut o: Vec<String> = grp.outputs.iter().map(|&v| name(v)).collect();
+                for &m in &grp.reductions {
+                    let d = &f.insts[m];
+                    o.push(format!(
+                        "{}={} (accumulated)",
+                        name(d.results[0]),
+                        d.op.name()
+                    ));
+                }
                 let _ = writeln!(
                     s,
                     "  loop {g}: {} op(s) fused [{}] → stores {}",

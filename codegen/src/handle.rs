@@ -97,6 +97,7 @@ pub(crate) struct Shared {
     pub loops: bool,
     /// Descriptors of runtime tensor ops, whose addresses the code holds: kept (never
     /// moved: boxed) as long as the code.
+    #[allow(clippy::vec_box)] // boxed: the code holds their addresses
     pub _tensor_calls: Vec<Box<crate::tensor_rt::TensorCall>>,
 }
 

@@ -540,7 +540,8 @@ pub(crate) fn compile(
                 id,
                 what,
                 ctx,
-                small: weight <= SMALL_FN_INSTS,
+                // Tensor code is loops: never the single-pass allocator.
+                small: weight <= SMALL_FN_INSTS && plan.tensors.is_none(),
             });
             batch.weight += weight;
             if batch.weight >= BATCH_INSTS {

@@ -28,7 +28,7 @@ fn random_val(t: Type, rng: &mut Rng) -> Val {
         Type::Scalar(ScalarType::F64) => Val::F64(rng.f64()),
         Type::Scalar(ScalarType::F32) => Val::F32(rng.f64() as f32),
         Type::Scalar(ScalarType::I64) => Val::I64((rng.next() % 3) as i64),
-        Type::Scalar(ScalarType::Bool) => Val::Bool(rng.next() % 2 == 0),
+        Type::Scalar(ScalarType::Bool) => Val::Bool(rng.next().is_multiple_of(2)),
         Type::Tensor(e, shape) => {
             let n = t.num_elements();
             let data = match e {
@@ -37,7 +37,9 @@ fn random_val(t: Type, rng: &mut Rng) -> Val {
                 ScalarType::I64 => {
                     TensorData::I64((0..n).map(|_| (rng.next() % 5) as i64).collect())
                 }
-                ScalarType::Bool => TensorData::Bool((0..n).map(|_| rng.next() % 2 == 0).collect()),
+                ScalarType::Bool => {
+                    TensorData::Bool((0..n).map(|_| rng.next().is_multiple_of(2)).collect())
+                }
             };
             Val::Tensor(Arc::new(Tensor::new(shape, data).unwrap()))
         }
@@ -155,6 +157,22 @@ func @structural(%a: f64[3,4], %r: f64[4], %i: i64) -> (f64[5,6], f64[6,4], f64[
   %io = iota axis 1 : f64[2,3]
   %w = extract %r [%i]
   ret %p, %c, %e, %u, %io, %w
+}
+func @fused(%a: f64[3,4], %b: f64[4], %k: i64[3,4]) -> (f64, f64[4], f64[3], f64[5,4], i64, f64[3,6], f64[3,4]) {
+  %x = mul %a, %b
+  %s = sum %x, axes [0, 1]
+  %c = sum %x, axes [0]
+  %m = mean %x, axes [1]
+  %y = add %x, %a
+  %z = const 0.5 : f64
+  %p = pad %y, %z [1:1, 0:0]
+  %q = mul %p, %p
+  %j = add %k, %k
+  %ks = sum %j, axes [0, 1]
+  %pp = pad %a, %z [0:0, 1:1]
+  %w = add %pp, %pp
+  %e = mul %x, %s
+  ret %s, %c, %m, %q, %ks, %w, %e
 }
 func @casts(%a: f64[2,3], %k: i64[2,3]) -> (i64[2,3], f64[2,3], f32[2,3], bool[2,3]) {
   %i = cast %a : i64

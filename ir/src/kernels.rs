@@ -486,14 +486,14 @@ pub fn map3<A: Element, B: Element, C: Element, O: Element>(
     Ok(())
 }
 
+/// Kept dimensions, in a fixed array, and how many.
+type Kept = ([usize; MAX_RANK], usize);
+
 /// The result dimensions of reducing `axes` of `dims`, and the strides with which the
 /// result is addressed while walking the operand (0 on reduced axes).
 ///
 /// No allocation: kernels run inside compiled calls, which allocate nothing.
-fn reduced(
-    dims: &[usize],
-    axes: &[usize],
-) -> Result<(([usize; MAX_RANK], usize), [usize; MAX_RANK]), KernelError> {
+fn reduced(dims: &[usize], axes: &[usize]) -> Result<(Kept, [usize; MAX_RANK]), KernelError> {
     let mut mask = 0u32;
     for &a in axes {
         if a >= dims.len() || mask & (1 << a) != 0 {

@@ -70,6 +70,7 @@ pub(crate) struct ModuleCx<'a> {
     pub tensor_copy_id: FuncId,
     /// The descriptors of every runtime tensor op lowered so far; compiled code holds
     /// their addresses, so the handle keeps them.
+    #[allow(clippy::vec_box)] // boxed: addresses must not move as the list grows
     pub tensor_calls: Vec<Box<crate::tensor_rt::TensorCall>>,
     /// Every guard lowered so far.
     pub guards: Vec<GuardInfo>,

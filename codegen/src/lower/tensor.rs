@@ -53,7 +53,83 @@ fn row_major(d: &[usize]) -> [usize; MAX_RANK] {
     s
 }
 
+/// A `pad` a group reads.
+struct PadView {
+    result: Value,
+    /// The operand's element 0.
+    base: cl::Value,
+    elem: ScalarType,
+    /// Low padding per axis.
+    lo: Vec<usize>,
+    /// The operand's dimensions (none 0).
+    xd: Vec<usize>,
+    /// The pad value (hoisted).
+    value: cl::Value,
+}
+
+/// A reduction a group accumulates.
+struct Acc {
+    /// The member reduced.
+    src: Value,
+    /// The reduction's result.
+    result: Value,
+    /// The accumulator of a full reduction (scalar result).
+    var: Option<cranelift_frontend::Variable>,
+    /// Else: the input entry walking the result tensor.
+    input: usize,
+    /// `mean`: divide by `count` afterwards.
+    mean: bool,
+    count: usize,
+    elem: ScalarType,
+}
+
 impl Lower<'_, '_> {
+    /// `base[0..n] = x` (a one-level loop; `n ≥ 1`).
+    fn fill_loop(
+        &mut self,
+        base: cl::Value,
+        x: cl::Value,
+        elem: ScalarType,
+        n: usize,
+    ) -> Result<(), CompileError> {
+        self.map_loop(base, elem, n, |_, _| x)
+    }
+
+    /// `base[i] = g(base[i])` for `i < n` (`n ≥ 1`).
+    fn map_loop(
+        &mut self,
+        base: cl::Value,
+        elem: ScalarType,
+        n: usize,
+        g: impl Fn(&mut Self, cl::Value) -> cl::Value,
+    ) -> Result<(), CompileError> {
+        let ptr = self.cx.ptr;
+        let t = crate::abi::cl_ty(elem);
+        let bytes = self.imm(
+            (n as u64).saturating_mul(elem_bytes(elem) as u64),
+            "a buffer",
+        )?;
+        let step = elem_bytes(elem) as i64;
+        let iv = self.b.declare_var(ptr);
+        let z = self.b.ins().iconst(ptr, 0);
+        self.b.def_var(iv, z);
+        let head = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(iv);
+        let p = self.b.ins().iadd(base, i);
+        let x = self.b.ins().load(t, super::trusted(), p, 0);
+        let y = g(self, x);
+        self.b.ins().store(super::trusted(), y, p, 0);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(iv, next);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, bytes);
+        let exit = self.b.create_block();
+        self.b.ins().brif(more, head, &[], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
     pub(super) fn is_tensor(&self, v: Value) -> bool {
         self.f
             .values
@@ -266,6 +342,7 @@ impl Lower<'_, '_> {
         let mut input_of: HashMap<(Value, usize, [usize; MAX_RANK]), usize> = HashMap::new();
         // Per element: values loaded from input k.
         let mut loads: Vec<(Value, usize)> = vec![];
+        let mut pads: Vec<PadView> = vec![];
         let mut add_input = |l: &mut Self,
                              inputs: &mut Vec<Input>,
                              v: Value,
@@ -309,6 +386,27 @@ impl Lower<'_, '_> {
                     let x = self.get(d.args[0])?;
                     self.vals.insert(r, x);
                     bound.push(r);
+                }
+                Op::Pad(widths) => {
+                    let (x, v) = (d.args[0], d.args[1]);
+                    let value = self.get(v)?;
+                    let xd = dims(self.ty(x));
+                    if xd.contains(&0) {
+                        // Nothing of the operand shows: the value everywhere.
+                        self.vals.insert(r, value);
+                        bound.push(r);
+                        continue;
+                    }
+                    let base = self.tensor_addr(x)?;
+                    let elem = self.scalar(x)?;
+                    pads.push(PadView {
+                        result: r,
+                        base,
+                        elem,
+                        lo: widths.iter().map(|w| w.start as usize).collect(),
+                        xd,
+                        value,
+                    });
                 }
                 op if is_view(op) => {
                     let a = d.args[0];
@@ -381,27 +479,93 @@ impl Lower<'_, '_> {
             });
             outs.push((v, inputs.len() - 1));
         }
+        // Reductions: a scalar accumulator (a variable) or the result tensor, filled
+        // with the identity and walked with stride 0 on the reduced axes.
+        let mut accs: Vec<Acc> = vec![];
+        for &ri in &grp.reductions {
+            let d = &f.insts[ri];
+            let (Op::Reduce(red, axes), [src], [r]) = (&d.op, &d.args[..], &d.results[..]) else {
+                return Err(self.err(format!("{ri}: not a fused reduction")));
+            };
+            let elem = self.scalar(*r)?;
+            let ct = crate::abi::cl_ty(elem);
+            let ident = match elem {
+                ScalarType::F64 => self.b.ins().f64const(-0.0),
+                ScalarType::F32 => self.b.ins().f32const(-0.0),
+                _ => self.b.ins().iconst(types::I64, 0),
+            };
+            let count = self.ty(*src).num_elements() / self.ty(*r).num_elements().max(1);
+            let mean = *red == jitad_ir::shape::Reduction::Mean;
+            if self.is_tensor(*r) {
+                let base = self.tensor_addr(*r)?;
+                let nr = self.ty(*r).num_elements();
+                self.fill_loop(base, ident, elem, nr)?;
+                let axes = axes.to_vec();
+                let kept: Vec<usize> = (0..rank)
+                    .filter(|j| !axes.contains(j))
+                    .map(|j| shape[j])
+                    .collect();
+                let ks = row_major(&kept);
+                let mut strides = [0; MAX_RANK];
+                let mut q = 0;
+                for (j, st) in strides.iter_mut().enumerate().take(rank) {
+                    if !axes.contains(&j) {
+                        *st = ks[q];
+                        q += 1;
+                    }
+                }
+                inputs.push(Input {
+                    base,
+                    elem,
+                    strides,
+                });
+                accs.push(Acc {
+                    src: *src,
+                    result: *r,
+                    var: None,
+                    input: inputs.len() - 1,
+                    mean,
+                    count,
+                    elem,
+                });
+            } else {
+                let var = self.b.declare_var(ct);
+                self.b.def_var(var, ident);
+                accs.push(Acc {
+                    src: *src,
+                    result: *r,
+                    var: Some(var),
+                    input: usize::MAX,
+                    mean,
+                    count,
+                    elem,
+                });
+            }
+        }
         // Collapse the walk: drop unit axes, merge axes every operand walks contiguously.
         let mut cd: Vec<usize> = vec![];
         let mut cs: Vec<Vec<usize>> = vec![vec![]; inputs.len()];
-        for j in 0..rank {
-            if shape[j] == 1 {
+        // A `pad` needs the index on every axis: no collapsing then.
+        let keep_axes = !pads.is_empty();
+        for (j, &extent) in shape.iter().enumerate() {
+            if extent == 1 && !keep_axes {
                 continue;
             }
             let mergeable = !cd.is_empty()
+                && !keep_axes
                 && inputs.iter().enumerate().all(|(k, inp)| {
                     let prev = *cs[k].last().unwrap_or(&0);
-                    prev == inp.strides[j].saturating_mul(shape[j])
+                    prev == inp.strides[j].saturating_mul(extent)
                 });
             if mergeable {
                 let last = cd.len() - 1;
-                cd[last] = cd[last].saturating_mul(shape[j]);
+                cd[last] = cd[last].saturating_mul(extent);
                 for (k, inp) in inputs.iter().enumerate() {
                     let l = cs[k].len() - 1;
                     cs[k][l] = inp.strides[j];
                 }
             } else {
-                cd.push(shape[j]);
+                cd.push(extent);
                 for (k, inp) in inputs.iter().enumerate() {
                     cs[k].push(inp.strides[j]);
                 }
@@ -427,18 +591,31 @@ impl Lower<'_, '_> {
             self.b.ins().jump(head, &[]);
             self.b.switch_to_block(head);
             let i = self.b.use_var(iv);
+            // One product per distinct stride (no e-graph at opt level `none`).
+            let mut scaled: HashMap<i64, cl::Value> = HashMap::new();
             for (k, inp) in inputs.iter().enumerate() {
                 let step = cs[k][l].saturating_mul(elem_bytes(inp.elem));
                 if step == 0 {
                     continue;
                 }
                 let step = self.imm(step as u64, "a stride")?;
-                let x = if step == 1 {
-                    i
-                } else {
-                    self.b.ins().imul_imm_s(i, step)
+                let x = match scaled.get(&step) {
+                    Some(&x) => x,
+                    None => {
+                        let x = if step == 1 {
+                            i
+                        } else {
+                            self.b.ins().imul_imm_s(i, step)
+                        };
+                        scaled.insert(step, x);
+                        x
+                    }
                 };
-                offs[k] = self.b.ins().iadd(offs[k], x);
+                offs[k] = if l == 0 {
+                    x
+                } else {
+                    self.b.ins().iadd(offs[k], x)
+                };
             }
             ivars.push((iv, extent));
             heads.push(head);
@@ -456,6 +633,40 @@ impl Lower<'_, '_> {
                 bound.push(v);
             }
         }
+        // Pads: the operand's element where the index falls inside it (an address
+        // clamped to element 0 elsewhere, so no load strays), else the value.
+        if !pads.is_empty() {
+            let idx: Vec<cl::Value> = ivars.iter().map(|&(iv, _)| self.b.use_var(iv)).collect();
+            for p in &pads {
+                let own = row_major(&p.xd);
+                let mut inside: Option<cl::Value> = None;
+                let mut off = self.b.ins().iconst(ptr, 0);
+                for j in 0..rank {
+                    let lo = self.imm(p.lo[j] as u64, "a pad width")?;
+                    let rel = self.b.ins().iadd_imm_s(idx[j], -lo);
+                    let ext = self.imm(p.xd[j] as u64, "a pad extent")?;
+                    let ok = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, rel, ext);
+                    let zero = self.b.ins().iconst(ptr, 0);
+                    let safe = self.b.ins().select(ok, rel, zero);
+                    let step = self.imm((own[j] * elem_bytes(p.elem)) as u64, "a stride")?;
+                    let term = self.b.ins().imul_imm_s(safe, step);
+                    off = self.b.ins().iadd(off, term);
+                    inside = Some(match inside {
+                        None => ok,
+                        Some(a) => self.b.ins().band(a, ok),
+                    });
+                }
+                let a = self.b.ins().iadd(p.base, off);
+                let t = crate::abi::cl_ty(p.elem);
+                let x = self.b.ins().load(t, super::trusted(), a, 0);
+                let y = match inside {
+                    Some(c) => self.b.ins().select(c, x, p.value),
+                    None => x,
+                };
+                self.vals.insert(p.result, y);
+                bound.push(p.result);
+            }
+        }
         for &m in &grp.members {
             let d = &f.insts[m];
             if matches!(d.op, Op::Fill(..)) || is_view(&d.op) {
@@ -469,6 +680,33 @@ impl Lower<'_, '_> {
         for &(v, k) in &outs {
             let x = self.get(v)?;
             self.b.ins().store(super::trusted(), x, addr[k], 0);
+        }
+        // Accumulate in the operand's row-major order, the kernel's order.
+        for a in &accs {
+            let x = self.get(a.src)?;
+            let fl = a.elem.is_float();
+            match a.var {
+                Some(var) => {
+                    let acc = self.b.use_var(var);
+                    let s = if fl {
+                        self.b.ins().fadd(acc, x)
+                    } else {
+                        self.b.ins().iadd(acc, x)
+                    };
+                    self.b.def_var(var, s);
+                }
+                None => {
+                    let t = crate::abi::cl_ty(a.elem);
+                    let p = addr[a.input];
+                    let acc = self.b.ins().load(t, super::trusted(), p, 0);
+                    let s = if fl {
+                        self.b.ins().fadd(acc, x)
+                    } else {
+                        self.b.ins().iadd(acc, x)
+                    };
+                    self.b.ins().store(super::trusted(), s, p, 0);
+                }
+            }
         }
         // Back edges, innermost first.
         for (l, &(iv, extent)) in ivars.iter().enumerate().rev() {
@@ -487,6 +725,30 @@ impl Lower<'_, '_> {
         for &m in &grp.members {
             for r in &f.insts[m].results {
                 self.vals.remove(r);
+            }
+        }
+        // Finish the reductions (after the loop, so they dominate later code).
+        for a in &accs {
+            let n = |l: &mut Self| match a.elem {
+                ScalarType::F32 => l.b.ins().f32const(a.count as f32),
+                _ => l.b.ins().f64const(a.count as f64),
+            };
+            match a.var {
+                Some(var) => {
+                    let mut x = self.b.use_var(var);
+                    if a.mean {
+                        let k = n(self);
+                        x = self.b.ins().fdiv(x, k);
+                    }
+                    self.vals.insert(a.result, x);
+                }
+                None if a.mean => {
+                    let base = inputs[a.input].base;
+                    let k = n(self);
+                    let nr = self.ty(a.result).num_elements();
+                    self.map_loop(base, a.elem, nr, |l, x| l.b.ins().fdiv(x, k))?;
+                }
+                None => {}
             }
         }
         Ok(())
