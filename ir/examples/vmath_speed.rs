@@ -63,10 +63,42 @@ fn main() {
         std::arch::is_x86_feature_detected!("avx2")
     );
     let rows: [Kernels; 4] = [
-        ("exp", -10.0, 10.0, vmath::exp_in_place, |x| f64m::exp(x), vmath::exp_f32_in_place, |x| f32m::exp(x)),
-        ("log", 1e-3, 1e3, vmath::log_in_place, |x| f64m::log(x), vmath::log_f32_in_place, |x| f32m::log(x)),
-        ("tanh", -4.0, 4.0, vmath::tanh_in_place, |x| f64m::tanh(x), vmath::tanh_f32_in_place, |x| f32m::tanh(x)),
-        ("sigmoid", -10.0, 10.0, vmath::sigmoid_in_place, |x| f64m::sigmoid(x), vmath::sigmoid_f32_in_place, |x| f32m::sigmoid(x)),
+        (
+            "exp",
+            -10.0,
+            10.0,
+            vmath::exp_in_place,
+            |x| f64m::exp(x),
+            vmath::exp_f32_in_place,
+            |x| f32m::exp(x),
+        ),
+        (
+            "log",
+            1e-3,
+            1e3,
+            vmath::log_in_place,
+            |x| f64m::log(x),
+            vmath::log_f32_in_place,
+            |x| f32m::log(x),
+        ),
+        (
+            "tanh",
+            -4.0,
+            4.0,
+            vmath::tanh_in_place,
+            |x| f64m::tanh(x),
+            vmath::tanh_f32_in_place,
+            |x| f32m::tanh(x),
+        ),
+        (
+            "sigmoid",
+            -10.0,
+            10.0,
+            vmath::sigmoid_in_place,
+            |x| f64m::sigmoid(x),
+            vmath::sigmoid_f32_in_place,
+            |x| f32m::sigmoid(x),
+        ),
     ];
     println!("{N} elements, ns/element (median of 31 passes)");
     println!("| function | f64 vmath | f64 libm | speed-up | f32 vmath | f32 libm | speed-up |");

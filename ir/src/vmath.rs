@@ -64,22 +64,22 @@ pub struct LengthMismatch {
     pub output: usize,
 }
 
-// fdlibm's constants (`e_exp.c`, `e_log.c`), as in `libm` 0.2.
-const LN2HI: f64 = 6.93147180369123816490e-01; // 0x3fe62e42_fee00000: k·LN2HI is exact
-const LN2LO: f64 = 1.90821492927058770002e-10; // 0x3dea39ef_35793c76
-const INVLN2: f64 = 1.44269504088896338700e+00; // 0x3ff71547_652b82fe
-const P1: f64 = 1.66666666666666019037e-01;
-const P2: f64 = -2.77777777770155933842e-03;
-const P3: f64 = 6.61375632143793436117e-05;
-const P4: f64 = -1.65339022054652515390e-06;
-const P5: f64 = 4.13813679705723846039e-08;
-const LG1: f64 = 6.666666666666735130e-01;
-const LG2: f64 = 3.999999999940941908e-01;
-const LG3: f64 = 2.857142874366239149e-01;
-const LG4: f64 = 2.222219843214978396e-01;
-const LG5: f64 = 1.818357216161805012e-01;
-const LG6: f64 = 1.531383769920937332e-01;
-const LG7: f64 = 1.479819860511658591e-01;
+// fdlibm's constants (`e_exp.c`, `e_log.c`), as in `libm` 0.2, by their bits.
+const LN2HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.6931471803691238; k·LN2HI is exact
+const LN2LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.9082149292705877e-10
+const INVLN2: f64 = f64::from_bits(0x3ff7_1547_652b_82fe); // 1.4426950408889634
+const P1: f64 = f64::from_bits(0x3fc5_5555_5555_553e); // 0.16666666666666602
+const P2: f64 = f64::from_bits(0xbf66_c16c_16be_bd93); // -0.0027777777777015593
+const P3: f64 = f64::from_bits(0x3f11_566a_af25_de2c); // 6.613756321437934e-05
+const P4: f64 = f64::from_bits(0xbebb_bd41_c5d2_6bf1); // -1.6533902205465252e-06
+const P5: f64 = f64::from_bits(0x3e66_3769_72be_a4d0); // 4.1381367970572385e-08
+const LG1: f64 = f64::from_bits(0x3fe5_5555_5555_5593); // 0.6666666666666735
+const LG2: f64 = f64::from_bits(0x3fd9_9999_9997_fa04); // 0.3999999999940942
+const LG3: f64 = f64::from_bits(0x3fd2_4924_9422_9359); // 0.2857142874366239
+const LG4: f64 = f64::from_bits(0x3fcc_71c5_1d8e_78af); // 0.22222198432149784
+const LG5: f64 = f64::from_bits(0x3fc7_4664_96cb_03de); // 0.1818357216161805
+const LG6: f64 = f64::from_bits(0x3fc3_9a09_d078_c69f); // 0.15313837699209373
+const LG7: f64 = f64::from_bits(0x3fc2_f112_df3e_5244); // 0.14798198605116586
 
 /// fdlibm compares the high word `hx` of `|x|`: `hx > H` is `|x| ≥` this float of
 /// `(H + 1) << 32`, and `hx ≥ H` is `|x| ≥` the float of `H << 32`.
@@ -108,8 +108,8 @@ const TH8: f64 = -0.0002384783447510405;
 const TH9: f64 = 9.456589574230639e-05;
 const TH10: f64 = -3.374208289010631e-05;
 const TH11: f64 = 7.887673410333495e-06;
-const EXP_OVERFLOW: f64 = 709.782712893383973096;
-const EXP_UNDERFLOW: f64 = -745.13321910194110842;
+const EXP_OVERFLOW: f64 = f64::from_bits(0x4086_2e42_fefa_39ef); // 709.782712893384
+const EXP_UNDERFLOW: f64 = f64::from_bits(0xc087_4910_d52d_3051); // -745.1332191019411
 
 /// 1.5·2⁵²: `(v + M) − M` rounds `v` to the nearest integer (ties to even) for
 /// `|v| < 2⁵¹`, in two vectorisable additions (SSE2 has no packed rounding instruction).

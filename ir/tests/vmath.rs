@@ -176,7 +176,10 @@ fn sigmoid_is_within_2_ulp() {
 fn references_agree_with_libm_where_libm_is_accurate() {
     for x in inputs(9, -19.0, 19.0, 20_000) {
         assert!(ulps(tanh_ref(x), libm::tanh(x)) <= 3, "tanh_ref({x:e})");
-        assert!(ulps(sigmoid_ref(x), 1.0 / (1.0 + libm::exp(-x))) <= 3, "sigmoid_ref({x:e})");
+        assert!(
+            ulps(sigmoid_ref(x), 1.0 / (1.0 + libm::exp(-x))) <= 3,
+            "sigmoid_ref({x:e})"
+        );
     }
 }
 
@@ -190,7 +193,7 @@ fn exp_edge_cases() {
     assert_eq!(e(-0.0), 1.0);
     assert_eq!(e(1e-300), 1.0);
     assert!(ulps(e(1.0), std::f64::consts::E) <= 1); // libm's: one ulp above
-    // Overflow threshold: ln(f64::MAX) = 709.782712893384.
+                                                     // Overflow threshold: ln(f64::MAX) = 709.782712893384.
     assert!(e(709.782712893383).is_finite());
     assert!(e(709.782712893383) > 1.79e308);
     assert_eq!(e(709.7827128933841), f64::INFINITY);
@@ -220,7 +223,10 @@ fn log_edge_cases() {
     assert_eq!(l(f64::MAX), libm::log(f64::MAX));
     // Subnormal inputs: ln(2⁻¹⁰⁷⁴) = −744.4400719213812.
     assert_eq!(l(f64::from_bits(1)), -744.4400719213812);
-    assert_eq!(l(f64::MIN_POSITIVE / 3.0), libm::log(f64::MIN_POSITIVE / 3.0));
+    assert_eq!(
+        l(f64::MIN_POSITIVE / 3.0),
+        libm::log(f64::MIN_POSITIVE / 3.0)
+    );
 }
 
 #[test]
@@ -315,7 +321,10 @@ fn f32_kernels_round_the_f64_result_once() {
             assert_eq!(v.to_bits(), (f64s[k](f64::from(x)) as f32).to_bits());
             let r = reference[k](f64::from(x)) as f32;
             let d = (v.to_bits() as i64 - r.to_bits() as i64).unsigned_abs();
-            assert!(d <= 1 || (v.is_nan() && r.is_nan()), "f32 fn {k} at {x:e}: {v:e} vs {r:e}");
+            assert!(
+                d <= 1 || (v.is_nan() && r.is_nan()),
+                "f32 fn {k} at {x:e}: {v:e} vs {r:e}"
+            );
         }
     }
     assert_eq!(vmath::exp1_f32(89.0), f32::INFINITY);
@@ -365,7 +374,11 @@ fn slice_kernels_equal_the_scalar_functions_bit_for_bit() {
         (vmath::exp_f32, vmath::exp_f32_in_place, vmath::exp1_f32),
         (vmath::log_f32, vmath::log_f32_in_place, vmath::log1_f32),
         (vmath::tanh_f32, vmath::tanh_f32_in_place, vmath::tanh1_f32),
-        (vmath::sigmoid_f32, vmath::sigmoid_f32_in_place, vmath::sigmoid1_f32),
+        (
+            vmath::sigmoid_f32,
+            vmath::sigmoid_f32_in_place,
+            vmath::sigmoid1_f32,
+        ),
     ];
     let mut rng = Rng(13);
     let lens = (0..=17).chain([31, 64, 1000, 4099]);
@@ -438,7 +451,10 @@ fn interpreter_uses_vmath_for_tensors_and_libm_for_scalars() {
     let r = eval(&m, "f", &[t, Val::F64(s)]).expect("evaluates");
     let fs: [fn(f64) -> f64; 4] = [vmath::exp1, vmath::log1, vmath::tanh1, vmath::sigmoid1];
     for (k, f) in fs.iter().enumerate() {
-        let got = r[k].as_tensor().and_then(|t| t.as_f64()).expect("f64 tensor");
+        let got = r[k]
+            .as_tensor()
+            .and_then(|t| t.as_f64())
+            .expect("f64 tensor");
         for (i, &x) in xs.iter().enumerate() {
             assert!(same(got[i], f(x)), "result {k}, element {i}");
         }
