@@ -14,6 +14,8 @@
 //! - [`shape`]: the shape rules of tensor ops (result types, broadcasting's sum-back);
 //! - [`layout`]: the one value layout (scalar slots, row-major tensor buffers);
 //! - [`kernels`]: reference kernels for tensor ops over slices, and the GEMM;
+//! - [`vmath`]: vectorisable `exp`, `log`, `tanh`, `sigmoid` kernels for tensors, shared
+//!   by the interpreter and compiled code;
 //! - [`tensor`]: tensor values ([`interp::Val::Tensor`]) and the interpreter's tensor op arms.
 
 pub mod builder;
@@ -34,6 +36,7 @@ pub mod testgen;
 pub mod trace;
 pub mod types;
 pub mod verify;
+pub mod vmath;
 
 pub use builder::{BuildError, FunctionBuilder};
 pub use function::{

@@ -263,13 +263,18 @@ pub enum Op {
     Fma,
 
     // ---- elementary functions (floats) ----
+    // Scalars run `math` (libm, per value). Over tensors, `exp`, `log`, `tanh` and
+    // `sigmoid` run `vmath`'s vectorised kernels (`exp`, `log` bit-identical to libm;
+    // `tanh`, `sigmoid` within 2 ulp, so they may differ from the scalar op in the last
+    // bits); every other function runs `math` per element.
     /// `sqrt a`; NaN for a < 0, `sqrt(-0.0) = -0.0`.
     Sqrt,
-    /// `exp a` = eᵃ.
+    /// `exp a` = eᵃ. Tensors: `vmath::exp`, bit-identical to the scalar op (libm).
     Exp,
     /// `expm1 a` = eᵃ − 1, accurate near 0.
     Expm1,
-    /// `log a` = ln a; −inf at 0, NaN below.
+    /// `log a` = ln a; −inf at 0, NaN below. Tensors: `vmath::log`, bit-identical to the
+    /// scalar op (libm).
     Log,
     /// `log1p a` = ln(1 + a), accurate near 0.
     Log1p,
@@ -279,9 +284,12 @@ pub enum Op {
     Cos,
     /// `tan a`.
     Tan,
-    /// `tanh a`.
+    /// `tanh a`; odd, ±1 exactly beyond |a| ≈ 19.07. Scalars: libm (`math::tanh`);
+    /// tensors: `vmath::tanh` (≤ 2 ulp; may differ from the scalar op in the last bits).
     Tanh,
-    /// `sigmoid a` = 1 / (1 + e^(−a)), computed without overflow (see `math::sigmoid`).
+    /// `sigmoid a` = 1 / (1 + e^(−a)), computed without overflow. Scalars:
+    /// `math::sigmoid` (libm `exp`); tensors: `vmath::sigmoid` (≤ 2 ulp; may differ from
+    /// the scalar op in the last bits).
     Sigmoid,
     /// `erf a`, the error function.
     Erf,

@@ -10,7 +10,8 @@
 //! [`Op::result_types`] (so shapes are checked once, by the same rules as the verifier)
 //! and calls the matching kernel of [`crate::kernels`] once for the whole buffer — never
 //! a dispatch per element. `matmul` goes through [`kernels::matmul`], the GEMM compiled
-//! code will call. Every failure is an error the interpreter reports
+//! code will call; `exp`, `log`, `tanh` and `sigmoid` go through [`crate::vmath`]'s slice
+//! kernels (compiled code calls the same ones), not one libm call per element. Every failure is an error the interpreter reports
 //! ([`crate::interp::EvalError`]); nothing here panics, and a result buffer the
 //! allocator refuses is an error too, not an abort.
 
@@ -19,6 +20,7 @@ use crate::math::{f32m, f64m};
 use crate::op::Op;
 use crate::shape::{self, Reduction};
 use crate::types::{ScalarType, Shape, Type};
+use crate::vmath;
 use std::sync::Arc;
 
 /// A tensor's elements, row-major, one vector per element type.
@@ -270,6 +272,42 @@ fn float1(
     finish(ty, data)
 }
 
+/// A unary float map by whole-slice kernels ([`crate::vmath`]), at both widths. A unary
+/// elementwise op's operand has the result's shape, so the out-of-place kernel runs
+/// directly; any other operand shape (not verified IR) is broadcast by [`kernels::map1`]
+/// first and the kernel runs in place.
+fn float1_slices(
+    a: &Val,
+    ty: Type,
+    f64k: (SliceKernel<f64>, fn(&mut [f64])),
+    f32k: (SliceKernel<f32>, fn(&mut [f32])),
+) -> Result<Val, TensorFault> {
+    let (b, ad) = buf(a);
+    let od = dims_of(ty);
+    let n = ty.num_elements();
+    macro_rules! run {
+        ($x:expr, $k:expr) => {{
+            let mut o = alloc(0.0, n)?;
+            if ad == od {
+                $k.0($x, &mut o).map_err(|_| TensorFault::BadOperands)?;
+            } else {
+                kernels::map1($x, &ad, &mut o, &od, |v| v)?;
+                $k.1(&mut o);
+            }
+            o
+        }};
+    }
+    let data = match b {
+        Buf::F64(x) => TensorData::F64(run!(x, f64k)),
+        Buf::F32(x) => TensorData::F32(run!(x, f32k)),
+        Buf::I64(_) | Buf::Bool(_) => return Err(TensorFault::BadOperands),
+    };
+    finish(ty, data)
+}
+
+/// An out-of-place [`crate::vmath`] kernel.
+type SliceKernel<T> = fn(&[T], &mut [T]) -> Result<(), vmath::LengthMismatch>;
+
 /// A unary numeric map (floats and `i64`).
 fn num1(
     a: &Val,
@@ -484,15 +522,36 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
         Op::Neg => num1(a(0)?, ty, |x| -x, |x| -x, i64::wrapping_neg),
         Op::Abs => num1(a(0)?, ty, f64::abs, f32::abs, i64::wrapping_abs),
         Op::Sqrt => float1(a(0)?, ty, f64::sqrt, f32::sqrt),
-        Op::Exp => float1(a(0)?, ty, |x| f64m::exp(x), |x| f32m::exp(x)),
+        // Transcendentals over tensors: `vmath`'s kernels, shared with compiled code.
+        Op::Exp => float1_slices(
+            a(0)?,
+            ty,
+            (vmath::exp, vmath::exp_in_place),
+            (vmath::exp_f32, vmath::exp_f32_in_place),
+        ),
         Op::Expm1 => float1(a(0)?, ty, |x| f64m::expm1(x), |x| f32m::expm1(x)),
-        Op::Log => float1(a(0)?, ty, |x| f64m::log(x), |x| f32m::log(x)),
+        Op::Log => float1_slices(
+            a(0)?,
+            ty,
+            (vmath::log, vmath::log_in_place),
+            (vmath::log_f32, vmath::log_f32_in_place),
+        ),
         Op::Log1p => float1(a(0)?, ty, |x| f64m::log1p(x), |x| f32m::log1p(x)),
         Op::Sin => float1(a(0)?, ty, |x| f64m::sin(x), |x| f32m::sin(x)),
         Op::Cos => float1(a(0)?, ty, |x| f64m::cos(x), |x| f32m::cos(x)),
         Op::Tan => float1(a(0)?, ty, |x| f64m::tan(x), |x| f32m::tan(x)),
-        Op::Tanh => float1(a(0)?, ty, |x| f64m::tanh(x), |x| f32m::tanh(x)),
-        Op::Sigmoid => float1(a(0)?, ty, |x| f64m::sigmoid(x), |x| f32m::sigmoid(x)),
+        Op::Tanh => float1_slices(
+            a(0)?,
+            ty,
+            (vmath::tanh, vmath::tanh_in_place),
+            (vmath::tanh_f32, vmath::tanh_f32_in_place),
+        ),
+        Op::Sigmoid => float1_slices(
+            a(0)?,
+            ty,
+            (vmath::sigmoid, vmath::sigmoid_in_place),
+            (vmath::sigmoid_f32, vmath::sigmoid_f32_in_place),
+        ),
         Op::Erf => float1(a(0)?, ty, |x| f64m::erf(x), |x| f32m::erf(x)),
         Op::Floor => float1(a(0)?, ty, f64::floor, f32::floor),
         Op::Ceil => float1(a(0)?, ty, f64::ceil, f32::ceil),

@@ -14,10 +14,16 @@
 //! and `reduce_max`/`reduce_min` of a uniform tensor are uniform of the same value (they
 //! only move or choose elements). Sums, means, products and `extract`/`insert` (whose
 //! index may be out of range, an error folding must not remove) are left alone.
+//!
+//! The folded scalar of a tensor result is computed on one-element tensors, not on
+//! scalars: tensor `exp`, `log`, `tanh` and `sigmoid` run [`jitad_ir::vmath`]'s kernels
+//! while the scalar ops run libm, and the two may differ in the last bits, so the fill
+//! must hold what the interpreter computes for every element of the tensor.
 
 use crate::rewrite::{const_of, def_op, Subst};
 use jitad_ir::shape::Reduction;
-use jitad_ir::{interp, Constant, Function, Inst, Op, Signature, Type, Val, Value};
+use jitad_ir::tensor::TensorData;
+use jitad_ir::{interp, Constant, Function, Inst, Op, Shape, Signature, Type, Val, Value};
 
 /// Folds constant instructions. Returns true if anything changed.
 pub fn constfold(f: &mut Function) -> bool {
@@ -99,7 +105,7 @@ fn fold_uniform(f: &Function, op: &Op, args: &[Value]) -> Option<Constant> {
     // a new op is sorted there, not here).
     if op.is_pure() && !op.is_tensor_op() && !matches!(op, Op::Const(_)) {
         let consts: Option<Vec<Constant>> = args.iter().map(|&a| uniform_of(f, a)).collect();
-        return fold(op, &consts?);
+        return eval_one(op, &consts?, true);
     }
     None
 }
@@ -107,20 +113,43 @@ fn fold_uniform(f: &Function, op: &Op, args: &[Value]) -> Option<Constant> {
 /// The value of `op` applied to constants, by the interpreter; `None` if it cannot be
 /// evaluated (an ill-typed operation or a non-scalar result).
 pub fn fold(op: &Op, args: &[Constant]) -> Option<Constant> {
+    eval_one(op, args, false)
+}
+
+/// `op` applied to `args` by the interpreter on a one-op function: on the scalars
+/// themselves, or (`as_tensor`) on one-element tensors filled with them, which runs the
+/// tensor kernels — the value every element of a uniform tensor result holds.
+fn eval_one(op: &Op, args: &[Constant], as_tensor: bool) -> Option<Constant> {
     if !op.is_pure() || matches!(op, Op::Const(_)) {
         return None;
     }
-    let tys: Vec<Type> = args.iter().map(|c| Type::Scalar(c.ty())).collect();
+    let one = Shape::new(&[1])?;
+    let ty_of = |c: &Constant| {
+        if as_tensor {
+            Type::Tensor(c.ty(), one)
+        } else {
+            Type::Scalar(c.ty())
+        }
+    };
+    let tys: Vec<Type> = args.iter().map(ty_of).collect();
     let rt = op.result_types(&tys, |_| None).ok()?;
     let [rty] = rt.as_slice() else { return None };
-    // Constants are scalars: tensor results are not folded (nor computed here).
-    rty.scalar()?;
+    // Constants are scalars; a tensor result only as the one-element stand-in.
+    if as_tensor != matches!(rty, Type::Tensor(..)) {
+        return None;
+    }
     let mut f = Function::new("fold", Signature::default());
     let body = f.body;
     let vals: Vec<_> = args
         .iter()
-        .map(|&c| {
-            let i = f.append_inst(body, Op::Const(c), vec![], &[Type::Scalar(c.ty())], vec![]);
+        .zip(&tys)
+        .map(|(&c, &ty)| {
+            let op = if as_tensor {
+                Op::Fill(c, ty)
+            } else {
+                Op::Const(c)
+            };
+            let i = f.append_inst(body, op, vec![], &[ty], vec![]);
             f.insts[i].results[0]
         })
         .collect();
@@ -134,7 +163,11 @@ pub fn fold(op: &Op, args: &[Constant]) -> Option<Constant> {
         Val::F32(v) => Constant::F32(*v),
         Val::I64(v) => Constant::I64(*v),
         Val::Bool(v) => Constant::Bool(*v),
-        // Tensor results are not folded (constants are scalars).
-        Val::Tensor(_) => return None,
+        Val::Tensor(t) => match t.data() {
+            TensorData::F64(v) => Constant::F64(*v.first()?),
+            TensorData::F32(v) => Constant::F32(*v.first()?),
+            TensorData::I64(v) => Constant::I64(*v.first()?),
+            TensorData::Bool(v) => Constant::Bool(*v.first()?),
+        },
     })
 }
