@@ -1,7 +1,8 @@
 //! Fusion and buffer planning for functions that compute on tensors.
 //!
 //! **Groups.** Elementwise ops (arithmetic, comparisons, `select`, `cast`, the
-//! transcendentals the JIT calls per element) and the ops that only re-index memory
+//! transcendentals the JIT calls per element; not `exp`, `log`, `tanh`, `sigmoid`,
+//! whose tensor forms run `jitad_ir::vmath`'s vectorised slice kernels) and the ops that only re-index memory
 //! (`fill`, `broadcast`, `reshape`, `slice`, `transpose`) become members of *fusion
 //! groups*. A group's members all have the same result shape; the group is lowered to
 //! one loop nest over that shape that computes every member per element in registers
@@ -152,6 +153,23 @@ pub(crate) fn is_view(op: &Op) -> bool {
     )
 }
 
+/// True for the elementwise ops whose tensor form runs [`jitad_ir::vmath`]'s
+/// vectorised slice kernels (a call over the whole tensor, not one per element): the
+/// interpreter runs the same kernels, so the bits agree.
+pub(crate) fn is_vector_kernel(op: &Op) -> bool {
+    matches!(op, Op::Exp | Op::Log | Op::Tanh | Op::Sigmoid)
+}
+
+/// True when `inst` is a tensor op lowered as a call to [`crate::tensor_rt`].
+pub(crate) fn is_runtime_inst(f: &Function, inst: Inst) -> bool {
+    let d = &f.insts[inst];
+    is_runtime_op(&d.op)
+        || (is_vector_kernel(&d.op)
+            && d.results
+                .first()
+                .is_some_and(|&r| matches!(ty(f, r), Type::Tensor(..))))
+}
+
 /// True for tensor ops lowered as a call to [`crate::tensor_rt`].
 pub(crate) fn is_runtime_op(op: &Op) -> bool {
     matches!(
@@ -217,6 +235,7 @@ fn is_fusable_reduction(op: &Op) -> bool {
 fn fusable(f: &Function, inst: Inst) -> bool {
     let d = &f.insts[inst];
     (is_elementwise(&d.op) || is_view(&d.op))
+        && !is_vector_kernel(&d.op)
         && result(f, inst).is_some_and(|r| matches!(ty(f, r), Type::Tensor(..)))
 }
 
@@ -462,7 +481,7 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
     for s in 0..steps.len() {
         if let Step::Inst(i) = steps[s] {
             let d = &f.insts[i];
-            if is_runtime_op(&d.op) {
+            if is_runtime_inst(f, i) {
                 max_operands = max_operands.max(d.args.len());
             }
             if let (Op::Reduce(jitad_ir::shape::Reduction::LogSumExp, _), Some(&r)) =

@@ -42,6 +42,32 @@
 //! slices straight through. All of it (with the loop drivers' descriptors and the
 //! driver statuses) is defined in one private leaf module, `abi`.
 //!
+//! # Tensors
+//!
+//! A tensor parameter's slot holds a pointer to its row-major elements, and a tensor
+//! result's slot a pointer to the caller's buffer, which the code fills. The handle
+//! checks every buffer's length against the signature before any machine code runs
+//! ([`Compiled::call_buffers`]: one slice per parameter and result;
+//! [`Compiled::call_f64`]: all elements concatenated; [`Compiled::call`]: typed
+//! [`Val`]s). Intermediates live in the handle's pooled workspace, in regions the
+//! private `fusion` module assigns by liveness (a region is reused once its value is
+//! dead; a value only returned is computed straight into the caller's buffer), so a
+//! call allocates nothing (`matmul` aside: `matrixmultiply` allocates its packing
+//! buffer inside each product).
+//!
+//! Lowering (`fusion`, `lower::tensor`): elementwise ops and the views (`broadcast`,
+//! `reshape`, `slice`, `transpose`, `pad`) are fused into loop nests, one per group,
+//! computing each element in registers with the scalar lowering below and storing only
+//! what is read elsewhere; `sum`/`mean` of a member accumulate inside its loop;
+//! `matmul` calls GEMM with strides (a transpose only products read is never
+//! materialised); the other tensor ops call the interpreter's own kernels
+//! (`jitad_ir::kernels`). Every path computes what the interpreter computes in the same
+//! order, so results are bit-identical (tested on every op, the MLP gradient and random
+//! tensor programs). `dump --emit fusion` (or [`Compiled::fusion_text`]) shows the
+//! groups. Not compiled yet ([`CompileError::Unsupported`], run by the interpreter):
+//! tensors inside loop bodies or carried by loops, and tensors passed to or returned
+//! from calls (the inliner removes most calls first).
+//!
 //! # Semantics
 //!
 //! Lowering follows [`jitad_ir::Op`]'s documentation exactly, and every operation that is

@@ -1,12 +1,13 @@
 //! The runtime of compiled tensor code: the tensor ops that are not fused loops
-//! (reductions, `matmul`, `dot`, `pad`, `concat`, `extract`, `insert`, `iota`), run by
-//! the very kernels of [`jitad_ir::kernels`] the interpreter runs, so both engines get
-//! the same bits.
+//! (reductions, `matmul`, `dot`, `concat`, `extract`, `insert`, `iota`, and the
+//! vectorised `exp`/`log`/`tanh`/`sigmoid`), run by the very kernels of
+//! [`jitad_ir::kernels`] and [`jitad_ir::vmath`] the interpreter runs, so both engines
+//! get the same bits.
 //!
 //! Compiled code calls one symbol, [`TENSOR_OP_SYMBOL`], with the address of a
 //! [`TensorCall`] made at compile time (owned by the handle, so it outlives the code)
 //! and an array of pointers: each operand's data, then the result's. Everything a
-//! kernel needs besides the data — dimensions, axes, pad widths, GEMM strides — is
+//! kernel needs besides the data — dimensions, axes, GEMM strides — is
 //! precomputed in the `TensorCall`, so a call allocates nothing (a `concat` of more
 //! than [`MAX_INLINE_PARTS`] operands aside).
 
@@ -40,8 +41,6 @@ pub(crate) struct TensorCall {
     pub out_dims: Vec<usize>,
     /// Reduction axes, `iota`/`concat` axis (as one entry).
     pub axes: Vec<usize>,
-    /// `pad` widths.
-    pub widths: Vec<(usize, usize)>,
     /// `matmul`: dimensions, and whether each operand's pointer is the un-transposed
     /// buffer of a 2-D transposed view.
     pub matmul: Option<(MatmulDims, [bool; 2])>,
@@ -59,16 +58,10 @@ impl TensorCall {
     /// `trans` marks `matmul` operands passed un-transposed.
     pub(crate) fn new(op: &Op, args: Vec<Type>, result: Type, trans: [bool; 2]) -> Option<Self> {
         let arg_dims = args.iter().map(|&t| dims_of(t)).collect();
-        let (axes, widths) = match op {
-            Op::Reduce(_, axes) => (axes.to_vec(), vec![]),
-            Op::Iota(axis, _) | Op::Concat(axis) => (vec![usize::from(*axis)], vec![]),
-            Op::Pad(w) => (
-                vec![],
-                w.iter()
-                    .map(|r| (r.start as usize, r.end as usize))
-                    .collect(),
-            ),
-            _ => (vec![], vec![]),
+        let axes = match op {
+            Op::Reduce(_, axes) => axes.to_vec(),
+            Op::Iota(axis, _) | Op::Concat(axis) => vec![usize::from(*axis)],
+            _ => vec![],
         };
         let matmul = match op {
             Op::Matmul => {
@@ -84,7 +77,6 @@ impl TensorCall {
             args,
             result,
             axes,
-            widths,
             matmul,
         })
     }
@@ -253,18 +245,6 @@ unsafe fn run(c: &TensorCall, ptrs: *const *mut u8, scratch: *mut u8) -> Result<
             }
             _ => Err(bad()),
         },
-        Op::Pad(_) => {
-            let xd = &c.arg_dims[0];
-            let w = &c.widths;
-            match (arg(0), arg(1), out) {
-                (Buf::F64(x), Buf::F64(v), BufMut::F64(o)) => kernels::pad(x, xd, v[0], w, o),
-                (Buf::F32(x), Buf::F32(v), BufMut::F32(o)) => kernels::pad(x, xd, v[0], w, o),
-                (Buf::I64(x), Buf::I64(v), BufMut::I64(o)) => kernels::pad(x, xd, v[0], w, o),
-                (Buf::Bool(x), Buf::Bool(v), BufMut::Bool(o)) => kernels::pad(x, xd, v[0], w, o),
-                _ => return Err(bad()),
-            }
-            .map_err(e)
-        }
         Op::Concat(_) => {
             let axis = c.axes[0];
             macro_rules! cat {
@@ -329,6 +309,21 @@ unsafe fn run(c: &TensorCall, ptrs: *const *mut u8, scratch: *mut u8) -> Result<
             }
             .map_err(e)
         }
+        Op::Exp | Op::Log | Op::Tanh | Op::Sigmoid => {
+            use jitad_ir::vmath;
+            let (f64k, f32k): (VecKernel<f64>, VecKernel<f32>) = match c.op {
+                Op::Exp => (vmath::exp, vmath::exp_f32),
+                Op::Log => (vmath::log, vmath::log_f32),
+                Op::Tanh => (vmath::tanh, vmath::tanh_f32),
+                _ => (vmath::sigmoid, vmath::sigmoid_f32),
+            };
+            match (arg(0), out) {
+                (Buf::F64(x), BufMut::F64(o)) => f64k(x, o),
+                (Buf::F32(x), BufMut::F32(o)) => f32k(x, o),
+                _ => return Err(bad()),
+            }
+            .map_err(|e| e.to_string())
+        }
         Op::Iota(..) => {
             let axis = c.axes[0];
             match out {
@@ -342,6 +337,9 @@ unsafe fn run(c: &TensorCall, ptrs: *const *mut u8, scratch: *mut u8) -> Result<
         _ => Err(bad()),
     }
 }
+
+/// A `jitad_ir::vmath` slice kernel.
+type VecKernel<T> = fn(&[T], &mut [T]) -> Result<(), jitad_ir::vmath::LengthMismatch>;
 
 fn insert<T: kernels::Element>(
     x: &[T],

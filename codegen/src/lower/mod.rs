@@ -490,7 +490,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
             Op::RevLoop(r) => return self.lower_revloop(inst, r).map(|()| Flow::Next),
             Op::TapeLoop(r) => return self.lower_tapeloop(inst, r).map(|()| Flow::Next),
-            op if crate::fusion::is_runtime_op(op) => {
+            _ if crate::fusion::is_runtime_inst(f, inst) => {
                 return self.lower_tensor_op(inst).map(|()| Flow::Next)
             }
             Op::Const(c) => {
