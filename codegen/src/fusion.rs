@@ -293,6 +293,7 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
     let mut reduced_by: IdMap<Value, usize> = IdMap::default();
     let mut is_output: HashSet<Value> = HashSet::new();
     let mut steps = vec![];
+    let mut nested: Vec<Inst> = vec![];
     let close = |g: usize, open: &mut Vec<bool>, steps: &mut Vec<Step>| {
         if open[g] {
             open[g] = false;
@@ -304,8 +305,15 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
             continue;
         }
         let d = &f.insts[inst];
-        // A group's reduction result is complete only after the group's loop.
-        for &a in &d.args {
+        // A group's reduction result is complete only after the group's loop (a loop
+        // body's instructions read it too: scalars may cross into loops).
+        nested.clear();
+        crate::plan::nested_insts(f, inst, &mut nested);
+        for &a in d
+            .args
+            .iter()
+            .chain(nested.iter().flat_map(|&i| &f.insts[i].args))
+        {
             if let Some(&g) = reduced_by.get(&a) {
                 close(g, &mut open, &mut steps);
             }

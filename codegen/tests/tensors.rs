@@ -174,6 +174,17 @@ func @fused(%a: f64[3,4], %b: f64[4], %k: i64[3,4]) -> (f64, f64[4], f64[3], f64
   %e = mul %x, %s
   ret %s, %c, %m, %q, %ks, %w, %e
 }
+func @scalar_views(%x: f64, %n: i64) -> (f64[1,1], f64) {
+  %b = broadcast %x : f64[2,3]
+  %s = sum %b, axes [0, 1]
+  %r = reshape %s : f64[1,1]
+  %q = mul %r, %r
+  %l = loop %i in 0..%n (%c = %x : f64) {
+    %d = add %c, %s
+    yield %d
+  }
+  ret %q, %l
+}
 func @casts(%a: f64[2,3], %k: i64[2,3]) -> (i64[2,3], f64[2,3], f32[2,3], bool[2,3]) {
   %i = cast %a : i64
   %j = add %i, %k

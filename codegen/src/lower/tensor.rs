@@ -381,8 +381,8 @@ impl Lower<'_, '_> {
                     self.vals.insert(r, x);
                     bound.push(r);
                 }
-                Op::Broadcast(_) if !self.is_tensor(d.args[0]) => {
-                    // A scalar broadcast: loaded once, before the loop.
+                Op::Broadcast(_) | Op::Reshape(_) if !self.is_tensor(d.args[0]) => {
+                    // A scalar broadcast or reshaped: loaded once, before the loop.
                     let x = self.get(d.args[0])?;
                     self.vals.insert(r, x);
                     bound.push(r);
