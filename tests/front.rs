@@ -750,7 +750,11 @@ fn readme_example() -> jitad::Result<()> {
         let h = (a[0].matmul(&a[1]) + &a[2]).tanh();
         vec![h.logsumexp(&[1]).sum(&[0])]
     })?;
-    let y = mlp.eval(&[x, w, b])?; // the interpreter (tensors are not compiled yet)
+    let y = mlp.eval(&[x.clone(), w.clone(), b.clone()])?; // the interpreter
+    let c = mlp.compile()?; // fused loops and GEMM (`call_buffers`: one slice per parameter)
+    let mut z = [Val::F64(0.0)];
+    c.call(&[x, w, b], &mut z)?;
+    assert_eq!(z[0], y[0]); // bit for bit
 
     // 1000 explicit Euler steps of dx/dt = −k·x, recorded as one loop: 7 instructions.
     let decay = jitad::trace_scalar("decay", &[1.0, 0.5], |p| {

@@ -131,8 +131,9 @@ pub struct Stats {
     pub ad_errors: u64,
     /// Dot-product tests done.
     pub dot_tests: u64,
-    /// Evaluations run on the interpreter only (tensor programs, which the JIT does not
-    /// compile yet: [`jitad_codegen::CompileError::is_unsupported`]).
+    /// Evaluations run on the interpreter only (programs the JIT refuses as not yet
+    /// supported — tensors carried by loops or passed to calls:
+    /// [`jitad_codegen::CompileError::is_unsupported`]).
     pub interp_only: u64,
 }
 

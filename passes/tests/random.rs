@@ -2,8 +2,8 @@
 //! the dot-product test ⟨J·u, w⟩ = ⟨u, Jᵀ·w⟩ between forward and reverse mode, forward
 //! against reverse gradients to ~1e-12, finite differences, and optimisation preserving
 //! every derived function's results bit for bit. The same on programs with tensor
-//! sub-computations (`GenOptions::tensors`), evaluated by the interpreter alone while
-//! the JIT does not lower tensors (`common::eval`).
+//! sub-computations (`GenOptions::tensors`), on both engines except where the JIT
+//! refuses a tensor program (loops carrying tensors: `common::eval`).
 
 mod common;
 use common::*;

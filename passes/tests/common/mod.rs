@@ -20,7 +20,7 @@ thread_local! {
 /// The JIT-compiled `func` of `m` (cached).
 pub fn compiled(m: &Module, func: &str) -> Rc<Compiled> {
     try_compiled(m, func)
-        .unwrap_or_else(|| panic!("compile @{func}: the JIT does not lower tensors yet"))
+        .unwrap_or_else(|| panic!("compile @{func}: the JIT refuses this tensor program"))
 }
 
 /// True when some value of `m` has a tensor type.
