@@ -629,9 +629,11 @@ impl Lower<'_, '_> {
             let t = crate::abi::cl_ty(inputs[k].elem);
             let x = self.b.ins().load(t, super::trusted(), addr[k], 0);
             self.vals.insert(v, x);
-            if !bound.contains(&v) {
-                bound.push(v);
+            // External inputs are in `bound` already; a view's result is new.
+            if !members.contains(&v) {
+                continue;
             }
+            bound.push(v);
         }
         // Pads: the operand's element where the index falls inside it (an address
         // clamped to element 0 elsewhere, so no load strays), else the value.
