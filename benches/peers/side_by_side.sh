@@ -1,0 +1,19 @@
+#!/bin/sh
+# jitad and JAX on the same problems, one after the other on one pinned core, so the
+# README's table compares figures from one run (outside CI; needs the venv of README.md).
+# Usage: sh benches/peers/side_by_side.sh [CORE]   (default core 1)
+set -e
+core=${1:-1}
+here=$(dirname "$0")
+root=$here/../..
+cargo build --release --quiet --example mlp_tensors --example rosenbrock_tensors --manifest-path "$root/Cargo.toml"
+uptime
+echo "== JAX"
+taskset -c "$core" "$here/.venv/bin/python" "$here/jax_peers.py" mlp rosenbrock
+echo "== jitad: MLP-M (batch 256, 64 inputs, 256 hidden)"
+taskset -c "$core" "$root/target/release/examples/mlp_tensors"
+echo "== jitad: small MLP (batch 32, 8 inputs, 16 hidden)"
+taskset -c "$core" "$root/target/release/examples/mlp_tensors" 32 8 16
+echo "== jitad: extended Rosenbrock, tensor form"
+taskset -c "$core" "$root/target/release/examples/rosenbrock_tensors"
+uptime
