@@ -60,6 +60,18 @@
 //! errors seen in any run (other seeds and sizes) are 1.49 ulp for `tanh` and 1.59 for
 //! `sigmoid`.
 //!
+//! # Speed
+//! ns per element over 65,536 elements in place (`ir/examples/vmath_speed.rs`, pinned with
+//! `taskset -c 1`, AMD EPYC at 2.45 GHz, AVX2 version, on a shared machine: the median
+//! of three runs; libm's `tanh` swung between 23 and 96 ns from run to run):
+//!
+//! | function | f64 vmath | f64 libm | f32 vmath | f32 libm |
+//! |----------|-----------|----------|-----------|----------|
+//! | exp      | 4.9       | 16.7     | 4.4       | 14.4     |
+//! | log      | 3.7       | 13.1     | 3.2       | 10.1     |
+//! | tanh     | 6.1       | 23–96    | 5.4       | 31       |
+//! | sigmoid  | 7.1       | 22.2     | 6.1       | 19.5     |
+//!
 //! # f32
 //! The f32 kernels (`*_f32`) widen each element to f64, run the f64 function and round
 //! once to f32. The f64 result is within 1 ulp (f64) of the true value, so the f32 result
