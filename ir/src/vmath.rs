@@ -27,19 +27,50 @@
 //!   `x < −708.4` rounded once.
 //!
 //! # Accuracy (f64)
-//! - [`exp1`] and [`log1`] are **bit-identical to `libm::exp` / `libm::log`** (the fdlibm
-//!   algorithms the scalar ops use: `exp` a degree-5 rational fit after reduction by
-//!   `ln 2` with a two-part constant, `log` fdlibm's `s = f/(2+f)` series) for every
+//! - [`exp1`] and [`log1`] are **bit-identical to `libm::exp` / `libm::log`** (fdlibm's
+//!   algorithms, which the scalar ops use: `exp` a degree-5 rational fit after reduction
+//!   by `ln 2` with a two-part constant, `log` fdlibm's `s = f/(2+f)` series) for every
 //!   non-NaN input: the same operations in the same order, with fdlibm's branches
-//!   replaced by selects. Tested on every input class and on millions of random bit
-//!   patterns; fdlibm states < 1 ulp; measured against correctly rounded values
-//!   (`mpmath`, 10⁶ points): max 0.50x ulp (see the report in `ir/tests/vmath.rs`).
-//! - [`tanh1`] and [`sigmoid1`] reuse fdlibm's reduction and core to get `e^{−a}` as
-//!   `2^k·(1 + q)` with `q ≈ e^r − 1` kept apart, so `1 ± e` is formed with one rounding:
-//!   `tanh |x| = ((1 − s) − s·q) / ((1 + s) + s·q)` with `s = 2^k`, `a = 2|x|`, and
-//!   `sigmoid x = 1/((1 + s) + s·q)` for `x ≥ 0`, `((1 + q)/((1 + s) + s·q))·2^k` for
-//!   `x < 0`, `a = |x|`. Error ≤ 2 ulp against libm-based references (asserted in
-//!   `ir/tests/vmath.rs`); see the table there for the observed maxima.
+//!   replaced by selects. So a tensor `exp`/`log` and the scalar op agree bit for bit.
+//! - [`tanh1`]: for `|x| < ln(3)/2`, an odd polynomial (Chebyshev fit, degree 25 in `x`);
+//!   above, `1 − 2e/(1 + e)` with `e = e^{−2|x|} = 2^k·(1 + q)` from fdlibm's `exp`
+//!   reduction and core, `q ≈ e^r − 1` kept apart from the 1 so `1 + e` is one rounding.
+//! - [`sigmoid1`]: `1/2 + tanh(x/2)/2` for `|x| < ln 3`; above, with `e = e^{−|x|}`,
+//!   `w = 1 − e/(1 + e)` for `x > 0` and `e·w` for `x < 0` (subnormal results rounded
+//!   once).
+//!
+//! Errors in ulps of the result (of the correctly rounded value's binade), **measured**
+//! against correctly rounded values (`mpmath` at 120 bits, 10⁵ random points per range,
+//! `ir/examples/vmath_accuracy.py`), and **asserted** in `ir/tests/vmath.rs` (`exp`/`log`
+//! equal to libm; `tanh`/`sigmoid` ≤ 2 ulp from double-double references built on libm's
+//! `expm1`/`exp`, over dense sweeps, random values and random bit patterns):
+//!
+//! | function | range                         | max error (vmath) | max error (libm) |
+//! |----------|-------------------------------|-------------------|------------------|
+//! | exp      | [−745.13, 709.78]             | 0.84              | 0.84 (same bits) |
+//! | exp      | [−745.13, −708.4] (subnormal) | 0.74              | 0.74             |
+//! | log      | random positive bit patterns  | 0.69              | 0.69 (same bits) |
+//! | log      | [0.5, 2]                      | 0.79              | 0.79             |
+//! | tanh     | [−20, 20]                     | 1.41              | 1.91             |
+//! | tanh     | [−1, 1]                       | 1.49              | 2.10             |
+//! | sigmoid  | [−750, 40]                    | 1.27              | 2.01             |
+//! | sigmoid  | [−20, 20]                     | 1.43              | 2.28             |
+//!
+//! (libm's sigmoid is the scalar op's: `1/(1 + exp(−x))` or `e/(1 + e)`.) The highest
+//! errors seen in any run (other seeds and sizes) are 1.49 ulp for `tanh` and 1.59 for
+//! `sigmoid`.
+//!
+//! # Speed
+//! ns per element over 65,536 elements in place (`ir/examples/vmath_speed.rs`, pinned with
+//! `taskset -c 1`, AMD EPYC at 2.45 GHz, AVX2 version, on a shared machine: the median
+//! of three runs; libm's `tanh` swung between 23 and 96 ns from run to run):
+//!
+//! | function | f64 vmath | f64 libm | f32 vmath | f32 libm |
+//! |----------|-----------|----------|-----------|----------|
+//! | exp      | 4.9       | 16.7     | 4.4       | 14.4     |
+//! | log      | 3.7       | 13.1     | 3.2       | 10.1     |
+//! | tanh     | 6.1       | 23–96    | 5.4       | 31       |
+//! | sigmoid  | 7.1       | 22.2     | 6.1       | 19.5     |
 //!
 //! # f32
 //! The f32 kernels (`*_f32`) widen each element to f64, run the f64 function and round
@@ -264,8 +295,10 @@ pub fn tanh1(x: f64) -> f64 {
     t.copysign(x)
 }
 
-/// 1 / (1 + e^{−x}) with `e^{−|x|} = 2^k·(1 + q)`: `1/((1 + s) + s·q)` for `x ≥ 0` and
-/// `((1 + q) / ((1 + s) + s·q))·2^k` (rounded once) for `x < 0`, `s = 2^k`.
+/// 1 / (1 + e^{−x}): `1/2 + tanh(x/2)/2` for `|x| < ln 3` (the tanh is under 0.27
+/// beside the 1/2); above, with `e^{−|x|} = 2^k·(1 + q)`, `s = 2^k`,
+/// `w = 1 − (s + s·q)/((1 + s) + s·q)` = `1/(1 + e)` for `x > 0` and
+/// `e·w = ((w + q·w)·2^{k₁})·2^{k₂}` (rounded once into the subnormals) for `x < 0`.
 #[inline(always)]
 pub fn sigmoid1(x: f64) -> f64 {
     let mut a = x.abs();

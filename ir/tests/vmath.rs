@@ -9,8 +9,9 @@
 //!   in double-double (condition number ≤ 1 in `e`).
 //!
 //! Measured against correctly rounded values (`mpmath` at 120 bits, 10⁵ points per
-//! range, `ir/examples/vmath_accuracy.py`) the maxima are 0.86 ulp for `exp` and 0.77
-//! for `log` (libm's own), 1.44 for `tanh` and 1.59 for `sigmoid`.
+//! range, `ir/examples/vmath_accuracy.py`) the maxima are 0.84 ulp for `exp` and 0.79
+//! for `log` (libm's own), 1.49 for `tanh` and 1.59 for `sigmoid` (table in
+//! `jitad_ir::vmath`'s docs).
 
 use jitad_ir::interp::{eval, Val};
 use jitad_ir::tensor::Tensor;
