@@ -58,7 +58,9 @@
 //! Lowering (`fusion`, `lower::tensor`): elementwise ops and the views (`broadcast`,
 //! `reshape`, `slice`, `transpose`, `pad`) are fused into loop nests, one per group,
 //! computing each element in registers with the scalar lowering below and storing only
-//! what is read elsewhere; `sum`/`mean` of a member accumulate inside its loop;
+//! what is read elsewhere (two elements per iteration in `f64x2` registers when every
+//! member has a lane-wise form: arithmetic, `sqrt`, `neg`, `abs`, `fma` with a hardware
+//! FMA, and the views); `sum`/`mean` of a member accumulate inside its loop;
 //! `matmul` calls GEMM with strides (a transpose only products read is never
 //! materialised); the other tensor ops call the interpreter's own kernels
 //! (`jitad_ir::kernels`). Every path computes what the interpreter computes in the same

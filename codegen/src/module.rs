@@ -462,6 +462,10 @@ pub(crate) fn compile(
         guards: vec![],
         calls: vec![],
         ptr,
+        has_fma: isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
     };
     let mut frames = FrameSizes::default();
     let mut job_calls: Vec<JobCalls> = vec![];

@@ -185,6 +185,19 @@ func @scalar_views(%x: f64, %n: i64) -> (f64[1,1], f64) {
   }
   ret %q, %l
 }
+func @lanes(%a: f64[3,5], %b: f64[5], %c: f64[3,1], %s: f64) -> (f64[3,5], f64, f64[4]) {
+  %x = mul %a, %b
+  %y = add %x, %c
+  %z = fma %y, %s, %a
+  %n = neg %z
+  %q = abs %n
+  %r = sqrt %q
+  %d = div %r, %s
+  %t = sum %d, axes [0, 1]
+  %v = slice %b [0:4]
+  %w = mul %v, %v
+  ret %d, %t, %w
+}
 func @casts(%a: f64[2,3], %k: i64[2,3]) -> (i64[2,3], f64[2,3], f32[2,3], bool[2,3]) {
   %i = cast %a : i64
   %j = add %i, %k
@@ -365,4 +378,24 @@ fn random_tensor_programs_match_the_interpreter() {
         compiled >= 100,
         "only {compiled} compiled ({refused} refused)"
     );
+}
+
+#[test]
+fn lane_wise_loops_are_vectorised_and_agree() {
+    let m = parse_module(OPS).unwrap();
+    let c = compile_module(
+        &m,
+        "lanes",
+        &CompileOptions {
+            emit_text: true,
+            verify: true,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    // The odd extent (5) runs two f64x2 iterations and one scalar element.
+    assert!(c.clif_text().unwrap().contains("f64x2"), "no vector loop");
+    for seed in 0..20 {
+        agree(&m, "lanes", 100 + seed);
+    }
 }

@@ -80,6 +80,8 @@ pub(crate) struct ModuleCx<'a> {
     pub calls: Vec<(usize, bool)>,
     /// The pointer type.
     pub ptr: cl::Type,
+    /// The CPU has FMA (vector `fma` is then one instruction).
+    pub has_fma: bool,
 }
 
 /// The largest frame among `insts` (nested ones included) that goes on the machine

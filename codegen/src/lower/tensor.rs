@@ -19,7 +19,7 @@ use crate::error::CompileError;
 use crate::fusion::{elem_bytes, is_view, Home, Step};
 use crate::tensor_rt::TensorCall;
 use cranelift_codegen::ir::{
-    self as cl, condcodes::IntCC, types, InstBuilder, StackSlotData, StackSlotKind,
+    self as cl, condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
 };
 use jitad_ir::kernels::broadcast_strides;
 use jitad_ir::types::MAX_RANK;
@@ -577,13 +577,43 @@ impl Lower<'_, '_> {
                 s.push(0);
             }
         }
+        // f64x2 for the innermost axis when every member has a lane-wise form and every
+        // operand walks it contiguously or not at all: two elements per iteration, the
+        // odd last one by the scalar body. Lane-wise IEEE ops give each element the
+        // bits of the scalar code; a full `sum` adds lane 0, then lane 1 (the order).
+        let inner = cd.last().copied().unwrap_or(1);
+        let vec_mode = inner >= 2
+            && pads.is_empty()
+            && inputs.iter().enumerate().all(|(k, inp)| {
+                inp.elem == ScalarType::F64 && cs[k].last().is_some_and(|&s| s <= 1)
+            })
+            && accs
+                .iter()
+                .all(|a| a.var.is_some() && a.elem == ScalarType::F64)
+            && grp.members.iter().all(|&m| self.has_lane_form(m));
         // The nest: level l walks axis l; each input's byte offset accumulates.
         let ptr = self.cx.ptr;
         let mut ivars = vec![];
         let mut heads = vec![];
         let zero = self.b.ins().iconst(ptr, 0);
         let mut offs: Vec<cl::Value> = vec![zero; inputs.len()];
+        let mut emit_scalar = true;
         for (l, &extent) in cd.iter().enumerate() {
+            if vec_mode && l + 1 == cd.len() {
+                let outer = offs.clone();
+                self.vector_loop(&inputs, &cs, &outer, l, extent, &loads, grp, &outs, &accs)?;
+                if extent % 2 == 0 {
+                    emit_scalar = false;
+                } else {
+                    // The last element: the scalar body at index extent − 1.
+                    for (k, inp) in inputs.iter().enumerate() {
+                        let step = cs[k][l].saturating_mul(elem_bytes(inp.elem));
+                        let b = self.imm(((extent - 1) * step) as u64, "an offset")?;
+                        offs[k] = self.b.ins().iadd_imm_s(outer[k], b);
+                    }
+                }
+                break;
+            }
             let iv = self.b.declare_var(ptr);
             let z = self.b.ins().iconst(ptr, 0);
             self.b.def_var(iv, z);
@@ -620,12 +650,50 @@ impl Lower<'_, '_> {
             ivars.push((iv, extent));
             heads.push(head);
         }
+        if emit_scalar {
+            self.scalar_body(
+                &inputs, &offs, &loads, &pads, &ivars, rank, grp, &mut bound, &members, &outs,
+                &accs,
+            )?;
+        }
+        // Back edges, innermost first.
+        for (l, &(iv, extent)) in ivars.iter().enumerate().rev() {
+            let i = self.b.use_var(iv);
+            let next = self.b.ins().iadd_imm_s(i, 1);
+            self.b.def_var(iv, next);
+            let ext = self.imm(extent as u64, "a loop extent")?;
+            let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, ext);
+            let exit = self.b.create_block();
+            self.b.ins().brif(more, heads[l], &[], exit, &[]);
+            self.b.switch_to_block(exit);
+        }
+        self.finish_group(grp, bound, &accs, &inputs)
+    }
+
+    /// One element of a group's loop: loads, pads, members, stores, accumulations.
+    #[allow(clippy::too_many_arguments)]
+    fn scalar_body(
+        &mut self,
+        inputs: &[Input],
+        offs: &[cl::Value],
+        loads: &[(Value, usize)],
+        pads: &[PadView],
+        ivars: &[(cranelift_frontend::Variable, usize)],
+        rank: usize,
+        grp: &crate::fusion::Group,
+        bound: &mut Vec<Value>,
+        members: &std::collections::HashSet<Value>,
+        outs: &[(Value, usize)],
+        accs: &[Acc],
+    ) -> Result<(), CompileError> {
+        let f = self.f;
+        let ptr = self.cx.ptr;
         // Loads, members, stores.
         let mut addr = vec![];
         for (k, inp) in inputs.iter().enumerate() {
             addr.push(self.b.ins().iadd(inp.base, offs[k]));
         }
-        for &(v, k) in &loads {
+        for &(v, k) in loads {
             let t = crate::abi::cl_ty(inputs[k].elem);
             let x = self.b.ins().load(t, super::trusted(), addr[k], 0);
             self.vals.insert(v, x);
@@ -639,7 +707,7 @@ impl Lower<'_, '_> {
         // clamped to element 0 elsewhere, so no load strays), else the value.
         if !pads.is_empty() {
             let idx: Vec<cl::Value> = ivars.iter().map(|&(iv, _)| self.b.use_var(iv)).collect();
-            for p in &pads {
+            for p in pads {
                 let own = row_major(&p.xd);
                 let mut inside: Option<cl::Value> = None;
                 let mut off = self.b.ins().iconst(ptr, 0);
@@ -679,12 +747,12 @@ impl Lower<'_, '_> {
                 _ => return Err(self.err(format!("{m}: control flow in a fused loop"))),
             }
         }
-        for &(v, k) in &outs {
+        for &(v, k) in outs {
             let x = self.get(v)?;
             self.b.ins().store(super::trusted(), x, addr[k], 0);
         }
         // Accumulate in the operand's row-major order, the kernel's order.
-        for a in &accs {
+        for a in accs {
             let x = self.get(a.src)?;
             let fl = a.elem.is_float();
             match a.var {
@@ -710,17 +778,157 @@ impl Lower<'_, '_> {
                 }
             }
         }
-        // Back edges, innermost first.
-        for (l, &(iv, extent)) in ivars.iter().enumerate().rev() {
-            let i = self.b.use_var(iv);
-            let next = self.b.ins().iadd_imm_s(i, 1);
-            self.b.def_var(iv, next);
-            let ext = self.imm(extent as u64, "a loop extent")?;
-            let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, ext);
-            let exit = self.b.create_block();
-            self.b.ins().brif(more, heads[l], &[], exit, &[]);
-            self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// True when member `m` computes f64 and has a lane-wise f64x2 form with the
+    /// scalar lowering's bits (`neg`/`abs` flip/clear the sign bit either way; `fma` is
+    /// one rounding either way, and needs the CPU's FMA for vectors).
+    fn has_lane_form(&self, m: Inst) -> bool {
+        let d = &self.f.insts[m];
+        let f64_result = d
+            .results
+            .first()
+            .is_some_and(|&r| self.ty(r).elem() == ScalarType::F64);
+        let scalar_ops = d
+            .args
+            .iter()
+            .all(|&a| self.is_tensor(a) || self.ty(a) == Type::F64);
+        f64_result
+            && scalar_ops
+            && match d.op {
+                Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Neg | Op::Abs => true,
+                Op::Fma => self.cx.has_fma,
+                Op::Fill(..)
+                | Op::Broadcast(_)
+                | Op::Reshape(_)
+                | Op::Slice(_)
+                | Op::Transpose(_) => true,
+                _ => false,
+            }
+    }
+
+    /// The innermost level of a group's nest two elements at a time (`extent ≥ 2`;
+    /// runs `extent / 2` iterations, leaving an odd last element to the scalar body).
+    #[allow(clippy::too_many_arguments)]
+    fn vector_loop(
+        &mut self,
+        inputs: &[Input],
+        cs: &[Vec<usize>],
+        outer: &[cl::Value],
+        l: usize,
+        extent: usize,
+        loads: &[(Value, usize)],
+        grp: &crate::fusion::Group,
+        outs: &[(Value, usize)],
+        accs: &[Acc],
+    ) -> Result<(), CompileError> {
+        let f = self.f;
+        let ptr = self.cx.ptr;
+        let v2 = types::F64X2;
+        // Loads may be unaligned (slices, odd offsets): not `aligned`.
+        let mem = MemFlagsData::new().with_notrap();
+        let iv = self.b.declare_var(ptr);
+        let z = self.b.ins().iconst(ptr, 0);
+        self.b.def_var(iv, z);
+        let head = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(iv);
+        let i8 = self.b.ins().imul_imm_s(i, 8);
+        let mut addr = vec![];
+        for (k, inp) in inputs.iter().enumerate() {
+            let off = if cs[k][l] == 0 {
+                outer[k]
+            } else if l == 0 {
+                i8
+            } else {
+                self.b.ins().iadd(outer[k], i8)
+            };
+            addr.push(self.b.ins().iadd(inp.base, off));
         }
+        let mut vv: HashMap<Value, cl::Value> = HashMap::new();
+        for &(v, k) in loads {
+            let x = if cs[k][l] == 0 {
+                let s = self.b.ins().load(types::F64, mem, addr[k], 0);
+                self.b.ins().splat(v2, s)
+            } else {
+                self.b.ins().load(v2, mem, addr[k], 0)
+            };
+            vv.insert(v, x);
+        }
+        for &m in &grp.members {
+            let d = &f.insts[m];
+            let r = d.results[0];
+            if vv.contains_key(&r) {
+                continue; // a view, loaded above
+            }
+            let mut a = vec![];
+            for &x in &d.args {
+                let y = match vv.get(&x) {
+                    Some(&y) => y,
+                    None => {
+                        // A scalar operand (hoisted) or a scalar splat member.
+                        let s = self.get(x)?;
+                        let y = self.b.ins().splat(v2, s);
+                        vv.insert(x, y);
+                        y
+                    }
+                };
+                a.push(y);
+            }
+            let out = match (&d.op, &a[..]) {
+                (Op::Add, &[x, y]) => self.b.ins().fadd(x, y),
+                (Op::Sub, &[x, y]) => self.b.ins().fsub(x, y),
+                (Op::Mul, &[x, y]) => self.b.ins().fmul(x, y),
+                (Op::Div, &[x, y]) => self.b.ins().fdiv(x, y),
+                (Op::Fma, &[x, y, z]) => self.b.ins().fma(x, y, z),
+                (Op::Sqrt, &[x]) => self.b.ins().sqrt(x),
+                (Op::Neg, &[x]) => self.b.ins().fneg(x),
+                (Op::Abs, &[x]) => self.b.ins().fabs(x),
+                (Op::Fill(Constant::F64(c), _), &[]) => {
+                    let s = self.b.ins().f64const(*c);
+                    self.b.ins().splat(v2, s)
+                }
+                (Op::Broadcast(_) | Op::Reshape(_), &[x]) => x, // a scalar splat
+                _ => return Err(self.err(format!("{m}: no lane-wise form"))),
+            };
+            vv.insert(r, out);
+        }
+        for &(v, k) in outs {
+            let x = vv[&v];
+            self.b.ins().store(mem, x, addr[k], 0);
+        }
+        for a in accs {
+            let (Some(var), Some(&x)) = (a.var, vv.get(&a.src)) else {
+                return Err(self.err("a vector accumulation without its operand"));
+            };
+            let l0 = self.b.ins().extractlane(x, 0);
+            let l1 = self.b.ins().extractlane(x, 1);
+            let acc = self.b.use_var(var);
+            let s = self.b.ins().fadd(acc, l0);
+            let s = self.b.ins().fadd(s, l1);
+            self.b.def_var(var, s);
+        }
+        let next = self.b.ins().iadd_imm_s(i, 2);
+        self.b.def_var(iv, next);
+        let last = self.imm(extent as u64 - 1, "a loop extent")?;
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, last);
+        let exit = self.b.create_block();
+        self.b.ins().brif(more, head, &[], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// After a group's loop: its values go out of scope; reductions finish.
+    fn finish_group(
+        &mut self,
+        grp: &crate::fusion::Group,
+        bound: Vec<Value>,
+        accs: &[Acc],
+        inputs: &[Input],
+    ) -> Result<(), CompileError> {
+        let f = self.f;
         for v in bound {
             self.vals.remove(&v);
         }
@@ -730,7 +938,7 @@ impl Lower<'_, '_> {
             }
         }
         // Finish the reductions (after the loop, so they dominate later code).
-        for a in &accs {
+        for a in accs {
             let n = |l: &mut Self| match a.elem {
                 ScalarType::F32 => l.b.ins().f32const(a.count as f32),
                 _ => l.b.ins().f64const(a.count as f64),
