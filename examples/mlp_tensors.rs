@@ -172,7 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|t| vec![0.0; t.num_elements()])
         .collect();
-    let mut run = |outs: &mut Vec<Vec<f64>>| -> Result<(), jitad::codegen::CallError> {
+    let run = |outs: &mut Vec<Vec<f64>>| -> Result<(), jitad::codegen::CallError> {
         let mut o: Vec<&mut [f64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
         c.call_buffers(&ins, &mut o)
     };
