@@ -518,7 +518,15 @@ pub(crate) fn eval(op: &Op, args: &[Val]) -> Result<Val, TensorFault> {
             |x, y| f32m::atan2(x, y),
             None,
         ),
-        Op::Copysign => map2(a(0)?, a(1)?, ty, f64::copysign, f32::copysign, None),
+        // The scalar op's rule: a NaN sign operand gives NaN (its sign bit is not pinned).
+        Op::Copysign => map2(
+            a(0)?,
+            a(1)?,
+            ty,
+            |x, y| f64m::copysign(x, y),
+            |x, y| f32m::copysign(x, y),
+            None,
+        ),
         Op::Neg => num1(a(0)?, ty, |x| -x, |x| -x, i64::wrapping_neg),
         Op::Abs => num1(a(0)?, ty, f64::abs, f32::abs, i64::wrapping_abs),
         Op::Sqrt => float1(a(0)?, ty, f64::sqrt, f32::sqrt),
