@@ -1,4 +1,5 @@
-//! Times each clean-up pass on the raw Rosenbrock gradient (diagnostic).
+//! Times each stage of `Traced::grad` on the Rosenbrock gradient, and each clean-up pass
+//! per round (diagnostic): `cargo run --release --example pass_times [-- N...]`.
 use jitad::suite::{trace_problem, Rosenbrock};
 use std::time::Instant;
 
@@ -12,30 +13,50 @@ fn main() -> Result<(), jitad::Error> {
     } else {
         sizes
     } {
+        let t = Instant::now();
         let traced = trace_problem(&Rosenbrock(n))?;
+        println!("n={n}: trace {:?} (op {} bytes)", t.elapsed(), std::mem::size_of::<jitad_ir::Op>());
+        let t = Instant::now();
         let mut m = traced.module().clone();
+        println!("  clone module {:?}", t.elapsed());
         let t = Instant::now();
         let g = jitad::passes::grad(&mut m, "rosenbrock", &traced.float_params())?;
-        println!("grad transform {:?}", t.elapsed());
+        println!("  grad transform {:?}", t.elapsed());
         let f = m.get_mut(&g).unwrap();
-        let mut line = format!("n={n} insts={}:", f.num_insts());
         let t = Instant::now();
-        jitad::passes::constfold::constfold(f);
-        line += &format!(" constfold {:?}", t.elapsed());
-        let t = Instant::now();
-        jitad::passes::simplify::simplify(f, false);
-        line += &format!(" simplify {:?}", t.elapsed());
-        let t = Instant::now();
-        jitad::passes::cse::cse(f);
-        line += &format!(" cse {:?}", t.elapsed());
-        let t = Instant::now();
-        jitad::passes::dce::dce(f);
-        line += &format!(" dce {:?}", t.elapsed());
+        println!("  insts={} ({:?})", f.num_insts(), t.elapsed());
+        for round in 1..=4 {
+            let mut line = format!("  round {round}:");
+            let t = Instant::now();
+            let c1 = jitad::passes::constfold::constfold(f);
+            line += &format!(" constfold {:?} {c1}", t.elapsed());
+            let t = Instant::now();
+            let c2 = jitad::passes::simplify::simplify(f, false);
+            line += &format!(" simplify {:?} {c2}", t.elapsed());
+            let t = Instant::now();
+            let c3 = jitad::passes::cse::cse(f);
+            line += &format!(" cse {:?} {c3}", t.elapsed());
+            let t = Instant::now();
+            let c4 = jitad::passes::dce::dce(f);
+            line += &format!(" dce {:?} {c4}", t.elapsed());
+            println!("{line}");
+            if !(c1 || c2 || c3 || c4) {
+                break;
+            }
+        }
         let t = Instant::now();
         let c = jitad::passes::pipeline::compact(f);
-        line += &format!(" compact {:?}", t.elapsed());
-        drop(c);
-        println!("{line}");
+        println!("  compact {:?}, insts={}", t.elapsed(), c.num_insts());
+        let t = Instant::now();
+        let p = jitad::passes::pipeline::pure_functions(&m);
+        println!("  pure_functions {:?}", t.elapsed());
+        drop(p);
+        let t = Instant::now();
+        let d = jitad::passes::inline::inline_module(&mut m);
+        println!("  inline {:?} {}", t.elapsed(), d.sites);
+        let t = Instant::now();
+        drop(m);
+        println!("  drop {:?}", t.elapsed());
     }
     Ok(())
 }
