@@ -14,8 +14,7 @@ fn main() -> Result<(), jitad::Error> {
         .filter_map(|a| a.parse().ok())
         .collect();
     let flag = |name: &str| {
-        std::env::args()
-            .find_map(|a| a.strip_prefix(name).and_then(|v| v.parse::<usize>().ok()))
+        std::env::args().find_map(|a| a.strip_prefix(name).and_then(|v| v.parse::<usize>().ok()))
     };
     let mut compile_opts = jitad::CompileOptions::default();
     if let Some(k) = flag("--threads=") {
@@ -28,7 +27,10 @@ fn main() -> Result<(), jitad::Error> {
     } else {
         sizes
     };
-    for n in sizes.into_iter().flat_map(|n| std::iter::repeat_n(n, repeat)) {
+    for n in sizes
+        .into_iter()
+        .flat_map(|n| std::iter::repeat_n(n, repeat))
+    {
         let t = compile_times_with(&Rosenbrock(n), &compile_opts)?;
         println!(
             "n={n}: trace {:?}, AD + clean-up {:?}, compile {:?} (Cranelift {:?}), total {:?}",

@@ -1,5 +1,8 @@
 //! Times each stage of `Traced::grad` on the Rosenbrock gradient, and each clean-up pass
-//! per round (diagnostic): `cargo run --release --example pass_times [-- N...]`.
+//! in every round of the plain "all passes until none changes" loop, with whether it
+//! changed anything (diagnostic): `cargo run --release --example pass_times [-- N...]`.
+//! The pipeline itself re-runs only the passes a change re-armed; `ad_scaling` with
+//! `JITAD_VERBOSE=1` shows its own per-pass times.
 use jitad::suite::{trace_problem, Rosenbrock};
 use std::time::Instant;
 
@@ -15,7 +18,7 @@ fn main() -> Result<(), jitad::Error> {
     } {
         let t = Instant::now();
         let traced = trace_problem(&Rosenbrock(n))?;
-        println!("n={n}: trace {:?} (op {} bytes)", t.elapsed(), std::mem::size_of::<jitad_ir::Op>());
+        println!("n={n}: trace {:?}", t.elapsed());
         let t = Instant::now();
         let mut m = traced.module().clone();
         println!("  clone module {:?}", t.elapsed());
@@ -44,8 +47,9 @@ fn main() -> Result<(), jitad::Error> {
                 break;
             }
         }
+        let owned = f.clone();
         let t = Instant::now();
-        let c = jitad::passes::pipeline::compact(f);
+        let c = jitad::passes::pipeline::compact_owned(owned);
         println!("  compact {:?}, insts={}", t.elapsed(), c.num_insts());
         let t = Instant::now();
         let p = jitad::passes::pipeline::pure_functions(&m);

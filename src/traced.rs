@@ -513,6 +513,41 @@ mod tests {
         ));
     }
 
+    /// `grad`/`vjp`/`jvp` build their module from the new functions and copies of only
+    /// what they call: the same module, function for function and in the same order,
+    /// as transforming a copy of the whole module and pruning it.
+    #[test]
+    fn derivatives_without_a_module_copy_match_the_copying_path() {
+        let src = "func @unused(%a: f64) -> f64 {\n  %b = neg %a\n  ret %b\n}\n\
+                   func @sq(%u: f64) -> f64 {\n  %p = mul %u, %u\n  ret %p\n}\n\
+                   func @f(%x: f64, %y: f64) -> f64 {\n  %s = call @sq(%x)\n  \
+                   %t = mul %s, %y\n  %r = tanh %t\n  ret %r\n}\n";
+        let t = Traced::from_jir(src, Some("f")).unwrap();
+        type Tr = fn(&mut Module, &str, &[usize]) -> jitad_passes::Result<String>;
+        let cases: [(Tr, &[usize], Traced); 3] = [
+            (jitad_passes::grad, &[0, 1], t.grad().unwrap()),
+            (jitad_passes::vjp, &[0, 1], t.vjp().unwrap()),
+            (jitad_passes::jvp, &[1], t.jvp_wrt(&[1]).unwrap()),
+        ];
+        for (transform, wrt, got) in cases {
+            let mut m = t.module.clone();
+            let name = transform(&mut m, "f", wrt).unwrap();
+            let mut want = Traced {
+                module: m,
+                entry: name,
+            };
+            want.prune();
+            jitad_passes::optimize_module(&mut want.module, &OptOptions::default());
+            want.prune();
+            assert_eq!(got.name(), want.name());
+            assert_eq!(
+                jitad_ir::print_module(&got.module),
+                jitad_ir::print_module(&want.module)
+            );
+            assert!(got.module.get("unused").is_none());
+        }
+    }
+
     #[test]
     fn reachable_lists_callees_once() {
         let src =

@@ -14,12 +14,17 @@
 use crate::rewrite::Subst;
 use cranelift_entity::packed_option::ReservedValue;
 use jitad_ir::{Function, Inst, Op, Region, Value, ValueDef};
-use std::hash::BuildHasher;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 
 /// Merges duplicate pure instructions. Returns true if anything changed.
 pub fn cse(f: &mut Function) -> bool {
+    cse_hashed(f, &FxBuildHasher)
+}
+
+/// [`cse`] with the table's hash function chosen (tests use one that collides always).
+fn cse_hashed(f: &mut Function, hasher: &impl BuildHasher) -> bool {
     let mut subst = Subst::default();
     // The table maps a key's 64-bit hash to the first value with that hash: 12 bytes
     // an entry instead of a 56-byte key, which on 10⁶-instruction gradients kept the
@@ -32,7 +37,6 @@ pub fn cse(f: &mut Function) -> bool {
     let mut table: FxHashMap<u64, Value> =
         FxHashMap::with_capacity_and_hasher(pure, Default::default());
     let mut exact: FxHashMap<Key, Value> = FxHashMap::default();
-    let hasher = FxBuildHasher;
     let mut changed = false;
     // Explicit stack of (region, position, entries added in this region).
     let mut stack: Vec<(Region, usize, Vec<Added>)> = vec![(f.body, 0, vec![])];
@@ -131,4 +135,49 @@ fn key(f: &Function, inst: Inst) -> Option<Key> {
         args.swap(0, 1);
     }
     Some((d.op.clone(), args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitad_ir::testgen::{random_module, GenOptions};
+
+    /// Every key hashes to 0, so every lookup after the first goes through the exact
+    /// table: the results must be those of the ordinary hash, instruction for
+    /// instruction.
+    struct Collide;
+    struct Zero;
+    impl std::hash::Hasher for Zero {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+    impl BuildHasher for Collide {
+        type Hasher = Zero;
+        fn build_hasher(&self) -> Zero {
+            Zero
+        }
+    }
+
+    #[test]
+    fn hash_collisions_are_resolved_exactly() {
+        let mut merged = 0;
+        for seed in 0..40 {
+            let m = random_module(seed, &GenOptions::default());
+            for f in &m.funcs {
+                let (mut a, mut b) = (f.clone(), f.clone());
+                let ca = cse(&mut a);
+                let cb = cse_hashed(&mut b, &Collide);
+                assert_eq!(ca, cb, "seed {seed} @{}", f.name);
+                merged += usize::from(ca);
+                assert_eq!(
+                    jitad_ir::print_function(&a),
+                    jitad_ir::print_function(&b),
+                    "seed {seed}"
+                );
+            }
+        }
+        assert!(merged > 0, "the random programs had duplicates to merge");
+    }
 }

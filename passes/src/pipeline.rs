@@ -12,7 +12,7 @@
 
 use crate::{constfold, cse, dce, inline, simplify};
 use cranelift_entity::{PrimaryMap, SecondaryMap};
-use jitad_ir::{Function, Module, Op, Region, Value};
+use jitad_ir::{Function, InstData, Module, Op, Region, Value, ValueData, ValueDef};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -137,18 +137,19 @@ pub fn optimize_with(
     let mut pending = ALL;
     while pending != 0 && stats.rounds < opts.max_rounds {
         stats.rounds += 1;
-        let mut run = |pass: u8, enables: u8, f: &mut Function, go: &dyn Fn(&mut Function) -> bool| {
-            if pending & pass == 0 {
-                return;
-            }
-            pending &= !pass;
-            let t = Instant::now();
-            let changed = go(f);
-            *stats.times.slot(pass) += t.elapsed();
-            if changed {
-                pending |= enables;
-            }
-        };
+        let mut run =
+            |pass: u8, enables: u8, f: &mut Function, go: &dyn Fn(&mut Function) -> bool| {
+                if pending & pass == 0 {
+                    return;
+                }
+                pending &= !pass;
+                let t = Instant::now();
+                let changed = go(f);
+                *stats.times.slot(pass) += t.elapsed();
+                if changed {
+                    pending |= enables;
+                }
+            };
         run(CONSTFOLD, ALL, f, &|f| constfold::constfold(f));
         run(SIMPLIFY, ALL, f, &|f| simplify::simplify(f, opts.fast_math));
         run(CSE, SIMPLIFY | DCE, f, &|f| cse::cse(f));
@@ -156,7 +157,10 @@ pub fn optimize_with(
     }
     stats.fixed_point = pending == 0;
     let t = Instant::now();
-    let old = std::mem::replace(f, Function::new(String::new(), jitad_ir::Signature::default()));
+    let old = std::mem::replace(
+        f,
+        Function::new(String::new(), jitad_ir::Signature::default()),
+    );
     *f = compact_owned(old);
     stats.times.compact += t.elapsed();
     stats.insts_after = f.insts.len();
@@ -171,7 +175,17 @@ pub fn optimize_module(m: &mut Module, opts: &OptOptions) -> OptStats {
     // Inlining changes no function's purity (a guard reaches a caller only with the
     // call that made the caller impure already), so the set stays valid throughout.
     let t = Instant::now();
-    let pure = pure_functions(m);
+    // Purity matters only to calls and loop drivers; a module without any (a traced
+    // function, its gradient) skips the analysis' walk.
+    let has_callees = m
+        .funcs
+        .iter()
+        .any(|f| f.insts.values().any(|d| d.op.callees().next().is_some()));
+    let pure = if has_callees {
+        pure_functions(m)
+    } else {
+        HashSet::new()
+    };
     let mut total = OptStats {
         fixed_point: true,
         ..OptStats::default()
@@ -283,7 +297,6 @@ pub fn compact_owned(mut f: Function) -> Function {
         map[p] = Some(np);
     }
     let body = g.body;
-    let mut tys = Vec::new();
     let mut stack: Vec<(Region, Region, usize)> = vec![(f.body, body, 0)];
     while let Some(top) = stack.len().checked_sub(1) {
         let (old_r, new_r, pos) = stack[top];
@@ -300,17 +313,31 @@ pub fn compact_owned(mut f: Function) -> Function {
         }
         let op = std::mem::replace(&mut d.op, Op::Add);
         let old_regions = std::mem::take(&mut d.regions);
-        let results = std::mem::take(&mut d.results);
-        tys.clear();
-        tys.extend(results.iter().map(|&r| f.values[r].ty));
+        // The old result list is renumbered in place and becomes the new one: what
+        // `Function::create_inst` does, without allocating.
+        let mut results = std::mem::take(&mut d.results);
         let new_regions: Vec<Region> = old_regions.iter().map(|_| g.new_region()).collect();
-        let ni = g.create_inst(op, args, &tys, new_regions.clone());
-        g.regions[new_r].insts.push(ni);
-        for (k, &r) in results.iter().enumerate() {
-            let nr = g.insts[ni].results[k];
-            move_name(&mut f, &mut g, r, nr);
-            map[r] = Some(nr);
+        let ni = g.insts.next_key();
+        for (k, r) in results.iter_mut().enumerate() {
+            let name = f.values[*r].name.take();
+            let nr = g.values.push(ValueData {
+                ty: f.values[*r].ty,
+                def: ValueDef::Result(ni, k as u32),
+                name,
+            });
+            map[*r] = Some(nr);
+            *r = nr;
         }
+        for &r in &new_regions {
+            g.regions[r].parent = Some(ni);
+        }
+        g.insts.push(InstData {
+            op,
+            args,
+            results,
+            regions: new_regions.clone(),
+        });
+        g.regions[new_r].insts.push(ni);
         for (&or, &nr) in old_regions.iter().zip(&new_regions).rev() {
             let ps = std::mem::take(&mut f.regions[or].params);
             for p in ps {
