@@ -1,7 +1,11 @@
 //! The clean-up pipeline: constant folding, simplification, CSE and DCE run in turn
 //! until none changes the function (a fixed point), then the function is compacted
 //! (renumbered in program order, dropping what the passes left behind), so printed
-//! dumps use small, ordered value numbers.
+//! dumps use small, ordered value numbers. After the first round a pass runs again
+//! only if a change since its last run may have given it work (see `optimize_with` for
+//! which change re-arms which pass), so the round that only confirms the fixed point
+//! costs the re-armed passes, not all four. [`OptStats::times`] says where the time
+//! went.
 //!
 //! On a module, [`optimize_module`] then inlines calls under [`crate::inline`]'s cost
 //! model (callees measured after their clean-up) and cleans the rebuilt functions again.
@@ -45,9 +49,10 @@ pub struct OptStats {
     pub insts_before: usize,
     /// Instructions after.
     pub insts_after: usize,
-    /// Rounds run (the last one changed nothing when a fixed point was reached).
+    /// Rounds run (a round runs the passes still pending; the last one changed nothing
+    /// when a fixed point was reached).
     pub rounds: usize,
-    /// True when the last round changed nothing.
+    /// True when no pass was left with possible work.
     pub fixed_point: bool,
     /// Calls inlined ([`optimize_module`] only).
     pub inlined: usize,
