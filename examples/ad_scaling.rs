@@ -1,8 +1,11 @@
 //! Times trace → grad (AD and clean-up) → compile of the extended Rosenbrock at growing
 //! n through the facade, as `jitad bench` does, with the compile split into its parts:
-//! `cargo run --release --example ad_scaling [-- N...]`. With `JITAD_VERBOSE=1` it also
-//! compiles with other options and times a call of each.
-use jitad::suite::{compile_times, trace_problem, Rosenbrock};
+//! `cargo run --release --example ad_scaling [-- N...] [--threads=K] [--repeat=R]`.
+//! With `JITAD_VERBOSE=1` it prints every stage (the AD transform, each clean-up pass,
+//! the compiler's set-up, lowering, Cranelift and finalize); with `JITAD_VERBOSE=2` it
+//! also compiles with other options and times a call of each. `--threads=K` compiles on `K` threads (default: the
+//! compiler's default); `--repeat=R` measures each size `R` times.
+use jitad::suite::{compile_times_with, trace_problem, Rosenbrock};
 use std::time::Instant;
 
 fn main() -> Result<(), jitad::Error> {
@@ -10,13 +13,25 @@ fn main() -> Result<(), jitad::Error> {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    let flag = |name: &str| {
+        std::env::args().find_map(|a| a.strip_prefix(name).and_then(|v| v.parse::<usize>().ok()))
+    };
+    let mut compile_opts = jitad::CompileOptions::default();
+    if let Some(k) = flag("--threads=") {
+        compile_opts.threads = k;
+    }
+    let repeat = flag("--repeat=").unwrap_or(1);
+    let verbose = std::env::var("JITAD_VERBOSE").unwrap_or_default();
     let sizes = if sizes.is_empty() {
         vec![1000, 10_000, 100_000]
     } else {
         sizes
     };
-    for n in sizes {
-        let t = compile_times(&Rosenbrock(n))?;
+    for n in sizes
+        .into_iter()
+        .flat_map(|n| std::iter::repeat_n(n, repeat))
+    {
+        let t = compile_times_with(&Rosenbrock(n), &compile_opts)?;
         println!(
             "n={n}: trace {:?}, AD + clean-up {:?}, compile {:?} (Cranelift {:?}), total {:?}",
             t.trace,
@@ -25,7 +40,11 @@ fn main() -> Result<(), jitad::Error> {
             t.cranelift,
             t.total()
         );
-        if std::env::var_os("JITAD_VERBOSE").is_none() {
+        if verbose.is_empty() || verbose == "0" {
+            continue;
+        }
+        println!("  {}", t.report().replace('\n', "\n  "));
+        if verbose != "2" {
             continue;
         }
         let g = trace_problem(&Rosenbrock(n))?.grad()?;

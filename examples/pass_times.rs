@@ -1,4 +1,8 @@
-//! Times each clean-up pass on the raw Rosenbrock gradient (diagnostic).
+//! Times each stage of `Traced::grad` on the Rosenbrock gradient, and each clean-up pass
+//! in every round of the plain "all passes until none changes" loop, with whether it
+//! changed anything (diagnostic): `cargo run --release --example pass_times [-- N...]`.
+//! The pipeline itself re-runs only the passes a change re-armed; `ad_scaling` with
+//! `JITAD_VERBOSE=1` shows its own per-pass times.
 use jitad::suite::{trace_problem, Rosenbrock};
 use std::time::Instant;
 
@@ -12,30 +16,51 @@ fn main() -> Result<(), jitad::Error> {
     } else {
         sizes
     } {
+        let t = Instant::now();
         let traced = trace_problem(&Rosenbrock(n))?;
+        println!("n={n}: trace {:?}", t.elapsed());
+        let t = Instant::now();
         let mut m = traced.module().clone();
+        println!("  clone module {:?}", t.elapsed());
         let t = Instant::now();
         let g = jitad::passes::grad(&mut m, "rosenbrock", &traced.float_params())?;
-        println!("grad transform {:?}", t.elapsed());
+        println!("  grad transform {:?}", t.elapsed());
         let f = m.get_mut(&g).unwrap();
-        let mut line = format!("n={n} insts={}:", f.num_insts());
         let t = Instant::now();
-        jitad::passes::constfold::constfold(f);
-        line += &format!(" constfold {:?}", t.elapsed());
+        println!("  insts={} ({:?})", f.num_insts(), t.elapsed());
+        for round in 1..=4 {
+            let mut line = format!("  round {round}:");
+            let t = Instant::now();
+            let c1 = jitad::passes::constfold::constfold(f);
+            line += &format!(" constfold {:?} {c1}", t.elapsed());
+            let t = Instant::now();
+            let c2 = jitad::passes::simplify::simplify(f, false);
+            line += &format!(" simplify {:?} {c2}", t.elapsed());
+            let t = Instant::now();
+            let c3 = jitad::passes::cse::cse(f);
+            line += &format!(" cse {:?} {c3}", t.elapsed());
+            let t = Instant::now();
+            let c4 = jitad::passes::dce::dce(f);
+            line += &format!(" dce {:?} {c4}", t.elapsed());
+            println!("{line}");
+            if !(c1 || c2 || c3 || c4) {
+                break;
+            }
+        }
+        let owned = f.clone();
         let t = Instant::now();
-        jitad::passes::simplify::simplify(f, false);
-        line += &format!(" simplify {:?}", t.elapsed());
+        let c = jitad::passes::pipeline::compact_owned(owned);
+        println!("  compact {:?}, insts={}", t.elapsed(), c.num_insts());
         let t = Instant::now();
-        jitad::passes::cse::cse(f);
-        line += &format!(" cse {:?}", t.elapsed());
+        let p = jitad::passes::pipeline::pure_functions(&m);
+        println!("  pure_functions {:?}", t.elapsed());
+        drop(p);
         let t = Instant::now();
-        jitad::passes::dce::dce(f);
-        line += &format!(" dce {:?}", t.elapsed());
+        let d = jitad::passes::inline::inline_module(&mut m);
+        println!("  inline {:?} {}", t.elapsed(), d.sites);
         let t = Instant::now();
-        let c = jitad::passes::pipeline::compact(f);
-        line += &format!(" compact {:?}", t.elapsed());
-        drop(c);
-        println!("{line}");
+        drop(m);
+        println!("  drop {:?}", t.elapsed());
     }
     Ok(())
 }

@@ -58,4 +58,4 @@ pub use jitad_ir as ir;
 pub use jitad_ir::{fori_loop, Carry, Index, Tensor, Val, Var};
 pub use jitad_passes as passes;
 pub use num_traits::Float;
-pub use traced::{trace, trace_scalar, trace_tensors, Traced};
+pub use traced::{trace, trace_scalar, trace_tensors, DeriveTimes, Traced};

@@ -481,10 +481,14 @@ pub struct CompileTimes {
     pub trace: Duration,
     /// AD and the clean-up pipeline.
     pub ad: Duration,
+    /// The parts of `ad`.
+    pub derive: crate::DeriveTimes,
     /// JIT compilation, all of it.
     pub compile: Duration,
     /// Cranelift's share of `compile`.
     pub cranelift: Duration,
+    /// The compiler's own account of `compile` (set-up, lowering, Cranelift, finalize).
+    pub compile_stats: jitad_codegen::CompileStats,
 }
 
 impl CompileTimes {
@@ -492,24 +496,72 @@ impl CompileTimes {
     pub fn total(&self) -> Duration {
         self.trace + self.ad + self.compile
     }
+
+    /// Every stage on a few lines (what `JITAD_VERBOSE=1` prints).
+    pub fn report(&self) -> String {
+        let d = &self.derive;
+        let p = &d.passes;
+        let c = &self.compile_stats;
+        format!(
+            "trace {:.3?}\n\
+             AD + clean-up {:.3?}: copy {:.3?}, transform {:.3?}, prune {:.3?}, \
+             clean-up {:.3?} ({} rounds: constfold {:.3?}, simplify {:.3?}, cse {:.3?}, \
+             dce {:.3?}, compact {:.3?}, purity+inline {:.3?})\n\
+             compile {:.3?}: setup {:.3?}, lower {:.3?}, Cranelift {:.3?}, finalize {:.3?} \
+             ({} chunks)\n\
+             total {:.3?} ({} primal, {} gradient instructions)",
+            self.trace,
+            self.ad,
+            d.copy,
+            d.transform,
+            d.prune,
+            d.cleanup,
+            d.rounds,
+            p.constfold,
+            p.simplify,
+            p.cse,
+            p.dce,
+            p.compact,
+            p.inline,
+            self.compile,
+            c.setup,
+            c.lower,
+            c.cranelift,
+            c.finalize,
+            c.chunks,
+            self.total(),
+            self.primal_insts,
+            self.grad_insts,
+        )
+    }
 }
 
 /// Traces, differentiates and compiles `p` once, timing each step.
 pub fn compile_times<P: Problem>(p: &P) -> Result<CompileTimes, Error> {
+    compile_times_with(p, &jitad_codegen::CompileOptions::default())
+}
+
+/// [`compile_times`] compiling with `opts`.
+pub fn compile_times_with<P: Problem>(
+    p: &P,
+    opts: &jitad_codegen::CompileOptions,
+) -> Result<CompileTimes, Error> {
     let t0 = Instant::now();
     let traced = trace_problem(p)?;
     let t1 = Instant::now();
-    let grad = traced.grad()?;
+    let (grad, derive) = traced.grad_timed()?;
     let t2 = Instant::now();
-    let c = grad.compile()?;
+    let c = grad.compile_with(opts)?;
     let t3 = Instant::now();
     Ok(CompileTimes {
         primal_insts: traced.num_insts(),
         grad_insts: grad.num_insts(),
         trace: t1 - t0,
         ad: t2 - t1,
+        derive,
         compile: t3 - t2,
         cranelift: c.stats().cranelift,
+        compile_stats: c.stats().clone(),
     })
 }
 

@@ -20,8 +20,26 @@
 use crate::error::{Error, Result};
 use jitad_codegen::{CompileOptions, Compiled};
 use jitad_ir::{Function, Module, Tensor, Val, Var};
-use jitad_passes::OptOptions;
-use std::collections::HashSet;
+use jitad_passes::{DerivativeKind, OptOptions};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Where a derivative's time went ([`Traced::grad_timed`]).
+#[derive(Clone, Debug, Default)]
+pub struct DeriveTimes {
+    /// Copying the module for the transform.
+    pub copy: Duration,
+    /// The AD transform (with its checks of the source).
+    pub transform: Duration,
+    /// The clean-up pipeline, all of it.
+    pub cleanup: Duration,
+    /// The clean-up pipeline per pass.
+    pub passes: jitad_passes::pipeline::PassTimes,
+    /// Clean-up rounds (the most any function needed).
+    pub rounds: usize,
+    /// Dropping functions the derivative does not reach, before and after clean-up.
+    pub prune: Duration,
+}
 
 /// A function as verified IR; see the module docs.
 #[derive(Clone, Debug)]
@@ -169,27 +187,59 @@ impl Traced {
         self.function().num_insts()
     }
 
-    fn derive(
-        &self,
-        wrt: Option<&[usize]>,
-        transform: impl FnOnce(&mut Module, &str, &[usize]) -> jitad_passes::Result<String>,
-    ) -> Result<Traced> {
+    fn derive(&self, wrt: Option<&[usize]>, how: Transform) -> Result<Traced> {
+        Ok(self.derive_timed(wrt, how)?.0)
+    }
+
+    fn derive_timed(&self, wrt: Option<&[usize]>, how: Transform) -> Result<(Traced, DeriveTimes)> {
+        let t0 = Instant::now();
         let wrt = match wrt {
             Some(w) => w.to_vec(),
             None => self.float_params(),
         };
-        let mut module = self.module.clone();
-        let name = transform(&mut module, &self.entry, &wrt)?;
-        let mut t = Traced {
-            module,
-            entry: name,
+        let mut times = DeriveTimes::default();
+        let mut t = match how {
+            // The new functions join copies of only the functions they call: the
+            // primal is not copied unless the derivative calls it.
+            Transform::Detached(kind) => {
+                let (name, funcs) =
+                    jitad_passes::derive_functions(&self.module, &self.entry, kind, &wrt)?;
+                let t1 = Instant::now();
+                times.transform = t1 - t0;
+                let module = assemble(&self.module, &name, funcs);
+                times.copy = t1.elapsed();
+                Traced {
+                    module,
+                    entry: name,
+                }
+            }
+            Transform::InPlace(transform) => {
+                let mut module = self.module.clone();
+                let t1 = Instant::now();
+                times.copy = t1 - t0;
+                let name = transform(&mut module, &self.entry, &wrt)?;
+                let t2 = Instant::now();
+                times.transform = t2 - t1;
+                let mut t = Traced {
+                    module,
+                    entry: name,
+                };
+                // Prune first: optimising the primal (when the derivative does not
+                // call it) would be wasted work.
+                t.prune();
+                times.prune = t2.elapsed();
+                t
+            }
         };
-        // Prune first: optimising the primal (when the derivative does not call it)
-        // would be wasted work.
+        let t3 = Instant::now();
+        let cleanup = jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
+        let t4 = Instant::now();
         t.prune();
-        jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
-        t.prune();
-        Ok(t)
+        times.cleanup = t4 - t3;
+        times.passes = cleanup.times;
+        times.rounds = cleanup.rounds;
+        times.prune += t4.elapsed();
+        Ok((t, times))
     }
 
     /// Drops functions the entry cannot reach.
@@ -209,49 +259,54 @@ impl Traced {
     /// Forward mode with respect to every float parameter:
     /// `(x..., dx...) -> (y..., dy...)`.
     pub fn jvp(&self) -> Result<Traced> {
-        self.derive(None, jitad_passes::jvp)
+        self.derive(None, Transform::Detached(DerivativeKind::Jvp))
     }
 
     /// Forward mode with respect to the parameters at `wrt`.
     pub fn jvp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
-        self.derive(Some(wrt), jitad_passes::jvp)
+        self.derive(Some(wrt), Transform::Detached(DerivativeKind::Jvp))
     }
 
     /// Reverse mode with respect to every float parameter:
     /// `(x..., ybar...) -> (y..., xbar...)`.
     pub fn vjp(&self) -> Result<Traced> {
-        self.derive(None, jitad_passes::vjp)
+        self.derive(None, Transform::Detached(DerivativeKind::Vjp))
     }
 
     /// Reverse mode with respect to the parameters at `wrt`.
     pub fn vjp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
-        self.derive(Some(wrt), jitad_passes::vjp)
+        self.derive(Some(wrt), Transform::Detached(DerivativeKind::Vjp))
     }
 
     /// Value and gradient of a function with one float result: `(x...) -> (y, g...)`.
     pub fn grad(&self) -> Result<Traced> {
-        self.derive(None, jitad_passes::grad)
+        self.derive(None, Transform::Detached(DerivativeKind::Grad))
+    }
+
+    /// [`Traced::grad`], also returning where the time went.
+    pub fn grad_timed(&self) -> Result<(Traced, DeriveTimes)> {
+        self.derive_timed(None, Transform::Detached(DerivativeKind::Grad))
     }
 
     /// Value and gradient with respect to the parameters at `wrt`.
     pub fn grad_wrt(&self, wrt: &[usize]) -> Result<Traced> {
-        self.derive(Some(wrt), jitad_passes::grad)
+        self.derive(Some(wrt), Transform::Detached(DerivativeKind::Grad))
     }
 
     /// Hessian-vector product, forward over reverse: `(x..., v...) -> (y, g..., H·v...)`.
     pub fn hvp(&self) -> Result<Traced> {
-        self.derive(None, jitad_passes::hvp)
+        self.derive(None, Transform::InPlace(jitad_passes::hvp))
     }
 
     /// Hessian-vector product with respect to the parameters at `wrt`.
     pub fn hvp_wrt(&self, wrt: &[usize]) -> Result<Traced> {
-        self.derive(Some(wrt), jitad_passes::hvp)
+        self.derive(Some(wrt), Transform::InPlace(jitad_passes::hvp))
     }
 
     /// Value, gradient and dense Hessian (row-major), one Hessian-vector product per
     /// parameter: for small `n`.
     pub fn hessian(&self) -> Result<Traced> {
-        self.derive(None, jitad_passes::hessian)
+        self.derive(None, Transform::InPlace(jitad_passes::hessian))
     }
 
     /// A copy whose reverse sweeps through loops (`revloop`s, made by [`Traced::grad`]
@@ -294,6 +349,71 @@ impl Traced {
             opts,
         )?)
     }
+}
+
+/// How a derivative is made.
+enum Transform {
+    /// By [`jitad_passes::derive_functions`], leaving the module alone.
+    Detached(DerivativeKind),
+    /// By a transform of a copy of the module (those composed of several transforms).
+    InPlace(fn(&mut Module, &str, &[usize]) -> jitad_passes::Result<String>),
+}
+
+/// The module that inserting `new` into a copy of `old` (a new function replaces the
+/// first one of its name, or is appended) and keeping only the functions `entry`
+/// reaches would give, in the same order, copying only those old functions.
+fn assemble(old: &Module, entry: &str, new: Vec<Function>) -> Module {
+    enum Slot<'m> {
+        Old(&'m Function),
+        New(usize),
+    }
+    let mut slots: Vec<Slot> = old.funcs.iter().map(Slot::Old).collect();
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(old.funcs.len() + new.len());
+    for (i, f) in old.funcs.iter().enumerate() {
+        at.entry(f.name.as_str()).or_insert(i);
+    }
+    for (j, f) in new.iter().enumerate() {
+        match at.get(f.name.as_str()) {
+            Some(&i) => slots[i] = Slot::New(j),
+            None => {
+                at.insert(f.name.as_str(), slots.len());
+                slots.push(Slot::New(j));
+            }
+        }
+    }
+    // Names reachable from the entry, as `reachable_from` finds them.
+    let mut keep: HashSet<&str> = HashSet::new();
+    let mut stack = vec![entry];
+    while let Some(name) = stack.pop() {
+        if !keep.insert(name) {
+            continue;
+        }
+        if let Some(&i) = at.get(name) {
+            let f = match &slots[i] {
+                Slot::Old(f) => *f,
+                Slot::New(j) => &new[*j],
+            };
+            stack.extend(f.insts.values().flat_map(|d| d.op.callees()));
+        }
+    }
+    let keep: HashSet<String> = keep.into_iter().map(str::to_string).collect();
+    let take: Vec<Option<usize>> = slots
+        .iter()
+        .map(|s| match s {
+            Slot::New(j) if keep.contains(&new[*j].name) => Some(*j),
+            _ => None,
+        })
+        .collect();
+    let mut funcs = Vec::new();
+    let mut new: Vec<Option<Function>> = new.into_iter().map(Some).collect();
+    for (s, t) in slots.iter().zip(&take) {
+        match (s, t) {
+            (Slot::Old(f), _) if keep.contains(&f.name) => funcs.push((*f).clone()),
+            (Slot::New(_), Some(j)) => funcs.extend(new[*j].take()),
+            _ => {}
+        }
+    }
+    Module { funcs }
 }
 
 /// Function `entry` of `module` followed by the functions it calls (transitively), in
@@ -391,6 +511,41 @@ mod tests {
             Traced::from_module(Module::new(), "nope"),
             Err(Error::UnknownFunction(_))
         ));
+    }
+
+    /// `grad`/`vjp`/`jvp` build their module from the new functions and copies of only
+    /// what they call: the same module, function for function and in the same order,
+    /// as transforming a copy of the whole module and pruning it.
+    #[test]
+    fn derivatives_without_a_module_copy_match_the_copying_path() {
+        let src = "func @unused(%a: f64) -> f64 {\n  %b = neg %a\n  ret %b\n}\n\
+                   func @sq(%u: f64) -> f64 {\n  %p = mul %u, %u\n  ret %p\n}\n\
+                   func @f(%x: f64, %y: f64) -> f64 {\n  %s = call @sq(%x)\n  \
+                   %t = mul %s, %y\n  %r = tanh %t\n  ret %r\n}\n";
+        let t = Traced::from_jir(src, Some("f")).unwrap();
+        type Tr = fn(&mut Module, &str, &[usize]) -> jitad_passes::Result<String>;
+        let cases: [(Tr, &[usize], Traced); 3] = [
+            (jitad_passes::grad, &[0, 1], t.grad().unwrap()),
+            (jitad_passes::vjp, &[0, 1], t.vjp().unwrap()),
+            (jitad_passes::jvp, &[1], t.jvp_wrt(&[1]).unwrap()),
+        ];
+        for (transform, wrt, got) in cases {
+            let mut m = t.module.clone();
+            let name = transform(&mut m, "f", wrt).unwrap();
+            let mut want = Traced {
+                module: m,
+                entry: name,
+            };
+            want.prune();
+            jitad_passes::optimize_module(&mut want.module, &OptOptions::default());
+            want.prune();
+            assert_eq!(got.name(), want.name());
+            assert_eq!(
+                jitad_ir::print_module(&got.module),
+                jitad_ir::print_module(&want.module)
+            );
+            assert!(got.module.get("unused").is_none());
+        }
     }
 
     #[test]

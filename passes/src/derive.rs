@@ -17,9 +17,9 @@ use jitad_ir::{verify::verify_function_in, Function, Module, Signature, Type};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-/// Which derivative.
+/// Which derivative ([`derive_functions`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// `f.jvp(x..., dx_wrt...) -> (y..., dy...)`.
     Jvp,
     /// `f.vjp(x..., ybar...) -> (y..., xbar_wrt...)`.
@@ -269,19 +269,8 @@ impl<'m> Session<'m> {
 /// its name.
 pub(crate) fn derive(m: &mut Module, func: &str, kind: Kind, wrt: &[usize]) -> Result<String> {
     // The engines' limits, on the function as given (see `AdError::Limit`).
-    {
-        let index = jitad_ir::callgraph::name_index(m);
-        let f = m
-            .get(func)
-            .ok_or_else(|| AdError::UnknownFunction(func.into()))?;
-        let lookup = |n: &str| index.get(n).copied();
-        jitad_ir::callgraph::check_limits(m, &lookup, f, jitad_ir::callgraph::Limits::default())?;
-    }
-    let (name, funcs) = {
-        let mut s = Session::new(m);
-        let name = s.request(func, kind, wrt)?;
-        (name, s.run()?)
-    };
+    check_limits(m, func)?;
+    let (name, funcs) = derive_detached(m, func, kind, wrt)?;
     // `Module::insert` for each, without its linear search per function.
     let mut at: HashMap<String, usize> = HashMap::with_capacity(m.funcs.len());
     for (i, f) in m.funcs.iter().enumerate() {
@@ -297,6 +286,45 @@ pub(crate) fn derive(m: &mut Module, func: &str, kind: Kind, wrt: &[usize]) -> R
         }
     }
     Ok(name)
+}
+
+/// The `kind` derivative of `func` and everything it needs, as new functions (which
+/// replace module functions of the same name when inserted); the module is untouched.
+fn derive_detached(
+    m: &Module,
+    func: &str,
+    kind: Kind,
+    wrt: &[usize],
+) -> Result<(String, Vec<Function>)> {
+    let mut s = Session::new(m);
+    let name = s.request(func, kind, wrt)?;
+    Ok((name, s.run()?))
+}
+
+/// Checks the engines' limits on `func` as given (see `AdError::Limit`).
+fn check_limits(m: &Module, func: &str) -> Result<()> {
+    let index = jitad_ir::callgraph::name_index(m);
+    let f = m
+        .get(func)
+        .ok_or_else(|| AdError::UnknownFunction(func.into()))?;
+    let lookup = |n: &str| index.get(n).copied();
+    jitad_ir::callgraph::check_limits(m, &lookup, f, jitad_ir::callgraph::Limits::default())?;
+    Ok(())
+}
+
+/// [`crate::jvp()`], [`crate::vjp()`] or [`crate::grad`] (by `kind`) without inserting
+/// into `m`: returns the derivative's name and the new functions, which replace module
+/// functions of the same name when the caller inserts them. A caller that builds a
+/// module of its own from these (and the functions of `m` they call) needs no copy of
+/// `m`.
+pub fn derive_functions(
+    m: &Module,
+    func: &str,
+    kind: Kind,
+    wrt: &[usize],
+) -> Result<(String, Vec<Function>)> {
+    check_limits(m, func)?;
+    derive_detached(m, func, kind, wrt)
 }
 
 /// A readable name for a derived value: the primal's name with a prefix or suffix, or
