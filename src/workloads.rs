@@ -93,7 +93,11 @@ impl MlpShape {
         if !rest.is_empty() {
             return Err(length("mlp parameters", p.len(), self.num_params()));
         }
-        out.push(Val::tensor(buffer("batch inputs", &[self.batch, self.inputs], x)?));
+        out.push(Val::tensor(buffer(
+            "batch inputs",
+            &[self.batch, self.inputs],
+            x,
+        )?));
         out.push(Val::tensor(buffer("batch targets", &[self.batch], y)?));
         Ok(out)
     }
@@ -102,11 +106,9 @@ impl MlpShape {
     /// `mean((tanh(tanh(x·w1 + b1)·w2 + b2)·w3 + b3 − y)²)`. The batch is a parameter,
     /// not a constant of the trace. Tracing evaluates the example once.
     pub fn trace(&self, p: &[f64], x: &[f64], y: &[f64]) -> Result<Traced, WorkloadError> {
-        Ok(crate::trace_tensors(
-            "mlp",
-            &self.args(p, x, y)?,
-            |a| vec![mlp_loss(a)],
-        )?)
+        Ok(crate::trace_tensors("mlp", &self.args(p, x, y)?, |a| {
+            vec![mlp_loss(a)]
+        })?)
     }
 }
 
@@ -124,12 +126,7 @@ fn mlp_loss(a: &[Tensor]) -> Tensor {
 
 /// The value+gradient of the MLP loss with respect to its six parameters, traced at
 /// `p, x, y`: `(w1, ..., b3, x, y) -> (loss, ∂w1, ..., ∂b3)`, optimised.
-pub fn mlp_grad(
-    shape: MlpShape,
-    p: &[f64],
-    x: &[f64],
-    y: &[f64],
-) -> Result<Traced, WorkloadError> {
+pub fn mlp_grad(shape: MlpShape, p: &[f64], x: &[f64], y: &[f64]) -> Result<Traced, WorkloadError> {
     Ok(shape.trace(p, x, y)?.grad_wrt(&[0, 1, 2, 3, 4, 5])?)
 }
 
@@ -378,7 +375,13 @@ pub struct TensorCase {
 
 impl std::fmt::Debug for TensorCase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TensorCase({} n={} {})", self.problem, self.n, self.leg.name())
+        write!(
+            f,
+            "TensorCase({} n={} {})",
+            self.problem,
+            self.n,
+            self.leg.name()
+        )
     }
 }
 
@@ -441,7 +444,10 @@ fn interp_runner(t: Traced, args: Vec<Val>) -> Runner {
     let mut it = Interpreter::new();
     let mut res = Vec::new();
     Box::new(move |g: &mut [f64]| {
-        if it.run(t.function(), Some(t.module()), &args, &mut res).is_err() {
+        if it
+            .run(t.function(), Some(t.module()), &args, &mut res)
+            .is_err()
+        {
             return f64::NAN;
         }
         let mut rest = &mut g[..];
@@ -468,10 +474,7 @@ fn interp_runner(t: Traced, args: Vec<Val>) -> Runner {
 /// all on the same parameters (`init(2)`) and batch (inputs uniform in [−1, 1), targets
 /// a smooth function of them), traced, differentiated and compiled here. `problem` names
 /// the group (`mlp-M`).
-pub fn mlp_cases(
-    problem: &'static str,
-    shape: MlpShape,
-) -> Result<Vec<TensorCase>, WorkloadError> {
+pub fn mlp_cases(problem: &'static str, shape: MlpShape) -> Result<Vec<TensorCase>, WorkloadError> {
     let p = shape.init(2);
     let mut rng = Rng::new(1);
     let x: Vec<f64> = (0..shape.batch * shape.inputs)
@@ -524,7 +527,10 @@ pub fn rosenbrock_cases(n: usize) -> Result<Vec<TensorCase>, WorkloadError> {
         run,
     };
     let jit = jit_runner(grad.compile()?, vec![x.clone()])?;
-    let interp = interp_runner(grad, vec![Val::tensor(buffer("rosenbrock input", &[n], &x)?)]);
+    let interp = interp_runner(
+        grad,
+        vec![Val::tensor(buffer("rosenbrock input", &[n], &x)?)],
+    );
     let hand: Runner = Box::new(move |g: &mut [f64]| {
         crate::problems::rosenbrock_grad_fused(&x, g).unwrap_or(f64::NAN)
     });
@@ -549,7 +555,9 @@ pub fn check_agreement(cases: &mut [TensorCase], tol: f64) -> Result<(), String>
         return Err("no JIT leg".into());
     };
     if !vj.is_finite() || gj.iter().any(|v| !v.is_finite()) {
-        return Err(format!("the JIT's value or gradient is not finite (value {vj})"));
+        return Err(format!(
+            "the JIT's value or gradient is not finite (value {vj})"
+        ));
     }
     let scale = gj.iter().fold(vj.abs(), |m, v| m.max(v.abs()));
     for (leg, v, g) in &results {
@@ -558,11 +566,17 @@ pub fn check_agreement(cases: &mut [TensorCase], tol: f64) -> Result<(), String>
             if exact {
                 a.to_bits() != b.to_bits()
             } else {
-                !((a - b).abs() <= tol * scale)
+                // NaN counts as a disagreement.
+                (a - b).abs() > tol * scale || (a - b).is_nan()
             }
         };
         if g.len() != gj.len() {
-            return Err(format!("{}: gradient of {} entries, the JIT's {}", leg.name(), g.len(), gj.len()));
+            return Err(format!(
+                "{}: gradient of {} entries, the JIT's {}",
+                leg.name(),
+                g.len(),
+                gj.len()
+            ));
         }
         if differs(*v, *vj) {
             return Err(format!("{}: value {v}, the JIT's {vj}", leg.name()));
@@ -640,7 +654,9 @@ mod tests {
         let mut hand = MlpHand::new(shape);
         let p = shape.init(1);
         let mut g = vec![0.0; p.len()];
-        let err = hand.value_grad(&p, &[0.0; 3], &[0.0; 2], &mut g).unwrap_err();
+        let err = hand
+            .value_grad(&p, &[0.0; 3], &[0.0; 2], &mut g)
+            .unwrap_err();
         assert!(err.to_string().contains("batch inputs"), "{err}");
         let err = hand
             .value_grad(&p[1..], &[0.0; 4], &[0.0; 2], &mut g)
