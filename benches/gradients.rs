@@ -4,11 +4,19 @@
 //! same input in the same process, so the ratios are like for like. A last group times
 //! trace + grad + compile.
 //!
+//! The tensor workloads of [`jitad::workloads`] have their own groups, legs `hand`
+//! (hand-written Rust: GEMM + loops for the MLP, one fused loop for Rosenbrock), `jit`
+//! (the compiled gradient through `call_buffers`) and `interp`: `mlp-M` (batch 256, 64
+//! inputs, two tanh layers of 256, MSE; n = the parameter count) and
+//! `rosenbrock-tensor` (array ops) at n = 10³, 10⁵, 10⁶. Their legs are checked to
+//! agree (JIT = interpreter bit for bit, hand-written within 1e-12) before timing.
+//!
 //! `cargo bench --bench gradients -- rosenbrock/jit` runs one leg; `jitad bench` prints
 //! the same suite as one table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use jitad::suite::{self, Case, Mlp, Quickstart, Rosenbrock};
+use jitad::suite::{self, Case, Leg, Mlp, Quickstart, Rosenbrock};
+use jitad::workloads::{self, MlpShape, TensorCase};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -64,5 +72,48 @@ fn compile_time(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, quickstart, rosenbrock, mlp, compile_time);
+/// A tensor workload's legs as one group; the slow ones (milliseconds per call) get
+/// fewer samples and a short warm-up, so the whole bench stays within minutes.
+fn tensor_group(c: &mut Criterion, name: &str, mut cases: Vec<TensorCase>, slow: bool) {
+    if let Err(e) = workloads::check_agreement(&mut cases, 1e-12) {
+        panic!("{name}: the legs disagree: {e}");
+    }
+    let mut g = c.benchmark_group(name);
+    if slow {
+        g.sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+    }
+    for mut case in cases {
+        // The interpreter is 10-100x slower: fewer samples, same statistics.
+        if slow && case.leg == Leg::Interp {
+            g.measurement_time(Duration::from_secs(2));
+        }
+        let id = BenchmarkId::new(case.leg.name(), case.n);
+        g.bench_function(id, |b| b.iter(|| black_box(case.run())));
+    }
+    g.finish();
+}
+
+fn mlp_m(c: &mut Criterion) {
+    let cases = workloads::mlp_cases("mlp-M", MlpShape::M).expect("setup");
+    tensor_group(c, "mlp-M", cases, true);
+}
+
+fn rosenbrock_tensor(c: &mut Criterion) {
+    for n in [1000usize, 100_000, 1_000_000] {
+        let cases = workloads::rosenbrock_cases(n).expect("setup");
+        tensor_group(c, "rosenbrock-tensor", cases, n >= 100_000);
+    }
+}
+
+criterion_group!(
+    benches,
+    quickstart,
+    rosenbrock,
+    mlp,
+    compile_time,
+    mlp_m,
+    rosenbrock_tensor
+);
 criterion_main!(benches);

@@ -38,7 +38,8 @@
 //! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
 //! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
 //! adds the facade ([`Traced`]), the classic tape baseline ([`tape`]), the benchmark
-//! problems with hand-written gradients ([`problems`]), derivative checking ([`check`]),
+//! problems with hand-written gradients ([`problems`]; the tensor ones in [`workloads`]),
+//! derivative checking ([`check`]),
 //! lossless JSON numbers ([`json`]) and the `jitad` command line.
 
 #![warn(missing_docs)]
@@ -50,6 +51,7 @@ pub mod problems;
 pub mod suite;
 pub mod tape;
 mod traced;
+pub mod workloads;
 
 pub use error::{Error, Result};
 pub use jitad_codegen as codegen;
