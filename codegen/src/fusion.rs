@@ -315,11 +315,13 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
         // body's instructions read it too: scalars may cross into loops).
         nested.clear();
         crate::plan::nested_insts(f, inst, &mut nested);
-        for &a in d
+        // A virtual transpose's reader reads the transpose's operand.
+        let own = d
             .args
             .iter()
-            .chain(nested.iter().flat_map(|&i| &f.insts[i].args))
-        {
+            .enumerate()
+            .map(|(k, &a)| transposed.get(&(inst, k as u8)).copied().unwrap_or(a));
+        for a in own.chain(nested.iter().flat_map(|&i| f.insts[i].args.iter().copied())) {
             if let Some(&g) = reduced_by.get(&a) {
                 close(g, &mut open, &mut steps);
             }

@@ -198,6 +198,13 @@ func @lanes(%a: f64[3,5], %b: f64[5], %c: f64[3,1], %s: f64) -> (f64[3,5], f64, 
   %w = mul %v, %v
   ret %d, %t, %w
 }
+func @reduce_then_product(%a: f64[3,2,2], %b: f64[3,4]) -> f64[2,4] {
+  %m = mul %a, %a
+  %s = sum %m, axes [1]
+  %t = transpose %s, perm [1, 0]
+  %p = matmul %t, %b
+  ret %p
+}
 func @casts(%a: f64[2,3], %k: i64[2,3]) -> (i64[2,3], f64[2,3], f32[2,3], bool[2,3]) {
   %i = cast %a : i64
   %j = add %i, %k
