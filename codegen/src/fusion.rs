@@ -106,48 +106,12 @@ pub(crate) struct TensorPlan {
     pub max_operands: usize,
 }
 
-/// True for instructions computed per element inside a group.
+/// True for instructions computed per element inside a group: every pure op that also
+/// takes scalars (the elementwise ops; `Op`'s own classifications, so a new op is
+/// classified where it is defined), and `fill`.
 pub(crate) fn is_elementwise(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Neg
-            | Op::Fma
-            | Op::Sqrt
-            | Op::Exp
-            | Op::Expm1
-            | Op::Log
-            | Op::Log1p
-            | Op::Sin
-            | Op::Cos
-            | Op::Tan
-            | Op::Tanh
-            | Op::Sigmoid
-            | Op::Erf
-            | Op::Abs
-            | Op::Pow
-            | Op::Atan2
-            | Op::Powi(_)
-            | Op::Min
-            | Op::Max
-            | Op::Floor
-            | Op::Ceil
-            | Op::Round
-            | Op::Trunc
-            | Op::Copysign
-            | Op::Lt
-            | Op::Le
-            | Op::Gt
-            | Op::Ge
-            | Op::Eq
-            | Op::Ne
-            | Op::Select
-            | Op::Cast(_)
-            | Op::Fill(..)
-    )
+    (op.is_pure() && !op.is_tensor_op() && !matches!(op, Op::Const(_)))
+        || matches!(op, Op::Fill(..))
 }
 
 /// True for ops that read their (tensor) operand through strides (`pad`: or take its
@@ -194,7 +158,8 @@ fn ty(f: &Function, v: Value) -> Type {
     f.values[v].ty
 }
 
-fn dims(t: Type) -> Vec<usize> {
+/// A type's dimensions (`[]` for a scalar).
+pub(crate) fn dims(t: Type) -> Vec<usize> {
     match t {
         Type::Scalar(_) => vec![],
         Type::Tensor(_, s) => s.dims().iter().map(|&d| d as usize).collect(),

@@ -46,18 +46,11 @@ pub(crate) struct TensorCall {
     pub matmul: Option<(MatmulDims, [bool; 2])>,
 }
 
-fn dims_of(t: Type) -> Vec<usize> {
-    match t {
-        Type::Scalar(_) => vec![],
-        Type::Tensor(_, s) => s.dims().iter().map(|&d| d as usize).collect(),
-    }
-}
-
 impl TensorCall {
     /// The call for `op` with operand types `args` (logical) and result `result`;
     /// `trans` marks `matmul` operands passed un-transposed.
     pub(crate) fn new(op: &Op, args: Vec<Type>, result: Type, trans: [bool; 2]) -> Option<Self> {
-        let arg_dims = args.iter().map(|&t| dims_of(t)).collect();
+        let arg_dims = args.iter().map(|&t| crate::fusion::dims(t)).collect();
         let axes = match op {
             Op::Reduce(_, axes) => axes.to_vec(),
             Op::Iota(axis, _) | Op::Concat(axis) => vec![usize::from(*axis)],
@@ -73,7 +66,7 @@ impl TensorCall {
         Some(TensorCall {
             op: op.clone(),
             arg_dims,
-            out_dims: dims_of(result),
+            out_dims: crate::fusion::dims(result),
             args,
             result,
             axes,

@@ -16,7 +16,7 @@
 
 use super::{Flow, Lower};
 use crate::error::CompileError;
-use crate::fusion::{elem_bytes, is_view, Home, Step};
+use crate::fusion::{dims, elem_bytes, is_view, Home, Step};
 use crate::tensor_rt::TensorCall;
 use cranelift_codegen::ir::{
     self as cl, condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
@@ -34,13 +34,6 @@ struct Input {
     elem: ScalarType,
     /// Stride in elements along each axis of the group's shape.
     strides: [usize; MAX_RANK],
-}
-
-fn dims(t: Type) -> Vec<usize> {
-    match t {
-        Type::Scalar(_) => vec![],
-        Type::Tensor(_, s) => s.dims().iter().map(|&d| d as usize).collect(),
-    }
 }
 
 fn row_major(d: &[usize]) -> [usize; MAX_RANK] {
@@ -84,6 +77,20 @@ struct Acc {
 }
 
 impl Lower<'_, '_> {
+    /// Opens a counted loop: a pointer-sized counter variable starting at 0, the loop's
+    /// head block (now current) and the counter's value in it.
+    fn loop_head(&mut self) -> (cranelift_frontend::Variable, cl::Block, cl::Value) {
+        let ptr = self.cx.ptr;
+        let iv = self.b.declare_var(ptr);
+        let z = self.b.ins().iconst(ptr, 0);
+        self.b.def_var(iv, z);
+        let head = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(iv);
+        (iv, head, i)
+    }
+
     /// `base[0..n] = x` (a one-level loop; `n ≥ 1`).
     fn fill_loop(
         &mut self,
@@ -103,20 +110,13 @@ impl Lower<'_, '_> {
         n: usize,
         g: impl Fn(&mut Self, cl::Value) -> cl::Value,
     ) -> Result<(), CompileError> {
-        let ptr = self.cx.ptr;
         let t = crate::abi::cl_ty(elem);
         let bytes = self.imm(
             (n as u64).saturating_mul(elem_bytes(elem) as u64),
             "a buffer",
         )?;
         let step = elem_bytes(elem) as i64;
-        let iv = self.b.declare_var(ptr);
-        let z = self.b.ins().iconst(ptr, 0);
-        self.b.def_var(iv, z);
-        let head = self.b.create_block();
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let i = self.b.use_var(iv);
+        let (iv, head, i) = self.loop_head();
         let p = self.b.ins().iadd(base, i);
         let x = self.b.ins().load(t, super::trusted(), p, 0);
         let y = g(self, x);
@@ -614,13 +614,7 @@ impl Lower<'_, '_> {
                 }
                 break;
             }
-            let iv = self.b.declare_var(ptr);
-            let z = self.b.ins().iconst(ptr, 0);
-            self.b.def_var(iv, z);
-            let head = self.b.create_block();
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            let i = self.b.use_var(iv);
+            let (iv, head, i) = self.loop_head();
             // One product per distinct stride (no e-graph at opt level `none`).
             let mut scaled: HashMap<i64, cl::Value> = HashMap::new();
             for (k, inp) in inputs.iter().enumerate() {
@@ -824,17 +818,10 @@ impl Lower<'_, '_> {
         accs: &[Acc],
     ) -> Result<(), CompileError> {
         let f = self.f;
-        let ptr = self.cx.ptr;
         let v2 = types::F64X2;
         // Loads may be unaligned (slices, odd offsets): not `aligned`.
         let mem = MemFlagsData::new().with_notrap();
-        let iv = self.b.declare_var(ptr);
-        let z = self.b.ins().iconst(ptr, 0);
-        self.b.def_var(iv, z);
-        let head = self.b.create_block();
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let i = self.b.use_var(iv);
+        let (iv, head, i) = self.loop_head();
         let i8 = self.b.ins().imul_imm_s(i, 8);
         let mut addr = vec![];
         for (k, inp) in inputs.iter().enumerate() {
