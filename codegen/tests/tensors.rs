@@ -406,3 +406,118 @@ fn lane_wise_loops_are_vectorised_and_agree() {
         agree(&m, "lanes", 100 + seed);
     }
 }
+
+/// 1-D stencils and their adjoints' `pad`s: `@small_*` read pads from memory (edges
+/// scalar, interior two elements at a time when it holds two; their producers call
+/// `sin`, so a vector loop can only be the pads' interior), `@big_*` recompute
+/// the padded operand's cone per element (operands of at least 1 MiB), lane-wise or,
+/// with `sin` in the cone, scalar at every element.
+const STENCILS: &str = r#"
+func @small_3(%x: f64[3]) -> f64[3] {
+  %h = slice %x [0:2]
+  %t = slice %x [1:3]
+  %d0 = sub %t, %h
+  %d = sin %d0
+  %e = mul %d, %h
+  %z = const 0.0 : f64
+  %p = pad %d, %z [1:0]
+  %q = pad %e, %z [0:1]
+  %r = sub %p, %q
+  ret %r
+}
+
+func @small_2(%x: f64[2]) -> f64[2] {
+  %h = slice %x [0:1]
+  %t = slice %x [1:2]
+  %d0 = sub %t, %h
+  %d = sin %d0
+  %z = const 0.5 : f64
+  %p = pad %d, %z [1:0]
+  %q = pad %d, %z [0:1]
+  %r = mul %p, %q
+  ret %r
+}
+
+func @small_9(%x: f64[9], %s: f64) -> (f64[9], f64) {
+  %h = slice %x [0:7]
+  %t = slice %x [2:9]
+  %d0 = fma %t, %s, %h
+  %d = sin %d0
+  %z = const -1.0 : f64
+  %p = pad %d, %z [2:0]
+  %q = pad %d, %z [1:1]
+  %w = pad %h, %s [0:2]
+  %a = add %p, %q
+  %r = div %a, %w
+  %n = sum %r, axes [0]
+  ret %r, %n
+}
+
+func @big_rosen(%x: f64[140000]) -> (f64, f64[140000]) {
+  %h = slice %x [0:139999]
+  %t1 = slice %x [1:140000]
+  %hh = mul %h, %h
+  %t = sub %t1, %hh
+  %one = const 1.0 : f64
+  %u = sub %one, %h
+  %c = const 100.0 : f64
+  %tt = mul %t, %t
+  %a = mul %c, %tt
+  %uu = mul %u, %u
+  %s = add %a, %uu
+  %r = sum %s, axes [0]
+  %ub = add %u, %u
+  %c2 = mul %c, %t
+  %tb = fma %c, %t, %c2
+  %v = fma %tb, %h, %ub
+  %hb = fma %tb, %h, %v
+  %z = const 0.0 : f64
+  %p = pad %tb, %z [1:0]
+  %q = pad %hb, %z [0:1]
+  %g = sub %p, %q
+  ret %r, %g
+}
+
+func @big_sin(%x: f64[140001], %b: f64[1]) -> f64[140003] {
+  %h = slice %x [0:140000]
+  %t = slice %x [1:140001]
+  %d = sub %t, %h
+  %e = add %d, %b
+  %s = sin %e
+  %z = const 2.0 : f64
+  %p = pad %s, %z [1:2]
+  %q = pad %e, %z [3:0]
+  %r = mul %p, %q
+  ret %r
+}
+"#;
+
+#[test]
+fn pads_peel_and_recompute_and_agree() {
+    let m = parse_module(STENCILS).unwrap();
+    let opts = CompileOptions {
+        emit_text: true,
+        verify: true,
+        ..CompileOptions::default()
+    };
+    for (entry, vector, recomputes) in [
+        ("small_2", false, false),
+        ("small_3", false, false),
+        ("small_9", true, false),
+        ("big_rosen", true, true),
+        ("big_sin", false, true),
+    ] {
+        let c = compile_module(&m, entry, &opts).unwrap();
+        let fusion = c.fusion_text().unwrap();
+        assert_eq!(
+            fusion.contains("recomputes"),
+            recomputes,
+            "@{entry}:\n{fusion}"
+        );
+        let clif = c.clif_text().unwrap();
+        assert_eq!(clif.contains("f64x2"), vector, "@{entry}:\n{clif}");
+        for seed in 0..4 {
+            agree(&m, entry, 300 + seed);
+        }
+    }
+}

@@ -13,6 +13,13 @@
 //! broadcast along rows is two loops, one without broadcasting is one). Each operand's
 //! byte offset is accumulated per level, so the innermost body does one add per operand
 //! and element.
+//!
+//! A `pad` is read through a bounds check per element (its operand's element, or the
+//! pad value outside it). A one-dimensional group that reads pads is peeled: the
+//! edges run the checked scalar body, the interior — where every pad reads its
+//! operand — runs two elements at a time with each pad a shifted load, or its
+//! recomputed cone ([`crate::fusion::TensorPlan::cones`]) evaluated from shifted
+//! loads.
 
 use super::{Flow, Lower};
 use crate::error::CompileError;
@@ -49,15 +56,35 @@ fn row_major(d: &[usize]) -> [usize; MAX_RANK] {
 /// A `pad` a group reads.
 struct PadView {
     result: Value,
-    /// The operand's element 0.
-    base: cl::Value,
-    elem: ScalarType,
+    /// Where the operand's elements come from.
+    source: PadSource,
     /// Low padding per axis.
     lo: Vec<usize>,
     /// The operand's dimensions (none 0).
     xd: Vec<usize>,
     /// The pad value (hoisted).
     value: cl::Value,
+}
+
+/// The operand of a `pad`: a buffer, or its cone recomputed at the operand's index.
+enum PadSource {
+    /// Loaded from the operand's buffer (element 0 here).
+    Memory { base: cl::Value, elem: ScalarType },
+    /// Recomputed ([`crate::fusion::TensorPlan::cones`]).
+    Cone(ConeEval),
+}
+
+/// A cone of members recomputed per element at an index of their own shape.
+struct ConeEval {
+    /// The value the pad reads.
+    root: Value,
+    /// Values loaded per element: (value, address of its element 0, element type,
+    /// strides in elements over the cone's axes).
+    loads: Vec<(Value, cl::Value, ScalarType, [usize; MAX_RANK])>,
+    /// Loop-invariant bindings: fills, broadcast scalars, scalar operands.
+    fixed: Vec<(Value, cl::Value)>,
+    /// Members computed per element, in program order.
+    compute: Vec<Inst>,
 }
 
 /// A reduction a group accumulates.
@@ -80,9 +107,14 @@ impl Lower<'_, '_> {
     /// Opens a counted loop: a pointer-sized counter variable starting at 0, the loop's
     /// head block (now current) and the counter's value in it.
     fn loop_head(&mut self) -> (cranelift_frontend::Variable, cl::Block, cl::Value) {
+        self.loop_head_at(0)
+    }
+
+    /// [`Self::loop_head`] with the counter starting at `start`.
+    fn loop_head_at(&mut self, start: i64) -> (cranelift_frontend::Variable, cl::Block, cl::Value) {
         let ptr = self.cx.ptr;
         let iv = self.b.declare_var(ptr);
-        let z = self.b.ins().iconst(ptr, 0);
+        let z = self.b.ins().iconst(ptr, start);
         self.b.def_var(iv, z);
         let head = self.b.create_block();
         self.b.ins().jump(head, &[]);
@@ -128,6 +160,16 @@ impl Lower<'_, '_> {
         self.b.ins().brif(more, head, &[], exit, &[]);
         self.b.switch_to_block(exit);
         Ok(())
+    }
+
+    /// A constant's value.
+    fn constant(&mut self, c: Constant) -> cl::Value {
+        match c {
+            Constant::F64(v) => self.b.ins().f64const(v),
+            Constant::F32(v) => self.b.ins().f32const(v),
+            Constant::I64(v) => self.b.ins().iconst(types::I64, v),
+            Constant::Bool(v) => self.b.ins().iconst(types::I8, i64::from(v)),
+        }
     }
 
     pub(super) fn is_tensor(&self, v: Value) -> bool {
@@ -372,12 +414,7 @@ impl Lower<'_, '_> {
             let r = d.results[0];
             match &d.op {
                 Op::Fill(c, _) => {
-                    let x = match *c {
-                        Constant::F64(v) => self.b.ins().f64const(v),
-                        Constant::F32(v) => self.b.ins().f32const(v),
-                        Constant::I64(v) => self.b.ins().iconst(types::I64, v),
-                        Constant::Bool(v) => self.b.ins().iconst(types::I8, i64::from(v)),
-                    };
+                    let x = self.constant(*c);
                     self.vals.insert(r, x);
                     bound.push(r);
                 }
@@ -397,12 +434,16 @@ impl Lower<'_, '_> {
                         bound.push(r);
                         continue;
                     }
-                    let base = self.tensor_addr(x)?;
-                    let elem = self.scalar(x)?;
+                    let source = match tp.cones.get(&m) {
+                        Some(c) => PadSource::Cone(self.cone_setup(c, x, &xd)?),
+                        None => PadSource::Memory {
+                            base: self.tensor_addr(x)?,
+                            elem: self.scalar(x)?,
+                        },
+                    };
                     pads.push(PadView {
                         result: r,
-                        base,
-                        elem,
+                        source,
                         lo: widths.iter().map(|w| w.start as usize).collect(),
                         xd,
                         value,
@@ -410,34 +451,7 @@ impl Lower<'_, '_> {
                 }
                 op if is_view(op) => {
                     let a = d.args[0];
-                    let ad = dims(self.ty(a));
-                    let own = row_major(&ad);
-                    let (offset, strides) = match op {
-                        Op::Broadcast(_) => (
-                            0,
-                            broadcast_strides(&ad, &shape)
-                                .ok_or_else(|| self.err(format!("{m}: bad broadcast")))?,
-                        ),
-                        // Row-major order is kept: element i of the result is element i.
-                        Op::Reshape(_) => (0, row_major(&shape)),
-                        Op::Slice(ranges) => {
-                            let mut s = [0; MAX_RANK];
-                            let mut off = 0usize;
-                            for (j, rg) in ranges.iter().enumerate() {
-                                s[j] = own[j].saturating_mul(rg.step as usize);
-                                off = off.saturating_add(own[j].saturating_mul(rg.start as usize));
-                            }
-                            (off, s)
-                        }
-                        Op::Transpose(perm) => {
-                            let mut s = [0; MAX_RANK];
-                            for (j, p) in perm.to_vec().into_iter().enumerate() {
-                                s[j] = own[p];
-                            }
-                            (0, s)
-                        }
-                        _ => return Err(self.err(format!("{m}: not a view"))),
-                    };
+                    let (offset, strides) = self.view_walk(m, &shape)?;
                     let k = add_input(self, &mut inputs, a, offset, strides)?;
                     loads.push((r, k));
                 }
@@ -591,6 +605,64 @@ impl Lower<'_, '_> {
                 .iter()
                 .all(|a| a.var.is_some() && a.elem == ScalarType::F64)
             && grp.members.iter().all(|&m| self.has_lane_form(m));
+        if let Some((a, e)) = self.peel_range(&shape, &inputs, &cs, &pads, &accs, grp)? {
+            // A 1-D group reading pads: the edges by the scalar body (bounds selected),
+            // the interior, where every pad reads its operand, two elements at a time
+            // with each pad a shifted load (or its cone computed from shifted loads).
+            let n = shape[0];
+            self.scalar_range(
+                0, a, n, &inputs, &cs, &loads, &pads, grp, &mut bound, &members, &outs, &accs,
+            )?;
+            let mut vin: Vec<Input> = inputs
+                .iter()
+                .map(|i| Input {
+                    base: i.base,
+                    elem: i.elem,
+                    strides: i.strides,
+                })
+                .collect();
+            let mut vcs = cs.clone();
+            let mut vloads = loads.clone();
+            let mut vcones = vec![];
+            for p in &pads {
+                let lo = p.lo[0] as i64;
+                match &p.source {
+                    PadSource::Memory { base, elem } => {
+                        let b = self.b.ins().iadd_imm_s(*base, -lo * 8);
+                        vin.push(Input {
+                            base: b,
+                            elem: *elem,
+                            strides: row_major(&p.xd),
+                        });
+                        vcs.push(vec![1]);
+                        vloads.push((p.result, vin.len() - 1));
+                    }
+                    PadSource::Cone(ev) => {
+                        let first = vin.len();
+                        for (_, base, elem, st) in &ev.loads {
+                            let b = self.b.ins().iadd_imm_s(*base, -lo * (st[0] as i64) * 8);
+                            vin.push(Input {
+                                base: b,
+                                elem: *elem,
+                                strides: *st,
+                            });
+                            vcs.push(vec![st[0]]);
+                        }
+                        vcones.push((p.result, ev, first));
+                    }
+                }
+            }
+            let ptr = self.cx.ptr;
+            let zero = self.b.ins().iconst(ptr, 0);
+            let outer = vec![zero; vin.len()];
+            self.vector_loop(
+                &vin, &vcs, &outer, 0, a, e, &vloads, &vcones, grp, &outs, &accs,
+            )?;
+            self.scalar_range(
+                e, n, n, &inputs, &cs, &loads, &pads, grp, &mut bound, &members, &outs, &accs,
+            )?;
+            return self.finish_group(grp, bound, &accs, &inputs);
+        }
         // The nest: level l walks axis l; each input's byte offset accumulates.
         let ptr = self.cx.ptr;
         let mut ivars = vec![];
@@ -601,7 +673,19 @@ impl Lower<'_, '_> {
         for (l, &extent) in cd.iter().enumerate() {
             if vec_mode && l + 1 == cd.len() {
                 let outer = offs.clone();
-                self.vector_loop(&inputs, &cs, &outer, l, extent, &loads, grp, &outs, &accs)?;
+                self.vector_loop(
+                    &inputs,
+                    &cs,
+                    &outer,
+                    l,
+                    0,
+                    extent & !1,
+                    &loads,
+                    &[],
+                    grp,
+                    &outs,
+                    &accs,
+                )?;
                 if extent % 2 == 0 {
                     emit_scalar = false;
                 } else {
@@ -664,6 +748,168 @@ impl Lower<'_, '_> {
         self.finish_group(grp, bound, &accs, &inputs)
     }
 
+    /// How view `m` (not `pad`) walks its tensor operand over `shape`, its result's
+    /// dimensions: the element offset of the first element and the stride per axis.
+    fn view_walk(
+        &self,
+        m: Inst,
+        shape: &[usize],
+    ) -> Result<(usize, [usize; MAX_RANK]), CompileError> {
+        let d = &self.f.insts[m];
+        let ad = dims(self.ty(d.args[0]));
+        let own = row_major(&ad);
+        Ok(match &d.op {
+            Op::Broadcast(_) => (
+                0,
+                broadcast_strides(&ad, shape)
+                    .ok_or_else(|| self.err(format!("{m}: bad broadcast")))?,
+            ),
+            // Row-major order is kept: element i of the result is element i.
+            Op::Reshape(_) => (0, row_major(shape)),
+            Op::Slice(ranges) => {
+                let mut s = [0; MAX_RANK];
+                let mut off = 0usize;
+                for (j, rg) in ranges.iter().enumerate() {
+                    s[j] = own[j].saturating_mul(rg.step as usize);
+                    off = off.saturating_add(own[j].saturating_mul(rg.start as usize));
+                }
+                (off, s)
+            }
+            Op::Transpose(perm) => {
+                let mut s = [0; MAX_RANK];
+                for (j, p) in perm.to_vec().into_iter().enumerate() {
+                    s[j] = own[p];
+                }
+                (0, s)
+            }
+            _ => return Err(self.err(format!("{m}: not a view"))),
+        })
+    }
+
+    /// Prepares the recomputation of `cone` (members of the shape `xd`, the last one
+    /// computing `root`): loop-invariant bindings and the addresses of what it loads,
+    /// emitted before the loop.
+    fn cone_setup(
+        &mut self,
+        cone: &[Inst],
+        root: Value,
+        xd: &[usize],
+    ) -> Result<ConeEval, CompileError> {
+        let f = self.f;
+        let inside: std::collections::HashSet<Value> = cone
+            .iter()
+            .flat_map(|&m| f.insts[m].results.iter().copied())
+            .collect();
+        let mut seen: std::collections::HashSet<Value> = std::collections::HashSet::new();
+        let mut ev = ConeEval {
+            root,
+            loads: vec![],
+            fixed: vec![],
+            compute: vec![],
+        };
+        for &m in cone {
+            let d = &f.insts[m];
+            let r = d.results[0];
+            match &d.op {
+                Op::Fill(c, _) => {
+                    let x = self.constant(*c);
+                    ev.fixed.push((r, x));
+                }
+                Op::Broadcast(_) | Op::Reshape(_) if !self.is_tensor(d.args[0]) => {
+                    let x = self.get(d.args[0])?;
+                    ev.fixed.push((r, x));
+                }
+                op if is_view(op) => {
+                    let a = d.args[0];
+                    let (offset, strides) = self.view_walk(m, xd)?;
+                    let elem = self.scalar(a)?;
+                    let mut base = self.tensor_addr(a)?;
+                    let bytes = offset.saturating_mul(elem_bytes(elem));
+                    if bytes > 0 {
+                        let k = self.imm(bytes as u64, "a view's offset")?;
+                        base = self.b.ins().iadd_imm_s(base, k);
+                    }
+                    ev.loads.push((r, base, elem, strides));
+                }
+                _ => {
+                    for &a in &d.args {
+                        if inside.contains(&a) || !seen.insert(a) {
+                            continue;
+                        }
+                        if self.is_tensor(a) {
+                            let strides =
+                                broadcast_strides(&dims(self.ty(a)), xd).ok_or_else(|| {
+                                    self.err(format!("{m}: operand {a} does not broadcast"))
+                                })?;
+                            let base = self.tensor_addr(a)?;
+                            ev.loads.push((a, base, self.scalar(a)?, strides));
+                        } else {
+                            let x = self.get(a)?;
+                            ev.fixed.push((a, x));
+                        }
+                    }
+                    ev.compute.push(m);
+                }
+            }
+        }
+        Ok(ev)
+    }
+
+    /// The cone's root at the operand index `idx` (in range): binds its loads and
+    /// invariants, lowers its members, and restores the bindings it replaced (the
+    /// group itself may bind the same values at its own index).
+    fn cone_eval(&mut self, ev: &ConeEval, idx: &[cl::Value]) -> Result<cl::Value, CompileError> {
+        let f = self.f;
+        let ptr = self.cx.ptr;
+        let mut saved: Vec<(Value, Option<cl::Value>)> = vec![];
+        for &(v, x) in &ev.fixed {
+            saved.push((v, self.vals.insert(v, x)));
+        }
+        for (v, base, elem, strides) in &ev.loads {
+            let mut off: Option<cl::Value> = None;
+            for (j, &i) in idx.iter().enumerate() {
+                let step = strides[j].saturating_mul(elem_bytes(*elem));
+                if step == 0 {
+                    continue;
+                }
+                let step = self.imm(step as u64, "a stride")?;
+                let t = self.b.ins().imul_imm_s(i, step);
+                off = Some(match off {
+                    None => t,
+                    Some(o) => self.b.ins().iadd(o, t),
+                });
+            }
+            let off = match off {
+                Some(o) => o,
+                None => self.b.ins().iconst(ptr, 0),
+            };
+            let a = self.b.ins().iadd(*base, off);
+            let x = self
+                .b
+                .ins()
+                .load(crate::abi::cl_ty(*elem), super::trusted(), a, 0);
+            saved.push((*v, self.vals.insert(*v, x)));
+        }
+        for &m in &ev.compute {
+            for &r in &f.insts[m].results {
+                saved.push((r, self.vals.get(&r).copied()));
+            }
+            match self.lower_inst(m)? {
+                Flow::Next => {}
+                _ => return Err(self.err(format!("{m}: control flow in a fused loop"))),
+            }
+        }
+        let y = self.get(ev.root);
+        // Restore in reverse, so a value bound twice gets its first old binding back.
+        for (v, old) in saved.into_iter().rev() {
+            match old {
+                Some(x) => self.vals.insert(v, x),
+                None => self.vals.remove(&v),
+            };
+        }
+        y
+    }
+
     /// One element of a group's loop: loads, pads, members, stores, accumulations.
     #[allow(clippy::too_many_arguments)]
     fn scalar_body(
@@ -702,27 +948,37 @@ impl Lower<'_, '_> {
         if !pads.is_empty() {
             let idx: Vec<cl::Value> = ivars.iter().map(|&(iv, _)| self.b.use_var(iv)).collect();
             for p in pads {
-                let own = row_major(&p.xd);
                 let mut inside: Option<cl::Value> = None;
-                let mut off = self.b.ins().iconst(ptr, 0);
-                for j in 0..rank {
+                let mut safe = vec![];
+                for (j, &ij) in idx.iter().enumerate().take(rank) {
                     let lo = self.imm(p.lo[j] as u64, "a pad width")?;
-                    let rel = self.b.ins().iadd_imm_s(idx[j], -lo);
+                    let rel = self.b.ins().iadd_imm_s(ij, -lo);
                     let ext = self.imm(p.xd[j] as u64, "a pad extent")?;
                     let ok = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, rel, ext);
                     let zero = self.b.ins().iconst(ptr, 0);
-                    let safe = self.b.ins().select(ok, rel, zero);
-                    let step = self.imm((own[j] * elem_bytes(p.elem)) as u64, "a stride")?;
-                    let term = self.b.ins().imul_imm_s(safe, step);
-                    off = self.b.ins().iadd(off, term);
+                    safe.push(self.b.ins().select(ok, rel, zero));
                     inside = Some(match inside {
                         None => ok,
                         Some(a) => self.b.ins().band(a, ok),
                     });
                 }
-                let a = self.b.ins().iadd(p.base, off);
-                let t = crate::abi::cl_ty(p.elem);
-                let x = self.b.ins().load(t, super::trusted(), a, 0);
+                let x = match &p.source {
+                    PadSource::Memory { base, elem } => {
+                        let own = row_major(&p.xd);
+                        let mut off = self.b.ins().iconst(ptr, 0);
+                        for (j, &sj) in safe.iter().enumerate() {
+                            let step = self.imm((own[j] * elem_bytes(*elem)) as u64, "a stride")?;
+                            let term = self.b.ins().imul_imm_s(sj, step);
+                            off = self.b.ins().iadd(off, term);
+                        }
+                        let a = self.b.ins().iadd(*base, off);
+                        let t = crate::abi::cl_ty(*elem);
+                        self.b.ins().load(t, super::trusted(), a, 0)
+                    }
+                    // Computed at a clamped index outside the operand too (pure, in
+                    // bounds), then not selected.
+                    PadSource::Cone(ev) => self.cone_eval(ev, &safe)?,
+                };
                 let y = match inside {
                     Some(c) => self.b.ins().select(c, x, p.value),
                     None => x,
@@ -811,8 +1067,10 @@ impl Lower<'_, '_> {
         cs: &[Vec<usize>],
         outer: &[cl::Value],
         l: usize,
-        extent: usize,
+        start: usize,
+        end: usize,
         loads: &[(Value, usize)],
+        cones: &[(Value, &ConeEval, usize)],
         grp: &crate::fusion::Group,
         outs: &[(Value, usize)],
         accs: &[Acc],
@@ -821,7 +1079,8 @@ impl Lower<'_, '_> {
         let v2 = types::F64X2;
         // Loads may be unaligned (slices, odd offsets): not `aligned`.
         let mem = MemFlagsData::new().with_notrap();
-        let (iv, head, i) = self.loop_head();
+        let start = self.imm(start as u64, "a loop start")?;
+        let (iv, head, i) = self.loop_head_at(start);
         let i8 = self.b.ins().imul_imm_s(i, 8);
         let mut addr = vec![];
         for (k, inp) in inputs.iter().enumerate() {
@@ -844,42 +1103,39 @@ impl Lower<'_, '_> {
             };
             vv.insert(v, x);
         }
+        // Recomputing pads: their cone from its own (shifted) loads, in a map of its
+        // own (cones share values at different shifts).
+        for &(result, ev, first) in cones {
+            let mut cv: HashMap<Value, cl::Value> = HashMap::new();
+            for &(v, x) in &ev.fixed {
+                let y = self.b.ins().splat(v2, x);
+                cv.insert(v, y);
+            }
+            for (j, &(v, ..)) in ev.loads.iter().enumerate() {
+                let k = first + j;
+                let x = if cs[k][l] == 0 {
+                    let s = self.b.ins().load(types::F64, mem, addr[k], 0);
+                    self.b.ins().splat(v2, s)
+                } else {
+                    self.b.ins().load(v2, mem, addr[k], 0)
+                };
+                cv.insert(v, x);
+            }
+            for &m in &ev.compute {
+                let out = self.lane_op(m, &mut cv)?;
+                cv.insert(f.insts[m].results[0], out);
+            }
+            let y = *cv
+                .get(&ev.root)
+                .ok_or_else(|| self.err("a cone without its root"))?;
+            vv.insert(result, y);
+        }
         for &m in &grp.members {
-            let d = &f.insts[m];
-            let r = d.results[0];
+            let r = f.insts[m].results[0];
             if vv.contains_key(&r) {
                 continue; // a view, loaded above
             }
-            let mut a = vec![];
-            for &x in &d.args {
-                let y = match vv.get(&x) {
-                    Some(&y) => y,
-                    None => {
-                        // A scalar operand (hoisted) or a scalar splat member.
-                        let s = self.get(x)?;
-                        let y = self.b.ins().splat(v2, s);
-                        vv.insert(x, y);
-                        y
-                    }
-                };
-                a.push(y);
-            }
-            let out = match (&d.op, &a[..]) {
-                (Op::Add, &[x, y]) => self.b.ins().fadd(x, y),
-                (Op::Sub, &[x, y]) => self.b.ins().fsub(x, y),
-                (Op::Mul, &[x, y]) => self.b.ins().fmul(x, y),
-                (Op::Div, &[x, y]) => self.b.ins().fdiv(x, y),
-                (Op::Fma, &[x, y, z]) => self.b.ins().fma(x, y, z),
-                (Op::Sqrt, &[x]) => self.b.ins().sqrt(x),
-                (Op::Neg, &[x]) => self.b.ins().fneg(x),
-                (Op::Abs, &[x]) => self.b.ins().fabs(x),
-                (Op::Fill(Constant::F64(c), _), &[]) => {
-                    let s = self.b.ins().f64const(*c);
-                    self.b.ins().splat(v2, s)
-                }
-                (Op::Broadcast(_) | Op::Reshape(_), &[x]) => x, // a scalar splat
-                _ => return Err(self.err(format!("{m}: no lane-wise form"))),
-            };
+            let out = self.lane_op(m, &mut vv)?;
             vv.insert(r, out);
         }
         for &(v, k) in outs {
@@ -899,8 +1155,160 @@ impl Lower<'_, '_> {
         }
         let next = self.b.ins().iadd_imm_s(i, 2);
         self.b.def_var(iv, next);
-        let last = self.imm(extent as u64 - 1, "a loop extent")?;
+        let last = self.imm(end as u64 - 1, "a loop extent")?;
         let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, last);
+        let exit = self.b.create_block();
+        self.b.ins().brif(more, head, &[], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Member `m`'s lane-wise f64x2 form over the operands in `vv` (a scalar operand
+    /// is splat and remembered there).
+    fn lane_op(
+        &mut self,
+        m: Inst,
+        vv: &mut HashMap<Value, cl::Value>,
+    ) -> Result<cl::Value, CompileError> {
+        let d = &self.f.insts[m];
+        let v2 = types::F64X2;
+        let mut a = vec![];
+        for &x in &d.args {
+            let y = match vv.get(&x) {
+                Some(&y) => y,
+                None => {
+                    // A scalar operand (hoisted) or a scalar splat member.
+                    let s = self.get(x)?;
+                    let y = self.b.ins().splat(v2, s);
+                    vv.insert(x, y);
+                    y
+                }
+            };
+            a.push(y);
+        }
+        Ok({
+            let out = match (&d.op, &a[..]) {
+                (Op::Add, &[x, y]) => self.b.ins().fadd(x, y),
+                (Op::Sub, &[x, y]) => self.b.ins().fsub(x, y),
+                (Op::Mul, &[x, y]) => self.b.ins().fmul(x, y),
+                (Op::Div, &[x, y]) => self.b.ins().fdiv(x, y),
+                (Op::Fma, &[x, y, z]) => self.b.ins().fma(x, y, z),
+                (Op::Sqrt, &[x]) => self.b.ins().sqrt(x),
+                (Op::Neg, &[x]) => self.b.ins().fneg(x),
+                (Op::Abs, &[x]) => self.b.ins().fabs(x),
+                (Op::Fill(Constant::F64(c), _), &[]) => {
+                    let s = self.b.ins().f64const(*c);
+                    self.b.ins().splat(v2, s)
+                }
+                (Op::Broadcast(_) | Op::Reshape(_), &[x]) => x, // a scalar splat
+                _ => return Err(self.err(format!("{m}: no lane-wise form"))),
+            };
+            out
+        })
+    }
+
+    /// The interior `[a, e)` of a 1-D group that reads pads, when it is worth two
+    /// elements at a time: `e − a` even and ≥ 2, every pad inside its operand there, and
+    /// everything lane-wise (as for the unpadded vector loop; cones included).
+    fn peel_range(
+        &self,
+        shape: &[usize],
+        inputs: &[Input],
+        cs: &[Vec<usize>],
+        pads: &[PadView],
+        accs: &[Acc],
+        grp: &crate::fusion::Group,
+    ) -> Result<Option<(usize, usize)>, CompileError> {
+        if pads.is_empty() || shape.len() != 1 {
+            return Ok(None);
+        }
+        let n = shape[0];
+        let mut a = 0usize;
+        let mut b = n;
+        for p in pads {
+            let (lo, xd) = (p.lo[0], p.xd[0]);
+            a = a.max(lo);
+            b = b.min(lo.saturating_add(xd));
+            let lanes = match &p.source {
+                PadSource::Memory { elem, .. } => *elem == ScalarType::F64,
+                PadSource::Cone(ev) => {
+                    ev.loads
+                        .iter()
+                        .all(|(_, _, e, st)| *e == ScalarType::F64 && st[0] <= 1)
+                        && ev.compute.iter().all(|&m| self.has_lane_form(m))
+                        && ev
+                            .fixed
+                            .iter()
+                            .all(|&(v, _)| self.ty(v).elem() == ScalarType::F64)
+                }
+            };
+            if !lanes {
+                return Ok(None);
+            }
+        }
+        let ok = b >= a.saturating_add(2)
+            && inputs.iter().enumerate().all(|(k, inp)| {
+                inp.elem == ScalarType::F64 && cs[k].last().is_some_and(|&s| s <= 1)
+            })
+            && accs
+                .iter()
+                .all(|a| a.var.is_some() && a.elem == ScalarType::F64)
+            && grp
+                .members
+                .iter()
+                .all(|&m| matches!(self.f.insts[m].op, Op::Pad(_)) || self.has_lane_form(m));
+        Ok(ok.then(|| (a, a + ((b - a) & !1))))
+    }
+
+    /// The scalar body over `[start, end)` of a 1-D group of `n` elements (nothing when
+    /// the range is empty).
+    #[allow(clippy::too_many_arguments)]
+    fn scalar_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        n: usize,
+        inputs: &[Input],
+        cs: &[Vec<usize>],
+        loads: &[(Value, usize)],
+        pads: &[PadView],
+        grp: &crate::fusion::Group,
+        bound: &mut Vec<Value>,
+        members: &std::collections::HashSet<Value>,
+        outs: &[(Value, usize)],
+        accs: &[Acc],
+    ) -> Result<(), CompileError> {
+        if start >= end {
+            return Ok(());
+        }
+        let s0 = self.imm(start as u64, "a loop start")?;
+        let (iv, head, i) = self.loop_head_at(s0);
+        let mut offs = vec![];
+        for (k, inp) in inputs.iter().enumerate() {
+            let step = self.imm(
+                cs[k][0].saturating_mul(elem_bytes(inp.elem)) as u64,
+                "a stride",
+            )?;
+            offs.push(self.b.ins().imul_imm_s(i, step));
+        }
+        self.scalar_body(
+            inputs,
+            &offs,
+            loads,
+            pads,
+            &[(iv, n)],
+            1,
+            grp,
+            bound,
+            members,
+            outs,
+            accs,
+        )?;
+        let i = self.b.use_var(iv);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(iv, next);
+        let end = self.imm(end as u64, "a loop extent")?;
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, end);
         let exit = self.b.create_block();
         self.b.ins().brif(more, head, &[], exit, &[]);
         self.b.switch_to_block(exit);
