@@ -14,16 +14,21 @@
 //! magnitudes instead of signed values: `sub` becomes `add`, `neg` becomes `abs`, and
 //! every primal operand of a tangent instruction (a partial, a zero) is replaced by its
 //! `abs`; `mul`, `div` by a primal, `fma`, `select` (on a primal condition), float
-//! `cast`, `call`, `loop` carries, `yield` and `ret` keep their op. The primal values
-//! are untouched, so every `select` and loop trip goes as in the `jvp`. Anything else
-//! reached by a tangent value (a product of two tangents, a comparison, a tensor, a
-//! `revloop`) is not linear bookkeeping this rewrite understands: the answer is then
-//! `None`, and the caller falls back to a plain tolerance.
+//! `cast`, `call`, `loop` carries, `yield` and `ret` keep their op. Tensors follow the
+//! same rules elementwise; the linear tensor ops (`sum`, `mean`, the re-indexing ops,
+//! `concat`, `pad`, `extract`, `insert`: coefficients 0 and 1) keep their op with their
+//! primal float operands' `abs`, and `matmul`/`dot` of a tangent by a primal take the
+//! primal's `abs`. The primal values are untouched, so every `select` and loop trip
+//! goes as in the `jvp`. Anything else reached by a tangent value (a product of two
+//! tangents, a comparison, `reduce_max`, a `revloop`) is not linear bookkeeping this
+//! rewrite understands: the answer is then `None`, and the caller falls back to a
+//! plain tolerance.
 //!
 //! The analysis and the rewrite iterate over instruction lists (no recursion); the taint
 //! fixed point repeats linear sweeps, at most once per value that becomes tainted.
 
-use jitad_ir::{Function, Module, Op, Region, Type, Value};
+use jitad_ir::shape::Reduction;
+use jitad_ir::{Function, Module, Op, Region, ScalarType, Type, Value};
 use std::collections::{HashMap, HashSet};
 
 /// What the taint analysis knows about one function.
@@ -170,10 +175,7 @@ fn rewrite(
     t: &Taint,
     callee_params: impl Fn(&str) -> Option<Vec<bool>>,
 ) -> Option<()> {
-    if t.values
-        .iter()
-        .any(|&v| !matches!(f.ty(v), Type::F64 | Type::F32))
-    {
+    if t.values.iter().any(|&v| !is_float(f.ty(v))) {
         return None;
     }
     let regions: Vec<Region> = f.regions.keys().collect();
@@ -233,6 +235,24 @@ fn rewrite(
                     abs_at = (1..d.args.len()).filter(|&k| !arg_t[k]).collect();
                 }
                 Op::Cast(_) => {}
+                // Linear re-indexing and reductions: coefficients 0 and 1, so
+                // magnitudes take the same op (a pad's value, a zero tangent, its abs).
+                Op::Reduce(Reduction::Sum | Reduction::Mean, _)
+                | Op::Broadcast(_)
+                | Op::Reshape(_)
+                | Op::Slice(_)
+                | Op::Transpose(_)
+                | Op::Concat(_)
+                | Op::Pad(_)
+                | Op::Extract
+                | Op::Insert => abs_at = untainted(&arg_t),
+                // Bilinear: linear in a tangent times a primal.
+                Op::Matmul | Op::Dot => {
+                    if arg_t.iter().all(|&x| x) {
+                        return None;
+                    }
+                    abs_at = untainted(&arg_t);
+                }
                 Op::Call(c) => {
                     let params = callee_params(c)?;
                     abs_at = (0..d.args.len())
@@ -255,7 +275,11 @@ fn rewrite(
             for k in abs_at {
                 let v = args[k];
                 let ty = f.ty(v);
-                if !matches!(ty, Type::F64 | Type::F32) {
+                if !is_float(ty) {
+                    // An index operand (`extract`, `insert`) has no magnitude.
+                    if matches!(d.op, Op::Extract | Op::Insert) && ty.elem() == ScalarType::I64 {
+                        continue;
+                    }
                     return None;
                 }
                 let a = f.create_inst(Op::Abs, vec![v], &[ty], vec![]);
@@ -270,6 +294,11 @@ fn rewrite(
         f.regions[region].insts = new;
     }
     Some(())
+}
+
+/// `f64`/`f32` scalars and tensors: the values with a magnitude.
+fn is_float(t: Type) -> bool {
+    matches!(t.elem(), ScalarType::F64 | ScalarType::F32)
 }
 
 fn untainted(arg_t: &[bool]) -> Vec<usize> {
@@ -319,6 +348,41 @@ func @main(%x: f64, %dx: f64) -> (f64, f64) {
         assert_eq!(y2.to_bits(), y.to_bits());
         let a = s.abs();
         assert_eq!(mag, ((1.0 + a) + a) + a);
+    }
+
+    /// Tensor tangents: a cancelling difference of shifted copies (`pad`, `slice`), a
+    /// product by a primal matrix and an index write add up in the magnitude.
+    #[test]
+    fn tensor_magnitudes_add_where_tangents_cancel() {
+        let m = parse_module(
+            "func @main(%x: f64[2], %dx: f64[2]) -> (f64[2], f64) {
+  %z = const 0.0 : f64
+  %a = pad %dx, %z [1:0]
+  %b = pad %dx, %z [0:1]
+  %d = sub %a, %b
+  %s = slice %d [0:2]
+  %k = const -2.0 : f64
+  %m = broadcast %k : f64[2,2]
+  %p = matmul %m, %s
+  %i = const 1 : i64
+  %e = extract %p [%i]
+  %w = insert %e into %dx [%i]
+  %t = sum %w, axes [0]
+  ret %x, %t
+}",
+        )
+        .expect("parses");
+        let x = Val::tensor(jitad_ir::tensor::Tensor::f64(&[2], vec![0.5, 0.25]).expect("2"));
+        let dx = Val::tensor(jitad_ir::tensor::Tensor::f64(&[2], vec![1.0, 1.0]).expect("2"));
+        let mm = magnitude_module(&m, "main", 1, 1).expect("linear bookkeeping only");
+        verify_module(&mm).expect("the rewrite verifies");
+        let out = interp::eval(&m, "main", &[x.clone(), dx.clone()]).expect("runs");
+        let mag = interp::eval(&mm, "main", &[x, dx]).expect("runs");
+        // d = [-1, 0, 1] (the shifted copies cancel in the middle), s = [-1, 0],
+        // p = [2, 2], w = [1, 2].
+        assert_eq!(out[1].as_f64(), Some(3.0));
+        // |a| + |b| = [1, 2, 1], s = [1, 2], |m|·s = [6, 6], w = [1, 6].
+        assert_eq!(mag[1].as_f64(), Some(7.0));
     }
 
     /// A product of two tangents is not linear: no magnitude module.
