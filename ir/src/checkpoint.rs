@@ -247,6 +247,30 @@ pub fn trip_count(start: i64, end: i64) -> u64 {
     }
 }
 
+/// `dst ← src` (equal lengths). A loop state is a few words, and `copy_from_slice` of
+/// a length known only at run time is a call into `memmove`, which cost the sweeps
+/// more than the copying: lengths up to 8 are copied as that many moves instead.
+#[inline]
+pub fn copy_words(dst: &mut [u64], src: &[u64]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => {
+                    if let (Ok(d), Ok(s)) =
+                        (<&mut [u64; $n]>::try_from(&mut *dst), <&[u64; $n]>::try_from(src))
+                    {
+                        *d = *s;
+                        return;
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8);
+    dst.copy_from_slice(src);
+}
+
 /// The forward and backward step of one loop iteration, over 8-byte slots.
 pub trait Steps {
     /// The error a step can fail with (a failed guard).
@@ -280,6 +304,7 @@ pub struct Block {
 
 impl Block {
     /// The block starting `words` further on (inside the same allocation).
+    #[inline]
     fn offset(self, words: usize) -> Block {
         Block {
             seg: self.seg,
@@ -325,6 +350,7 @@ impl Arena {
     }
 
     /// The words of `b` (`n` of them).
+    #[inline]
     pub fn get(&mut self, b: Block, n: usize) -> &mut [u64] {
         &mut self.segs[b.seg][b.off..b.off + n]
     }
@@ -580,6 +606,7 @@ struct StepLevel {
 }
 
 impl Drop for StepLevel {
+    #[inline]
     fn drop(&mut self) {
         NEST.with(|n| n.set(n.get().saturating_sub(1)));
         if PENDING_LEN.with(|n| n.get()) != self.pending {
@@ -588,8 +615,42 @@ impl Drop for StepLevel {
     }
 }
 
+/// One nesting level down for a run of steps: the same as [`in_step`] around each
+/// step (tapes a step records and does not consume die when it returns, see
+/// [`StepRun::after_step`]), with one level change per run instead of two per step —
+/// the driver's own work between the steps reads no level.
+struct StepRun {
+    pending: usize,
+}
+
+impl StepRun {
+    #[inline]
+    fn open() -> Self {
+        let pending = PENDING_LEN.with(|n| n.get());
+        NEST.with(|n| n.set(n.get() + 1));
+        StepRun { pending }
+    }
+
+    /// Drops what the step that just returned recorded and did not consume.
+    #[inline]
+    fn after_step(&self) {
+        if PENDING_LEN.with(|n| n.get()) != self.pending {
+            drop_tapes_from(self.pending);
+        }
+    }
+}
+
+impl Drop for StepRun {
+    #[inline]
+    fn drop(&mut self) {
+        NEST.with(|n| n.set(n.get().saturating_sub(1)));
+        self.after_step();
+    }
+}
+
 /// Runs one step function one nesting level down: tapes it records and does not
 /// consume die when it returns.
+#[inline]
 fn in_step<R>(f: impl FnOnce() -> R) -> R {
     let _level = StepLevel {
         pending: PENDING_LEN.with(|n| n.get()),
@@ -737,7 +798,7 @@ pub fn record<S: Steps>(
                     }
                     let mark = with_arena(|ar| ar.mark());
                     let snap = alloc_words(k)?;
-                    with_arena(|ar| ar.get(snap, k).copy_from_slice(state));
+                    with_arena(|ar| copy_words(ar.get(snap, k), state));
                     held_bytes(k as i128 * 8);
                     STATS.with(|s| s.borrow_mut().snapshots += 1);
                     TASKS.with(|t| {
@@ -792,13 +853,18 @@ pub fn record<S: Steps>(
                 },
         );
         STATS.with(|s| s.borrow_mut().snapshots += stored + u64::from(policy == Policy::StoreAll));
+        let run = StepRun::open();
         for j in a..l {
-            step_forward(steps, start.wrapping_add(j as i64), state)?;
+            steps
+                .forward(start.wrapping_add(j as i64), state)
+                .map_err(SweepError::Step)?;
+            run.after_step();
             if j + 1 < l {
                 let off = (j - a) as usize * k;
-                with_arena(|ar| ar.get(tape, n)[off..off + k].copy_from_slice(state));
+                with_arena(|ar| copy_words(&mut ar.get(tape, n)[off..off + k], state));
             }
         }
+        drop(run);
         Ok((
             base,
             Some(Segment {
@@ -967,6 +1033,7 @@ fn check_spec(token: u64, rec: &Recorded, spec: &LoopSpec<'_>) -> Result<(), Dri
 }
 
 /// Runs `f` on this thread's arena. Borrows are short: never call a step inside.
+#[inline]
 fn with_arena<R>(f: impl FnOnce(&mut Arena) -> R) -> R {
     ARENA.with(|a| f(&mut a.borrow_mut()))
 }
@@ -1064,7 +1131,7 @@ pub fn resolve(policy: Policy, k: usize, l: u64) -> Policy {
 /// A copy of the state in `from` (`k` words), in a scratch buffer.
 fn load(from: Block, k: usize) -> Scratch {
     let mut buf = Scratch::new(k);
-    with_arena(|a| buf.as_mut().copy_from_slice(a.get(from, k)));
+    with_arena(|a| copy_words(buf.as_mut(), a.get(from, k)));
     buf
 }
 
@@ -1114,7 +1181,7 @@ fn segment<S: Steps>(
             fwd(steps, start + j as i64, &mut work, sw)?;
             if j + 1 < l - 1 {
                 let off = j as usize * k;
-                with_arena(|a| a.get(tape, n)[off..off + k].copy_from_slice(work.as_mut()));
+                with_arena(|a| copy_words(&mut a.get(tape, n)[off..off + k], work.as_mut()));
             }
         }
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
@@ -1142,6 +1209,7 @@ fn reverse_stored<S: Steps>(
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
+    let run = StepRun::open();
     for j in (0..count).rev() {
         with_arena(|a| {
             let src = if j == 0 {
@@ -1150,9 +1218,13 @@ fn reverse_stored<S: Steps>(
                 let off = (j - 1) as usize * k;
                 &mut a.get(tape, n)[off..off + k]
             };
-            work.as_mut().copy_from_slice(src);
+            copy_words(work.as_mut(), src);
         });
-        bwd(steps, start.wrapping_add(j as i64), work, adj, sw)?;
+        sw.stats.backward_steps += 1;
+        steps
+            .backward(start.wrapping_add(j as i64), work.as_mut(), adj)
+            .map_err(SweepError::Step)?;
+        run.after_step();
     }
     Ok(())
 }
@@ -1327,7 +1399,7 @@ fn run_tasks<S: Steps>(
                     }
                     let mark = with_arena(|ar| ar.mark());
                     let snap = alloc_words(k)?;
-                    with_arena(|ar| ar.get(snap, k).copy_from_slice(work.as_mut()));
+                    with_arena(|ar| copy_words(ar.get(snap, k), work.as_mut()));
                     sw.hold(1);
                     push(Task::Reverse {
                         a,
@@ -1366,6 +1438,7 @@ impl Scratch {
             Scratch::Heap(vec![0; k])
         }
     }
+    #[inline]
     fn as_mut(&mut self) -> &mut [u64] {
         match self {
             Scratch::Stack(a, k) => &mut a[..*k],
