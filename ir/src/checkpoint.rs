@@ -742,12 +742,22 @@ pub struct LoopSpec<'a> {
     pub inits: &'a [u64],
 }
 
-fn step_forward<S: Steps>(
+/// Forward steps for iterations `start + j`, `j` in `js`, on `state`, on one
+/// [`StepRun`].
+fn forward_span<S: Steps>(
     steps: &mut S,
-    i: i64,
+    start: i64,
+    js: std::ops::Range<u64>,
     state: &mut [u64],
 ) -> Result<(), SweepError<S::Error>> {
-    in_step(|| steps.forward(i, state)).map_err(SweepError::Step)
+    let run = StepRun::open();
+    for j in js {
+        steps
+            .forward(start.wrapping_add(j as i64), state)
+            .map_err(SweepError::Step)?;
+        run.after_step();
+    }
+    Ok(())
 }
 
 fn step_backward<S: Steps>(
@@ -793,9 +803,7 @@ pub fn record<S: Steps>(
                 STATS.with(|s| s.borrow_mut().snapshots += 1);
                 while l - a > free + 1 && free > 0 {
                     let m = split(l - a, free + 1);
-                    for t in a..a + m {
-                        step_forward(steps, start.wrapping_add(t as i64), state)?;
-                    }
+                    forward_span(steps, start, a..a + m, state)?;
                     let mark = with_arena(|ar| ar.mark());
                     let snap = alloc_words(k)?;
                     with_arena(|ar| copy_words(ar.get(snap, k), state));
@@ -826,16 +834,12 @@ pub fn record<S: Steps>(
                             base: seg_base,
                         })
                     });
-                    for j in a..l {
-                        step_forward(steps, start.wrapping_add(j as i64), state)?;
-                    }
+                    forward_span(steps, start, a..l, state)?;
                     a = l;
                 }
             }
             _ => {
-                for j in 0..l {
-                    step_forward(steps, start.wrapping_add(j as i64), state)?;
-                }
+                forward_span(steps, start, 0..l, state)?;
                 return Ok((base, None));
             }
         }
@@ -1135,14 +1139,21 @@ fn load(from: Block, k: usize) -> Scratch {
     buf
 }
 
-fn fwd<S: Steps>(
+/// Forward steps `first..end` (iteration numbers) on `st`, on one [`StepRun`].
+fn fwd_run<S: Steps>(
     steps: &mut S,
-    i: i64,
+    first: i64,
+    end: i64,
     st: &mut Scratch,
     sw: &mut Sweep,
 ) -> Result<(), SweepError<S::Error>> {
-    sw.stats.forward_steps += 1;
-    step_forward(steps, i, st.as_mut())
+    let run = StepRun::open();
+    for i in first..end {
+        sw.stats.forward_steps += 1;
+        steps.forward(i, st.as_mut()).map_err(SweepError::Step)?;
+        run.after_step();
+    }
+    Ok(())
 }
 
 fn bwd<S: Steps>(
@@ -1177,13 +1188,19 @@ fn segment<S: Steps>(
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
+        let run = StepRun::open();
         for j in 0..l - 1 {
-            fwd(steps, start + j as i64, &mut work, sw)?;
+            sw.stats.forward_steps += 1;
+            steps
+                .forward(start + j as i64, work.as_mut())
+                .map_err(SweepError::Step)?;
+            run.after_step();
             if j + 1 < l - 1 {
                 let off = j as usize * k;
                 with_arena(|a| copy_words(&mut a.get(tape, n)[off..off + k], work.as_mut()));
             }
         }
+        drop(run);
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
         reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
     })();
@@ -1240,9 +1257,7 @@ fn recompute<S: Steps>(
 ) -> Result<(), SweepError<S::Error>> {
     for j in (0..l).rev() {
         let mut work = load(base, sw.k);
-        for t in 0..j {
-            fwd(steps, start + t as i64, &mut work, sw)?;
-        }
+        fwd_run(steps, start, start + j as i64, &mut work, sw)?;
         bwd(steps, start + j as i64, &mut work, adj, sw)?;
     }
     Ok(())
@@ -1275,9 +1290,8 @@ fn every<S: Steps>(
     let r = (|| {
         let mut work = load(base, k);
         for q in 1..nseg {
-            for t in (q - 1) * kk..q * kk {
-                fwd(steps, start + t as i64, &mut work, sw)?;
-            }
+            let (first, end) = (start + ((q - 1) * kk) as i64, start + (q * kk) as i64);
+            fwd_run(steps, first, end, &mut work, sw)?;
             let off = (q - 1) as usize * k;
             with_arena(|a| {
                 a.get(blocks_base, snaps * k)[off..off + k].copy_from_slice(work.as_mut())
@@ -1381,9 +1395,13 @@ fn run_tasks<S: Steps>(
                     }
                     let m = split(l, free + 1);
                     let mut work = load(base, k);
-                    for t in a..a + m {
-                        fwd(steps, start + t as i64, &mut work, sw)?;
-                    }
+                    fwd_run(
+                        steps,
+                        start + a as i64,
+                        start + (a + m) as i64,
+                        &mut work,
+                        sw,
+                    )?;
                     // `b − (a + m) ≥ 2` here (l > free + 2 ≥ 2 and Revolve leaves
                     // room), but stay correct if it is 1: the working state is used at
                     // once and is not a snapshot.
@@ -1700,6 +1718,83 @@ mod tests {
         assert_ne!(live(), (0, 0, 0));
         scope.finish();
         assert_eq!(live(), (0, 0, 0));
+    }
+
+    #[test]
+    fn each_steps_tapes_die_before_the_next_step_runs() {
+        // Steps that each record a tape and leave it: every step must find the tapes
+        // of the one before gone, at its own level, whatever the policy and however
+        // the driver groups its steps into runs.
+        struct Inc;
+        impl Steps for Inc {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                state[0] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], _a: &mut [u64]) -> Result<(), ()> {
+                Ok(())
+            }
+        }
+        struct Leaky {
+            seen: Vec<(usize, u32)>,
+        }
+        impl Leaky {
+            fn leak(&mut self) {
+                self.seen
+                    .push((PENDING_LEN.with(|n| n.get()), NEST.with(|n| n.get())));
+                let mut st = [0];
+                record(Policy::StoreAll, 0, 3, &mut st, &mut Inc).unwrap();
+            }
+        }
+        impl Steps for Leaky {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                self.leak();
+                state[0] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], adj: &mut [u64]) -> Result<(), ()> {
+                self.leak();
+                adj[0] += 1;
+                Ok(())
+            }
+        }
+        for p in [
+            Policy::StoreAll,
+            Policy::Binomial(3),
+            Policy::Every(4),
+            Policy::Recompute,
+            Policy::Auto(64),
+        ] {
+            let scope = enter_call();
+            let outside = (PENDING_LEN.with(|n| n.get()), NEST.with(|n| n.get()) + 1);
+            let mut leaky = Leaky { seen: vec![] };
+            let (mut st, mut adj) = ([0u64], [0u64]);
+            let token = record(p, 0, 17, &mut st, &mut leaky).unwrap();
+            assert_eq!(st, [17]);
+            reverse_recorded(token, spec(p, 17, &[0]), &mut adj, &mut leaky).unwrap();
+            reverse(p, 0, 17, &[0], &mut adj, &mut leaky).unwrap();
+            assert_eq!(adj, [34], "{p}");
+            assert!(leaky.seen.len() >= 17 * 3, "{p}");
+            assert!(
+                leaky.seen.iter().all(|&s| s == outside),
+                "{p}: {:?}",
+                leaky.seen
+            );
+            scope.finish();
+            assert_eq!(live(), (0, 0, 0), "{p}");
+        }
+    }
+
+    #[test]
+    fn small_copies_copy_every_word() {
+        for n in 0..12u64 {
+            let src: Vec<u64> = (1..=n).collect();
+            let mut dst = vec![0; n as usize];
+            copy_words(&mut dst, &src);
+            assert_eq!(dst, src);
+        }
     }
 
     #[test]
