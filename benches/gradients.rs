@@ -11,12 +11,21 @@
 //! `rosenbrock-tensor` (array ops) at n = 10³, 10⁵, 10⁶. Their legs are checked to
 //! agree (JIT = interpreter bit for bit, hand-written within 1e-12) before timing.
 //!
+//! `lorenz-loop` times the Lorenz RK4 loop (`tests/ir/loops/lorenz.jir`) at N = 10⁵ and
+//! 10⁶ steps: the primal (`hand` = [`jitad::problems::lorenz_value`], `jit` = the
+//! cleaned-up IR compiled) and value+gradient (`hand` = the store-all adjoint
+//! [`jitad::problems::lorenz_grad`], `jit-store-all` and `jit-binomial-20` the compiled
+//! reverse-mode gradient under those checkpointing policies), checked to agree first.
+//!
 //! `cargo bench --bench gradients -- rosenbrock/jit` runs one leg; `jitad bench` prints
 //! the same suite as one table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use jitad::ir::checkpoint::Policy;
+use jitad::problems::{lorenz_grad, lorenz_value, LORENZ_JIR, LORENZ_POINT};
 use jitad::suite::{self, Case, Leg, Mlp, Quickstart, Rosenbrock};
 use jitad::workloads::{self, MlpShape, TensorCase};
+use jitad::{Traced, Val};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -59,6 +68,59 @@ fn rosenbrock(c: &mut Criterion) {
 
 fn mlp(c: &mut Criterion) {
     group(c, "mlp", suite::cases(&Mlp::standard()).expect("setup"));
+}
+
+fn lorenz_loop(c: &mut Criterion) {
+    let primal = Traced::from_jir(LORENZ_JIR, Some("loss")).expect("parse");
+    // The primal through the same clean-up (and inliner) as the gradient.
+    let jit_primal = primal.optimize().compile().expect("compile");
+    let grad = primal.grad().expect("grad");
+    let store_all = grad
+        .with_checkpoint(Policy::StoreAll)
+        .compile()
+        .expect("compile");
+    let binomial = grad
+        .with_checkpoint(Policy::Binomial(20))
+        .compile()
+        .expect("compile");
+    let mut g = c.benchmark_group("lorenz-loop");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for n in [100_000usize, 1_000_000] {
+        let mut args: Vec<Val> = LORENZ_POINT.iter().map(|&v| Val::F64(v)).collect();
+        args.push(Val::I64(n as i64));
+        let (mut y, mut out) = (vec![Val::F64(0.0)], vec![Val::F64(0.0); 7]);
+        let (mut tape, mut gh) = (Vec::new(), [0.0; 6]);
+        // The legs agree before they are timed: the primal bit for bit, the gradient
+        // within rounding (the hand-written adjoint orders its sums differently).
+        jit_primal.call(&args, &mut y).expect("primal");
+        let v = lorenz_value(&LORENZ_POINT, n);
+        assert_eq!(y[0].as_f64().map(f64::to_bits), Some(v.to_bits()));
+        lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut gh);
+        for c in [&store_all, &binomial] {
+            c.call(&args, &mut out).expect("gradient");
+            for (a, b) in out[1..].iter().filter_map(Val::as_f64).zip(gh) {
+                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+        g.bench_function(BenchmarkId::new("primal/hand", n), |b| {
+            b.iter(|| lorenz_value(black_box(&LORENZ_POINT), n))
+        });
+        g.bench_function(BenchmarkId::new("primal/jit", n), |b| {
+            b.iter(|| jit_primal.call(black_box(&args), &mut y).expect("call"))
+        });
+        g.bench_function(BenchmarkId::new("grad/hand", n), |b| {
+            b.iter(|| lorenz_grad(black_box(&LORENZ_POINT), n, &mut tape, &mut gh))
+        });
+        g.bench_function(BenchmarkId::new("grad/jit-store-all", n), |b| {
+            b.iter(|| store_all.call(black_box(&args), &mut out).expect("call"))
+        });
+        g.bench_function(BenchmarkId::new("grad/jit-binomial-20", n), |b| {
+            b.iter(|| binomial.call(black_box(&args), &mut out).expect("call"))
+        });
+    }
+    g.finish();
 }
 
 fn compile_time(c: &mut Criterion) {
@@ -112,6 +174,7 @@ criterion_group!(
     quickstart,
     rosenbrock,
     mlp,
+    lorenz_loop,
     compile_time,
     mlp_m,
     rosenbrock_tensor

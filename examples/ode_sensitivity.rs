@@ -62,7 +62,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  @{:<24} {:>4} instructions", f.name, f.num_insts());
     }
     println!();
-    let primal_c = primal.compile()?;
+    // The primal through the same clean-up (inliner included) as the gradient, so the
+    // ratios compare like with like.
+    let primal_c = primal.optimize().compile()?;
     let policies = [
         Policy::StoreAll,
         Policy::Binomial(10),

@@ -11,13 +11,25 @@
 //! numbers) left for the handle, which so reports exactly what the interpreter reports.
 
 use crate::abi::{decode_policy, desc, record_driver_error, EntryFn};
-use jitad_ir::checkpoint::{self, DriverError, LoopSpec, Steps};
+use jitad_ir::checkpoint::{self, copy_words, DriverError, LoopSpec, Steps};
 
 /// The status for a failed sweep.
 fn status(e: checkpoint::SweepError<u32>) -> u32 {
     match e {
         checkpoint::SweepError::Step(st) => st,
         checkpoint::SweepError::Driver(e) => record_driver_error(e),
+    }
+}
+
+/// `dst ← src` for the results a compiled step just wrote, one 8-byte word at a time.
+/// The step stores each result as one 8-byte word; the 16-byte vector loads the
+/// compiler otherwise merges the copy into cannot be forwarded from two such stores,
+/// and the stall that costs was a tenth of a Lorenz gradient's time.
+fn read_results(dst: &mut [u64], src: &[u64]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        // SAFETY: `s` is a reference to an initialised `u64`, so reading it is sound;
+        // the volatile read only keeps it a separate 8-byte load.
+        *d = unsafe { std::ptr::read_volatile(s) };
     }
 }
 
@@ -38,22 +50,46 @@ struct JitSteps<'a> {
     fwd: EntryFn,
     bwd: EntryFn,
     ws: *mut u8,
-    caps: &'a [u64],
     k: usize,
+    c: usize,
     a: usize,
-    /// `[i, state (k), caps (c), adj (a)]` then `max(k, a)` result words.
+    /// `[i, state (k), caps (c), adj (a)]` then `max(k, a)` result words; the caps are
+    /// written once ([`JitSteps::new`]), as no step changes them.
     buf: &'a mut [u64],
+}
+
+impl<'a> JitSteps<'a> {
+    fn new(
+        fwd: EntryFn,
+        bwd: EntryFn,
+        ws: *mut u8,
+        caps: &[u64],
+        k: usize,
+        a: usize,
+        buf: &'a mut [u64],
+    ) -> Self {
+        let c = caps.len();
+        copy_words(&mut buf[1 + k..1 + k + c], caps);
+        JitSteps {
+            fwd,
+            bwd,
+            ws,
+            k,
+            c,
+            a,
+            buf,
+        }
+    }
 }
 
 impl Steps for JitSteps<'_> {
     type Error = u32;
 
     fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), u32> {
-        let (k, c) = (self.k, self.caps.len());
-        let (args, res) = self.buf.split_at_mut(1 + k + c + self.a);
+        let k = self.k;
+        let (args, res) = self.buf.split_at_mut(1 + k + self.c + self.a);
         args[0] = i as u64;
-        args[1..1 + k].copy_from_slice(state);
-        args[1 + k..1 + k + c].copy_from_slice(self.caps);
+        copy_words(&mut args[1..1 + k], state);
         // SAFETY: `fwd` is the entry of `(i64, s.., c..) -> s..` in the JIT module the
         // calling handle keeps alive; it reads 1 + k + c argument slots and writes k
         // result slots (`res` holds max(k, a) ≥ k); `ws` is the callee workspace the
@@ -63,24 +99,23 @@ impl Steps for JitSteps<'_> {
         if st != 0 {
             return Err(st);
         }
-        state.copy_from_slice(&res[..k]);
+        read_results(state, &res[..k]);
         Ok(())
     }
 
     fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), u32> {
-        let (k, c, a) = (self.k, self.caps.len(), self.a);
+        let (k, c, a) = (self.k, self.c, self.a);
         let (args, res) = self.buf.split_at_mut(1 + k + c + a);
         args[0] = i as u64;
-        args[1..1 + k].copy_from_slice(state);
-        args[1 + k..1 + k + c].copy_from_slice(self.caps);
-        args[1 + k + c..].copy_from_slice(adj);
+        copy_words(&mut args[1..1 + k], state);
+        copy_words(&mut args[1 + k + c..], adj);
         // SAFETY: as in `forward`, for `bwd: (i64, s.., c.., a..) -> a..`, reading
         // 1 + k + c + a slots and writing a.
         let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
         if st != 0 {
             return Err(st);
         }
-        adj.copy_from_slice(&res[..a]);
+        read_results(adj, &res[..a]);
         Ok(())
     }
 }
@@ -119,15 +154,7 @@ pub(crate) unsafe extern "C" fn jitad_revloop(descriptor: *mut u64) -> u32 {
         let mut small = [0u64; 256];
         let mut big = Vec::new();
         let buf = step_buffer(need, &mut small, &mut big);
-        let mut steps = JitSteps {
-            fwd,
-            bwd,
-            ws,
-            caps,
-            k,
-            a,
-            buf,
-        };
+        let mut steps = JitSteps::new(fwd, bwd, ws, caps, k, a, buf);
         let l = checkpoint::trip_count(start, end);
         let r = if head[desc::HAS_TOKEN] != 0 {
             let spec = LoopSpec {
@@ -171,15 +198,7 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(descriptor: *mut u64) -> u32 {
         let mut small = [0u64; 256];
         let mut big = Vec::new();
         let buf = step_buffer(need, &mut small, &mut big);
-        let mut steps = JitSteps {
-            fwd,
-            bwd: fwd,
-            ws,
-            caps,
-            k,
-            a: 0,
-            buf,
-        };
+        let mut steps = JitSteps::new(fwd, fwd, ws, caps, k, 0, buf);
         let l = checkpoint::trip_count(start, end);
         match checkpoint::record(policy, start, l, state, &mut steps) {
             Ok(token) => {

@@ -247,6 +247,30 @@ pub fn trip_count(start: i64, end: i64) -> u64 {
     }
 }
 
+/// `dst ← src` (equal lengths). A loop state is a few words, and `copy_from_slice` of
+/// a length known only at run time is a call into `memmove`, which cost the sweeps
+/// more than the copying: lengths up to 8 are copied as that many moves instead.
+#[inline]
+pub fn copy_words(dst: &mut [u64], src: &[u64]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => {
+                    if let (Ok(d), Ok(s)) =
+                        (<&mut [u64; $n]>::try_from(&mut *dst), <&[u64; $n]>::try_from(src))
+                    {
+                        *d = *s;
+                        return;
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8);
+    dst.copy_from_slice(src);
+}
+
 /// The forward and backward step of one loop iteration, over 8-byte slots.
 pub trait Steps {
     /// The error a step can fail with (a failed guard).
@@ -280,6 +304,7 @@ pub struct Block {
 
 impl Block {
     /// The block starting `words` further on (inside the same allocation).
+    #[inline]
     fn offset(self, words: usize) -> Block {
         Block {
             seg: self.seg,
@@ -325,6 +350,7 @@ impl Arena {
     }
 
     /// The words of `b` (`n` of them).
+    #[inline]
     pub fn get(&mut self, b: Block, n: usize) -> &mut [u64] {
         &mut self.segs[b.seg][b.off..b.off + n]
     }
@@ -580,6 +606,7 @@ struct StepLevel {
 }
 
 impl Drop for StepLevel {
+    #[inline]
     fn drop(&mut self) {
         NEST.with(|n| n.set(n.get().saturating_sub(1)));
         if PENDING_LEN.with(|n| n.get()) != self.pending {
@@ -588,8 +615,42 @@ impl Drop for StepLevel {
     }
 }
 
+/// One nesting level down for a run of steps: the same as [`in_step`] around each
+/// step (tapes a step records and does not consume die when it returns, see
+/// [`StepRun::after_step`]), with one level change per run instead of two per step —
+/// the driver's own work between the steps reads no level.
+struct StepRun {
+    pending: usize,
+}
+
+impl StepRun {
+    #[inline]
+    fn open() -> Self {
+        let pending = PENDING_LEN.with(|n| n.get());
+        NEST.with(|n| n.set(n.get() + 1));
+        StepRun { pending }
+    }
+
+    /// Drops what the step that just returned recorded and did not consume.
+    #[inline]
+    fn after_step(&self) {
+        if PENDING_LEN.with(|n| n.get()) != self.pending {
+            drop_tapes_from(self.pending);
+        }
+    }
+}
+
+impl Drop for StepRun {
+    #[inline]
+    fn drop(&mut self) {
+        NEST.with(|n| n.set(n.get().saturating_sub(1)));
+        self.after_step();
+    }
+}
+
 /// Runs one step function one nesting level down: tapes it records and does not
 /// consume die when it returns.
+#[inline]
 fn in_step<R>(f: impl FnOnce() -> R) -> R {
     let _level = StepLevel {
         pending: PENDING_LEN.with(|n| n.get()),
@@ -681,12 +742,22 @@ pub struct LoopSpec<'a> {
     pub inits: &'a [u64],
 }
 
-fn step_forward<S: Steps>(
+/// Forward steps for iterations `start + j`, `j` in `js`, on `state`, on one
+/// [`StepRun`].
+fn forward_span<S: Steps>(
     steps: &mut S,
-    i: i64,
+    start: i64,
+    js: std::ops::Range<u64>,
     state: &mut [u64],
 ) -> Result<(), SweepError<S::Error>> {
-    in_step(|| steps.forward(i, state)).map_err(SweepError::Step)
+    let run = StepRun::open();
+    for j in js {
+        steps
+            .forward(start.wrapping_add(j as i64), state)
+            .map_err(SweepError::Step)?;
+        run.after_step();
+    }
+    Ok(())
 }
 
 fn step_backward<S: Steps>(
@@ -732,12 +803,10 @@ pub fn record<S: Steps>(
                 STATS.with(|s| s.borrow_mut().snapshots += 1);
                 while l - a > free + 1 && free > 0 {
                     let m = split(l - a, free + 1);
-                    for t in a..a + m {
-                        step_forward(steps, start.wrapping_add(t as i64), state)?;
-                    }
+                    forward_span(steps, start, a..a + m, state)?;
                     let mark = with_arena(|ar| ar.mark());
                     let snap = alloc_words(k)?;
-                    with_arena(|ar| ar.get(snap, k).copy_from_slice(state));
+                    with_arena(|ar| copy_words(ar.get(snap, k), state));
                     held_bytes(k as i128 * 8);
                     STATS.with(|s| s.borrow_mut().snapshots += 1);
                     TASKS.with(|t| {
@@ -765,16 +834,12 @@ pub fn record<S: Steps>(
                             base: seg_base,
                         })
                     });
-                    for j in a..l {
-                        step_forward(steps, start.wrapping_add(j as i64), state)?;
-                    }
+                    forward_span(steps, start, a..l, state)?;
                     a = l;
                 }
             }
             _ => {
-                for j in 0..l {
-                    step_forward(steps, start.wrapping_add(j as i64), state)?;
-                }
+                forward_span(steps, start, 0..l, state)?;
                 return Ok((base, None));
             }
         }
@@ -792,13 +857,18 @@ pub fn record<S: Steps>(
                 },
         );
         STATS.with(|s| s.borrow_mut().snapshots += stored + u64::from(policy == Policy::StoreAll));
+        let run = StepRun::open();
         for j in a..l {
-            step_forward(steps, start.wrapping_add(j as i64), state)?;
+            steps
+                .forward(start.wrapping_add(j as i64), state)
+                .map_err(SweepError::Step)?;
+            run.after_step();
             if j + 1 < l {
                 let off = (j - a) as usize * k;
-                with_arena(|ar| ar.get(tape, n)[off..off + k].copy_from_slice(state));
+                with_arena(|ar| copy_words(&mut ar.get(tape, n)[off..off + k], state));
             }
         }
+        drop(run);
         Ok((
             base,
             Some(Segment {
@@ -967,6 +1037,7 @@ fn check_spec(token: u64, rec: &Recorded, spec: &LoopSpec<'_>) -> Result<(), Dri
 }
 
 /// Runs `f` on this thread's arena. Borrows are short: never call a step inside.
+#[inline]
 fn with_arena<R>(f: impl FnOnce(&mut Arena) -> R) -> R {
     ARENA.with(|a| f(&mut a.borrow_mut()))
 }
@@ -1064,18 +1135,25 @@ pub fn resolve(policy: Policy, k: usize, l: u64) -> Policy {
 /// A copy of the state in `from` (`k` words), in a scratch buffer.
 fn load(from: Block, k: usize) -> Scratch {
     let mut buf = Scratch::new(k);
-    with_arena(|a| buf.as_mut().copy_from_slice(a.get(from, k)));
+    with_arena(|a| copy_words(buf.as_mut(), a.get(from, k)));
     buf
 }
 
-fn fwd<S: Steps>(
+/// Forward steps `first..end` (iteration numbers) on `st`, on one [`StepRun`].
+fn fwd_run<S: Steps>(
     steps: &mut S,
-    i: i64,
+    first: i64,
+    end: i64,
     st: &mut Scratch,
     sw: &mut Sweep,
 ) -> Result<(), SweepError<S::Error>> {
-    sw.stats.forward_steps += 1;
-    step_forward(steps, i, st.as_mut())
+    let run = StepRun::open();
+    for i in first..end {
+        sw.stats.forward_steps += 1;
+        steps.forward(i, st.as_mut()).map_err(SweepError::Step)?;
+        run.after_step();
+    }
+    Ok(())
 }
 
 fn bwd<S: Steps>(
@@ -1110,13 +1188,19 @@ fn segment<S: Steps>(
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
+        let run = StepRun::open();
         for j in 0..l - 1 {
-            fwd(steps, start + j as i64, &mut work, sw)?;
+            sw.stats.forward_steps += 1;
+            steps
+                .forward(start + j as i64, work.as_mut())
+                .map_err(SweepError::Step)?;
+            run.after_step();
             if j + 1 < l - 1 {
                 let off = j as usize * k;
-                with_arena(|a| a.get(tape, n)[off..off + k].copy_from_slice(work.as_mut()));
+                with_arena(|a| copy_words(&mut a.get(tape, n)[off..off + k], work.as_mut()));
             }
         }
+        drop(run);
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
         reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
     })();
@@ -1142,6 +1226,7 @@ fn reverse_stored<S: Steps>(
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
+    let run = StepRun::open();
     for j in (0..count).rev() {
         with_arena(|a| {
             let src = if j == 0 {
@@ -1150,9 +1235,13 @@ fn reverse_stored<S: Steps>(
                 let off = (j - 1) as usize * k;
                 &mut a.get(tape, n)[off..off + k]
             };
-            work.as_mut().copy_from_slice(src);
+            copy_words(work.as_mut(), src);
         });
-        bwd(steps, start.wrapping_add(j as i64), work, adj, sw)?;
+        sw.stats.backward_steps += 1;
+        steps
+            .backward(start.wrapping_add(j as i64), work.as_mut(), adj)
+            .map_err(SweepError::Step)?;
+        run.after_step();
     }
     Ok(())
 }
@@ -1168,9 +1257,7 @@ fn recompute<S: Steps>(
 ) -> Result<(), SweepError<S::Error>> {
     for j in (0..l).rev() {
         let mut work = load(base, sw.k);
-        for t in 0..j {
-            fwd(steps, start + t as i64, &mut work, sw)?;
-        }
+        fwd_run(steps, start, start + j as i64, &mut work, sw)?;
         bwd(steps, start + j as i64, &mut work, adj, sw)?;
     }
     Ok(())
@@ -1203,9 +1290,8 @@ fn every<S: Steps>(
     let r = (|| {
         let mut work = load(base, k);
         for q in 1..nseg {
-            for t in (q - 1) * kk..q * kk {
-                fwd(steps, start + t as i64, &mut work, sw)?;
-            }
+            let (first, end) = (start + ((q - 1) * kk) as i64, start + (q * kk) as i64);
+            fwd_run(steps, first, end, &mut work, sw)?;
             let off = (q - 1) as usize * k;
             with_arena(|a| {
                 a.get(blocks_base, snaps * k)[off..off + k].copy_from_slice(work.as_mut())
@@ -1309,9 +1395,13 @@ fn run_tasks<S: Steps>(
                     }
                     let m = split(l, free + 1);
                     let mut work = load(base, k);
-                    for t in a..a + m {
-                        fwd(steps, start + t as i64, &mut work, sw)?;
-                    }
+                    fwd_run(
+                        steps,
+                        start + a as i64,
+                        start + (a + m) as i64,
+                        &mut work,
+                        sw,
+                    )?;
                     // `b − (a + m) ≥ 2` here (l > free + 2 ≥ 2 and Revolve leaves
                     // room), but stay correct if it is 1: the working state is used at
                     // once and is not a snapshot.
@@ -1327,7 +1417,7 @@ fn run_tasks<S: Steps>(
                     }
                     let mark = with_arena(|ar| ar.mark());
                     let snap = alloc_words(k)?;
-                    with_arena(|ar| ar.get(snap, k).copy_from_slice(work.as_mut()));
+                    with_arena(|ar| copy_words(ar.get(snap, k), work.as_mut()));
                     sw.hold(1);
                     push(Task::Reverse {
                         a,
@@ -1366,6 +1456,7 @@ impl Scratch {
             Scratch::Heap(vec![0; k])
         }
     }
+    #[inline]
     fn as_mut(&mut self) -> &mut [u64] {
         match self {
             Scratch::Stack(a, k) => &mut a[..*k],
@@ -1627,6 +1718,83 @@ mod tests {
         assert_ne!(live(), (0, 0, 0));
         scope.finish();
         assert_eq!(live(), (0, 0, 0));
+    }
+
+    #[test]
+    fn each_steps_tapes_die_before_the_next_step_runs() {
+        // Steps that each record a tape and leave it: every step must find the tapes
+        // of the one before gone, at its own level, whatever the policy and however
+        // the driver groups its steps into runs.
+        struct Inc;
+        impl Steps for Inc {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                state[0] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], _a: &mut [u64]) -> Result<(), ()> {
+                Ok(())
+            }
+        }
+        struct Leaky {
+            seen: Vec<(usize, u32)>,
+        }
+        impl Leaky {
+            fn leak(&mut self) {
+                self.seen
+                    .push((PENDING_LEN.with(|n| n.get()), NEST.with(|n| n.get())));
+                let mut st = [0];
+                record(Policy::StoreAll, 0, 3, &mut st, &mut Inc).unwrap();
+            }
+        }
+        impl Steps for Leaky {
+            type Error = ();
+            fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
+                self.leak();
+                state[0] += 1;
+                Ok(())
+            }
+            fn backward(&mut self, _i: i64, _s: &[u64], adj: &mut [u64]) -> Result<(), ()> {
+                self.leak();
+                adj[0] += 1;
+                Ok(())
+            }
+        }
+        for p in [
+            Policy::StoreAll,
+            Policy::Binomial(3),
+            Policy::Every(4),
+            Policy::Recompute,
+            Policy::Auto(64),
+        ] {
+            let scope = enter_call();
+            let outside = (PENDING_LEN.with(|n| n.get()), NEST.with(|n| n.get()) + 1);
+            let mut leaky = Leaky { seen: vec![] };
+            let (mut st, mut adj) = ([0u64], [0u64]);
+            let token = record(p, 0, 17, &mut st, &mut leaky).unwrap();
+            assert_eq!(st, [17]);
+            reverse_recorded(token, spec(p, 17, &[0]), &mut adj, &mut leaky).unwrap();
+            reverse(p, 0, 17, &[0], &mut adj, &mut leaky).unwrap();
+            assert_eq!(adj, [34], "{p}");
+            assert!(leaky.seen.len() >= 17 * 3, "{p}");
+            assert!(
+                leaky.seen.iter().all(|&s| s == outside),
+                "{p}: {:?}",
+                leaky.seen
+            );
+            scope.finish();
+            assert_eq!(live(), (0, 0, 0), "{p}");
+        }
+    }
+
+    #[test]
+    fn small_copies_copy_every_word() {
+        for n in 0..12u64 {
+            let src: Vec<u64> = (1..=n).collect();
+            let mut dst = vec![0; n as usize];
+            copy_words(&mut dst, &src);
+            assert_eq!(dst, src);
+        }
     }
 
     #[test]
