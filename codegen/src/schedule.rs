@@ -34,17 +34,26 @@ pub(crate) fn schedule_function(f: &mut Function) {
     let regions: Vec<Region> = f.regions.keys().collect();
     let mut local: SecondaryMap<Inst, u32> = SecondaryMap::with_default(u32::MAX);
     for r in regions {
-        schedule_region(f, r, &mut local);
+        if let Some(order) = region_order(f, r, &mut local) {
+            f.regions[r].insts = order;
+        }
     }
 }
 
-fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u32>) {
-    let insts = f.regions[r].insts.clone();
-    let Some((&term, body)) = insts.split_last() else {
-        return;
-    };
+/// The scheduled order of `f`'s body region, leaving `f` as it is: for a function with
+/// no other region, all that [`schedule_function`] would change, without a copy of the
+/// function (a traced gradient has 10⁶ instructions).
+pub(crate) fn body_order(f: &Function) -> Vec<Inst> {
+    let mut local: SecondaryMap<Inst, u32> = SecondaryMap::with_default(u32::MAX);
+    region_order(f, f.body, &mut local).unwrap_or_else(|| f.regions[f.body].insts.clone())
+}
+
+/// The scheduled order of region `r`, or `None` to keep the one it has.
+fn region_order(f: &Function, r: Region, local: &mut SecondaryMap<Inst, u32>) -> Option<Vec<Inst>> {
+    let insts = &f.regions[r].insts;
+    let (&term, body) = insts.split_last()?;
     if !matches!(f.insts[term].op, Op::Ret | Op::Yield) || body.len() < 3 {
-        return;
+        return None;
     }
     let n = body.len();
     for (i, &inst) in body.iter().enumerate() {
@@ -175,10 +184,10 @@ fn schedule_region(f: &mut Function, r: Region, local: &mut SecondaryMap<Inst, u
     if order.len() != n {
         // Unreachable for verified IR (dependencies follow program order, so they are
         // acyclic); keep the original order rather than lose instructions.
-        return;
+        return None;
     }
     order.push(term);
-    f.regions[r].insts = order;
+    Some(order)
 }
 
 #[cfg(test)]
