@@ -8,12 +8,11 @@
 //! - function parameters, loaded from the argument buffer where they are used;
 //! - values of earlier chunks, loaded from their workspace slot where they are used.
 //!
-//! A load is emitted at every use (not once per function), so nothing forces a
-//! parameter to live from the entry to its last use. Cranelift's redundant-load
-//! elimination (part of its e-graph pass) still merges loads of one address with no
-//! store in between, so in practice a parameter is loaded once per chunk (chunk stores
-//! separate the rest). Inside a loop, the memory-backed values the body reads are loaded
-//! once before the loop (hoisted).
+//! A load is emitted where a value is used (not once per function), so nothing forces a
+//! parameter to live from the entry to its last use; a use within [`LOAD_REUSE`]
+//! instructions of the last load of the same value, in the same block, reuses that load
+//! (Cranelift at `opt_level=none` would not merge them). Inside a loop, the
+//! memory-backed values the body reads are loaded once before the loop (hoisted).
 //!
 //! Op by op (the semantics are those documented on [`Op`]):
 //!
