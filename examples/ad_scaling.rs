@@ -4,7 +4,8 @@
 //! With `JITAD_VERBOSE=1` it prints every stage (the AD transform, each clean-up pass,
 //! the compiler's set-up, lowering, Cranelift and finalize); with `JITAD_VERBOSE=2` it
 //! also compiles with other options and times a call of each. `--threads=K` compiles on `K` threads (default: the
-//! compiler's default); `--repeat=R` measures each size `R` times.
+//! compiler's default); `--chunk=C` splits long functions into chunks of about `C`
+//! instructions (default: the compiler's); `--repeat=R` measures each size `R` times.
 use jitad::suite::{compile_times_with, trace_problem, Rosenbrock};
 use std::time::Instant;
 
@@ -19,6 +20,10 @@ fn main() -> Result<(), jitad::Error> {
     let mut compile_opts = jitad::CompileOptions::default();
     if let Some(k) = flag("--threads=") {
         compile_opts.threads = k;
+    }
+    if let Some(k) = flag("--chunk=") {
+        compile_opts.chunk_size = k;
+        compile_opts.chunk_threshold = compile_opts.chunk_threshold.max(k);
     }
     let repeat = flag("--repeat=").unwrap_or(1);
     let verbose = std::env::var("JITAD_VERBOSE").unwrap_or_default();

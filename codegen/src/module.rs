@@ -29,7 +29,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module as _, ModuleError, ModuleReloc};
 use jitad_ir::callgraph::{check_limits, CallGraph, Limits};
-use jitad_ir::Module;
+use jitad_ir::{Function, Inst, Module};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -314,59 +314,80 @@ pub(crate) fn compile(
         in_order[fi] = true;
         check_function(&graph, &m.funcs[fi])?;
     }
-    // The JIT schedules its own copy of the functions it compiles (the caller's IR is
-    // left as written).
-    let scheduled: Module;
-    let m = if opts.schedule {
-        let mut copy = Module::new();
-        for (fi, f) in m.funcs.iter().enumerate() {
-            if in_order[fi] {
-                let mut f = f.clone();
-                crate::schedule::schedule_function(&mut f);
-                copy.funcs.push(f);
+    // The JIT schedules its own order of the functions it compiles (the caller's IR is
+    // left as written). A function whose only region is its body (a traced function or
+    // gradient: up to 10⁶ instructions) keeps its scheduled body order in its plan, with
+    // no copy of the function; one with loop bodies or tensors is scheduled in a copy,
+    // since the loop lowering and the fusion planner read the function's own order.
+    let mut copies: Vec<Option<Function>> = (0..m.funcs.len()).map(|_| None).collect();
+    let mut tops: Vec<Option<Vec<Inst>>> = vec![None; m.funcs.len()];
+    if opts.schedule {
+        for &fi in &order {
+            let f = &m.funcs[fi];
+            if f.regions.len() == 1 && !crate::fusion::has_tensors(f) {
+                tops[fi] = Some(crate::schedule::body_order(f));
             } else {
-                // Keep indices aligned with `by_name`.
-                copy.funcs
-                    .push(jitad_ir::Function::new(f.name.clone(), f.sig.clone()));
+                let mut copy = f.clone();
+                crate::schedule::schedule_function(&mut copy);
+                copies[fi] = Some(copy);
             }
         }
-        scheduled = copy;
-        &scheduled
-    } else {
-        m
-    };
-    // Large loop bodies move into synthetic functions of the JIT's copy (see
+    }
+    // Large loop bodies move into synthetic functions of a copy of the module (see
     // `crate::outline`), which are then planned and chunked like any other.
     let outlined: Module;
     let mut guard_map = None;
-    let (m, by_name, order) = {
-        let mut copy = Module::new();
-        let map = if crate::outline::needs_outlining(m, &in_order, opts.chunk_threshold) {
-            copy = m.clone();
-            crate::outline::outline_loops(&mut copy, &in_order, opts.chunk_threshold)
-        } else {
-            None
-        };
-        match map {
-            None => (m, by_name, order),
-            Some(map) => {
-                guard_map = Some(map);
-                outlined = copy;
-                let graph = CallGraph::new(&outlined);
-                let order = reachable_post_order(&graph, &roots)?;
-                for &fi in &order {
-                    if fi >= in_order.len() {
-                        check_function(&graph, &outlined.funcs[fi])?;
+    let (funcs, by_name, order): (Vec<&Function>, _, _) =
+        if crate::outline::needs_outlining(m, &in_order, opts.chunk_threshold) {
+            let mut copy = Module::new();
+            for (fi, f) in m.funcs.iter().enumerate() {
+                copy.funcs.push(match (copies[fi].take(), tops[fi].take()) {
+                    (Some(c), _) => c,
+                    (None, Some(top)) => {
+                        let mut c = f.clone();
+                        c.regions[c.body].insts = top;
+                        c
                     }
-                }
-                (&outlined, index_by_name(&outlined), order)
+                    (None, None) if in_order[fi] => f.clone(),
+                    // Keeps indices aligned with `by_name`.
+                    (None, None) => Function::new(f.name.clone(), f.sig.clone()),
+                });
             }
-        }
-    };
-    let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..m.funcs.len()).map(|_| None).collect();
+            let map = crate::outline::outline_loops(&mut copy, &in_order, opts.chunk_threshold);
+            outlined = copy;
+            let order = match map {
+                None => order,
+                Some(map) => {
+                    guard_map = Some(map);
+                    let graph = CallGraph::new(&outlined);
+                    let order = reachable_post_order(&graph, &roots)?;
+                    for &fi in &order {
+                        if fi >= in_order.len() {
+                            check_function(&graph, &outlined.funcs[fi])?;
+                        }
+                    }
+                    order
+                }
+            };
+            (
+                outlined.funcs.iter().collect(),
+                index_by_name(&outlined),
+                order,
+            )
+        } else {
+            let funcs = m
+                .funcs
+                .iter()
+                .zip(&copies)
+                .map(|(f, c)| c.as_ref().unwrap_or(f))
+                .collect();
+            (funcs, by_name, order)
+        };
+    let mut plans: Vec<Option<crate::plan::FnPlan>> = (0..funcs.len()).map(|_| None).collect();
     for &fi in &order {
-        let f = &m.funcs[fi];
-        let plan = plan_function(f, opts.chunk_size, opts.chunk_threshold, |name| {
+        let f = funcs[fi];
+        let top = tops.get_mut(fi).and_then(Option::take);
+        let plan = plan_function(f, top, opts.chunk_size, opts.chunk_threshold, |name| {
             by_name
                 .get(name)
                 .and_then(|&ci| plans[ci].as_ref())
@@ -433,8 +454,8 @@ pub(crate) fn compile(
         .declare_function(TENSOR_COPY_SYMBOL, Linkage::Import, &csig)
         .map_err(|e| cranelift_err(TENSOR_COPY_SYMBOL.into(), e))?;
     // Declare every generated function before lowering any, so calls can refer to them.
-    let mut main_ids = vec![None; m.funcs.len()];
-    let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; m.funcs.len()];
+    let mut main_ids = vec![None; funcs.len()];
+    let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; funcs.len()];
     for &fi in &order {
         let decl = |module: &mut JITModule, name: String| {
             module
@@ -480,7 +501,7 @@ pub(crate) fn compile(
     let mut batch = Batch::default();
     let threads = opts.threads.max(1);
     for &fi in &order {
-        let f = &m.funcs[fi];
+        let f = funcs[fi];
         let (Some(plan), Some(main)) = (cx.plans[fi].take(), main_ids[fi]) else {
             continue;
         };
@@ -573,7 +594,7 @@ pub(crate) fn compile(
         opts.max_frame_bytes,
         opts.emit_text.then_some(&mut asm),
     )?;
-    let stack_need = crate::stack::stack_needs(m.funcs.len(), &job_calls, &frames);
+    let stack_need = crate::stack::stack_needs(funcs.len(), &job_calls, &frames);
     let tf = Instant::now();
     module
         .finalize_definitions()
@@ -581,8 +602,7 @@ pub(crate) fn compile(
     stats.finalize = tf.elapsed();
     let mut ptrs = vec![];
     for &r in &roots {
-        let id =
-            main_ids[r].ok_or_else(|| CompileError::UnknownFunction(m.funcs[r].name.clone()))?;
+        let id = main_ids[r].ok_or_else(|| CompileError::UnknownFunction(funcs[r].name.clone()))?;
         let p = module.get_finalized_function(id);
         // SAFETY: `p` is the finalized code of a function generated with exactly the
         // ABI of `EntryFn` (three pointer parameters, one i32 return, the host's default
@@ -593,7 +613,7 @@ pub(crate) fn compile(
     }
     stats.total = t0.elapsed();
     let loops = order.iter().any(|&fi| {
-        m.funcs[fi]
+        funcs[fi]
             .insts
             .values()
             .any(|d| matches!(d.op, jitad_ir::Op::RevLoop(_) | jitad_ir::Op::TapeLoop(_)))
@@ -613,7 +633,7 @@ pub(crate) fn compile(
     });
     let mut out = vec![];
     for (&r, entry) in roots.iter().zip(ptrs) {
-        let f = &m.funcs[r];
+        let f = funcs[r];
         let ws = cx.plans[r].as_ref().map_or(0, |p| p.ws_bytes);
         out.push(Compiled::new(
             Arc::clone(&shared),

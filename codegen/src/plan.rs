@@ -21,6 +21,7 @@
 use crate::abi::{frame_bytes, MAX_STACK_FRAME};
 use crate::error::CompileError;
 use crate::fusion::{has_tensors, plan_tensors, TensorPlan};
+use cranelift_entity::SecondaryMap;
 use jitad_ir::callgraph::{CallGraph, OrderError};
 use jitad_ir::{Function, Inst, Module, Op, Type, Value};
 use std::collections::HashMap;
@@ -50,8 +51,11 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHash
 /// What lowering needs to know about one IR function.
 #[derive(Debug)]
 pub(crate) struct FnPlan {
-    /// Top-level instruction ranges (indices into the body's `insts`), one per chunk;
-    /// a single range means the function is not chunked.
+    /// The body's instructions in the order they are lowered (the scheduled order,
+    /// [`crate::schedule`], of a function compiled without a copy; else the body's).
+    pub top: Vec<Inst>,
+    /// Top-level instruction ranges (indices into `top`), one per chunk; a single
+    /// range means the function is not chunked.
     pub chunks: Vec<Range<usize>>,
     /// Workspace slot (8-byte index) of each value that crosses chunks.
     pub slot: IdMap<Value, u32>,
@@ -125,9 +129,11 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
             return Err(invalid(f, format!("parameter {p} does not have type {t}")));
         }
     }
-    // Walk every region, checking each instruction.
+    // Walk every region, checking each instruction. One operand-type buffer for all
+    // (no allocation per instruction but `result_types`' own).
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![(f.body, None::<Inst>)];
+    let mut arg_tys: Vec<Type> = Vec::new();
     while let Some((region, parent)) = stack.pop() {
         if !seen.insert(region) {
             return Err(invalid(f, format!("{region} is owned twice")));
@@ -150,11 +156,10 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
                     .map(|d| d.ty)
                     .ok_or_else(|| invalid(f, format!("{inst} uses unknown value {v}")))
             };
-            let arg_tys = d
-                .args
-                .iter()
-                .map(|&v| ty_of(v))
-                .collect::<Result<Vec<_>, _>>()?;
+            arg_tys.clear();
+            for &v in &d.args {
+                arg_tys.push(ty_of(v)?);
+            }
             let no_tensors = parent.is_some()
                 || matches!(
                     d.op,
@@ -202,12 +207,12 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
                     .result_types(&arg_tys, |name| graph.get(name).map(|g| &g.sig))
                     .map_err(|e| invalid(f, format!("{inst}: {e}")))?,
             };
-            let res_tys = d
-                .results
-                .iter()
-                .map(|&v| ty_of(v))
-                .collect::<Result<Vec<_>, _>>()?;
-            if res_tys != expect {
+            let mut same = d.results.len() == expect.len();
+            for (k, &r) in d.results.iter().enumerate() {
+                let t = ty_of(r)?;
+                same &= expect.get(k) == Some(&t);
+            }
+            if !same {
                 return Err(invalid(
                     f,
                     format!("{inst}: result types differ from `{}`'s typing", d.op),
@@ -302,19 +307,22 @@ pub(crate) fn reachable_post_order(
     })
 }
 
-/// Plans chunks and slots for `f`; `callee_ws` gives the workspace bytes of each
-/// callee (already planned, since plans are made in post-order).
+/// Plans chunks and slots for `f`, whose body is lowered in the order `top` (a
+/// permutation of the body's instructions ending in its terminator, or `None` for the
+/// body's own order); `callee_ws` gives the workspace bytes of each callee (already
+/// planned, since plans are made in post-order).
 pub(crate) fn plan_function(
     f: &Function,
+    top: Option<Vec<Inst>>,
     chunk_size: usize,
     chunk_threshold: usize,
     callee_ws: impl Fn(&str) -> u64,
 ) -> FnPlan {
-    let top = &f.regions[f.body].insts;
+    let top = top.unwrap_or_else(|| f.regions[f.body].insts.clone());
     // Nested instructions of each top-level instruction, flattened once.
-    let mut nested: Vec<Inst> = vec![];
+    let mut nested: Vec<Inst> = Vec::with_capacity(top.len());
     let mut spans: Vec<Range<usize>> = Vec::with_capacity(top.len());
-    for &inst in top {
+    for &inst in &top {
         let s = nested.len();
         nested.push(inst);
         nested_insts(f, inst, &mut nested);
@@ -367,30 +375,32 @@ pub(crate) fn plan_function(
     let mut home = IdMap::default();
     let mut early_ret: IdMap<Value, Vec<u32>> = IdMap::default();
     if chunks.len() > 1 {
-        let mut def_chunk: IdMap<Value, usize> = IdMap::default();
+        // Dense: every top-level result of a long function gets an entry.
+        let mut def_chunk: SecondaryMap<Value, u32> = SecondaryMap::with_default(u32::MAX);
+        def_chunk.resize(f.values.len());
         for (c, r) in chunks.iter().enumerate() {
             for k in r.clone() {
                 for &i in &nested[spans[k].clone()] {
-                    if f.insts[i].op == Op::Ret {
-                        for (pos, &a) in f.insts[i].args.iter().enumerate() {
-                            if def_chunk.contains_key(&a) {
+                    let d = &f.insts[i];
+                    if d.op == Op::Ret {
+                        for (pos, &a) in d.args.iter().enumerate() {
+                            if def_chunk[a] != u32::MAX {
                                 early_ret.entry(a).or_default().push(pos as u32);
                             }
                         }
                         continue;
                     }
-                    for &a in &f.insts[i].args {
-                        if let Some(&dc) = def_chunk.get(&a) {
-                            if dc != c && !slot.contains_key(&a) {
-                                let n = slot.len() as u32;
-                                slot.insert(a, n);
-                                home.insert(a, dc);
-                            }
+                    for &a in &d.args {
+                        let dc = def_chunk[a];
+                        if dc != u32::MAX && dc as usize != c && !slot.contains_key(&a) {
+                            let n = slot.len() as u32;
+                            slot.insert(a, n);
+                            home.insert(a, dc as usize);
                         }
                     }
                 }
                 for &r in &f.insts[top[k]].results {
-                    def_chunk.insert(r, c);
+                    def_chunk[r] = c as u32;
                 }
             }
         }
@@ -402,6 +412,7 @@ pub(crate) fn plan_function(
         None => frame_offset + frame,
     };
     FnPlan {
+        top,
         tensors,
         tensor_base,
         chunks,

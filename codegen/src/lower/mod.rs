@@ -8,12 +8,11 @@
 //! - function parameters, loaded from the argument buffer where they are used;
 //! - values of earlier chunks, loaded from their workspace slot where they are used.
 //!
-//! A load is emitted at every use (not once per function), so nothing forces a
-//! parameter to live from the entry to its last use. Cranelift's redundant-load
-//! elimination (part of its e-graph pass) still merges loads of one address with no
-//! store in between, so in practice a parameter is loaded once per chunk (chunk stores
-//! separate the rest). Inside a loop, the memory-backed values the body reads are loaded
-//! once before the loop (hoisted).
+//! A load is emitted where a value is used (not once per function), so nothing forces a
+//! parameter to live from the entry to its last use; a use within [`LOAD_REUSE`]
+//! instructions of the last load of the same value, in the same block, reuses that load
+//! (Cranelift at `opt_level=none` would not merge them). Inside a loop, the
+//! memory-backed values the body reads are loaded once before the loop (hoisted).
 //!
 //! Op by op (the semantics are those documented on [`Op`]):
 //!
@@ -145,7 +144,23 @@ pub(crate) struct Lower<'a, 'b> {
     /// The pointer area of runtime tensor op calls (created at first use).
     tarea: Option<cl::StackSlot>,
     guard_ordinal: &'a mut usize,
+    /// Memory-backed values loaded lately: the load, its block, and the instruction
+    /// count ([`Lower::tick`]) when it was made (see [`LOAD_REUSE`]).
+    loaded: IdMap<Value, (cl::Value, cl::Block, u32)>,
+    /// IR instructions lowered so far.
+    tick: u32,
 }
+
+/// A memory-backed value (a parameter, a value of an earlier chunk) used again within
+/// this many IR instructions of its last load, in the same block, reuses that load.
+/// Scheduled reverse-mode code reads each primal value a few times within a few
+/// instructions (the adjoint of `x*x` reads `x` twice, beside the primal's own reads), and
+/// Cranelift at `opt_level=none` does not merge the loads itself; a bounded window keeps
+/// live ranges short, which is why values are not loaded once per chunk. Same block: the
+/// load then dominates the use (a load in a loop body is never reused after the loop).
+/// Nothing writes the argument buffer or an earlier chunk's slot while a function runs,
+/// so the reused load has the bits a fresh one would.
+const LOAD_REUSE: u32 = 48;
 
 impl<'a, 'b> Lower<'a, 'b> {
     /// Sets up the entry block of `b` for chunk `chunk` of `f`.
@@ -163,9 +178,10 @@ impl<'a, 'b> Lower<'a, 'b> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
-        let area_bytes = plan.chunks.get(chunk).map_or(0, |r| {
-            small_frame_bytes(f, &f.regions[f.body].insts[r.clone()])
-        });
+        let area_bytes = plan
+            .chunks
+            .get(chunk)
+            .map_or(0, |r| small_frame_bytes(f, &plan.top[r.clone()]));
         Lower {
             cx,
             module,
@@ -183,6 +199,8 @@ impl<'a, 'b> Lower<'a, 'b> {
             area_bytes,
             tarea: None,
             guard_ordinal,
+            loaded: IdMap::default(),
+            tick: 0,
         }
     }
 
@@ -259,10 +277,10 @@ impl<'a, 'b> Lower<'a, 'b> {
         if self.plan.tensors.is_some() {
             return self.lower_tensor_function();
         }
-        let top = &self.f.regions[self.f.body].insts;
-        let range = self.plan.chunks[self.chunk].clone();
+        let plan = self.plan;
+        let range = plan.chunks[self.chunk].clone();
         let mut returned = false;
-        for &inst in &top[range] {
+        for &inst in &plan.top[range] {
             match self.lower_inst(inst)? {
                 Flow::Next => {}
                 Flow::Returned => {
@@ -394,21 +412,31 @@ impl<'a, 'b> Lower<'a, 'b> {
         if self.is_tensor(v) {
             return self.tensor_addr(v);
         }
+        let block = self.b.current_block();
+        if let Some(&(x, b, at)) = self.loaded.get(&v) {
+            if Some(b) == block && self.tick.wrapping_sub(at) <= LOAD_REUSE {
+                return Ok(x);
+            }
+        }
         let t = self.scalar(v)?;
-        match self.f.values[v].def {
+        let x = match self.f.values[v].def {
             ValueDef::Param(r, i) if r == self.f.body => {
                 let base = self.args_ptr;
                 let off = self.off(i as usize, 0)?;
-                Ok(self.load(t, base, off))
+                self.load(t, base, off)
             }
             _ if self.is_mem(v) => {
                 let s = self.plan.slot[&v];
                 let base = self.ws_ptr;
                 let off = self.off(s as usize, 0)?;
-                Ok(self.load(t, base, off))
+                self.load(t, base, off)
             }
-            _ => Err(self.err(format!("{v} is used where it is not defined"))),
+            _ => return Err(self.err(format!("{v} is used where it is not defined"))),
+        };
+        if let Some(b) = block {
+            self.loaded.insert(v, (x, b, self.tick));
         }
+        Ok(x)
     }
 
     fn args(&mut self, inst: Inst) -> Result<Vec<cl::Value>, CompileError> {
@@ -463,6 +491,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     fn lower_inst(&mut self, inst: Inst) -> Result<Flow, CompileError> {
+        self.tick = self.tick.wrapping_add(1);
         let f = self.f;
         let d = &f.insts[inst];
         // Ops whose operands need special handling come first.
