@@ -146,7 +146,12 @@ pub trait Numeric: Element {
 }
 
 /// A float element type: what `mean`, `logsumexp` and `matmul` need.
-pub trait Real: Numeric + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self> {
+pub trait Real:
+    Numeric
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
     /// Zero.
     const ZERO: Self;
     /// eˣ ([`crate::math`]'s).
@@ -197,7 +202,7 @@ impl Numeric for i64 {
 }
 
 macro_rules! real {
-    ($t:ty, $m:ident, $gemm:path) => {
+    ($t:ty, $m:ident, $gemm:path, $dtype:ident) => {
         impl Numeric for $t {
             const ADD_IDENTITY: Self = -0.0;
             const MAX_IDENTITY: Self = <$t>::NEG_INFINITY;
@@ -240,6 +245,47 @@ macro_rules! real {
                 rsc: isize,
                 csc: isize,
             ) {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(instr) = x86_gemm_instr() {
+                    use private_gemm_x86 as pg;
+                    let alpha: $t = 1.0;
+                    // SAFETY: forwarded from this function's contract: every element
+                    // the dimensions and strides address lies in the buffers, and `c`
+                    // overlaps neither operand. `Accum::Replace` writes `c` without
+                    // reading it; no row/column index lists (null), no diagonal scaling
+                    // (null), one thread; `alpha` outlives the call; `instr` was
+                    // detected on this CPU.
+                    unsafe {
+                        pg::gemm(
+                            pg::DType::$dtype,
+                            pg::IType::U64,
+                            instr,
+                            m,
+                            n,
+                            k,
+                            c.cast(),
+                            rsc,
+                            csc,
+                            std::ptr::null(),
+                            std::ptr::null(),
+                            pg::DstKind::Full,
+                            pg::Accum::Replace,
+                            a.cast(),
+                            rsa,
+                            csa,
+                            false,
+                            std::ptr::null(),
+                            0,
+                            b.cast(),
+                            rsb,
+                            csb,
+                            false,
+                            (&raw const alpha).cast(),
+                            1,
+                        );
+                    }
+                    return;
+                }
                 // SAFETY: forwarded from this function's contract, which is exactly
                 // matrixmultiply's (beta = 0, so `c` is only written).
                 unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) }
@@ -247,8 +293,24 @@ macro_rules! real {
         }
     };
 }
-real!(f64, f64m, matrixmultiply::dgemm);
-real!(f32, f32m, matrixmultiply::sgemm);
+real!(f64, f64m, matrixmultiply::dgemm, F64);
+real!(f32, f32m, matrixmultiply::sgemm, F32);
+
+/// The instruction set `private-gemm-x86` runs with on this CPU (AVX-512F, or AVX2 with
+/// FMA), or `None` (then `matrixmultiply` runs). Detected once per process (std caches
+/// the CPUID query), so every call on one machine takes the same path.
+#[cfg(target_arch = "x86_64")]
+fn x86_gemm_instr() -> Option<private_gemm_x86::InstrSet> {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        Some(private_gemm_x86::InstrSet::Avx512)
+    } else if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        Some(private_gemm_x86::InstrSet::Avx256)
+    } else {
+        None
+    }
+}
 
 /// Checks that `buf` elements hold a tensor of `dims`: rank at most `MAX_RANK`, no
 /// zero-size dimension (jitad has no empty tensors; see [`crate::layout`]).
@@ -895,6 +957,9 @@ pub fn gemm<T: Real>(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    if small_product(m, k, n, a, b, c, c_offset) {
+        return Ok(());
+    }
     let stride = |s: usize| isize::try_from(s).map_err(|_| shape_err("gemm (strides)", &[s], &[]));
     let (rsa, csa, rsb, csb, rsc) = (
         stride(a.rs)?,
@@ -923,6 +988,96 @@ pub fn gemm<T: Real>(
         );
     }
     Ok(())
+}
+
+/// Matrix × vector, vector × matrix and outer products, in plain loops: a GEMM library
+/// packs both operands for these and gains nothing (matrixmultiply took ~40 µs for
+/// `[256,256]·[256]`, this ~5× less). Handles `n = 1` with `A`'s rows or columns
+/// contiguous and `B` contiguous, `m = 1` with `B`'s rows contiguous, and `k = 1`
+/// (any strides); returns false, writing nothing, for every other product. The caller
+/// has checked that the views fit. Sums run in a fixed order (see each case), so the
+/// same call gives the same bits.
+fn small_product<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatView<'_, T>,
+    b: MatView<'_, T>,
+    c: &mut [T],
+    c_offset: usize,
+) -> bool {
+    let at = |i: usize, p: usize| a.data[a.offset + i * a.rs + p * a.cs];
+    let bt = |p: usize, j: usize| b.data[b.offset + p * b.rs + j * b.cs];
+    if k == 1 {
+        // Outer product: each element one rounded product.
+        for i in 0..m {
+            let ai = at(i, 0);
+            for (j, o) in c[c_offset + i * n..][..n].iter_mut().enumerate() {
+                *o = ai * bt(0, j);
+            }
+        }
+        return true;
+    }
+    if n == 1 && b.rs == 1 {
+        let bv = &b.data[b.offset..][..k];
+        let out = &mut c[c_offset..][..m];
+        if a.cs == 1 {
+            // One dot product per row of A (four interleaved partial sums).
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = dot4(&a.data[a.offset + i * a.rs..][..k], bv);
+            }
+            return true;
+        }
+        if a.rs == 1 {
+            // A's columns contiguous: accumulate column after column (p ascending).
+            for (p, &bp) in bv.iter().enumerate() {
+                axpy(p == 0, bp, &a.data[a.offset + p * a.cs..][..m], out);
+            }
+            return true;
+        }
+        return false;
+    }
+    if m == 1 && b.cs == 1 {
+        // Row vector × matrix: accumulate B's rows (p ascending).
+        let out = &mut c[c_offset..][..n];
+        for p in 0..k {
+            axpy(p == 0, at(0, p), &b.data[b.offset + p * b.rs..][..n], out);
+        }
+        return true;
+    }
+    false
+}
+
+/// `out = s·x` when `first`, else `out += s·x` (elementwise, one rounding per step).
+fn axpy<T: Real>(first: bool, s: T, x: &[T], out: &mut [T]) {
+    if first {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = s * v;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = T::add(*o, s * v);
+        }
+    }
+}
+
+/// Σ xᵢyᵢ as four partial sums over `i mod 4` (each from `-0.0`, in order), added as
+/// `(s₀ + s₁) + (s₂ + s₃)`, then the `len mod 4` last terms in order: a fixed order that
+/// vectorises.
+fn dot4<T: Real>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::ADD_IDENTITY; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xs, ys) in xc.zip(yc) {
+        for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
+            *s = T::add(*s, u * v);
+        }
+    }
+    let mut s = T::add(T::add(acc[0], acc[1]), T::add(acc[2], acc[3]));
+    for (&u, &v) in xr.iter().zip(yr) {
+        s = T::add(s, u * v);
+    }
+    s
 }
 
 /// `matmul a, b` for the ranks [`crate::shape::matmul_dims`] accepts, all operands
