@@ -236,7 +236,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("loops", loops.value_grad(&p, x, y, &mut g)?),
     ] {
         if (f - want).abs() > 1e-12 * want.abs() {
-            return Err(format!("hand-written ({name}) loss {f} differs from the JIT's {want}").into());
+            return Err(
+                format!("hand-written ({name}) loss {f} differs from the JIT's {want}").into(),
+            );
         }
     }
     let mut t = [const { Vec::new() }; 4];

@@ -843,7 +843,10 @@ mod tests {
     #[test]
     fn mlp_loops_legs_agree() {
         // The small MLP, and an odd shape (a row length that is not a multiple of 4).
-        check_legs(mlp_small_cases("mlp-small", MlpShape::SMALL).unwrap(), 1e-13);
+        check_legs(
+            mlp_small_cases("mlp-small", MlpShape::SMALL).unwrap(),
+            1e-13,
+        );
         let shape = MlpShape {
             batch: 9,
             inputs: 5,
@@ -870,11 +873,19 @@ mod tests {
             .value_grad(&p, &x, &y, &mut gs)
             .unwrap();
         let fv = MlpHand::new(shape).value_grad(&p, &x, &y, &mut gv).unwrap();
-        let fl = MlpLoops::new(shape).value_grad(&p, &x, &y, &mut gl).unwrap();
+        let fl = MlpLoops::new(shape)
+            .value_grad(&p, &x, &y, &mut gl)
+            .unwrap();
         assert!((fs - fv).abs() <= 1e-14 * fs.abs() && (fl - fv).abs() <= 1e-14 * fv.abs());
         for k in 0..p.len() {
-            assert!((gs[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()), "g[{k}]");
-            assert!((gl[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()), "g[{k}]");
+            assert!(
+                (gs[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()),
+                "g[{k}]"
+            );
+            assert!(
+                (gl[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()),
+                "g[{k}]"
+            );
         }
         let err = MlpLoops::new(shape)
             .value_grad(&p, &x[1..], &y, &mut gl)

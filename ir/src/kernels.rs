@@ -163,10 +163,7 @@ pub trait Numeric: Element {
 
 /// A float element type: what `mean`, `logsumexp` and `matmul` need.
 pub trait Real:
-    Numeric
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
+    Numeric + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self>
 {
     /// Zero.
     const ZERO: Self;

@@ -75,16 +75,22 @@
 
 //! # Speed
 //! ns per element over 65,536 elements in place (`ir/examples/vmath_speed.rs`, pinned with
-//! `taskset -c 1`, AMD EPYC at 2.45 GHz, AVX2 version, on a shared machine: the median
-//! of three runs; libm's `tanh` swung between 23 and 96 ns from run to run):
+//! `taskset -c 1`, AMD EPYC (Zen 3), AVX2 version, on a shared machine with a load
+//! average of 5 on its 2 cores: the median of five runs; libm's `tanh` has swung between
+//! 22 and 96 ns from session to session):
 //!
 //! | function | f64 vmath | f64 libm | f32 vmath | f32 libm |
 //! |----------|-----------|----------|-----------|----------|
-//! | exp      | 4.9       | 16.7     | 4.4       | 14.4     |
-//! | log      | 3.7       | 13.1     | 3.2       | 10.1     |
-//! | tanh     | 6.1       | 23–96    | 5.4       | 31       |
-//! | sigmoid  | 7.1       | 22.2     | 6.1       | 19.5     |
+//! | exp      | 3.7       | 11.2     | 3.5       | 8.9      |
+//! | log      | 2.9       | 7.9      | 2.6       | 6.2      |
+//! | tanh     | 4.0       | 22.7     | 3.3       | 20.6     |
+//! | sigmoid  | 4.8       | 15.5     | 5.0       | 13.8     |
 //!
+//! The fdlibm-core `tanh`/`sigmoid` these replaced took 6.1 and 7.1 ns in the previous
+//! session's table; timed side by side in one scratch process (AVX2, the same inputs in
+//! [−3, 3]) the old `tanh` took 6.15 ns, this one 3.9 and `exp` 3.5: `tanh` now costs
+//! about one `exp`.
+
 //! # f32
 //! The f32 kernels (`*_f32`) widen each element to f64, run the f64 function and round
 //! once to f32. The f64 result is within 1 ulp (f64) of the true value, so the f32 result

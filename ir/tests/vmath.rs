@@ -235,7 +235,11 @@ fn tanh_edge_cases() {
     let t = vmath::tanh1;
     assert!(t(f64::NAN).is_nan());
     // NaN gives the operand itself, whichever NaN the compiled code meets first.
-    for bits in [0x7ff8_0000_0000_0000u64, 0xfff8_0000_0000_0000, 0xfff4_0000_0000_0123] {
+    for bits in [
+        0x7ff8_0000_0000_0000u64,
+        0xfff8_0000_0000_0000,
+        0xfff4_0000_0000_0123,
+    ] {
         assert_eq!(t(f64::from_bits(bits)).to_bits(), bits);
         assert_eq!(vmath::sigmoid1(f64::from_bits(bits)).to_bits(), bits);
     }
