@@ -7,7 +7,8 @@
 //! The tensor workloads of [`jitad::workloads`] have their own groups, legs `hand`
 //! (hand-written Rust: GEMM + loops for the MLP, one fused loop for Rosenbrock), `jit`
 //! (the compiled gradient through `call_buffers`) and `interp`: `mlp-M` (batch 256, 64
-//! inputs, two tanh layers of 256, MSE; n = the parameter count) and
+//! inputs, two tanh layers of 256, MSE; n = the parameter count), `mlp-small` (batch
+//! 32, 8 inputs, 16 hidden; hand-written in plain loops, `workloads::MlpLoops`) and
 //! `rosenbrock-tensor` (array ops) at n = 10³, 10⁵, 10⁶. Their legs are checked to
 //! agree (JIT = interpreter bit for bit, hand-written within 1e-12) before timing.
 //!
@@ -162,6 +163,13 @@ fn mlp_m(c: &mut Criterion) {
     tensor_group(c, "mlp-M", cases, true);
 }
 
+/// The small MLP (batch 32, 8 inputs, 16 hidden) against [`workloads::MlpLoops`], the
+/// plain-loop hand-written gradient (target: JIT ≤ 1.2× hand-written).
+fn mlp_small(c: &mut Criterion) {
+    let cases = workloads::mlp_small_cases("mlp-small", MlpShape::SMALL).expect("setup");
+    tensor_group(c, "mlp-small", cases, false);
+}
+
 fn rosenbrock_tensor(c: &mut Criterion) {
     for n in [1000usize, 100_000, 1_000_000] {
         let cases = workloads::rosenbrock_cases(n).expect("setup");
@@ -177,6 +185,7 @@ criterion_group!(
     lorenz_loop,
     compile_time,
     mlp_m,
+    mlp_small,
     rosenbrock_tensor
 );
 criterion_main!(benches);

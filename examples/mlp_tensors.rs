@@ -8,12 +8,15 @@
 //!
 //! The model is the one `benches/peers/jax_peers.py` times in JAX ("mlp-M"): two tanh
 //! layers, a linear output, mean squared error. The gradient is checked against central
-//! finite differences on a few weights before anything is timed.
+//! finite differences on a few weights before anything is timed. Last, the JIT call is
+//! timed interleaved with the hand-written references of `jitad::workloads` (GEMM with
+//! vmath's or std's `tanh`, and plain loops), printing the JIT/hand ratios.
 
 use jitad::ir::interp::Val;
 use jitad::ir::tensor::Tensor;
 use jitad::ir::{parse_module, Interpreter};
 use jitad::passes::{grad, optimize_module, OptOptions};
+use jitad::workloads::{HandTanh, MlpHand, MlpLoops, MlpShape};
 use std::time::Instant;
 
 fn source(batch: usize, d: usize, h: usize) -> String {
@@ -211,6 +214,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         jm / median,
         compile * 1e3,
         c.workspace_bytes() / 1024
+    );
+
+    // The hand-written references of `jitad::workloads`, interleaved with the JIT call
+    // round by round so that load on a shared machine hits every leg alike.
+    let shape = MlpShape {
+        batch,
+        inputs: d,
+        hidden: h,
+    };
+    let p: Vec<f64> = bufs[..6].concat();
+    let (x, y) = (&bufs[6], &bufs[7]);
+    let mut g = vec![0.0; shape.num_params()];
+    let mut gemm_vmath = MlpHand::with_tanh(shape, HandTanh::Vmath);
+    let mut gemm_std = MlpHand::with_tanh(shape, HandTanh::Std);
+    let mut loops = MlpLoops::new(shape);
+    let want = outs[0][0];
+    for (name, f) in [
+        ("gemm+vmath", gemm_vmath.value_grad(&p, x, y, &mut g)?),
+        ("gemm+std", gemm_std.value_grad(&p, x, y, &mut g)?),
+        ("loops", loops.value_grad(&p, x, y, &mut g)?),
+    ] {
+        if (f - want).abs() > 1e-12 * want.abs() {
+            return Err(
+                format!("hand-written ({name}) loss {f} differs from the JIT's {want}").into(),
+            );
+        }
+    }
+    let mut t = [const { Vec::new() }; 4];
+    let start = Instant::now();
+    while t[0].len() < 300 && (start.elapsed().as_secs_f64() < 3.0 || t[0].len() < 5) {
+        let s = Instant::now();
+        run(&mut outs)?;
+        t[0].push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        gemm_vmath.value_grad(&p, x, y, &mut g)?;
+        t[1].push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        gemm_std.value_grad(&p, x, y, &mut g)?;
+        t[2].push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        loops.value_grad(&p, x, y, &mut g)?;
+        t[3].push(s.elapsed().as_secs_f64());
+    }
+    let med: Vec<f64> = t
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    println!(
+        "interleaved (median of {} rounds, GEMM: {}): JIT {:.3} ms; hand-written: GEMM + vmath tanh {:.3} ms (JIT {:.2}x), GEMM + std tanh {:.3} ms ({:.2}x), plain loops + vmath tanh {:.3} ms ({:.2}x)",
+        t[0].len(),
+        jitad::ir::kernels::gemm_backend(),
+        med[0] * 1e3,
+        med[1] * 1e3,
+        med[0] / med[1],
+        med[2] * 1e3,
+        med[0] / med[2],
+        med[3] * 1e3,
+        med[0] / med[3],
     );
     Ok(())
 }

@@ -4,10 +4,11 @@
 //!
 //! Each workload comes as a traced tensor function (so the JIT and the interpreter run
 //! its gradient) and as the reference a careful Rust programmer would write:
-//! [`MlpHand`] (GEMM through [`jitad_ir::kernels::gemm`], which is `matrixmultiply`'s
-//! `dgemm` behind a bounds check, transposes as strides, plain loops for the rest,
-//! buffers allocated once) and [`crate::problems::rosenbrock_grad_fused`] (one pass).
-//! [`mlp_cases`] and [`rosenbrock_cases`] set up every leg on the same inputs for
+//! [`MlpHand`] (GEMM through [`jitad_ir::kernels::gemm`], the library the JIT calls,
+//! behind a bounds check, transposes as strides, plain loops for the rest, `tanh` by
+//! [`HandTanh`], buffers allocated once), [`MlpLoops`] for small shapes (plain loops
+//! only) and [`crate::problems::rosenbrock_grad_fused`] (one pass). [`mlp_cases`],
+//! [`mlp_small_cases`] and [`rosenbrock_cases`] set up every leg on the same inputs for
 //! `benches/gradients.rs`; the tests check the legs agree (JIT and interpreter bit for
 //! bit, the hand-written code within rounding).
 //!
@@ -40,6 +41,13 @@ impl MlpShape {
         batch: 256,
         inputs: 64,
         hidden: 256,
+    };
+
+    /// The small MLP of issue #13 (`jax_peers.py`'s "mlp-small").
+    pub const SMALL: MlpShape = MlpShape {
+        batch: 32,
+        inputs: 8,
+        hidden: 16,
     };
 
     /// Dimensions of the six parameters `w1, b1, w2, b2, w3, b3` (`b3` a scalar).
@@ -194,27 +202,71 @@ impl Rng {
     }
 }
 
+/// Which `tanh` a hand-written MLP calls: the standard library's (`f64::tanh`, libm,
+/// one call per element) or [`jitad_ir::vmath::tanh_in_place`] (the kernel jitad's
+/// tensor `tanh` runs, several times faster; the stronger baseline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandTanh {
+    /// `f64::tanh` per element.
+    Std,
+    /// `jitad_ir::vmath::tanh_in_place` over each layer.
+    Vmath,
+}
+
 /// Hand-written value and gradient of the MLP loss with every buffer allocated once, in
 /// [`MlpHand::new`]: the forward pass keeps both layers' activations, the backward pass
-/// overwrites them with their adjoints. The five products are GEMMs (`matrixmultiply`,
-/// the transposed operands of the adjoint read through strides); bias, tanh, the error
-/// and the column sums are plain loops. Per call nothing is allocated except
-/// `matrixmultiply`'s packing buffer inside each GEMM, as in the JIT.
+/// overwrites them with their adjoints. The five products are GEMMs through
+/// [`jitad_ir::kernels::gemm`] (the library the JIT calls, the transposed operands of
+/// the adjoint read through strides; matrix × vector in its plain loops); bias, tanh,
+/// the error and the column sums are plain loops. Nothing is allocated per call.
 #[derive(Clone, Debug)]
 pub struct MlpHand {
     shape: MlpShape,
+    tanh: HandTanh,
     a1: Vec<f64>,
     a2: Vec<f64>,
     e: Vec<f64>,
     d1: Vec<f64>,
 }
 
+/// Checks the lengths of a hand-written MLP's arguments against `shape`.
+fn check_mlp_lengths(
+    shape: MlpShape,
+    p: &[f64],
+    x: &[f64],
+    y: &[f64],
+    g: &[f64],
+) -> Result<(), KernelError> {
+    let np = shape.num_params();
+    for (what, len, want) in [
+        ("parameters", p.len(), np),
+        ("gradient", g.len(), np),
+        ("batch inputs", x.len(), shape.batch * shape.inputs),
+        ("batch targets", y.len(), shape.batch),
+    ] {
+        if len != want {
+            return Err(KernelError::Length {
+                what,
+                len,
+                dims: vec![want],
+            });
+        }
+    }
+    Ok(())
+}
+
 impl MlpHand {
-    /// Buffers for `shape`.
+    /// Buffers for `shape`, with [`HandTanh::Vmath`].
     pub fn new(shape: MlpShape) -> Self {
+        Self::with_tanh(shape, HandTanh::Vmath)
+    }
+
+    /// Buffers for `shape`, calling `tanh`.
+    pub fn with_tanh(shape: MlpShape, tanh: HandTanh) -> Self {
         let bh = shape.batch * shape.hidden;
         MlpHand {
             shape,
+            tanh,
             a1: vec![0.0; bh],
             a2: vec![0.0; bh],
             e: vec![0.0; shape.batch],
@@ -238,21 +290,7 @@ impl MlpHand {
             inputs: d,
             hidden: h,
         } = self.shape;
-        let np = self.shape.num_params();
-        for (what, len, want) in [
-            ("parameters", p.len(), np),
-            ("gradient", g.len(), np),
-            ("batch inputs", x.len(), b * d),
-            ("batch targets", y.len(), b),
-        ] {
-            if len != want {
-                return Err(KernelError::Length {
-                    what,
-                    len,
-                    dims: vec![want],
-                });
-            }
-        }
+        check_mlp_lengths(self.shape, p, x, y, g)?;
         let (w1, rest) = p.split_at(d * h);
         let (b1, rest) = rest.split_at(h);
         let (w2, rest) = rest.split_at(h * h);
@@ -267,9 +305,9 @@ impl MlpHand {
 
         // Forward: a1 = tanh(x·w1 + b1), a2 = tanh(a1·w2 + b2), e = a2·w3 + b3 − y.
         gemm(b, d, h, rm(x, d), rm(w1, h), a1, 0)?;
-        bias_tanh(a1, b1);
+        bias_tanh(a1, b1, self.tanh);
         gemm(b, h, h, rm(a1, h), rm(w2, h), a2, 0)?;
-        bias_tanh(a2, b2);
+        bias_tanh(a2, b2, self.tanh);
         gemm(b, h, 1, rm(a2, h), rm(w3, 1), e, 0)?;
         let mut sum = 0.0;
         for (ei, yi) in e.iter_mut().zip(y) {
@@ -313,12 +351,177 @@ fn rm(data: &[f64], cols: usize) -> MatView<'_, f64> {
 }
 
 /// `m[r, j] = tanh(m[r, j] + bias[j])` for every row of the row-major `m`.
-fn bias_tanh(m: &mut [f64], bias: &[f64]) {
-    for row in m.chunks_exact_mut(bias.len()) {
-        for (v, &c) in row.iter_mut().zip(bias) {
-            *v = (*v + c).tanh();
+fn bias_tanh(m: &mut [f64], bias: &[f64], tanh: HandTanh) {
+    match tanh {
+        HandTanh::Std => {
+            for row in m.chunks_exact_mut(bias.len()) {
+                for (v, &c) in row.iter_mut().zip(bias) {
+                    *v = (*v + c).tanh();
+                }
+            }
+        }
+        HandTanh::Vmath => {
+            for row in m.chunks_exact_mut(bias.len()) {
+                for (v, &c) in row.iter_mut().zip(bias) {
+                    *v += c;
+                }
+            }
+            jitad_ir::vmath::tanh_in_place(m);
         }
     }
+}
+
+/// Hand-written value and gradient of the MLP loss in plain loops, no GEMM library: the
+/// reference for small shapes (issue #13's small MLP: batch 32, 8 inputs, 16 hidden),
+/// where a library's packing and dispatch cost more than the arithmetic. Loops run in
+/// memory order (the inner loop always over a contiguous row, so it vectorises):
+/// products as row updates `out[r, :] += s·w[k, :]` or row dot products, `tanh` by
+/// [`jitad_ir::vmath::tanh_in_place`] over each layer (what a user of jitad would
+/// call; several times faster than `f64::tanh`). Buffers allocated once in
+/// [`MlpLoops::new`]; nothing per call.
+#[derive(Clone, Debug)]
+pub struct MlpLoops {
+    shape: MlpShape,
+    a1: Vec<f64>,
+    a2: Vec<f64>,
+    e: Vec<f64>,
+    d1: Vec<f64>,
+}
+
+impl MlpLoops {
+    /// Buffers for `shape`.
+    pub fn new(shape: MlpShape) -> Self {
+        let bh = shape.batch * shape.hidden;
+        MlpLoops {
+            shape,
+            a1: vec![0.0; bh],
+            a2: vec![0.0; bh],
+            e: vec![0.0; shape.batch],
+            d1: vec![0.0; bh],
+        }
+    }
+
+    /// As [`MlpHand::value_grad`]: the loss, and its gradient written to `g`.
+    pub fn value_grad(
+        &mut self,
+        p: &[f64],
+        x: &[f64],
+        y: &[f64],
+        g: &mut [f64],
+    ) -> Result<f64, KernelError> {
+        let MlpShape {
+            batch: b,
+            inputs: d,
+            hidden: h,
+        } = self.shape;
+        check_mlp_lengths(self.shape, p, x, y, g)?;
+        let (w1, rest) = p.split_at(d * h);
+        let (b1, rest) = rest.split_at(h);
+        let (w2, rest) = rest.split_at(h * h);
+        let (b2, rest) = rest.split_at(h);
+        let (w3, b3) = rest.split_at(h);
+        let (gw1, rest) = g.split_at_mut(d * h);
+        let (gb1, rest) = rest.split_at_mut(h);
+        let (gw2, rest) = rest.split_at_mut(h * h);
+        let (gb2, rest) = rest.split_at_mut(h);
+        let (gw3, gb3) = rest.split_at_mut(h);
+        let (a1, a2, e, d1) = (&mut self.a1, &mut self.a2, &mut self.e, &mut self.d1);
+
+        // Forward: a1 = tanh(b1 + x·w1), a2 = tanh(b2 + a1·w2), e = a2·w3 + b3 − y.
+        dense(x, d, w1, b1, a1);
+        jitad_ir::vmath::tanh_in_place(a1);
+        dense(a1, h, w2, b2, a2);
+        jitad_ir::vmath::tanh_in_place(a2);
+        let inv_b = 1.0 / b as f64;
+        let mut sum = 0.0;
+        for ((ei, row), &yi) in e.iter_mut().zip(a2.chunks_exact(h)).zip(y) {
+            *ei = dot(row, w3) + b3[0] - yi;
+            sum += *ei * *ei;
+        }
+        let loss = sum * inv_b;
+
+        // Backward. ē = 2e/B; ∂b3 = Σ ē; ∂w3 = Σ_r ē_r·a2[r, :].
+        let mut gsum = 0.0;
+        for ei in e.iter_mut() {
+            *ei *= 2.0 * inv_b;
+            gsum += *ei;
+        }
+        gb3[0] = gsum;
+        gw3.fill(0.0);
+        for (row, &ei) in a2.chunks_exact(h).zip(e.iter()) {
+            axpy(gw3, ei, row);
+        }
+        // z̄2 = ē·w3ᵀ ⊙ (1 − a2²), in place of a2; ∂b2 its column sums.
+        for (row, &ei) in a2.chunks_exact_mut(h).zip(e.iter()) {
+            for (a, &w) in row.iter_mut().zip(w3) {
+                *a = ei * w * (1.0 - *a * *a);
+            }
+        }
+        col_sums(a2, gb2);
+        // ∂w2 = a1ᵀ·z̄2 (row updates); ā1[r, k] = z̄2[r, :]·w2[k, :]; z̄1 = ā1 ⊙ (1 − a1²).
+        outer_sum(a1, h, a2, gw2);
+        for (drow, zrow) in d1.chunks_exact_mut(h).zip(a2.chunks_exact(h)) {
+            for (dv, wrow) in drow.iter_mut().zip(w2.chunks_exact(h)) {
+                *dv = dot(zrow, wrow);
+            }
+        }
+        for (a, &da) in a1.iter_mut().zip(d1.iter()) {
+            *a = da * (1.0 - *a * *a);
+        }
+        col_sums(a1, gb1);
+        // ∂w1 = xᵀ·z̄1 (row updates).
+        outer_sum(x, d, a1, gw1);
+        Ok(loss)
+    }
+}
+
+/// `out[r, :] = bias + Σ_k inp[r, k]·w[k, :]` (row-major; `inp` has `k_dim` columns,
+/// `w` and `out` have `bias.len()`).
+fn dense(inp: &[f64], k_dim: usize, w: &[f64], bias: &[f64], out: &mut [f64]) {
+    let n = bias.len();
+    for (orow, irow) in out.chunks_exact_mut(n).zip(inp.chunks_exact(k_dim)) {
+        orow.copy_from_slice(bias);
+        for (&s, wrow) in irow.iter().zip(w.chunks_exact(n)) {
+            axpy(orow, s, wrow);
+        }
+    }
+}
+
+/// `out = Σ_r a[r, :]ᵀ·z[r, :]` (`a` with `k_dim` columns, `z` and `out`'s rows with
+/// `out.len() / k_dim`): for each row, `out[k, :] += a[r, k]·z[r, :]`.
+fn outer_sum(a: &[f64], k_dim: usize, z: &[f64], out: &mut [f64]) {
+    let n = out.len() / k_dim.max(1);
+    out.fill(0.0);
+    for (arow, zrow) in a.chunks_exact(k_dim).zip(z.chunks_exact(n)) {
+        for (&s, orow) in arow.iter().zip(out.chunks_exact_mut(n)) {
+            axpy(orow, s, zrow);
+        }
+    }
+}
+
+/// `out += s·x`.
+fn axpy(out: &mut [f64], s: f64, x: &[f64]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o += s * v;
+    }
+}
+
+/// Σ xᵢyᵢ with four partial sums, so the loop vectorises.
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (xs, ys) in xc.zip(yc) {
+        for ((s, &a), &b) in acc.iter_mut().zip(xs).zip(ys) {
+            *s += a * b;
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// `out[j] = Σ_r m[r, j]` over the rows of the row-major `m` (`out.len()` columns).
@@ -475,6 +678,23 @@ fn interp_runner(t: Traced, args: Vec<Val>) -> Runner {
 /// a smooth function of them), traced, differentiated and compiled here. `problem` names
 /// the group (`mlp-M`).
 pub fn mlp_cases(problem: &'static str, shape: MlpShape) -> Result<Vec<TensorCase>, WorkloadError> {
+    mlp_cases_with(problem, shape, false)
+}
+
+/// As [`mlp_cases`], with [`MlpLoops`] (plain loops, no GEMM library) as the
+/// hand-written leg: the small MLP's group (`mlp-small`).
+pub fn mlp_small_cases(
+    problem: &'static str,
+    shape: MlpShape,
+) -> Result<Vec<TensorCase>, WorkloadError> {
+    mlp_cases_with(problem, shape, true)
+}
+
+fn mlp_cases_with(
+    problem: &'static str,
+    shape: MlpShape,
+    loops: bool,
+) -> Result<Vec<TensorCase>, WorkloadError> {
     let p = shape.init(2);
     let mut rng = Rng::new(1);
     let x: Vec<f64> = (0..shape.batch * shape.inputs)
@@ -504,9 +724,13 @@ pub fn mlp_cases(problem: &'static str, shape: MlpShape) -> Result<Vec<TensorCas
     inputs.push(y.clone());
     let jit = jit_runner(grad.compile()?, inputs)?;
     let interp = interp_runner(grad, shape.args(&p, &x, &y)?);
-    let mut hand = MlpHand::new(shape);
-    let hand: Runner =
-        Box::new(move |g: &mut [f64]| hand.value_grad(&p, &x, &y, g).unwrap_or(f64::NAN));
+    let hand: Runner = if loops {
+        let mut hand = MlpLoops::new(shape);
+        Box::new(move |g: &mut [f64]| hand.value_grad(&p, &x, &y, g).unwrap_or(f64::NAN))
+    } else {
+        let mut hand = MlpHand::new(shape);
+        Box::new(move |g: &mut [f64]| hand.value_grad(&p, &x, &y, g).unwrap_or(f64::NAN))
+    };
     Ok(vec![
         case(Leg::Hand, hand),
         case(Leg::Jit, jit),
@@ -614,6 +838,59 @@ mod tests {
             hidden: 7,
         };
         check_legs(mlp_cases("mlp-test", shape).unwrap(), 1e-13);
+    }
+
+    #[test]
+    fn mlp_loops_legs_agree() {
+        // The small MLP, and an odd shape (a row length that is not a multiple of 4).
+        check_legs(
+            mlp_small_cases("mlp-small", MlpShape::SMALL).unwrap(),
+            1e-13,
+        );
+        let shape = MlpShape {
+            batch: 9,
+            inputs: 5,
+            hidden: 7,
+        };
+        check_legs(mlp_small_cases("mlp-test", shape).unwrap(), 1e-13);
+    }
+
+    #[test]
+    fn mlp_hand_tanh_choices_agree() {
+        let shape = MlpShape {
+            batch: 9,
+            inputs: 5,
+            hidden: 7,
+        };
+        let p = shape.init(3);
+        let mut rng = Rng::new(4);
+        let x: Vec<f64> = (0..45).map(|_| rng.uniform()).collect();
+        let y: Vec<f64> = (0..9).map(|_| rng.uniform()).collect();
+        let mut gs = vec![0.0; p.len()];
+        let mut gv = vec![0.0; p.len()];
+        let mut gl = vec![0.0; p.len()];
+        let fs = MlpHand::with_tanh(shape, HandTanh::Std)
+            .value_grad(&p, &x, &y, &mut gs)
+            .unwrap();
+        let fv = MlpHand::new(shape).value_grad(&p, &x, &y, &mut gv).unwrap();
+        let fl = MlpLoops::new(shape)
+            .value_grad(&p, &x, &y, &mut gl)
+            .unwrap();
+        assert!((fs - fv).abs() <= 1e-14 * fs.abs() && (fl - fv).abs() <= 1e-14 * fv.abs());
+        for k in 0..p.len() {
+            assert!(
+                (gs[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()),
+                "g[{k}]"
+            );
+            assert!(
+                (gl[k] - gv[k]).abs() <= 1e-13 * (1.0 + gv[k].abs()),
+                "g[{k}]"
+            );
+        }
+        let err = MlpLoops::new(shape)
+            .value_grad(&p, &x[1..], &y, &mut gl)
+            .unwrap_err();
+        assert!(err.to_string().contains("batch inputs"), "{err}");
     }
 
     #[test]

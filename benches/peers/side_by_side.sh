@@ -6,14 +6,15 @@ set -e
 core=${1:-1}
 here=$(dirname "$0")
 root=$here/../..
+target=${CARGO_TARGET_DIR:-$root/target}
 cargo build --release --quiet --example mlp_tensors --example rosenbrock_tensors --manifest-path "$root/Cargo.toml"
 uptime
 echo "== JAX"
 taskset -c "$core" "$here/.venv/bin/python" "$here/jax_peers.py" mlp rosenbrock
 echo "== jitad: MLP-M (batch 256, 64 inputs, 256 hidden)"
-taskset -c "$core" "$root/target/release/examples/mlp_tensors"
+taskset -c "$core" "$target/release/examples/mlp_tensors"
 echo "== jitad: small MLP (batch 32, 8 inputs, 16 hidden)"
-taskset -c "$core" "$root/target/release/examples/mlp_tensors" 32 8 16
+taskset -c "$core" "$target/release/examples/mlp_tensors" 32 8 16
 echo "== jitad: extended Rosenbrock, tensor form"
-taskset -c "$core" "$root/target/release/examples/rosenbrock_tensors"
+taskset -c "$core" "$target/release/examples/rosenbrock_tensors"
 uptime

@@ -31,55 +31,71 @@
 //! - **Transcendentals**: elementwise `exp`, `log`, `tanh` and `sigmoid` over tensors are
 //!   [`crate::vmath`]'s vectorised slice kernels, which compiled code calls too: `exp` and
 //!   `log` bit-identical to libm (the scalar ops' [`crate::math`]), `tanh` and `sigmoid`
-//!   within 2 ulp (measured against correctly rounded values: max 1.49 and 1.59 ulp;
+//!   within 2 ulp (measured against correctly rounded values: max 1.37 and 1.40 ulp;
 //!   libm's `tanh` and the scalar `sigmoid` reach 2.1 and 2.3), so a tensor
 //!   `tanh`/`sigmoid` may differ from the scalar op in the last bits.
 //!   Scalars, the other elementwise functions and reductions' `exp`/`log` use libm.
 //!
-//! # GEMM: `matrixmultiply`
-//! Compared on the MLP shapes of issue #13 (batch 256, 64 inputs, 256 hidden, and the
-//! small MLP: batch 32, 8 inputs, 16 hidden), with the products the adjoint needs read
-//! through strides (`ᵀ` = a transposed view, nothing materialised). f64, one thread,
-//! pinned with `taskset -c 1`, on this machine kind (AMD EPYC, AVX2 + FMA, no AVX-512),
-//! from a scratch crate outside the repository. µs per call: the median of 6 runs (each
-//! run's figure the median of 15 batches of ~2 ms), the best run in brackets. The
-//! machine was shared with other builds and the spread is large (single runs up to
-//! 20× slower); the best-run figures show the three at the same speed on the large
-//! shapes (20–30 GFLOP/s), the medians favour `matrixmultiply` on the transposed
-//! products.
+//! # GEMM: `private-gemm-x86`, `matrixmultiply` as the fallback, loops for vectors
+//! [`gemm`] runs, in this order:
+//! - **plain loops** for matrix × vector (`n = 1`), vector × matrix (`m = 1`) and outer
+//!   products (`k = 1`) when the vector is contiguous: the libraries pack both operands
+//!   first (`[256,256]·[256]`: `matrixmultiply` 36–48 µs, `private-gemm-x86` 30–40,
+//!   `gemm` and `faer` 9–13 with dedicated AVX2+FMA paths; these SSE2 loops 17–18, no
+//!   packing, no allocation);
+//! - **`private-gemm-x86`** on x86-64 CPUs with AVX2 + FMA (or AVX-512F): the GEMM engine
+//!   `faer` itself dispatches to on x86 for f32/f64, by the same author, as a crate of
+//!   its own with three small dependencies (`raw-cpuid`, `num_cpus`, and build-time
+//!   code generation). It packs into a **thread-local buffer** made on a thread's first
+//!   product, so products allocate nothing per call (tested in
+//!   `codegen/tests/no_alloc.rs`); it takes arbitrary row and column strides, writes `C`
+//!   without reading it (`Accum::Replace`), runs on one thread when told so, and is
+//!   deterministic (the same call gives the same bits: it picks kernels by shape,
+//!   strides and CPU features only). Its API is raw pointers and the crate calls itself
+//!   private (semver 0.1), so the version is pinned exactly (`=0.1.22`) and the one call
+//!   site is below;
+//! - **`matrixmultiply` 0.3** elsewhere (other architectures, x86 without FMA): portable,
+//!   `ndarray`'s GEMM, one packing allocation per product.
 //!
-//! | product (f64)                              | matrixmultiply | gemm 0.19    | faer 0.24    |
-//! |--------------------------------------------|----------------|--------------|--------------|
-//! | MLP-M fwd 1: `[256,64]·[64,256]`           |      388 (310) |    322 (304) |    559 (292) |
-//! | MLP-M fwd 2: `[256,256]·[256,256]`         |    1588 (1328) |  1495 (1362) |  1769 (1390) |
-//! | MLP-M out: `[256,256]·[256,1]`             |        54 (42) |      70 (18) |      24 (10) |
-//! | MLP-M dW1 = Xᵀ·dH: `[256,64]ᵀ·[256,256]`   |      388 (291) |    495 (295) |    440 (297) |
-//! | MLP-M dW2 = Hᵀ·dH: `[256,256]ᵀ·[256,256]`  |    1389 (1120) |  1916 (1402) |  2220 (1308) |
-//! | MLP-M dX = dH·W1ᵀ: `[256,256]·[64,256]ᵀ`   |      395 (295) |   1351 (375) |   1661 (609) |
-//! | MLP-M dH = dH·W2ᵀ: `[256,256]·[256,256]ᵀ`  |    1526 (1443) |  1538 (1018) |  1921 (1243) |
-//! | small fwd: `[32,8]·[8,16]`                 |    0.87 (0.68) |  0.79 (0.62) |  2.12 (0.62) |
-//! | small dW = Xᵀ·dH: `[32,8]ᵀ·[32,16]`        |    0.70 (0.56) |  0.68 (0.41) |  2.00 (0.53) |
-//! | small dX = dH·Wᵀ: `[32,16]·[8,16]ᵀ`        |    2.15 (0.81) |  3.15 (1.05) |  0.70 (0.46) |
+//! The pick is by measurement on the MLP shapes of issue #13 (batch 256, 64 inputs, 256
+//! hidden; small: batch 32, 8 inputs, 16 hidden), the adjoint's products read through
+//! strides (`ᵀ` = a transposed view, nothing materialised). f64, one thread, in one
+//! process pinned with `taskset -c 1` (AMD EPYC Zen 3, AVX2 + FMA, no AVX-512), from a
+//! scratch crate outside the repository; each library's 1 ms batches **interleaved**
+//! with the others' (31 rounds), so load on the shared machine hits all four alike. µs
+//! per call, median of the 31 batches (fastest batch in brackets), from the quietest of
+//! four runs; in busier runs every figure rose and the four converged on the large
+//! shapes (memory-bound under contention), but the order did not change:
 //!
-//! Choice: **`matrixmultiply` 0.3** (default features, no `threading`):
-//! - speed: as fast as the others on the large products and the fastest on the
-//!   adjoint's `A·Bᵀ` and `Aᵀ·B` through strides; the tiny products of the small MLP take
-//!   about a microsecond with any of them. Its weak spot is matrix × vector (`n = 1`,
-//!   where `faer` has a dedicated path): ~50 µs for `[256,256]·[256]`, about 1% of an
-//!   MLP-M gradient, worth a dedicated kernel later;
-//! - strides: arbitrary row and column strides for all three matrices;
-//! - determinism: it always packs both operands into aligned buffers and runs one loop
-//!   nest chosen by the CPU's features alone, single-threaded, so the same call gives the
-//!   same bits every time (tested here); `gemm` and `faer` switch among code paths by
-//!   size and stride at run time (still deterministic per call, but more to audit);
-//! - weight: one crate plus `rawpointer`, pure Rust, a few seconds to build; `gemm`
-//!   (with `default-features = false`) pulls 25 crates (`pulp`, `raw-cpuid`,
-//!   `dyn-stack`, `nano-gemm`, per-type crates), `faer` 49 and minutes of compile time
-//!   on this machine (it is a whole linear-algebra library);
-//! - maintenance: it is `ndarray`'s GEMM, maintained in the rust-ndarray organisation,
-//!   stable API since 2016.
+//! | product (f64)                              | matrixmultiply | gemm 0.19    | faer 0.24    | private-gemm-x86 0.1.22 |
+//! |--------------------------------------------|----------------|--------------|--------------|-------------------------|
+//! | MLP-M fwd 1: `[256,64]·[64,256]`           |      266 (248) |    211 (202) |    201 (192) |               204 (193) |
+//! | MLP-M fwd 2: `[256,256]·[256,256]`         |     1010 (973) |    788 (758) |    797 (762) |               782 (756) |
+//! | MLP-M out: `[256,256]·[256,1]`             |        38 (36) |    9.0 (8.7) |    9.0 (8.6) |                 32 (30) |
+//! | MLP-M dW1 = Xᵀ·dH: `[256,64]ᵀ·[256,256]`   |      290 (273) |    251 (214) |    252 (220) |               230 (210) |
+//! | MLP-M dW2 = Hᵀ·dH: `[256,256]ᵀ·[256,256]`  |    1060 (1002) |   1061 (839) |   1216 (942) |              1111 (880) |
+//! | MLP-M dX = dH·W1ᵀ: `[256,256]·[64,256]ᵀ`   |      261 (249) |    199 (190) |    210 (198) |               204 (196) |
+//! | MLP-M dH = dH·W2ᵀ: `[256,256]·[256,256]ᵀ`  |     1043 (977) |    818 (772) |    827 (769) |               839 (755) |
+//! | small fwd: `[32,8]·[8,16]`                 |      0.5 (0.5) |    0.4 (0.4) |    0.4 (0.4) |               0.6 (0.6) |
+//! | small dW = Xᵀ·dH: `[32,8]ᵀ·[32,16]`        |      0.4 (0.4) |    0.3 (0.3) |    0.2 (0.2) |               0.4 (0.4) |
+//! | small dX = dH·Wᵀ: `[32,16]·[8,16]ᵀ`        |      0.6 (0.5) |    0.8 (0.7) |    0.4 (0.4) |               0.5 (0.5) |
+//! | allocations per call (steady state)        |              1 |          0–2 |            0 |                       0 |
 //!
-//! Its API takes raw pointers, so [`gemm`] checks that every addressed element lies in
+//! Why this pick:
+//! - speed: `gemm`, `faer` and `private-gemm-x86` are 15–25% faster than
+//!   `matrixmultiply` on every MLP-M product (40–44 against 33–35 GFLOP/s at best);
+//!   the products are four fifths of an MLP-M gradient. (An earlier comparison run
+//!   without interleaving saw the transposed products favour `matrixmultiply`; that was
+//!   load, not the libraries.) The small MLP's products take under a microsecond with
+//!   any of them;
+//! - allocation: `gemm` allocates its packing buffers and a flag vector per call (up to
+//!   two allocations), `matrixmultiply` one; `faer` and `private-gemm-x86` none;
+//! - weight: `faer` pulls 49 crates and minutes of compile time (a whole
+//!   linear-algebra library) to reach the same engine; `private-gemm-x86` is three;
+//! - risk: the raw-pointer API, a pinned private crate; the fallback keeps every other
+//!   target on `matrixmultiply`, and [`gemm_backend`] says which one runs.
+//!
+//! Both APIs take raw pointers, so [`gemm`] checks that every addressed element lies in
 //! the slices before the one `unsafe` call.
 
 use crate::math::{f32m, f64m};
@@ -146,7 +162,9 @@ pub trait Numeric: Element {
 }
 
 /// A float element type: what `mean`, `logsumexp` and `matmul` need.
-pub trait Real: Numeric + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self> {
+pub trait Real:
+    Numeric + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self>
+{
     /// Zero.
     const ZERO: Self;
     /// eˣ ([`crate::math`]'s).
@@ -197,7 +215,7 @@ impl Numeric for i64 {
 }
 
 macro_rules! real {
-    ($t:ty, $m:ident, $gemm:path) => {
+    ($t:ty, $m:ident, $gemm:path, $dtype:ident) => {
         impl Numeric for $t {
             const ADD_IDENTITY: Self = -0.0;
             const MAX_IDENTITY: Self = <$t>::NEG_INFINITY;
@@ -240,6 +258,47 @@ macro_rules! real {
                 rsc: isize,
                 csc: isize,
             ) {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(instr) = x86_gemm_instr() {
+                    use private_gemm_x86 as pg;
+                    let alpha: $t = 1.0;
+                    // SAFETY: forwarded from this function's contract: every element
+                    // the dimensions and strides address lies in the buffers, and `c`
+                    // overlaps neither operand. `Accum::Replace` writes `c` without
+                    // reading it; no row/column index lists (null), no diagonal scaling
+                    // (null), one thread; `alpha` outlives the call; `instr` was
+                    // detected on this CPU.
+                    unsafe {
+                        pg::gemm(
+                            pg::DType::$dtype,
+                            pg::IType::U64,
+                            instr,
+                            m,
+                            n,
+                            k,
+                            c.cast(),
+                            rsc,
+                            csc,
+                            std::ptr::null(),
+                            std::ptr::null(),
+                            pg::DstKind::Full,
+                            pg::Accum::Replace,
+                            a.cast(),
+                            rsa,
+                            csa,
+                            false,
+                            std::ptr::null(),
+                            0,
+                            b.cast(),
+                            rsb,
+                            csb,
+                            false,
+                            (&raw const alpha).cast(),
+                            1,
+                        );
+                    }
+                    return;
+                }
                 // SAFETY: forwarded from this function's contract, which is exactly
                 // matrixmultiply's (beta = 0, so `c` is only written).
                 unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) }
@@ -247,8 +306,38 @@ macro_rules! real {
         }
     };
 }
-real!(f64, f64m, matrixmultiply::dgemm);
-real!(f32, f32m, matrixmultiply::sgemm);
+real!(f64, f64m, matrixmultiply::dgemm, F64);
+real!(f32, f32m, matrixmultiply::sgemm, F32);
+
+/// Which GEMM [`gemm`] calls on this machine for products it does not handle itself:
+/// `"private-gemm-x86 (AVX-512)"`, `"private-gemm-x86 (AVX2+FMA)"` (packing into a
+/// thread-local buffer allocated on a thread's first product, so no allocation per
+/// call after that) or `"matrixmultiply"` (one packing allocation per product).
+pub fn gemm_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    match x86_gemm_instr() {
+        Some(private_gemm_x86::InstrSet::Avx512) => return "private-gemm-x86 (AVX-512)",
+        Some(private_gemm_x86::InstrSet::Avx256) => return "private-gemm-x86 (AVX2+FMA)",
+        None => {}
+    }
+    "matrixmultiply"
+}
+
+/// The instruction set `private-gemm-x86` runs with on this CPU (AVX-512F, or AVX2 with
+/// FMA), or `None` (then `matrixmultiply` runs). Detected once per process (std caches
+/// the CPUID query), so every call on one machine takes the same path.
+#[cfg(target_arch = "x86_64")]
+fn x86_gemm_instr() -> Option<private_gemm_x86::InstrSet> {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        Some(private_gemm_x86::InstrSet::Avx512)
+    } else if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        Some(private_gemm_x86::InstrSet::Avx256)
+    } else {
+        None
+    }
+}
 
 /// Checks that `buf` elements hold a tensor of `dims`: rank at most `MAX_RANK`, no
 /// zero-size dimension (jitad has no empty tensors; see [`crate::layout`]).
@@ -895,6 +984,9 @@ pub fn gemm<T: Real>(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    if small_product(m, k, n, a, b, c, c_offset) {
+        return Ok(());
+    }
     let stride = |s: usize| isize::try_from(s).map_err(|_| shape_err("gemm (strides)", &[s], &[]));
     let (rsa, csa, rsb, csb, rsc) = (
         stride(a.rs)?,
@@ -923,6 +1015,103 @@ pub fn gemm<T: Real>(
         );
     }
     Ok(())
+}
+
+/// Matrix × vector, vector × matrix and outer products, in plain loops: a GEMM library
+/// packs both operands for these and gains little (`[256,256]·[256]`: 17–18 µs here,
+/// 13 µs with the matrix transposed, against 36–48 for `matrixmultiply` and 30–40 for
+/// `private-gemm-x86`; a `[256]·[256]ᵀ` outer product 11–13 µs). Handles `n = 1` with `A`'s rows or columns
+/// contiguous and `B` contiguous, `m = 1` with `B`'s rows contiguous, and `k = 1`
+/// (any strides); returns false, writing nothing, for every other product. The caller
+/// has checked that the views fit. Sums run in a fixed order (see each case), so the
+/// same call gives the same bits.
+fn small_product<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatView<'_, T>,
+    b: MatView<'_, T>,
+    c: &mut [T],
+    c_offset: usize,
+) -> bool {
+    let at = |i: usize, p: usize| a.data[a.offset + i * a.rs + p * a.cs];
+    let bt = |p: usize, j: usize| b.data[b.offset + p * b.rs + j * b.cs];
+    if k == 1 {
+        // Outer product: each element one rounded product.
+        for (i, row) in c[c_offset..][..m * n].chunks_exact_mut(n).enumerate() {
+            let ai = at(i, 0);
+            if b.cs == 1 {
+                for (o, &bj) in row.iter_mut().zip(&b.data[b.offset..][..n]) {
+                    *o = ai * bj;
+                }
+            } else {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = ai * bt(0, j);
+                }
+            }
+        }
+        return true;
+    }
+    if n == 1 && b.rs == 1 {
+        let bv = &b.data[b.offset..][..k];
+        let out = &mut c[c_offset..][..m];
+        if a.cs == 1 {
+            // One dot product per row of A (four interleaved partial sums).
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = dot4(&a.data[a.offset + i * a.rs..][..k], bv);
+            }
+            return true;
+        }
+        if a.rs == 1 {
+            // A's columns contiguous: accumulate column after column (p ascending).
+            for (p, &bp) in bv.iter().enumerate() {
+                axpy(p == 0, bp, &a.data[a.offset + p * a.cs..][..m], out);
+            }
+            return true;
+        }
+        return false;
+    }
+    if m == 1 && b.cs == 1 {
+        // Row vector × matrix: accumulate B's rows (p ascending).
+        let out = &mut c[c_offset..][..n];
+        for p in 0..k {
+            axpy(p == 0, at(0, p), &b.data[b.offset + p * b.rs..][..n], out);
+        }
+        return true;
+    }
+    false
+}
+
+/// `out = s·x` when `first`, else `out += s·x` (elementwise, one rounding per step).
+fn axpy<T: Real>(first: bool, s: T, x: &[T], out: &mut [T]) {
+    if first {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = s * v;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = T::add(*o, s * v);
+        }
+    }
+}
+
+/// Σ xᵢyᵢ as four partial sums over `i mod 4` (each from `-0.0`, in order), added as
+/// `(s₀ + s₁) + (s₂ + s₃)`, then the `len mod 4` last terms in order: a fixed order that
+/// vectorises.
+fn dot4<T: Real>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::ADD_IDENTITY; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xs, ys) in xc.zip(yc) {
+        for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
+            *s = T::add(*s, u * v);
+        }
+    }
+    let mut s = T::add(T::add(acc[0], acc[1]), T::add(acc[2], acc[3]));
+    for (&u, &v) in xr.iter().zip(yr) {
+        s = T::add(s, u * v);
+    }
+    s
 }
 
 /// `matmul a, b` for the ranks [`crate::shape::matmul_dims`] accepts, all operands

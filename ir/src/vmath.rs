@@ -14,10 +14,14 @@
 //!   bit manipulation); Rust never contracts `a * b + c` into a fused multiply-add, so the
 //!   packed SSE2 loop, the AVX2 version picked at run time on CPUs that have it, and the
 //!   scalar function give the same bits on every target. Tested on random inputs and on
-//!   every length 0..=17.
+//!   every length 0..=17. (Fused multiply-adds in the AVX2 version alone would make the
+//!   `tanh` loop ~20% faster — 2.0 against 2.5 ns per element for the unified-`expm1`
+//!   draft in a scratch comparison — but would let the slice kernels differ from the
+//!   scalar functions, which constant folding calls; not worth it.)
 //! - **No panic**: the out-of-place kernels return [`LengthMismatch`] when `x` and `out`
 //!   differ in length (before writing anything); the in-place kernels cannot fail.
-//! - **Edge cases** (tested): NaN in gives NaN out; `exp(+∞) = +∞`, `exp(−∞) = +0`,
+//! - **Edge cases** (tested): NaN in gives NaN out (`tanh` and `sigmoid` return the
+//!   operand itself, so the bits cannot depend on instruction order); `exp(+∞) = +∞`, `exp(−∞) = +0`,
 //!   `exp(±0) = 1`, overflow to `+∞` above 709.782712893384 and underflow through the
 //!   subnormals to `+0` below −745.1332191019412; `log(±0) = −∞`, `log(x < 0) = NaN`,
 //!   `log(+∞) = +∞`, `log(1) = +0`, subnormal inputs exact-scaled; `tanh(±0) = ±0`, odd
@@ -32,46 +36,61 @@
 //!   by `ln 2` with a two-part constant, `log` fdlibm's `s = f/(2+f)` series) for every
 //!   non-NaN input: the same operations in the same order, with fdlibm's branches
 //!   replaced by selects. So a tensor `exp`/`log` and the scalar op agree bit for bit.
-//! - [`tanh1`]: for `|x| < ln(3)/2`, an odd polynomial (Chebyshev fit, degree 25 in `x`);
-//!   above, `1 − 2e/(1 + e)` with `e = e^{−2|x|} = 2^k·(1 + q)` from fdlibm's `exp`
-//!   reduction and core, `q ≈ e^r − 1` kept apart from the 1 so `1 + e` is one rounding.
-//! - [`sigmoid1`]: `1/2 + tanh(x/2)/2` for `|x| < ln 3`; above, with `e = e^{−|x|}`,
-//!   `w = 1 − e/(1 + e)` for `x > 0` and `e·w` for `x < 0` (subnormal results rounded
-//!   once).
+//! - [`tanh1`]: for `|x| < 0.625`, Cephes' rational form `x + x·z·P(z)/Q(z)`, `z = x²`
+//!   (the correction under 12% of the result, so its rounding errors count for little);
+//!   above, `1 − 2e/(1 + e)` with `e = e^{−2|x|} = 2^k·(1 + q)` from a cheap reduction
+//!   (`k` rounded to nearest, no fdlibm branches) and a degree-12 polynomial for
+//!   `q ≈ e^r − 1` (no division), `q` kept apart from the 1 so `1 + e` is one rounding.
+//!   Both forms are computed (branch-free) and **one division** taken of the selected
+//!   numerator and denominator.
+//! - [`sigmoid1`]: `1/2 + tanh(x/2)/2` for `|x| < 1.25` (the same rational form); above,
+//!   with `e = e^{−|x|}` from the same cheap core, `w = 1 − e/(1 + e)` for `x > 0` and
+//!   `e·w` for `x < 0` (subnormal results rounded once); one division.
 //!
 //! Errors in ulps of the result (of the correctly rounded value's binade), **measured**
 //! against correctly rounded values (`mpmath` at 120 bits, 10⁵ random points per range,
-//! `ir/examples/vmath_accuracy.py`), and **asserted** in `ir/tests/vmath.rs` (`exp`/`log`
-//! equal to libm; `tanh`/`sigmoid` ≤ 2 ulp from double-double references built on libm's
-//! `expm1`/`exp`, over dense sweeps, random values and random bit patterns):
+//! `python3 ir/examples/vmath_accuracy.py 100000`), and **asserted** in
+//! `ir/tests/vmath.rs` (`exp`/`log` equal to libm; `tanh`/`sigmoid` ≤ 2 ulp from
+//! double-double references built on libm's `expm1`/`exp`, over dense sweeps, random
+//! values, random bit patterns and every binade, tiny and subnormal `x` included):
 //!
-//! | function | range                         | max error (vmath) | max error (libm) |
-//! |----------|-------------------------------|-------------------|------------------|
-//! | exp      | [−745.13, 709.78]             | 0.84              | 0.84 (same bits) |
-//! | exp      | [−745.13, −708.4] (subnormal) | 0.74              | 0.74             |
-//! | log      | random positive bit patterns  | 0.69              | 0.69 (same bits) |
-//! | log      | [0.5, 2]                      | 0.79              | 0.79             |
-//! | tanh     | [−20, 20]                     | 1.41              | 1.91             |
-//! | tanh     | [−1, 1]                       | 1.49              | 2.10             |
-//! | sigmoid  | [−750, 40]                    | 1.27              | 2.01             |
-//! | sigmoid  | [−20, 20]                     | 1.43              | 2.28             |
+//! | function | range                           | max error (vmath) | max error (libm) |
+//! |----------|---------------------------------|-------------------|------------------|
+//! | exp      | [−745.13, 709.78]               | 0.84              | 0.84 (same bits) |
+//! | exp      | [−745.13, −708.4] (subnormal)   | 0.74              | 0.74             |
+//! | log      | random positive bit patterns    | 0.69              | 0.69 (same bits) |
+//! | log      | [0.5, 2]                        | 0.79              | 0.79             |
+//! | tanh     | [−20, 20]                       | 1.35              | 1.91             |
+//! | tanh     | [−1, 1]                         | 1.37              | 2.10             |
+//! | tanh     | \|x\| in [2⁻³⁰, 2⁵] log-uniform | 1.32              | 1.94             |
+//! | tanh     | [0.1, 0.6] (rational form)      | 0.77              | 2.08             |
+//! | sigmoid  | [−750, 40]                      | 1.33              | 2.01             |
+//! | sigmoid  | [−20, 20]                       | 1.40              | 2.28             |
+//! | sigmoid  | \|x\| in [2⁻³⁰, 2⁶] log-uniform | 1.37              | 1.94             |
+//! | sigmoid  | [−745, −700] (subnormal)        | 0.85              | 0.82             |
 //!
-//! (libm's sigmoid is the scalar op's: `1/(1 + exp(−x))` or `e/(1 + e)`.) The highest
-//! errors seen in any run (other seeds and sizes) are 1.49 ulp for `tanh` and 1.59 for
-//! `sigmoid`.
-//!
+//! (libm's sigmoid is the scalar op's: `1/(1 + exp(−x))` or `e/(1 + e)`.) Another
+//! sample (3·10⁴ points per range) gave at most 1.37 ulp for `tanh` and 1.36 for
+//! `sigmoid`; the fdlibm-core versions these replaced measured 1.49 and 1.59.
+
 //! # Speed
 //! ns per element over 65,536 elements in place (`ir/examples/vmath_speed.rs`, pinned with
-//! `taskset -c 1`, AMD EPYC at 2.45 GHz, AVX2 version, on a shared machine: the median
-//! of three runs; libm's `tanh` swung between 23 and 96 ns from run to run):
+//! `taskset -c 1`, AMD EPYC (Zen 3), AVX2 version, on a shared machine with a load
+//! average of 5 on its 2 cores: the median of five runs; libm's `tanh` has swung between
+//! 22 and 96 ns from session to session):
 //!
 //! | function | f64 vmath | f64 libm | f32 vmath | f32 libm |
 //! |----------|-----------|----------|-----------|----------|
-//! | exp      | 4.9       | 16.7     | 4.4       | 14.4     |
-//! | log      | 3.7       | 13.1     | 3.2       | 10.1     |
-//! | tanh     | 6.1       | 23–96    | 5.4       | 31       |
-//! | sigmoid  | 7.1       | 22.2     | 6.1       | 19.5     |
+//! | exp      | 3.7       | 11.2     | 3.5       | 8.9      |
+//! | log      | 2.9       | 7.9      | 2.6       | 6.2      |
+//! | tanh     | 4.0       | 22.7     | 3.3       | 20.6     |
+//! | sigmoid  | 4.8       | 15.5     | 5.0       | 13.8     |
 //!
+//! The fdlibm-core `tanh`/`sigmoid` these replaced took 6.1 and 7.1 ns in the previous
+//! session's table; timed side by side in one scratch process (AVX2, the same inputs in
+//! [−3, 3]) the old `tanh` took 6.15 ns, this one 3.9 and `exp` 3.5: `tanh` now costs
+//! about one `exp`.
+
 //! # f32
 //! The f32 kernels (`*_f32`) widen each element to f64, run the f64 function and round
 //! once to f32. The f64 result is within 1 ulp (f64) of the true value, so the f32 result
@@ -123,22 +142,32 @@ const HALF_LN2: f64 = high_word(0x3fd6_2e43);
 const THREE_HALVES_LN2: f64 = high_word(0x3ff0_a2b2);
 /// `|x| > 2⁻²⁸` (fdlibm: `hx > 0x3e300000`).
 const TINY: f64 = high_word(0x3e30_0001);
-/// ln(3)/2: `tanh` above it is ≥ 1/2 and `e^{−2|x|}` ≤ 1/3.
-const TANH_NEAR_ONE: f64 = 0.5493061443340549;
-/// `tanh x = x + x³·R(x²)` on `|x| < ln(3)/2`: `R(z) = Σ THᵢ·zⁱ`, a Chebyshev fit
-/// (`mpmath.chebyfit`, 12 terms) of `(tanh √z − √z)/z^{3/2}` on `[0, ln(3)²/4]`.
-const TH0: f64 = -0.3333333333333333;
-const TH1: f64 = 0.13333333333333314;
-const TH2: f64 = -0.05396825396822116;
-const TH3: f64 = 0.02186948853411724;
-const TH4: f64 = -0.008863235464372357;
-const TH5: f64 = 0.0035921267901011518;
-const TH6: f64 = -0.0014558193026988886;
-const TH7: f64 = 0.0005899066398936489;
-const TH8: f64 = -0.0002384783447510405;
-const TH9: f64 = 9.456589574230639e-05;
-const TH10: f64 = -3.374208289010631e-05;
-const TH11: f64 = 7.887673410333495e-06;
+/// `tanh` switches from its rational form to the `exp` form at `|x| = 0.625`, where
+/// `tanh x ≈ 0.555` (Cephes' switch point: `1 − tanh` loses nothing there, and the
+/// rational form is fitted up to it).
+const TANH_SWITCH: f64 = 0.625;
+/// `tanh x = x + x·z·P(z)/Q(z)`, `z = x²`, for `|x| < 0.625`: Cephes' `tanh.c`
+/// coefficients (`P` degree 2, `Q` monic degree 3; relative error of the fit below
+/// 10⁻¹⁷, and the correction `x·z·P/Q` is under 12% of the result).
+const TP0: f64 = -9.643_991_794_250_523e-1;
+const TP1: f64 = -9.928_772_310_019_186e1;
+const TP2: f64 = -1.614_687_684_417_084_5e3;
+const TQ0: f64 = 1.128_116_784_916_329_3e2;
+const TQ1: f64 = 2.235_488_390_601_004_5e3;
+const TQ2: f64 = 4.844_063_053_251_255e3;
+/// `e^r − 1 = r + r²·E(r)` on `|r| ≤ ln(2)/2`: `E` a degree-10 Chebyshev fit
+/// (`mpmath.chebyfit` at 200 bits) of `(e^r − 1 − r)/r²`, max error 1.4·10⁻¹⁸.
+const E0: f64 = 0.5;
+const E1: f64 = 0.166_666_666_666_666_7;
+const E2: f64 = 0.041_666_666_666_666_67;
+const E3: f64 = 0.008_333_333_333_326_136;
+const E4: f64 = 0.001_388_888_888_888_374_8;
+const E5: f64 = 0.000_198_412_698_748_206_27;
+const E6: f64 = 2.480_158_732_554_774_3e-5;
+const E7: f64 = 2.755_725_540_020_642_2e-6;
+const E8: f64 = 2.755_727_364_311_03e-7;
+const E9: f64 = 2.510_521_700_472_074_5e-8;
+const E10: f64 = 2.091_468_696_808_687_6e-9;
 const EXP_OVERFLOW: f64 = f64::from_bits(0x4086_2e42_fefa_39ef); // 709.782712893384
 const EXP_UNDERFLOW: f64 = f64::from_bits(0xc087_4910_d52d_3051); // -745.1332191019411
 
@@ -259,46 +288,72 @@ pub fn log1(x: f64) -> f64 {
     y
 }
 
-/// tanh a for `0 ≤ a < ln(3)/2`: `a + a·(a²·R(a²))`.
+/// A cheaper `exp` reduction and core for `tanh` and `sigmoid` (not fdlibm's, which
+/// [`exp1`] keeps for bit-identity with libm): `e^y = 2^k·(1 + q)` with `k = y/ln 2`
+/// rounded to nearest, `r = hi − lo` (`hi = y − k·LN2HI` exact, `lo = k·LN2LO`),
+/// `q = hi + (r²·E(r) − lo)` ≈ `e^r − 1` with one final rounding and no division.
+/// Returns `(k, q)`. Meaningful for `|y| ≤ 1100`; `E` is evaluated by Estrin's scheme
+/// (shorter dependency chains than Horner's, so more elements are in flight).
 #[inline(always)]
-fn tanh_small(a: f64) -> f64 {
-    let z = a * a;
-    let r = TH0
-        + z * (TH1
-            + z * (TH2
-                + z * (TH3
-                    + z * (TH4
-                        + z * (TH5
-                            + z * (TH6
-                                + z * (TH7 + z * (TH8 + z * (TH9 + z * (TH10 + z * TH11))))))))));
-    a + a * (z * r)
+fn expm1_core(y: f64) -> (f64, f64) {
+    let k = round_int(y * INVLN2);
+    let hi = y - k * LN2HI;
+    let lo = k * LN2LO;
+    let r = hi - lo;
+    let z = r * r;
+    let z2 = z * z;
+    let e01 = (E0 + r * E1) + z * (E2 + r * E3);
+    let e47 = (E4 + r * E5) + z * (E6 + r * E7);
+    let e810 = (E8 + r * E9) + z * E10;
+    let e = e01 + z2 * (e47 + z2 * e810);
+    (k, hi + (z * e - lo))
 }
 
-/// tanh x: for `|x| < ln(3)/2`, `x + x·(x²·R(x²))` with `R` a degree-11 Chebyshev fit
-/// of `(tanh √z − √z)/z^{3/2}` (max error 2·10⁻¹⁹; the correction is under a tenth of
-/// the result, so its rounding errors count for little); above, `1 − 2e/(1 + e)` with
-/// `e = e^{−2|x|} = 2^k·(1 + q)`, the quotient `2·(s + s·q)/((1 + s) + s·q)`, `s = 2^k`,
-/// at most 1/2 beside the 1. The sign is `x`'s.
+/// `z·P(z)` and `Q(z)` of the rational form of `tanh` (see [`TP0`]).
+#[inline(always)]
+fn tanh_rational(z: f64) -> (f64, f64) {
+    let p = z * ((TP0 * z + TP1) * z + TP2);
+    let q = ((z + TQ0) * z + TQ1) * z + TQ2;
+    (p, q)
+}
+
+/// tanh x, with `a = |x|`: for `a < 0.625`, `a + a·(z·P(z)/Q(z))` (`z = a²`, Cephes'
+/// rational form, the correction under 12% of the result); above, `1 − 2e/(1 + e)` with
+/// `e = e^{−2a} = s·(1 + q)`, `s = 2^k` ([`expm1_core`]), as
+/// `1 − 2·(s + s·q)/((1 + s) + s·q)` (`1 + e` rounded once; the quotient is at most
+/// 0.45 beside the 1). Both forms are computed and one quotient taken of the selected
+/// numerator and denominator, so each element costs one division. The sign is `x`'s.
 #[inline(always)]
 pub fn tanh1(x: f64) -> f64 {
     let mut a = x.abs();
-    // Beyond 40 the result is 1 (e < 2⁻¹¹⁵); the clamp keeps k in range (NaN stays).
-    if a > 40.0 {
-        a = 40.0;
+    // Beyond 20 the result is 1 (e < 2⁻⁵⁷); the clamp keeps k in range (NaN stays).
+    if a > 20.0 {
+        a = 20.0;
     }
-    let small = tanh_small(a);
-    let (k, q) = exp_core(-2.0 * a);
+    let (ps, qs) = tanh_rational(a * a);
+    let (k, q) = expm1_core(-2.0 * a);
     let s = pow2(k);
     let sq = s * q;
-    let big = 1.0 - 2.0 * (s + sq) / ((1.0 + s) + sq);
-    let t = if a < TANH_NEAR_ONE { small } else { big };
-    t.copysign(x)
+    let small = a < TANH_SWITCH;
+    let num = if small { ps } else { 2.0 * (s + sq) };
+    let den = if small { qs } else { (1.0 + s) + sq };
+    let d = num / den;
+    let t = if small { a + a * d } else { 1.0 - d };
+    // NaN gives `x` itself: which of the NaNs inside won would depend on how the
+    // compiler ordered commutative operands.
+    if x.is_nan() {
+        x
+    } else {
+        t.copysign(x)
+    }
 }
 
-/// 1 / (1 + e^{−x}): `1/2 + tanh(x/2)/2` for `|x| < ln 3` (the tanh is under 0.27
-/// beside the 1/2); above, with `e^{−|x|} = 2^k·(1 + q)`, `s = 2^k`,
+/// 1 / (1 + e^{−x}), with `a = |x|`: `1/2 + tanh(x/2)/2` for `a < 1.25` (the tanh by
+/// the rational form of [`tanh1`], under 0.3 beside the 1/2); above, with
+/// `e^{−a} = 2^k·(1 + q)` ([`expm1_core`]), `s = 2^k`,
 /// `w = 1 − (s + s·q)/((1 + s) + s·q)` = `1/(1 + e)` for `x > 0` and
 /// `e·w = ((w + q·w)·2^{k₁})·2^{k₂}` (rounded once into the subnormals) for `x < 0`.
+/// One division per element, of the selected numerator and denominator.
 #[inline(always)]
 pub fn sigmoid1(x: f64) -> f64 {
     let mut a = x.abs();
@@ -306,22 +361,29 @@ pub fn sigmoid1(x: f64) -> f64 {
     if a > 800.0 {
         a = 800.0;
     }
-    let (k, q) = exp_core(-a);
+    let h = 0.5 * a;
+    let (ps, qs) = tanh_rational(h * h);
+    let (k, q) = expm1_core(-a);
     let k1 = round_int(k * 0.5);
     let (s1, s2) = (pow2(k1), pow2(k - k1));
     // 2^k itself may round to a subnormal or zero only where it is negligible beside 1.
     let s = s1 * s2;
     let sq = s * q;
-    let den = (1.0 + s) + sq;
-    // d = e/(1 + e) ≤ 1/2, with a few ulps of error; w = 1 − d = 1/(1 + e) ≥ 1/2 is
-    // accurate (d's errors count for at most half), and so is e·w = 2^k·(w + q·w).
-    let d = (s + sq) / den;
+    let small = a < 2.0 * TANH_SWITCH;
+    // Big: d = e/(1 + e) ≤ 0.23 and w = 1 − d = 1/(1 + e) is accurate (d's errors count
+    // for under a third), and so is e·w = 2^k·(w + q·w).
+    let num = if small { ps } else { s + sq };
+    let den = if small { qs } else { (1.0 + s) + sq };
+    let d = num / den;
     let w = 1.0 - d;
     let big = if x < 0.0 { (w + q * w) * s1 * s2 } else { w };
-    // Near 0, 1/2 + tanh(x/2)/2 (the tanh is under 0.27 beside the 1/2).
-    let small = 0.5 + 0.5 * tanh_small(0.5 * a).copysign(x);
-    if a < 2.0 * TANH_NEAR_ONE {
-        small
+    let small_t = h + h * d;
+    let near = 0.5 + 0.5 * small_t.copysign(x);
+    // NaN gives `x` itself (as in `tanh1`).
+    if x.is_nan() {
+        x
+    } else if small {
+        near
     } else {
         big
     }

@@ -234,6 +234,15 @@ fn log_edge_cases() {
 fn tanh_edge_cases() {
     let t = vmath::tanh1;
     assert!(t(f64::NAN).is_nan());
+    // NaN gives the operand itself, whichever NaN the compiled code meets first.
+    for bits in [
+        0x7ff8_0000_0000_0000u64,
+        0xfff8_0000_0000_0000,
+        0xfff4_0000_0000_0123,
+    ] {
+        assert_eq!(t(f64::from_bits(bits)).to_bits(), bits);
+        assert_eq!(vmath::sigmoid1(f64::from_bits(bits)).to_bits(), bits);
+    }
     assert_eq!(t(0.0).to_bits(), 0.0f64.to_bits());
     assert_eq!(t(-0.0).to_bits(), (-0.0f64).to_bits());
     assert_eq!(t(f64::INFINITY), 1.0);
@@ -255,16 +264,21 @@ fn tanh_edge_cases() {
         let x = rng.uniform(-25.0, 25.0);
         assert_eq!(t(-x).to_bits(), (-t(x)).to_bits(), "{x:e}");
     }
-    // Every float within 1000 ulps of the switch at ln(3)/2 = 0.5493061443340549.
-    let mut x = 0.5493061443340549f64;
+    // Every float within 1000 ulps of the switch between the forms at 0.625.
+    assert_monotone_across(t, 0.625);
+}
+
+/// `f` is non-decreasing over the 2001 floats centred on `at`.
+fn assert_monotone_across(f: fn(f64) -> f64, at: f64) {
+    let mut x = at;
     for _ in 0..1000 {
         x = x.next_down();
     }
-    let mut prev = t(x);
+    let mut prev = f(x);
     for _ in 0..2000 {
         x = x.next_up();
-        let y = t(x);
-        assert!(y >= prev, "tanh not monotone at {x:e}");
+        let y = f(x);
+        assert!(y >= prev, "not monotone at {x:e}");
         prev = y;
     }
 }
@@ -289,6 +303,17 @@ fn sigmoid_edge_cases() {
     assert!(s(-740.0) > 0.0 && s(-740.0) < f64::MIN_POSITIVE);
     assert_eq!(s(-745.2), 0.0);
     assert_eq!(s(-1e300), 0.0);
+    // Within 2 ulp on both sides of the switch between the forms at |x| = 1.25.
+    for at in [1.25f64, -1.25] {
+        let mut x = at;
+        for _ in 0..1000 {
+            x = x.next_down();
+        }
+        for _ in 0..2000 {
+            x = x.next_up();
+            assert!(ulps(s(x), sigmoid_ref(x)) <= 2, "{x:e}");
+        }
+    }
     // Symmetry within rounding: σ(x) + σ(−x) = 1.
     let mut rng = Rng(11);
     for _ in 0..10_000 {
