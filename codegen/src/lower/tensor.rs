@@ -1095,12 +1095,7 @@ impl Lower<'_, '_> {
         }
         let mut vv: HashMap<Value, cl::Value> = HashMap::new();
         for &(v, k) in loads {
-            let x = if cs[k][l] == 0 {
-                let s = self.b.ins().load(types::F64, mem, addr[k], 0);
-                self.b.ins().splat(v2, s)
-            } else {
-                self.b.ins().load(v2, mem, addr[k], 0)
-            };
+            let x = self.lane_load(addr[k], cs[k][l] == 0);
             vv.insert(v, x);
         }
         // Recomputing pads: their cone from its own (shifted) loads, in a map of its
@@ -1113,12 +1108,7 @@ impl Lower<'_, '_> {
             }
             for (j, &(v, ..)) in ev.loads.iter().enumerate() {
                 let k = first + j;
-                let x = if cs[k][l] == 0 {
-                    let s = self.b.ins().load(types::F64, mem, addr[k], 0);
-                    self.b.ins().splat(v2, s)
-                } else {
-                    self.b.ins().load(v2, mem, addr[k], 0)
-                };
+                let x = self.lane_load(addr[k], cs[k][l] == 0);
                 cv.insert(v, x);
             }
             for &m in &ev.compute {
@@ -1161,6 +1151,18 @@ impl Lower<'_, '_> {
         self.b.ins().brif(more, head, &[], exit, &[]);
         self.b.switch_to_block(exit);
         Ok(())
+    }
+
+    /// Two f64 lanes from `addr` (maybe unaligned), or one element splat when the
+    /// operand does not move along the axis (`splat`).
+    fn lane_load(&mut self, addr: cl::Value, splat: bool) -> cl::Value {
+        let mem = MemFlagsData::new().with_notrap();
+        if splat {
+            let s = self.b.ins().load(types::F64, mem, addr, 0);
+            self.b.ins().splat(types::F64X2, s)
+        } else {
+            self.b.ins().load(types::F64X2, mem, addr, 0)
+        }
     }
 
     /// Member `m`'s lane-wise f64x2 form over the operands in `vv` (a scalar operand
