@@ -291,16 +291,8 @@ impl MlpHand {
             hidden: h,
         } = self.shape;
         check_mlp_lengths(self.shape, p, x, y, g)?;
-        let (w1, rest) = p.split_at(d * h);
-        let (b1, rest) = rest.split_at(h);
-        let (w2, rest) = rest.split_at(h * h);
-        let (b2, rest) = rest.split_at(h);
-        let (w3, b3) = rest.split_at(h);
-        let (gw1, rest) = g.split_at_mut(d * h);
-        let (gb1, rest) = rest.split_at_mut(h);
-        let (gw2, rest) = rest.split_at_mut(h * h);
-        let (gb2, rest) = rest.split_at_mut(h);
-        let (gw3, gb3) = rest.split_at_mut(h);
+        let [w1, b1, w2, b2, w3, b3] = split_params(self.shape, p);
+        let [gw1, gb1, gw2, gb2, gw3, gb3] = split_params_mut(self.shape, g);
         let (a1, a2, e, d1) = (&mut self.a1, &mut self.a2, &mut self.e, &mut self.d1);
 
         // Forward: a1 = tanh(x·w1 + b1), a2 = tanh(a1·w2 + b2), e = a2·w3 + b3 − y.
@@ -388,6 +380,28 @@ pub struct MlpLoops {
     d1: Vec<f64>,
 }
 
+/// `p` (checked to hold [`MlpShape::num_params`] values) as `[w1, b1, w2, b2, w3, b3]`.
+fn split_params(s: MlpShape, p: &[f64]) -> [&[f64]; 6] {
+    let (d, h) = (s.inputs, s.hidden);
+    let (w1, rest) = p.split_at(d * h);
+    let (b1, rest) = rest.split_at(h);
+    let (w2, rest) = rest.split_at(h * h);
+    let (b2, rest) = rest.split_at(h);
+    let (w3, b3) = rest.split_at(h);
+    [w1, b1, w2, b2, w3, b3]
+}
+
+/// [`split_params`] of a gradient buffer.
+fn split_params_mut(s: MlpShape, g: &mut [f64]) -> [&mut [f64]; 6] {
+    let (d, h) = (s.inputs, s.hidden);
+    let (w1, rest) = g.split_at_mut(d * h);
+    let (b1, rest) = rest.split_at_mut(h);
+    let (w2, rest) = rest.split_at_mut(h * h);
+    let (b2, rest) = rest.split_at_mut(h);
+    let (w3, b3) = rest.split_at_mut(h);
+    [w1, b1, w2, b2, w3, b3]
+}
+
 impl MlpLoops {
     /// Buffers for `shape`.
     pub fn new(shape: MlpShape) -> Self {
@@ -415,16 +429,8 @@ impl MlpLoops {
             hidden: h,
         } = self.shape;
         check_mlp_lengths(self.shape, p, x, y, g)?;
-        let (w1, rest) = p.split_at(d * h);
-        let (b1, rest) = rest.split_at(h);
-        let (w2, rest) = rest.split_at(h * h);
-        let (b2, rest) = rest.split_at(h);
-        let (w3, b3) = rest.split_at(h);
-        let (gw1, rest) = g.split_at_mut(d * h);
-        let (gb1, rest) = rest.split_at_mut(h);
-        let (gw2, rest) = rest.split_at_mut(h * h);
-        let (gb2, rest) = rest.split_at_mut(h);
-        let (gw3, gb3) = rest.split_at_mut(h);
+        let [w1, b1, w2, b2, w3, b3] = split_params(self.shape, p);
+        let [gw1, gb1, gw2, gb2, gw3, gb3] = split_params_mut(self.shape, g);
         let (a1, a2, e, d1) = (&mut self.a1, &mut self.a2, &mut self.e, &mut self.d1);
 
         // Forward: a1 = tanh(b1 + x·w1), a2 = tanh(b2 + a1·w2), e = a2·w3 + b3 − y.
