@@ -1785,7 +1785,10 @@ mod tests {
                     };
                     let held = st.peak_tape_bytes / 16;
                     assert_eq!(held, fwd_peak.max(rev_peak), "{p} l={l}: {st:?}");
-                    assert!(held <= nseg + kk - 1, "{p} l={l}: the table's bound");
+                    assert!(
+                        held < nseg + kk,
+                        "{p} l={l}: the table's bound ⌈l/K⌉ + K − 1"
+                    );
                 }
             }
         }
