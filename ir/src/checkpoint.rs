@@ -139,9 +139,10 @@ pub struct Stats {
     /// Reverse sweeps run (one per `revloop` executed).
     pub sweeps: u64,
     /// Snapshots of the carried state taken (the initial state is not counted, except
-    /// by store-all's recording, which stores every state).
+    /// by the store-all and binomial recordings).
     pub snapshots: u64,
-    /// Largest snapshot storage held at once, in bytes (the initial state excluded).
+    /// Largest snapshot storage held at once, in bytes (the initial state excluded,
+    /// except while a store-all, binomial or every:K recording holds it).
     pub peak_tape_bytes: u64,
     /// Forward steps recomputed by the reverse sweeps (the forward sweep's own
     /// iterations are not counted).
