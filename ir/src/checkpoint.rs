@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `store-all` | `l` (recorded by the forward sweep) | 0 |
 //! | `binomial:S` | `S` (the initial state included) | `r·l − β(S+1, r−1)`, less the forward sweep's share |
-//! | `every:K` | `⌈l/K⌉ + K − 1` | at most `2(l − 1)` |
+//! | `every:K` | `⌈l/K⌉ + K − 1` (the initial state included) | `(⌈l/K⌉ − 1)(K − 1)` recorded; `(⌈l/K⌉ − 1)·K + l − ⌈l/K⌉` without a tape |
 //! | `recompute` | 1 | `l(l−1)/2` |
 //! | `auto:B` | store-all if `l` states fit in `B` bytes, else binomial within `B` | |
 //!
@@ -23,9 +23,12 @@
 //! minimum possible; the schedule (its optimal splits) follows Revolve's own. `l` may
 //! be known only when the loop runs. Recorded by a `tapeloop`, the forward sweep itself
 //! takes Revolve's first sweep (its spine snapshots and the last segment's states), so
-//! the reverse sweep recomputes about `l` steps fewer than that count. A `revloop` without a tape (hand-written IR) runs
-//! the whole schedule with [`reverse`]; under `store-all` that costs `l − 1` forward
-//! steps.
+//! the reverse sweep recomputes about `l` steps fewer than that count. Likewise under
+//! `every:K` the forward sweep stores the state at the start of every segment and all
+//! the last segment's states, so the reverse sweep recomputes each earlier segment once
+//! from its snapshot and never runs from the initial state. A `revloop` without a tape
+//! (hand-written IR) runs the whole schedule with [`reverse`]; under `store-all` that
+//! costs `l − 1` forward steps, under `every:K` the run to every snapshot besides.
 //!
 //! The driver works for either engine: the caller supplies the forward and backward
 //! step of one iteration ([`Steps`]) over 8-byte slots (the JIT's ABI). Snapshots live
@@ -71,8 +74,9 @@ pub enum Policy {
     /// Revolve-optimal binomial checkpointing with this many snapshots (≥ 1, the
     /// initial state included).
     Binomial(u32),
-    /// A snapshot every `k` iterations; each segment is recomputed once, stored, and
-    /// reversed.
+    /// A snapshot every `k` iterations (taken by the forward sweep when a `tapeloop`
+    /// records the loop); each segment is recomputed once from its snapshot, stored,
+    /// and reversed.
     Every(u32),
     /// Nothing stored: every state is recomputed from the initial one (O(l²) steps; for
     /// comparison and tests).
@@ -135,9 +139,10 @@ pub struct Stats {
     /// Reverse sweeps run (one per `revloop` executed).
     pub sweeps: u64,
     /// Snapshots of the carried state taken (the initial state is not counted, except
-    /// by store-all's recording, which stores every state).
+    /// by the store-all and binomial recordings).
     pub snapshots: u64,
-    /// Largest snapshot storage held at once, in bytes (the initial state excluded).
+    /// Largest snapshot storage held at once, in bytes (the initial state excluded,
+    /// except while a store-all, binomial or every:K recording holds it).
     pub peak_tape_bytes: u64,
     /// Forward steps recomputed by the reverse sweeps (the forward sweep's own
     /// iterations are not counted).
@@ -417,8 +422,10 @@ struct Recorded {
     mark: Mark,
     /// The initial state (`k` words).
     base: Block,
-    /// Under store-all and binomial: the recorded final segment.
+    /// Under store-all, binomial and every:K: the recorded final segment.
     seg: Option<Segment>,
+    /// Under every:K: the snapshots at the starts of the segments before the final one.
+    every: Option<EverySnaps>,
     /// Under binomial: the task stack's height below the recorded schedule.
     tasks_bottom: usize,
     /// The policy as the `tapeloop` wrote it (before `auto` was resolved).
@@ -438,6 +445,16 @@ struct Segment {
     tape: Block,
     words: usize,
     mark: Mark,
+}
+
+/// The snapshots an every:K recording took: the state before iteration `q·kk` for
+/// `q` in `1..=count`, the `q`-th at word `(q−1)·k` of `blocks`.
+#[derive(Clone, Copy, Debug)]
+struct EverySnaps {
+    kk: u64,
+    count: u64,
+    blocks: Block,
+    words: usize,
 }
 
 /// Forgets every recorded tape, snapshot and statistic of this thread — when nothing is
@@ -772,7 +789,8 @@ fn step_backward<S: Steps>(
 /// The forward sweep of a loop that will be reversed: runs `l` iterations from
 /// `state` (which holds the final state on return) and records what `policy` keeps:
 /// every state under store-all; under binomial, Revolve's first sweep (spine snapshots,
-/// the last segment's states, and the tasks left for the reverse sweep); the initial
+/// the last segment's states, and the tasks left for the reverse sweep); under every:K,
+/// the state at the start of every segment and the last segment's states; the initial
 /// state otherwise. Returns the token for [`reverse_recorded`].
 pub fn record<S: Steps>(
     policy: Policy,
@@ -792,8 +810,37 @@ pub fn record<S: Steps>(
         let base = alloc_words(k)?;
         with_arena(|a| a.get(base, k).copy_from_slice(state));
         let (mut a, mut seg_base) = (0u64, base);
+        let mut every = None;
         match policy {
             Policy::StoreAll => {}
+            Policy::Every(kk) => {
+                // A snapshot at the start of every segment but the first (whose start
+                // is `base`), all in one block: the reverse sweep recomputes each
+                // segment once from its snapshot, never from the initial state.
+                let kk = u64::from(kk.max(1));
+                let snaps = l.div_ceil(kk).saturating_sub(1);
+                let n = words(snaps, k)?;
+                let blocks = alloc_words(n)?;
+                // The initial state counts as held, as under binomial (released with
+                // it at the end of the reverse sweep).
+                held_bytes((n + k) as i128 * 8);
+                STATS.with(|s| s.borrow_mut().snapshots += snaps);
+                for q in 0..snaps {
+                    forward_span(steps, start, q * kk..(q + 1) * kk, state)?;
+                    let off = q as usize * k;
+                    with_arena(|ar| copy_words(&mut ar.get(blocks, n)[off..off + k], state));
+                }
+                a = snaps * kk;
+                if snaps > 0 {
+                    seg_base = blocks.offset((snaps - 1) as usize * k);
+                }
+                every = Some(EverySnaps {
+                    kk,
+                    count: snaps,
+                    blocks,
+                    words: n,
+                });
+            }
             Policy::Binomial(snaps) => {
                 // Revolve's first sweep, taken by the forward sweep itself: advance,
                 // snapshot, and leave the tasks the reverse sweep will run, down the
@@ -840,7 +887,7 @@ pub fn record<S: Steps>(
             }
             _ => {
                 forward_span(steps, start, 0..l, state)?;
-                return Ok((base, None));
+                return Ok((base, None, None));
             }
         }
         // The final segment a..l: every state stored, then on to the final state.
@@ -878,9 +925,10 @@ pub fn record<S: Steps>(
                 words: n,
                 mark: seg_mark,
             }),
+            every,
         ))
     })();
-    let (base, seg) = match r {
+    let (base, seg, every) = match r {
         Ok(x) => x,
         Err(e) => {
             TASKS.with(|t| t.borrow_mut().truncate(tasks_bottom));
@@ -908,6 +956,7 @@ pub fn record<S: Steps>(
             mark,
             base,
             seg,
+            every,
             tasks_bottom,
             requested,
             held_before,
@@ -918,8 +967,9 @@ pub fn record<S: Steps>(
 
 /// The reverse sweep of a loop recorded by [`record`]: under store-all it reads the
 /// recorded states (no forward step runs again); under binomial it reverses the
-/// recorded last segment, then runs the schedule's remaining tasks; under the other
-/// policies it runs [`reverse`] from the recorded initial state. Frees the recording,
+/// recorded last segment, then runs the schedule's remaining tasks; under every:K it
+/// reverses the recorded last segment, then each earlier one recomputed once from its
+/// snapshot; under recompute it runs [`reverse`] from the recorded initial state. Frees the recording,
 /// and first the younger tapes of its level (see the module docs).
 ///
 /// `spec` is what the `revloop` says of the loop; it must match the recording (start,
@@ -971,7 +1021,14 @@ pub fn reverse_recorded<S: Steps>(
             );
             with_arena(|a| a.release(seg.mark));
             held_bytes(-(seg.words as i128) * 8);
-            // Then the binomial schedule's tasks the forward sweep left.
+            // Then every:K's earlier segments, each recomputed once from its
+            // snapshot; or the binomial schedule's tasks the forward sweep left.
+            if let (Ok(()), Some(ev)) = (&r, rec.every) {
+                r = reverse_segments(
+                    rec.start, ev.kk, ev.count, rec.base, ev.blocks, adj, &mut sw, steps,
+                );
+                held_bytes(-(ev.words as i128) * 8);
+            }
             if r.is_ok() {
                 r = run_tasks(rec.tasks_bottom, rec.start, adj, &mut sw, steps);
             }
@@ -1297,22 +1354,64 @@ fn every<S: Steps>(
                 a.get(blocks_base, snaps * k)[off..off + k].copy_from_slice(work.as_mut())
             });
         }
-        for q in (0..nseg).rev() {
-            let seg_base = if q == 0 {
-                base
-            } else {
-                blocks_base.offset((q - 1) as usize * k)
-            };
-            let len = kk.min(l - q * kk);
-            let m = with_arena(|a| a.mark());
-            segment(start + (q * kk) as i64, len, seg_base, adj, sw, steps)?;
-            with_arena(|a| a.release(m));
-        }
-        Ok(())
+        // The last segment (possibly shorter), then the full ones before it.
+        let last = nseg - 1;
+        let last_base = if last == 0 {
+            base
+        } else {
+            blocks_base.offset((last - 1) as usize * k)
+        };
+        let m = with_arena(|a| a.mark());
+        segment(
+            start + (last * kk) as i64,
+            l - last * kk,
+            last_base,
+            adj,
+            sw,
+            steps,
+        )?;
+        with_arena(|a| a.release(m));
+        reverse_segments(start, kk, last, base, blocks_base, adj, sw, steps)
     })();
     sw.drop_held(snaps as u64);
     with_arena(|a| a.release(mark));
     r
+}
+
+/// Reverses the `count` segments of `kk` iterations `start..start+count·kk`, last to
+/// first, each by [`segment`] from the snapshot at its start: segment 0's in `base`,
+/// segment `q`'s at word `(q−1)·k` of `snaps`. Each is recomputed once (`kk − 1`
+/// forward steps) and its storage freed before the next.
+#[allow(clippy::too_many_arguments)] // the sweep's state, as its callers hold it
+fn reverse_segments<S: Steps>(
+    start: i64,
+    kk: u64,
+    count: u64,
+    base: Block,
+    snaps: Block,
+    adj: &mut [u64],
+    sw: &mut Sweep,
+    steps: &mut S,
+) -> Result<(), SweepError<S::Error>> {
+    for q in (0..count).rev() {
+        let seg_base = if q == 0 {
+            base
+        } else {
+            snaps.offset((q - 1) as usize * sw.k)
+        };
+        let m = with_arena(|a| a.mark());
+        let r = segment(
+            start.wrapping_add((q * kk) as i64),
+            kk,
+            seg_base,
+            adj,
+            sw,
+            steps,
+        );
+        with_arena(|a| a.release(m));
+        r?;
+    }
+    Ok(())
 }
 
 /// A task of the binomial schedule.
@@ -1565,7 +1664,9 @@ mod tests {
                 Policy::Binomial(2),
                 Policy::Binomial(3),
                 Policy::Binomial(10),
+                Policy::Every(1),
                 Policy::Every(4),
+                Policy::Every(31),
                 Policy::Recompute,
             ] {
                 let (seen, adj, st, _) = run_recorded(p, l);
@@ -1593,6 +1694,121 @@ mod tests {
                     assert_eq!(st.peak_tape_bytes, 16 * l.max(1));
                 }
             }
+        }
+    }
+
+    /// A nonlinear loop, x ← sin(x)·c + i·10⁻³ with a counter, whose backward step
+    /// reads the state (∂/∂x = cos(x)·c): a wrong state changes the gradient's bits.
+    struct Sine {
+        c: f64,
+        forward: u64,
+    }
+
+    impl Steps for Sine {
+        type Error = ();
+        fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), ()> {
+            self.forward += 1;
+            let x = f64::from_bits(state[0]);
+            state[0] = (x.sin() * self.c + i as f64 * 1e-3).to_bits();
+            state[1] += 1;
+            Ok(())
+        }
+        fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), ()> {
+            assert_eq!(state[1] as i64, i, "state of the wrong iteration");
+            let (x, a) = (f64::from_bits(state[0]), f64::from_bits(adj[0]));
+            adj[0] = (a * x.cos() * self.c).to_bits();
+            Ok(())
+        }
+    }
+
+    /// `record` then `reverse_recorded` (or `reverse` alone when `taped` is false) of
+    /// the [`Sine`] loop: the gradient's bits, the statistics, and the forward steps
+    /// counted by the steps themselves during the reverse sweep.
+    fn sine(policy: Policy, l: u64, taped: bool) -> (u64, Stats, u64) {
+        let mut s = Sine { c: 0.9, forward: 0 };
+        let init = [0.3f64.to_bits(), 0];
+        let scope = enter_call();
+        let mut adj = [1.0f64.to_bits()];
+        if taped {
+            let mut state = init;
+            let token = record(policy, 0, l, &mut state, &mut s).unwrap();
+            assert_eq!(s.forward, l, "the forward sweep ran every iteration once");
+            s.forward = 0;
+            reverse_recorded(token, spec(policy, l, &init), &mut adj, &mut s).unwrap();
+        } else {
+            reverse(policy, 0, l, &init, &mut adj, &mut s).unwrap();
+        }
+        let st = scope.finish();
+        assert_eq!(live(), (0, 0, 0), "{policy} l={l}: everything freed");
+        (adj[0], st, s.forward)
+    }
+
+    #[test]
+    fn recorded_every_recomputes_each_segment_once_from_its_snapshot() {
+        for kk in [1u64, 2, 3, 7, 10, 16] {
+            for l in [
+                0u64,
+                1,
+                2,
+                kk - 1,
+                kk,
+                kk + 1,
+                2 * kk,
+                5 * kk,
+                5 * kk + 3,
+                100,
+                257,
+            ] {
+                let p = Policy::Every(kk as u32);
+                let (want, _, _) = sine(Policy::StoreAll, l, true);
+                let (got, st, fwd) = sine(p, l, true);
+                assert_eq!(got, want, "{p} l={l}: gradient bits differ from store-all");
+                let (untaped, _, _) = sine(p, l, false);
+                assert_eq!(untaped, want, "{p} l={l}: the tapeless sweep differs");
+                // Each segment but the last (recorded by the forward sweep) is
+                // recomputed once from its snapshot: K − 1 steps each.
+                let nseg = l.div_ceil(kk);
+                let want_fwd = nseg.saturating_sub(1) * (kk - 1);
+                assert_eq!(fwd, want_fwd, "{p} l={l}: steps counted by the loop");
+                assert_eq!(st.forward_steps, want_fwd, "{p} l={l}: {st:?}");
+                assert_eq!(st.backward_steps, l, "{p} l={l}");
+                // States held at once (16 bytes each), the initial one included:
+                // during the forward sweep, the segments' starts and the last
+                // segment's other states; then the segments' starts and one
+                // recomputed segment's stored states (all but its first and last).
+                if l > 0 {
+                    let last = l - (nseg - 1) * kk;
+                    let fwd_peak = nseg + last - 1;
+                    let rev_peak = if nseg > 1 {
+                        nseg + kk.saturating_sub(2)
+                    } else {
+                        0
+                    };
+                    let held = st.peak_tape_bytes / 16;
+                    assert_eq!(held, fwd_peak.max(rev_peak), "{p} l={l}: {st:?}");
+                    assert!(
+                        held < nseg + kk,
+                        "{p} l={l}: the table's bound ⌈l/K⌉ + K − 1"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_every_recomputes_about_half_of_the_tapeless_sweep() {
+        // (l, K, tapeless count, recorded count): the tapeless sweep runs to every
+        // snapshot from s₀ ((⌈l/K⌉ − 1)·K steps) and then each segment again
+        // (l − ⌈l/K⌉); the recorded one only the second part, less the last segment.
+        for (l, kk, before, after) in [
+            (1000u64, 10u32, 990 + 900, 99 * 9),
+            (100_000, 316, 316 * 316 + (100_000 - 317), 316 * 315),
+        ] {
+            let p = Policy::Every(kk);
+            let tapeless = run(p, l).2;
+            let (_, _, recorded, _) = run_recorded(p, l);
+            assert_eq!(tapeless.forward_steps, before, "{p} l={l}");
+            assert_eq!(recorded.forward_steps, after, "{p} l={l}");
         }
     }
 
