@@ -319,7 +319,7 @@ fn tanh_rational(z: f64) -> (f64, f64) {
 
 /// tanh x, with `a = |x|`: for `a < 0.625`, `a + a·(z·P(z)/Q(z))` (`z = a²`, Cephes'
 /// rational form, the correction under 12% of the result); above, `1 − 2e/(1 + e)` with
-/// `e = e^{−2a} = s·(1 + q)`, `s = 2^k` ([`expm1_core`]), as
+/// `e = e^{−2a} = s·(1 + q)`, `s = 2^k` (`expm1_core`), as
 /// `1 − 2·(s + s·q)/((1 + s) + s·q)` (`1 + e` rounded once; the quotient is at most
 /// 0.45 beside the 1). Both forms are computed and one quotient taken of the selected
 /// numerator and denominator, so each element costs one division. The sign is `x`'s.
@@ -350,7 +350,7 @@ pub fn tanh1(x: f64) -> f64 {
 
 /// 1 / (1 + e^{−x}), with `a = |x|`: `1/2 + tanh(x/2)/2` for `a < 1.25` (the tanh by
 /// the rational form of [`tanh1`], under 0.3 beside the 1/2); above, with
-/// `e^{−a} = 2^k·(1 + q)` ([`expm1_core`]), `s = 2^k`,
+/// `e^{−a} = 2^k·(1 + q)` (`expm1_core`), `s = 2^k`,
 /// `w = 1 − (s + s·q)/((1 + s) + s·q)` = `1/(1 + e)` for `x > 0` and
 /// `e·w = ((w + q·w)·2^{k₁})·2^{k₂}` (rounded once into the subnormals) for `x < 0`.
 /// One division per element, of the selected numerator and denominator.
