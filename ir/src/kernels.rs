@@ -1020,11 +1020,15 @@ pub fn gemm<T: Real>(
 /// Matrix × vector, vector × matrix and outer products, in plain loops: a GEMM library
 /// packs both operands for these and gains little (`[256,256]·[256]`: 17–18 µs here,
 /// 13 µs with the matrix transposed, against 36–48 for `matrixmultiply` and 30–40 for
-/// `private-gemm-x86`; a `[256]·[256]ᵀ` outer product 11–13 µs). Handles `n = 1` with `A`'s rows or columns
-/// contiguous and `B` contiguous, `m = 1` with `B`'s rows contiguous, and `k = 1`
-/// (any strides); returns false, writing nothing, for every other product. The caller
-/// has checked that the views fit. Sums run in a fixed order (see each case), so the
-/// same call gives the same bits.
+/// `private-gemm-x86`; a `[256]·[256]ᵀ` outer product 11–13 µs; these timings predate
+/// the stride-independent order below). Handles `n = 1`, `m = 1` and `k = 1` with any
+/// strides, `k ≥ 1`; returns false, writing nothing, for every other product. The
+/// caller has checked that the views fit. Each output sums its terms in ascending `p`
+/// whatever the layout, so a product read through a transposed view gives the bits of
+/// the materialised product (the JIT passes views, the interpreter materialises: the
+/// fuzzer found the two disagreeing in the last bit when the order followed the
+/// layout). The library GEMM gives the same bits for transposed and materialised
+/// operands on the shapes tested (`gemm_bits_do_not_depend_on_strides`).
 fn small_product<T: Real>(
     m: usize,
     k: usize,
@@ -1034,6 +1038,9 @@ fn small_product<T: Real>(
     c: &mut [T],
     c_offset: usize,
 ) -> bool {
+    if k == 0 {
+        return false;
+    }
     let at = |i: usize, p: usize| a.data[a.offset + i * a.rs + p * a.cs];
     let bt = |p: usize, j: usize| b.data[b.offset + p * b.rs + j * b.cs];
     if k == 1 {
@@ -1052,30 +1059,63 @@ fn small_product<T: Real>(
         }
         return true;
     }
-    if n == 1 && b.rs == 1 {
-        let bv = &b.data[b.offset..][..k];
+    // Matrix × vector and vector × matrix: every output is Σₚ in ascending `p`, the
+    // first product unadded — one order whatever the strides, so a product read through
+    // a transposed view (the JIT's) has the bits of the materialised one (the
+    // interpreter's).
+    if n == 1 {
         let out = &mut c[c_offset..][..m];
-        if a.cs == 1 {
-            // One dot product per row of A (four interleaved partial sums).
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = dot4(&a.data[a.offset + i * a.rs..][..k], bv);
-            }
-            return true;
-        }
-        if a.rs == 1 {
-            // A's columns contiguous: accumulate column after column (p ascending).
+        if a.rs == 1 && b.rs == 1 {
+            // A's columns contiguous: accumulate column after column.
+            let bv = &b.data[b.offset..][..k];
             for (p, &bp) in bv.iter().enumerate() {
                 axpy(p == 0, bp, &a.data[a.offset + p * a.cs..][..m], out);
             }
             return true;
         }
-        return false;
+        // Four rows at a time: four independent chains, each in `p` order.
+        let mut i = 0;
+        while i + 4 <= m {
+            let mut acc = [
+                at(i, 0) * bt(0, 0),
+                at(i + 1, 0) * bt(0, 0),
+                at(i + 2, 0) * bt(0, 0),
+                at(i + 3, 0) * bt(0, 0),
+            ];
+            for p in 1..k {
+                let bp = bt(p, 0);
+                for (r, s) in acc.iter_mut().enumerate() {
+                    *s = T::add(*s, at(i + r, p) * bp);
+                }
+            }
+            out[i..i + 4].copy_from_slice(&acc);
+            i += 4;
+        }
+        for (r, o) in out.iter_mut().enumerate().skip(i) {
+            let mut s = at(r, 0) * bt(0, 0);
+            for p in 1..k {
+                s = T::add(s, at(r, p) * bt(p, 0));
+            }
+            *o = s;
+        }
+        return true;
     }
-    if m == 1 && b.cs == 1 {
+    if m == 1 {
         // Row vector × matrix: accumulate B's rows (p ascending).
         let out = &mut c[c_offset..][..n];
         for p in 0..k {
-            axpy(p == 0, at(0, p), &b.data[b.offset + p * b.rs..][..n], out);
+            if b.cs == 1 {
+                axpy(p == 0, at(0, p), &b.data[b.offset + p * b.rs..][..n], out);
+            } else {
+                let ap = at(0, p);
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = if p == 0 {
+                        ap * bt(p, j)
+                    } else {
+                        T::add(*o, ap * bt(p, j))
+                    };
+                }
+            }
         }
         return true;
     }
@@ -1093,25 +1133,6 @@ fn axpy<T: Real>(first: bool, s: T, x: &[T], out: &mut [T]) {
             *o = T::add(*o, s * v);
         }
     }
-}
-
-/// Σ xᵢyᵢ as four partial sums over `i mod 4` (each from `-0.0`, in order), added as
-/// `(s₀ + s₁) + (s₂ + s₃)`, then the `len mod 4` last terms in order: a fixed order that
-/// vectorises.
-fn dot4<T: Real>(x: &[T], y: &[T]) -> T {
-    let mut acc = [T::ADD_IDENTITY; 4];
-    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (xs, ys) in xc.zip(yc) {
-        for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
-            *s = T::add(*s, u * v);
-        }
-    }
-    let mut s = T::add(T::add(acc[0], acc[1]), T::add(acc[2], acc[3]));
-    for (&u, &v) in xr.iter().zip(yr) {
-        s = T::add(s, u * v);
-    }
-    s
 }
 
 /// `matmul a, b` for the ranks [`crate::shape::matmul_dims`] accepts, all operands

@@ -444,3 +444,82 @@ fn kernels_reject_mismatched_buffers() {
     assert!(kernels::dot(&[1.0, 2.0], &[1.0]).is_err());
     assert_eq!(kernels::dot(&[1.0, 2.0], &[3.0, 4.0]), Ok(11.0));
 }
+
+/// A product gives the same bits whether an operand is read through a transposed view
+/// (the JIT's strided GEMM) or materialised first (the interpreter), for the vector
+/// paths (`n = 1`, `m = 1`, `k = 1`) and the library GEMM alike.
+#[test]
+fn gemm_bits_do_not_depend_on_strides() {
+    use jitad_ir::kernels::{gemm, MatView};
+    let mut seed = 12345u64;
+    let mut rnd = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    };
+    let shapes = [
+        (2, 2, 2),
+        (3, 5, 4),
+        (4, 4, 1),
+        (9, 7, 1),
+        (1, 4, 4),
+        (1, 9, 3),
+        (5, 1, 6),
+        (1, 6, 1),
+        (33, 17, 9),
+        (64, 64, 64),
+        (5, 300, 7),
+        (2, 1000, 3),
+    ];
+    for (m, k, n) in shapes {
+        let a: Vec<f64> = (0..m * k).map(|_| rnd()).collect();
+        let b: Vec<f64> = (0..k * n).map(|_| rnd()).collect();
+        let mut at = vec![0.0; m * k];
+        for i in 0..m {
+            for p in 0..k {
+                at[p * m + i] = a[i * k + p];
+            }
+        }
+        let mut bt = vec![0.0; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
+        let mut want = vec![0.0; m * n];
+        gemm(
+            m,
+            k,
+            n,
+            MatView::row_major(&a, 0, k),
+            MatView::row_major(&b, 0, n),
+            &mut want,
+            0,
+        )
+        .unwrap();
+        let a_t = MatView {
+            data: &at,
+            offset: 0,
+            rs: 1,
+            cs: m,
+        };
+        let b_t = MatView {
+            data: &bt,
+            offset: 0,
+            rs: 1,
+            cs: k,
+        };
+        for (which, av, bv) in [
+            ("Aᵀ", a_t, MatView::row_major(&b, 0, n)),
+            ("Bᵀ", MatView::row_major(&a, 0, k), b_t),
+            ("both", a_t, b_t),
+        ] {
+            let mut got = vec![0.0; m * n];
+            gemm(m, k, n, av, bv, &mut got, 0).unwrap();
+            for (x, y) in got.iter().zip(&want) {
+                assert_eq!(x.to_bits(), y.to_bits(), "{m}×{k}×{n} through {which}");
+            }
+        }
+    }
+}
