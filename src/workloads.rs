@@ -223,10 +223,29 @@ pub enum HandTanh {
 pub struct MlpHand {
     shape: MlpShape,
     tanh: HandTanh,
+    buf: MlpBuffers,
+}
+
+/// A hand-written MLP's per-call buffers (allocated once): both activations, the
+/// error, and the first layer's adjoint.
+#[derive(Clone, Debug)]
+struct MlpBuffers {
     a1: Vec<f64>,
     a2: Vec<f64>,
     e: Vec<f64>,
     d1: Vec<f64>,
+}
+
+impl MlpBuffers {
+    fn new(shape: MlpShape) -> Self {
+        let bh = shape.batch * shape.hidden;
+        MlpBuffers {
+            a1: vec![0.0; bh],
+            a2: vec![0.0; bh],
+            e: vec![0.0; shape.batch],
+            d1: vec![0.0; bh],
+        }
+    }
 }
 
 /// Checks the lengths of a hand-written MLP's arguments against `shape`.
@@ -263,14 +282,10 @@ impl MlpHand {
 
     /// Buffers for `shape`, calling `tanh`.
     pub fn with_tanh(shape: MlpShape, tanh: HandTanh) -> Self {
-        let bh = shape.batch * shape.hidden;
         MlpHand {
             shape,
             tanh,
-            a1: vec![0.0; bh],
-            a2: vec![0.0; bh],
-            e: vec![0.0; shape.batch],
-            d1: vec![0.0; bh],
+            buf: MlpBuffers::new(shape),
         }
     }
 
@@ -293,7 +308,7 @@ impl MlpHand {
         check_mlp_lengths(self.shape, p, x, y, g)?;
         let [w1, b1, w2, b2, w3, b3] = split_params(self.shape, p);
         let [gw1, gb1, gw2, gb2, gw3, gb3] = split_params_mut(self.shape, g);
-        let (a1, a2, e, d1) = (&mut self.a1, &mut self.a2, &mut self.e, &mut self.d1);
+        let MlpBuffers { a1, a2, e, d1 } = &mut self.buf;
 
         // Forward: a1 = tanh(x·w1 + b1), a2 = tanh(a1·w2 + b2), e = a2·w3 + b3 − y.
         gemm(b, d, h, rm(x, d), rm(w1, h), a1, 0)?;
@@ -374,10 +389,7 @@ fn bias_tanh(m: &mut [f64], bias: &[f64], tanh: HandTanh) {
 #[derive(Clone, Debug)]
 pub struct MlpLoops {
     shape: MlpShape,
-    a1: Vec<f64>,
-    a2: Vec<f64>,
-    e: Vec<f64>,
-    d1: Vec<f64>,
+    buf: MlpBuffers,
 }
 
 /// `p` (checked to hold [`MlpShape::num_params`] values) as `[w1, b1, w2, b2, w3, b3]`.
@@ -405,13 +417,9 @@ fn split_params_mut(s: MlpShape, g: &mut [f64]) -> [&mut [f64]; 6] {
 impl MlpLoops {
     /// Buffers for `shape`.
     pub fn new(shape: MlpShape) -> Self {
-        let bh = shape.batch * shape.hidden;
         MlpLoops {
             shape,
-            a1: vec![0.0; bh],
-            a2: vec![0.0; bh],
-            e: vec![0.0; shape.batch],
-            d1: vec![0.0; bh],
+            buf: MlpBuffers::new(shape),
         }
     }
 
@@ -431,7 +439,7 @@ impl MlpLoops {
         check_mlp_lengths(self.shape, p, x, y, g)?;
         let [w1, b1, w2, b2, w3, b3] = split_params(self.shape, p);
         let [gw1, gb1, gw2, gb2, gw3, gb3] = split_params_mut(self.shape, g);
-        let (a1, a2, e, d1) = (&mut self.a1, &mut self.a2, &mut self.e, &mut self.d1);
+        let MlpBuffers { a1, a2, e, d1 } = &mut self.buf;
 
         // Forward: a1 = tanh(b1 + x·w1), a2 = tanh(b2 + a1·w2), e = a2·w3 + b3 − y.
         dense(x, d, w1, b1, a1);
