@@ -152,6 +152,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// No sweeps, no steps ([`Stats::default`], usable in `const` contexts).
+    pub const ZERO: Stats = Stats {
+        sweeps: 0,
+        snapshots: 0,
+        peak_tape_bytes: 0,
+        forward_steps: 0,
+        backward_steps: 0,
+    };
+
     /// Adds `other` (peaks take the maximum).
     pub fn merge(&mut self, other: &Stats) {
         self.sweeps += other.sweeps;
@@ -319,6 +328,12 @@ impl Block {
 }
 
 impl Arena {
+    /// An arena holding nothing ([`Arena::default`], usable in `const` contexts).
+    pub const EMPTY: Arena = Arena {
+        segs: Vec::new(),
+        top: (0, 0),
+    };
+
     /// The current top, for [`Arena::release`].
     pub fn mark(&self) -> Mark {
         Mark(self.top)
@@ -367,8 +382,10 @@ impl Arena {
 }
 
 thread_local! {
-    static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
-    static STATS: RefCell<Stats> = RefCell::new(Stats::default());
+    // `const` initialisers: the driver touches the arena around every step, and a
+    // lazily initialised thread-local costs a call to its accessor on each access.
+    static ARENA: RefCell<Arena> = const { RefCell::new(Arena::EMPTY) };
+    static STATS: RefCell<Stats> = const { RefCell::new(Stats::ZERO) };
     /// Tapes recorded by `tapeloop`s and not yet consumed, innermost last.
     static PENDING: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
     static NEXT_TOKEN: Cell<u64> = const { Cell::new(1) };
