@@ -1,6 +1,6 @@
 """JAX (CPU, float64, one thread) timings of jitad's benchmark problems.
 
-See README.md beside this file. Usage: jax_peers.py [lorenz|mlp|rosenbrock ...]
+See README.md beside this file. Usage: jax_peers.py [lorenz|mlp|rosenbrock|heat ...]
 """
 import os
 import sys
@@ -147,7 +147,34 @@ def bench_rosenbrock():
         report(f"rosenbrock n={n:.0e} value+grad", *timed(vg, x))
 
 
-PROBLEMS = {"lorenz": bench_lorenz, "mlp": bench_mlp, "rosenbrock": bench_rosenbrock}
+# ---- 1-D heat equation, explicit Euler (examples/heat_tensors.rs) ----
+
+def heat_loss(u0, y, r, steps):
+    def step(u, _):
+        z = jnp.zeros(1)
+        left = jnp.concatenate([z, u[:-1]])
+        right = jnp.concatenate([u[1:], z])
+        return u + r * (left + right - 2.0 * u), None
+    u, _ = jax.lax.scan(step, u0, None, length=steps)
+    return 0.5 * jnp.sum((u - y) ** 2)
+
+
+def bench_heat():
+    for n, steps in ((10**4, 100), (10**5, 100)):
+        u0 = jnp.sin(jnp.pi * (jnp.arange(n) + 0.5) / n)
+        y = 0.5 * jnp.arange(n) / n
+        r = 0.25
+        f = jax.jit(lambda u, yy, rr: heat_loss(u, yy, rr, steps))
+        vg = jax.jit(jax.value_and_grad(lambda u, yy, rr: heat_loss(u, yy, rr, steps), argnums=(0, 1, 2)))
+        if n == 10**4:
+            fd_check("heat", lambda q: heat_loss(q[0], q[1], q[2], steps),
+                     vg(u0, y, r)[1], (u0, y, jnp.asarray(r)))
+        report(f"heat n={n:.0e} T={steps} primal", *timed(f, u0, y, r))
+        report(f"heat n={n:.0e} T={steps} value+grad", *timed(vg, u0, y, r))
+
+
+PROBLEMS = {"lorenz": bench_lorenz, "mlp": bench_mlp, "rosenbrock": bench_rosenbrock,
+            "heat": bench_heat}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PROBLEMS)
