@@ -34,14 +34,25 @@ fn step(u: &Tensor, r: &Tensor, n: usize) -> Tensor {
     u + r * (left + right - 2.0 * u)
 }
 
+/// Calls `f(i, u[i], (Δu)[i])` for every cell (zero boundaries): the two edge cells,
+/// then a branch-free interior loop.
+#[inline(always)]
+fn stencil(u: &[f64], mut f: impl FnMut(usize, f64, f64)) {
+    let n = u.len();
+    if n == 1 {
+        f(0, u[0], -2.0 * u[0]);
+        return;
+    }
+    f(0, u[0], u[1] - 2.0 * u[0]);
+    for (j, w) in u.windows(3).enumerate() {
+        f(j + 1, w[1], w[0] + w[2] - 2.0 * w[1]);
+    }
+    f(n - 1, u[n - 1], u[n - 2] - 2.0 * u[n - 1]);
+}
+
 /// `Δu` (zero boundaries) into `out`.
 fn laplacian(u: &[f64], out: &mut [f64]) {
-    let n = u.len();
-    for i in 0..n {
-        let l = if i > 0 { u[i - 1] } else { 0.0 };
-        let r = if i + 1 < n { u[i + 1] } else { 0.0 };
-        out[i] = l + r - 2.0 * u[i];
-    }
+    stencil(u, |i, _, d| out[i] = d);
 }
 
 /// The loss alone, hand-written (for the finite difference).
@@ -59,36 +70,48 @@ fn loss_native(u0: &[f64], y: &[f64], r: f64, steps: usize) -> f64 {
 
 /// The best straightforward hand-written adjoint: a forward loop storing every state,
 /// then a backward loop (`Δ` is symmetric, so `λ ← λ + r·Δλ`, and `∂loss/∂r` sums
-/// `λ_{t+1}·Δu_t`). Buffers are reused across calls. Returns the loss; writes
-/// `∂/∂u₀`, `∂/∂y` and `∂/∂r`.
+/// `λ_{t+1}·Δu_t`), each update one branch-free pass over the cells. Buffers are
+/// reused across calls.
 struct Hand {
+    /// `u_0 … u_{T−1}`, then the working state.
     states: Vec<f64>,
-    lap: Vec<f64>,
+    /// The adjoint, and its next value.
     lam: Vec<f64>,
+    next: Vec<f64>,
 }
 
 impl Hand {
     fn new(n: usize, steps: usize) -> Self {
         Hand {
-            states: vec![0.0; n * steps],
-            lap: vec![0.0; n],
+            states: vec![0.0; n * (steps + 1)],
             lam: vec![0.0; n],
+            next: vec![0.0; n],
         }
     }
 
-    /// The loss alone, in the adjoint's buffers (the primal baseline: no allocation).
+    /// The forward sweep: `u_0 … u_T` into `states`.
+    fn forward(&mut self, u0: &[f64], r: f64) {
+        let n = u0.len();
+        self.states[..n].copy_from_slice(u0);
+        for t in 0..self.states.len() / n - 1 {
+            let (done, rest) = self.states.split_at_mut((t + 1) * n);
+            let (u, out) = (&done[t * n..], &mut rest[..n]);
+            stencil(u, |i, x, d| out[i] = x + r * d);
+        }
+    }
+
+    /// The loss alone (the primal baseline: no allocation, no stored states).
     fn value(&mut self, u0: &[f64], y: &[f64], r: f64, steps: usize) -> f64 {
-        let u = &mut self.lam;
+        let (u, v) = (&mut self.lam, &mut self.next);
         u.copy_from_slice(u0);
         for _ in 0..steps {
-            laplacian(u, &mut self.lap);
-            for (a, d) in u.iter_mut().zip(&self.lap) {
-                *a += r * d;
-            }
+            stencil(u, |i, x, d| v[i] = x + r * d);
+            std::mem::swap(u, v);
         }
         0.5 * u.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
     }
 
+    /// The loss; writes `∂/∂u₀` and `∂/∂y`, returns `∂/∂r` too.
     fn value_grad(
         &mut self,
         u0: &[f64],
@@ -98,34 +121,26 @@ impl Hand {
         gy: &mut [f64],
     ) -> (f64, f64) {
         let n = u0.len();
-        let steps = self.states.len() / n.max(1);
-        let mut u = &mut self.lam; // the forward sweep's working state
-        u.copy_from_slice(u0);
-        for t in 0..steps {
-            self.states[t * n..(t + 1) * n].copy_from_slice(u);
-            laplacian(u, &mut self.lap);
-            for (a, d) in u.iter_mut().zip(&self.lap) {
-                *a += r * d;
-            }
-        }
+        let steps = self.states.len() / n - 1;
+        self.forward(u0, r);
+        let u = &self.states[steps * n..];
         let mut loss = 0.0;
         for i in 0..n {
             let e = u[i] - y[i];
             loss += e * e;
-            u[i] = e; // λ_T
+            self.lam[i] = e; // λ_T
             gy[i] = -e;
         }
         let mut gr = 0.0;
-        let lam = &mut u;
         for t in (0..steps).rev() {
-            laplacian(&self.states[t * n..(t + 1) * n], &mut self.lap);
-            gr += lam.iter().zip(&self.lap).map(|(a, b)| a * b).sum::<f64>();
-            laplacian(lam, &mut self.lap);
-            for (a, d) in lam.iter_mut().zip(&self.lap) {
-                *a += r * d;
-            }
+            let s = &self.states[t * n..(t + 1) * n];
+            let (lam, next) = (&self.lam, &mut self.next);
+            // ∂loss/∂r += λ·Δu_t, then λ ← λ + r·Δλ.
+            stencil(s, |i, _, d| gr += lam[i] * d);
+            stencil(lam, |i, x, d| next[i] = x + r * d);
+            std::mem::swap(&mut self.lam, &mut self.next);
         }
-        gu.copy_from_slice(lam);
+        gu.copy_from_slice(&self.lam);
         (0.5 * loss, gr)
     }
 }
