@@ -397,6 +397,50 @@ mod tests {
         assert_eq!(take_driver_error(s), None);
     }
 
+    /// Layout words decode to what they encode, scalars are 0, and the descriptor
+    /// size counts the table only when some operand or result is a tensor.
+    #[test]
+    fn descriptor_layouts_round_trip() {
+        use jitad_ir::{parse_module, Shape, Type};
+        assert_eq!(desc::layout_word(Type::F64), Some(0));
+        assert_eq!(desc::decode_layout(0), None);
+        for e in [
+            ScalarType::F64,
+            ScalarType::F32,
+            ScalarType::I64,
+            ScalarType::Bool,
+        ] {
+            for dims in [&[1usize][..], &[3, 5], &[2, 1, 7]] {
+                let t = Type::Tensor(e, Shape::new(dims).unwrap());
+                let w = desc::layout_word(t).unwrap();
+                assert_ne!(w, 0);
+                assert_eq!(desc::decode_layout(w), Some((e, dims.iter().product())));
+            }
+        }
+        let m = parse_module(
+            "func @f(%x: f64[3], %y: f64, %n: i64) -> (f64[3], f64) {
+              %s, %t = tapeloop 0..%n checkpoint store-all fwd @body (%x) caps (%y)
+              %u, %v = tapeloop 0..4 checkpoint store-all fwd @sbody (%y) caps ()
+              ret %s, %u
+            }
+            func @body(%i: i64, %a: f64[3], %c: f64) -> f64[3] {
+              ret %a
+            }
+            func @sbody(%i: i64, %a: f64) -> f64 {
+              ret %a
+            }",
+        )
+        .unwrap();
+        let f = m.get("f").unwrap();
+        let insts = &f.regions[f.body].insts;
+        // Tensors: 13 header words, 2 operands, 2 layout words, 1 result address.
+        assert_eq!(desc::words(f, insts[0]), Some(desc::HEADER + 2 + 2 + 1));
+        assert_eq!(frame_bytes(f, insts[0]), Some(8 * 18));
+        // Scalars only: no table.
+        assert_eq!(desc::words(f, insts[1]), Some(desc::HEADER + 1));
+        assert_eq!(desc::words(f, insts[2]), None);
+    }
+
     #[test]
     fn policies_round_trip() {
         for p in [
