@@ -69,7 +69,10 @@ fn the_gradient_of_a_heat_equation_stepper_compiles_and_agrees() {
         assert_eq!(istats.backward_steps, steps as u64);
         // Central differences of the energy, cell by cell.
         let energy = |u: &[f64], kappa: &[f64]| {
-            f64s(&f.eval(&[vec_val(u.to_vec()), vec_val(kappa.to_vec())]).unwrap()[0])[0]
+            f64s(
+                &f.eval(&[vec_val(u.to_vec()), vec_val(kappa.to_vec())])
+                    .unwrap()[0],
+            )[0]
         };
         let (gu, gk) = (f64s(&got[1]), f64s(&got[2]));
         assert_eq!(f64s(&got[0])[0], energy(&u, &kappa));
@@ -79,14 +82,20 @@ fn the_gradient_of_a_heat_equation_stepper_compiles_and_agrees() {
             p[j] += h;
             m[j] -= h;
             let fd = (energy(&p, &kappa) - energy(&m, &kappa)) / (2.0 * h);
-            assert!((fd - want).abs() <= 1e-6 * (1.0 + want.abs()), "steps={steps} u[{j}]: {fd} vs {want}");
+            assert!(
+                (fd - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "steps={steps} u[{j}]: {fd} vs {want}"
+            );
         }
         for (j, want) in gk.iter().enumerate() {
             let (mut p, mut m) = (kappa.clone(), kappa.clone());
             p[j] += h;
             m[j] -= h;
             let fd = (energy(&u, &p) - energy(&u, &m)) / (2.0 * h);
-            assert!((fd - want).abs() <= 1e-6 * (1.0 + want.abs()), "steps={steps} κ[{j}]: {fd} vs {want}");
+            assert!(
+                (fd - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "steps={steps} κ[{j}]: {fd} vs {want}"
+            );
         }
     }
 }

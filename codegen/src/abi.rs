@@ -253,7 +253,9 @@ pub(crate) mod desc {
                 .is_some_and(|vd| matches!(vd.ty, Type::Tensor(..)))
         };
         let table = d.args[values.clone()].iter().any(tensor)
-            || d.results.get(results.clone()).is_some_and(|r| r.iter().any(tensor));
+            || d.results
+                .get(results.clone())
+                .is_some_and(|r| r.iter().any(tensor));
         Some((values, results, table))
     }
 

@@ -296,7 +296,11 @@ fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> Result<&mut [T], Driver
 /// Appends the operands whose layout words are `layout` to `ops`, numbering their
 /// slots, converted arguments and result areas from `slots`, `conv` (`f32`, `bool`)
 /// and 0; returns the slot count, the result area sizes and the new `conv`.
-fn lay_out(ops: &mut Vec<Operand>, layout: &[u64], conv: [usize; 2]) -> (usize, [usize; 3], [usize; 2]) {
+fn lay_out(
+    ops: &mut Vec<Operand>,
+    layout: &[u64],
+    conv: [usize; 2],
+) -> (usize, [usize; 3], [usize; 2]) {
     let (mut slot, mut conv, mut out) = (0usize, conv, [0usize; 3]);
     for &w in layout {
         let tensor = desc::decode_layout(w);
@@ -586,7 +590,20 @@ unsafe fn tensor_driver(descriptor: *mut u64, rev: bool) -> u32 {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut bufs = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
         // SAFETY: the caller's guarantee.
-        let st = unsafe { run_tensor_driver(words, &mut bufs, [k, c, a], rev, fwd, bwd, ws, start, end, policy) };
+        let st = unsafe {
+            run_tensor_driver(
+                words,
+                &mut bufs,
+                [k, c, a],
+                rev,
+                fwd,
+                bwd,
+                ws,
+                start,
+                end,
+                policy,
+            )
+        };
         POOL.with(|p| {
             let mut p = p.borrow_mut();
             if p.len() < POOL_MAX {

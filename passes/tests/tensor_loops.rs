@@ -30,7 +30,11 @@ fn both(m: &Module, c: &Compiled, func: &str, args: &[Val]) -> (Vec<Val>, Stats)
     let cstats = c
         .call_with_stats(args, &mut got)
         .unwrap_or_else(|e| panic!("JIT @{func}: {e}"));
-    assert_eq!(bits(&got), bits(&want), "@{func}: JIT and interpreter differ");
+    assert_eq!(
+        bits(&got),
+        bits(&want),
+        "@{func}: JIT and interpreter differ"
+    );
     assert_eq!(cstats, istats, "@{func}: checkpoint statistics differ");
     (want, istats)
 }
@@ -265,12 +269,7 @@ fn point(src: &str, n: i64, seed: u64) -> (Vec<Val>, Vec<Val>) {
         .enumerate()
         .map(|(i, &t)| make(t, seed + i as u64))
         .collect();
-    let w = f
-        .sig
-        .results
-        .iter()
-        .map(|&t| make(t, seed + 100))
-        .collect();
+    let w = f.sig.results.iter().map(|&t| make(t, seed + 100)).collect();
     (x, w)
 }
 
@@ -291,7 +290,12 @@ fn state_slots(src: &str) -> u64 {
 
 #[test]
 fn tensor_loop_gradients_match_the_interpreter_under_every_policy() {
-    for (name, src) in [("mixed", MIXED), ("heat", HEAT), ("f32", F32), ("masks", MASKS)] {
+    for (name, src) in [
+        ("mixed", MIXED),
+        ("heat", HEAT),
+        ("f32", F32),
+        ("masks", MASKS),
+    ] {
         let k = state_slots(src);
         for n in TRIPS {
             let (x, w) = point(src, n, 7);
@@ -545,7 +549,10 @@ fn driver_errors_with_tensor_states_are_reported_as_by_the_interpreter() {
         assert_eq!(ierr, jerr);
         assert_eq!(ie.to_string(), je.to_string());
         assert_eq!(ie.to_string(), format!("@f: {want}"));
-        assert!(!matches!(ierr, DriverError::Panicked | DriverError::TooLarge { .. }));
+        assert!(!matches!(
+            ierr,
+            DriverError::Panicked | DriverError::TooLarge { .. }
+        ));
     }
 }
 
