@@ -595,3 +595,43 @@ fn nested_tensor_loops_match_the_interpreter_or_are_refused() {
         }
     }
 }
+
+/// Drivers inside drivers, all carrying tensors (hand-written: each outer iteration is
+/// itself a recorded inner loop of three `body` steps, whose backward step reverses
+/// it): each running driver takes its own pooled buffers, under every policy.
+#[test]
+fn nested_tensor_drivers_match_the_interpreter() {
+    for p in policies() {
+        let src = format!(
+            "func @f(%x: f64[3], %w: f64[3], %n: i64) -> (f64[3], f64[3], f64[3]) {{
+              %one = fill 1.0 : f64[3]
+              %z = fill 0.0 : f64[3]
+              %s, %t = tapeloop 0..%n checkpoint {p} fwd @outer (%x) caps (%w)
+              %xb, %wb = revloop 0..%n checkpoint {p} fwd @outer bwd @outer.bwd tape %t (%x) caps (%w) seed (%one, %z)
+              ret %s, %xb, %wb
+            }}
+
+            func @outer(%i: i64, %c: f64[3], %w: f64[3]) -> f64[3] {{
+              %s, %t = tapeloop 0..3 checkpoint store-all fwd @body (%c) caps (%w)
+              ret %s
+            }}
+
+            func @outer.bwd(%i: i64, %c: f64[3], %w: f64[3], %cb: f64[3], %wb: f64[3]) -> (f64[3], f64[3]) {{
+              %s, %t = tapeloop 0..3 checkpoint binomial:2 fwd @body (%c) caps (%w)
+              %cb2, %wb2 = revloop 0..3 checkpoint binomial:2 fwd @body bwd @body.bwd tape %t (%c) caps (%w) seed (%cb, %wb)
+              ret %cb2, %wb2
+            }}
+            {STEPS}"
+        );
+        let m = parse_module(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        verify_module(&m).unwrap();
+        let c = compile(&m, "f");
+        for n in TRIPS {
+            let x = f64s(&[3], numbers(3, 8));
+            let w = f64s(&[3], numbers(3, 9));
+            let (_, st) = both(&m, &c, "f", &[x, w, Val::I64(n)]);
+            // Three inner backward steps per outer one, plus the outer one.
+            assert_eq!(st.backward_steps, 4 * n as u64, "{p} n={n}: {st:?}");
+        }
+    }
+}
