@@ -238,7 +238,8 @@ func @mm(%a: f64[16,8], %b: f64[8,4]) -> (f64[16,4], f64[8,4]) {
 /// Gradients of loops carrying tensors: the drivers flatten the states into buffers
 /// of a per-thread pool and the checkpoint driver's larger-than-32-slot scratch states
 /// come from a pool too, so after the first call (per policy) nothing is allocated —
-/// under every policy, with a 41-slot state (a 40-cell tensor and a scalar) and a
+/// under every policy, with a 47-slot state (a 40-cell tensor, a scalar, and a
+/// 6-element `f32` tensor the driver converts to and from its 8-byte slots) and a
 /// tensor capture. (`call_buffers`: the typed `call` allocates its result tensors.)
 #[test]
 fn tensor_loop_gradients_allocate_nothing_in_steady_state() {
