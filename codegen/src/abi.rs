@@ -33,7 +33,8 @@
 //!   a larger one in its workspace ([`frame_bytes`]).
 //! - **Driver descriptors** ([`desc`]): the words a `revloop`/`tapeloop` lowering writes
 //!   and its driver reads, the policy in two words ([`encode_policy`],
-//!   [`decode_policy`]).
+//!   [`decode_policy`]); a tensor operand is its buffer's address, described by a
+//!   layout table, and a tensor result goes to the address the descriptor names.
 //! - **Status codes**: 0 is success; `k` in `1..=i32::MAX` is guard `k − 1` of the
 //!   module's guard table ([`GuardInfo`], [`guard_status`], [`guard_of_status`]); the top
 //!   of the `u32` range, from [`FIRST_DRIVER_STATUS`] up, one per

@@ -635,3 +635,73 @@ fn nested_tensor_drivers_match_the_interpreter() {
         }
     }
 }
+
+/// A loop carrying thirty tensors: its descriptors (13 header words, two per operand,
+/// one per result address) exceed the stack frame limit and live in the workspace.
+#[test]
+fn large_tensor_descriptors_live_in_the_workspace() {
+    let k = 30;
+    let names = |p: &str| (0..k).map(|j| format!("%{p}{j}")).collect::<Vec<_>>();
+    let typed = |p: &str| {
+        (0..k)
+            .map(|j| format!("%{p}{j}: f64[2]"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let tys = vec!["f64[2]"; k].join(", ");
+    let mut fwd = String::new();
+    let mut bwd = String::new();
+    for j in 0..k {
+        fwd += &format!("  %p{j} = mul %c{j}, %w\n  %s{j} = sin %p{j}\n");
+        bwd += &format!(
+            "  %p{j} = mul %c{j}, %w\n  %o{j} = cos %p{j}\n  %q{j} = mul %b{j}, %o{j}\n  %r{j} = mul %q{j}, %w\n  %t{j} = mul %q{j}, %c{j}\n"
+        );
+    }
+    let mut acc = "%wb".to_string();
+    for j in 0..k {
+        bwd += &format!("  %u{j} = add {acc}, %t{j}\n");
+        acc = format!("%u{j}");
+    }
+    let src = format!(
+        "func @f({xs}, %w: f64[2], %n: i64) -> ({tys}, {tys}, f64[2]) {{
+          %one = fill 1.0 : f64[2]
+          %z = fill 0.0 : f64[2]
+          {ss}, %t = tapeloop 0..%n checkpoint binomial:2 fwd @body ({xn}) caps (%w)
+          {bs}, %wbar = revloop 0..%n checkpoint binomial:2 fwd @body bwd @body.bwd tape %t ({xn}) caps (%w) seed ({ones}, %z)
+          ret {ss}, {bs}, %wbar
+        }}
+
+        func @body(%i: i64, {cs}, %w: f64[2]) -> ({tys}) {{
+        {fwd}  ret {sn}
+        }}
+
+        func @body.bwd(%i: i64, {cs}, %w: f64[2], {bts}, %wb: f64[2]) -> ({tys}, f64[2]) {{
+        {bwd}  ret {rn}, {acc}
+        }}",
+        xs = typed("x"),
+        cs = typed("c"),
+        bts = typed("b"),
+        ss = names("s").join(", "),
+        bs = names("xb").join(", "),
+        xn = names("x").join(", "),
+        sn = names("s").join(", "),
+        rn = names("r").join(", "),
+        ones = vec!["%one"; k].join(", "),
+    );
+    let m = parse_module(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    verify_module(&m).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let c = compile(&m, "f");
+    assert!(
+        c.workspace_bytes() >= 8 * (13 + 2 * 61 + 31),
+        "{}",
+        c.workspace_bytes()
+    );
+    for n in [0, 3, 7] {
+        let mut args: Vec<Val> = (0..k)
+            .map(|j| f64s(&[2], numbers(2, 40 + j as u64)))
+            .collect();
+        args.push(f64s(&[2], numbers(2, 1)));
+        args.push(Val::I64(n));
+        both(&m, &c, "f", &args);
+    }
+}
