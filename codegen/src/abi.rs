@@ -33,7 +33,8 @@
 //!   a larger one in its workspace ([`frame_bytes`]).
 //! - **Driver descriptors** ([`desc`]): the words a `revloop`/`tapeloop` lowering writes
 //!   and its driver reads, the policy in two words ([`encode_policy`],
-//!   [`decode_policy`]).
+//!   [`decode_policy`]); a tensor operand is its buffer's address, described by a
+//!   layout table, and a tensor result goes to the address the descriptor names.
 //! - **Status codes**: 0 is success; `k` in `1..=i32::MAX` is guard `k − 1` of the
 //!   module's guard table ([`GuardInfo`], [`guard_status`], [`guard_of_status`]); the top
 //!   of the `u32` range, from [`FIRST_DRIVER_STATUS`] up, one per
@@ -123,16 +124,16 @@ pub(crate) fn word_offset(words: usize, extra: u64) -> Option<i32> {
 pub(crate) const MAX_STACK_FRAME: u64 = 1024;
 
 /// Bytes of a call's frame (argument slots, then result slots; at least one slot) or a
-/// driver descriptor ([`desc::HEADER`] words, then one per operand), or `None` for other
-/// instructions.
+/// driver descriptor ([`desc::words`]), or `None` for other instructions. Saturates
+/// rather than wraps (a size that large fails later with an offset error).
 pub(crate) fn frame_bytes(f: &Function, inst: Inst) -> Option<u64> {
     let d = &f.insts[inst];
     let words = match &d.op {
         Op::Call(_) => (d.args.len() + d.results.len()).max(1),
-        Op::TapeLoop(_) | Op::RevLoop(_) => desc::HEADER + d.args.len(),
+        Op::TapeLoop(_) | Op::RevLoop(_) => desc::words(f, inst).unwrap_or(usize::MAX),
         _ => return None,
     };
-    Some((SLOT_BYTES * words) as u64)
+    Some((words as u64).saturating_mul(SLOT_BYTES as u64))
 }
 
 pub(crate) mod desc {
@@ -145,13 +146,23 @@ pub(crate) mod desc {
     //! | [`WS`] | workspace for them (the caller's callee area) |
     //! | [`START`], [`END`] | start, end (i64) |
     //! | [`POLICY_TAG`], [`POLICY_PARAM`] | the policy ([`super::encode_policy`]) |
-    //! | [`STATES`], [`CAPS`], [`ADJS`] | state count `k`, capture count `c`, adjoint count `a` |
+    //! | [`STATES`], [`CAPS`], [`ADJS`] | state count `k`, capture count `c`, adjoint count `a` (operands, not slots) |
     //! | [`TOKEN`], [`HAS_TOKEN`] | tape token, and 1 if there is one (0: none) |
-    //! | [`HEADER`].. | `k` inits, `c` captures, `a` seeds; the results overwrite the seeds |
+    //! | [`TABLE`] | 1 when the two tables below follow (some operand or result is a tensor), else 0 |
+    //! | [`HEADER`].. | `n = k + c + a` operand words: `k` inits, `c` captures, `a` seeds — a scalar's slot, a tensor's buffer address; scalar results overwrite their operand's word |
+    //! | `HEADER + n`.. | with a table: `n` layout words, one per operand ([`layout_word`]) |
+    //! | `HEADER + 2n`.. | with a table: `r` result addresses, one per state (`tapeloop`, `r = k`) or adjoint (`revloop`, `r = a`) result: the buffer a tensor result is written to, 0 for a scalar |
     //!
     //! A `tapeloop` uses the same layout with no backward iteration (word [`BWD`] is 0) and
-    //! no seeds: its driver overwrites the inits with the final state and writes the token
-    //! to [`TOKEN`] (and 1 to [`HAS_TOKEN`]).
+    //! no seeds: its driver writes the final state (scalars over the inits' words, tensors
+    //! to their result addresses) and the token to [`TOKEN`] (and 1 to [`HAS_TOKEN`]).
+    //!
+    //! The checkpoint driver works on the loop's state *flattened* to 8-byte slots
+    //! ([`jitad_ir::layout::state_slots`]: one per scalar, one per tensor element), so a
+    //! tensor's layout word says how many slots it takes and how its elements are
+    //! stored in its buffer.
+
+    use jitad_ir::{Function, Inst, Op, ScalarType, Type};
 
     /// Entry of the forward iteration.
     pub(crate) const FWD: usize = 0;
@@ -167,18 +178,101 @@ pub(crate) mod desc {
     pub(crate) const POLICY_TAG: usize = 5;
     /// Policy parameter.
     pub(crate) const POLICY_PARAM: usize = 6;
-    /// Number of state words `k`.
+    /// Number of state operands `k`.
     pub(crate) const STATES: usize = 7;
-    /// Number of captured words `c`.
+    /// Number of captured operands `c`.
     pub(crate) const CAPS: usize = 8;
-    /// Number of adjoint words `a`.
+    /// Number of adjoint operands `a`.
     pub(crate) const ADJS: usize = 9;
     /// Tape token.
     pub(crate) const TOKEN: usize = 10;
     /// 1 if [`TOKEN`] holds a token.
     pub(crate) const HAS_TOKEN: usize = 11;
-    /// Words before the values.
-    pub(crate) const HEADER: usize = 12;
+    /// 1 if the layout table and the result addresses follow the operand words.
+    pub(crate) const TABLE: usize = 12;
+    /// Words before the operands.
+    pub(crate) const HEADER: usize = 13;
+
+    /// The layout word of an operand of type `t`: 0 for a scalar; for a tensor of `len`
+    /// elements, `len << 2 | e` with `e` 0 for f64, 1 for f32, 2 for i64, 3 for bool
+    /// (never 0: a tensor has at least one element). `None` for a tensor whose element
+    /// count does not fit (more than 2^62).
+    pub(crate) fn layout_word(t: Type) -> Option<u64> {
+        match t {
+            Type::Scalar(_) => Some(0),
+            Type::Tensor(e, s) => {
+                let code = match e {
+                    ScalarType::F64 => 0,
+                    ScalarType::F32 => 1,
+                    ScalarType::I64 => 2,
+                    ScalarType::Bool => 3,
+                };
+                let len = u64::try_from(s.num_elements()).ok()?;
+                (len != 0 && len < 1 << 62).then_some(len << 2 | code)
+            }
+        }
+    }
+
+    /// A layout word decoded: `None` for a scalar, else the tensor's element type and
+    /// element count (slots in the flattened state).
+    pub(crate) fn decode_layout(w: u64) -> Option<(ScalarType, usize)> {
+        if w == 0 {
+            return None;
+        }
+        let e = match w & 3 {
+            0 => ScalarType::F64,
+            1 => ScalarType::F32,
+            2 => ScalarType::I64,
+            _ => ScalarType::Bool,
+        };
+        Some((e, usize::try_from(w >> 2).unwrap_or(usize::MAX)))
+    }
+
+    /// The operand range the descriptor holds (inits, captures, seeds), the result
+    /// indices with a result address (states of a `tapeloop`, adjoints of a
+    /// `revloop`), and whether a table follows (some of them is a tensor); `None` for
+    /// other instructions or too few operands.
+    pub(crate) fn shape(
+        f: &Function,
+        inst: Inst,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>, bool)> {
+        let d = &f.insts[inst];
+        let (values, results) = match &d.op {
+            Op::TapeLoop(r) => {
+                let [_, inits, caps] = r.split(d.args.len())?;
+                (inits.start..caps.end, 0..inits.len())
+            }
+            Op::RevLoop(r) => {
+                let [_, _, inits, _, seeds] = r.split(d.args.len())?;
+                (inits.start..seeds.end, 0..d.results.len())
+            }
+            _ => return None,
+        };
+        let tensor = |v: &jitad_ir::Value| {
+            f.values
+                .get(*v)
+                .is_some_and(|vd| matches!(vd.ty, Type::Tensor(..)))
+        };
+        let table = d.args[values.clone()].iter().any(tensor)
+            || d.results
+                .get(results.clone())
+                .is_some_and(|r| r.iter().any(tensor));
+        Some((values, results, table))
+    }
+
+    /// Words of the descriptor of driver instruction `inst`: [`HEADER`], one per
+    /// operand it holds, and with a table one more per operand and one per result
+    /// address. `None` for other instructions, or a count past `usize`.
+    pub(crate) fn words(f: &Function, inst: Inst) -> Option<usize> {
+        let (values, results, table) = shape(f, inst)?;
+        let n = values.len();
+        let extra = if table {
+            n.checked_add(results.len())?
+        } else {
+            0
+        };
+        HEADER.checked_add(n)?.checked_add(extra)
+    }
 }
 
 /// The policy as two words ([`desc::POLICY_TAG`], [`desc::POLICY_PARAM`]).
@@ -304,6 +398,50 @@ mod tests {
         let s = record_driver_error(e);
         assert_eq!(take_driver_error(s), Some(e));
         assert_eq!(take_driver_error(s), None);
+    }
+
+    /// Layout words decode to what they encode, scalars are 0, and the descriptor
+    /// size counts the table only when some operand or result is a tensor.
+    #[test]
+    fn descriptor_layouts_round_trip() {
+        use jitad_ir::{parse_module, Shape, Type};
+        assert_eq!(desc::layout_word(Type::F64), Some(0));
+        assert_eq!(desc::decode_layout(0), None);
+        for e in [
+            ScalarType::F64,
+            ScalarType::F32,
+            ScalarType::I64,
+            ScalarType::Bool,
+        ] {
+            for dims in [&[1usize][..], &[3, 5], &[2, 1, 7]] {
+                let t = Type::Tensor(e, Shape::new(dims).unwrap());
+                let w = desc::layout_word(t).unwrap();
+                assert_ne!(w, 0);
+                assert_eq!(desc::decode_layout(w), Some((e, dims.iter().product())));
+            }
+        }
+        let m = parse_module(
+            "func @f(%x: f64[3], %y: f64, %n: i64) -> (f64[3], f64) {
+              %s, %t = tapeloop 0..%n checkpoint store-all fwd @body (%x) caps (%y)
+              %u, %v = tapeloop 0..4 checkpoint store-all fwd @sbody (%y) caps ()
+              ret %s, %u
+            }
+            func @body(%i: i64, %a: f64[3], %c: f64) -> f64[3] {
+              ret %a
+            }
+            func @sbody(%i: i64, %a: f64) -> f64 {
+              ret %a
+            }",
+        )
+        .unwrap();
+        let f = m.get("f").unwrap();
+        let insts = &f.regions[f.body].insts;
+        // Tensors: 13 header words, 2 operands, 2 layout words, 1 result address.
+        assert_eq!(desc::words(f, insts[0]), Some(desc::HEADER + 2 + 2 + 1));
+        assert_eq!(frame_bytes(f, insts[0]), Some(8 * 18));
+        // Scalars only: no table.
+        assert_eq!(desc::words(f, insts[1]), Some(desc::HEADER + 1));
+        assert_eq!(desc::words(f, insts[2]), None);
     }
 
     #[test]

@@ -68,7 +68,8 @@
 //! tensor programs). `dump --emit fusion` (or [`Compiled::fusion_text`]) shows the
 //! groups. Not compiled yet ([`CompileError::Unsupported`], run by the interpreter):
 //! tensors inside loop bodies or carried by loops, and tensors passed to or returned
-//! from calls (the inliner removes most calls first).
+//! from calls (the inliner removes most calls first). Reverse mode's `tapeloop` and
+//! `revloop` do take tensor states, captures and adjoints (their drivers flatten them).
 //!
 //! # Semantics
 //!

@@ -163,7 +163,8 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
             let no_tensors = parent.is_some()
                 || matches!(
                     d.op,
-                    Op::Call(_) | Op::Loop(_) | Op::RevLoop(_) | Op::TapeLoop(_) | Op::Guard
+                    // `revloop`/`tapeloop` take tensors: their drivers flatten them.
+                    Op::Call(_) | Op::Loop(_) | Op::Guard
                 );
             if no_tensors {
                 let place = if parent.is_some() {

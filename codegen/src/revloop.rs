@@ -9,9 +9,28 @@
 //! "Status codes"). A driver returns 0, a step's own nonzero status unchanged (a
 //! guard's, or a nested driver's), or one of its own, with the whole error (with its
 //! numbers) left for the handle, which so reports exactly what the interpreter reports.
+//!
+//! **Tensors.** A loop whose operands or results include tensors has a descriptor with
+//! a layout table ([`desc::TABLE`]). The checkpoint driver works on the state and the
+//! adjoints *flattened* as the interpreter flattens them
+//! ([`jitad_ir::layout::state_slots`]: one 8-byte slot per scalar, one per tensor
+//! element, in the same encoding), so snapshots, the tape's initial-state check and the
+//! statistics (`peak_tape_bytes`: 8 bytes per slot) are the interpreter's. Around each
+//! step the driver passes a tensor argument as a pointer: straight into the flattened
+//! words for `f64` and `i64` elements (one word each: no copy), into a converted copy
+//! for `f32` (4-byte) and `bool` (1-byte) elements; a tensor result slot points into a
+//! result area, copied (or widened) back into the flattened state after the step, so a
+//! step never reads a buffer it writes. Captures are passed as they are (their buffer
+//! addresses), as no step changes them. At the end, tensor results (a `tapeloop`'s
+//! final state, a `revloop`'s adjoints) are written to the buffers the descriptor
+//! names. These buffers come from a per-thread pool, one set per running driver (so
+//! nested drivers each have theirs), grown by the first call and then reused: steady
+//! state calls allocate nothing.
 
 use crate::abi::{decode_policy, desc, record_driver_error, EntryFn};
-use jitad_ir::checkpoint::{self, copy_words, DriverError, LoopSpec, Steps};
+use jitad_ir::checkpoint::{self, copy_words, DriverError, LoopSpec, Policy, Steps};
+use jitad_ir::ScalarType;
+use std::cell::RefCell;
 
 /// The status for a failed sweep.
 fn status(e: checkpoint::SweepError<u32>) -> u32 {
@@ -131,6 +150,10 @@ impl Steps for JitSteps<'_> {
 pub(crate) unsafe extern "C" fn jitad_revloop(descriptor: *mut u64) -> u32 {
     // SAFETY: the caller guarantees the header is readable.
     let header = unsafe { std::slice::from_raw_parts(descriptor, desc::HEADER) };
+    if header[desc::TABLE] != 0 {
+        // SAFETY: the caller's guarantee, for a descriptor with a table.
+        return unsafe { tensor_driver(descriptor, true) };
+    }
     let (k, c, a) = (
         header[desc::STATES] as usize,
         header[desc::CAPS] as usize,
@@ -182,6 +205,10 @@ pub(crate) unsafe extern "C" fn jitad_revloop(descriptor: *mut u64) -> u32 {
 pub(crate) unsafe extern "C" fn jitad_tapeloop(descriptor: *mut u64) -> u32 {
     // SAFETY: the caller guarantees the header is readable.
     let header = unsafe { std::slice::from_raw_parts(descriptor, desc::HEADER) };
+    if header[desc::TABLE] != 0 {
+        // SAFETY: the caller's guarantee, for a descriptor with a table.
+        return unsafe { tensor_driver(descriptor, false) };
+    }
     let (k, c) = (header[desc::STATES] as usize, header[desc::CAPS] as usize);
     // SAFETY: the lowering wrote desc::HEADER + k + c words at `descriptor`, and nothing else
     // accesses them during this call.
@@ -210,4 +237,470 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(descriptor: *mut u64) -> u32 {
         }
     }));
     r.unwrap_or_else(|_| record_driver_error(DriverError::Panicked))
+}
+
+/// One state or adjoint operand of a driver with tensors.
+#[derive(Clone, Copy, Debug)]
+struct Operand {
+    /// `None` for a scalar; a tensor's element type and element count.
+    tensor: Option<(ScalarType, usize)>,
+    /// Its first slot in the flattened state (or adjoints).
+    slot: usize,
+    /// For an `f32` or `bool` tensor: its first element in the converted-argument
+    /// buffer of its type.
+    conv: usize,
+    /// For a tensor: its first element in the result area of its element size.
+    out: usize,
+}
+
+/// The buffers of one running driver with tensors (see the module docs), kept in
+/// [`POOL`] between calls.
+#[derive(Default)]
+struct Buffers {
+    /// The `k` state operands, then the `a` adjoint operands.
+    ops: Vec<Operand>,
+    /// The flattened state, then the flattened adjoints.
+    flat: Vec<u64>,
+    /// The step's argument slots `[i, state (k), caps (c), adj (a)]`, then
+    /// `max(k, a)` result slots.
+    frame: Vec<u64>,
+    /// Result areas of `f64`/`i64`, `f32` and `bool` tensors.
+    out_w: Vec<u64>,
+    out_f: Vec<f32>,
+    out_b: Vec<u8>,
+    /// Converted `f32` and `bool` tensor arguments.
+    arg_f: Vec<f32>,
+    arg_b: Vec<u8>,
+}
+
+thread_local! {
+    /// Buffers of drivers that ran on this thread, for the next ones (one set per
+    /// driver running at once: nested drivers take their own).
+    static POOL: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most buffer sets [`POOL`] keeps (drivers nested deeper allocate their own).
+const POOL_MAX: usize = 16;
+
+/// `v` resized to `n` elements (zeroed), or a `TooLarge` error when the memory
+/// cannot be had (never a panic, never an abort).
+fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> Result<&mut [T], DriverError> {
+    v.clear();
+    v.try_reserve(n).map_err(|_| DriverError::TooLarge {
+        bytes: n as u128 * std::mem::size_of::<T>() as u128,
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// Appends the operands whose layout words are `layout` to `ops`, numbering their
+/// slots, converted arguments and result areas from `slots`, `conv` (`f32`, `bool`)
+/// and 0; returns the slot count, the result area sizes and the new `conv`.
+fn lay_out(
+    ops: &mut Vec<Operand>,
+    layout: &[u64],
+    conv: [usize; 2],
+) -> (usize, [usize; 3], [usize; 2]) {
+    let (mut slot, mut conv, mut out) = (0usize, conv, [0usize; 3]);
+    for &w in layout {
+        let tensor = desc::decode_layout(w);
+        let n = tensor.map_or(1, |t| t.1);
+        let (mut c, mut o) = (0, 0);
+        if let Some((e, n)) = tensor {
+            let kind = match e {
+                ScalarType::F64 | ScalarType::I64 => 0,
+                ScalarType::F32 => 1,
+                ScalarType::Bool => 2,
+            };
+            o = out[kind];
+            out[kind] = out[kind].saturating_add(n);
+            if kind > 0 {
+                c = conv[kind - 1];
+                conv[kind - 1] = conv[kind - 1].saturating_add(n);
+            }
+        }
+        ops.push(Operand {
+            tensor,
+            slot,
+            conv: c,
+            out: o,
+        });
+        slot = slot.saturating_add(n);
+    }
+    (slot, out, conv)
+}
+
+/// Flattens the operands `ops` whose words are `vals` (a scalar's slot, a tensor's
+/// address) into `flat`.
+///
+/// # Safety
+///
+/// Each tensor's word must be the address of a live, aligned buffer of its element
+/// count and type, not written during this call.
+unsafe fn flatten(ops: &[Operand], vals: &[u64], flat: &mut [u64]) {
+    for (o, &v) in ops.iter().zip(vals) {
+        let Some((e, n)) = o.tensor else {
+            flat[o.slot] = v;
+            continue;
+        };
+        let dst = &mut flat[o.slot..o.slot + n];
+        let p = v as usize;
+        // SAFETY (each arm): the caller guarantees `p` addresses `n` elements of type
+        // `e`, aligned, live and unaliased by writes for this call.
+        match e {
+            ScalarType::F64 | ScalarType::I64 => {
+                dst.copy_from_slice(unsafe { std::slice::from_raw_parts(p as *const u64, n) })
+            }
+            ScalarType::F32 => {
+                let src = unsafe { std::slice::from_raw_parts(p as *const u32, n) };
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = u64::from(s);
+                }
+            }
+            ScalarType::Bool => {
+                let src = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = u64::from(s != 0);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the flattened operands `ops` from `flat` to their results: a scalar to its
+/// word in `vals`, a tensor to the buffer whose address is its word in `addrs`.
+///
+/// # Safety
+///
+/// Each tensor's address must be that of a live, aligned buffer of its element count
+/// and type that nothing else accesses during this call.
+unsafe fn unflatten(ops: &[Operand], flat: &[u64], vals: &mut [u64], addrs: &[u64]) {
+    for ((o, v), &a) in ops.iter().zip(vals).zip(addrs) {
+        let Some((e, n)) = o.tensor else {
+            *v = flat[o.slot];
+            continue;
+        };
+        let src = &flat[o.slot..o.slot + n];
+        let p = a as usize;
+        // SAFETY (each arm): the caller guarantees `p` addresses `n` writable elements
+        // of type `e`, aligned, that nothing else accesses during this call.
+        match e {
+            ScalarType::F64 | ScalarType::I64 => {
+                unsafe { std::slice::from_raw_parts_mut(p as *mut u64, n) }.copy_from_slice(src)
+            }
+            ScalarType::F32 => {
+                let dst = unsafe { std::slice::from_raw_parts_mut(p as *mut u32, n) };
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s as u32;
+                }
+            }
+            ScalarType::Bool => {
+                let dst = unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) };
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = u8::from(s as u8 != 0);
+                }
+            }
+        }
+    }
+}
+
+/// The compiled iterations of a loop with tensors, over flattened states.
+struct TensorSteps<'a> {
+    fwd: EntryFn,
+    bwd: EntryFn,
+    ws: *mut u8,
+    /// State operands, then adjoint operands.
+    st: &'a [Operand],
+    ad: &'a [Operand],
+    c: usize,
+    /// `[i, state (k), caps (c), adj (a)]` then `max(k, a)` result slots; the caps
+    /// are written once, as no step changes them.
+    frame: &'a mut [u64],
+    out_w: &'a mut [u64],
+    out_f: &'a mut [f32],
+    out_b: &'a mut [u8],
+    arg_f: &'a mut [f32],
+    arg_b: &'a mut [u8],
+}
+
+/// Sets the argument slots `args` of operands `ops` from their flattened values
+/// `flat`: a scalar's slot, a tensor's address (into `flat` itself for 8-byte
+/// elements, else into its converted copy in `arg_f`/`arg_b`).
+fn put_args(ops: &[Operand], flat: &[u64], args: &mut [u64], arg_f: &mut [f32], arg_b: &mut [u8]) {
+    for (o, a) in ops.iter().zip(args) {
+        *a = match o.tensor {
+            None => flat[o.slot],
+            Some((e, n)) => {
+                let src = &flat[o.slot..o.slot + n];
+                match e {
+                    ScalarType::F64 | ScalarType::I64 => src.as_ptr() as usize as u64,
+                    ScalarType::F32 => {
+                        let dst = &mut arg_f[o.conv..o.conv + n];
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = f32::from_bits(s as u32);
+                        }
+                        dst.as_ptr() as usize as u64
+                    }
+                    ScalarType::Bool => {
+                        let dst = &mut arg_b[o.conv..o.conv + n];
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = u8::from(s as u8 != 0);
+                        }
+                        dst.as_ptr() as usize as u64
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// Points the result slots of tensor results `ops` at their result areas.
+fn put_result_addrs(
+    ops: &[Operand],
+    res: &mut [u64],
+    out_w: &mut [u64],
+    out_f: &mut [f32],
+    out_b: &mut [u8],
+) {
+    for (o, r) in ops.iter().zip(res) {
+        if let Some((e, n)) = o.tensor {
+            *r = match e {
+                ScalarType::F64 | ScalarType::I64 => out_w[o.out..o.out + n].as_mut_ptr() as usize,
+                ScalarType::F32 => out_f[o.out..o.out + n].as_mut_ptr() as usize,
+                ScalarType::Bool => out_b[o.out..o.out + n].as_mut_ptr() as usize,
+            } as u64;
+        }
+    }
+}
+
+/// Reads the results `ops` a step just wrote (a scalar in its slot of `res`, a tensor
+/// in its result area) into their flattened values `flat`.
+fn take_results(
+    ops: &[Operand],
+    res: &[u64],
+    flat: &mut [u64],
+    out_w: &[u64],
+    out_f: &[f32],
+    out_b: &[u8],
+) {
+    for (o, r) in ops.iter().zip(res) {
+        match o.tensor {
+            // SAFETY: `r` is a reference to an initialised `u64`; the volatile read
+            // keeps it one 8-byte load (see `read_results`).
+            None => flat[o.slot] = unsafe { std::ptr::read_volatile(r) },
+            Some((e, n)) => {
+                let dst = &mut flat[o.slot..o.slot + n];
+                match e {
+                    ScalarType::F64 | ScalarType::I64 => {
+                        dst.copy_from_slice(&out_w[o.out..o.out + n])
+                    }
+                    ScalarType::F32 => {
+                        for (d, s) in dst.iter_mut().zip(&out_f[o.out..o.out + n]) {
+                            *d = u64::from(s.to_bits());
+                        }
+                    }
+                    ScalarType::Bool => {
+                        for (d, &s) in dst.iter_mut().zip(&out_b[o.out..o.out + n]) {
+                            *d = u64::from(s != 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Steps for TensorSteps<'_> {
+    type Error = u32;
+
+    fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), u32> {
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
+        put_result_addrs(self.st, res, self.out_w, self.out_f, self.out_b);
+        // SAFETY: `fwd` is the entry of `(i64, s.., c..) -> s..` in the JIT module the
+        // calling handle keeps alive; it reads 1 + k + c argument slots (a tensor's
+        // holds the address of its elements: in `state` or a converted copy, both
+        // live and unchanged during the call; a capture's, the caller's buffer) and
+        // writes k result slots (`res` holds max(k, a) ≥ k; a tensor result's slot
+        // holds the address of its result area, which nothing else accesses). `ws` is
+        // the callee workspace the caller's plan sized for it. It cannot unwind.
+        let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        take_results(self.st, res, state, self.out_w, self.out_f, self.out_b);
+        Ok(())
+    }
+
+    fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), u32> {
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
+        put_args(self.ad, adj, &mut args[1 + k + c..], self.arg_f, self.arg_b);
+        put_result_addrs(self.ad, res, self.out_w, self.out_f, self.out_b);
+        // SAFETY: as in `forward`, for `bwd: (i64, s.., c.., a..) -> a..`, reading
+        // 1 + k + c + a slots and writing a; the adjoints' addresses point into `adj`
+        // or converted copies, which the step only reads.
+        let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        take_results(self.ad, res, adj, self.out_w, self.out_f, self.out_b);
+        Ok(())
+    }
+}
+
+/// The driver of a descriptor with a layout table: a `revloop` (`rev`) or a
+/// `tapeloop`. Returns a status as [`jitad_revloop`] does.
+///
+/// # Safety
+///
+/// As [`jitad_revloop`], for a descriptor with a table: every tensor operand's word
+/// and every tensor result address is that of a live buffer of the layout word's
+/// element type and count, result buffers disjoint from everything else the loop reads.
+unsafe fn tensor_driver(descriptor: *mut u64, rev: bool) -> u32 {
+    // SAFETY: the caller guarantees the header is readable.
+    let header = unsafe { std::slice::from_raw_parts(descriptor, desc::HEADER) };
+    let (k, c) = (header[desc::STATES] as usize, header[desc::CAPS] as usize);
+    let a = if rev { header[desc::ADJS] as usize } else { 0 };
+    let n = k.saturating_add(c).saturating_add(a);
+    let r = if rev { a } else { k };
+    let len = desc::HEADER
+        .saturating_add(n.saturating_mul(2))
+        .saturating_add(r);
+    // SAFETY: the lowering wrote `desc::words` = HEADER + 2n + r words at
+    // `descriptor` (the counts are its own), and nothing else accesses them during
+    // this call.
+    let words = unsafe { std::slice::from_raw_parts_mut(descriptor, len) };
+    // SAFETY: words FWD and BWD hold `func_addr`s of functions with the `EntryFn`
+    // ABI (BWD of a `tapeloop` is 0 and never called: the forward entry stands in).
+    let fwd: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(words[desc::FWD] as usize) };
+    let bwd: EntryFn = if rev {
+        // SAFETY: as above.
+        unsafe { std::mem::transmute::<usize, EntryFn>(words[desc::BWD] as usize) }
+    } else {
+        fwd
+    };
+    let ws = words[desc::WS] as usize as *mut u8;
+    let (start, end) = (words[desc::START] as i64, words[desc::END] as i64);
+    let policy = decode_policy(words[desc::POLICY_TAG], words[desc::POLICY_PARAM]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut bufs = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        // SAFETY: the caller's guarantee.
+        let st = unsafe {
+            run_tensor_driver(
+                words,
+                &mut bufs,
+                [k, c, a],
+                rev,
+                fwd,
+                bwd,
+                ws,
+                start,
+                end,
+                policy,
+            )
+        };
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(bufs);
+            }
+        });
+        st
+    }));
+    r.unwrap_or_else(|_| record_driver_error(DriverError::Panicked))
+}
+
+/// [`tensor_driver`]'s work, on the buffers `b`.
+///
+/// # Safety
+///
+/// As [`tensor_driver`]; `words` is the whole descriptor.
+#[allow(clippy::too_many_arguments)] // the descriptor, decoded once by the caller
+unsafe fn run_tensor_driver(
+    words: &mut [u64],
+    b: &mut Buffers,
+    [k, c, a]: [usize; 3],
+    rev: bool,
+    fwd: EntryFn,
+    bwd: EntryFn,
+    ws: *mut u8,
+    start: i64,
+    end: i64,
+    policy: Policy,
+) -> u32 {
+    let n = k + c + a;
+    let (head, rest) = words.split_at_mut(desc::HEADER + n);
+    let (hdr, vals) = head.split_at_mut(desc::HEADER);
+    let (layout, addrs) = rest.split_at(n);
+    b.ops.clear();
+    let (kk, out_s, conv) = lay_out(&mut b.ops, &layout[..k], [0, 0]);
+    let (aa, out_a, conv) = lay_out(&mut b.ops, &layout[k + c..], conv);
+    let r = (|| -> Result<u32, DriverError> {
+        let flat = sized(&mut b.flat, kk.saturating_add(aa))?;
+        let frame = sized(&mut b.frame, 1 + n + k.max(a))?;
+        let out_w = sized(&mut b.out_w, out_s[0].max(out_a[0]))?;
+        let out_f = sized(&mut b.out_f, out_s[1].max(out_a[1]))?;
+        let out_b = sized(&mut b.out_b, out_s[2].max(out_a[2]))?;
+        let arg_f = sized(&mut b.arg_f, conv[0])?;
+        let arg_b = sized(&mut b.arg_b, conv[1])?;
+        let (st_ops, ad_ops) = b.ops.split_at(k);
+        let (state, adj) = flat.split_at_mut(kk);
+        // SAFETY: the caller's guarantee: the inits' and seeds' words address live
+        // buffers of their layouts, which the loop does not write.
+        unsafe {
+            flatten(st_ops, &vals[..k], state);
+            flatten(ad_ops, &vals[k + c..], adj);
+        }
+        frame[1 + k..1 + k + c].copy_from_slice(&vals[k..k + c]);
+        let mut steps = TensorSteps {
+            fwd,
+            bwd,
+            ws,
+            st: st_ops,
+            ad: ad_ops,
+            c,
+            frame,
+            out_w,
+            out_f,
+            out_b,
+            arg_f,
+            arg_b,
+        };
+        let l = checkpoint::trip_count(start, end);
+        let swept = if !rev {
+            checkpoint::record(policy, start, l, state, &mut steps).map(|token| {
+                hdr[desc::TOKEN] = token;
+                hdr[desc::HAS_TOKEN] = 1;
+            })
+        } else if hdr[desc::HAS_TOKEN] != 0 {
+            let spec = LoopSpec {
+                policy,
+                start,
+                trips: l,
+                inits: state,
+            };
+            checkpoint::reverse_recorded(hdr[desc::TOKEN], spec, adj, &mut steps)
+        } else {
+            checkpoint::reverse(policy, start, l, state, adj, &mut steps)
+        };
+        if let Err(e) = swept {
+            return Ok(status(e));
+        }
+        // SAFETY: the caller's guarantee: the result addresses name live buffers of
+        // the results' layouts that nothing else accesses now.
+        unsafe {
+            if rev {
+                unflatten(ad_ops, adj, &mut vals[k + c..], addrs);
+            } else {
+                unflatten(st_ops, state, &mut vals[..k], addrs);
+            }
+        }
+        Ok(0)
+    })();
+    r.unwrap_or_else(record_driver_error)
 }

@@ -234,3 +234,52 @@ func @mm(%a: f64[16,8], %b: f64[8,4]) -> (f64[16,4], f64[8,4]) {
         jitad_ir::kernels::gemm_backend()
     );
 }
+
+/// Gradients of loops carrying tensors: the drivers flatten the states into buffers
+/// of a per-thread pool and the checkpoint driver's larger-than-32-slot scratch states
+/// come from a pool too, so after the first call (per policy) nothing is allocated —
+/// under every policy, with a 47-slot state (a 40-cell tensor, a scalar, and a
+/// 6-element `f32` tensor the driver converts to and from its 8-byte slots) and a
+/// tensor capture. (`call_buffers`: the typed `call` allocates its result tensors.)
+#[test]
+fn tensor_loop_gradients_allocate_nothing_in_steady_state() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use jitad_ir::checkpoint::Policy;
+    let mut m = parse_module(include_str!("tensor_loop_grad.jir")).unwrap();
+    let u: Vec<f64> = (0..40).map(|k| (k as f64 * 0.37).sin()).collect();
+    let kk: Vec<f64> = (0..38).map(|k| 0.1 + 0.01 * k as f64).collect();
+    let (mut y, mut ub, mut kb, mut ab) = (vec![0.0; 1], vec![0.0; 40], vec![0.0; 38], vec![0.0]);
+    for p in [
+        Policy::StoreAll,
+        Policy::Binomial(3),
+        Policy::Every(7),
+        Policy::Recompute,
+        Policy::Auto(1 << 10),
+    ] {
+        for f in m.funcs.iter_mut() {
+            for d in f.insts.values_mut() {
+                match &mut d.op {
+                    jitad_ir::Op::RevLoop(r) => r.policy = p,
+                    jitad_ir::Op::TapeLoop(r) => r.policy = p,
+                    _ => {}
+                }
+            }
+        }
+        let c = compile_module(&m, "f.grad", &CompileOptions::default()).unwrap();
+        let run = |a: f64, y: &mut [f64], ub: &mut [f64], kb: &mut [f64], ab: &mut [f64]| {
+            c.call_buffers(&[&u, &kk, &[a]], &mut [y, ub, kb, ab])
+                .unwrap();
+        };
+        run(0.5, &mut y, &mut ub, &mut kb, &mut ab);
+        let first = (y[0], ub.clone(), ab[0]);
+        let before = allocs();
+        for k in 0..20 {
+            run(0.5 + 1e-3 * f64::from(k), &mut y, &mut ub, &mut kb, &mut ab);
+        }
+        let after = allocs();
+        assert_eq!(after - before, 0, "{p}: {} allocations", after - before);
+        run(0.5, &mut y, &mut ub, &mut kb, &mut ab);
+        assert_eq!((y[0], ub.clone(), ab[0]), first, "{p}: another result");
+        assert!(ub.iter().all(|x| x.is_finite()) && ub.iter().any(|&x| x != 0.0));
+    }
+}

@@ -1638,13 +1638,23 @@ fn run_tasks<S: Steps>(
     })()
 }
 
-/// A small state lives on the stack; larger ones use a heap buffer (an allocation per
-/// step only for states above 32 slots). The size difference is the point: no heap
-/// allocation for the usual few-slot state.
+/// A small state lives on the stack; larger ones (a tensor's elements) use a heap
+/// buffer taken from a per-thread pool ([`SCRATCH_POOL`]) and given back when dropped,
+/// so steady-state sweeps allocate nothing whatever the state's size. The size
+/// difference is the point: no heap access at all for the usual few-slot state.
 #[allow(clippy::large_enum_variant)]
 enum Scratch {
     Stack([u64; 32], usize),
     Heap(Vec<u64>),
+}
+
+/// The most buffers [`SCRATCH_POOL`] keeps: more than a sweep holds at once (a few per
+/// nested sweep), so the pool is not a leak for a thread that once held many.
+const SCRATCH_POOL_MAX: usize = 64;
+
+thread_local! {
+    /// Heap buffers of dropped [`Scratch`] states, for the next ones.
+    static SCRATCH_POOL: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Scratch {
@@ -1652,7 +1662,14 @@ impl Scratch {
         if k <= 32 {
             Scratch::Stack([0; 32], k)
         } else {
-            Scratch::Heap(vec![0; k])
+            let mut v = SCRATCH_POOL
+                .try_with(|p| p.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            v.clear();
+            v.resize(k, 0);
+            Scratch::Heap(v)
         }
     }
     #[inline]
@@ -1660,6 +1677,21 @@ impl Scratch {
         match self {
             Scratch::Stack(a, k) => &mut a[..*k],
             Scratch::Heap(v) => v,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Scratch::Heap(v) = self {
+            let v = std::mem::take(v);
+            // During thread teardown the pool may be gone: the buffer is then freed.
+            let _ = SCRATCH_POOL.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < SCRATCH_POOL_MAX {
+                    p.push(v);
+                }
+            });
         }
     }
 }

@@ -771,9 +771,11 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.define(inst, &outs)
     }
 
-    /// A loop driver's descriptor (see [`desc`]): header words, then the
-    /// operands at `values`; returns its address. In a stack slot, or the workspace
-    /// frame when large.
+    /// A loop driver's descriptor (see [`desc`]): header words, then the operands
+    /// [`desc::shape`] names (a tensor's buffer address, a scalar's slot), then, when
+    /// some of them or of the results is a tensor, their layout words and the result
+    /// addresses; returns its address. In a stack slot, or the workspace frame when
+    /// large.
     #[allow(clippy::too_many_arguments)]
     fn driver_descriptor(
         &mut self,
@@ -785,12 +787,20 @@ impl<'a, 'b> Lower<'a, 'b> {
         bwd: Option<&str>,
         counts: [usize; 3],
         token: Option<usize>,
-        values: std::ops::Range<usize>,
     ) -> Result<cl::Value, CompileError> {
         let f = self.f;
         let d = &f.insts[inst];
-        let words = desc::HEADER + counts.iter().sum::<usize>();
-        let size = (words as u64).saturating_mul(8);
+        let (values, results, table) = desc::shape(f, inst)
+            .ok_or_else(|| self.err(format!("{inst}: `{}` with too few operands", d.op)))?;
+        if values.len() != counts.iter().sum::<usize>() {
+            return Err(self.err(format!("{inst}: operand counts differ")));
+        }
+        let words = desc::words(f, inst)
+            .ok_or_else(|| self.err(format!("{inst}: a descriptor past the address space")))?;
+        let size = frame_bytes(f, inst).unwrap_or(u64::MAX);
+        if size != (words as u64).saturating_mul(8) {
+            return Err(self.err(format!("{inst}: descriptor size differs from its plan")));
+        }
         let ptr = self.cx.ptr;
         let base = self.frame_base(size)?;
         let id_of = |l: &Self, name: &str| -> Result<(usize, FuncId), CompileError> {
@@ -841,6 +851,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             (desc::STATES, k),
             (desc::CAPS, c),
             (desc::ADJS, a),
+            (desc::TABLE, u64::from(table)),
         ] {
             // Bit patterns (a policy parameter may exceed i64::MAX).
             let v = self.b.ins().iconst(types::I64, x.cast_signed());
@@ -856,24 +867,67 @@ impl<'a, 'b> Lower<'a, 'b> {
         let has = self.b.ins().iconst(types::I64, has);
         let off = self.off(desc::HAS_TOKEN, 0)?;
         self.b.ins().store(trusted(), has, base, off);
+        let n = values.len();
         // Values one at a time, so memory-backed ones are never all live at once.
         for (w, k) in (desc::HEADER..).zip(values) {
             let v = d.args[k];
+            // A tensor's buffer address (its home; `get` gives it).
             let x = self.get(v)?;
             // Whole 8-byte words, as the driver reads them: bools and f32 bits
             // zero-extended.
-            let x = match self.scalar(v)? {
-                ScalarType::Bool => self.b.ins().uextend(types::I64, x),
-                ScalarType::F32 => {
+            let x = match (self.is_tensor(v), self.scalar(v)?) {
+                (true, _) | (false, ScalarType::F64 | ScalarType::I64) => x,
+                (false, ScalarType::Bool) => self.b.ins().uextend(types::I64, x),
+                (false, ScalarType::F32) => {
                     let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
                     self.b.ins().uextend(types::I64, bits)
                 }
-                ScalarType::F64 | ScalarType::I64 => x,
             };
             let off = self.off(w, 0)?;
             self.b.ins().store(trusted(), x, base, off);
+            if table {
+                let lw = desc::layout_word(f.values[v].ty)
+                    .ok_or_else(|| self.err(format!("{inst}: operand {v} is too large")))?;
+                let lw = self.b.ins().iconst(types::I64, lw.cast_signed());
+                let off = self.off(w + n, 0)?;
+                self.b.ins().store(trusted(), lw, base, off);
+            }
+        }
+        if table {
+            for (w, j) in (desc::HEADER + 2 * n..).zip(results) {
+                let r = d.results[j];
+                let x = if self.is_tensor(r) {
+                    self.tensor_addr(r)?
+                } else {
+                    self.b.ins().iconst(ptr, 0)
+                };
+                let off = self.off(w, 0)?;
+                self.b.ins().store(trusted(), x, base, off);
+            }
         }
         Ok(base)
+    }
+
+    /// Defines the scalar results of driver instruction `inst` from the descriptor
+    /// words at `base` that `word(j)` names (tensor results were written to their
+    /// buffers by the driver).
+    fn define_driver_results(
+        &mut self,
+        inst: Inst,
+        base: cl::Value,
+        word: impl Fn(usize) -> usize,
+    ) -> Result<(), CompileError> {
+        let f = self.f;
+        for (j, &res) in f.insts[inst].results.iter().enumerate() {
+            if self.is_tensor(res) {
+                continue;
+            }
+            let t = self.scalar(res)?;
+            let off = self.off(word(j), 0)?;
+            let x = self.load(t, base, off);
+            self.vals.insert(res, x);
+        }
+        Ok(())
     }
 
     /// A `revloop`: its descriptor, then a call to the driver.
@@ -884,6 +938,9 @@ impl<'a, 'b> Lower<'a, 'b> {
             .split(d.args.len())
             .ok_or_else(|| self.err(format!("{inst}: `revloop` with too few operands")))?;
         let (k, c, a) = (inits.len(), caps.len(), seeds.len());
+        if d.results.len() != a {
+            return Err(self.err(format!("{inst}: `revloop` needs one result per seed")));
+        }
         let base = self.driver_descriptor(
             inst,
             r.bounds,
@@ -893,19 +950,12 @@ impl<'a, 'b> Lower<'a, 'b> {
             Some(&r.bwd),
             [k, c, a],
             tape.clone().next(),
-            inits.start..seeds.end,
         )?;
         let rt = self.func_ref(self.cx.revloop_id);
         let call = self.b.ins().call(rt, &[base]);
         let st = self.b.inst_results(call)[0];
         self.check_status(st);
-        let mut outs = Vec::with_capacity(a);
-        for (j, &res) in d.results.iter().enumerate() {
-            let t = self.scalar(res)?;
-            let off = self.off(desc::HEADER + k + c + j, 0)?;
-            outs.push(self.load(t, base, off));
-        }
-        self.define(inst, &outs)
+        self.define_driver_results(inst, base, |j| desc::HEADER + k + c + j)
     }
 
     /// A `tapeloop`: its descriptor, then a call to the recording driver.
@@ -916,6 +966,9 @@ impl<'a, 'b> Lower<'a, 'b> {
             .split(d.args.len())
             .ok_or_else(|| self.err(format!("{inst}: `tapeloop` with too few operands")))?;
         let k = inits.len();
+        if d.results.len() != k + 1 {
+            return Err(self.err(format!("{inst}: `tapeloop` needs its states and a token")));
+        }
         let base = self.driver_descriptor(
             inst,
             r.bounds,
@@ -925,19 +978,18 @@ impl<'a, 'b> Lower<'a, 'b> {
             None,
             [k, caps.len(), 0],
             None,
-            inits.start..caps.end,
         )?;
         let rt = self.func_ref(self.cx.tapeloop_id);
         let call = self.b.ins().call(rt, &[base]);
         let st = self.b.inst_results(call)[0];
         self.check_status(st);
-        let mut outs = Vec::with_capacity(k + 1);
-        for (j, &res) in d.results.iter().enumerate() {
-            let t = self.scalar(res)?;
-            let off = self.off(if j < k { desc::HEADER + j } else { desc::TOKEN }, 0)?;
-            outs.push(self.load(t, base, off));
-        }
-        self.define(inst, &outs)
+        self.define_driver_results(inst, base, |j| {
+            if j < k {
+                desc::HEADER + j
+            } else {
+                desc::TOKEN
+            }
+        })
     }
 
     fn lower_loop(&mut self, inst: Inst, bounds: jitad_ir::LoopBounds) -> Result<(), CompileError> {
