@@ -25,6 +25,12 @@
 //! | `lt x, x`, `gt x, x` → `false` | false for every x, NaN included |
 //! | *fast-math*: `mul x, ±0` → `±0`, `add x, ±0` → `x`, `sub x, ±0` → `x`, `fma` with a zero factor → its addend, `fma a, b, ±0` → `mul a, b`, `sub x, x` → `0` | wrong for NaN, ±inf or −0.0 |
 //!
+//! | `concat (fill c), x, (fill c), axis n` → `pad x, c [low:high]` (fills on either or both sides, one non-fill part) | the same elements: `pad` is defined as `x` with `low` copies of `c` before and `high` after it along the axis |
+//!
+//! The `concat` rule turns a shift with a constant boundary (a stencil written with
+//! `concat`, as `u[i−1]` with a zero shifted in) into a `pad`, which the JIT fuses
+//! into its consumers and whose adjoint is a `slice`; a `concat` is a runtime copy.
+//!
 //! A constant operand may also be a uniform tensor (`fill c`, `broadcast` of a
 //! constant); a rule applies only when the result keeps its type, so a broadcast is
 //! never lost.
@@ -33,7 +39,9 @@
 //! `x − x → 0` (inf − inf = NaN): hence fast-math.
 
 use crate::rewrite::{def_op, float_of, is_float_bits, Subst};
-use jitad_ir::{Constant, Function, Op, Value};
+use jitad_ir::shape::SliceRange;
+use jitad_ir::{Constant, Function, Inst, Op, Type, Value};
+use std::collections::HashMap;
 
 enum Action {
     Replace(Value),
@@ -45,6 +53,8 @@ enum Action {
 pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
     let mut subst = Subst::default();
     let mut changed = false;
+    // Constants the `concat` rule creates, each to be placed just before its `pad`.
+    let mut before: HashMap<Inst, Inst> = HashMap::new();
     for inst in f.insts_in_order() {
         changed |= subst.rewrite_args(f, inst);
         let d = &f.insts[inst];
@@ -52,6 +62,25 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
             continue;
         }
         let r = d.results[0];
+        let pad = match d.op {
+            Op::Concat(axis) => concat_as_pad(f, axis, &d.args),
+            _ => None,
+        };
+        if let Some((x, c, ranges)) = pad {
+            let op = Op::Pad(ranges);
+            let tys = [f.ty(x), Type::Scalar(c.ty())];
+            if op.result_types(&tys, |_| None).ok().as_deref() == Some(&[f.ty(r)][..]) {
+                let k = f.create_inst(Op::Const(c), vec![], &[tys[1]], vec![]);
+                let cv = f.insts[k].results[0];
+                let d = &mut f.insts[inst];
+                d.op = op;
+                d.args = vec![x, cv];
+                before.insert(inst, k);
+                changed = true;
+                continue;
+            }
+        }
+        let d = &f.insts[inst];
         match rule(f, &d.op, &d.args, r, fast_math) {
             None => {}
             // With broadcasting an operand (or a scalar constant) may have another type
@@ -80,7 +109,79 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
             }
         }
     }
+    if !before.is_empty() {
+        // One pass over the regions that hold a rewritten `concat`.
+        for rd in f.regions.values_mut() {
+            if !rd.insts.iter().any(|i| before.contains_key(i)) {
+                continue;
+            }
+            let mut insts = Vec::with_capacity(rd.insts.len() + before.len());
+            for &i in &rd.insts {
+                if let Some(&k) = before.get(&i) {
+                    insts.push(k);
+                }
+                insts.push(i);
+            }
+            rd.insts = insts;
+        }
+    }
     changed
+}
+
+/// `concat` parts: a run of `fill c` on either side (one constant, bit for bit) and one
+/// other part between them → that part, `c`, and the `pad` ranges (the fills' extents
+/// along `axis`).
+fn concat_as_pad(
+    f: &Function,
+    axis: u8,
+    parts: &[Value],
+) -> Option<(Value, Constant, Vec<SliceRange>)> {
+    let fill_of = |v: Value| match def_op(f, v) {
+        Some((Op::Fill(c, _), _)) => Some(*c),
+        _ => None,
+    };
+    let lead = parts.iter().take_while(|&&v| fill_of(v).is_some()).count();
+    let trail = parts[lead..]
+        .iter()
+        .rev()
+        .take_while(|&&v| fill_of(v).is_some())
+        .count();
+    if lead + trail == 0 || parts.len() != lead + trail + 1 {
+        return None;
+    }
+    let x = parts[lead];
+    let c = fill_of(parts[0]).or_else(|| fill_of(parts[parts.len() - 1]))?;
+    let fills = parts[..lead].iter().chain(&parts[lead + 1..]);
+    let mut extent = [0u32; 2];
+    for (i, &v) in fills.enumerate() {
+        if fill_of(v) != Some(c) {
+            return None;
+        }
+        let Type::Tensor(_, shape) = f.ty(v) else {
+            return None;
+        };
+        let n = *shape.dims().get(usize::from(axis))?;
+        let side = usize::from(i >= lead);
+        extent[side] = extent[side].checked_add(n)?;
+    }
+    let Type::Tensor(_, shape) = f.ty(x) else {
+        return None;
+    };
+    let ranges = (0..shape.dims().len())
+        .map(|a| {
+            let (start, end) = if a == usize::from(axis) {
+                (extent[0], extent[1])
+            } else {
+                (0, 0)
+            };
+            SliceRange {
+                start,
+                end,
+                step: 1,
+            }
+        })
+        .collect();
+    Some((x, c, ranges))
 }
 
 /// True when `op(args)` has exactly `r`'s type.

@@ -202,3 +202,68 @@ fn uniform_tensors_fold_and_simplify_without_losing_broadcasts() {
     assert!(text.contains("mul %s"), "{text}");
     assert!(text.contains("ret %three, %v, %ns, %v, %r"), "{text}");
 }
+
+/// `concat` with uniform fills on its sides becomes a `pad` (a stencil's shifted copy),
+/// with the same values bit for bit (a `-0.0` fill is not a `0.0` one), also inside a
+/// loop body and for an axis other than the first; fills of different constants, a
+/// fill between two parts, or none at all keep the `concat`.
+#[test]
+fn concats_with_constant_sides_become_pads() {
+    let src = "func @f(%u: f64[4], %m: f64[2,3], %n: i64) -> (f64[5], f64[7], f64[2,5], f64[6], f64[6], f64[8], f64[4], f64[9]) {
+      %z = fill 0.0 : f64[1]
+      %z2 = fill 0.0 : f64[2]
+      %nz = fill -0.0 : f64[1]
+      %zm = fill 1.5 : f64[2,2]
+      %left = concat %z, %u, axis 0
+      %both = concat %z, %u, %z2, axis 0
+      %cols = concat %m, %zm, axis 1
+      %mixed = concat %nz, %u, %z, axis 0
+      %mid = concat %u, %z, %u, axis 0
+      %none = concat %u, %u, axis 0
+      %s = loop %j in 0..%n (%c = %u : f64[4]) {
+        %l = slice %c [0:3]
+        %sh = concat %z, %l, axis 0
+        %d = add %c, %sh
+        yield %d
+      }
+      %e = concat %nz, %left, axis 0
+      ret %left, %both, %cols, %mixed, %e, %none, %s, %mid
+    }";
+    let mut module = m(src);
+    let args = [
+        t(&[4], &[1.0, -2.0, 0.5, 3.0]),
+        t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        Val::I64(3),
+    ];
+    let before = eval(&module, "f", &args).unwrap();
+    optimize_module(&mut module, &OptOptions::default());
+    verify_module(&module).unwrap_or_else(|e| panic!("{e}"));
+    let after = eval(&module, "f", &args).unwrap();
+    // Bit for bit, signs of zeros included.
+    let bits = |v: &[Val]| -> Vec<Vec<u64>> {
+        v.iter()
+            .map(|x| {
+                x.as_tensor()
+                    .and_then(|t| t.as_f64())
+                    .map(|d| d.iter().map(|e| e.to_bits()).collect())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    assert_eq!(bits(&after), bits(&before));
+    let text = jitad_ir::print_module(&module);
+    for want in [
+        "%left = pad %u,",
+        "[1:0]",
+        "%both = pad %u,",
+        "[1:2]",
+        "%cols = pad %m,",
+        "[0:0, 0:2]",
+        "%sh = pad %l,",
+        "%mid = concat",
+        "%none = concat",
+        "%mixed = concat",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+}
