@@ -730,9 +730,22 @@ impl Var {
         holds
     }
 
+    /// Fails an abstract trace when this Var is abstract (`what` needed its value);
+    /// returns whether it was.
+    fn fail_if_abstract(self, what: &'static str) -> bool {
+        let a = self.is_abstract();
+        if a {
+            fail_abstract(|| what.into());
+        }
+        a
+    }
+
     /// Guards that `x` equals the example exactly: same value, same sign of zero, or NaN
     /// when the example is NaN.
     fn pin_exact(self) {
+        if self.fail_if_abstract("a conversion to a Rust number (`to_f64`, `integer_decode`)") {
+            return;
+        }
         let x = self.x;
         if x.is_nan() {
             Var::decide(Op::Ne, self, self, true);
@@ -747,6 +760,9 @@ impl Var {
     /// Guards that `trunc(x)` equals the example's (which decides every integer
     /// conversion), or NaN/±inf when the example is.
     fn pin_trunc(self) {
+        if self.fail_if_abstract("a conversion to a Rust integer (`to_i64`, `to_usize`, ...)") {
+            return;
+        }
         let x = self.x;
         if x.is_nan() {
             Var::decide(Op::Ne, self, self, true);
@@ -1269,6 +1285,9 @@ impl Float for Var {
     /// `eq x 0`; subnormal `lt |x| MIN_POSITIVE` and `gt |x| 0`; normal
     /// `ge |x| MIN_POSITIVE` and `lt |x| inf`.
     fn classify(self) -> FpCategory {
+        if self.fail_if_abstract("`classify` (or `is_normal`, `is_subnormal`)") {
+            return FpCategory::Nan;
+        }
         let k = self.x.classify();
         let a = self.abs();
         let (inf, tiny, zero) = (c(f64::INFINITY), c(f64::MIN_POSITIVE), c(0.0));
@@ -1511,6 +1530,9 @@ impl Float for Var {
         )
     }
 }
+
+#[cfg(test)]
+mod abstract_tests;
 
 #[cfg(test)]
 mod tests {

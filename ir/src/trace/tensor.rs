@@ -512,6 +512,24 @@ impl Tensor {
         self.un(Op::Slice(r))
     }
 
+    /// This tensor with `widths[k] = (low, high)` copies of the scalar `value` before
+    /// and after it along axis `k` (one pair per axis; IR `pad`, the transpose of
+    /// [`Tensor::slice`]).
+    pub fn pad(&self, value: impl Into<Tensor>, widths: &[(usize, usize)]) -> Tensor {
+        let clamp = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        let r: Vec<SliceRange> = widths
+            .iter()
+            .map(|&(lo, hi)| SliceRange::new(clamp(lo), clamp(hi)))
+            .collect();
+        let v = value.into();
+        // An `f64` literal pads an `f32` tensor as `f32`, as in the operators.
+        let v = match (&v.val, v.node, self.elem()) {
+            (Known::Val(Val::F64(x)), None, ScalarType::F32) => self.scalar_like(*x),
+            _ => v,
+        };
+        self.bin(Op::Pad(r), &v)
+    }
+
     /// The tensors joined along `axis` (they agree on every other axis).
     pub fn concat(parts: &[Tensor], axis: usize) -> Tensor {
         let Ok(a) = u8::try_from(axis) else {
