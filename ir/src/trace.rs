@@ -30,6 +30,41 @@
 //! interpreter and the JIT use, so the traced function evaluated at the example gives
 //! the example's results bit for bit.
 //!
+//! # Abstract traces
+//!
+//! A trace is **eager** ([`trace`], [`trace_tensors`]: from example values) or
+//! **abstract** ([`trace_abstract`], [`trace_tensors_abstract`]: from the parameters'
+//! types alone). The mode belongs to the whole trace, not to each parameter, so one
+//! rule holds in an abstract trace: *no traced value has a value* — every traced `Var`,
+//! [`Tensor`] and [`Index`] is known by its type only, and nothing downstream can
+//! observe a made-up example.
+//!
+//! | | eager | abstract |
+//! |---|---|---|
+//! | recorded op | its example computed by the interpreter's kernel | its result type only ([`Op::result_types`], i.e. [`crate::shape`]); no kernel runs |
+//! | cost | one kernel call per op (≈ one interpreted run) | O(ops), independent of tensor sizes |
+//! | [`fori_loop`] | body traced once, then the loop run at the example | body traced once, never run |
+//! | untraced constants | fold at trace time | the same: they keep their values and fold |
+//! | shape errors, constant out-of-range `extract`/`insert` index | [`TraceError::Type`] / [`TraceError::Example`] | the same errors |
+//! | value-dependent API (below) | answered from the example, guarded | [`TraceError::Abstract`] naming what asked |
+//!
+//! Both modes record **the same IR** (equal printed text) for every program that does
+//! not use the value-dependent API, since an op's recording depends only on its
+//! operands' nodes and types, and constants are concrete in both. So trace abstractly
+//! whenever the values are not needed (setting up a gradient to compile), and eagerly
+//! when the function must decide Rust control flow from its inputs.
+//!
+//! **Value-dependent API** — needs a traced value; in an abstract trace it fails the
+//! trace with [`TraceError::Abstract`] and answers a poison (never a guess):
+//! comparisons (`==`, `<`, `partial_cmp`, ...; answer `false`), `is_nan`, `is_finite`,
+//! `classify`, `is_sign_negative` and the other predicates, `Zero::is_zero`,
+//! `ToPrimitive::to_*`, `NumCast::from`, `integer_decode`, [`Var::value`] (NaN),
+//! [`Tensor::value`] (a NaN scalar), [`Index::value`] (0). [`Var::try_value`],
+//! [`Tensor::try_value`] and [`Index::try_value`] return the error instead, without
+//! failing the trace; `is_abstract` tells the two kinds apart. A value of an abstract
+//! trace that escapes it keeps no value: `value()` is NaN (0 for an index) and
+//! comparisons answer as NaN does (`false`).
+//!
 //! # Tensors and loops
 //!
 //! [`Tensor`] (module [`tensor`]) is the traced tensor, recorded into the same trace and

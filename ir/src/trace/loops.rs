@@ -38,7 +38,10 @@
 //! bit; when a guard fails there (a later iteration would take another branch), the
 //! trace fails with [`TraceError::LoopExample`] instead of recording a wrong program.
 //! (So tracing costs one interpreted run of the loop, O(trips × body) time, and O(body)
-//! IR.)
+//! IR.) In an abstract trace ([`super::trace_tensors_abstract`]) the body is traced
+//! once with its parameters known by type, and the loop is **not** run: the results
+//! are known by their types, tracing costs O(body), and a data-dependent decision in
+//! the body fails the trace ([`TraceError::Abstract`]) instead of being guarded.
 //! Values computed in the body cannot be used after the loop
 //! ([`TraceError::LoopEscape`]); pass them out through the carry.
 //!

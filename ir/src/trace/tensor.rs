@@ -4,11 +4,15 @@
 //! elements) or a rank-0 scalar — with its **example value** ([`Val`]) and, once
 //! recorded, its IR value. The design is `Var`'s, for the same reasons:
 //!
-//! - **Eager**: every op computes its example with the interpreter's own tensor arms
-//!   (`crate::tensor::eval`, one kernel call per op), so a traced function evaluated at
-//!   its example gives the example's results bit for bit, shapes are known at every
-//!   step, and a traced loop can evaluate its recorded body on the examples it captures
-//!   ([`super::fori_loop`]). The cost is one kernel call per traced op.
+//! - **Eager or abstract**: in an eager trace ([`trace_tensors`]) every op computes its
+//!   example with the interpreter's own tensor arms (`crate::tensor::eval`, one kernel
+//!   call per op), so a traced function evaluated at its example gives the example's
+//!   results bit for bit, and a traced loop can evaluate its recorded body on the
+//!   examples it captures ([`super::fori_loop`]); the cost is one kernel call per
+//!   traced op. In an abstract trace ([`trace_tensors_abstract`]) an op computes only
+//!   its result type, so tracing costs O(ops) whatever the sizes, and records the same
+//!   IR (see the [trace module docs](super#abstract-traces)). Shapes are known at
+//!   every step in both.
 //! - **Constants fold**: ops between untraced tensors record nothing; an untraced tensor
 //!   meeting a traced one is recorded as `fill` when its elements are equal, else
 //!   element by element up to [`super::MAX_INLINE_ELEMENTS`] elements (the IR has no
