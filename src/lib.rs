@@ -63,6 +63,5 @@ pub use jitad_ir::{fori_loop, Carry, Index, Tensor, Type, Val, Var};
 pub use jitad_passes as passes;
 pub use num_traits::Float;
 pub use traced::{
-    trace, trace_abstract, trace_scalar, trace_tensors, trace_tensors_abstract, DeriveTimes,
-    Traced,
+    trace, trace_abstract, trace_scalar, trace_tensors, trace_tensors_abstract, DeriveTimes, Traced,
 };

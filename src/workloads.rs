@@ -619,9 +619,8 @@ pub fn rosenbrock_tensor_grad(x: &[f64]) -> Result<Traced, WorkloadError> {
     }
     // The IR depends on n alone: an abstract trace (no kernel runs).
     let ty = f64_type("rosenbrock input", &[n])?;
-    let traced = crate::trace_tensors_abstract("rosenbrock", &[ty], |a| {
-        vec![rosenbrock_tensor(&a[0], n)]
-    })?;
+    let traced =
+        crate::trace_tensors_abstract("rosenbrock", &[ty], |a| vec![rosenbrock_tensor(&a[0], n)])?;
     Ok(traced.grad()?)
 }
 

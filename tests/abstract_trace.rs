@@ -90,24 +90,30 @@ fn scalar_loop_abstract_gradient_compiles_to_the_eager_bits() {
     // 1000 Euler steps, never run while tracing abstractly.
     let f = |p: &[jitad::Var]| {
         let k = p[1];
-        vec![fori_loop(0, 1000, p[0], |_, x| x - 0.001 * k * x * x.tanh())]
+        vec![fori_loop(0, 1000, p[0], |_, x| {
+            x - 0.001 * k * x * x.tanh()
+        })]
     };
     let eager = jitad::trace("decay", &[1.0, 0.5], f).unwrap();
     let abs = jitad::trace_abstract("decay", 2, f).unwrap();
     assert_eq!(eager.to_jir(), abs.to_jir());
     let (ge, ga) = (eager.grad().unwrap(), abs.grad().unwrap());
     let (mut oe, mut oa) = ([0.0; 3], [0.0; 3]);
-    ge.compile().unwrap().call_f64(&[0.8, 0.3], &mut oe).unwrap();
-    ga.compile().unwrap().call_f64(&[0.8, 0.3], &mut oa).unwrap();
+    ge.compile()
+        .unwrap()
+        .call_f64(&[0.8, 0.3], &mut oe)
+        .unwrap();
+    ga.compile()
+        .unwrap()
+        .call_f64(&[0.8, 0.3], &mut oa)
+        .unwrap();
     assert_eq!(oe.map(f64::to_bits), oa.map(f64::to_bits));
 }
 
 #[test]
 fn value_dependent_code_fails_an_abstract_trace() {
-    let e = jitad::trace_abstract("abs", 1, |p| {
-        vec![if p[0] < 0.0 { -p[0] } else { p[0] }]
-    })
-    .unwrap_err();
+    let e = jitad::trace_abstract("abs", 1, |p| vec![if p[0] < 0.0 { -p[0] } else { p[0] }])
+        .unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("@abs") && msg.contains("`lt`"), "{msg}");
     assert!(msg.contains("abstract"), "{msg}");

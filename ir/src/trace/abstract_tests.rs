@@ -37,7 +37,11 @@ fn example(ty: Type, seed: usize) -> Val {
 /// Traces `f` eagerly (at examples of `types`) and abstractly, asserts the texts are
 /// equal, and returns the abstract trace.
 fn same_ir(name: &str, types: &[Type], f: impl Fn(&[Tensor]) -> Vec<Tensor>) -> Function {
-    let ex: Vec<Val> = types.iter().enumerate().map(|(i, &t)| example(t, i)).collect();
+    let ex: Vec<Val> = types
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| example(t, i))
+        .collect();
     let eager = trace_tensors(name, &ex, &f).expect("eager trace");
     let abs = trace_tensors_abstract(name, types, |a| {
         assert!(a.iter().all(Tensor::is_abstract));
@@ -135,7 +139,16 @@ fn implicit_broadcasting_records_the_same_ir() {
         let m = &m * &a[2] - s; // a row vector, a traced scalar
         let m = 2.0 * m / (s + 1.0); // literals on both sides
         let m = m.maximum(&a[2]).minimum(0.75).relu();
-        vec![m.exp().log().sqrt().sin().cos().abs().powi(3).sigmoid().sum(&[0, 1])]
+        vec![m
+            .exp()
+            .log()
+            .sqrt()
+            .sin()
+            .cos()
+            .abs()
+            .powi(3)
+            .sigmoid()
+            .sum(&[0, 1])]
     });
 }
 

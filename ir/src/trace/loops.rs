@@ -239,10 +239,9 @@ impl Leaf {
                 node,
             )),
             Leaf::Tensor(_) => Leaf::Tensor(Tensor::traced(x, node)),
-            Leaf::Index(_) => Leaf::Index(Index::new(
-                x.val().and_then(Val::as_i64).unwrap_or(0),
-                node,
-            )),
+            Leaf::Index(_) => {
+                Leaf::Index(Index::new(x.val().and_then(Val::as_i64).unwrap_or(0), node))
+            }
         }
     }
 }
@@ -391,9 +390,7 @@ fn traced_loop<C: Carry>(
     // A `Carry` impl whose `rebuild` disagrees with its `leaves` yields no body output,
     // which `close_loop` reports as a carry of another structure.
     let rebuilt = init.rebuild(&mut body_leaves.into_iter());
-    let out = rebuilt.map(|carry| {
-        body(Index::new(lo.x, Some((gen, index))), carry)
-    });
+    let out = rebuilt.map(|carry| body(Index::new(lo.x, Some((gen, index))), carry));
     let mut out_leaves = Vec::new();
     if let Some(o) = &out {
         o.leaves(&mut out_leaves);

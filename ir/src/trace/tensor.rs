@@ -322,9 +322,7 @@ impl Tensor {
             None => match (abstract_fault(&op, operands), ty) {
                 (Some(fault), _) => return Tensor::fail(example_error(&op, fault)),
                 (None, Some(ty)) => Known::Type(ty),
-                (None, None) => {
-                    return Tensor::fail(example_error(&op, TensorFault::BadOperands))
-                }
+                (None, None) => return Tensor::fail(example_error(&op, TensorFault::BadOperands)),
             },
         };
         let Some(first) = operands.iter().find_map(|t| t.node) else {
