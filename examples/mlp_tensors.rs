@@ -65,11 +65,12 @@ fn setup(
     })
 }
 
-/// The setup run `runs` times; the last one and the per-step medians (in ms).
+/// The setup run `runs` times; the last one, the per-step and total medians, and the
+/// first run's total (in ms).
 fn timed_setup(
     runs: usize,
     trace: impl Fn() -> Result<Traced, jitad::workloads::WorkloadError>,
-) -> Result<(Setup, [f64; 4]), Box<dyn std::error::Error>> {
+) -> Result<(Setup, [f64; 4], f64), Box<dyn std::error::Error>> {
     let mut t: [Vec<f64>; 4] = Default::default();
     let mut last = None;
     for _ in 0..runs {
@@ -81,11 +82,12 @@ fn timed_setup(
         t[3].push(ms.iter().sum());
         last = Some(s);
     }
+    let first = t[3].first().copied().unwrap_or(f64::NAN);
     let med = t.map(|mut v| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     });
-    Ok((last.ok_or("no setup run")?, med))
+    Ok((last.ok_or("no setup run")?, med, first))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -122,8 +124,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Setup: trace + AD + compile, from the types (abstract) and, for comparison, at the
     // example values (eager: every op runs its kernel on the batch). Medians of 5.
-    let (s, abs) = timed_setup(5, || shape.trace_abstract())?;
-    let (eager, eag) = timed_setup(5, || shape.trace(&p, x, y))?;
+    // The abstract setup runs first, so its first run is the process's cold one.
+    let (s, abs, cold) = timed_setup(5, || shape.trace_abstract())?;
+    let (eager, eag, _) = timed_setup(5, || shape.trace(&p, x, y))?;
     if eager.primal.to_jir() != s.primal.to_jir() || eager.grad.to_jir() != s.grad.to_jir() {
         return Err("the abstract and eager traces differ".into());
     }
@@ -132,8 +135,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         d * h + h + h * h + h + h + 1
     );
     println!(
-        "setup, trace + AD + compile (median of 5): abstract trace {:.1} ms (trace {:.3}, AD + clean-up {:.1}, compile {:.1}); eager trace {:.1} ms (trace {:.1}, AD + clean-up {:.1}, compile {:.1}); same IR",
-        abs[3], abs[0], abs[1], abs[2], eag[3], eag[0], eag[1], eag[2]
+        "setup, trace + AD + compile (median of 5): abstract trace {:.1} ms (trace {:.3}, AD + clean-up {:.1}, compile {:.1}; first run, cold: {:.1}); eager trace {:.1} ms (trace {:.1}, AD + clean-up {:.1}, compile {:.1}); same IR",
+        abs[3], abs[0], abs[1], abs[2], cold, eag[3], eag[0], eag[1], eag[2]
     );
     let (np, ng) = (s.primal.num_insts(), s.grad.num_insts());
     println!(

@@ -49,8 +49,12 @@
 //! | value-dependent API (below) | answered from the example, guarded | [`TraceError::Abstract`] naming what asked |
 //!
 //! Both modes record **the same IR** (equal printed text) for every program that does
-//! not use the value-dependent API, since an op's recording depends only on its
-//! operands' nodes and types, and constants are concrete in both. So trace abstractly
+//! not use the value-dependent API, whenever the eager trace succeeds: an op's
+//! recording depends only on its operands' nodes and types, and constants are concrete
+//! in both. (An eager trace can also fail where an abstract one cannot look: a traced
+//! index out of range at the example, a loop's guard failing in a later iteration, a
+//! kernel's allocation refused; the abstract trace records the program, and the index
+//! or guard is checked when it runs.) So trace abstractly
 //! whenever the values are not needed (setting up a gradient to compile), and eagerly
 //! when the function must decide Rust control flow from its inputs.
 //!
