@@ -82,7 +82,8 @@ fn rosenbrock_abstract_gradient_compiles_to_the_eager_bits() {
         eager.grad().unwrap().compile().unwrap(),
         abs.grad().unwrap().compile().unwrap(),
     );
-    assert_eq!(call_bits(&ce, &[x.clone()]), call_bits(&ca, &[x]));
+    let x = [x];
+    assert_eq!(call_bits(&ce, &x), call_bits(&ca, &x));
 }
 
 #[test]
