@@ -325,7 +325,10 @@ fn an_escaped_abstract_var_has_no_value_after_the_trace() {
     assert!(v.value().is_nan());
     assert!(matches!(v.try_value(), Err(TraceError::Abstract { .. })));
     // Comparisons outside the trace answer as NaN does: false.
-    assert_eq!((v < 1.0, v >= 1.0, v.partial_cmp(&1.0)), (false, false, None));
+    assert_eq!(
+        (v < 1.0, v >= 1.0, v.partial_cmp(&1.0)),
+        (false, false, None)
+    );
 }
 
 #[test]
