@@ -7,37 +7,20 @@
 //! ```
 //!
 //! The model is the one `benches/peers/jax_peers.py` times in JAX ("mlp-M"): two tanh
-//! layers, a linear output, mean squared error. The gradient is checked against central
+//! layers, a linear output, mean squared error. The setup line times trace + AD +
+//! compile step by step, tracing from the argument types alone (an abstract trace: no
+//! kernel runs, so it does not grow with the batch) and, for comparison, at the example
+//! values (an eager trace); both must record the same IR. The gradient is checked against central
 //! finite differences on a few weights before anything is timed. Last, the JIT call is
 //! timed interleaved with the hand-written references of `jitad::workloads` (GEMM with
 //! vmath's or std's `tanh`, and plain loops), printing the JIT/hand ratios.
 
 use jitad::ir::interp::Val;
 use jitad::ir::tensor::Tensor;
-use jitad::ir::{parse_module, Interpreter};
-use jitad::passes::{grad, optimize_module, OptOptions};
+use jitad::ir::Interpreter;
 use jitad::workloads::{HandTanh, MlpHand, MlpLoops, MlpShape};
-use std::time::Instant;
-
-fn source(batch: usize, d: usize, h: usize) -> String {
-    format!(
-        "func @mlp(%w1: f64[{d},{h}], %b1: f64[{h}], %w2: f64[{h},{h}], %b2: f64[{h}], %w3: f64[{h}], %b3: f64, %x: f64[{batch},{d}], %y: f64[{batch}]) -> f64 {{
-  %h1 = matmul %x, %w1
-  %z1 = add %h1, %b1
-  %a1 = tanh %z1
-  %h2 = matmul %a1, %w2
-  %z2 = add %h2, %b2
-  %a2 = tanh %z2
-  %o = matmul %a2, %w3
-  %out = add %o, %b3
-  %e = sub %out, %y
-  %sq = mul %e, %e
-  %loss = mean %sq, axes [0]
-  ret %loss
-}}
-"
-    )
-}
+use jitad::Traced;
+use std::time::{Duration, Instant};
 
 /// A deterministic generator (xorshift) of values in (−1, 1).
 struct Rng(u64);
@@ -51,14 +34,60 @@ impl Rng {
     }
 }
 
-fn tensor(rng: &mut Rng, dims: &[usize], scale: f64) -> Val {
-    let n = dims.iter().product();
-    let data = (0..n).map(|_| scale * rng.next()).collect();
-    Val::tensor(Tensor::f64(dims, data).expect("valid shape"))
+fn data(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
+    (0..n).map(|_| scale * rng.next()).collect()
 }
 
-fn count(m: &jitad::ir::Module, name: &str) -> usize {
-    m.get(name).map_or(0, |f| f.insts.len().saturating_sub(1))
+/// One setup: the primal trace, the gradient (AD + clean-up), the compiled gradient, and
+/// the time of each step.
+struct Setup {
+    primal: Traced,
+    grad: Traced,
+    compiled: jitad::Compiled,
+    times: [Duration; 3],
+}
+
+fn setup(
+    trace: impl Fn() -> Result<Traced, jitad::workloads::WorkloadError>,
+) -> Result<Setup, Box<dyn std::error::Error>> {
+    let t0 = Instant::now();
+    let primal = trace()?;
+    let t1 = Instant::now();
+    let grad = primal.grad_wrt(&[0, 1, 2, 3, 4, 5])?;
+    let t2 = Instant::now();
+    let compiled = grad.compile()?;
+    let t3 = Instant::now();
+    Ok(Setup {
+        primal,
+        grad,
+        compiled,
+        times: [t1 - t0, t2 - t1, t3 - t2],
+    })
+}
+
+/// The setup run `runs` times; the last one, the per-step and total medians, and the
+/// first run's total (in ms).
+fn timed_setup(
+    runs: usize,
+    trace: impl Fn() -> Result<Traced, jitad::workloads::WorkloadError>,
+) -> Result<(Setup, [f64; 4], f64), Box<dyn std::error::Error>> {
+    let mut t: [Vec<f64>; 4] = Default::default();
+    let mut last = None;
+    for _ in 0..runs {
+        let s = setup(&trace)?;
+        let ms = s.times.map(|d| d.as_secs_f64() * 1e3);
+        for k in 0..3 {
+            t[k].push(ms[k]);
+        }
+        t[3].push(ms.iter().sum());
+        last = Some(s);
+    }
+    let first = t[3].first().copied().unwrap_or(f64::NAN);
+    let med = t.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    Ok((last.ok_or("no setup run")?, med, first))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,36 +100,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[b, d, h] => (b, d, h),
         _ => return Err("usage: mlp_tensors [BATCH INPUTS HIDDEN]".into()),
     };
-    let mut m = parse_module(&source(batch, d, h))?;
-    let g = grad(&mut m, "mlp", &[0, 1, 2, 3, 4, 5])?;
-    optimize_module(&mut m, &OptOptions::default());
-    let (np, ng) = (count(&m, "mlp"), count(&m, &g));
+    let shape = MlpShape {
+        batch,
+        inputs: d,
+        hidden: h,
+    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (sd, sh) = (1.0 / (d as f64).sqrt(), 1.0 / (h as f64).sqrt());
+    // w1, b1, w2, b2, w3, b3, x, y.
+    let bufs: Vec<Vec<f64>> = vec![
+        data(&mut rng, d * h, sd),
+        data(&mut rng, h, 0.1),
+        data(&mut rng, h * h, sh),
+        data(&mut rng, h, 0.1),
+        data(&mut rng, h, sh),
+        vec![0.1],
+        data(&mut rng, batch * d, 1.0),
+        data(&mut rng, batch, 1.0),
+    ];
+    let p: Vec<f64> = bufs[..6].concat();
+    let (x, y) = (&bufs[6], &bufs[7]);
+    let mut args = shape.args(&p, x, y)?;
+
+    // Setup: trace + AD + compile, from the types (abstract) and, for comparison, at the
+    // example values (eager: every op runs its kernel on the batch). Medians of 5.
+    // The abstract setup runs first, so its first run is the process's cold one.
+    let (s, abs, cold) = timed_setup(5, || shape.trace_abstract())?;
+    let (eager, eag, _) = timed_setup(5, || shape.trace(&p, x, y))?;
+    if eager.primal.to_jir() != s.primal.to_jir() || eager.grad.to_jir() != s.grad.to_jir() {
+        return Err("the abstract and eager traces differ".into());
+    }
     println!(
         "MLP batch {batch}, {d} inputs, {h} hidden: {} parameters",
         d * h + h + h * h + h + h + 1
     );
     println!(
+        "setup, trace + AD + compile (median of 5): abstract trace {:.1} ms (trace {:.3}, AD + clean-up {:.1}, compile {:.1}; first run, cold: {:.1}); eager trace {:.1} ms (trace {:.1}, AD + clean-up {:.1}, compile {:.1}); same IR",
+        abs[3], abs[0], abs[1], abs[2], cold, eag[3], eag[0], eag[1], eag[2]
+    );
+    let (np, ng) = (s.primal.num_insts(), s.grad.num_insts());
+    println!(
         "instructions: primal {np}, value+gradient {ng} ({:.2}x)",
         ng as f64 / np as f64
     );
+    let (m, g) = (s.grad.module(), s.grad.name().to_string());
+    let c = s.compiled;
 
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let (sd, sh) = (1.0 / (d as f64).sqrt(), 1.0 / (h as f64).sqrt());
-    let mut args = vec![
-        tensor(&mut rng, &[d, h], sd),
-        tensor(&mut rng, &[h], 0.1),
-        tensor(&mut rng, &[h, h], sh),
-        tensor(&mut rng, &[h], 0.1),
-        tensor(&mut rng, &[h], sh),
-        Val::F64(0.1),
-        tensor(&mut rng, &[batch, d], 1.0),
-        tensor(&mut rng, &[batch], 1.0),
-    ];
-    let primal = m.get("mlp").ok_or("no @mlp")?;
+    let (pm, primal) = (s.primal.module(), s.primal.function());
     let gf = m.get(&g).ok_or("no gradient")?;
     let mut it = Interpreter::new();
     let mut out = Vec::new();
-    it.run(gf, Some(&m), &args, &mut out)?;
+    it.run(gf, Some(m), &args, &mut out)?;
 
     // Finite differences on a few entries of w1 and w2 (central, h = 1e-6).
     let mut worst: f64 = 0.0;
@@ -116,7 +166,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             d2[k] = x;
             args[p] = Val::tensor(Tensor::f64(&shape, d2)?);
             let mut o = Vec::new();
-            it.run(primal, Some(&m), args, &mut o)?;
+            it.run(primal, Some(pm), args, &mut o)?;
             Ok(o[0].as_f64().ok_or("scalar loss")?)
         };
         let eps = 1e-6;
@@ -140,13 +190,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     while times.len() < 200 && (start.elapsed().as_secs_f64() < 2.0 || times.len() < 5) {
         let t = Instant::now();
-        it.run(gf, Some(&m), &args, &mut out)?;
+        it.run(gf, Some(m), &args, &mut out)?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let t = Instant::now();
-    it.run(primal, Some(&m), &args, &mut out)?;
+    it.run(primal, Some(pm), &args, &mut out)?;
     let tp = t.elapsed().as_secs_f64();
     println!(
         "interpreter: value+gradient {:.3} ms (median of {} runs), primal {:.3} ms (one run)",
@@ -156,19 +206,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Compiled: the same gradient through the JIT, buffers in place.
-    let t = Instant::now();
-    let c = jitad::codegen::compile_module(&m, &g, &jitad::CompileOptions::default())?;
-    let compile = t.elapsed().as_secs_f64();
-    let bufs: Vec<Vec<f64>> = args
-        .iter()
-        .map(|a| match a {
-            Val::F64(x) => vec![*x],
-            a => a
-                .as_tensor()
-                .and_then(|t| t.as_f64())
-                .map_or(vec![], <[f64]>::to_vec),
-        })
-        .collect();
     let ins: Vec<&[f64]> = bufs.iter().map(Vec::as_slice).collect();
     let mut outs: Vec<Vec<f64>> = c
         .result_types()
@@ -208,23 +245,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     jt.sort_by(f64::total_cmp);
     let jm = jt[jt.len() / 2];
     println!(
-        "JIT: value+gradient {:.3} ms (median of {} runs; {:.2}x the interpreter), compile {:.1} ms, workspace {} KiB; bit-identical to the interpreter",
+        "JIT: value+gradient {:.3} ms (median of {} runs; {:.2}x the interpreter), workspace {} KiB; bit-identical to the interpreter",
         jm * 1e3,
         jt.len(),
         jm / median,
-        compile * 1e3,
         c.workspace_bytes() / 1024
     );
 
     // The hand-written references of `jitad::workloads`, interleaved with the JIT call
     // round by round so that load on a shared machine hits every leg alike.
-    let shape = MlpShape {
-        batch,
-        inputs: d,
-        hidden: h,
-    };
-    let p: Vec<f64> = bufs[..6].concat();
-    let (x, y) = (&bufs[6], &bufs[7]);
     let mut g = vec![0.0; shape.num_params()];
     let mut gemm_vmath = MlpHand::with_tanh(shape, HandTanh::Vmath);
     let mut gemm_std = MlpHand::with_tanh(shape, HandTanh::Std);

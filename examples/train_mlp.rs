@@ -2,7 +2,9 @@
 //! linear output, mean squared error) with minibatch SGD on a synthetic regression
 //! task: 8,192 samples labelled by a fixed random "teacher" network plus noise.
 //!
-//! The loss is traced once with tensor ops, its gradient derived and JIT-compiled once;
+//! The loss is traced once with tensor ops — from the argument types alone (an abstract
+//! trace, which runs no kernel, so setup does not grow with the batch) — its gradient
+//! derived and JIT-compiled once;
 //! the minibatch (`x`, `y`) is a *parameter* of the compiled gradient, not a constant
 //! of the trace, so one compiled function serves every batch. Before training, the
 //! compiled gradient is checked bit for bit against the interpreter and within rounding
@@ -122,10 +124,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         SAMPLES / b
     );
 
-    // Trace at the first batch, differentiate, compile: once.
+    // Trace from the types, differentiate, compile: once.
     let (x0, y0) = (&x[..b * d], &y[..b]);
     let t0 = Instant::now();
-    let traced = shape.trace(&p, x0, y0)?;
+    let traced = shape.trace_abstract()?;
     let t1 = Instant::now();
     let grad = traced.grad_wrt(&[0, 1, 2, 3, 4, 5])?;
     let t2 = Instant::now();

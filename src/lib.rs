@@ -33,7 +33,9 @@
 //!
 //! Tensors trace too ([`trace_tensors`], [`Tensor`]: NumPy broadcasting, `matmul`,
 //! reductions, indexing), and [`fori_loop`] records a Rust loop as one IR loop, so a
-//! time-stepper traces to O(body) instructions and its gradient checkpoints.
+//! time-stepper traces to O(body) instructions and its gradient checkpoints. A trace
+//! from types alone ([`trace_tensors_abstract`], [`trace_abstract`]) runs no kernel and
+//! no loop, so its cost does not grow with the data, and records the same IR.
 //!
 //! The pieces, each its own crate: [`ir`] (types, ops, tracer, text format, verifier,
 //! interpreter), [`passes`] (AD and clean-up), [`codegen`] (Cranelift JIT). This crate
@@ -57,7 +59,9 @@ pub use error::{Error, Result};
 pub use jitad_codegen as codegen;
 pub use jitad_codegen::{CallError, CompileOptions, Compiled};
 pub use jitad_ir as ir;
-pub use jitad_ir::{fori_loop, Carry, Index, Tensor, Val, Var};
+pub use jitad_ir::{fori_loop, Carry, Index, Tensor, Type, Val, Var};
 pub use jitad_passes as passes;
 pub use num_traits::Float;
-pub use traced::{trace, trace_scalar, trace_tensors, DeriveTimes, Traced};
+pub use traced::{
+    trace, trace_abstract, trace_scalar, trace_tensors, trace_tensors_abstract, DeriveTimes, Traced,
+};

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use jitad_codegen::{CompileOptions, Compiled};
-use jitad_ir::{Function, Module, Tensor, Val, Var};
+use jitad_ir::{Function, Module, Tensor, Type, Val, Var};
 use jitad_passes::{DerivativeKind, OptOptions};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -82,6 +82,46 @@ pub fn trace_tensors(
     f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
 ) -> Result<Traced> {
     Traced::from_function(jitad_ir::trace_tensors(name, example, f)?)
+}
+
+/// Traces `f` from the number of its `f64` parameters alone (an **abstract** trace: no
+/// traced `Var` has a value, so nothing is evaluated, loops included) and verifies the
+/// result. Records the same IR as [`trace`] at any example; code that needs a traced
+/// value (a comparison deciding Rust control flow, [`Var::value`]) fails with
+/// [`jitad_ir::TraceError::Abstract`]. See [`mod@jitad_ir::trace`] ("Abstract traces").
+pub fn trace_abstract(
+    name: &str,
+    num_params: usize,
+    f: impl FnOnce(&[Var]) -> Vec<Var>,
+) -> Result<Traced> {
+    Traced::from_function(jitad_ir::trace::trace_abstract(name, num_params, f)?)
+}
+
+/// Traces `f` on tensor (and scalar) parameters of the given **types** (an abstract
+/// trace: each op computes only its result type, never a kernel, so tracing costs
+/// O(ops) whatever the batch size) and verifies the result. Records the same IR as
+/// [`trace_tensors`] at any example of these types; code that needs a traced value
+/// fails with [`jitad_ir::TraceError::Abstract`] naming what asked. Use it to set up
+/// a gradient to compile when the values are not needed.
+///
+/// ```
+/// use jitad::{Tensor, Type, Val};
+/// use jitad::ir::{tensor::Tensor as Buf, ScalarType, Shape};
+/// let m = Type::Tensor(ScalarType::F64, Shape::new(&[2, 2]).unwrap());
+/// let f = |a: &[Tensor]| vec![(&a[0] * a[1].to_var() + 1.0).sum(&[0, 1])];
+/// let abs = jitad::trace_tensors_abstract("f", &[m, Type::F64], f)?;
+/// let x = Val::tensor(Buf::f64(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+/// let eager = jitad::trace_tensors("f", &[x.clone(), Val::F64(0.5)], f)?;
+/// assert_eq!(abs.to_jir(), eager.to_jir());
+/// assert_eq!(abs.eval(&[x, Val::F64(0.5)])?, [Val::F64(9.0)]);
+/// # Ok::<(), jitad::Error>(())
+/// ```
+pub fn trace_tensors_abstract(
+    name: &str,
+    types: &[Type],
+    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+) -> Result<Traced> {
+    Traced::from_function(jitad_ir::trace::trace_tensors_abstract(name, types, f)?)
 }
 
 impl Traced {

@@ -21,7 +21,7 @@ use crate::{Error, Tensor, Traced};
 use jitad_codegen::Compiled;
 use jitad_ir::kernels::{gemm, KernelError, MatView};
 use jitad_ir::tensor::Tensor as Buffer;
-use jitad_ir::{Interpreter, Val};
+use jitad_ir::{Interpreter, ScalarType, Shape, Type, Val};
 
 /// The shape of an MLP: `batch` rows of `inputs` features, two tanh layers of `hidden`
 /// units, one linear output per row.
@@ -110,13 +110,38 @@ impl MlpShape {
         Ok(out)
     }
 
+    /// The types of the eight arguments `w1, b1, w2, b2, w3, b3, x, y` (those of
+    /// [`MlpShape::args`]).
+    pub fn arg_types(&self) -> Result<Vec<Type>, WorkloadError> {
+        let mut dims: Vec<Vec<usize>> = self.param_dims().into();
+        dims.push(vec![self.batch, self.inputs]);
+        dims.push(vec![self.batch]);
+        dims.into_iter()
+            .map(|d| match d.as_slice() {
+                [] => Ok(Type::F64),
+                d => f64_type("mlp argument", d),
+            })
+            .collect()
+    }
+
     /// The loss traced with tensor ops: `@mlp(w1, b1, w2, b2, w3, b3, x, y) -> f64`,
     /// `mean((tanh(tanh(x·w1 + b1)·w2 + b2)·w3 + b3 − y)²)`. The batch is a parameter,
-    /// not a constant of the trace. Tracing evaluates the example once.
+    /// not a constant of the trace. Tracing evaluates the example once (an eager
+    /// trace); [`MlpShape::trace_abstract`] records the same IR from the shape alone.
     pub fn trace(&self, p: &[f64], x: &[f64], y: &[f64]) -> Result<Traced, WorkloadError> {
         Ok(crate::trace_tensors("mlp", &self.args(p, x, y)?, |a| {
             vec![mlp_loss(a)]
         })?)
+    }
+
+    /// [`MlpShape::trace`] from the argument types alone (an abstract trace: no kernel
+    /// runs, so it costs the same at any batch size), recording the same IR.
+    pub fn trace_abstract(&self) -> Result<Traced, WorkloadError> {
+        Ok(crate::trace_tensors_abstract(
+            "mlp",
+            &self.arg_types()?,
+            |a| vec![mlp_loss(a)],
+        )?)
     }
 }
 
@@ -132,10 +157,11 @@ fn mlp_loss(a: &[Tensor]) -> Tensor {
     (&e * &e).mean(&[0])
 }
 
-/// The value+gradient of the MLP loss with respect to its six parameters, traced at
-/// `p, x, y`: `(w1, ..., b3, x, y) -> (loss, ∂w1, ..., ∂b3)`, optimised.
-pub fn mlp_grad(shape: MlpShape, p: &[f64], x: &[f64], y: &[f64]) -> Result<Traced, WorkloadError> {
-    Ok(shape.trace(p, x, y)?.grad_wrt(&[0, 1, 2, 3, 4, 5])?)
+/// The value+gradient of the MLP loss with respect to its six parameters:
+/// `(w1, ..., b3, x, y) -> (loss, ∂w1, ..., ∂b3)`, optimised. Traced abstractly from
+/// `shape` (the IR does not depend on the values).
+pub fn mlp_grad(shape: MlpShape) -> Result<Traced, WorkloadError> {
+    Ok(shape.trace_abstract()?.grad_wrt(&[0, 1, 2, 3, 4, 5])?)
 }
 
 /// Why a workload could not be set up.
@@ -150,6 +176,14 @@ pub enum WorkloadError {
         len: usize,
         /// The length the shape needs.
         expected: usize,
+    },
+    /// Dimensions no tensor type has (a zero, or more elements than a tensor holds).
+    #[error("{what}: no tensor has the dimensions {dims:?}")]
+    Dims {
+        /// Which tensor.
+        what: &'static str,
+        /// The dimensions asked for.
+        dims: Vec<usize>,
     },
     /// A compiled function that is not a value+gradient this module can call.
     #[error("@{func} is not a value+gradient of at most {MAX_BUFFERS} buffers")]
@@ -167,6 +201,21 @@ fn length(what: &'static str, len: usize, expected: usize) -> WorkloadError {
         what,
         len,
         expected,
+    }
+}
+
+/// The type `f64[dims]`, or [`WorkloadError::Dims`].
+fn f64_type(what: &'static str, dims: &[usize]) -> Result<Type, WorkloadError> {
+    let ty = Shape::new(dims)
+        .filter(|_| !dims.contains(&0))
+        .map(|s| Type::Tensor(ScalarType::F64, s));
+    let fits = ty.is_some_and(|t| jitad_ir::layout::Layout::of(t).is_ok());
+    match ty {
+        Some(t) if fits => Ok(t),
+        _ => Err(WorkloadError::Dims {
+            what,
+            dims: dims.to_vec(),
+        }),
     }
 }
 
@@ -568,10 +617,10 @@ pub fn rosenbrock_tensor_grad(x: &[f64]) -> Result<Traced, WorkloadError> {
     if n < 2 {
         return Err(length("rosenbrock input (at least)", n, 2));
     }
-    let example = Val::tensor(buffer("rosenbrock input", &[n], x)?);
-    let traced = crate::trace_tensors("rosenbrock", &[example], |a| {
-        vec![rosenbrock_tensor(&a[0], n)]
-    })?;
+    // The IR depends on n alone: an abstract trace (no kernel runs).
+    let ty = f64_type("rosenbrock input", &[n])?;
+    let traced =
+        crate::trace_tensors_abstract("rosenbrock", &[ty], |a| vec![rosenbrock_tensor(&a[0], n)])?;
     Ok(traced.grad()?)
 }
 
@@ -718,7 +767,7 @@ fn mlp_cases_with(
         .chunks_exact(shape.inputs)
         .map(|r| (r[0] + r[r.len() / 2]).sin() + 0.5 * r[r.len() - 1])
         .collect();
-    let grad = mlp_grad(shape, &p, &x, &y)?;
+    let grad = mlp_grad(shape)?;
     let np = shape.num_params();
     let case = |leg, run| TensorCase {
         problem,

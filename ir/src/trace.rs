@@ -30,6 +30,45 @@
 //! interpreter and the JIT use, so the traced function evaluated at the example gives
 //! the example's results bit for bit.
 //!
+//! # Abstract traces
+//!
+//! A trace is **eager** ([`trace`], [`trace_tensors`]: from example values) or
+//! **abstract** ([`trace_abstract`], [`trace_tensors_abstract`]: from the parameters'
+//! types alone). The mode belongs to the whole trace, not to each parameter, so one
+//! rule holds in an abstract trace: *no traced value has a value* — every traced `Var`,
+//! [`Tensor`] and [`Index`] is known by its type only, and nothing downstream can
+//! observe a made-up example.
+//!
+//! | | eager | abstract |
+//! |---|---|---|
+//! | recorded op | its example computed by the interpreter's kernel | its result type only ([`Op::result_types`], i.e. [`crate::shape`]); no kernel runs |
+//! | cost | one kernel call per op (≈ one interpreted run) | O(ops), independent of tensor sizes |
+//! | [`fori_loop`] | body traced once, then the loop run at the example | body traced once, never run |
+//! | untraced constants | fold at trace time | the same: they keep their values and fold |
+//! | shape errors, constant out-of-range `extract`/`insert` index | [`TraceError::Type`] / [`TraceError::Example`] | the same errors |
+//! | value-dependent API (below) | answered from the example, guarded | [`TraceError::Abstract`] naming what asked |
+//!
+//! Both modes record **the same IR** (equal printed text) for every program that does
+//! not use the value-dependent API, whenever the eager trace succeeds: an op's
+//! recording depends only on its operands' nodes and types, and constants are concrete
+//! in both. (An eager trace can also fail where an abstract one cannot look: a traced
+//! index out of range at the example, a loop's guard failing in a later iteration, a
+//! kernel's allocation refused; the abstract trace records the program, and the index
+//! or guard is checked when it runs.) So trace abstractly
+//! whenever the values are not needed (setting up a gradient to compile), and eagerly
+//! when the function must decide Rust control flow from its inputs.
+//!
+//! **Value-dependent API** — needs a traced value; in an abstract trace it fails the
+//! trace with [`TraceError::Abstract`] and answers a poison (never a guess):
+//! comparisons (`==`, `<`, `partial_cmp`, ...; answer `false`), `is_nan`, `is_finite`,
+//! `classify`, `is_sign_negative` and the other predicates, `Zero::is_zero`,
+//! `ToPrimitive::to_*`, `NumCast::from`, `integer_decode`, [`Var::value`] (NaN),
+//! [`Tensor::value`] (a NaN scalar), [`Index::value`] (0). [`Var::try_value`],
+//! [`Tensor::try_value`] and [`Index::try_value`] return the error instead, without
+//! failing the trace; `is_abstract` tells the two kinds apart. A value of an abstract
+//! trace that escapes it keeps no value: `value()` is NaN (0 for an index) and
+//! comparisons answer as NaN does (`false`).
+//!
 //! # Tensors and loops
 //!
 //! [`Tensor`] (module [`tensor`]) is the traced tensor, recorded into the same trace and
@@ -91,7 +130,7 @@ pub mod loops;
 pub mod tensor;
 
 pub use loops::{fori_loop, Carry, Index, Leaf};
-pub use tensor::{trace_tensors, Tensor};
+pub use tensor::{trace_tensors, trace_tensors_abstract, Tensor};
 
 /// Why a trace failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -208,6 +247,21 @@ pub enum TraceError {
         #[source]
         source: Box<crate::interp::EvalError>,
     },
+    /// Code traced abstractly ([`trace_abstract`], [`trace_tensors_abstract`]) asked for
+    /// a traced value: a comparison or predicate deciding Rust control flow,
+    /// [`Var::value`], [`Tensor::value`], a conversion to a number. An abstract trace
+    /// knows only types, so the decision cannot be taken (and is not guessed).
+    #[error(
+        "@{func}: {what} needs the value of a traced operand, but this trace is abstract \
+         (types only); trace at example values instead, or write the decision branch-free \
+         (`maximum`, `minimum`, arithmetic masks)"
+    )]
+    Abstract {
+        /// The running trace (`(untraced)` outside one).
+        func: String,
+        /// The method or op that needed the value.
+        what: String,
+    },
     /// The builder rejected an instruction (a bug in the tracer, reported rather than
     /// panicking).
     #[error(transparent)]
@@ -217,6 +271,53 @@ pub enum TraceError {
 /// Generations are unique across threads, so a `Var` moved between threads is still
 /// recognised as foreign.
 static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// The generation bit marking an abstract trace's scopes: a value recorded by an
+/// abstract trace carries it in its node, so it is known to have no value even after
+/// the trace (when no context is left to ask).
+const ABSTRACT_BIT: u32 = 1 << 31;
+
+/// True when `node` was recorded by an abstract trace (it has a type, no value).
+pub(crate) fn is_abstract(node: Option<(u32, Value)>) -> bool {
+    node.is_some_and(|(g, _)| g & ABSTRACT_BIT != 0)
+}
+
+/// What the tracer knows of a value: its example (eager traces, and every untraced
+/// constant), or only its type (a traced value of an abstract trace).
+#[derive(Clone, Debug)]
+pub(crate) enum Known {
+    /// The example value.
+    Val(Val),
+    /// The type alone.
+    Type(Type),
+}
+
+impl Known {
+    /// The value's type.
+    pub(crate) fn ty(&self) -> Type {
+        match self {
+            Known::Val(v) => v.type_of(),
+            Known::Type(t) => *t,
+        }
+    }
+
+    /// The example, when known.
+    pub(crate) fn val(&self) -> Option<&Val> {
+        match self {
+            Known::Val(v) => Some(v),
+            Known::Type(_) => None,
+        }
+    }
+}
+
+/// Records that `what` needed a traced value in an abstract trace (when inside one).
+pub(crate) fn fail_abstract(what: impl FnOnce() -> String) {
+    with_ctx(|ctx| {
+        let func = ctx.name();
+        let what = what();
+        ctx.fail(TraceError::Abstract { func, what });
+    });
+}
 
 /// The trace context: the builder, the open scopes and every recorded value's example.
 pub(crate) struct Ctx {
@@ -260,9 +361,14 @@ impl Scope {
     }
 }
 
-/// A fresh generation number, unique across threads.
-pub(crate) fn fresh_generation() -> u32 {
-    NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed)
+/// A fresh generation number, unique across threads, marked abstract or not.
+pub(crate) fn fresh_generation(abstract_trace: bool) -> u32 {
+    let g = NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed) & !ABSTRACT_BIT;
+    if abstract_trace {
+        g | ABSTRACT_BIT
+    } else {
+        g
+    }
 }
 
 impl Ctx {
@@ -282,9 +388,14 @@ impl Ctx {
         self.scopes.last().map_or(self.generation, |s| s.generation)
     }
 
+    /// True for an abstract trace: no traced value has an example.
+    pub(crate) fn is_abstract(&self) -> bool {
+        self.generation & ABSTRACT_BIT != 0
+    }
+
     /// Opens a loop body's scope.
     pub(crate) fn push_scope(&mut self) -> u32 {
-        let g = fresh_generation();
+        let g = fresh_generation(self.is_abstract());
         self.scopes.push(Scope::new(g));
         g
     }
@@ -314,6 +425,10 @@ impl Ctx {
     }
 
     fn store(&mut self, v: Value, e: Example) {
+        // An abstract trace keeps no examples (a constant's is in its `Var`/`Tensor`).
+        if self.is_abstract() {
+            return;
+        }
         let i = v.index();
         if self.vals.len() <= i {
             self.vals.resize(i + 1, None);
@@ -418,6 +533,34 @@ impl Ctx {
                 None
             }
         }
+    }
+
+    /// [`Ctx::node_value`] for a value known as [`Known`]: an untraced value always has
+    /// its example (only traced values of an abstract trace are types alone).
+    pub(crate) fn known_value(&mut self, node: Option<(u32, Value)>, x: &Known) -> Option<Value> {
+        match (node, x) {
+            (None, Known::Type(ty)) => {
+                let func = self.name();
+                self.fail(TraceError::Example {
+                    func,
+                    op: "const",
+                    detail: format!("internal: an untraced {ty} without a value"),
+                });
+                None
+            }
+            (node, Known::Val(v)) => self.node_value(node, v),
+            // `node_value` reads the example only for an untraced value.
+            (node, Known::Type(_)) => self.node_value(node, &Val::F64(f64::NAN)),
+        }
+    }
+
+    /// [`Ctx::ins1`], recording the result's example when it has one.
+    pub(crate) fn ins1k(&mut self, op: Op, args: &[Value], x: &Known) -> Option<Value> {
+        let v = self.ins1(op, args)?;
+        if let Known::Val(x) = x {
+            self.put(v, x.clone());
+        }
+        Some(v)
     }
 
     /// The IR value of `a` in this trace; `None` (and the trace fails) for a foreign Var.
@@ -529,9 +672,38 @@ impl Var {
         Var { x, node: None }
     }
 
-    /// The example value.
+    /// A Var of example `x` recorded as `node`; NaN when `node` belongs to an abstract
+    /// trace (so nothing downstream can read a made-up example).
+    pub(crate) fn new(x: f64, node: Option<(u32, Value)>) -> Var {
+        let x = if is_abstract(node) { f64::NAN } else { x };
+        Var { x, node }
+    }
+
+    /// The example value. **Value-dependent**: a Var of an abstract trace has none, so
+    /// this fails that trace with [`TraceError::Abstract`] and returns NaN (also after
+    /// the trace); [`Var::try_value`] returns the error instead.
     pub fn value(&self) -> f64 {
+        if self.is_abstract() {
+            fail_abstract(|| "`Var::value`".into());
+        }
         self.x
+    }
+
+    /// The example value, or [`TraceError::Abstract`] for a Var of an abstract trace.
+    pub fn try_value(&self) -> Result<f64, TraceError> {
+        if self.is_abstract() {
+            let func = with_ctx(|c| c.name()).unwrap_or_else(|| "(untraced)".into());
+            return Err(TraceError::Abstract {
+                func,
+                what: "`Var::try_value`".into(),
+            });
+        }
+        Ok(self.x)
+    }
+
+    /// True when the Var was recorded by an abstract trace: it has a type and no value.
+    pub fn is_abstract(&self) -> bool {
+        is_abstract(self.node)
     }
 
     /// True when the Var was recorded by a trace (not a folded constant).
@@ -551,17 +723,14 @@ impl Var {
         };
         // Outside a trace, a recorded Var stays marked with its (stale) generation so a
         // later trace recognises anything computed from it as foreign.
-        let stale = Var {
-            x,
-            node: Some(first),
-        };
+        let stale = Var::new(x, Some(first));
         with_ctx(|ctx| {
             let gen = ctx.scope_generation();
             let node = ctx
                 .values_of(args)
                 .and_then(|vals| ctx.ins1v(op, &vals, Val::F64(x)))
                 .map(|v| (gen, v));
-            Var { x, node }
+            Var::new(x, node)
         })
         .unwrap_or(stale)
     }
@@ -575,9 +744,20 @@ impl Var {
     }
 
     /// Records `op(a, b)` (a comparison) and guards that it is `holds`; returns `holds`.
+    /// In an abstract trace there is no answer: the trace fails
+    /// ([`TraceError::Abstract`]) and the answer is `false`.
     fn decide(op: Op, a: Var, b: Var, holds: bool) -> bool {
         if a.node.is_none() && b.node.is_none() {
             return holds;
+        }
+        if a.is_abstract() || b.is_abstract() {
+            fail_abstract(|| {
+                format!(
+                    "`{}` (a comparison or predicate deciding Rust control flow)",
+                    op.name()
+                )
+            });
+            return false;
         }
         with_ctx(|ctx| {
             if let Some(vals) = ctx.values_of(&[a, b]) {
@@ -589,9 +769,22 @@ impl Var {
         holds
     }
 
+    /// Fails an abstract trace when this Var is abstract (`what` needed its value);
+    /// returns whether it was.
+    fn fail_if_abstract(self, what: &'static str) -> bool {
+        let a = self.is_abstract();
+        if a {
+            fail_abstract(|| what.into());
+        }
+        a
+    }
+
     /// Guards that `x` equals the example exactly: same value, same sign of zero, or NaN
     /// when the example is NaN.
     fn pin_exact(self) {
+        if self.fail_if_abstract("a conversion to a Rust number (`to_f64`, `integer_decode`)") {
+            return;
+        }
         let x = self.x;
         if x.is_nan() {
             Var::decide(Op::Ne, self, self, true);
@@ -606,6 +799,9 @@ impl Var {
     /// Guards that `trunc(x)` equals the example's (which decides every integer
     /// conversion), or NaN/±inf when the example is.
     fn pin_trunc(self) {
+        if self.fail_if_abstract("a conversion to a Rust integer (`to_i64`, `to_usize`, ...)") {
+            return;
+        }
         let x = self.x;
         if x.is_nan() {
             Var::decide(Op::Ne, self, self, true);
@@ -662,17 +858,47 @@ pub fn trace(
     example: &[f64],
     f: impl FnOnce(&[Var]) -> Vec<Var>,
 ) -> Result<Function, TraceError> {
-    let example: Vec<Val> = example.iter().map(|&x| Val::F64(x)).collect();
+    let example: Vec<Known> = example.iter().map(|&x| Known::Val(Val::F64(x))).collect();
+    trace_vars(name, &example, f)
+}
+
+/// Traces `f` from the number of its `f64` parameters alone: the **abstract** twin of
+/// [`trace`]. Every recorded op computes only its result type; no traced `Var` has a
+/// value, so the value-dependent API fails the trace with [`TraceError::Abstract`]
+/// (see the [module docs](self#abstract-traces)). Records the same IR as [`trace`]
+/// for any program that does not ask for a traced value.
+///
+/// ```
+/// use jitad_ir::trace::{fori_loop, trace, trace_abstract};
+/// let body = |p: &[jitad_ir::Var]| vec![fori_loop(0, 1000, p[0], |_, x| x * p[1] + 1.0)];
+/// let eager = trace("f", &[1.0, 0.5], body).unwrap();
+/// let abs = trace_abstract("f", 2, body).unwrap();
+/// assert_eq!(eager.to_string(), abs.to_string());
+/// ```
+pub fn trace_abstract(
+    name: &str,
+    num_params: usize,
+    f: impl FnOnce(&[Var]) -> Vec<Var>,
+) -> Result<Function, TraceError> {
+    let example = vec![Known::Type(Type::F64); num_params];
+    trace_vars(name, &example, f)
+}
+
+fn trace_vars(
+    name: &str,
+    example: &[Known],
+    f: impl FnOnce(&[Var]) -> Vec<Var>,
+) -> Result<Function, TraceError> {
     run_trace(
         name,
-        &example,
+        example,
         |gen, params| {
             let inputs: Vec<Var> = params
                 .iter()
-                .zip(&example)
-                .map(|(&v, x)| Var {
-                    x: x.as_f64().unwrap_or(f64::NAN),
-                    node: Some((gen, v)),
+                .zip(example)
+                .map(|(&v, x)| {
+                    let x = x.val().and_then(Val::as_f64).unwrap_or(f64::NAN);
+                    Var::new(x, Some((gen, v)))
                 })
                 .collect();
             f(&inputs)
@@ -683,22 +909,26 @@ pub fn trace(
 
 /// Runs one trace: parameters `%x0, %x1, ...` of the examples' types, `f` given the
 /// trace's generation and the parameters, `outs` turning its outputs into IR values
-/// (`None` when the trace failed), then `ret`.
+/// (`None` when the trace failed), then `ret`. The trace is abstract when `example`
+/// holds types alone (the entry points never mix examples and types).
 pub(crate) fn run_trace<O>(
     name: &str,
-    example: &[Val],
+    example: &[Known],
     f: impl FnOnce(u32, &[Value]) -> O,
     outs: impl FnOnce(&mut Ctx, &O) -> Option<Vec<Value>>,
 ) -> Result<Function, TraceError> {
-    let generation = fresh_generation();
+    let abstract_trace = example.iter().any(|x| x.val().is_none());
+    let generation = fresh_generation(abstract_trace);
     let mut builder = FunctionBuilder::new(name);
     let mut vals = Vec::with_capacity(example.len());
     let params: Vec<Value> = example
         .iter()
         .enumerate()
         .map(|(i, x)| {
-            let v = builder.named_param(&format!("x{i}"), x.type_of());
-            vals.push((v, x.clone()));
+            let v = builder.named_param(&format!("x{i}"), x.ty());
+            if let Known::Val(x) = x {
+                vals.push((v, x.clone()));
+            }
             v
         })
         .collect();
@@ -1094,6 +1324,9 @@ impl Float for Var {
     /// `eq x 0`; subnormal `lt |x| MIN_POSITIVE` and `gt |x| 0`; normal
     /// `ge |x| MIN_POSITIVE` and `lt |x| inf`.
     fn classify(self) -> FpCategory {
+        if self.fail_if_abstract("`classify` (or `is_normal`, `is_subnormal`)") {
+            return FpCategory::Nan;
+        }
         let k = self.x.classify();
         let a = self.abs();
         let (inf, tiny, zero) = (c(f64::INFINITY), c(f64::MIN_POSITIVE), c(0.0));
@@ -1155,13 +1388,10 @@ impl Float for Var {
             let vals = ctx.values_of(&[self, s])?;
             let isnan = ctx.ins1v(Op::Ne, &[vals[0], vals[0]], Val::Bool(self.x.is_nan()))?;
             let r = ctx.ins1v(Op::Select, &[isnan, vals[0], vals[1]], Val::F64(x))?;
-            Some(Var {
-                x,
-                node: Some((gen, r)),
-            })
+            Some(Var::new(x, Some((gen, r))))
         })
         .flatten()
-        .unwrap_or(Var { x, node: self.node })
+        .unwrap_or(Var::new(x, self.node))
     }
     /// Guards `lt copysign(1, x), 0` is false (the sign bit, so −0.0 counts; NaN is
     /// positive, since `copysign` by a NaN is NaN).
@@ -1339,6 +1569,9 @@ impl Float for Var {
         )
     }
 }
+
+#[cfg(test)]
+mod abstract_tests;
 
 #[cfg(test)]
 mod tests {

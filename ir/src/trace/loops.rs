@@ -38,7 +38,10 @@
 //! bit; when a guard fails there (a later iteration would take another branch), the
 //! trace fails with [`TraceError::LoopExample`] instead of recording a wrong program.
 //! (So tracing costs one interpreted run of the loop, O(trips × body) time, and O(body)
-//! IR.)
+//! IR.) In an abstract trace ([`super::trace_tensors_abstract`]) the body is traced
+//! once with its parameters known by type, and the loop is **not** run: the results
+//! are known by their types, tracing costs O(body), and a data-dependent decision in
+//! the body fails the trace ([`TraceError::Abstract`]) instead of being guarded.
 //! Values computed in the body cannot be used after the loop
 //! ([`TraceError::LoopEscape`]); pass them out through the carry.
 //!
@@ -72,7 +75,7 @@
 //! scalars.
 
 use super::tensor::Tensor;
-use super::{with_ctx, Ctx, TraceError, Var};
+use super::{fail_abstract, is_abstract, with_ctx, Ctx, Known, TraceError, Var};
 use crate::function::{Function, Inst, Region, Value, ValueDef};
 use crate::interp::{Interpreter, Val};
 use crate::op::{Bound, LoopBounds, Op, Signature};
@@ -92,14 +95,45 @@ impl Index {
         Index { x, node: None }
     }
 
-    /// The example value.
+    /// An index of example `x` recorded as `node`; 0 when `node` belongs to an abstract
+    /// trace (no made-up example is kept).
+    pub(crate) fn new(x: i64, node: Option<(u32, Value)>) -> Index {
+        let x = if is_abstract(node) { 0 } else { x };
+        Index { x, node }
+    }
+
+    /// The example value. **Value-dependent**: an index of an abstract trace (a loop
+    /// index, a traced bound) has none, so this fails that trace with
+    /// [`TraceError::Abstract`] and returns 0; [`Index::try_value`] returns the error
+    /// instead.
     pub fn value(&self) -> i64 {
+        if self.is_abstract() {
+            fail_abstract(|| "`Index::value`".into());
+        }
         self.x
+    }
+
+    /// The example value, or [`TraceError::Abstract`] for an index of an abstract
+    /// trace.
+    pub fn try_value(&self) -> Result<i64, TraceError> {
+        if self.is_abstract() {
+            let func = with_ctx(|c| c.name()).unwrap_or_else(|| "(untraced)".into());
+            return Err(TraceError::Abstract {
+                func,
+                what: "`Index::try_value`".into(),
+            });
+        }
+        Ok(self.x)
     }
 
     /// True when recorded by a trace (not a constant).
     pub fn is_traced(&self) -> bool {
         self.node.is_some()
+    }
+
+    /// True when recorded by an abstract trace: it has a type and no value.
+    pub fn is_abstract(&self) -> bool {
+        is_abstract(self.node)
     }
 
     /// The index as an `f64` [`Var`] (IR `cast`).
@@ -114,12 +148,9 @@ impl Index {
                 .node_value(self.node, &Val::I64(self.x))
                 .and_then(|v| ctx.ins1v(Op::Cast(crate::types::ScalarType::F64), &[v], Val::F64(x)))
                 .map(|v| (gen, v));
-            Var { x, node }
+            Var::new(x, node)
         })
-        .unwrap_or(Var {
-            x,
-            node: Some(first),
-        })
+        .unwrap_or(Var::new(x, Some(first)))
     }
 
     fn bin(self, op: Op, other: Index, x: i64) -> Index {
@@ -134,12 +165,9 @@ impl Index {
                 .zip(b)
                 .and_then(|(a, b)| ctx.ins1v(op, &[a, b], Val::I64(x)))
                 .map(|v| (gen, v));
-            Index { x, node }
+            Index::new(x, node)
         })
-        .unwrap_or(Index {
-            x,
-            node: Some(first),
-        })
+        .unwrap_or(Index::new(x, Some(first)))
     }
 }
 
@@ -191,30 +219,29 @@ impl Leaf {
         }
     }
 
-    fn val(&self) -> Val {
+    fn val(&self) -> Known {
         match self {
-            Leaf::Var(v) => Val::F64(v.x),
+            Leaf::Var(v) if v.is_abstract() => Known::Type(crate::types::Type::F64),
+            Leaf::Var(v) => Known::Val(Val::F64(v.x)),
             Leaf::Tensor(t) => t.val.clone(),
-            Leaf::Index(i) => Val::I64(i.x),
+            Leaf::Index(i) if i.is_abstract() => {
+                Known::Type(crate::types::Type::Scalar(crate::types::ScalarType::I64))
+            }
+            Leaf::Index(i) => Known::Val(Val::I64(i.x)),
         }
     }
 
-    /// A leaf of the same kind with example `x` and node `node`.
-    fn with(&self, x: Val, node: Option<(u32, Value)>) -> Leaf {
+    /// A leaf of the same kind known as `x`, recorded as `node`.
+    fn with(&self, x: Known, node: Option<(u32, Value)>) -> Leaf {
         match self {
-            Leaf::Var(_) => Leaf::Var(Var {
-                x: x.as_f64().unwrap_or(f64::NAN),
+            Leaf::Var(_) => Leaf::Var(Var::new(
+                x.val().and_then(Val::as_f64).unwrap_or(f64::NAN),
                 node,
-            }),
-            Leaf::Tensor(_) => {
-                let mut t = Tensor::constant(x);
-                t.node = node;
-                Leaf::Tensor(t)
+            )),
+            Leaf::Tensor(_) => Leaf::Tensor(Tensor::traced(x, node)),
+            Leaf::Index(_) => {
+                Leaf::Index(Index::new(x.val().and_then(Val::as_i64).unwrap_or(0), node))
             }
-            Leaf::Index(_) => Leaf::Index(Index {
-                x: x.as_i64().unwrap_or(0),
-                node,
-            }),
         }
     }
 }
@@ -363,15 +390,7 @@ fn traced_loop<C: Carry>(
     // A `Carry` impl whose `rebuild` disagrees with its `leaves` yields no body output,
     // which `close_loop` reports as a carry of another structure.
     let rebuilt = init.rebuild(&mut body_leaves.into_iter());
-    let out = rebuilt.map(|carry| {
-        body(
-            Index {
-                x: lo.x,
-                node: Some((gen, index)),
-            },
-            carry,
-        )
-    });
+    let out = rebuilt.map(|carry| body(Index::new(lo.x, Some((gen, index))), carry));
     let mut out_leaves = Vec::new();
     if let Some(o) = &out {
         o.leaves(&mut out_leaves);
@@ -414,7 +433,7 @@ fn open_loop(
     let end = bound(ctx, hi, &mut dyn_bounds)?;
     let inits = leaves
         .iter()
-        .map(|l| ctx.node_value(l.node(), &l.val()))
+        .map(|l| ctx.known_value(l.node(), &l.val()))
         .collect::<Option<Vec<_>>>()?;
     let (index, params) =
         match ctx
@@ -430,13 +449,16 @@ fn open_loop(
     let gen = ctx.push_scope();
     ctx.put(index, Val::I64(lo.x));
     for (&p, l) in params.iter().zip(leaves) {
-        ctx.put(p, l.val());
+        if let Known::Val(x) = l.val() {
+            ctx.put(p, x);
+        }
     }
     Some((gen, index, params))
 }
 
-/// Yields `out` and closes the loop and its scope, then evaluates it at the example;
-/// returns the result leaves (of `init`'s kinds).
+/// Yields `out` and closes the loop and its scope, then (eager traces) evaluates it at
+/// the example; returns the result leaves (of `init`'s kinds). An abstract trace's
+/// results are known by their types alone: the loop is not run.
 fn close_loop(ctx: &mut Ctx, index: Value, init: &[Leaf], out: &[Leaf]) -> Option<Vec<Leaf>> {
     let results = yield_carry(ctx, init, out);
     if results.is_none() {
@@ -444,17 +466,24 @@ fn close_loop(ctx: &mut Ctx, index: Value, init: &[Leaf], out: &[Leaf]) -> Optio
     }
     ctx.pop_scope();
     let results = results?;
-    let vals = match eval_loop(ctx, index) {
-        Ok(v) => v,
-        Err(e) => {
-            ctx.fail(e);
-            return None;
+    let known: Vec<Known> = if ctx.is_abstract() {
+        let f = ctx.builder.func();
+        results.iter().map(|&r| Known::Type(f.ty(r))).collect()
+    } else {
+        match eval_loop(ctx, index) {
+            Ok(v) => v.into_iter().map(Known::Val).collect(),
+            Err(e) => {
+                ctx.fail(e);
+                return None;
+            }
         }
     };
     let gen = ctx.scope_generation();
     let mut leaves = Vec::with_capacity(results.len());
-    for ((&r, x), l) in results.iter().zip(vals).zip(init) {
-        ctx.put(r, x.clone());
+    for ((&r, x), l) in results.iter().zip(known).zip(init) {
+        if let Known::Val(v) = &x {
+            ctx.put(r, v.clone());
+        }
         leaves.push(l.with(x, Some((gen, r))));
     }
     Some(leaves)
@@ -478,7 +507,7 @@ fn yield_carry(ctx: &mut Ctx, init: &[Leaf], out: &[Leaf]) -> Option<Vec<Value>>
                 return None;
             }
         }
-        next.push(ctx.node_value(l.node(), &l.val())?);
+        next.push(ctx.known_value(l.node(), &l.val())?);
     }
     match ctx.builder.end_loop(&next) {
         Ok(r) => Some(r),

@@ -4,11 +4,15 @@
 //! elements) or a rank-0 scalar — with its **example value** ([`Val`]) and, once
 //! recorded, its IR value. The design is `Var`'s, for the same reasons:
 //!
-//! - **Eager**: every op computes its example with the interpreter's own tensor arms
-//!   (`crate::tensor::eval`, one kernel call per op), so a traced function evaluated at
-//!   its example gives the example's results bit for bit, shapes are known at every
-//!   step, and a traced loop can evaluate its recorded body on the examples it captures
-//!   ([`super::fori_loop`]). The cost is one kernel call per traced op.
+//! - **Eager or abstract**: in an eager trace ([`trace_tensors`]) every op computes its
+//!   example with the interpreter's own tensor arms (`crate::tensor::eval`, one kernel
+//!   call per op), so a traced function evaluated at its example gives the example's
+//!   results bit for bit, and a traced loop can evaluate its recorded body on the
+//!   examples it captures ([`super::fori_loop`]); the cost is one kernel call per
+//!   traced op. In an abstract trace ([`trace_tensors_abstract`]) an op computes only
+//!   its result type, so tracing costs O(ops) whatever the sizes, and records the same
+//!   IR (see the [trace module docs](super#abstract-traces)). Shapes are known at
+//!   every step in both.
 //! - **Constants fold**: ops between untraced tensors record nothing; an untraced tensor
 //!   meeting a traced one is recorded as `fill` when its elements are equal, else
 //!   element by element up to [`super::MAX_INLINE_ELEMENTS`] elements (the IR has no
@@ -40,7 +44,7 @@
 //! assert!(matches!(y[0], Val::F64(v) if v.is_finite()));
 //! ```
 
-use super::{run_trace, with_ctx, Ctx, TraceError, Var};
+use super::{fail_abstract, is_abstract, run_trace, with_ctx, Ctx, Known, TraceError, Var};
 use crate::function::{Function, Value};
 use crate::interp::Val;
 use crate::op::{Axes, Op, TypeError};
@@ -56,7 +60,8 @@ use super::loops::Index;
 /// value. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Tensor {
-    pub(crate) val: Val,
+    /// The example, or (a traced value of an abstract trace) the type alone.
+    pub(crate) val: Known,
     pub(crate) node: Option<(u32, Value)>,
     pub(crate) poison: Option<Arc<TraceError>>,
 }
@@ -70,9 +75,33 @@ impl Tensor {
     /// An untraced constant with example `val`.
     pub fn constant(val: impl Into<Val>) -> Tensor {
         Tensor {
-            val: val.into(),
+            val: Known::Val(val.into()),
             node: None,
             poison: None,
+        }
+    }
+
+    /// A traced tensor recorded as `node`, known as `val` — by its type alone when
+    /// `node` belongs to an abstract trace (a loop body's carried parameter starts from
+    /// a constant, whose value is not the parameter's).
+    pub(crate) fn traced(val: Known, node: Option<(u32, Value)>) -> Tensor {
+        let val = match val {
+            Known::Val(v) if is_abstract(node) => Known::Type(v.type_of()),
+            val => val,
+        };
+        Tensor {
+            val,
+            node,
+            poison: None,
+        }
+    }
+
+    /// A poisoned tensor carrying `e` (not recorded anywhere).
+    fn poisoned(e: Arc<TraceError>) -> Tensor {
+        Tensor {
+            val: Known::Val(Val::F64(f64::NAN)),
+            node: None,
+            poison: Some(e),
         }
     }
 
@@ -137,21 +166,46 @@ impl Tensor {
     /// A poisoned result carrying `e` (also recorded as the trace's error).
     fn fail(e: TraceError) -> Tensor {
         with_ctx(|ctx| ctx.fail(e.clone()));
-        Tensor {
-            val: Val::F64(f64::NAN),
-            node: None,
-            poison: Some(Arc::new(e)),
+        Tensor::poisoned(Arc::new(e))
+    }
+
+    /// The example value (NaN for a poisoned tensor). **Value-dependent**: a tensor of
+    /// an abstract trace has none, so this fails that trace with
+    /// [`TraceError::Abstract`] and returns a NaN scalar (also after the trace);
+    /// [`Tensor::try_value`] returns the error instead.
+    pub fn value(&self) -> &Val {
+        static NAN: Val = Val::F64(f64::NAN);
+        match &self.val {
+            Known::Val(v) => v,
+            Known::Type(_) => {
+                fail_abstract(|| "`Tensor::value`".into());
+                &NAN
+            }
         }
     }
 
-    /// The example value (NaN for a poisoned tensor).
-    pub fn value(&self) -> &Val {
-        &self.val
+    /// The example value; the poison's error for a poisoned tensor, and
+    /// [`TraceError::Abstract`] for a tensor of an abstract trace.
+    pub fn try_value(&self) -> Result<&Val, TraceError> {
+        self.check()?;
+        match &self.val {
+            Known::Val(v) => Ok(v),
+            Known::Type(_) => Err(TraceError::Abstract {
+                func: func_name(),
+                what: "`Tensor::try_value`".into(),
+            }),
+        }
     }
 
-    /// The type of the example (`f64[2,3]`, or `f64` for rank 0).
+    /// True when the tensor was recorded by an abstract trace: it has a type and no
+    /// value.
+    pub fn is_abstract(&self) -> bool {
+        is_abstract(self.node)
+    }
+
+    /// The type (`f64[2,3]`, or `f64` for rank 0); known in both kinds of trace.
     pub fn ty(&self) -> Type {
-        self.val.type_of()
+        self.val.ty()
     }
 
     /// The dimensions (empty for rank 0).
@@ -164,7 +218,7 @@ impl Tensor {
 
     /// The element type.
     pub fn elem(&self) -> ScalarType {
-        self.val.ty()
+        self.ty().elem()
     }
 
     /// True when the tensor was recorded by a trace (not a folded constant).
@@ -194,18 +248,18 @@ impl Tensor {
     /// The rank-0 `f64` value as a [`Var`]; a tensor or another element type is a
     /// [`TraceError::Kind`] (the result is then NaN and the trace fails).
     pub fn to_var(&self) -> Var {
-        match (&self.val, &self.poison) {
-            (_, Some(_)) => Var::constant(f64::NAN),
-            (Val::F64(x), None) => Var {
-                x: *x,
-                node: self.node,
-            },
-            (v, None) => {
+        if self.poison.is_some() {
+            return Var::constant(f64::NAN);
+        }
+        match (&self.val, self.ty()) {
+            (Known::Val(Val::F64(x)), _) => Var::new(*x, self.node),
+            (Known::Type(_), Type::Scalar(ScalarType::F64)) => Var::new(f64::NAN, self.node),
+            (_, got) => {
                 Tensor::fail(TraceError::Kind {
                     func: func_name(),
                     what: "Tensor::to_var",
                     expected: "a rank-0 f64 value",
-                    got: v.type_of(),
+                    got,
                 });
                 Var::constant(f64::NAN)
             }
@@ -214,20 +268,19 @@ impl Tensor {
 
     /// The rank-0 `i64` value as an [`Index`] (for loop bounds and `at`).
     pub fn to_index(&self) -> Index {
-        match (&self.val, &self.poison) {
-            (Val::I64(x), None) => Index {
-                x: *x,
-                node: self.node,
-            },
-            (v, _) => {
-                if self.poison.is_none() {
-                    Tensor::fail(TraceError::Kind {
-                        func: func_name(),
-                        what: "Tensor::to_index",
-                        expected: "a rank-0 i64 value",
-                        got: v.type_of(),
-                    });
-                }
+        if self.poison.is_some() {
+            return Index::from(0);
+        }
+        match (&self.val, self.ty()) {
+            (Known::Val(Val::I64(x)), _) => Index::new(*x, self.node),
+            (Known::Type(_), Type::Scalar(ScalarType::I64)) => Index::new(0, self.node),
+            (_, got) => {
+                Tensor::fail(TraceError::Kind {
+                    func: func_name(),
+                    what: "Tensor::to_index",
+                    expected: "a rank-0 i64 value",
+                    got,
+                });
                 Index::from(0)
             }
         }
@@ -241,69 +294,51 @@ impl Tensor {
         }
     }
 
-    /// Records `op` on `operands` (typed by the IR's rules; example computed by the
-    /// interpreter's tensor arms), or folds it when no operand is traced.
+    /// Records `op` on `operands` (typed by the IR's rules; in an eager trace its
+    /// example computed by the interpreter's tensor arms, in an abstract one only its
+    /// type), or folds it when no operand is traced.
     pub(crate) fn apply(op: Op, operands: &[&Tensor]) -> Tensor {
         if let Some(p) = operands.iter().find_map(|t| t.poison.clone()) {
-            return Tensor {
-                val: Val::F64(f64::NAN),
-                node: None,
-                poison: Some(p),
-            };
+            return Tensor::poisoned(p);
         }
         let tys: Vec<Type> = operands.iter().map(|t| t.ty()).collect();
-        if let Err(source) = op.result_types(&tys, |_| None) {
-            return Tensor::fail(TraceError::Type {
-                func: func_name(),
-                source: Box::new(source),
-            });
-        }
-        let args: Vec<Val> = operands.iter().map(|t| t.val.clone()).collect();
-        let val = match crate::tensor::eval(&op, &args) {
-            Ok(v) => v,
-            Err(fault) => {
-                let detail = match fault {
-                    TensorFault::Index { index, len } => {
-                        format!("index {index} is outside 0..{len}")
-                    }
-                    TensorFault::OutOfMemory { bytes } => {
-                        format!("the allocator refused {bytes} bytes")
-                    }
-                    TensorFault::BadOperands => "operands the op does not take".into(),
-                };
-                return Tensor::fail(TraceError::Example {
+        let ty = match op.result_types(&tys, |_| None) {
+            Ok(t) => t.first().copied(),
+            Err(source) => {
+                return Tensor::fail(TraceError::Type {
                     func: func_name(),
-                    op: op.name(),
-                    detail,
-                });
+                    source: Box::new(source),
+                })
             }
         };
+        let args: Option<Vec<Val>> = operands.iter().map(|t| t.val.val().cloned()).collect();
+        let val = match args {
+            Some(args) => match crate::tensor::eval(&op, &args) {
+                Ok(v) => Known::Val(v),
+                Err(fault) => return Tensor::fail(example_error(&op, fault)),
+            },
+            // An operand of an abstract trace: the type alone (no kernel runs). What
+            // the example would have caught statically is checked here too.
+            None => match (abstract_fault(&op, operands), ty) {
+                (Some(fault), _) => return Tensor::fail(example_error(&op, fault)),
+                (None, Some(ty)) => Known::Type(ty),
+                (None, None) => return Tensor::fail(example_error(&op, TensorFault::BadOperands)),
+            },
+        };
         let Some(first) = operands.iter().find_map(|t| t.node) else {
-            return Tensor::constant(val);
+            return Tensor::traced(val, None);
         };
         let recorded = with_ctx(|ctx| record(ctx, op, operands, &val));
         match recorded {
             // Outside a trace, a recorded operand's stale node marks the result as
             // foreign to any later trace (as `Var` does).
-            None => Tensor {
-                val,
-                node: Some(first),
-                poison: None,
-            },
-            Some(Some(node)) => Tensor {
-                val,
-                node: Some(node),
-                poison: None,
-            },
-            Some(None) => Tensor {
-                val: Val::F64(f64::NAN),
-                node: None,
-                poison: Some(Arc::new(
-                    with_ctx(|c| c.error.clone())
-                        .flatten()
-                        .unwrap_or(TraceError::ForeignVar { func: func_name() }),
-                )),
-            },
+            None => Tensor::traced(val, Some(first)),
+            Some(Some(node)) => Tensor::traced(val, Some(node)),
+            Some(None) => Tensor::poisoned(Arc::new(
+                with_ctx(|c| c.error.clone())
+                    .flatten()
+                    .unwrap_or(TraceError::ForeignVar { func: func_name() }),
+            )),
         }
     }
 
@@ -479,6 +514,24 @@ impl Tensor {
         self.un(Op::Slice(r))
     }
 
+    /// This tensor with `widths[k] = (low, high)` copies of the scalar `value` before
+    /// and after it along axis `k` (one pair per axis; IR `pad`, the transpose of
+    /// [`Tensor::slice`]).
+    pub fn pad(&self, value: impl Into<Tensor>, widths: &[(usize, usize)]) -> Tensor {
+        let clamp = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        let r: Vec<SliceRange> = widths
+            .iter()
+            .map(|&(lo, hi)| SliceRange::new(clamp(lo), clamp(hi)))
+            .collect();
+        let v = value.into();
+        // An `f64` literal pads an `f32` tensor as `f32`, as in the operators.
+        let v = match (&v.val, v.node, self.elem()) {
+            (Known::Val(Val::F64(x)), None, ScalarType::F32) => self.scalar_like(*x),
+            _ => v,
+        };
+        self.bin(Op::Pad(r), &v)
+    }
+
     /// The tensors joined along `axis` (they agree on every other axis).
     pub fn concat(parts: &[Tensor], axis: usize) -> Tensor {
         let Ok(a) = u8::try_from(axis) else {
@@ -516,23 +569,52 @@ impl Tensor {
     }
 }
 
-/// Records `op(operands)` with example `val`; `None` when the context refused it.
-fn record(ctx: &mut Ctx, op: Op, operands: &[&Tensor], val: &Val) -> Option<(u32, Value)> {
+/// The [`TraceError::Example`] of a kernel's fault.
+fn example_error(op: &Op, fault: TensorFault) -> TraceError {
+    let detail = match fault {
+        TensorFault::Index { index, len } => format!("index {index} is outside 0..{len}"),
+        TensorFault::OutOfMemory { bytes } => format!("the allocator refused {bytes} bytes"),
+        TensorFault::BadOperands => "operands the op does not take".into(),
+    };
+    TraceError::Example {
+        func: func_name(),
+        op: op.name(),
+        detail,
+    }
+}
+
+/// The fault an eager trace would have met at the example that the types and the
+/// constant operands already decide: a constant `extract`/`insert` index outside the
+/// leading axis. (A traced index is checked when the function runs.)
+fn abstract_fault(op: &Op, operands: &[&Tensor]) -> Option<TensorFault> {
+    let (x, i) = match (op, operands) {
+        (Op::Extract, [x, i]) | (Op::Insert, [_, x, i]) => (x, i),
+        _ => return None,
+    };
+    let index = i.val.val()?.as_i64()?;
+    let len = *x.dims().first()?;
+    let inside = usize::try_from(index).is_ok_and(|k| k < len);
+    (!inside).then_some(TensorFault::Index { index, len })
+}
+
+/// Records `op(operands)` known as `val`; `None` when the context refused it.
+fn record(ctx: &mut Ctx, op: Op, operands: &[&Tensor], val: &Known) -> Option<(u32, Value)> {
     let gen = ctx.scope_generation();
     let mut args = Vec::with_capacity(operands.len());
     for t in operands {
-        args.push(ctx.node_value(t.node, &t.val)?);
+        args.push(ctx.known_value(t.node, &t.val)?);
     }
-    ctx.ins1v(op, &args, val.clone()).map(|v| (gen, v))
+    ctx.ins1k(op, &args, val).map(|v| (gen, v))
 }
 
 impl From<Var> for Tensor {
     fn from(x: Var) -> Tensor {
-        Tensor {
-            val: Val::F64(x.x),
-            node: x.node,
-            poison: None,
-        }
+        let val = if x.is_abstract() {
+            Known::Type(Type::F64)
+        } else {
+            Known::Val(Val::F64(x.x))
+        };
+        Tensor::traced(val, x.node)
     }
 }
 
@@ -544,11 +626,12 @@ impl From<&Var> for Tensor {
 
 impl From<Index> for Tensor {
     fn from(i: Index) -> Tensor {
-        Tensor {
-            val: Val::I64(i.x),
-            node: i.node,
-            poison: None,
-        }
+        let val = if i.is_abstract() {
+            Known::Type(Type::Scalar(ScalarType::I64))
+        } else {
+            Known::Val(Val::I64(i.x))
+        };
+        Tensor::traced(val, i.node)
     }
 }
 
@@ -675,6 +758,44 @@ pub fn trace_tensors(
     example: &[Val],
     f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
 ) -> Result<Function, TraceError> {
+    let example: Vec<Known> = example.iter().cloned().map(Known::Val).collect();
+    tensor_trace(name, &example, f)
+}
+
+/// Traces `f` from its parameters' **types** alone: the abstract twin of
+/// [`trace_tensors`] (parameters `%x0, %x1, ...` of `types`). Every recorded op
+/// computes only its result type ([`Op::result_types`]), never a kernel, so the cost
+/// is O(ops) whatever the tensors' sizes; [`super::fori_loop`] records its body
+/// without running it; untraced constants keep their values and fold. It records the
+/// same IR as [`trace_tensors`] at any example of these types, for every program that
+/// does not ask for a traced value; one that does (a comparison deciding Rust control
+/// flow, [`Tensor::value`], [`Var::value`]) fails with [`TraceError::Abstract`]
+/// naming what asked (see the [trace module docs](super#abstract-traces)).
+///
+/// ```
+/// use jitad_ir::trace::{trace_tensors, trace_tensors_abstract};
+/// use jitad_ir::{tensor, Type, Val};
+/// let f = |a: &[jitad_ir::trace::Tensor]| vec![(a[0].matmul(&a[1]) + 1.0).tanh().sum(&[0, 1])];
+/// let (x, w) = (tensor::Tensor::f64(&[2, 3], vec![0.5; 6]).unwrap(), tensor::Tensor::f64(&[3, 4], vec![0.25; 12]).unwrap());
+/// let types = [x.ty(), w.ty()];
+/// let eager = trace_tensors("f", &[Val::tensor(x), Val::tensor(w)], f).unwrap();
+/// let abs = trace_tensors_abstract("f", &types, f).unwrap();
+/// assert_eq!(eager.to_string(), abs.to_string());
+/// ```
+pub fn trace_tensors_abstract(
+    name: &str,
+    types: &[Type],
+    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+) -> Result<Function, TraceError> {
+    let example: Vec<Known> = types.iter().copied().map(Known::Type).collect();
+    tensor_trace(name, &example, f)
+}
+
+fn tensor_trace(
+    name: &str,
+    example: &[Known],
+    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+) -> Result<Function, TraceError> {
     run_trace(
         name,
         example,
@@ -682,11 +803,7 @@ pub fn trace_tensors(
             let inputs: Vec<Tensor> = params
                 .iter()
                 .zip(example)
-                .map(|(&v, x)| Tensor {
-                    val: x.clone(),
-                    node: Some((gen, v)),
-                    poison: None,
-                })
+                .map(|(&v, x)| Tensor::traced(x.clone(), Some((gen, v))))
                 .collect();
             f(&inputs)
         },
@@ -697,7 +814,7 @@ pub fn trace_tensors(
                     ctx.fail((**p).clone());
                     return None;
                 }
-                vals.push(ctx.node_value(t.node, &t.val)?);
+                vals.push(ctx.known_value(t.node, &t.val)?);
             }
             Some(vals)
         },
