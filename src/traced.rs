@@ -376,7 +376,10 @@ impl Traced {
         Ok(jitad_ir::eval_f64(&self.module, &self.entry, args)?)
     }
 
-    /// JIT-compiles the entry function (and its callees) with default options.
+    /// JIT-compiles the entry function (and its callees) with default options, as
+    /// they are: derivatives ([`Traced::grad`] and the others) come out cleaned up
+    /// already, but a traced primal still has its calls and dead code, so compile
+    /// `traced.optimize()` for the fastest primal (the results are the same bits).
     pub fn compile(&self) -> Result<Compiled> {
         self.compile_with(&CompileOptions::default())
     }
