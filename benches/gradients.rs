@@ -12,6 +12,10 @@
 //! `rosenbrock-tensor` (array ops) at n = 10³, 10⁵, 10⁶. Their legs are checked to
 //! agree (JIT = interpreter bit for bit, hand-written within 1e-12) before timing.
 //!
+//! `heat` times the 1-D heat equation stepped by a `fori_loop` carrying a tensor (n =
+//! 10⁴ cells, T = 100 steps, store-all; `workloads::heat_loss`), hand-written
+//! store-all adjoint against the JIT and the interpreter.
+//!
 //! `lorenz-loop` times the Lorenz RK4 loop (`tests/ir/loops/lorenz.jir`) at N = 10⁵ and
 //! 10⁶ steps: the primal (`hand` = [`jitad::problems::lorenz_value`], `jit` = the
 //! cleaned-up IR compiled) and value+gradient (`hand` = the store-all adjoint
@@ -177,6 +181,14 @@ fn rosenbrock_tensor(c: &mut Criterion) {
     }
 }
 
+/// The heat equation through a loop carrying a tensor (n = 10⁴ cells, T = 100 steps),
+/// value+gradient under store-all: [`workloads::HeatHand`] against the compiled
+/// gradient and the interpreter.
+fn heat(c: &mut Criterion) {
+    let cases = workloads::heat_cases(10_000, 100, Policy::StoreAll).expect("setup");
+    tensor_group(c, "heat", cases, true);
+}
+
 criterion_group!(
     benches,
     quickstart,
@@ -186,6 +198,7 @@ criterion_group!(
     compile_time,
     mlp_m,
     mlp_small,
-    rosenbrock_tensor
+    rosenbrock_tensor,
+    heat
 );
 criterion_main!(benches);

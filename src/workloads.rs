@@ -624,6 +624,161 @@ pub fn rosenbrock_tensor_grad(x: &[f64]) -> Result<Traced, WorkloadError> {
     Ok(traced.grad()?)
 }
 
+/// One explicit Euler step of the 1-D heat equation with zero (Dirichlet) boundaries,
+/// `u + r·Δu`: the neighbours are `u` shifted by one cell with a zero shifted in,
+/// written with `concat` as a user would (the clean-up pipeline turns each into a
+/// `pad`, which the JIT fuses).
+// One range per axis; a vector has one axis.
+#[allow(clippy::single_range_in_vec_init)]
+pub fn heat_step(u: &Tensor, r: &Tensor, n: usize) -> Tensor {
+    let zero = Tensor::zeros(&[1]);
+    let left = Tensor::concat(&[zero.clone(), u.slice(&[0..n - 1])], 0);
+    let right = Tensor::concat(&[u.slice(&[1..n]), zero], 0);
+    u + r * (left + right - 2.0 * u)
+}
+
+/// `½·Σ (u_T − y)²` after `steps` [`heat_step`]s from `u₀`, traced from the types
+/// `(u₀: f64[n], y: f64[n], r: f64)` as one `fori_loop` carrying `u` (at least two
+/// cells).
+pub fn heat_loss(n: usize, steps: usize) -> Result<Traced, WorkloadError> {
+    if n < 2 {
+        return Err(length("heat cells (at least)", n, 2));
+    }
+    let ty = f64_type("heat state", &[n])?;
+    let steps = i64::try_from(steps).map_err(|_| length("heat steps", steps, i64::MAX as usize))?;
+    Ok(crate::trace_tensors_abstract(
+        "heat",
+        &[ty, ty, Type::F64],
+        |a| {
+            let (y, r) = (&a[1], &a[2]);
+            let u = crate::fori_loop(0, steps, a[0].clone(), |_, u| heat_step(&u, r, n));
+            let e = u - y;
+            vec![0.5 * (&e * &e).sum(&[0])]
+        },
+    )?)
+}
+
+/// Calls `f(i, u[i], (Δu)[i])` for every cell (zero boundaries): the two edge cells,
+/// then a branch-free interior loop.
+#[inline(always)]
+fn stencil(u: &[f64], mut f: impl FnMut(usize, f64, f64)) {
+    let n = u.len();
+    match n {
+        0 => {}
+        1 => f(0, u[0], -2.0 * u[0]),
+        _ => {
+            f(0, u[0], u[1] - 2.0 * u[0]);
+            for (j, w) in u.windows(3).enumerate() {
+                f(j + 1, w[1], w[0] + w[2] - 2.0 * w[1]);
+            }
+            f(n - 1, u[n - 1], u[n - 2] - 2.0 * u[n - 1]);
+        }
+    }
+}
+
+/// The hand-written reference for [`heat_loss`]: the best straightforward store-all
+/// adjoint, a forward loop storing every state, then a backward loop (`Δ` is symmetric,
+/// so `λ ← λ + r·Δλ`, and `∂loss/∂r` sums `λ_{t+1}·Δu_t`), each update one
+/// branch-free pass over the cells, buffers allocated once.
+#[derive(Debug)]
+pub struct HeatHand {
+    n: usize,
+    steps: usize,
+    /// `u_0 … u_T`.
+    states: Vec<f64>,
+    /// The adjoint, and its next value (the primal's two states in [`HeatHand::value`]).
+    lam: Vec<f64>,
+    next: Vec<f64>,
+}
+
+impl HeatHand {
+    /// Buffers for `n` cells and `steps` steps.
+    pub fn new(n: usize, steps: usize) -> Self {
+        HeatHand {
+            n,
+            steps,
+            states: vec![0.0; n * (steps + 1)],
+            lam: vec![0.0; n],
+            next: vec![0.0; n],
+        }
+    }
+
+    fn check(&self, u0: &[f64], y: &[f64]) -> Result<(), WorkloadError> {
+        for (what, b) in [("heat u0", u0), ("heat y", y)] {
+            if b.len() != self.n {
+                return Err(length(what, b.len(), self.n));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss alone (the primal: two state buffers, nothing stored).
+    pub fn value(&mut self, u0: &[f64], y: &[f64], r: f64) -> Result<f64, WorkloadError> {
+        self.check(u0, y)?;
+        let (u, v) = (&mut self.lam, &mut self.next);
+        u.copy_from_slice(u0);
+        for _ in 0..self.steps {
+            stencil(u, |i, x, d| v[i] = x + r * d);
+            std::mem::swap(u, v);
+        }
+        Ok(0.5 * u.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+    }
+
+    /// The loss; writes the gradient `(∂u₀ (n), ∂y (n), ∂r)` into `g` (`2n + 1`
+    /// entries, the traced gradient's order).
+    pub fn value_grad(
+        &mut self,
+        u0: &[f64],
+        y: &[f64],
+        r: f64,
+        g: &mut [f64],
+    ) -> Result<f64, WorkloadError> {
+        self.check(u0, y)?;
+        let n = self.n;
+        if g.len() != 2 * n + 1 {
+            return Err(length("heat gradient", g.len(), 2 * n + 1));
+        }
+        let steps = self.steps;
+        self.states[..n].copy_from_slice(u0);
+        for t in 0..steps {
+            let (done, rest) = self.states.split_at_mut((t + 1) * n);
+            let (u, out) = (&done[t * n..], &mut rest[..n]);
+            stencil(u, |i, x, d| out[i] = x + r * d);
+        }
+        let (gu, rest) = g.split_at_mut(n);
+        let (gy, gr) = rest.split_at_mut(n);
+        let u = &self.states[steps * n..];
+        let mut loss = 0.0;
+        for i in 0..n {
+            let e = u[i] - y[i];
+            loss += e * e;
+            self.lam[i] = e; // λ_T
+            gy[i] = -e;
+        }
+        let mut dr = 0.0;
+        for t in (0..steps).rev() {
+            let s = &self.states[t * n..(t + 1) * n];
+            let (lam, next) = (&self.lam, &mut self.next);
+            stencil(s, |i, _, d| dr += lam[i] * d);
+            stencil(lam, |i, x, d| next[i] = x + r * d);
+            std::mem::swap(&mut self.lam, &mut self.next);
+        }
+        gu.copy_from_slice(&self.lam);
+        gr[0] = dr;
+        Ok(0.5 * loss)
+    }
+}
+
+/// The heat workload's standard inputs at `n` cells: `u₀ = sin(π·(i + ½)/n)`, `y =
+/// i/(2n)`, `r = 0.25` (stable: `r ≤ ½`).
+pub fn heat_inputs(n: usize) -> (Vec<f64>, Vec<f64>, f64) {
+    let u0 = (0..n)
+        .map(|i| (std::f64::consts::PI * (i as f64 + 0.5) / n as f64).sin())
+        .collect();
+    let y = (0..n).map(|i| 0.5 * (i as f64 / n as f64)).collect();
+    (u0, y, 0.25)
+}
+
 type Runner = Box<dyn FnMut(&mut [f64]) -> f64 + Send>;
 
 /// One leg of a tensor workload, its inputs set up: [`TensorCase::run`] computes the
@@ -828,6 +983,42 @@ pub fn rosenbrock_cases(n: usize) -> Result<Vec<TensorCase>, WorkloadError> {
     ])
 }
 
+/// The legs of the heat workload at `n` cells and `steps` steps ([`heat_loss`]'s
+/// gradient under `policy` through the JIT and the interpreter, and [`HeatHand`]), all
+/// on [`heat_inputs`]. The size `n` in tables is the cell count.
+pub fn heat_cases(
+    n: usize,
+    steps: usize,
+    policy: jitad_ir::checkpoint::Policy,
+) -> Result<Vec<TensorCase>, WorkloadError> {
+    let (u0, y, r) = heat_inputs(n);
+    let grad = heat_loss(n, steps)?.grad()?.with_checkpoint(policy);
+    let case = |leg, run| TensorCase {
+        problem: "heat",
+        n,
+        leg,
+        g: vec![0.0; 2 * n + 1],
+        run,
+    };
+    let jit = jit_runner(grad.compile()?, vec![u0.clone(), y.clone(), vec![r]])?;
+    let interp = interp_runner(
+        grad,
+        vec![
+            Val::tensor(buffer("heat u0", &[n], &u0)?),
+            Val::tensor(buffer("heat y", &[n], &y)?),
+            Val::F64(r),
+        ],
+    );
+    let mut hand = HeatHand::new(n, steps);
+    let hand: Runner =
+        Box::new(move |g: &mut [f64]| hand.value_grad(&u0, &y, r, g).unwrap_or(f64::NAN));
+    Ok(vec![
+        case(Leg::Hand, hand),
+        case(Leg::Jit, jit),
+        case(Leg::Interp, interp),
+    ])
+}
+
 /// Runs every case once and checks they agree: the JIT and the interpreter bit for
 /// bit, every other leg (the hand-written one) within `tol` times the largest magnitude
 /// of the value and gradient, everything finite. The error names the first
@@ -1003,6 +1194,38 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("parameters"), "{err}");
         assert!(shape.args(&p[1..], &[0.0; 4], &[0.0; 2]).is_err());
+    }
+
+    #[test]
+    fn heat_legs_agree_and_match_finite_differences() {
+        use jitad_ir::checkpoint::Policy;
+        for (n, steps) in [(2, 0), (3, 1), (40, 7)] {
+            for policy in [Policy::StoreAll, Policy::Binomial(2)] {
+                check_legs(heat_cases(n, steps, policy).unwrap(), 1e-12);
+            }
+        }
+        // The hand-written gradient against central differences of its own value.
+        let (n, steps) = (12, 5);
+        let (u0, y, r) = heat_inputs(n);
+        let mut hand = HeatHand::new(n, steps);
+        let mut g = vec![0.0; 2 * n + 1];
+        hand.value_grad(&u0, &y, r, &mut g).unwrap();
+        let mut x: Vec<f64> = [&u0[..], &y[..], &[r]].concat();
+        for k in 0..x.len() {
+            let eps = 1e-6;
+            let at = |x: &[f64], hand: &mut HeatHand| {
+                hand.value(&x[..n], &x[n..2 * n], x[2 * n]).unwrap()
+            };
+            x[k] += eps;
+            let fp = at(&x, &mut hand);
+            x[k] -= 2.0 * eps;
+            let fm = at(&x, &mut hand);
+            x[k] += eps;
+            let fd = (fp - fm) / (2.0 * eps);
+            assert!((fd - g[k]).abs() <= 1e-8, "g[{k}]: {} vs {fd}", g[k]);
+        }
+        assert!(heat_loss(1, 3).is_err());
+        assert!(hand.value(&u0[1..], &y, r).is_err());
     }
 
     #[test]
