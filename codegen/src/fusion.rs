@@ -42,7 +42,12 @@
 //! region of the function's workspace. Workspace regions are assigned by liveness over
 //! the steps — a region is free again after its value's last reader — with best-fit
 //! reuse of freed regions (`O(n log n)`), so the workspace of an MLP gradient is a
-//! handful of activations, not one buffer per op.
+//! handful of activations, not one buffer per op. A step's results are placed before
+//! its operands' regions are freed, so a call never writes a buffer it reads. A loop
+//! (whose body, touching tensors, is outlined: a call and a `yield`) reads its captured
+//! values in every iteration: they are materialised before it and live until its step
+//! ends; each tensor it carries gets two regions of its own for that step
+//! ([`TensorPlan::ping_pong`]), which the iterations alternately read and write.
 //!
 //! **Strided products.** A `transpose` of a 2-D buffer that only `matmul`s read is never
 //! lowered: each such `matmul` passes the un-transposed buffer to GEMM with swapped

@@ -278,6 +278,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// Lowers the chunk's top-level instructions and finishes the function.
     pub(crate) fn lower_chunk(mut self) -> Result<(), CompileError> {
+        // Workspace sizes saturate while planned (tensor regions, loop buffers,
+        // callees'); one past `i64::MAX` is refused here, before any offset is used.
+        self.imm(self.plan.ws_bytes, "the workspace")?;
         if self.plan.tensors.is_some() {
             return self.lower_tensor_function();
         }
