@@ -58,7 +58,9 @@ fn shift(x: &Val, u: &Val, h: f64) -> Val {
                 panic!("f64 tensors only")
             };
             let d = p.iter().zip(q).map(|(x, u)| x + h * u).collect();
-            Val::Tensor(Arc::new(Tensor::new(a.shape(), TensorData::F64(d)).unwrap()))
+            Val::Tensor(Arc::new(
+                Tensor::new(a.shape(), TensorData::F64(d)).unwrap(),
+            ))
         }
         _ => Val::F64(x.as_f64().unwrap() + h * u.as_f64().unwrap()),
     }
@@ -143,7 +145,10 @@ fn jvp_of_tensor_loops_compiles_and_agrees() {
         let carries_tensors = jf.insts.values().any(|d| {
             matches!(d.op, Op::Loop(_)) && d.results.iter().any(|&r| jf.ty(r).scalar().is_none())
         });
-        assert!(carries_tensors, "program {p}: the jvp is a loop carrying tensors");
+        assert!(
+            carries_tensors,
+            "program {p}: the jvp is a loop carrying tensors"
+        );
         let mut opt = m.clone();
         optimize_module(&mut opt, &OptOptions::default());
         verify_module(&opt).unwrap();
@@ -154,7 +159,11 @@ fn jvp_of_tensor_loops_compiles_and_agrees() {
             let args: Vec<Val> = x.iter().chain(&u).cloned().collect();
             let raw = both(&m, &j, &args);
             let clean = both(&opt, &j, &args);
-            assert_eq!(bits(&raw), bits(&clean), "program {p}: clean-up changed the jvp");
+            assert_eq!(
+                bits(&raw),
+                bits(&clean),
+                "program {p}: clean-up changed the jvp"
+            );
             // The tangents (the second half of the results) against central differences.
             let nr = raw.len() / 2;
             let tangent = flat(&raw[nr..]);

@@ -806,8 +806,8 @@ impl<'a, 'b> Lower<'a, 'b> {
     /// Bytes of tensor `v`'s data, as an `i64` constant.
     fn tensor_bytes(&mut self, v: Value) -> Result<cl::Value, CompileError> {
         let t = self.f.values[v].ty;
-        let bytes = (t.num_elements() as u64)
-            .saturating_mul(crate::fusion::elem_bytes(t.elem()) as u64);
+        let bytes =
+            (t.num_elements() as u64).saturating_mul(crate::fusion::elem_bytes(t.elem()) as u64);
         let bytes = self.imm(bytes, "a tensor")?;
         Ok(self.b.ins().iconst(types::I64, bytes))
     }
