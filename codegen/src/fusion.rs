@@ -714,10 +714,14 @@ pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
             Step::Inst(i) => {
                 let d = &f.insts[i];
                 let r: Vec<String> = d.results.iter().map(|&r| name(r)).collect();
+                let note = match plan.ping_pong.get(&i) {
+                    Some(b) => format!(" (carries {} tensor(s), two buffers each)", b.len()),
+                    None => String::new(),
+                };
                 if r.is_empty() {
-                    let _ = writeln!(s, "  {}", d.op.name());
+                    let _ = writeln!(s, "  {}{note}", d.op.name());
                 } else {
-                    let _ = writeln!(s, "  {} = {}", r.join(", "), d.op.name());
+                    let _ = writeln!(s, "  {} = {}{note}", r.join(", "), d.op.name());
                 }
             }
             Step::Group(g) => {

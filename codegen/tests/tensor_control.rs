@@ -377,6 +377,21 @@ fn loops_carry_several_tensors_and_scalars() {
     for n in [0, 1, 2, 5] {
         agree_with(&m, "multi", 11 + n as u64, 3, |a| set_i64(a, &[4], n));
     }
+    // The loop carries its four tensors in buffers of its own (`dump --emit fusion`).
+    let c = compile_module(
+        &m,
+        "multi",
+        &CompileOptions {
+            emit_text: true,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    let text = c.fusion_text().unwrap();
+    assert!(
+        text.contains("loop (carries 4 tensor(s), two buffers each)"),
+        "{text}"
+    );
 }
 
 #[test]
