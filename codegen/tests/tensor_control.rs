@@ -490,3 +490,31 @@ func @g(%x: f64[3], %n: i64, %lim: f64) -> f64[3] {
         other => panic!("{other}"),
     }
 }
+
+/// Only loops touching tensors are outlined: a scalar loop (the Lorenz integrator's
+/// shape) stays one machine function, a tensor loop's body becomes a second one.
+#[test]
+fn only_loops_touching_tensors_are_outlined() {
+    let src = r#"
+func @scalar(%x: f64, %n: i64) -> f64 {
+  %r = loop %j in 0..%n (%c = %x : f64) {
+    %d = mul %c, %c
+    %e = sub %d, %x
+    yield %e
+  }
+  ret %r
+}
+func @tensor(%x: f64[3], %n: i64) -> f64[3] {
+  %r = loop %j in 0..%n (%c = %x : f64[3]) {
+    %d = mul %c, %c
+    %e = sub %d, %x
+    yield %e
+  }
+  ret %r
+}
+"#;
+    let m = parse_module(src).unwrap();
+    assert_eq!(compile(&m, "scalar").stats().clif_functions, 1);
+    assert_eq!(compile(&m, "tensor").stats().clif_functions, 2);
+    agree(&m, "tensor", 53);
+}
