@@ -8,8 +8,8 @@ pub enum CompileError {
     /// The requested entry function (or a callee) is not in the module.
     #[error("the module has no function @{0}")]
     UnknownFunction(String),
-    /// Something the JIT does not lower yet: tensors inside loop bodies, carried by
-    /// loops, or passed to or returned from calls.
+    /// Something the JIT does not lower yet: tensors as operands or results of
+    /// `guard`, `tapeloop` or `revloop`.
     #[error(
         "@{func}: unsupported: {what} is not supported by the JIT yet (use the \
          interpreter: `--engine interp`)"

@@ -42,7 +42,12 @@
 //! region of the function's workspace. Workspace regions are assigned by liveness over
 //! the steps — a region is free again after its value's last reader — with best-fit
 //! reuse of freed regions (`O(n log n)`), so the workspace of an MLP gradient is a
-//! handful of activations, not one buffer per op.
+//! handful of activations, not one buffer per op. A step's results are placed before
+//! its operands' regions are freed, so a call never writes a buffer it reads. A loop
+//! (whose body, touching tensors, is outlined: a call and a `yield`) reads its captured
+//! values in every iteration: they are materialised before it and live until its step
+//! ends; each tensor it carries gets two regions of its own for that step
+//! ([`TensorPlan::ping_pong`]), which the iterations alternately read and write.
 //!
 //! **Strided products.** A `transpose` of a 2-D buffer that only `matmul`s read is never
 //! lowered: each such `matmul` passes the un-transposed buffer to GEMM with swapped
@@ -114,6 +119,10 @@ pub(crate) struct TensorPlan {
     /// memory: the pad → the operand's cone (the producing group's members it
     /// depends on, in program order; the operand is the last one's result).
     pub cones: IdMap<Inst, Vec<Inst>>,
+    /// For each `loop` carrying tensors, the two workspace buffers (offsets from the
+    /// tensor region's start) of each carried tensor, in the order of the loop's
+    /// tensor results: the iterations read one and write the other.
+    pub ping_pong: IdMap<Inst, Vec<[u64; 2]>>,
 }
 
 /// True for instructions computed per element inside a group: every pure op that also
@@ -282,8 +291,8 @@ fn cone(
 /// operands) but 0.20–0.25 ms against 0.14–0.22 ms at n = 10⁵ (800 KB).
 pub(crate) const RECOMPUTE_MIN_BYTES: u64 = 1 << 20;
 
-/// Plans the fused schedule and the buffers of `f`'s body (top level; checked to hold
-/// no tensor inside a loop).
+/// Plans the fused schedule and the buffers of `f`'s body (top level; a loop touching
+/// tensors has been outlined, so its body is a call and a `yield`).
 pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
     plan_tensors_with(f, RECOMPUTE_MIN_BYTES)
 }
@@ -292,11 +301,33 @@ pub(crate) fn plan_tensors(f: &Function) -> TensorPlan {
 /// `recompute_bytes` bytes (see [`RECOMPUTE_MIN_BYTES`]).
 pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPlan {
     let top = &f.regions[f.body].insts;
-    // Users of each value (top level only: nested code reads no tensor).
+    // Instructions nested in each top-level one (loop bodies: after outlining, a call
+    // and a `yield` reading carried and captured values).
+    let mut nested_of: IdMap<Inst, Vec<Inst>> = IdMap::default();
+    for &inst in top {
+        if !f.insts[inst].regions.is_empty() {
+            let mut n = vec![];
+            crate::plan::nested_insts(f, inst, &mut n);
+            nested_of.insert(inst, n);
+        }
+    }
+    let nested_args = |inst: Inst| {
+        nested_of
+            .get(&inst)
+            .into_iter()
+            .flatten()
+            .flat_map(|&i| f.insts[i].args.iter().copied())
+    };
+    // Users of each value (a nested reader counts as itself: never `ret` or `matmul`).
     let mut users: IdMap<Value, Vec<Inst>> = IdMap::default();
     for &inst in top {
         for &a in &f.insts[inst].args {
             users.entry(a).or_default().push(inst);
+        }
+        for &i in nested_of.get(&inst).into_iter().flatten() {
+            for &a in &f.insts[i].args {
+                users.entry(a).or_default().push(i);
+            }
         }
     }
     // Transposes that only matmuls read stay virtual (strided GEMM operands).
@@ -337,7 +368,6 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
     let mut reduced_by: IdMap<Value, usize> = IdMap::default();
     let mut is_output: HashSet<Value> = HashSet::new();
     let mut steps = vec![];
-    let mut nested: Vec<Inst> = vec![];
     let close = |g: usize, open: &mut Vec<bool>, steps: &mut Vec<Step>| {
         if open[g] {
             open[g] = false;
@@ -351,15 +381,13 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
         let d = &f.insts[inst];
         // A group's reduction result is complete only after the group's loop (a loop
         // body's instructions read it too: scalars may cross into loops).
-        nested.clear();
-        crate::plan::nested_insts(f, inst, &mut nested);
         // A virtual transpose's reader reads the transpose's operand.
         let own = d
             .args
             .iter()
             .enumerate()
             .map(|(k, &a)| transposed.get(&(inst, k as u8)).copied().unwrap_or(a));
-        for a in own.chain(nested.iter().flat_map(|&i| f.insts[i].args.iter().copied())) {
+        for a in own.chain(nested_args(inst)) {
             if let Some(&g) = reduced_by.get(&a) {
                 close(g, &mut open, &mut steps);
             }
@@ -458,6 +486,13 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
                     close(g, &mut open, &mut steps);
                 }
             }
+            // Values a loop body reads (captured) exist in memory before the loop.
+            for a in nested_args(inst) {
+                if let Some(&g) = group_of.get(&a) {
+                    is_output.insert(a);
+                    close(g, &mut open, &mut steps);
+                }
+            }
             steps.push(Step::Inst(inst));
         }
     }
@@ -529,7 +564,9 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
             step_of_inst.get(&inst).copied()
         };
         let Some(s) = reader else { continue };
-        for &a in &f.insts[inst].args {
+        // A loop's body reads its captured values in every iteration: they live until
+        // the loop's step ends.
+        for a in f.insts[inst].args.iter().copied().chain(nested_args(inst)) {
             let e = last.entry(a).or_insert(s);
             *e = (*e).max(s);
         }
@@ -565,6 +602,7 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
     }
     let mut free: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let mut bytes = 0u64;
+    let mut ping_pong: IdMap<Inst, Vec<[u64; 2]>> = IdMap::default();
     let mut scratch_bytes = 0u64;
     let mut max_operands = 0usize;
     for s in 0..steps.len() {
@@ -584,42 +622,39 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
             if home.contains_key(&v) {
                 continue;
             }
-            let size = region_bytes(ty(f, v)).max(16);
-            let fit = free.range(size..).next().map(|(&k, _)| k);
-            let off = match fit {
-                Some(k) => {
-                    let list = free.get_mut(&k).map(|l| (l.pop(), l.is_empty()));
-                    match list {
-                        Some((Some(o), empty)) => {
-                            if empty {
-                                free.remove(&k);
-                            }
-                            // Keep the unused tail of a larger region.
-                            if k > size {
-                                free.entry(k - size).or_default().push(o + size);
-                            }
-                            o
-                        }
-                        _ => {
-                            let o = bytes;
-                            bytes = bytes.saturating_add(size);
-                            o
-                        }
+            let off = alloc(region_bytes(ty(f, v)).max(16), &mut free, &mut bytes);
+            home.insert(v, Home::Workspace(off));
+        }
+        // A loop carrying tensors: two buffers per carried tensor, alternately read and
+        // written by the iterations, live for the loop's step only (allocated after its
+        // results and before its operands are freed, so they alias neither).
+        let mut step_bufs: Vec<(u64, u64)> = vec![];
+        if let Step::Inst(i) = steps[s] {
+            if matches!(f.insts[i].op, Op::Loop(_)) {
+                let mut bufs = vec![];
+                for &r in &f.insts[i].results {
+                    let t = ty(f, r);
+                    if matches!(t, Type::Tensor(..)) {
+                        let size = region_bytes(t).max(16);
+                        let a = alloc(size, &mut free, &mut bytes);
+                        let b = alloc(size, &mut free, &mut bytes);
+                        step_bufs.extend([(size, a), (size, b)]);
+                        bufs.push([a, b]);
                     }
                 }
-                None => {
-                    let o = bytes;
-                    bytes = bytes.saturating_add(size);
-                    o
+                if !bufs.is_empty() {
+                    ping_pong.insert(i, bufs);
                 }
-            };
-            home.insert(v, Home::Workspace(off));
+            }
         }
         for &v in &dies[s] {
             if let Some(&Home::Workspace(o)) = home.get(&v) {
                 let size = region_bytes(ty(f, v)).max(16);
                 free.entry(size).or_default().push(o);
             }
+        }
+        for (size, o) in step_bufs {
+            free.entry(size).or_default().push(o);
         }
     }
     TensorPlan {
@@ -632,7 +667,32 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
         scratch_bytes,
         max_operands,
         cones,
+        ping_pong,
     }
+}
+
+/// A workspace region of `size` bytes: the best-fitting free one (its unused tail kept
+/// free), else new space at the end (`bytes` grows, saturating; the layout checks the
+/// total).
+fn alloc(size: u64, free: &mut BTreeMap<u64, Vec<u64>>, bytes: &mut u64) -> u64 {
+    let fit = free.range(size..).next().map(|(&k, _)| k);
+    if let Some(k) = fit {
+        if let Some(list) = free.get_mut(&k) {
+            if let Some(o) = list.pop() {
+                if list.is_empty() {
+                    free.remove(&k);
+                }
+                // Keep the unused tail of a larger region.
+                if k > size {
+                    free.entry(k - size).or_default().push(o + size);
+                }
+                return o;
+            }
+        }
+    }
+    let o = *bytes;
+    *bytes = bytes.saturating_add(size);
+    o
 }
 
 /// True when `f` holds a tensor value anywhere.
@@ -654,10 +714,14 @@ pub(crate) fn describe(f: &Function, plan: &TensorPlan) -> String {
             Step::Inst(i) => {
                 let d = &f.insts[i];
                 let r: Vec<String> = d.results.iter().map(|&r| name(r)).collect();
+                let note = match plan.ping_pong.get(&i) {
+                    Some(b) => format!(" (carries {} tensor(s), two buffers each)", b.len()),
+                    None => String::new(),
+                };
                 if r.is_empty() {
-                    let _ = writeln!(s, "  {}", d.op.name());
+                    let _ = writeln!(s, "  {}{note}", d.op.name());
                 } else {
-                    let _ = writeln!(s, "  {} = {}", r.join(", "), d.op.name());
+                    let _ = writeln!(s, "  {} = {}{note}", r.join(", "), d.op.name());
                 }
             }
             Step::Group(g) => {

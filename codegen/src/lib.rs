@@ -66,10 +66,23 @@
 //! (`jitad_ir::kernels`). Every path computes what the interpreter computes in the same
 //! order, so results are bit-identical (tested on every op, the MLP gradient and random
 //! tensor programs). `dump --emit fusion` (or [`Compiled::fusion_text`]) shows the
-//! groups. Not compiled yet ([`CompileError::Unsupported`], run by the interpreter):
-//! tensors inside loop bodies or carried by loops, and tensors passed to or returned
-//! from calls (the inliner removes most calls first). Reverse mode's `tapeloop` and
-//! `revloop` do take tensor states, captures and adjoints (their drivers flatten them).
+//! groups.
+//!
+//! Calls and loops take tensors. A `call` passes the address of each tensor operand's
+//! buffer and of a buffer for each tensor result (the result's home: never an
+//! operand's buffer, since a step's results are placed before its operands are
+//! freed); a callee returning a parameter copies it there. The body of a loop that
+//! touches tensors (carries, captures or computes them) becomes a function of its own
+//! (private `outline` module), planned and fused like any other, and the loop carries
+//! each tensor as the address of its current buffer: the init's, then alternately two
+//! workspace buffers (each iteration's call reads one and writes the other, so no
+//! iteration copies its state); the final buffer is copied once into the loop's
+//! result, which also covers a loop of zero trips. Captured tensors stay live until
+//! the loop ends. Scalar-only loops compile as before. Reverse mode's `tapeloop` and
+//! `revloop` take tensor states, captures and adjoints too: the lowering passes their
+//! buffers' addresses and a layout table, and the drivers flatten them into the
+//! checkpointing driver's slots, as the interpreter does (`revloop` module). Every
+//! program the interpreter runs now compiles.
 //!
 //! # Semantics
 //!

@@ -10,6 +10,12 @@
 //! body becomes `call` + `yield`. The synthetic function is then planned, chunked and
 //! lowered like any other; the carried values travel through the ordinary call ABI.
 //!
+//! The body of every loop that touches a tensor (carries one, captures one, or
+//! computes on one inside) is outlined too, whatever its size: tensor code is planned
+//! per function ([`crate::fusion`]: groups, buffers by liveness), and the loop itself
+//! then only carries buffer pointers (ping-pong buffers, see `lower_loop`). The call
+//! per iteration is small beside the tensor work of the iteration.
+//!
 //! Why outlining rather than chunking the body in place: it reuses the chunker, the
 //! call ABI, the workspace layout and the stack-need computation unchanged (the
 //! synthetic frame is counted by [`crate::stack`] like any other call), and costs one
@@ -74,17 +80,33 @@ fn loops_post_order(f: &Function) -> Vec<Inst> {
     out
 }
 
-/// Instructions in `region`, nested bodies included.
-fn region_size(f: &Function, region: Region) -> usize {
+/// Instructions in `region` (nested bodies included), and whether it touches a tensor:
+/// a tensor parameter (carried), operand (carried or captured) or result (computed).
+fn region_info(f: &Function, region: Region) -> (usize, bool) {
+    let is_tensor = |v: &Value| matches!(f.ty(*v), Type::Tensor(..));
     let mut n = 0;
+    let mut tensors = false;
     let mut stack = vec![region];
     while let Some(r) = stack.pop() {
-        for &i in &f.regions[r].insts {
+        let rd = &f.regions[r];
+        tensors |= rd.params.iter().any(is_tensor);
+        for &i in &rd.insts {
             n += 1;
-            stack.extend_from_slice(&f.insts[i].regions);
+            let d = &f.insts[i];
+            tensors |= d.args.iter().chain(&d.results).any(is_tensor);
+            stack.extend_from_slice(&d.regions);
         }
     }
-    n
+    (n, tensors)
+}
+
+/// True when the loop body `region` moves into a function: longer than `threshold`,
+/// or touching a tensor (compiled tensor code is planned per function,
+/// [`crate::fusion`]; the loop then carries buffer pointers, see
+/// [`crate::lower`]'s `loop`).
+fn outlines(f: &Function, region: Region, threshold: usize) -> bool {
+    let (n, tensors) = region_info(f, region);
+    n > threshold || tensors
 }
 
 /// Rewrites `m` (the JIT's copy; functions with `process[i]` false are left alone) so
@@ -110,7 +132,7 @@ pub(crate) fn outline_loops(
         // since outlining happens innermost first and shrinks the enclosing body.
         let mut todo = false;
         for &l in &loops {
-            if region_size(&m.funcs[fi], m.funcs[fi].insts[l].regions[0]) > threshold {
+            if outlines(&m.funcs[fi], m.funcs[fi].insts[l].regions[0], threshold) {
                 todo = true;
                 break;
             }
@@ -130,7 +152,7 @@ pub(crate) fn outline_loops(
             let body = m.funcs[fi].insts[l].regions[0];
             // Inner outlined bodies are already two instructions, so this measures the
             // body as it now is; each instruction is walked a bounded number of times.
-            if region_size(&m.funcs[fi], body) <= threshold {
+            if !outlines(&m.funcs[fi], body, threshold) {
                 continue;
             }
             let mut name = format!("{orig_name}.loop{k}");
@@ -261,7 +283,8 @@ pub(crate) fn remap_guards(
 }
 
 /// Whether some loop of a function with `process[i]` set has a body longer than
-/// `threshold` (looking at outermost loops suffices: they contain the others).
+/// `threshold` or touching a tensor (looking at outermost loops suffices: they contain
+/// the others).
 pub(crate) fn needs_outlining(m: &Module, process: &[bool], threshold: usize) -> bool {
     m.funcs.iter().enumerate().any(|(fi, f)| {
         process.get(fi).copied().unwrap_or(false)
@@ -271,7 +294,7 @@ pub(crate) fn needs_outlining(m: &Module, process: &[bool], threshold: usize) ->
                         matches!(d.op, Op::Loop(_))
                             && d.regions
                                 .first()
-                                .is_some_and(|&r| region_size(f, r) > threshold)
+                                .is_some_and(|&r| outlines(f, r, threshold))
                     })
                 })
             })

@@ -99,8 +99,8 @@ fn invalid(f: &Function, message: impl Into<String>) -> CompileError {
     }
 }
 
-/// Refuses tensors where compiled code does not take them yet: inside loop bodies,
-/// and as operands or results of calls, loops and guards.
+/// Refuses tensors where compiled code does not take them yet: as operands or results
+/// of `revloop`, `tapeloop` and `guard`.
 fn tensor_free(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
     match t {
         Type::Scalar(_) => Ok(()),
@@ -113,7 +113,7 @@ fn tensor_free(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
 
 /// Checks what lowering relies on: operand and result types of every instruction,
 /// loop region shapes, the terminators, and that tensors appear only where the
-/// lowering takes them (top-level code; not carried by loops or passed to calls).
+/// lowering takes them (not through loop drivers or guards).
 /// Scoping (use before definition) is checked while lowering. This is not the full
 /// verifier, only enough that no malformed input reaches Cranelift.
 pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), CompileError> {
@@ -160,18 +160,12 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
             for &v in &d.args {
                 arg_tys.push(ty_of(v)?);
             }
-            let no_tensors = parent.is_some()
-                || matches!(
-                    d.op,
-                    // `revloop`/`tapeloop` take tensors: their drivers flatten them.
-                    Op::Call(_) | Op::Loop(_) | Op::Guard
-                );
+            // Calls and loops take tensors (as buffer pointers; loops touching tensors
+            // are outlined, `crate::outline`), anywhere; `revloop`/`tapeloop` too (their
+            // drivers flatten them). Only a guard's condition is a scalar.
+            let no_tensors = matches!(d.op, Op::Guard);
             if no_tensors {
-                let place = if parent.is_some() {
-                    "a loop body".to_string()
-                } else {
-                    format!("`{}`", d.op.name())
-                };
+                let place = format!("`{}`", d.op.name());
                 for &t in &arg_tys {
                     tensor_free(f, t, &format!("operand of {place}"))?;
                 }

@@ -464,18 +464,10 @@ fn calls_with_large_frames_use_the_workspace() {
 }
 
 #[test]
-fn loops_carrying_tensors_are_refused_with_a_pointer_to_the_interpreter() {
+fn loops_carrying_tensors_compile_and_agree_with_the_interpreter() {
     let src = "func @f(%x: f64) -> f64 {\n  %b = broadcast %x : f64[3]\n  %r = loop %j in 0..2 (%c = %b : f64[3]) {\n    %d = add %c, %c\n    yield %d\n  }\n  %s = sum %r, axes [0]\n  ret %s\n}\n";
-    let m = parse_module(src).unwrap();
-    match compile_module(&m, "f", &opts()) {
-        Err(e @ CompileError::Unsupported { .. }) => {
-            assert!(e.is_unsupported());
-            assert!(e.to_string().contains("--engine interp"), "{e}");
-        }
-        other => panic!("{:?}", other.err()),
-    }
-    assert_eq!(
-        eval(&m, "f", &[Val::F64(1.5)]).unwrap(),
-        vec![Val::F64(18.0)]
-    );
+    let (m, c) = compile(src, "f");
+    let want = eval(&m, "f", &[Val::F64(1.5)]).unwrap();
+    assert_eq!(want, vec![Val::F64(18.0)]);
+    assert_eq!(call1(&c, &[Val::F64(1.5)]), want);
 }

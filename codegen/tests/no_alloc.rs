@@ -283,3 +283,63 @@ fn tensor_loop_gradients_allocate_nothing_in_steady_state() {
         assert!(ub.iter().all(|x| x.is_finite()) && ub.iter().any(|&x| x != 0.0));
     }
 }
+
+/// Tensors through loops and calls: a stencil time-stepper (a loop carrying a tensor,
+/// its outlined body calling a tensor function with a captured tensor) runs its
+/// iterations in the pooled workspace (two alternating loop buffers), so steady-state
+/// calls allocate nothing, whatever the trip count.
+#[test]
+fn tensor_loops_and_calls_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let src = r#"
+func @heat(%u0: f64[64], %w: f64[62], %sf: f64, %k: f64) -> (f64[64], f64) {
+  %steps = cast %sf : i64
+  %z = const 0.0 : f64
+  %r, %e = loop %t in 0..%steps (%u = %u0 : f64[64], %acc = %z : f64) {
+    %l = slice %u [0:62]
+    %c = slice %u [1:63]
+    %h = slice %u [2:64]
+    %s = add %l, %h
+    %two = const 2.0 : f64
+    %c2 = mul %c, %two
+    %d = sub %s, %c2
+    %kd = mul %d, %k
+    %n0 = add %c, %kd
+    %n = call @damp(%n0, %w)
+    %zero = const 0.0 : f64
+    %p = pad %n, %zero [1:1]
+    %q = sum %p, axes [0]
+    %acc2 = add %acc, %q
+    yield %p, %acc2
+  }
+  ret %r, %e
+}
+func @damp(%x: f64[62], %w: f64[62]) -> f64[62] {
+  %y = mul %x, %w
+  ret %y
+}
+"#;
+    let m = parse_module(src).unwrap();
+    let c = compile_module(&m, "heat", &CompileOptions::default()).unwrap();
+    assert!(c.workspace_bytes() >= 2 * 64 * 8, "two loop buffers");
+    let u: Vec<f64> = (0..64).map(|k| (k as f64 * 0.2).sin()).collect();
+    let w: Vec<f64> = (0..62).map(|k| 1.0 - 1e-3 * k as f64).collect();
+    let (mut o1, mut o2) = (vec![0.0; 64], vec![0.0; 1]);
+    let mut run = |steps: usize| {
+        c.call_buffers(&[&u, &w, &[steps as f64], &[0.25]], &mut [&mut o1, &mut o2])
+            .unwrap();
+    };
+    run(7);
+    let before = allocs();
+    for k in 0..500 {
+        run(k % 9);
+    }
+    let after = allocs();
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in 500 calls of a tensor loop",
+        after - before
+    );
+    assert!(o2[0].is_finite());
+}

@@ -380,11 +380,11 @@ fn random_tensor_programs_match_the_interpreter() {
         }
         compiled += 1;
     }
-    // Loops carrying tensors are refused (not compiled yet); most programs compile.
-    assert!(
-        compiled >= 100,
-        "only {compiled} compiled ({refused} refused)"
-    );
+    eprintln!("random tensor programs: {compiled} compiled, {refused} refused");
+    // Tensors through calls and loops compile: nothing is refused (before they did,
+    // 163 of these 300 programs were).
+    assert_eq!(refused, 0, "{refused} refused ({compiled} compiled)");
+    assert!(compiled >= 250, "only {compiled} compiled");
 }
 
 #[test]

@@ -29,8 +29,8 @@
 //! | select | `select` |
 //! | cast | Rust `as`: `fcvt_to_sint_sat`, `fcvt_from_sint`, `fpromote`/`fdemote`; to bool `x != 0` |
 //! | guard | branch to a cold exit returning the guard's status |
-//! | call | arguments and results through a stack slot, a direct call, status check |
-//! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end` |
+//! | call | arguments and results through a stack slot (a tensor: the address of its buffer), a direct call, status check |
+//! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end`; a carried tensor is the address of its current buffer, two loop buffers alternating, the last one copied into the result once |
 
 mod tensor;
 
@@ -149,6 +149,9 @@ pub(crate) struct Lower<'a, 'b> {
     loaded: IdMap<Value, (cl::Value, cl::Block, u32)>,
     /// IR instructions lowered so far.
     tick: u32,
+    /// Where a tensor without a home of its own (a call result inside a loop body)
+    /// is written: the loop's buffer for the next iteration's state.
+    tensor_out: IdMap<Value, cl::Value>,
 }
 
 /// A memory-backed value (a parameter, a value of an earlier chunk) used again within
@@ -201,6 +204,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             guard_ordinal,
             loaded: IdMap::default(),
             tick: 0,
+            tensor_out: IdMap::default(),
         }
     }
 
@@ -274,6 +278,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// Lowers the chunk's top-level instructions and finishes the function.
     pub(crate) fn lower_chunk(mut self) -> Result<(), CompileError> {
+        // Workspace sizes saturate while planned (tensor regions, loop buffers,
+        // callees'); one past `i64::MAX` is refused here, before any offset is used.
+        self.imm(self.plan.ws_bytes, "the workspace")?;
         if self.plan.tensors.is_some() {
             return self.lower_tensor_function();
         }
@@ -756,19 +763,66 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
         let res_off = self.off(n, 0)?;
         let res = self.b.ins().iadd_imm_s(base, i64::from(res_off));
+        // A tensor result's slot holds the address of the buffer the callee writes:
+        // the result's home (never an operand's: the buffer plan allocates a step's
+        // results before it frees its operands), or the loop buffer `tensor_out` gives.
+        let mut outs = Vec::with_capacity(m);
+        for (i, &r) in d.results.iter().enumerate() {
+            if self.is_tensor(r) {
+                let p = match self.tensor_out.get(&r) {
+                    Some(&p) => p,
+                    None => self.tensor_addr(r)?,
+                };
+                let off = self.off(i, 0)?;
+                self.b.ins().store(trusted(), p, res, off);
+                outs.push(Some(p));
+            } else {
+                outs.push(None);
+            }
+        }
         let cws = self.callee_ws()?;
         self.cx.calls.push((ci, false));
         let fref = self.func_ref(id);
         let call = self.b.ins().call(fref, &[base, res, cws]);
         let st = self.b.inst_results(call)[0];
         self.check_status(st);
-        let mut outs = Vec::with_capacity(m);
-        for (i, &r) in d.results.iter().enumerate() {
-            let t = self.scalar(r)?;
-            let off = self.off(i, 0)?;
-            outs.push(self.load(t, res, off));
+        for (i, (&r, out)) in d.results.iter().zip(outs).enumerate() {
+            let x = match out {
+                // Only a homeless tensor is bound (to its buffer's address); the
+                // others are found through their home.
+                Some(p) if self.tensor_out.contains_key(&r) => p,
+                Some(_) => continue,
+                None => {
+                    let t = self.scalar(r)?;
+                    let off = self.off(i, 0)?;
+                    self.load(t, res, off)
+                }
+            };
+            self.vals.insert(r, x);
         }
-        self.define(inst, &outs)
+        Ok(())
+    }
+
+    /// Bytes of tensor `v`'s data, as an `i64` constant.
+    fn tensor_bytes(&mut self, v: Value) -> Result<cl::Value, CompileError> {
+        let t = self.f.values[v].ty;
+        let bytes =
+            (t.num_elements() as u64).saturating_mul(crate::fusion::elem_bytes(t.elem()) as u64);
+        let bytes = self.imm(bytes, "a tensor")?;
+        Ok(self.b.ins().iconst(types::I64, bytes))
+    }
+
+    /// `memcpy(dst, src, bytes of v)` through the runtime's copy.
+    fn copy_tensor(
+        &mut self,
+        v: Value,
+        dst: cl::Value,
+        src: cl::Value,
+    ) -> Result<(), CompileError> {
+        let n = self.tensor_bytes(v)?;
+        let fr = self.func_ref(self.cx.tensor_copy_id);
+        self.b.ins().call(fr, &[dst, src, n]);
+        Ok(())
     }
 
     /// A loop driver's descriptor (see [`desc`]): header words, then the operands
@@ -1025,13 +1079,47 @@ impl<'a, 'b> Lower<'a, 'b> {
             }
         }
         let rparams = &f.regions[region].params;
+        // A carried tensor is carried as the address of its current buffer: first the
+        // init's, then alternately one of two loop buffers (the iteration reads one and
+        // its call writes the other), so no iteration copies its state. Their
+        // addresses are loop-invariant.
+        let ping_pong: Vec<[u64; 2]> = self
+            .plan
+            .tensors
+            .as_ref()
+            .and_then(|t| t.ping_pong.get(&inst))
+            .cloned()
+            .unwrap_or_default();
+        let mut pairs: Vec<Option<[cl::Value; 2]>> = vec![];
+        let mut bufs = ping_pong.iter();
+        for &p in &rparams[1..] {
+            if !self.is_tensor(p) {
+                pairs.push(None);
+                continue;
+            }
+            let Some(&[a, b]) = bufs.next() else {
+                return Err(self.err(format!("{inst}: no buffers for carried tensor {p}")));
+            };
+            let base = self.plan.tensor_base;
+            let addr = |l: &mut Self, o: u64| -> Result<cl::Value, CompileError> {
+                let k = l.imm(base.saturating_add(o), "a loop buffer's offset")?;
+                let ws = l.ws_ptr;
+                Ok(l.b.ins().iadd_imm_s(ws, k))
+            };
+            let (a, b) = (addr(self, a)?, addr(self, b)?);
+            pairs.push(Some([a, b]));
+        }
         let body = self.b.create_block();
         let exit = self.b.create_block();
         let idx = self.b.append_block_param(body, types::I64);
         self.vals.insert(rparams[0], idx);
         scoped.push(rparams[0]);
         for &p in &rparams[1..] {
-            let t = cl_ty(self.scalar(p)?);
+            let t = if self.is_tensor(p) {
+                self.cx.ptr
+            } else {
+                cl_ty(self.scalar(p)?)
+            };
             let bp = self.b.append_block_param(body, t);
             self.vals.insert(p, bp);
             scoped.push(p);
@@ -1044,10 +1132,44 @@ impl<'a, 'b> Lower<'a, 'b> {
             .ins()
             .brif(go, body, &block_args(&first), exit, &block_args(inits));
         self.b.switch_to_block(body);
-        let ys = match self.lower_seq(&f.regions[region].insts)? {
+        // This iteration's output buffer of each carried tensor: the one of its pair
+        // it does not read. The yielded value is written there directly when it is a
+        // call's result (an outlined body), else copied there.
+        let yielded = f.regions[region]
+            .insts
+            .last()
+            .map(|&y| f.insts[y].args.clone())
+            .unwrap_or_default();
+        let mut outs: Vec<Option<cl::Value>> = vec![];
+        for (k, pair) in pairs.iter().enumerate() {
+            let Some([a, b]) = *pair else {
+                outs.push(None);
+                continue;
+            };
+            let cur = self.vals[&rparams[k + 1]];
+            let on_a = self.b.ins().icmp(IntCC::Equal, cur, a);
+            let out = self.b.ins().select(on_a, b, a);
+            if let Some(&y) = yielded.get(k) {
+                self.tensor_out.insert(y, out);
+            }
+            outs.push(Some(out));
+        }
+        let mut ys = match self.lower_seq(&f.regions[region].insts)? {
             Flow::Yield(ys) => ys,
             _ => return Err(self.err(format!("{inst}: loop body must end in `yield`"))),
         };
+        for (k, out) in outs.iter().enumerate() {
+            let (Some(out), Some(y)) = (*out, ys.get(k).copied()) else {
+                continue;
+            };
+            if y != out {
+                self.copy_tensor(rparams[k + 1], out, y)?;
+                ys[k] = out;
+            }
+        }
+        for &y in &yielded {
+            self.tensor_out.remove(&y);
+        }
         let next = self.b.ins().iadd_imm_s(idx, 1);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
         let mut again = vec![next];
@@ -1056,7 +1178,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             .ins()
             .brif(more, body, &block_args(&again), exit, &block_args(&ys));
         self.b.switch_to_block(exit);
-        let outs = self.b.block_params(exit).to_vec();
+        let finals = self.b.block_params(exit).to_vec();
         // Values of the body (and hoisted loads) are out of scope after the loop.
         for v in scoped {
             self.vals.remove(&v);
@@ -1066,7 +1188,20 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.vals.remove(r);
             }
         }
-        self.define(inst, &outs)
+        // A tensor result: the final buffer (the init's after zero trips) copied once
+        // into the result's home; scalars are the exit block's parameters.
+        for (&r, &x) in d.results.iter().zip(&finals) {
+            if self.is_tensor(r) {
+                let dst = self.tensor_addr(r)?;
+                self.copy_tensor(r, dst, x)?;
+            } else {
+                self.vals.insert(r, x);
+            }
+        }
+        if d.results.len() != finals.len() {
+            return Err(self.err(format!("{inst}: results differ from the carried values")));
+        }
+        Ok(())
     }
 }
 

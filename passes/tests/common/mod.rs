@@ -32,7 +32,7 @@ pub fn has_tensors(m: &Module) -> bool {
 
 /// The JIT-compiled `func` of `m` (cached), or `None` exactly when `m` holds tensors
 /// and the JIT refuses them as not yet supported (`CompileError::Unsupported`:
-/// tensors carried by loops or passed to calls); any other compile error panics.
+/// tensors through `tapeloop`/`revloop`); any other compile error panics.
 pub fn try_compiled(m: &Module, func: &str) -> Option<Rc<Compiled>> {
     let key = (jitad_ir::print_module(m), func.to_string());
     if let Some(c) = JIT.with(|j| j.borrow().get(&key).cloned()) {
