@@ -17,7 +17,8 @@
 //!   operand from memory through strides (`pad` selecting its value outside the
 //!   operand), so it always opens a new group, and an operand an open group computes
 //!   is materialised first (that group is closed) — except for a `pad` of a large
-//!   member (at least [`RECOMPUTE_MIN_BYTES`]), which recomputes the member's *cone*
+//!   member of at least [`RECOMPUTE_MIN_BYTES`], or of any size when the member is
+//!   only views of memory (a `pad` of a `slice`), which recomputes the member's *cone*
 //!   (the group's elementwise members and views it depends on, at most 64) at its
 //!   own index instead, leaving the producing group open. That is the adjoint of a
 //!   stencil (`slice`'s transpose is `pad`): its shifted terms never reach memory. The
@@ -416,12 +417,17 @@ pub(crate) fn plan_tensors_with(f: &Function, recompute_bytes: u64) -> TensorPla
                 // A `pad` of a member recomputes the member's cone at the pad's
                 // index instead of storing it (the adjoint of `slice`: a stencil's
                 // gradient then never writes its shifted terms to memory).
-                if matches!(d.op, Op::Pad(_))
-                    && a == d.args[0]
-                    && region_bytes(ty(f, a)) >= recompute_bytes
-                    && !cones.contains_key(&inst)
-                {
-                    if let Some(c) = cone(f, a, g, &group_of, &pos) {
+                // A cone of views and fills alone (a `pad` of a `slice`: a stencil's
+                // shifted term) costs one load at the pad's index either way, so it is
+                // recomputed at any size.
+                if matches!(d.op, Op::Pad(_)) && a == d.args[0] && !cones.contains_key(&inst) {
+                    let big = region_bytes(ty(f, a)) >= recompute_bytes;
+                    let c = cone(f, a, g, &group_of, &pos).filter(|c| {
+                        big || c.iter().all(|&m| {
+                            matches!(f.insts[m].op, Op::Fill(..)) || is_view(&f.insts[m].op)
+                        })
+                    });
+                    if let Some(c) = c {
                         if c.len() <= cone_budget {
                             cone_budget -= c.len();
                             cones.insert(inst, c);
