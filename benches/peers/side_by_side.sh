@@ -7,14 +7,17 @@ core=${1:-1}
 here=$(dirname "$0")
 root=$here/../..
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet --example mlp_tensors --example rosenbrock_tensors --manifest-path "$root/Cargo.toml"
+cargo build --release --quiet --example mlp_tensors --example rosenbrock_tensors --example heat_tensors --manifest-path "$root/Cargo.toml"
 uptime
 echo "== JAX"
-taskset -c "$core" "$here/.venv/bin/python" "$here/jax_peers.py" mlp rosenbrock
+taskset -c "$core" "$here/.venv/bin/python" "$here/jax_peers.py" mlp rosenbrock heat
 echo "== jitad: MLP-M (batch 256, 64 inputs, 256 hidden)"
 taskset -c "$core" "$target/release/examples/mlp_tensors"
 echo "== jitad: small MLP (batch 32, 8 inputs, 16 hidden)"
 taskset -c "$core" "$target/release/examples/mlp_tensors" 32 8 16
 echo "== jitad: extended Rosenbrock, tensor form"
 taskset -c "$core" "$target/release/examples/rosenbrock_tensors"
+echo "== jitad: heat equation through a loop carrying a tensor"
+taskset -c "$core" "$target/release/examples/heat_tensors" 10000 100
+taskset -c "$core" "$target/release/examples/heat_tensors" 100000 100
 uptime

@@ -393,7 +393,7 @@ fn parse_val(s: &str, ty: Type) -> Result<Val> {
     let scalar = ty.scalar().ok_or_else(|| {
         anyhow!(
             "tensor parameters ({ty}) cannot be given with --args: pass a JSON file with \
-             --inputs (and run tensor programs with `--engine interp`)"
+             --inputs"
         )
     })?;
     Ok(match scalar {
