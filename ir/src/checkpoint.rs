@@ -921,7 +921,6 @@ pub fn record<S: Steps>(
                 },
         );
         STATS.with(|s| s.borrow_mut().snapshots += stored + u64::from(policy == Policy::StoreAll));
-        let mut out = TapeWriter::new(tape, n, k);
         let run = StepRun::open();
         for j in a..l {
             steps
@@ -929,10 +928,10 @@ pub fn record<S: Steps>(
                 .map_err(SweepError::Step)?;
             run.after_step();
             if j + 1 < l {
-                out.push(state);
+                let off = (j - a) as usize * k;
+                with_arena(|ar| copy_words(&mut ar.get(tape, n)[off..off + k], state));
             }
         }
-        out.flush();
         drop(run);
         Ok((
             base,
@@ -1263,7 +1262,6 @@ fn segment<S: Steps>(
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
-        let mut out = TapeWriter::new(tape, n, k);
         let run = StepRun::open();
         for j in 0..l - 1 {
             sw.stats.forward_steps += 1;
@@ -1272,10 +1270,10 @@ fn segment<S: Steps>(
                 .map_err(SweepError::Step)?;
             run.after_step();
             if j + 1 < l - 1 {
-                out.push(work.as_mut());
+                let off = j as usize * k;
+                with_arena(|a| copy_words(&mut a.get(tape, n)[off..off + k], work.as_mut()));
             }
         }
-        out.flush();
         drop(run);
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
         reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
@@ -1286,9 +1284,9 @@ fn segment<S: Steps>(
 }
 
 /// The backward steps of iterations `start..start+count` from stored states: the
-/// first in `base`, the others in `tape` (`n` words). States of at most
-/// [`BATCH_WORDS`] words are copied out of the arena a batch at a time (one arena
-/// borrow per batch, not per step); larger ones one at a time into `work`.
+/// first in `base`, the others in `tape` (`n` words). `work` is one scratch buffer for
+/// them all: it is 264 bytes, and moving a fresh one per iteration cost more than the
+/// copy.
 #[allow(clippy::too_many_arguments)] // the sweep's state, as its callers hold it
 fn reverse_stored<S: Steps>(
     start: i64,
@@ -1302,106 +1300,25 @@ fn reverse_stored<S: Steps>(
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
-    // The state before iteration `j` (relative to `start`).
-    fn at(a: &mut Arena, base: Block, tape: Block, n: usize, k: usize, j: u64) -> &[u64] {
-        if j == 0 {
-            a.get(base, k)
-        } else {
-            let off = (j - 1) as usize * k;
-            &a.get(tape, n)[off..off + k]
-        }
-    }
     let run = StepRun::open();
-    if k == 0 || k > BATCH_WORDS {
-        for j in (0..count).rev() {
-            with_arena(|a| copy_words(work.as_mut(), at(a, base, tape, n, k, j)));
-            sw.stats.backward_steps += 1;
-            steps
-                .backward(start.wrapping_add(j as i64), work.as_mut(), adj)
-                .map_err(SweepError::Step)?;
-            run.after_step();
-        }
-        return Ok(());
-    }
-    let per = (BATCH_WORDS / k) as u64;
-    let mut batch = [0u64; BATCH_WORDS];
-    let mut hi = count;
-    while hi > 0 {
-        let lo = hi.saturating_sub(per);
+    for j in (0..count).rev() {
         with_arena(|a| {
-            for j in lo..hi {
-                let off = (j - lo) as usize * k;
-                copy_words(&mut batch[off..off + k], at(a, base, tape, n, k, j));
-            }
+            let src = if j == 0 {
+                a.get(base, k)
+            } else {
+                let off = (j - 1) as usize * k;
+                &mut a.get(tape, n)[off..off + k]
+            };
+            copy_words(work.as_mut(), src);
         });
-        for j in (lo..hi).rev() {
-            let off = (j - lo) as usize * k;
-            sw.stats.backward_steps += 1;
-            steps
-                .backward(start.wrapping_add(j as i64), &batch[off..off + k], adj)
-                .map_err(SweepError::Step)?;
-            run.after_step();
-        }
-        hi = lo;
+        sw.stats.backward_steps += 1;
+        steps
+            .backward(start.wrapping_add(j as i64), work.as_mut(), adj)
+            .map_err(SweepError::Step)?;
+        run.after_step();
     }
     Ok(())
 }
-
-/// Appends states to a tape block, a batch at a time when they are at most
-/// [`BATCH_WORDS`] words (one arena borrow per batch, not per step).
-struct TapeWriter {
-    tape: Block,
-    n: usize,
-    k: usize,
-    /// Words of the tape written so far (flushed or in `batch`).
-    at: usize,
-    batch: [u64; BATCH_WORDS],
-    filled: usize,
-}
-
-impl TapeWriter {
-    fn new(tape: Block, n: usize, k: usize) -> Self {
-        TapeWriter {
-            tape,
-            n,
-            k,
-            at: 0,
-            batch: [0; BATCH_WORDS],
-            filled: 0,
-        }
-    }
-
-    /// Appends `state` (`k` words).
-    #[inline]
-    fn push(&mut self, state: &[u64]) {
-        let k = self.k;
-        if k > BATCH_WORDS {
-            let (tape, n, at) = (self.tape, self.n, self.at);
-            with_arena(|a| copy_words(&mut a.get(tape, n)[at..at + k], state));
-            self.at += k;
-            return;
-        }
-        if self.filled + k > BATCH_WORDS {
-            self.flush();
-        }
-        copy_words(&mut self.batch[self.filled..self.filled + k], state);
-        self.filled += k;
-    }
-
-    /// Writes the batch to the tape.
-    fn flush(&mut self) {
-        let (tape, n, at, m) = (self.tape, self.n, self.at, self.filled);
-        if m > 0 {
-            with_arena(|a| copy_words(&mut a.get(tape, n)[at..at + m], &self.batch[..m]));
-        }
-        self.at += m;
-        self.filled = 0;
-    }
-}
-
-/// The largest state (in words) the store-all loops move between the arena and the
-/// steps in batches: 2 KiB on the driver's stack.
-const BATCH_WORDS: usize = 256;
 
 /// Every state recomputed from the initial one.
 fn recompute<S: Steps>(
