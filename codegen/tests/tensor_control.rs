@@ -10,72 +10,12 @@
 //! scalars, captured tensors, nested loops, and stencils.
 
 use jitad_codegen::{compile_module, CompileOptions, Compiled};
-use jitad_ir::tensor::{Tensor, TensorData};
-use jitad_ir::{eval, parse_module, Module, ScalarType, Type, Val};
+use jitad_ir::tensor::Tensor;
+use jitad_ir::{eval, parse_module, Module, Val};
 use std::sync::Arc;
 
-/// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn f64(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
-
-fn random_val(t: Type, rng: &mut Rng) -> Val {
-    match t {
-        Type::Scalar(ScalarType::F64) => Val::F64(rng.f64()),
-        Type::Scalar(ScalarType::F32) => Val::F32(rng.f64() as f32),
-        Type::Scalar(ScalarType::I64) => Val::I64((rng.next() % 4) as i64),
-        Type::Scalar(ScalarType::Bool) => Val::Bool(rng.next().is_multiple_of(2)),
-        Type::Tensor(e, shape) => {
-            let n = t.num_elements();
-            let data = match e {
-                ScalarType::F64 => TensorData::F64((0..n).map(|_| rng.f64()).collect()),
-                ScalarType::F32 => TensorData::F32((0..n).map(|_| rng.f64() as f32).collect()),
-                ScalarType::I64 => {
-                    TensorData::I64((0..n).map(|_| (rng.next() % 5) as i64).collect())
-                }
-                ScalarType::Bool => {
-                    TensorData::Bool((0..n).map(|_| rng.next().is_multiple_of(2)).collect())
-                }
-            };
-            Val::Tensor(Arc::new(Tensor::new(shape, data).unwrap()))
-        }
-    }
-}
-
-fn same_f64(x: f64, y: f64) -> bool {
-    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
-}
-
-fn same(a: &Val, b: &Val) -> bool {
-    match (a, b) {
-        (Val::F64(x), Val::F64(y)) => same_f64(*x, *y),
-        (Val::F32(x), Val::F32(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-        (Val::Tensor(x), Val::Tensor(y)) => {
-            x.ty() == y.ty()
-                && match (x.data(), y.data()) {
-                    (TensorData::F64(p), TensorData::F64(q)) => {
-                        p.iter().zip(q).all(|(&a, &b)| same_f64(a, b))
-                    }
-                    (TensorData::F32(p), TensorData::F32(q)) => p
-                        .iter()
-                        .zip(q)
-                        .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())),
-                    (p, q) => p == q,
-                }
-        }
-        (x, y) => x == y,
-    }
-}
+mod common;
+use common::{random_val, same, Rng};
 
 fn compile(m: &Module, entry: &str) -> Compiled {
     jitad_ir::verify_module(m).unwrap_or_else(|e| panic!("{e}"));
@@ -113,7 +53,7 @@ fn agree_with(m: &Module, entry: &str, seed: u64, rounds: usize, fix: impl Fn(&m
             .sig
             .params
             .iter()
-            .map(|&t| random_val(t, &mut rng))
+            .map(|&t| random_val(t, &mut rng, 4))
             .collect();
         fix(&mut args);
         check(m, &c, &args);
@@ -347,7 +287,7 @@ fn set_i64(args: &mut [Val], at: &[usize], v: i64) {
 fn loops_carry_tensors_for_any_trip_count() {
     let m = parse_module(LOOPS).unwrap();
     let c = compile(&m, "trips");
-    let x = random_val(m.get("trips").unwrap().sig.params[0], &mut Rng(5));
+    let x = random_val(m.get("trips").unwrap().sig.params[0], &mut Rng(5), 4);
     // 0, 1, 2, many trips; empty and reversed ranges; negative starts.
     for (lo, hi) in [
         (0, 0),
