@@ -58,6 +58,42 @@ pub type EntryFn = unsafe extern "C" fn(*const u64, *mut u64, *mut u8) -> u32;
 /// status.
 pub(crate) type DriverFn = unsafe extern "C" fn(*mut u64) -> u32;
 
+/// A loop's forward *span*: `(first, count, state, tape, stride, caps, workspace) ->
+/// status` runs iterations `first..first+count` of the forward step on the `k` state
+/// slots at `state` (final state written back there), storing the state after each
+/// iteration at `tape + j·stride` bytes; `caps` holds the captures' slots. Generated
+/// from the step's IR with the step inlined in a loop, so the state stays in
+/// registers (`crate::lower`); the drivers run whole spans through it
+/// ([`jitad_ir::checkpoint::Steps::forward_span`]).
+pub(crate) type FwdSpanFn =
+    unsafe extern "C" fn(i64, i64, *mut u64, *mut u64, i64, *const u64, *mut u8) -> u32;
+
+/// A loop's backward span: `(first, count, base, tape, caps, adj, workspace) -> status`
+/// runs the backward steps of iterations `first+count−1` down to `first` on the `a`
+/// adjoint slots at `adj` (written back there), iteration `first + j` reading its state
+/// from `base` for `j = 0`, else from `tape + (j−1)·k` slots
+/// ([`jitad_ir::checkpoint::Steps::backward_span`]).
+pub(crate) type BwdSpanFn =
+    unsafe extern "C" fn(i64, i64, *const u64, *const u64, *const u64, *mut u64, *mut u8) -> u32;
+
+/// The Cranelift signature of [`FwdSpanFn`] (`bwd: false`) or [`BwdSpanFn`].
+pub(crate) fn span_signature(module: &JITModule, bwd: bool) -> cl::Signature {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+    let rest: &[cl::Type] = if bwd {
+        &[ptr, ptr, ptr, ptr, ptr]
+    } else {
+        &[ptr, ptr, types::I64, ptr, ptr]
+    };
+    for &t in rest {
+        sig.params.push(AbiParam::new(t));
+    }
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
 /// The symbol compiled code calls for a `revloop`.
 pub(crate) const REVLOOP_SYMBOL: &str = "jitad_revloop";
 /// The symbol compiled code calls for a `tapeloop`.
@@ -149,6 +185,7 @@ pub(crate) mod desc {
     //! | [`STATES`], [`CAPS`], [`ADJS`] | state count `k`, capture count `c`, adjoint count `a` (operands, not slots) |
     //! | [`TOKEN`], [`HAS_TOKEN`] | tape token, and 1 if there is one (0: none) |
     //! | [`TABLE`] | 1 when the two tables below follow (some operand or result is a tensor), else 0 |
+    //! | [`FSPAN`], [`BSPAN`] | entry of the forward / backward span ([`super::FwdSpanFn`], [`super::BwdSpanFn`]), 0 if none |
     //! | [`HEADER`].. | `n = k + c + a` operand words: `k` inits, `c` captures, `a` seeds — a scalar's slot, a tensor's buffer address; scalar results overwrite their operand's word |
     //! | `HEADER + n`.. | with a table: `n` layout words, one per operand ([`layout_word`]) |
     //! | `HEADER + 2n`.. | with a table: `r` result addresses, one per state (`tapeloop`, `r = k`) or adjoint (`revloop`, `r = a`) result: the buffer a tensor result is written to, 0 for a scalar |
@@ -190,8 +227,12 @@ pub(crate) mod desc {
     pub(crate) const HAS_TOKEN: usize = 11;
     /// 1 if the layout table and the result addresses follow the operand words.
     pub(crate) const TABLE: usize = 12;
+    /// Entry of the forward span (0: none; the driver then calls [`FWD`] per step).
+    pub(crate) const FSPAN: usize = 13;
+    /// Entry of the backward span (0: none).
+    pub(crate) const BSPAN: usize = 14;
     /// Words before the operands.
-    pub(crate) const HEADER: usize = 13;
+    pub(crate) const HEADER: usize = 15;
 
     /// The layout word of an operand of type `t`: 0 for a scalar; for a tensor of `len`
     /// elements, `len << 2 | e` with `e` 0 for f64, 1 for f32, 2 for i64, 3 for bool
@@ -436,9 +477,10 @@ mod tests {
         .unwrap();
         let f = m.get("f").unwrap();
         let insts = &f.regions[f.body].insts;
-        // Tensors: 13 header words, 2 operands, 2 layout words, 1 result address.
+        // Tensors: 15 header words, 2 operands, 2 layout words, 1 result address.
+        assert_eq!(desc::HEADER, 15);
         assert_eq!(desc::words(f, insts[0]), Some(desc::HEADER + 2 + 2 + 1));
-        assert_eq!(frame_bytes(f, insts[0]), Some(8 * 18));
+        assert_eq!(frame_bytes(f, insts[0]), Some(8 * 20));
         // Scalars only: no table.
         assert_eq!(desc::words(f, insts[1]), Some(desc::HEADER + 1));
         assert_eq!(desc::words(f, insts[2]), None);

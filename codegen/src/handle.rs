@@ -26,6 +26,10 @@ pub struct CompileStats {
     pub clif_functions: usize,
     /// Chunks (0 when no function was split).
     pub chunks: usize,
+    /// Loop steps also compiled as spans (their body inlined in a loop that the
+    /// checkpointing drivers call once per run of steps; see `Steps::spans` in
+    /// `jitad_ir::checkpoint`).
+    pub spans: usize,
     /// Machine code bytes.
     pub code_bytes: usize,
     /// The largest machine stack frame of a generated function, in bytes.

@@ -10,12 +10,13 @@
 //! stack the deepest chain of frames needs ([`crate::stack`]).
 
 use crate::abi::{
-    cl_ty, driver_signature, entry_signature, DriverFn, EntryFn, REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
+    cl_ty, desc, driver_signature, entry_signature, span_signature, DriverFn, EntryFn,
+    REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
 };
 use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, Owner, Shared};
 use crate::lower::{Lower, ModuleCx};
-use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order};
+use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order, FnPlan};
 use crate::runtime::{symbols, RtSig};
 use crate::stack::{FrameSizes, JobCalls};
 use crate::tensor_rt::{TensorCopyFn, TensorOpFn, TENSOR_COPY_SYMBOL, TENSOR_OP_SYMBOL};
@@ -29,7 +30,8 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module as _, ModuleError, ModuleReloc};
 use jitad_ir::callgraph::{check_limits, CallGraph, Limits};
-use jitad_ir::{Function, Inst, Module};
+use jitad_ir::{Function, Inst, Module, Op};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -207,6 +209,76 @@ impl Batch {
         stats.cranelift += tc.elapsed();
         Ok(())
     }
+}
+
+/// The loop steps to compile a second time as spans ([`crate::abi::FwdSpanFn`],
+/// [`crate::abi::BwdSpanFn`]), by function index: `(k, bwd)` for each way a scalar
+/// `tapeloop`/`revloop` (no tensor operand or result, so no layout table) with `k` state
+/// operands runs it — as its forward step (`false`) or backward step (`true`). Only a
+/// step that is one unchunked scalar function, and runs no `tapeloop` or `revloop`
+/// itself (through calls neither), qualifies: the drivers run its spans without a
+/// level of their own (`jitad_ir::checkpoint::Steps::spans`). Linear in the
+/// instructions of the functions in `order` (post-order: callees first).
+fn span_requests(
+    funcs: &[&Function],
+    order: &[usize],
+    by_name: &HashMap<&str, usize>,
+    plans: &[Option<FnPlan>],
+) -> Vec<Vec<(usize, bool)>> {
+    let mut drives = vec![false; funcs.len()];
+    for &fi in order {
+        drives[fi] = funcs[fi].insts.values().any(|d| match &d.op {
+            Op::RevLoop(_) | Op::TapeLoop(_) => true,
+            Op::Call(n) => by_name.get(n.as_str()).is_some_and(|&c| drives[c]),
+            _ => false,
+        });
+    }
+    let eligible = |fi: usize, k: usize, bwd: bool| -> bool {
+        let f = funcs[fi];
+        let scalar = |t: &jitad_ir::Type| matches!(t, jitad_ir::Type::Scalar(_));
+        let plain = plans[fi]
+            .as_ref()
+            .is_some_and(|p| p.chunks.len() == 1 && p.tensors.is_none());
+        let shape = if bwd {
+            f.sig.params.len() > k + f.sig.results.len()
+        } else {
+            f.sig.results.len() == k && f.sig.params.len() > k
+        };
+        !drives[fi]
+            && plain
+            && shape
+            && f.sig.params.iter().all(scalar)
+            && f.sig.results.iter().all(scalar)
+    };
+    let mut out: Vec<Vec<(usize, bool)>> = vec![vec![]; funcs.len()];
+    for &fi in order {
+        let f = funcs[fi];
+        for (inst, d) in f.insts.iter() {
+            let (steps, k) = match &d.op {
+                Op::TapeLoop(r) => (
+                    [Some(r.fwd.as_str()), None],
+                    r.split(d.args.len()).map(|[_, inits, _]| inits.len()),
+                ),
+                Op::RevLoop(r) => (
+                    [Some(r.fwd.as_str()), Some(r.bwd.as_str())],
+                    r.split(d.args.len()).map(|[_, _, inits, _, _]| inits.len()),
+                ),
+                _ => continue,
+            };
+            let (Some(k), Some((_, _, false))) = (k, desc::shape(f, inst)) else {
+                continue;
+            };
+            for (bwd, name) in [false, true].into_iter().zip(steps) {
+                let Some(&si) = name.and_then(|n| by_name.get(n)) else {
+                    continue;
+                };
+                if eligible(si, k, bwd) && !out[si].contains(&(k, bwd)) {
+                    out[si].push((k, bwd));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The host ISA with `opts`' flags and register allocator `regalloc`.
@@ -396,6 +468,8 @@ pub(crate) fn compile(
         plans[fi] = Some(plan);
     }
 
+    let span_reqs = span_requests(&funcs, &order, &by_name, &plans);
+
     let (module, isa) = new_jit(opts)?;
     let small_isa = match opts.regalloc {
         RegAlloc::Backtracking => Some(host_isa(opts, RegAlloc::SinglePass)?),
@@ -470,6 +544,20 @@ pub(crate) fn compile(
             }
         }
     }
+    let mut spans = HashMap::new();
+    for &fi in &order {
+        for &(k, bwd) in &span_reqs[fi] {
+            let name = if bwd {
+                format!("jitad_fn{fi}_bspan{k}")
+            } else {
+                format!("jitad_fn{fi}_fspan")
+            };
+            let id = module
+                .declare_function(&name, Linkage::Local, &span_signature(module, bwd))
+                .map_err(|e| cranelift_err(name, e))?;
+            spans.insert((fi, k, bwd), id);
+        }
+    }
     let mut cx = ModuleCx {
         by_name,
         plans,
@@ -477,6 +565,7 @@ pub(crate) fn compile(
         rt_ids,
         revloop_id,
         tapeloop_id,
+        spans,
         tensor_op_id,
         tensor_copy_id,
         tensor_calls: vec![],
@@ -582,7 +671,55 @@ pub(crate) fn compile(
                 )?;
             }
         }
+        // The spans of a loop step: the same body, lowered again inside a loop.
+        for &(k, bwd) in &span_reqs[fi] {
+            let id = cx.spans[&(fi, k, bwd)];
+            let tl = Instant::now();
+            let mut ctx = batch.spare.pop().unwrap_or_else(Context::new);
+            ctx.func.signature = span_signature(module, bwd);
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            // Guards count from the function's first, as in its own lowering.
+            let mut span_ordinal = 0usize;
+            Lower::new(&mut cx, module, f, &plan, 0, b, &mut span_ordinal).lower_span(bwd, k)?;
+            job_calls.push(JobCalls {
+                func: fi,
+                id,
+                chunk_driver: false,
+                calls: std::mem::take(&mut cx.calls),
+            });
+            let what = format!(
+                "@{} {} span",
+                f.name,
+                if bwd { "backward" } else { "forward" }
+            );
+            if opts.emit_text {
+                let _ = writeln!(clif, "; {what}\n{}", ctx.func.display());
+                ctx.set_disasm(true);
+            }
+            stats.lower += tl.elapsed();
+            stats.spans += 1;
+            batch.jobs.push(Job {
+                id,
+                what,
+                ctx,
+                small: false,
+            });
+            batch.weight += plan.num_insts;
+        }
         cx.plans[fi] = Some(plan);
+        if batch.weight >= BATCH_INSTS {
+            batch.flush(
+                module,
+                &isa,
+                small_isa.as_ref(),
+                threads,
+                &mut stats,
+                &mut frames,
+                opts.max_frame_bytes,
+                opts.emit_text.then_some(&mut asm),
+            )?;
+        }
     }
     batch.flush(
         module,

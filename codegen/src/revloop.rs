@@ -27,7 +27,7 @@
 //! nested drivers each have theirs), grown by the first call and then reused: steady
 //! state calls allocate nothing.
 
-use crate::abi::{decode_policy, desc, record_driver_error, EntryFn};
+use crate::abi::{decode_policy, desc, record_driver_error, BwdSpanFn, EntryFn, FwdSpanFn};
 use jitad_ir::checkpoint::{self, copy_words, DriverError, LoopSpec, Policy, Steps};
 use jitad_ir::ScalarType;
 use std::cell::RefCell;
@@ -68,6 +68,9 @@ fn step_buffer<'b>(need: usize, small: &'b mut [u64; 256], big: &'b mut Vec<u64>
 struct JitSteps<'a> {
     fwd: EntryFn,
     bwd: EntryFn,
+    /// The spans, when compiled (both, for a `revloop`): the driver then runs whole
+    /// spans of steps in one call each ([`Steps::spans`]).
+    spans: Option<(FwdSpanFn, Option<BwdSpanFn>)>,
     ws: *mut u8,
     k: usize,
     c: usize,
@@ -78,9 +81,11 @@ struct JitSteps<'a> {
 }
 
 impl<'a> JitSteps<'a> {
+    #[allow(clippy::too_many_arguments)] // the descriptor's words, as the drivers read them
     fn new(
         fwd: EntryFn,
         bwd: EntryFn,
+        spans: Option<(FwdSpanFn, Option<BwdSpanFn>)>,
         ws: *mut u8,
         caps: &[u64],
         k: usize,
@@ -92,6 +97,7 @@ impl<'a> JitSteps<'a> {
         JitSteps {
             fwd,
             bwd,
+            spans,
             ws,
             k,
             c,
@@ -137,6 +143,119 @@ impl Steps for JitSteps<'_> {
         read_results(adj, &res[..a]);
         Ok(())
     }
+
+    fn spans(&self) -> bool {
+        self.spans.is_some()
+    }
+
+    fn forward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        state: &mut [u64],
+        tape: Option<&mut [u64]>,
+    ) -> Result<(), u32> {
+        let Some((fspan, _)) = self.spans else {
+            return Err(record_driver_error(DriverError::Panicked));
+        };
+        let (k, c) = (self.k, self.c);
+        let (args, res) = self.buf.split_at_mut(1 + k + c + self.a);
+        let caps = args[1 + k..].as_ptr();
+        // Without a tape, every state goes to the same scratch slots (stride 0).
+        let (tape, stride) = match tape {
+            Some(t) if t.len() >= state.len().saturating_mul(count as usize) => {
+                (t.as_mut_ptr(), (8 * k) as i64)
+            }
+            Some(_) => return Err(record_driver_error(DriverError::Panicked)),
+            None => (res.as_mut_ptr(), 0),
+        };
+        // Spans of at most i64::MAX iterations (a trip count can exceed it).
+        let (mut first, mut left, mut tape) = (first, count, tape);
+        while left > 0 {
+            let n = left.min(i64::MAX as u64);
+            // SAFETY: `fspan` is the forward span (`FwdSpanFn`) of this loop's step in
+            // the JIT module the calling handle keeps alive; it reads `k` state slots
+            // at `state` and `c` capture slots at `caps`, writes `k` slots at `state`
+            // and `k` slots at `tape + j·stride` for `j < n` — within the tape, whose
+            // length was checked above, or the `max(k, a) ≥ k` result slots when the
+            // stride is 0 — and passes `ws`, the workspace the caller's plan sized for
+            // the step, to the step's body. It cannot unwind (see `forward`).
+            let st = unsafe {
+                fspan(
+                    first,
+                    n as i64,
+                    state.as_mut_ptr(),
+                    tape,
+                    stride,
+                    caps,
+                    self.ws,
+                )
+            };
+            if st != 0 {
+                return Err(st);
+            }
+            left -= n;
+            first = first.wrapping_add(n as i64);
+            tape = tape.wrapping_add((n as usize).wrapping_mul(stride as usize / 8));
+        }
+        Ok(())
+    }
+
+    fn backward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        base: &[u64],
+        tape: &[u64],
+        adj: &mut [u64],
+    ) -> Result<(), u32> {
+        let Some((_, Some(bspan))) = self.spans else {
+            return Err(record_driver_error(DriverError::Panicked));
+        };
+        let (k, c) = (self.k, self.c);
+        let need = (count.saturating_sub(1) as usize).saturating_mul(k);
+        if count > i64::MAX as u64 || base.len() != k || tape.len() < need || adj.len() != self.a {
+            return Err(record_driver_error(DriverError::Panicked));
+        }
+        let caps = self.buf[1 + k..1 + k + c].as_ptr();
+        // SAFETY: `bspan` is the backward span (`BwdSpanFn`) of this loop's step in the
+        // live JIT module; it reads `k` slots at `base` and at `tape + (j−1)·k` for
+        // `1 ≤ j < count` (within `tape`, checked above), `c` capture slots at `caps`,
+        // and reads and writes the `a` adjoint slots at `adj`; `ws` is as in
+        // `backward`. It cannot unwind.
+        let st = unsafe {
+            bspan(
+                first,
+                count as i64,
+                base.as_ptr(),
+                tape.as_ptr(),
+                caps,
+                adj.as_mut_ptr(),
+                self.ws,
+            )
+        };
+        if st != 0 {
+            return Err(st);
+        }
+        Ok(())
+    }
+}
+
+/// The spans a scalar descriptor names: the forward span, and the backward one for a
+/// `revloop` (`None` unless every span the driver needs was compiled).
+fn descriptor_spans(header: &[u64], revloop: bool) -> Option<(FwdSpanFn, Option<BwdSpanFn>)> {
+    let (f, b) = (header[desc::FSPAN], header[desc::BSPAN]);
+    if f == 0 || (revloop && b == 0) {
+        return None;
+    }
+    // SAFETY: a nonzero FSPAN word holds the `func_addr` of a function with the
+    // `FwdSpanFn` ABI, written by the lowering.
+    let f = unsafe { std::mem::transmute::<usize, FwdSpanFn>(f as usize) };
+    let b = (revloop && b != 0).then(|| {
+        // SAFETY: as above, for BSPAN and `BwdSpanFn`.
+        unsafe { std::mem::transmute::<usize, BwdSpanFn>(b as usize) }
+    });
+    Some((f, b))
 }
 
 /// Runs the reverse sweep a `revloop` descriptor describes; returns 0, the status of a
@@ -177,7 +296,8 @@ pub(crate) unsafe extern "C" fn jitad_revloop(descriptor: *mut u64) -> u32 {
         let mut small = [0u64; 256];
         let mut big = Vec::new();
         let buf = step_buffer(need, &mut small, &mut big);
-        let mut steps = JitSteps::new(fwd, bwd, ws, caps, k, a, buf);
+        let spans = descriptor_spans(&head[..desc::HEADER], true);
+        let mut steps = JitSteps::new(fwd, bwd, spans, ws, caps, k, a, buf);
         let l = checkpoint::trip_count(start, end);
         let r = if head[desc::HAS_TOKEN] != 0 {
             let spec = LoopSpec {
@@ -225,7 +345,8 @@ pub(crate) unsafe extern "C" fn jitad_tapeloop(descriptor: *mut u64) -> u32 {
         let mut small = [0u64; 256];
         let mut big = Vec::new();
         let buf = step_buffer(need, &mut small, &mut big);
-        let mut steps = JitSteps::new(fwd, fwd, ws, caps, k, 0, buf);
+        let spans = descriptor_spans(hdr, false);
+        let mut steps = JitSteps::new(fwd, fwd, spans, ws, caps, k, 0, buf);
         let l = checkpoint::trip_count(start, end);
         match checkpoint::record(policy, start, l, state, &mut steps) {
             Ok(token) => {

@@ -293,6 +293,62 @@ pub trait Steps {
     fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), Self::Error>;
     /// `adj ← B(i, state, adj)`, where `state` is the state before iteration `i`.
     fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), Self::Error>;
+
+    /// Whether the driver runs these steps a span at a time ([`Steps::forward_span`],
+    /// [`Steps::backward_span`]). Only for steps that record no tape and run no sweep
+    /// themselves (no `tapeloop` or `revloop` in what they run): the driver then opens
+    /// no level around them and keeps its snapshot storage borrowed while they run.
+    /// Compiled loops whose steps are plain code say yes, so a sweep costs one call per
+    /// span instead of one per step. False by default.
+    fn spans(&self) -> bool {
+        false
+    }
+
+    /// Iterations `first..first+count` forward on `state`; with a `tape`, the state
+    /// after the `j`-th of them is written to `tape[j·k..(j+1)·k]` (`k = state.len()`).
+    /// The default runs [`Steps::forward`] one step at a time.
+    fn forward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        state: &mut [u64],
+        mut tape: Option<&mut [u64]>,
+    ) -> Result<(), Self::Error> {
+        let k = state.len();
+        for j in 0..count {
+            self.forward(first.wrapping_add(j as i64), state)?;
+            if let Some(t) = tape.as_deref_mut() {
+                let off = j as usize * k;
+                copy_words(&mut t[off..off + k], state);
+            }
+        }
+        Ok(())
+    }
+
+    /// The backward steps of iterations `first+count−1` down to `first`, where iteration
+    /// `first + j` starts from the state in `base` for `j = 0`, else from
+    /// `tape[(j−1)·k..j·k]` (`k = base.len()`). The default runs [`Steps::backward`]
+    /// one step at a time.
+    fn backward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        base: &[u64],
+        tape: &[u64],
+        adj: &mut [u64],
+    ) -> Result<(), Self::Error> {
+        let k = base.len();
+        for j in (0..count).rev() {
+            let state = if j == 0 {
+                base
+            } else {
+                let off = (j - 1) as usize * k;
+                &tape[off..off + k]
+            };
+            self.backward(first.wrapping_add(j as i64), state, adj)?;
+        }
+        Ok(())
+    }
 }
 
 /// Snapshot storage: a stack of 8-byte words in segments that never move, so a nested
@@ -373,6 +429,12 @@ impl Arena {
     #[inline]
     pub fn get(&mut self, b: Block, n: usize) -> &mut [u64] {
         &mut self.segs[b.seg][b.off..b.off + n]
+    }
+
+    /// The words of `b` (`n` of them), shared.
+    #[inline]
+    fn slice(&self, b: Block, n: usize) -> &[u64] {
+        &self.segs[b.seg][b.off..b.off + n]
     }
 
     /// Words held by the arena (its capacity, not its use).
@@ -784,12 +846,47 @@ fn forward_span<S: Steps>(
     js: std::ops::Range<u64>,
     state: &mut [u64],
 ) -> Result<(), SweepError<S::Error>> {
+    run_forward(
+        steps,
+        start.wrapping_add(js.start as i64),
+        js.end - js.start,
+        state,
+        None,
+    )
+}
+
+/// Forward steps `first..first+count` on `state`, writing the state after each to
+/// `tape` (`n` words of the arena) when given: one span when the steps run spans
+/// ([`Steps::spans`]), else one step at a time on a [`StepRun`].
+fn run_forward<S: Steps>(
+    steps: &mut S,
+    first: i64,
+    count: u64,
+    state: &mut [u64],
+    tape: Option<(Block, usize)>,
+) -> Result<(), SweepError<S::Error>> {
+    if count == 0 {
+        return Ok(());
+    }
+    if steps.spans() {
+        // The steps touch no checkpointing state: the arena stays borrowed.
+        return with_arena(|a| {
+            let tape = tape.map(|(b, n)| a.get(b, n));
+            steps.forward_span(first, count, state, tape)
+        })
+        .map_err(SweepError::Step);
+    }
+    let k = state.len();
     let run = StepRun::open();
-    for j in js {
+    for j in 0..count {
         steps
-            .forward(start.wrapping_add(j as i64), state)
+            .forward(first.wrapping_add(j as i64), state)
             .map_err(SweepError::Step)?;
         run.after_step();
+        if let Some((b, n)) = tape {
+            let off = j as usize * k;
+            with_arena(|a| copy_words(&mut a.get(b, n)[off..off + k], state));
+        }
     }
     Ok(())
 }
@@ -800,6 +897,9 @@ fn step_backward<S: Steps>(
     state: &[u64],
     adj: &mut [u64],
 ) -> Result<(), SweepError<S::Error>> {
+    if steps.spans() {
+        return steps.backward(i, state, adj).map_err(SweepError::Step);
+    }
     in_step(|| steps.backward(i, state, adj)).map_err(SweepError::Step)
 }
 
@@ -921,18 +1021,17 @@ pub fn record<S: Steps>(
                 },
         );
         STATS.with(|s| s.borrow_mut().snapshots += stored + u64::from(policy == Policy::StoreAll));
-        let run = StepRun::open();
-        for j in a..l {
-            steps
-                .forward(start.wrapping_add(j as i64), state)
-                .map_err(SweepError::Step)?;
-            run.after_step();
-            if j + 1 < l {
-                let off = (j - a) as usize * k;
-                with_arena(|ar| copy_words(&mut ar.get(tape, n)[off..off + k], state));
-            }
+        // Every state but the last stored, then the last step.
+        run_forward(
+            steps,
+            start.wrapping_add(a as i64),
+            stored,
+            state,
+            Some((tape, n)),
+        )?;
+        if l > a {
+            run_forward(steps, start.wrapping_add((l - 1) as i64), 1, state, None)?;
         }
-        drop(run);
         Ok((
             base,
             Some(Segment {
@@ -1221,13 +1320,9 @@ fn fwd_run<S: Steps>(
     st: &mut Scratch,
     sw: &mut Sweep,
 ) -> Result<(), SweepError<S::Error>> {
-    let run = StepRun::open();
-    for i in first..end {
-        sw.stats.forward_steps += 1;
-        steps.forward(i, st.as_mut()).map_err(SweepError::Step)?;
-        run.after_step();
-    }
-    Ok(())
+    let count = end.saturating_sub(first).max(0) as u64;
+    sw.stats.forward_steps += count;
+    run_forward(steps, first, count, st.as_mut(), None)
 }
 
 fn bwd<S: Steps>(
@@ -1262,19 +1357,11 @@ fn segment<S: Steps>(
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
-        let run = StepRun::open();
-        for j in 0..l - 1 {
-            sw.stats.forward_steps += 1;
-            steps
-                .forward(start + j as i64, work.as_mut())
-                .map_err(SweepError::Step)?;
-            run.after_step();
-            if j + 1 < l - 1 {
-                let off = j as usize * k;
-                with_arena(|a| copy_words(&mut a.get(tape, n)[off..off + k], work.as_mut()));
-            }
+        sw.stats.forward_steps += l - 1;
+        run_forward(steps, start, stored, work.as_mut(), Some((tape, n)))?;
+        if l >= 2 {
+            run_forward(steps, start + (l - 2) as i64, 1, work.as_mut(), None)?;
         }
-        drop(run);
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
         reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
     })();
@@ -1300,6 +1387,18 @@ fn reverse_stored<S: Steps>(
     steps: &mut S,
 ) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
+    if count == 0 {
+        return Ok(());
+    }
+    if steps.spans() {
+        sw.stats.backward_steps += count;
+        // The steps touch no checkpointing state: the arena stays borrowed.
+        return with_arena(|a| {
+            let a = &*a;
+            steps.backward_span(start, count, a.slice(base, k), a.slice(tape, n), adj)
+        })
+        .map_err(SweepError::Step);
+    }
     let run = StepRun::open();
     for j in (0..count).rev() {
         with_arena(|a| {
@@ -1622,10 +1721,15 @@ mod tests {
     struct Affine {
         c: f64,
         seen: Vec<i64>,
+        /// Run a span at a time (through the default span methods).
+        spans: bool,
     }
 
     impl Steps for Affine {
         type Error = ();
+        fn spans(&self) -> bool {
+            self.spans
+        }
         fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), ()> {
             let x = f64::from_bits(state[0]);
             state[0] = (x * self.c + i as f64).to_bits();
@@ -1643,9 +1747,14 @@ mod tests {
     }
 
     fn run(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats) {
+        run_spans(policy, l, false)
+    }
+
+    fn run_spans(policy: Policy, l: u64, spans: bool) -> (Vec<i64>, f64, Stats) {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            spans,
         };
         let mut adj = [1.0f64.to_bits()];
         take_stats();
@@ -1682,9 +1791,14 @@ mod tests {
 
     /// The two-phase form: `record` (the forward sweep) then `reverse_recorded`.
     fn run_recorded(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats, u64) {
+        run_recorded_spans(policy, l, false)
+    }
+
+    fn run_recorded_spans(policy: Policy, l: u64, spans: bool) -> (Vec<i64>, f64, Stats, u64) {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            spans,
         };
         reset_thread();
         take_stats();
@@ -1748,6 +1862,39 @@ mod tests {
 
     /// A nonlinear loop, x ← sin(x)·c + i·10⁻³ with a counter, whose backward step
     /// reads the state (∂/∂x = cos(x)·c): a wrong state changes the gradient's bits.
+    /// Steps run a span at a time visit the same states in the same order, with the
+    /// same results and statistics, as steps run one at a time: under every policy,
+    /// recorded or not.
+    #[test]
+    fn spans_run_the_same_sweeps_as_single_steps() {
+        for l in [0u64, 1, 2, 3, 4, 7, 10, 33, 100, 1000] {
+            for p in [
+                Policy::StoreAll,
+                Policy::Recompute,
+                Policy::Every(1),
+                Policy::Every(3),
+                Policy::Every(31),
+                Policy::Binomial(1),
+                Policy::Binomial(2),
+                Policy::Binomial(3),
+                Policy::Binomial(10),
+                Policy::Auto(64),
+                Policy::Auto(1 << 20),
+            ] {
+                if p != Policy::Recompute || l <= 100 {
+                    let one = run_spans(p, l, false);
+                    let spans = run_spans(p, l, true);
+                    assert_eq!(one, spans, "{p} l={l}");
+                }
+                if !matches!(p, Policy::Auto(_)) {
+                    let one = run_recorded_spans(p, l, false);
+                    let spans = run_recorded_spans(p, l, true);
+                    assert_eq!(one, spans, "{p} l={l}, recorded");
+                }
+            }
+        }
+    }
+
     struct Sine {
         c: f64,
         forward: u64,
@@ -1939,6 +2086,7 @@ mod tests {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            spans: false,
         };
         let mut state = init;
         let t1 = record(p, 0, 10, &mut state, &mut s).unwrap();
@@ -2080,6 +2228,7 @@ mod tests {
                 let mut inner = Affine {
                     c: 0.5,
                     seen: vec![],
+                    spans: false,
                 };
                 let t = record(Policy::StoreAll, 0, 4, &mut st, &mut inner).unwrap();
                 let mut adj = [1.0f64.to_bits()];
@@ -2108,6 +2257,7 @@ mod tests {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            spans: false,
         };
         let mut state = init;
         let t = record(p, 0, 10, &mut state, &mut s).unwrap();

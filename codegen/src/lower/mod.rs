@@ -63,6 +63,9 @@ pub(crate) struct ModuleCx<'a> {
     pub revloop_id: FuncId,
     /// The `tapeloop` driver.
     pub tapeloop_id: FuncId,
+    /// The span functions of loop steps, by (function index, state count `k`,
+    /// backward): see [`Lower::lower_span`].
+    pub spans: HashMap<(usize, usize, bool), FuncId>,
     /// The runtime tensor op ([`crate::tensor_rt`]).
     pub tensor_op_id: FuncId,
     /// The runtime tensor copy.
@@ -152,6 +155,9 @@ pub(crate) struct Lower<'a, 'b> {
     /// Where a tensor without a home of its own (a call result inside a loop body)
     /// is written: the loop's buffer for the next iteration's state.
     tensor_out: IdMap<Value, cl::Value>,
+    /// Lowering a span ([`Lower::lower_span`]): `ret` hands its values to the
+    /// enclosing loop, like a `yield`.
+    span: bool,
 }
 
 /// A memory-backed value (a parameter, a value of an earlier chunk) used again within
@@ -205,6 +211,7 @@ impl<'a, 'b> Lower<'a, 'b> {
             loaded: IdMap::default(),
             tick: 0,
             tensor_out: IdMap::default(),
+            span: false,
         }
     }
 
@@ -319,6 +326,156 @@ impl<'a, 'b> Lower<'a, 'b> {
             self.b.ins().return_(&[z]);
         }
         self.finish()
+    }
+
+    /// Lowers this function — a loop step, unchunked and scalar — as a *span*
+    /// ([`crate::abi::FwdSpanFn`] for the forward step, [`crate::abi::BwdSpanFn`] for
+    /// the backward step, `k` state slots): its body inside a loop over iterations,
+    /// with the carried values (the state, or the adjoints) as block parameters, so
+    /// they stay in registers from one iteration to the next; the captures are loaded
+    /// once. Per iteration, the forward span stores the new state to the tape, and the
+    /// backward span loads its state from it: the memory traffic of a hand-written
+    /// store-all loop, and one call per span instead of one per step.
+    pub(crate) fn lower_span(mut self, bwd: bool, k: usize) -> Result<(), CompileError> {
+        self.imm(self.plan.ws_bytes, "the workspace")?;
+        if self.plan.chunks.len() != 1 || self.plan.tensors.is_some() {
+            return Err(self.err("a span of a chunked or tensor function"));
+        }
+        self.span = true;
+        let f = self.f;
+        let entry = self
+            .b
+            .current_block()
+            .ok_or_else(|| self.err("a span without an entry block"))?;
+        let p = self.b.block_params(entry).to_vec();
+        let [first, count, a2, a3, a4, a5, ws] = p[..] else {
+            return Err(self.err("a span with the wrong signature"));
+        };
+        self.ws_ptr = ws;
+        let params = f.params();
+        let m = f.sig.results.len();
+        let n = params.len();
+        let (c, caps_ptr, carry_ptr) = if bwd {
+            (n.checked_sub(1 + k + m), a4, a5)
+        } else {
+            (n.checked_sub(1 + k), a5, a2)
+        };
+        let c = c.ok_or_else(|| self.err("a span step with too few parameters"))?;
+        let carried = if bwd {
+            &params[1 + k + c..]
+        } else {
+            &params[1..1 + k]
+        };
+        if carried.len() != m {
+            return Err(self.err("a span step whose results are not its carried values"));
+        }
+        for (q, &v) in params[1 + k..1 + k + c].iter().enumerate() {
+            let t = self.scalar(v)?;
+            let off = self.off(q, 0)?;
+            let x = self.load(t, caps_ptr, off);
+            self.vals.insert(v, x);
+        }
+        let mut init = vec![];
+        let mut tys = vec![];
+        for (q, &v) in carried.iter().enumerate() {
+            let t = self.scalar(v)?;
+            let off = self.off(q, 0)?;
+            init.push(self.load(t, carry_ptr, off));
+            tys.push(t);
+        }
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        let j = self.b.append_block_param(body, types::I64);
+        let tp = (!bwd).then(|| self.b.append_block_param(body, self.cx.ptr));
+        let mut cur = vec![];
+        for &t in &tys {
+            cur.push(self.b.append_block_param(body, cl_ty(t)));
+            self.b.append_block_param(exit, cl_ty(t));
+        }
+        let go = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, count, 0);
+        let j0 = if bwd {
+            self.b.ins().iadd_imm_s(count, -1)
+        } else {
+            self.b.ins().iconst(types::I64, 0)
+        };
+        let mut args = vec![j0];
+        if !bwd {
+            args.push(a3);
+        }
+        args.extend_from_slice(&init);
+        self.b
+            .ins()
+            .brif(go, body, &block_args(&args), exit, &block_args(&init));
+        self.b.switch_to_block(body);
+        let i = self.b.ins().iadd(first, j);
+        self.vals.insert(params[0], i);
+        for (&v, &x) in carried.iter().zip(&cur) {
+            self.vals.insert(v, x);
+        }
+        if bwd {
+            // The state before iteration `first + j`: `base` for j = 0, else slots
+            // `(j−1)·k..` of the tape.
+            let kb = self.imm((k as u64).saturating_mul(8), "a span's state")?;
+            let off = self.b.ins().imul_imm_s(j, kb);
+            let at = self.b.ins().iadd(a3, off);
+            let at = self.b.ins().iadd_imm_s(at, -kb);
+            let zero = self.b.ins().icmp_imm_s(IntCC::Equal, j, 0);
+            let src = self.b.ins().select(zero, a2, at);
+            for (q, &v) in params[1..1 + k].iter().enumerate() {
+                let t = self.scalar(v)?;
+                let off = self.off(q, 0)?;
+                let x = self.load(t, src, off);
+                self.vals.insert(v, x);
+            }
+        }
+        let plan = self.plan;
+        let ys = match self.lower_seq(&plan.top[plan.chunks[0].clone()])? {
+            Flow::Yield(ys) if ys.len() == m => ys,
+            _ => return Err(self.err("a span step must end in `ret` of its carried values")),
+        };
+        let (next, more) = if bwd {
+            let next = self.b.ins().iadd_imm_s(j, -1);
+            let more = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, j, 0);
+            (vec![next], more)
+        } else {
+            let tp = tp.ok_or_else(|| self.err("a forward span without a tape"))?;
+            for (q, (&t, &y)) in tys.iter().zip(&ys).enumerate() {
+                let off = self.off(q, 0)?;
+                self.store_word(t, y, tp, off);
+            }
+            let next = self.b.ins().iadd_imm_s(j, 1);
+            let more = self.b.ins().icmp(IntCC::SignedLessThan, next, count);
+            let tp2 = self.b.ins().iadd(tp, a4);
+            (vec![next, tp2], more)
+        };
+        let mut again = next;
+        again.extend_from_slice(&ys);
+        self.b
+            .ins()
+            .brif(more, body, &block_args(&again), exit, &block_args(&ys));
+        self.b.switch_to_block(exit);
+        let finals = self.b.block_params(exit).to_vec();
+        for (q, (&t, &y)) in tys.iter().zip(&finals).enumerate() {
+            let off = self.off(q, 0)?;
+            self.store_word(t, y, carry_ptr, off);
+        }
+        let z = self.b.ins().iconst(types::I32, 0);
+        self.b.ins().return_(&[z]);
+        self.finish()
+    }
+
+    /// Stores `x` of type `t` as a whole 8-byte slot (f32 bits and bools
+    /// zero-extended, as the drivers' flattened states hold them).
+    fn store_word(&mut self, t: ScalarType, x: cl::Value, base: cl::Value, off: i32) {
+        let x = match t {
+            ScalarType::F64 | ScalarType::I64 => x,
+            ScalarType::Bool => self.b.ins().uextend(types::I64, x),
+            ScalarType::F32 => {
+                let bits = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+                self.b.ins().uextend(types::I64, bits)
+            }
+        };
+        self.b.ins().store(trusted(), x, base, off);
     }
 
     /// Builds the driver of a chunked function: calls each chunk in order.
@@ -503,6 +660,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         let d = &f.insts[inst];
         // Ops whose operands need special handling come first.
         match &d.op {
+            Op::Ret if self.span => return Ok(Flow::Yield(self.args(inst)?)),
             Op::Ret => {
                 // One value at a time: a gradient returns thousands of values, mostly
                 // re-loaded from memory; loading them all first would make them all
@@ -872,6 +1030,32 @@ impl<'a, 'b> Lower<'a, 'b> {
                 Some(n) => {
                     let (ci, id) = id_of(self, n)?;
                     self.cx.calls.push((ci, true));
+                    let fr = self.func_ref(id);
+                    self.b.ins().func_addr(ptr, fr)
+                }
+                None => self.b.ins().iconst(ptr, 0),
+            };
+            let off = self.off(w, 0)?;
+            self.b.ins().store(trusted(), v, base, off);
+        }
+        // The steps' spans, when both were compiled (a scalar loop whose steps run
+        // no driver themselves).
+        let k = counts[0];
+        let span = |l: &Self, name: &str, bwd: bool| {
+            l.cx.by_name
+                .get(name)
+                .and_then(|&ci| l.cx.spans.get(&(ci, k, bwd)).copied())
+        };
+        let fspan = if table { None } else { span(self, fwd, false) };
+        let bspan = bwd.and_then(|n| span(self, n, true));
+        let (fspan, bspan) = match (fspan, bspan, bwd.is_some()) {
+            (Some(f), Some(b), true) => (Some(f), Some(b)),
+            (Some(f), _, false) => (Some(f), None),
+            _ => (None, None),
+        };
+        for (w, id) in [(desc::FSPAN, fspan), (desc::BSPAN, bspan)] {
+            let v = match id {
+                Some(id) => {
                     let fr = self.func_ref(id);
                     self.b.ins().func_addr(ptr, fr)
                 }
