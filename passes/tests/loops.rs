@@ -336,3 +336,69 @@ fn hessian_vector_products_through_loops_against_finite_differences_of_gradients
         }
     }
 }
+
+/// A loop step that records no tape is compiled a second time as a *span* (its body
+/// inlined in a loop), which the checkpoint drivers call once per run of steps. Spans
+/// carry every scalar type: f64, f32 (4 bytes in an 8-byte slot), i64 and bool states
+/// come out bit for bit as the interpreter's, with the same statistics, under every
+/// policy; a guard failing in the middle of a span reports the interpreter's error.
+#[test]
+fn steps_run_as_spans_agree_with_the_interpreter_for_every_type_and_policy() {
+    let src = "func @f(%x: f64, %n: i64) -> f64 {
+  %one = const 1 : i64
+  %y0 = cast %x : f32
+  %t = const true : bool
+  %a, %b, %c, %p = loop %i in 0..%n (%a0 = %x : f64, %b0 = %y0 : f32, %c0 = %one : i64, %p0 = %t : bool) {
+    %lim = const 20 : i64
+    %ok = lt %c0, %lim
+    guard %ok
+    %g = const 1.5 : f64
+    %cf = cast %c0 : f64
+    %bf = cast %b0 : f64
+    %sb = sin %bf
+    %u = fma %a0, %g, %sb
+    %w = mul %cf, %sb
+    %a1 = select %p0, %u, %w
+    %q = const 0.25 : f32
+    %af = cast %a0 : f32
+    %b1 = fma %af, %q, %b0
+    %c1 = add %c0, %one
+    %p1 = lt %a1, %a0
+    yield %a1, %b1, %c1, %p1
+  }
+  %bo = cast %b : f64
+  %r = add %a, %bo
+  ret %r
+}";
+    let mut m = parse_module(src).unwrap();
+    let g = grad(&mut m, "f", &[0]).unwrap();
+    optimize_module(&mut m, &OptOptions::default());
+    for p in POLICIES {
+        let mut mp = m.clone();
+        set_policy(&mut mp, p);
+        let c = compiled(&mp, &g);
+        // Both steps of the one loop (its forward and backward iteration).
+        assert_eq!(c.stats().spans, 2, "{p}");
+        for n in [0i64, 1, 2, 3, 7] {
+            let a = [Val::F64(0.3), Val::I64(n)];
+            let mut it = interp::Interpreter::new();
+            let want = it.eval(mp.get(&g).unwrap(), Some(&mp), &a).unwrap();
+            let mut out = vec![Val::F64(0.0); 2];
+            let s = c.call_with_stats(&a, &mut out).unwrap();
+            assert_eq!(s, it.last_stats(), "{p} n={n}");
+            for (w, o) in want.iter().zip(&out) {
+                assert_eq!(w.to_slot(), o.to_slot(), "{p} n={n}: {w:?} vs {o:?}");
+            }
+        }
+        // The counter reaches 20 in the 20th iteration: the forward sweep's span
+        // stops at the guard.
+        let a = [Val::F64(0.3), Val::I64(40)];
+        let e = interp::Interpreter::new()
+            .eval(mp.get(&g).unwrap(), Some(&mp), &a)
+            .unwrap_err();
+        let mut out = vec![Val::F64(0.0); 2];
+        let j = c.call(&a, &mut out).unwrap_err();
+        assert!(e.to_string().contains("re-trace"), "{p}: {e}");
+        assert!(j.to_string().contains("re-trace"), "{p}: {j}");
+    }
+}
