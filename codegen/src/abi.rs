@@ -185,7 +185,7 @@ pub(crate) mod desc {
     //! | [`STATES`], [`CAPS`], [`ADJS`] | state count `k`, capture count `c`, adjoint count `a` (operands, not slots) |
     //! | [`TOKEN`], [`HAS_TOKEN`] | tape token, and 1 if there is one (0: none) |
     //! | [`TABLE`] | 1 when the two tables below follow (some operand or result is a tensor), else 0 |
-    //! | [`FSPAN`], [`BSPAN`] | entry of the forward / backward span ([`super::FwdSpanFn`], [`super::BwdSpanFn`]), 0 if none |
+    //! | [`FSPAN`], [`BSPAN`] | entry of the forward / backward span ([`super::FwdSpanFn`], [`super::BwdSpanFn`]), 0 if none; with a table (no span functions), FSPAN is 1 when the steps run no driver (the driver may then run them a span at a time itself) |
     //! | [`HEADER`].. | `n = k + c + a` operand words: `k` inits, `c` captures, `a` seeds — a scalar's slot, a tensor's buffer address; scalar results overwrite their operand's word |
     //! | `HEADER + n`.. | with a table: `n` layout words, one per operand ([`layout_word`]) |
     //! | `HEADER + 2n`.. | with a table: `r` result addresses, one per state (`tapeloop`, `r = k`) or adjoint (`revloop`, `r = a`) result: the buffer a tensor result is written to, 0 for a scalar |

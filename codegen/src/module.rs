@@ -217,14 +217,16 @@ impl Batch {
 /// operands runs it — as its forward step (`false`) or backward step (`true`). Only a
 /// step that is one unchunked scalar function, and runs no `tapeloop` or `revloop`
 /// itself (through calls neither), qualifies: the drivers run its spans without a
-/// level of their own (`jitad_ir::checkpoint::Steps::spans`). Linear in the
-/// instructions of the functions in `order` (post-order: callees first).
+/// level of their own (`jitad_ir::checkpoint::Steps::spans`). Also returns, by
+/// function index, whether a function runs a `tapeloop` or `revloop` (itself or
+/// through calls). Linear in the instructions of the functions in `order`
+/// (post-order: callees first).
 fn span_requests(
     funcs: &[&Function],
     order: &[usize],
     by_name: &HashMap<&str, usize>,
     plans: &[Option<FnPlan>],
-) -> Vec<Vec<(usize, bool)>> {
+) -> (Vec<Vec<(usize, bool)>>, Vec<bool>) {
     let mut drives = vec![false; funcs.len()];
     for &fi in order {
         drives[fi] = funcs[fi].insts.values().any(|d| match &d.op {
@@ -278,7 +280,7 @@ fn span_requests(
             }
         }
     }
-    out
+    (out, drives)
 }
 
 /// The host ISA with `opts`' flags and register allocator `regalloc`.
@@ -468,7 +470,7 @@ pub(crate) fn compile(
         plans[fi] = Some(plan);
     }
 
-    let span_reqs = span_requests(&funcs, &order, &by_name, &plans);
+    let (span_reqs, runs_driver) = span_requests(&funcs, &order, &by_name, &plans);
 
     let (module, isa) = new_jit(opts)?;
     let small_isa = match opts.regalloc {
@@ -566,6 +568,7 @@ pub(crate) fn compile(
         revloop_id,
         tapeloop_id,
         spans,
+        runs_driver,
         tensor_op_id,
         tensor_copy_id,
         tensor_calls: vec![],

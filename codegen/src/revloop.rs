@@ -392,6 +392,10 @@ struct Buffers {
     /// Converted `f32` and `bool` tensor arguments.
     arg_f: Vec<f32>,
     arg_b: Vec<u8>,
+    /// The flattened adjoints' and state's second buffers, when spans alternate
+    /// between two.
+    adj2: Vec<u64>,
+    state2: Vec<u64>,
 }
 
 thread_local! {
@@ -542,6 +546,39 @@ struct TensorSteps<'a> {
     out_b: &'a mut [u8],
     arg_f: &'a mut [f32],
     arg_b: &'a mut [u8],
+    /// Runs spans ([`Steps::spans`]): the steps run no driver (the descriptor's
+    /// [`desc::FSPAN`] word) and every tensor state and adjoint has 8-byte elements,
+    /// so a step reads its operands in place and writes its results straight to
+    /// their next home.
+    spans: bool,
+    /// The second adjoint buffer of backward spans (as long as the flattened
+    /// adjoints when [`TensorSteps::spans`]).
+    adj2: &'a mut [u64],
+    /// The second state buffer of forward spans without a tape (as long as the
+    /// flattened state when [`TensorSteps::spans`]).
+    state2: &'a mut [u64],
+}
+
+/// Points the result slots `res` of the results `ops` at their homes in the flattened
+/// `dst` (tensors; all of 8-byte elements).
+fn put_result_homes(ops: &[Operand], res: &mut [u64], dst: &mut [u64]) {
+    for (o, r) in ops.iter().zip(res) {
+        if let Some((_, n)) = o.tensor {
+            *r = dst[o.slot..o.slot + n].as_mut_ptr() as usize as u64;
+        }
+    }
+}
+
+/// Copies the scalar results `ops` a step just wrote to `res` into the flattened `dst`
+/// (its tensor results are there already, see [`put_result_homes`]).
+fn take_scalar_results(ops: &[Operand], res: &[u64], dst: &mut [u64]) {
+    for (o, r) in ops.iter().zip(res) {
+        if o.tensor.is_none() {
+            // SAFETY: `r` is a reference to an initialised `u64`; the volatile read
+            // keeps it one 8-byte load (see `read_results`).
+            dst[o.slot] = unsafe { std::ptr::read_volatile(r) };
+        }
+    }
 }
 
 /// Sets the argument slots `args` of operands `ops` from their flattened values
@@ -672,6 +709,145 @@ impl Steps for TensorSteps<'_> {
         take_results(self.ad, res, adj, self.out_w, self.out_f, self.out_b);
         Ok(())
     }
+
+    fn spans(&self) -> bool {
+        self.spans
+    }
+
+    /// With a tape, step `j` reads its state where the previous one wrote it (the
+    /// tape, or `state` for the first) and writes the next state straight to its
+    /// place in the tape: no copy per step, one at the end into `state`.
+    fn forward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        state: &mut [u64],
+        tape: Option<&mut [u64]>,
+    ) -> Result<(), u32> {
+        if !self.spans {
+            for j in 0..count {
+                self.forward(first.wrapping_add(j as i64), state)?;
+            }
+            return Ok(());
+        }
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let kk = state.len();
+        let count = count as usize;
+        let Some(tape) = tape else {
+            // No tape: the state alternates between `state` and a second buffer.
+            if self.state2.len() < kk {
+                return Err(record_driver_error(DriverError::Panicked));
+            }
+            let mut cur: &mut [u64] = state;
+            let mut next: &mut [u64] = &mut self.state2[..kk];
+            let mut swapped = false;
+            for j in 0..count {
+                let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+                args[0] = first.wrapping_add(j as i64) as u64;
+                put_args(self.st, cur, &mut args[1..1 + k], self.arg_f, self.arg_b);
+                put_result_homes(self.st, res, next);
+                // SAFETY: as in `forward`, with the tensor arguments' addresses in
+                // `cur` and the results' in `next`, disjoint buffers live for the call.
+                let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+                if st != 0 {
+                    return Err(st);
+                }
+                take_scalar_results(self.st, res, next);
+                std::mem::swap(&mut cur, &mut next);
+                swapped = !swapped;
+            }
+            if swapped {
+                next.copy_from_slice(cur);
+            }
+            return Ok(());
+        };
+        if tape.len() < count.saturating_mul(kk) {
+            return Err(record_driver_error(DriverError::Panicked));
+        }
+        for j in 0..count {
+            let (done, rest) = tape.split_at_mut(j * kk);
+            let src: &[u64] = if j == 0 { state } else { &done[(j - 1) * kk..] };
+            let dst = &mut rest[..kk];
+            let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+            args[0] = first.wrapping_add(j as i64) as u64;
+            put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
+            put_result_homes(self.st, res, dst);
+            // SAFETY: as in `forward`, with every tensor argument's address in `src`
+            // and every tensor result's in `dst`: disjoint parts of the tape (or
+            // `state`), live for the call, so the step never reads what it writes.
+            let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+            if st != 0 {
+                return Err(st);
+            }
+            take_scalar_results(self.st, res, dst);
+        }
+        if count > 0 {
+            state.copy_from_slice(&tape[(count - 1) * kk..count * kk]);
+        }
+        Ok(())
+    }
+
+    /// Each step reads its state in place (in the tape or `base`) and its adjoints
+    /// where the previous step wrote them, and writes the new adjoints to the other
+    /// of two buffers (`adj` and [`TensorSteps::adj2`]): no copy per step, at most one
+    /// at the end.
+    fn backward_span(
+        &mut self,
+        first: i64,
+        count: u64,
+        base: &[u64],
+        tape: &[u64],
+        adj: &mut [u64],
+    ) -> Result<(), u32> {
+        if !self.spans {
+            for j in (0..count).rev() {
+                let state = if j == 0 {
+                    base
+                } else {
+                    let off = (j - 1) as usize * base.len();
+                    &tape[off..off + base.len()]
+                };
+                self.backward(first.wrapping_add(j as i64), state, adj)?;
+            }
+            return Ok(());
+        }
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (kk, aa) = (base.len(), adj.len());
+        let count = count as usize;
+        if tape.len() < count.saturating_sub(1).saturating_mul(kk) || self.adj2.len() < aa {
+            return Err(record_driver_error(DriverError::Panicked));
+        }
+        let mut cur: &mut [u64] = adj;
+        let mut next: &mut [u64] = &mut self.adj2[..aa];
+        let mut swapped = false;
+        for j in (0..count).rev() {
+            let src = if j == 0 {
+                base
+            } else {
+                &tape[(j - 1) * kk..j * kk]
+            };
+            let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+            args[0] = first.wrapping_add(j as i64) as u64;
+            put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
+            put_args(self.ad, cur, &mut args[1 + k + c..], self.arg_f, self.arg_b);
+            put_result_homes(self.ad, res, next);
+            // SAFETY: as in `backward`, with the state's tensor addresses in `src`,
+            // the adjoints' in `cur` and the results' in `next`: `next` is disjoint
+            // from both, live for the call.
+            let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+            if st != 0 {
+                return Err(st);
+            }
+            take_scalar_results(self.ad, res, next);
+            std::mem::swap(&mut cur, &mut next);
+            swapped = !swapped;
+        }
+        if swapped {
+            // The last adjoints are in `adj2` (now `cur`); `next` is `adj`.
+            next.copy_from_slice(cur);
+        }
+        Ok(())
+    }
 }
 
 /// The driver of a descriptor with a layout table: a `revloop` (`rev`) or a
@@ -770,6 +946,13 @@ unsafe fn run_tensor_driver(
         let arg_f = sized(&mut b.arg_f, conv[0])?;
         let arg_b = sized(&mut b.arg_b, conv[1])?;
         let (st_ops, ad_ops) = b.ops.split_at(k);
+        let wide = |o: &Operand| {
+            o.tensor
+                .is_none_or(|(e, _)| matches!(e, ScalarType::F64 | ScalarType::I64))
+        };
+        let spans = hdr[desc::FSPAN] != 0 && b.ops.iter().all(wide);
+        let adj2 = sized(&mut b.adj2, if spans && rev { aa } else { 0 })?;
+        let state2 = sized(&mut b.state2, if spans { kk } else { 0 })?;
         let (state, adj) = flat.split_at_mut(kk);
         // SAFETY: the caller's guarantee: the inits' and seeds' words address live
         // buffers of their layouts, which the loop does not write.
@@ -791,6 +974,9 @@ unsafe fn run_tensor_driver(
             out_b,
             arg_f,
             arg_b,
+            spans,
+            adj2,
+            state2,
         };
         let l = checkpoint::trip_count(start, end);
         let swept = if !rev {

@@ -66,6 +66,9 @@ pub(crate) struct ModuleCx<'a> {
     /// The span functions of loop steps, by (function index, state count `k`,
     /// backward): see [`Lower::lower_span`].
     pub spans: HashMap<(usize, usize, bool), FuncId>,
+    /// By function index: whether it runs a `tapeloop` or `revloop` (itself or
+    /// through calls).
+    pub runs_driver: Vec<bool>,
     /// The runtime tensor op ([`crate::tensor_rt`]).
     pub tensor_op_id: FuncId,
     /// The runtime tensor copy.
@@ -1053,12 +1056,21 @@ impl<'a, 'b> Lower<'a, 'b> {
             (Some(f), _, false) => (Some(f), None),
             _ => (None, None),
         };
+        // A loop with tensors has no span functions: its FSPAN word is 1 when its
+        // steps run no driver, so that the driver may run them a span at a time.
+        let plain = |l: &Self, name: &str| {
+            l.cx.by_name
+                .get(name)
+                .is_some_and(|&ci| !l.cx.runs_driver.get(ci).copied().unwrap_or(true))
+        };
+        let tensor_spans = table && plain(self, fwd) && bwd.is_none_or(|n| plain(self, n));
         for (w, id) in [(desc::FSPAN, fspan), (desc::BSPAN, bspan)] {
             let v = match id {
                 Some(id) => {
                     let fr = self.func_ref(id);
                     self.b.ins().func_addr(ptr, fr)
                 }
+                None if w == desc::FSPAN && tensor_spans => self.b.ins().iconst(ptr, 1),
                 None => self.b.ins().iconst(ptr, 0),
             };
             let off = self.off(w, 0)?;
