@@ -674,7 +674,10 @@ pub(crate) fn compile(
                 )?;
             }
         }
-        // The spans of a loop step: the same body, lowered again inside a loop.
+        // The spans of a loop step: the same body, lowered again inside a loop. A span
+        // that fails to lower or compile fails the compile, like any function; its
+        // frame is the step's plus the few carried values (an unchunked step has at
+        // most `chunk_threshold` instructions), far below `max_frame_bytes`.
         for &(k, bwd) in &span_reqs[fi] {
             let id = cx.spans[&(fi, k, bwd)];
             let tl = Instant::now();

@@ -20,7 +20,15 @@
 //! words for `f64` and `i64` elements (one word each: no copy), into a converted copy
 //! for `f32` (4-byte) and `bool` (1-byte) elements; a tensor result slot points into a
 //! result area, copied (or widened) back into the flattened state after the step, so a
-//! step never reads a buffer it writes. Captures are passed as they are (their buffer
+//! step never reads a buffer it writes. When every tensor of the state and adjoints has
+//! 8-byte elements and the steps run no driver (the descriptor's `FSPAN` word is 1),
+//! the driver runs them a span at a time ([`Steps::spans`]) with no copy per step: a
+//! forward step's results go straight to their place in the tape, or to the other of
+//! two state buffers, and a backward step's to the other of two adjoint buffers.
+//!
+//! **Spans.** A scalar loop's steps that run no driver also have compiled *spans*
+//! (`crate::lower`, `crate::abi::FwdSpanFn`): the step's body inlined in a loop; the
+//! driver calls one per run of steps. Captures are passed as they are (their buffer
 //! addresses), as no step changes them. At the end, tensor results (a `tapeloop`'s
 //! final state, a `revloop`'s adjoints) are written to the buffers the descriptor
 //! names. These buffers come from a per-thread pool, one set per running driver (so
@@ -159,6 +167,9 @@ impl Steps for JitSteps<'_> {
             return Err(record_driver_error(DriverError::Panicked));
         };
         let (k, c) = (self.k, self.c);
+        if state.len() != k {
+            return Err(record_driver_error(DriverError::Panicked));
+        }
         let (args, res) = self.buf.split_at_mut(1 + k + c + self.a);
         let caps = args[1 + k..].as_ptr();
         // Without a tape, every state goes to the same scratch slots (stride 0).
@@ -245,7 +256,8 @@ impl Steps for JitSteps<'_> {
 /// `revloop` (`None` unless every span the driver needs was compiled).
 fn descriptor_spans(header: &[u64], revloop: bool) -> Option<(FwdSpanFn, Option<BwdSpanFn>)> {
     let (f, b) = (header[desc::FSPAN], header[desc::BSPAN]);
-    if f == 0 || (revloop && b == 0) {
+    // With a table, FSPAN is a flag, not an entry (see `desc`).
+    if header[desc::TABLE] != 0 || f == 0 || (revloop && b == 0) {
         return None;
     }
     // SAFETY: a nonzero FSPAN word holds the `func_addr` of a function with the
@@ -724,11 +736,9 @@ impl Steps for TensorSteps<'_> {
         state: &mut [u64],
         tape: Option<&mut [u64]>,
     ) -> Result<(), u32> {
+        // The driver runs spans only when `spans()` says so.
         if !self.spans {
-            for j in 0..count {
-                self.forward(first.wrapping_add(j as i64), state)?;
-            }
-            return Ok(());
+            return Err(record_driver_error(DriverError::Panicked));
         }
         let (k, c, a) = (self.st.len(), self.c, self.ad.len());
         let kk = state.len();
@@ -800,16 +810,7 @@ impl Steps for TensorSteps<'_> {
         adj: &mut [u64],
     ) -> Result<(), u32> {
         if !self.spans {
-            for j in (0..count).rev() {
-                let state = if j == 0 {
-                    base
-                } else {
-                    let off = (j - 1) as usize * base.len();
-                    &tape[off..off + base.len()]
-                };
-                self.backward(first.wrapping_add(j as i64), state, adj)?;
-            }
-            return Ok(());
+            return Err(record_driver_error(DriverError::Panicked));
         }
         let (k, c, a) = (self.st.len(), self.c, self.ad.len());
         let (kk, aa) = (base.len(), adj.len());

@@ -46,7 +46,9 @@
 //! reverse sweep. Tapes, the task stack and the arena are stacks on one thread, and a
 //! tape is only visible at the *level* that recorded it: each top-level call
 //! ([`enter_call`], used by the interpreter and the compiled handle) and each step
-//! function a driver runs opens a level of its own. A tape lives until the first of:
+//! function a driver runs opens a level of its own (steps run a span at a time,
+//! [`Steps::spans`], record no tapes, so they need none). A tape lives until the
+//! first of:
 //!
 //! 1. its `revloop` consumes it ([`reverse_recorded`]);
 //! 2. an older tape of its level is consumed: younger tapes die first, with their tasks
@@ -852,23 +854,32 @@ fn forward_span<S: Steps>(
         js.end - js.start,
         state,
         None,
+        None,
     )
 }
 
 /// Forward steps `first..first+count` on `state`, writing the state after each to
 /// `tape` (`n` words of the arena) when given: one span when the steps run spans
 /// ([`Steps::spans`]), else one step at a time on a [`StepRun`].
+///
+/// `counted` (a statistic) grows by one before each step, as the steps run one at a
+/// time, or by `count` before a span, which does not say how far it got when it fails
+/// (the compiled handle reports no statistics for a failed call).
 fn run_forward<S: Steps>(
     steps: &mut S,
     first: i64,
     count: u64,
     state: &mut [u64],
     tape: Option<(Block, usize)>,
+    counted: Option<&mut u64>,
 ) -> Result<(), SweepError<S::Error>> {
     if count == 0 {
         return Ok(());
     }
     if steps.spans() {
+        if let Some(c) = counted {
+            *c += count;
+        }
         // The steps touch no checkpointing state: the arena stays borrowed.
         return with_arena(|a| {
             let tape = tape.map(|(b, n)| a.get(b, n));
@@ -877,8 +888,12 @@ fn run_forward<S: Steps>(
         .map_err(SweepError::Step);
     }
     let k = state.len();
+    let mut counted = counted;
     let run = StepRun::open();
     for j in 0..count {
+        if let Some(c) = counted.as_deref_mut() {
+            *c += 1;
+        }
         steps
             .forward(first.wrapping_add(j as i64), state)
             .map_err(SweepError::Step)?;
@@ -1028,9 +1043,17 @@ pub fn record<S: Steps>(
             stored,
             state,
             Some((tape, n)),
+            None,
         )?;
         if l > a {
-            run_forward(steps, start.wrapping_add((l - 1) as i64), 1, state, None)?;
+            run_forward(
+                steps,
+                start.wrapping_add((l - 1) as i64),
+                1,
+                state,
+                None,
+                None,
+            )?;
         }
         Ok((
             base,
@@ -1320,9 +1343,9 @@ fn fwd_run<S: Steps>(
     st: &mut Scratch,
     sw: &mut Sweep,
 ) -> Result<(), SweepError<S::Error>> {
-    let count = end.saturating_sub(first).max(0) as u64;
-    sw.stats.forward_steps += count;
-    run_forward(steps, first, count, st.as_mut(), None)
+    let count = trip_count(first, end);
+    let counted = Some(&mut sw.stats.forward_steps);
+    run_forward(steps, first, count, st.as_mut(), None, counted)
 }
 
 fn bwd<S: Steps>(
@@ -1357,10 +1380,25 @@ fn segment<S: Steps>(
     sw.hold(stored);
     let r = (|| {
         let mut work = load(base, k);
-        sw.stats.forward_steps += l - 1;
-        run_forward(steps, start, stored, work.as_mut(), Some((tape, n)))?;
+        let counted = Some(&mut sw.stats.forward_steps);
+        run_forward(
+            steps,
+            start,
+            stored,
+            work.as_mut(),
+            Some((tape, n)),
+            counted,
+        )?;
         if l >= 2 {
-            run_forward(steps, start + (l - 2) as i64, 1, work.as_mut(), None)?;
+            let counted = Some(&mut sw.stats.forward_steps);
+            run_forward(
+                steps,
+                start + (l - 2) as i64,
+                1,
+                work.as_mut(),
+                None,
+                counted,
+            )?;
         }
         bwd(steps, start + (l - 1) as i64, &mut work, adj, sw)?;
         reverse_stored(start, l - 1, base, tape, n, &mut work, adj, sw, steps)
@@ -1860,8 +1898,6 @@ mod tests {
         }
     }
 
-    /// A nonlinear loop, x ← sin(x)·c + i·10⁻³ with a counter, whose backward step
-    /// reads the state (∂/∂x = cos(x)·c): a wrong state changes the gradient's bits.
     /// Steps run a span at a time visit the same states in the same order, with the
     /// same results and statistics, as steps run one at a time: under every policy,
     /// recorded or not.
@@ -1895,6 +1931,67 @@ mod tests {
         }
     }
 
+    /// A step that fails (forward at iteration `fwd_at`, backward at `bwd_at`) fails
+    /// the sweep alike whether the steps run one at a time or a span at a time, and
+    /// the thread's checkpointing state is clean afterwards (nothing left held).
+    #[test]
+    fn a_failing_step_fails_spans_and_single_steps_alike() {
+        struct Failing {
+            inner: Affine,
+            fwd_at: i64,
+            bwd_at: i64,
+        }
+        impl Steps for Failing {
+            type Error = i64;
+            fn spans(&self) -> bool {
+                self.inner.spans
+            }
+            fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), i64> {
+                if i == self.fwd_at {
+                    return Err(i);
+                }
+                self.inner.forward(i, state).map_err(|()| -1)
+            }
+            fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), i64> {
+                if i == self.bwd_at {
+                    return Err(-i - 100);
+                }
+                self.inner.backward(i, state, adj).map_err(|()| -1)
+            }
+        }
+        for p in [
+            Policy::StoreAll,
+            Policy::Binomial(3),
+            Policy::Every(4),
+            Policy::Recompute,
+        ] {
+            for (fwd_at, bwd_at) in [(17, -1), (-1, 23), (3, 5)] {
+                let mut got = vec![];
+                for spans in [false, true] {
+                    let scope = enter_call();
+                    let mut s = Failing {
+                        inner: Affine {
+                            c: 0.5,
+                            seen: vec![],
+                            spans,
+                        },
+                        fwd_at,
+                        bwd_at,
+                    };
+                    let mut adj = [1.0f64.to_bits()];
+                    let r = reverse(p, 0, 40, &[2.0f64.to_bits(), 0], &mut adj, &mut s);
+                    scope.finish();
+                    assert_eq!(live(), (0, 0, 0), "{p} spans={spans}");
+                    got.push(r);
+                }
+                assert!(got[0].is_err(), "{p} {fwd_at} {bwd_at}");
+                assert_eq!(got[0], got[1], "{p} {fwd_at} {bwd_at}");
+            }
+        }
+    }
+
+    /// A nonlinear loop, x ← sin(x)·c + i·10⁻³ with a counter, whose backward step
+    /// reads the state (∂/∂x = cos(x)·c): a wrong state changes the gradient's bits.
     struct Sine {
         c: f64,
         forward: u64,

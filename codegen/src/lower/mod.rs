@@ -551,6 +551,9 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// Stores result `i`; results are whole 8-byte slots, so bools are widened to 0/1.
     fn store_result(&mut self, t: ScalarType, x: cl::Value, i: usize) -> Result<(), CompileError> {
+        if self.span {
+            return Err(self.err("a result stored by a span"));
+        }
         let x = if t == ScalarType::Bool {
             self.b.ins().uextend(types::I64, x)
         } else {
@@ -587,6 +590,11 @@ impl<'a, 'b> Lower<'a, 'b> {
         }
         let t = self.scalar(v)?;
         let x = match self.f.values[v].def {
+            // A span binds every parameter before lowering (its argument and result
+            // pointers are not `args_ptr`/`res_ptr`).
+            ValueDef::Param(..) if self.span => {
+                return Err(self.err(format!("{v}: a span parameter left unbound")))
+            }
             ValueDef::Param(r, i) if r == self.f.body => {
                 let base = self.args_ptr;
                 let off = self.off(i as usize, 0)?;
