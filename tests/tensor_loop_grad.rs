@@ -52,6 +52,8 @@ fn the_gradient_of_a_heat_equation_stepper_compiles_and_agrees() {
         assert!(jir.contains("tapeloop") && jir.contains("revloop"), "{jir}");
         // Before: refused as unsupported, with the hint to use the interpreter.
         let c = g.compile().unwrap_or_else(|e| panic!("{e}\n{jir}"));
+        // Both drivers run the steps a span at a time (f64 tensors, no nested loop).
+        assert_eq!(c.stats().span_loops, 2);
         let u: Vec<f64> = (0..CELLS).map(|k| (k as f64 * 0.3).cos()).collect();
         let kappa: Vec<f64> = (0..CELLS - 2).map(|k| 0.25 - 0.005 * k as f64).collect();
         let args = [vec_val(u.clone()), vec_val(kappa.clone())];

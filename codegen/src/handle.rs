@@ -30,6 +30,10 @@ pub struct CompileStats {
     /// checkpointing drivers call once per run of steps; see `Steps::spans` in
     /// `jitad_ir::checkpoint`).
     pub spans: usize,
+    /// `tapeloop`s and `revloop`s whose driver runs their steps a span at a time:
+    /// through compiled spans (scalar loops), or, for a loop with tensors, by passing
+    /// the steps their operands and results in place.
+    pub span_loops: usize,
     /// Machine code bytes.
     pub code_bytes: usize,
     /// The largest machine stack frame of a generated function, in bytes.

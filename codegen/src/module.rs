@@ -569,6 +569,7 @@ pub(crate) fn compile(
         tapeloop_id,
         spans,
         runs_driver,
+        span_loops: 0,
         tensor_op_id,
         tensor_copy_id,
         tensor_calls: vec![],
@@ -737,6 +738,7 @@ pub(crate) fn compile(
         opts.max_frame_bytes,
         opts.emit_text.then_some(&mut asm),
     )?;
+    stats.span_loops = cx.span_loops;
     let stack_need = crate::stack::stack_needs(funcs.len(), &job_calls, &frames);
     let tf = Instant::now();
     module

@@ -377,8 +377,10 @@ fn steps_run_as_spans_agree_with_the_interpreter_for_every_type_and_policy() {
         let mut mp = m.clone();
         set_policy(&mut mp, p);
         let c = compiled(&mp, &g);
-        // Both steps of the one loop (its forward and backward iteration).
+        // Both steps of the one loop (its forward and backward iteration), run by
+        // both of its drivers.
         assert_eq!(c.stats().spans, 2, "{p}");
+        assert_eq!(c.stats().span_loops, 2, "{p}");
         for n in [0i64, 1, 2, 3, 7] {
             let a = [Val::F64(0.3), Val::I64(n)];
             let mut it = interp::Interpreter::new();

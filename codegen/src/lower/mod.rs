@@ -69,6 +69,8 @@ pub(crate) struct ModuleCx<'a> {
     /// By function index: whether it runs a `tapeloop` or `revloop` (itself or
     /// through calls).
     pub runs_driver: Vec<bool>,
+    /// Loop driver instructions lowered so far whose steps run a span at a time.
+    pub span_loops: usize,
     /// The runtime tensor op ([`crate::tensor_rt`]).
     pub tensor_op_id: FuncId,
     /// The runtime tensor copy.
@@ -1072,6 +1074,9 @@ impl<'a, 'b> Lower<'a, 'b> {
                 .is_some_and(|&ci| !l.cx.runs_driver.get(ci).copied().unwrap_or(true))
         };
         let tensor_spans = table && plain(self, fwd) && bwd.is_none_or(|n| plain(self, n));
+        if fspan.is_some() || tensor_spans {
+            self.cx.span_loops += 1;
+        }
         for (w, id) in [(desc::FSPAN, fspan), (desc::BSPAN, bspan)] {
             let v = match id {
                 Some(id) => {
