@@ -210,10 +210,99 @@ pub fn revolve_forward_steps(l: u64, s: u64) -> u64 {
     (r as u64) * l - beta(s + 1, r - 1)
 }
 
+/// Rows of [`PASCAL`]: binomial coefficients `C(n, k)` for `n < PASCAL_ROWS`, all below
+/// 2⁶³ (the largest, `C(63, 31)`, is about 9.2·10¹⁷), so none saturates.
+const PASCAL_ROWS: usize = 64;
+
+/// Pascal's triangle, `PASCAL[n][k] = C(n, k)` (0 for `k > n`), built at compile time
+/// with additions only.
+static PASCAL: [[u64; PASCAL_ROWS]; PASCAL_ROWS] = {
+    let mut t = [[0u64; PASCAL_ROWS]; PASCAL_ROWS];
+    let mut n = 0;
+    while n < PASCAL_ROWS {
+        t[n][0] = 1;
+        let mut k = 1;
+        while k <= n {
+            t[n][k] = t[n - 1][k - 1] + t[n - 1][k];
+            k += 1;
+        }
+        n += 1;
+    }
+    t
+};
+
+/// `C(n, k)` from [`PASCAL`] (`n < PASCAL_ROWS`), 0 for `k > n`.
+#[inline]
+fn pascal(n: u64, k: u64) -> u64 {
+    if k > n {
+        0
+    } else {
+        PASCAL[n as usize][k as usize]
+    }
+}
+
+/// [`split`] through [`PASCAL`], `None` when its coefficients fall outside the table.
+/// The divisions of Revolve's formula are exact, and each of its quantities is a
+/// binomial coefficient: `range = β(ds, r)`, `bino1 = β(ds, r−1)`, `bino2 =
+/// β(ds−1, r−1)`, `bino3 = β(ds−2, r−1)`, `bino4 = β(ds, r−2)`, `bino5 = β(ds−3, r)`
+/// (with `β(s, r) = C(s + r, s)`), so table lookups give the same offset without a
+/// division: a binomial sweep splits once per snapshot it takes, and the formula's
+/// seven 128-bit divisions cost about as much as a short run of steps.
+fn split_table(l: u64, ds: u64) -> Option<u64> {
+    let limit = PASCAL_ROWS as u64;
+    let mut reps = 0u64;
+    loop {
+        let n = ds.checked_add(reps).filter(|&n| n < limit)?;
+        if pascal(n, ds) >= l {
+            break;
+        }
+        reps += 1;
+    }
+    let range = pascal(ds + reps, ds);
+    let bino1 = pascal(ds + reps - 1, ds);
+    let bino2 = if ds > 1 {
+        pascal(ds + reps - 2, ds - 1)
+    } else {
+        1
+    };
+    let bino3 = if ds == 1 {
+        0
+    } else if ds > 2 {
+        pascal(ds + reps - 3, ds - 2)
+    } else {
+        1
+    };
+    let bino4 = if reps >= 2 {
+        pascal(ds + reps - 2, ds)
+    } else {
+        0
+    };
+    let bino5 = if ds < 3 {
+        0
+    } else if reps > 1 {
+        pascal(ds + reps - 3, ds - 3)
+    } else {
+        1
+    };
+    let m = if l <= bino1 + bino3 {
+        bino4
+    } else if l >= range - bino5 {
+        bino1
+    } else {
+        l - bino2 - bino3
+    };
+    Some(m.clamp(1, l - 1))
+}
+
 /// Where to place the next snapshot when reversing `l ≥ 2` iterations whose first state
 /// is held, with `ds ≥ 1` snapshots in all (the held one included): the offset `m`
 /// (`1 ≤ m < l`) of Revolve's optimal split (Griewank & Walther's `revolve`, adapted).
 fn split(l: u64, ds: u64) -> u64 {
+    split_table(l, ds).unwrap_or_else(|| split_divide(l, ds))
+}
+
+/// [`split`] by Revolve's formula, for any `l` and `ds`.
+fn split_divide(l: u64, ds: u64) -> u64 {
     // u128 throughout: `range·reps` overflows u64 for large `l` and `ds`.
     let (l, ds) = (u128::from(l), u128::from(ds));
     let mut reps: u128 = 0;
@@ -2126,6 +2215,26 @@ mod tests {
                 assert!(held < s.max(1), "l={l} s={s}: {held} snapshots held");
             }
         }
+    }
+
+    /// The table-driven split is Revolve's formula, wherever the table reaches.
+    #[test]
+    fn split_by_table_equals_the_formula() {
+        let mut checked = 0;
+        for ds in 1..=60u64 {
+            let ls = (2..=3000u64).chain((0..40).map(|e| 3001 + (1u64 << e) / 3));
+            for l in ls.chain([u64::MAX / 2, u64::MAX]) {
+                if let Some(m) = split_table(l, ds) {
+                    assert_eq!(m, split_divide(l, ds), "l={l} ds={ds}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 150_000, "{checked}");
+        // Beyond the table (one snapshot: β(1, r) = r + 1 < 100 up to r = 98): the
+        // formula.
+        assert_eq!(split_table(100, 1), None);
+        assert_eq!(split(100, 1), split_divide(100, 1));
     }
 
     #[test]
