@@ -101,32 +101,51 @@ fn frame_size(code: &cranelift_codegen::CompiledCode) -> u64 {
     below_fp + 16
 }
 
-/// Lowered functions waiting to be compiled, and spare contexts.
-#[derive(Default)]
-struct Batch {
+/// Lowered functions waiting to be compiled, spare contexts, and what compiling them
+/// takes (the same for every batch of one compile).
+struct Batch<'i> {
     jobs: Vec<Job>,
     weight: usize,
     spare: Vec<Context>,
+    isa: &'i OwnedTargetIsa,
+    /// The single-pass allocator's ISA for small functions (see [`SMALL_FN_INSTS`]).
+    small_isa: Option<&'i OwnedTargetIsa>,
+    threads: usize,
+    /// The largest machine frame allowed ([`CompileOptions::max_frame_bytes`]).
+    max_frame: u64,
 }
 
-impl Batch {
+impl<'i> Batch<'i> {
+    fn new(
+        isa: &'i OwnedTargetIsa,
+        small_isa: Option<&'i OwnedTargetIsa>,
+        threads: usize,
+        max_frame: u64,
+    ) -> Self {
+        Batch {
+            jobs: Vec::new(),
+            weight: 0,
+            spare: Vec::new(),
+            isa,
+            small_isa,
+            threads,
+            max_frame,
+        }
+    }
+
     /// Compiles every pending job (on up to `threads` threads), then defines them in
-    /// the module in order.
-    #[allow(clippy::too_many_arguments)]
+    /// the module in order; with `asm`, appends their machine code listings.
     fn flush(
         &mut self,
         module: &mut JITModule,
-        isa: &OwnedTargetIsa,
-        small_isa: Option<&OwnedTargetIsa>,
-        threads: usize,
         stats: &mut CompileStats,
         frames: &mut FrameSizes,
-        max_frame: u64,
         mut asm: Option<&mut String>,
     ) -> Result<(), CompileError> {
         if self.jobs.is_empty() {
             return Ok(());
         }
+        let (isa, small_isa, max_frame) = (self.isa, self.small_isa, self.max_frame);
         let tc = Instant::now();
         let compile_one = |job: &mut Job| -> Result<(), CompileError> {
             let isa = match small_isa {
@@ -138,7 +157,7 @@ impl Batch {
                 .map(|_| ())
                 .map_err(|e| codegen_err(job.what.clone(), e.inner))
         };
-        let threads = threads.min(self.jobs.len());
+        let threads = self.threads.min(self.jobs.len());
         if threads > 1 && self.weight >= PARALLEL_MIN_INSTS {
             // Contiguous shares of about equal weight: jobs are similar in size.
             let per = self.jobs.len().div_ceil(threads);
@@ -591,8 +610,12 @@ pub(crate) fn compile(
     let mut asm = String::new();
     let mut fusion = String::new();
     let mut fctx = FunctionBuilderContext::new();
-    let mut batch = Batch::default();
-    let threads = opts.threads.max(1);
+    let mut batch = Batch::new(
+        &isa,
+        small_isa.as_ref(),
+        opts.threads.max(1),
+        opts.max_frame_bytes,
+    );
     for &fi in &order {
         let f = funcs[fi];
         let (Some(plan), Some(main)) = (cx.plans[fi].take(), main_ids[fi]) else {
@@ -665,12 +688,8 @@ pub(crate) fn compile(
             if batch.weight >= BATCH_INSTS {
                 batch.flush(
                     module,
-                    &isa,
-                    small_isa.as_ref(),
-                    threads,
                     &mut stats,
                     &mut frames,
-                    opts.max_frame_bytes,
                     opts.emit_text.then_some(&mut asm),
                 )?;
             }
@@ -718,24 +737,16 @@ pub(crate) fn compile(
         if batch.weight >= BATCH_INSTS {
             batch.flush(
                 module,
-                &isa,
-                small_isa.as_ref(),
-                threads,
                 &mut stats,
                 &mut frames,
-                opts.max_frame_bytes,
                 opts.emit_text.then_some(&mut asm),
             )?;
         }
     }
     batch.flush(
         module,
-        &isa,
-        small_isa.as_ref(),
-        threads,
         &mut stats,
         &mut frames,
-        opts.max_frame_bytes,
         opts.emit_text.then_some(&mut asm),
     )?;
     stats.span_loops = cx.span_loops;

@@ -680,6 +680,55 @@ fn take_results(
     }
 }
 
+impl TensorSteps<'_> {
+    /// Forward step `i` of a span ([`TensorSteps::spans`]): its state read in place
+    /// from `src`, the next state written straight to `dst` (a tensor by the step
+    /// itself, a scalar from its result slot).
+    fn forward_into(&mut self, i: i64, src: &[u64], dst: &mut [u64]) -> Result<(), u32> {
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
+        put_result_homes(self.st, res, dst);
+        // SAFETY: as in `forward`, with every tensor argument's address in `src` and
+        // every tensor result's in `dst`: the callers pass disjoint buffers (two
+        // state buffers, or two places in the tape), live for the call, so the step
+        // never reads what it writes.
+        let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        take_scalar_results(self.st, res, dst);
+        Ok(())
+    }
+
+    /// Backward step `i` of a span: its state read in place from `state`, its
+    /// adjoints from `adj`, the new adjoints written straight to `dst`.
+    fn backward_into(
+        &mut self,
+        i: i64,
+        state: &[u64],
+        adj: &[u64],
+        dst: &mut [u64],
+    ) -> Result<(), u32> {
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
+        put_args(self.ad, adj, &mut args[1 + k + c..], self.arg_f, self.arg_b);
+        put_result_homes(self.ad, res, dst);
+        // SAFETY: as in `backward`, with the state's tensor addresses in `state`, the
+        // adjoints' in `adj` and the results' in `dst`, which the callers keep
+        // disjoint from both (the other of two adjoint buffers), live for the call.
+        let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        take_scalar_results(self.ad, res, dst);
+        Ok(())
+    }
+}
+
 impl Steps for TensorSteps<'_> {
     type Error = u32;
 
@@ -740,36 +789,31 @@ impl Steps for TensorSteps<'_> {
         if !self.spans {
             return Err(record_driver_error(DriverError::Panicked));
         }
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
         let kk = state.len();
         let count = count as usize;
         let Some(tape) = tape else {
-            // No tape: the state alternates between `state` and a second buffer.
+            // No tape: the state alternates between `state` and a second buffer
+            // (taken out of `self` for the span, so the steps can borrow it).
             if self.state2.len() < kk {
                 return Err(record_driver_error(DriverError::Panicked));
             }
-            let mut cur: &mut [u64] = state;
-            let mut next: &mut [u64] = &mut self.state2[..kk];
-            let mut swapped = false;
-            for j in 0..count {
-                let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-                args[0] = first.wrapping_add(j as i64) as u64;
-                put_args(self.st, cur, &mut args[1..1 + k], self.arg_f, self.arg_b);
-                put_result_homes(self.st, res, next);
-                // SAFETY: as in `forward`, with the tensor arguments' addresses in
-                // `cur` and the results' in `next`, disjoint buffers live for the call.
-                let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-                if st != 0 {
-                    return Err(st);
+            let spare = std::mem::take(&mut self.state2);
+            let r = (|| {
+                let mut cur: &mut [u64] = state;
+                let mut next: &mut [u64] = &mut spare[..kk];
+                let mut swapped = false;
+                for j in 0..count {
+                    self.forward_into(first.wrapping_add(j as i64), cur, next)?;
+                    std::mem::swap(&mut cur, &mut next);
+                    swapped = !swapped;
                 }
-                take_scalar_results(self.st, res, next);
-                std::mem::swap(&mut cur, &mut next);
-                swapped = !swapped;
-            }
-            if swapped {
-                next.copy_from_slice(cur);
-            }
-            return Ok(());
+                if swapped {
+                    next.copy_from_slice(cur);
+                }
+                Ok(())
+            })();
+            self.state2 = spare;
+            return r;
         };
         if tape.len() < count.saturating_mul(kk) {
             return Err(record_driver_error(DriverError::Panicked));
@@ -777,19 +821,7 @@ impl Steps for TensorSteps<'_> {
         for j in 0..count {
             let (done, rest) = tape.split_at_mut(j * kk);
             let src: &[u64] = if j == 0 { state } else { &done[(j - 1) * kk..] };
-            let dst = &mut rest[..kk];
-            let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-            args[0] = first.wrapping_add(j as i64) as u64;
-            put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
-            put_result_homes(self.st, res, dst);
-            // SAFETY: as in `forward`, with every tensor argument's address in `src`
-            // and every tensor result's in `dst`: disjoint parts of the tape (or
-            // `state`), live for the call, so the step never reads what it writes.
-            let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-            if st != 0 {
-                return Err(st);
-            }
-            take_scalar_results(self.st, res, dst);
+            self.forward_into(first.wrapping_add(j as i64), src, &mut rest[..kk])?;
         }
         if count > 0 {
             state.copy_from_slice(&tape[(count - 1) * kk..count * kk]);
@@ -812,42 +844,37 @@ impl Steps for TensorSteps<'_> {
         if !self.spans {
             return Err(record_driver_error(DriverError::Panicked));
         }
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
         let (kk, aa) = (base.len(), adj.len());
         let count = count as usize;
         if tape.len() < count.saturating_sub(1).saturating_mul(kk) || self.adj2.len() < aa {
             return Err(record_driver_error(DriverError::Panicked));
         }
-        let mut cur: &mut [u64] = adj;
-        let mut next: &mut [u64] = &mut self.adj2[..aa];
-        let mut swapped = false;
-        for j in (0..count).rev() {
-            let src = if j == 0 {
-                base
-            } else {
-                &tape[(j - 1) * kk..j * kk]
-            };
-            let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-            args[0] = first.wrapping_add(j as i64) as u64;
-            put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
-            put_args(self.ad, cur, &mut args[1 + k + c..], self.arg_f, self.arg_b);
-            put_result_homes(self.ad, res, next);
-            // SAFETY: as in `backward`, with the state's tensor addresses in `src`,
-            // the adjoints' in `cur` and the results' in `next`: `next` is disjoint
-            // from both, live for the call.
-            let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-            if st != 0 {
-                return Err(st);
+        // The adjoints alternate between `adj` and a second buffer, taken out of
+        // `self` for the span.
+        let spare = std::mem::take(&mut self.adj2);
+        let r = (|| {
+            let mut cur: &mut [u64] = adj;
+            let mut next: &mut [u64] = &mut spare[..aa];
+            let mut swapped = false;
+            for j in (0..count).rev() {
+                let src = if j == 0 {
+                    base
+                } else {
+                    &tape[(j - 1) * kk..j * kk]
+                };
+                self.backward_into(first.wrapping_add(j as i64), src, cur, next)?;
+                std::mem::swap(&mut cur, &mut next);
+                swapped = !swapped;
             }
-            take_scalar_results(self.ad, res, next);
-            std::mem::swap(&mut cur, &mut next);
-            swapped = !swapped;
-        }
-        if swapped {
-            // The last adjoints are in `adj2` (now `cur`); `next` is `adj`.
-            next.copy_from_slice(cur);
-        }
-        Ok(())
+            if swapped {
+                // The last adjoints are in the spare buffer (now `cur`); `next` is
+                // `adj`.
+                next.copy_from_slice(cur);
+            }
+            Ok(())
+        })();
+        self.adj2 = spare;
+        r
     }
 }
 
