@@ -1847,29 +1847,52 @@ fn run_tasks_spans<S: Steps>(
     let mut work = Scratch::new(k);
     let mut memo = SplitMemo::new();
     let r = with_arena(|ar| -> Result<(), SweepError<S::Error>> {
-        while tasks.len() > bottom {
-            let Some(task) = tasks.pop() else { break };
-            let (a, b, free, base) = match task {
-                Task::Release(m) => {
-                    ar.release(m);
-                    held = held.saturating_sub(slot);
-                    continue;
-                }
-                Task::Reverse { a, b, free, base } => (a, b, free, base),
+        // The task to run next when it is known (it would be the next popped), and
+        // whether `work` holds its initial state already.
+        let mut next: Option<(u64, u64, u64, Block)> = None;
+        let mut in_work = false;
+        loop {
+            let (a, b, free, base) = match next.take() {
+                Some(t) => t,
+                None if tasks.len() <= bottom => break,
+                None => match tasks.pop() {
+                    None => break,
+                    Some(Task::Release(m)) => {
+                        ar.release(m);
+                        held = held.saturating_sub(slot);
+                        continue;
+                    }
+                    Some(Task::Reverse { a, b, free, base }) => (a, b, free, base),
+                },
             };
+            let have = std::mem::replace(&mut in_work, false);
             let l = b - a;
+            if l == 0 {
+                continue;
+            }
             let first = start.wrapping_add(a as i64);
             let work = work.as_mut();
+            if !have {
+                copy_words(work, ar.slice(base, k));
+            }
             if l <= free + 2 {
                 // A leaf, as `segment` reverses it.
-                if l == 0 {
-                    continue;
-                }
                 let stored = l - 1;
-                let n = words(stored, k)?;
                 sw.stats.snapshots += stored.saturating_sub(1);
                 sw.stats.forward_steps += stored;
                 sw.stats.backward_steps += l;
+                if l <= 2 {
+                    // At most one state to keep: the working state is the tape.
+                    steps
+                        .forward_span(first, stored, work, None)
+                        .and_then(|()| {
+                            let tape = &work[..k * stored as usize];
+                            steps.backward_span(first, l, ar.slice(base, k), tape, adj)
+                        })
+                        .map_err(SweepError::Step)?;
+                    continue;
+                }
+                let n = words(stored, k)?;
                 peak = peak.max(held.saturating_add(stored.saturating_sub(1).saturating_mul(slot)));
                 let m = ar.mark();
                 let tape = ar
@@ -1877,7 +1900,6 @@ fn run_tasks_spans<S: Steps>(
                     .ok_or(SweepError::Driver(DriverError::TooLarge {
                         bytes: n as u128 * 8,
                     }))?;
-                copy_words(work, ar.slice(base, k));
                 let r = steps
                     .forward_span(first, stored, work, Some(ar.get(tape, n)))
                     .and_then(|()| {
@@ -1888,7 +1910,6 @@ fn run_tasks_spans<S: Steps>(
                 continue;
             }
             let m = memo.split(l, free + 1);
-            copy_words(work, ar.slice(base, k));
             sw.stats.forward_steps += m;
             steps
                 .forward_span(first, m, work, None)
@@ -1899,12 +1920,7 @@ fn run_tasks_spans<S: Steps>(
                 steps
                     .backward(start.wrapping_add((a + m) as i64), work, adj)
                     .map_err(SweepError::Step)?;
-                tasks.push(Task::Reverse {
-                    a,
-                    b: a + m,
-                    free,
-                    base,
-                });
+                next = Some((a, a + m, free, base));
                 continue;
             }
             let mark = ar.mark();
@@ -1917,6 +1933,8 @@ fn run_tasks_spans<S: Steps>(
             sw.stats.snapshots += 1;
             held = held.saturating_add(slot);
             peak = peak.max(held);
+            // `run_tasks` pushes the right part last and so runs it next: here it
+            // runs next without the push, from the state still in `work`.
             tasks.push(Task::Reverse {
                 a,
                 b: a + m,
@@ -1924,12 +1942,8 @@ fn run_tasks_spans<S: Steps>(
                 base,
             });
             tasks.push(Task::Release(mark));
-            tasks.push(Task::Reverse {
-                a: a + m,
-                b,
-                free: free.saturating_sub(1),
-                base: snap,
-            });
+            next = Some((a + m, b, free.saturating_sub(1), snap));
+            in_work = true;
         }
         Ok(())
     });
