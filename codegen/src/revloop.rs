@@ -691,9 +691,9 @@ impl TensorSteps<'_> {
         put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
         put_result_homes(self.st, res, dst);
         // SAFETY: as in `forward`, with every tensor argument's address in `src` and
-        // every tensor result's in `dst`: the callers pass disjoint buffers (two
-        // state buffers, or two places in the tape), live for the call, so the step
-        // never reads what it writes.
+        // every tensor result's in `dst`: the callers pass disjoint buffers (the two
+        // state buffers; or `state` or one place in the tape, and the next place in
+        // the tape), live for the call, so the step never reads what it writes.
         let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
         if st != 0 {
             return Err(st);

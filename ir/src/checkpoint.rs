@@ -1748,7 +1748,7 @@ fn run_tasks<S: Steps>(
                     let l = b - a;
                     if l <= free + 2 {
                         let m = with_arena(|ar| ar.mark());
-                        segment(start + a as i64, l, base, adj, sw, steps)?;
+                        segment(start.wrapping_add(a as i64), l, base, adj, sw, steps)?;
                         with_arena(|ar| ar.release(m));
                         continue;
                     }
@@ -1756,8 +1756,8 @@ fn run_tasks<S: Steps>(
                     let mut work = load(base, k);
                     fwd_run(
                         steps,
-                        start + a as i64,
-                        start + (a + m) as i64,
+                        start.wrapping_add(a as i64),
+                        start.wrapping_add((a + m) as i64),
                         &mut work,
                         sw,
                     )?;
@@ -1765,7 +1765,13 @@ fn run_tasks<S: Steps>(
                     // room), but stay correct if it is 1: the working state is used at
                     // once and is not a snapshot.
                     if b - (a + m) == 1 {
-                        bwd(steps, start + (a + m) as i64, &mut work, adj, sw)?;
+                        bwd(
+                            steps,
+                            start.wrapping_add((a + m) as i64),
+                            &mut work,
+                            adj,
+                            sw,
+                        )?;
                         push(Task::Reverse {
                             a,
                             b: a + m,
@@ -1828,10 +1834,9 @@ impl SplitMemo {
 /// steps touch no checkpointing state ([`Steps::spans`]), so this keeps the arena
 /// borrowed and the task stack in hand for the whole run, counts the snapshot bytes
 /// it holds locally (the thread's peak is raised once, at the end), and reuses one
-/// working state. A leaf of `l` iterations is two calls: one forward span that
-/// records the states before iterations `2..l` (the last of them in the slot the
-/// working state takes elsewhere, so the snapshots held are the same), and one
-/// backward span over all `l`.
+/// working state. Its leaves hold exactly what `segment`'s do (the last state in the
+/// working buffer); a leaf of two iterations, most of them, is two calls: one forward
+/// step, then one backward span over both with the working state as its tape.
 fn run_tasks_spans<S: Steps>(
     bottom: usize,
     start: i64,
@@ -1841,9 +1846,11 @@ fn run_tasks_spans<S: Steps>(
 ) -> Result<(), SweepError<S::Error>> {
     let k = sw.k;
     let slot = k as u64 * 8;
-    let mut tasks = TASKS.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    let held0 = HELD.with(|h| h.get());
-    let (mut held, mut peak) = (held0, held0);
+    let mut tasks = TaskStack::take(bottom);
+    // Snapshot bytes held on the thread, and the peak as `held_bytes` raises it (at
+    // every change), both applied to the thread once, at the end.
+    let mut held = HELD.with(|h| h.get());
+    let mut peak = 0u64;
     let mut work = Scratch::new(k);
     let mut memo = SplitMemo::new();
     let r = with_arena(|ar| -> Result<(), SweepError<S::Error>> {
@@ -1854,12 +1861,12 @@ fn run_tasks_spans<S: Steps>(
         loop {
             let (a, b, free, base) = match next.take() {
                 Some(t) => t,
-                None if tasks.len() <= bottom => break,
                 None => match tasks.pop() {
                     None => break,
                     Some(Task::Release(m)) => {
                         ar.release(m);
                         held = held.saturating_sub(slot);
+                        peak = peak.max(held);
                         continue;
                     }
                     Some(Task::Reverse { a, b, free, base }) => (a, b, free, base),
@@ -1876,34 +1883,42 @@ fn run_tasks_spans<S: Steps>(
                 copy_words(work, ar.slice(base, k));
             }
             if l <= free + 2 {
-                // A leaf, as `segment` reverses it.
-                let stored = l - 1;
-                sw.stats.snapshots += stored.saturating_sub(1);
-                sw.stats.forward_steps += stored;
+                // A leaf, as `segment` reverses it: the states before iterations
+                // `a+1..b−1` stored, the last one in `work`.
+                sw.stats.forward_steps += l - 1;
                 sw.stats.backward_steps += l;
                 if l <= 2 {
-                    // At most one state to keep: the working state is the tape.
-                    steps
-                        .forward_span(first, stored, work, None)
-                        .and_then(|()| {
-                            let tape = &work[..k * stored as usize];
-                            steps.backward_span(first, l, ar.slice(base, k), tape, adj)
+                    // No state to store (`segment` holds none either).
+                    peak = peak.max(held);
+                    let r = if l == 1 {
+                        steps.backward(first, work, adj)
+                    } else {
+                        // `work` is the tape of a two-step span.
+                        steps.forward_span(first, 1, work, None).and_then(|()| {
+                            steps.backward_span(first, 2, ar.slice(base, k), work, adj)
                         })
-                        .map_err(SweepError::Step)?;
+                    };
+                    r.map_err(SweepError::Step)?;
                     continue;
                 }
+                let stored = l - 2;
                 let n = words(stored, k)?;
-                peak = peak.max(held.saturating_add(stored.saturating_sub(1).saturating_mul(slot)));
                 let m = ar.mark();
                 let tape = ar
                     .alloc(n)
                     .ok_or(SweepError::Driver(DriverError::TooLarge {
                         bytes: n as u128 * 8,
                     }))?;
+                sw.stats.snapshots += stored;
+                peak = peak.max(held.saturating_add(stored.saturating_mul(slot)));
+                let last = first.wrapping_add((l - 1) as i64);
                 let r = steps
                     .forward_span(first, stored, work, Some(ar.get(tape, n)))
+                    .and_then(|()| steps.forward_span(last.wrapping_sub(1), 1, work, None))
+                    .and_then(|()| steps.backward(last, work, adj))
                     .and_then(|()| {
-                        steps.backward_span(first, l, ar.slice(base, k), ar.slice(tape, n), adj)
+                        let tape = ar.slice(tape, n);
+                        steps.backward_span(first, l - 1, ar.slice(base, k), tape, adj)
                     });
                 ar.release(m);
                 r.map_err(SweepError::Step)?;
@@ -1947,15 +1962,54 @@ fn run_tasks_spans<S: Steps>(
         }
         Ok(())
     });
-    // The tasks above `bottom` are this sweep's (done, or abandoned on an error).
-    tasks.truncate(bottom);
-    TASKS.with(|t| *t.borrow_mut() = tasks);
+    drop(tasks);
     HELD.with(|h| h.set(held));
     STATS.with(|s| {
         let mut s = s.borrow_mut();
         s.peak_tape_bytes = s.peak_tape_bytes.max(peak);
     });
     r
+}
+
+/// The task stack, taken out of [`TASKS`] for a sweep that runs spans (which touches
+/// no other sweep's tasks) and put back when dropped — also if a step panics — with
+/// the tasks above `bottom` (this sweep's: done, or abandoned on an error) gone.
+struct TaskStack {
+    tasks: Vec<Task>,
+    bottom: usize,
+}
+
+impl TaskStack {
+    fn take(bottom: usize) -> Self {
+        TaskStack {
+            tasks: TASKS.with(|t| std::mem::take(&mut *t.borrow_mut())),
+            bottom,
+        }
+    }
+
+    /// The top task above `bottom`.
+    #[inline]
+    fn pop(&mut self) -> Option<Task> {
+        if self.tasks.len() > self.bottom {
+            self.tasks.pop()
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, t: Task) {
+        self.tasks.push(t);
+    }
+}
+
+impl Drop for TaskStack {
+    fn drop(&mut self) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.truncate(self.bottom);
+        // During thread teardown the stack may be gone: nothing is left to keep.
+        let _ = TASKS.try_with(|t| *t.borrow_mut() = tasks);
+    }
 }
 
 /// A small state lives on the stack; larger ones (a tensor's elements) use a heap
@@ -2025,6 +2079,9 @@ mod tests {
     struct Affine {
         c: f64,
         seen: Vec<i64>,
+        /// The `x` of each state a backward step saw (its bits): a forward step run
+        /// with a wrong iteration number changes them.
+        xs: Vec<u64>,
         /// Run a span at a time (through the default span methods).
         spans: bool,
     }
@@ -2037,13 +2094,15 @@ mod tests {
         fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), ()> {
             let x = f64::from_bits(state[0]);
             state[0] = (x * self.c + i as f64).to_bits();
-            state[1] += 1;
+            // The counter is the iteration number, in two's complement.
+            state[1] = state[1].wrapping_add(1);
             Ok(())
         }
         fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), ()> {
             // The state must be the one before iteration i: the counter says so.
             assert_eq!(state[1] as i64, i, "state of the wrong iteration");
             self.seen.push(i);
+            self.xs.push(state[0]);
             let a = f64::from_bits(adj[0]);
             adj[0] = (a * self.c).to_bits();
             Ok(())
@@ -2051,19 +2110,29 @@ mod tests {
     }
 
     fn run(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats) {
-        run_spans(policy, l, false)
+        let (seen, adj, stats, _) = run_spans(policy, 0, l, false);
+        (seen, adj, stats)
     }
 
-    fn run_spans(policy: Policy, l: u64, spans: bool) -> (Vec<i64>, f64, Stats) {
+    /// `reverse` on [`Affine`] from iteration `start`: the iterations and states the
+    /// backward steps saw, the adjoint, the statistics.
+    fn run_spans(
+        policy: Policy,
+        start: i64,
+        l: u64,
+        spans: bool,
+    ) -> (Vec<i64>, f64, Stats, Vec<u64>) {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            xs: vec![],
             spans,
         };
         let mut adj = [1.0f64.to_bits()];
         take_stats();
-        reverse(policy, 0, l, &[2.0f64.to_bits(), 0], &mut adj, &mut s).unwrap();
-        (s.seen, f64::from_bits(adj[0]), take_stats())
+        let state0 = [2.0f64.to_bits(), start as u64];
+        reverse(policy, start, l, &state0, &mut adj, &mut s).unwrap();
+        (s.seen, f64::from_bits(adj[0]), take_stats(), s.xs)
     }
 
     #[test]
@@ -2095,30 +2164,44 @@ mod tests {
 
     /// The two-phase form: `record` (the forward sweep) then `reverse_recorded`.
     fn run_recorded(policy: Policy, l: u64) -> (Vec<i64>, f64, Stats, u64) {
-        run_recorded_spans(policy, l, false)
+        let (seen, adj, stats, last, _) = run_recorded_spans(policy, 0, l, false);
+        (seen, adj, stats, last)
     }
 
-    fn run_recorded_spans(policy: Policy, l: u64, spans: bool) -> (Vec<i64>, f64, Stats, u64) {
+    /// [`run_spans`] through `record` and `reverse_recorded`; also the final `x`.
+    #[allow(clippy::type_complexity)] // a test's whole observation, compared at once
+    fn run_recorded_spans(
+        policy: Policy,
+        start: i64,
+        l: u64,
+        spans: bool,
+    ) -> (Vec<i64>, f64, Stats, u64, Vec<u64>) {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            xs: vec![],
             spans,
         };
         reset_thread();
         take_stats();
         mark_used();
-        let mut state = [2.0f64.to_bits(), 0];
-        let token = record(policy, 0, l, &mut state, &mut s).unwrap();
-        assert_eq!(state[1], l, "the forward sweep ran every iteration");
+        let inits = [2.0f64.to_bits(), start as u64];
+        let mut state = inits;
+        let token = record(policy, start, l, &mut state, &mut s).unwrap();
+        assert_eq!(
+            state[1].wrapping_sub(start as u64),
+            l,
+            "the forward sweep ran every iteration"
+        );
         let mut adj = [1.0f64.to_bits()];
         let spec = LoopSpec {
             policy,
-            start: 0,
+            start,
             trips: l,
-            inits: &[2.0f64.to_bits(), 0],
+            inits: &inits,
         };
         reverse_recorded(token, spec, &mut adj, &mut s).unwrap();
-        (s.seen, f64::from_bits(adj[0]), take_stats(), state[0])
+        (s.seen, f64::from_bits(adj[0]), take_stats(), state[0], s.xs)
     }
 
     #[test]
@@ -2183,15 +2266,19 @@ mod tests {
                 Policy::Auto(64),
                 Policy::Auto(1 << 20),
             ] {
-                if p != Policy::Recompute || l <= 100 {
-                    let one = run_spans(p, l, false);
-                    let spans = run_spans(p, l, true);
-                    assert_eq!(one, spans, "{p} l={l}");
-                }
-                if !matches!(p, Policy::Auto(_)) {
-                    let one = run_recorded_spans(p, l, false);
-                    let spans = run_recorded_spans(p, l, true);
-                    assert_eq!(one, spans, "{p} l={l}, recorded");
+                // From iteration −7 too: a span run with the wrong iteration numbers
+                // changes the states (`xs`).
+                for start in [0, -7] {
+                    if p != Policy::Recompute || l <= 100 {
+                        let one = run_spans(p, start, l, false);
+                        let spans = run_spans(p, start, l, true);
+                        assert_eq!(one, spans, "{p} l={l} start={start}");
+                    }
+                    if !matches!(p, Policy::Auto(_)) {
+                        let one = run_recorded_spans(p, start, l, false);
+                        let spans = run_recorded_spans(p, start, l, true);
+                        assert_eq!(one, spans, "{p} l={l} start={start}, recorded");
+                    }
                 }
             }
         }
@@ -2239,6 +2326,7 @@ mod tests {
                         inner: Affine {
                             c: 0.5,
                             seen: vec![],
+                            xs: vec![],
                             spans,
                         },
                         fwd_at,
@@ -2246,6 +2334,8 @@ mod tests {
                     };
                     let mut adj = [1.0f64.to_bits()];
                     let r = reverse(p, 0, 40, &[2.0f64.to_bits(), 0], &mut adj, &mut s);
+                    // Nothing held before the call's scope resets the thread either.
+                    assert_eq!(live(), (0, 0, 0), "{p} spans={spans}, in the call");
                     scope.finish();
                     assert_eq!(live(), (0, 0, 0), "{p} spans={spans}");
                     got.push(r);
@@ -2490,6 +2580,7 @@ mod tests {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            xs: vec![],
             spans: false,
         };
         let mut state = init;
@@ -2632,6 +2723,7 @@ mod tests {
                 let mut inner = Affine {
                     c: 0.5,
                     seen: vec![],
+                    xs: vec![],
                     spans: false,
                 };
                 let t = record(Policy::StoreAll, 0, 4, &mut st, &mut inner).unwrap();
@@ -2661,6 +2753,7 @@ mod tests {
         let mut s = Affine {
             c: 0.5,
             seen: vec![],
+            xs: vec![],
             spans: false,
         };
         let mut state = init;
@@ -2722,7 +2815,7 @@ mod tests {
     #[test]
     fn nested_sweeps_share_the_arena() {
         // A backward step that runs a whole inner sweep, as a loop inside a loop body.
-        struct Outer;
+        struct Outer(bool);
         impl Steps for Outer {
             type Error = ();
             fn forward(&mut self, _i: i64, state: &mut [u64]) -> Result<(), ()> {
@@ -2731,14 +2824,18 @@ mod tests {
             }
             fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), ()> {
                 assert_eq!(state[1] as i64, i);
-                let (seen, a, _) = run(Policy::Binomial(3), 50);
+                let (seen, a, _, _) = run_spans(Policy::Binomial(3), 0, 50, self.0);
                 assert_eq!(seen.len(), 50);
                 adj[0] = (f64::from_bits(adj[0]) + a).to_bits();
                 Ok(())
             }
         }
-        let mut adj = [0.0f64.to_bits()];
-        reverse(Policy::Binomial(4), 0, 40, &[0, 0], &mut adj, &mut Outer).unwrap();
-        assert_eq!(f64::from_bits(adj[0]), 40.0 * 0.5f64.powi(50));
+        // The inner sweeps one step at a time, then a span at a time.
+        for inner_spans in [false, true] {
+            let mut adj = [0.0f64.to_bits()];
+            let mut outer = Outer(inner_spans);
+            reverse(Policy::Binomial(4), 0, 40, &[0, 0], &mut adj, &mut outer).unwrap();
+            assert_eq!(f64::from_bits(adj[0]), 40.0 * 0.5f64.powi(50));
+        }
     }
 }
