@@ -226,7 +226,7 @@ fn extract(
     while let Some((src, dst)) = work.pop() {
         for &i in &f.regions[src].insts {
             let d = &f.insts[i];
-            let args = d
+            let args: Vec<Value> = d
                 .args
                 .iter()
                 .map(|a| vmap.get(a).copied().unwrap_or(*a))

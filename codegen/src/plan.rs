@@ -23,7 +23,7 @@ use crate::error::CompileError;
 use crate::fusion::{has_tensors, plan_tensors, TensorPlan};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::callgraph::{CallGraph, OrderError};
-use jitad_ir::{Function, Inst, Module, Op, Type, Value};
+use jitad_ir::{Function, Inst, Module, Op, Type, TypeList, Value};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -192,11 +192,11 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
                     if arg_tys != f.sig.results {
                         return Err(invalid(f, "`ret` operands differ from the signature"));
                     }
-                    vec![]
+                    TypeList::new()
                 }
                 Op::Yield => {
                     // Checked against the loop below, when the loop is visited.
-                    vec![]
+                    TypeList::new()
                 }
                 op => op
                     .result_types(&arg_tys, |name| graph.get(name).map(|g| &g.sig))

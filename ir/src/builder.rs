@@ -5,9 +5,10 @@
 //! construction. The verifier still checks everything, since text and passes can
 //! produce IR without a builder.
 
-use crate::function::{Function, Inst, Module, Region, Value};
+use crate::function::{Function, Inst, Module, Region, Value, ValueList};
 use crate::op::{Constant, LoopBounds, Op, Signature, TypeError};
 use crate::types::Type;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Why the builder refused an instruction.
@@ -147,11 +148,11 @@ impl FunctionBuilder {
     }
 
     /// Appends `op` applied to `args`; returns its results.
-    pub fn ins(&mut self, op: Op, args: &[Value]) -> Result<Vec<Value>, BuildError> {
+    pub fn ins(&mut self, op: Op, args: &[Value]) -> Result<ValueList, BuildError> {
         Ok(self.ins_inst(op, args)?.1)
     }
 
-    fn ins_inst(&mut self, op: Op, args: &[Value]) -> Result<(Inst, Vec<Value>), BuildError> {
+    fn ins_inst(&mut self, op: Op, args: &[Value]) -> Result<(Inst, ValueList), BuildError> {
         if self.done {
             return Err(BuildError::AfterRet {
                 func: self.func.name.clone(),
@@ -166,15 +167,13 @@ impl FunctionBuilder {
                 expected: format!("use FunctionBuilder::{}", op.name()),
             }));
         }
-        let tys: Vec<Type> = args.iter().map(|&a| self.func.ty(a)).collect();
+        let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.func.ty(a)).collect();
         let callees = &self.callees;
         let results = op
             .result_types(&tys, |name| callees.get(name))
             .map_err(|e| self.type_err(e))?;
         let region = self.current();
-        let inst = self
-            .func
-            .append_inst(region, op, args.to_vec(), &results, vec![]);
+        let inst = self.func.append_inst(region, op, args, &results, vec![]);
         Ok((inst, self.func.insts[inst].results.clone()))
     }
 
@@ -211,7 +210,7 @@ impl FunctionBuilder {
 
     /// Appends `call @name(args)`.
     pub fn call(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>, BuildError> {
-        self.ins(Op::Call(name.to_string()), args)
+        Ok(self.ins(Op::Call(name.to_string()), args)?.to_vec())
     }
 
     /// Builds `loop %i in bounds (carried = inits) { body }`. `dyn_bounds` are the `i64`
@@ -274,7 +273,7 @@ impl FunctionBuilder {
         self.open.push(OpenLoop {
             op,
             args,
-            carried_tys,
+            carried_tys: carried_tys.to_vec(),
             region,
         });
         Ok((index, carried))
@@ -313,7 +312,7 @@ impl FunctionBuilder {
             &open.carried_tys,
             vec![open.region],
         );
-        Ok(self.func.insts[inst].results.clone())
+        Ok(self.func.insts[inst].results.to_vec())
     }
 
     /// Abandons the innermost loop opened by [`Self::begin_loop`] (its body region is

@@ -40,11 +40,7 @@ struct Roles<'a> {
 
 impl<'a> Roles<'a> {
     fn new(f: &'a Function) -> Self {
-        let names = f
-            .values
-            .values()
-            .filter_map(|v| v.name.as_deref())
-            .collect();
+        let names = f.names.values().map(String::as_str).collect();
         Roles { f, names }
     }
 

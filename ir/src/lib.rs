@@ -40,10 +40,10 @@ pub mod vmath;
 
 pub use builder::{BuildError, FunctionBuilder};
 pub use function::{
-    Function, Inst, InstData, Module, Region, RegionData, Value, ValueData, ValueDef,
+    Function, Inst, InstData, Module, Region, RegionData, Value, ValueData, ValueDef, ValueList,
 };
 pub use interp::{eval, eval_f64, eval_function, EvalError, Interpreter, Val};
-pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError};
+pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError, TypeList};
 pub use parse::{parse_function, parse_module, ParseError, ParseErrorKind};
 pub use print::{print_function, print_module};
 pub use testgen::{random_module, GenOptions};

@@ -56,7 +56,11 @@
 
 use crate::shape::{self, Reduction, ShapeError, SliceRange};
 use crate::types::{ScalarType, Type, MAX_RANK};
+use smallvec::{smallvec, SmallVec};
 use std::fmt;
+
+/// The result types of an op ([`Op::result_types`]): nearly always one, so inline.
+pub type TypeList = SmallVec<[Type; 2]>;
 
 /// A short list of distinct axes: a reduction's axes or a permutation (at most
 /// [`MAX_RANK`] entries, each below [`MAX_RANK`]).
@@ -1297,7 +1301,7 @@ impl Op {
         &self,
         args: &[Type],
         callee: impl Fn(&str) -> Option<&'s Signature>,
-    ) -> Result<Vec<Type>, TypeError> {
+    ) -> Result<TypeList, TypeError> {
         let name = self.name();
         if let Arity::Fixed(n) = self.arity() {
             if args.len() != n {
@@ -1334,7 +1338,7 @@ impl Op {
         };
         // All operands of one accepted kind and one element type, broadcasting (all
         // scalars: one type); result the broadcast type.
-        let uniform = |accept: Accept| -> Result<Vec<Type>, TypeError> {
+        let uniform = |accept: Accept| -> Result<TypeList, TypeError> {
             for i in 0..args.len() {
                 check(i, accept)?;
             }
@@ -1342,9 +1346,9 @@ impl Op {
                 for i in 0..args.len() {
                     same_as_first(i)?;
                 }
-                return Ok(vec![args[0]]);
+                return Ok(smallvec![args[0]]);
             }
-            Ok(vec![shape::elementwise(name, args)?])
+            Ok(smallvec![shape::elementwise(name, args)?])
         };
         let scalar_only = |index: usize| -> Result<(), TypeError> {
             if args[index].scalar().is_some() {
@@ -1371,7 +1375,7 @@ impl Op {
             }
         };
         match self {
-            Op::Const(c) => Ok(vec![Type::Scalar(c.ty())]),
+            Op::Const(c) => Ok(smallvec![Type::Scalar(c.ty())]),
             Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Abs | Op::Min | Op::Max => {
                 uniform(Accept::Numeric)
             }
@@ -1398,15 +1402,15 @@ impl Op {
             | Op::Copysign => uniform(Accept::Float),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 uniform(Accept::Numeric)?;
-                Ok(vec![shape::compare(name, args[0], args[1])?])
+                Ok(smallvec![shape::compare(name, args[0], args[1])?])
             }
             Op::Eq | Op::Ne => {
                 uniform(Accept::Any)?;
-                Ok(vec![shape::compare(name, args[0], args[1])?])
+                Ok(smallvec![shape::compare(name, args[0], args[1])?])
             }
             Op::Select => {
                 if args.iter().any(|t| t.scalar().is_none()) {
-                    return Ok(vec![shape::select(args[0], args[1], args[2])?]);
+                    return Ok(smallvec![shape::select(args[0], args[1], args[2])?]);
                 }
                 if args[0] != Type::BOOL {
                     return Err(TypeError::Operand {
@@ -1425,20 +1429,20 @@ impl Op {
                         expected: format!("{} (the type of operand 1)", args[1]),
                     });
                 }
-                Ok(vec![args[1]])
+                Ok(smallvec![args[1]])
             }
-            Op::Cast(to) => Ok(vec![match args[0] {
+            Op::Cast(to) => Ok(smallvec![match args[0] {
                 Type::Scalar(_) => Type::Scalar(*to),
                 Type::Tensor(_, s) => Type::Tensor(*to, s),
             }]),
-            Op::Fill(c, t) => Ok(vec![shape::fill(c.ty(), *t)?]),
-            Op::Broadcast(t) => Ok(vec![shape::broadcast_to(args[0], *t)?]),
-            Op::Iota(axis, t) => Ok(vec![shape::iota(*t, usize::from(*axis))?]),
-            Op::Reduce(r, axes) => Ok(vec![shape::reduce(*r, args[0], &axes.to_vec())?]),
-            Op::Matmul => Ok(vec![shape::matmul(args[0], args[1])?]),
-            Op::Dot => Ok(vec![shape::dot(args[0], args[1])?]),
-            Op::Transpose(perm) => Ok(vec![shape::transpose(args[0], &perm.to_vec())?]),
-            Op::Reshape(t) => Ok(vec![shape::reshape(args[0], *t)?]),
+            Op::Fill(c, t) => Ok(smallvec![shape::fill(c.ty(), *t)?]),
+            Op::Broadcast(t) => Ok(smallvec![shape::broadcast_to(args[0], *t)?]),
+            Op::Iota(axis, t) => Ok(smallvec![shape::iota(*t, usize::from(*axis))?]),
+            Op::Reduce(r, axes) => Ok(smallvec![shape::reduce(*r, args[0], &axes.to_vec())?]),
+            Op::Matmul => Ok(smallvec![shape::matmul(args[0], args[1])?]),
+            Op::Dot => Ok(smallvec![shape::dot(args[0], args[1])?]),
+            Op::Transpose(perm) => Ok(smallvec![shape::transpose(args[0], &perm.to_vec())?]),
+            Op::Reshape(t) => Ok(smallvec![shape::reshape(args[0], *t)?]),
             Op::Slice(r) => {
                 if args.len() != 1 {
                     return Err(TypeError::Arity {
@@ -1447,7 +1451,7 @@ impl Op {
                         got: args.len(),
                     });
                 }
-                Ok(vec![shape::slice(args[0], r)?])
+                Ok(smallvec![shape::slice(args[0], r)?])
             }
             Op::Pad(r) => {
                 if args.len() != 2 {
@@ -1458,7 +1462,7 @@ impl Op {
                     });
                 }
                 let widths: Vec<(u32, u32)> = r.iter().map(|w| (w.start, w.end)).collect();
-                Ok(vec![shape::pad(args[0], args[1], &widths)?])
+                Ok(smallvec![shape::pad(args[0], args[1], &widths)?])
             }
             Op::Concat(axis) => {
                 if args.is_empty() {
@@ -1468,10 +1472,10 @@ impl Op {
                         got: 0,
                     });
                 }
-                Ok(vec![shape::concat(args, usize::from(*axis))?])
+                Ok(smallvec![shape::concat(args, usize::from(*axis))?])
             }
-            Op::Extract => Ok(vec![shape::extract(args[0], args[1])?]),
-            Op::Insert => Ok(vec![shape::insert(args[0], args[1], args[2])?]),
+            Op::Extract => Ok(smallvec![shape::extract(args[0], args[1])?]),
+            Op::Insert => Ok(smallvec![shape::insert(args[0], args[1], args[2])?]),
             Op::Guard => {
                 scalar_only(0)?;
                 if args[0] != Type::BOOL {
@@ -1482,7 +1486,7 @@ impl Op {
                         expected: "bool".into(),
                     });
                 }
-                Ok(vec![])
+                Ok(smallvec![])
             }
             Op::Call(f) => {
                 let sig = callee(f).ok_or_else(|| TypeError::UnknownCallee(f.clone()))?;
@@ -1503,7 +1507,7 @@ impl Op {
                         });
                     }
                 }
-                Ok(sig.results.clone())
+                Ok(sig.results.iter().copied().collect())
             }
             Op::Loop(b) => {
                 let nd = b.num_dyn();
@@ -1518,7 +1522,7 @@ impl Op {
                 for i in nd..args.len() {
                     check(i, Accept::Any)?;
                 }
-                Ok(args[nd..].to_vec())
+                Ok(args[nd..].into())
             }
             Op::TapeLoop(r) => {
                 let [bounds, inits, caps] = r.split(args.len()).ok_or(TypeError::Arity {
@@ -1591,9 +1595,9 @@ impl Op {
                         r.bwd
                     )));
                 }
-                Ok(args[seeds].to_vec())
+                Ok(args[seeds].into())
             }
-            Op::Yield | Op::Ret => Ok(vec![]),
+            Op::Yield | Op::Ret => Ok(smallvec![]),
         }
     }
 }
@@ -1691,14 +1695,14 @@ mod tests {
     fn typing() {
         let none = |_: &str| None;
         assert_eq!(
-            Op::Add.result_types(&[Type::F64, Type::F64], none).unwrap(),
-            vec![Type::F64]
+            Op::Add.result_types(&[Type::F64, Type::F64], none).unwrap()[..],
+            [Type::F64]
         );
         assert!(Op::Add.result_types(&[Type::F64, Type::F32], none).is_err());
         assert!(Op::Sin.result_types(&[Type::I64], none).is_err());
         assert_eq!(
-            Op::Lt.result_types(&[Type::I64, Type::I64], none).unwrap(),
-            vec![Type::BOOL]
+            Op::Lt.result_types(&[Type::I64, Type::I64], none).unwrap()[..],
+            [Type::BOOL]
         );
         assert!(Op::Select
             .result_types(&[Type::F64, Type::F64, Type::F64], none)

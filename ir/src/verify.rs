@@ -56,7 +56,7 @@
 
 use crate::callgraph::{call_sites, CallGraph, Site};
 use crate::function::{Function, Inst, Module, Region, Value, ValueDef};
-use crate::op::{Op, TypeError};
+use crate::op::{Op, TypeError, TypeList};
 use crate::print::{write_inst, Line};
 use crate::types::Type;
 use cranelift_entity::EntityRef;
@@ -846,7 +846,7 @@ impl<'a> Verifier<'a> {
                         self.err(Some(inst), kind);
                     }
                 }
-                expected_results = Some(vec![]);
+                expected_results = Some(TypeList::new());
             }
             Op::Loop(b) => {
                 let nd = b.num_dyn();
@@ -917,7 +917,7 @@ impl<'a> Verifier<'a> {
             .map(|&r| f.values.get(r).map(|vd| vd.ty))
             .collect();
         if let (Some(expected), Some(got)) = (&expected_results, &got) {
-            if expected != got {
+            if expected[..] != got[..] {
                 self.err(
                     Some(inst),
                     VerifyErrorKind::ResultTypes {
@@ -932,7 +932,7 @@ impl<'a> Verifier<'a> {
         stack.push(Task::Results(inst));
         if let Op::Loop(_) = d.op {
             if let [r] = d.regions.as_slice() {
-                let expect = expected_results.map(std::rc::Rc::from);
+                let expect = expected_results.map(|t| std::rc::Rc::<[Type]>::from(&t[..]));
                 stack.push(Task::Enter {
                     region: *r,
                     owner: Some(inst),
@@ -946,7 +946,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// Reports a typing error; returns the result types otherwise.
-    fn typed(&mut self, inst: Inst, r: Result<Vec<Type>, TypeError>) -> Option<Vec<Type>> {
+    fn typed(&mut self, inst: Inst, r: Result<TypeList, TypeError>) -> Option<TypeList> {
         match r {
             Ok(t) => Some(t),
             Err(TypeError::UnknownCallee(callee)) => {
@@ -973,7 +973,7 @@ impl<'a> Verifier<'a> {
 
     /// Checks a loop's region count and body parameters (the body itself is entered
     /// by the walk).
-    fn loop_region(&mut self, inst: Inst, carried: Option<Vec<Type>>) {
+    fn loop_region(&mut self, inst: Inst, carried: Option<TypeList>) {
         let f = self.f;
         let Some(d) = f.insts.get(inst) else {
             return;
@@ -1404,7 +1404,6 @@ mod tests {
         let extra = f.values.push(crate::ValueData {
             ty: Type::F64,
             def: ValueDef::Result(inst(0), 1),
-            name: None,
         });
         f.insts[inst(0)].results.push(extra);
         expect(
@@ -1441,7 +1440,7 @@ mod tests {
         let vals = [x, n];
         let call = f.create_inst(
             Op::Call(callee.into()),
-            args.iter().map(|&i| vals[i]).collect(),
+            args.iter().map(|&i| vals[i]).collect::<Vec<_>>(),
             &vec![Type::F64; nres],
             vec![],
         );

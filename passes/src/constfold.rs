@@ -23,7 +23,9 @@
 use crate::rewrite::{const_of, def_op, Subst};
 use jitad_ir::shape::Reduction;
 use jitad_ir::tensor::TensorData;
-use jitad_ir::{interp, Constant, Function, Inst, Op, Shape, Signature, Type, Val, Value};
+use jitad_ir::{
+    interp, Constant, Function, Inst, Op, Shape, Signature, Type, Val, Value, ValueList,
+};
 
 /// Folds constant instructions. Returns true if anything changed.
 pub fn constfold(f: &mut Function) -> bool {
@@ -47,7 +49,7 @@ pub fn constfold(f: &mut Function) -> bool {
                     // one, broadcast to it, is the same value.
                     let data = &mut f.insts[inst];
                     data.op = Op::Broadcast(rty);
-                    data.args = vec![chosen];
+                    data.args = ValueList::from_slice(&[chosen]);
                 }
                 changed = true;
             }

@@ -10,7 +10,9 @@
 use crate::error::{AdError, Result};
 use jitad_ir::{
     Constant, Function, Inst, LoopBounds, Op, Region, ScalarType, Signature, Type, Value, ValueDef,
+    ValueList,
 };
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Appends instructions to the innermost open region of a new function.
@@ -66,22 +68,20 @@ impl<'s> Emitter<'s> {
     }
 
     /// Appends `op(args)`; returns its results.
-    pub(crate) fn ins(&mut self, op: Op, args: &[Value]) -> Result<Vec<Value>> {
+    pub(crate) fn ins(&mut self, op: Op, args: &[Value]) -> Result<ValueList> {
         if matches!(op, Op::Loop(_) | Op::Yield | Op::Ret) {
             return Err(AdError::Malformed {
                 func: self.f.name.clone(),
                 reason: format!("`{}` emitted as a plain instruction", op.name()),
             });
         }
-        let tys: Vec<Type> = args.iter().map(|&a| self.f.ty(a)).collect();
+        let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.f.ty(a)).collect();
         let sigs = self.sigs;
         let results = op
             .result_types(&tys, |n| sigs.get(n))
             .map_err(|e| self.type_err(e))?;
         let region = self.current();
-        let inst = self
-            .f
-            .append_inst(region, op, args.to_vec(), &results, vec![]);
+        let inst = self.f.append_inst(region, op, args, &results, vec![]);
         Ok(self.f.insts[inst].results.clone())
     }
 
@@ -164,7 +164,7 @@ impl<'s> Emitter<'s> {
 
     /// Names `v` (without `%`) unless it already has a name.
     pub(crate) fn name_if_unnamed(&mut self, v: Value, name: impl Into<String>) {
-        if self.f.values.get(v).is_some_and(|d| d.name.is_none()) {
+        if self.f.values.get(v).is_some() && !self.f.names.contains_key(&v) {
             self.f.set_name(v, name);
         }
     }
@@ -201,7 +201,7 @@ impl<'s> Emitter<'s> {
             Some(PendingLoop {
                 bounds,
                 args,
-                carried,
+                carried: carried.to_vec(),
             }),
         ));
         Ok((index, params))
@@ -232,7 +232,7 @@ impl<'s> Emitter<'s> {
             &pending.carried,
             vec![region],
         );
-        Ok(self.f.insts[inst].results.clone())
+        Ok(self.f.insts[inst].results.to_vec())
     }
 
     /// Ends the function with `ret vals`, fixing its result types; returns the function.

@@ -115,7 +115,7 @@ pub fn hessian(m: &mut Module, func: &str, wrt: &[usize]) -> Result<String> {
     }
     if n == 0 {
         let res = em.ins(Op::Call(h.clone()), &params)?;
-        head = res;
+        head = res.to_vec();
     }
     let mut vals = head;
     vals.extend(rows);

@@ -317,7 +317,7 @@ fn expand(
                     map: maps.len() - 1,
                     ret: Some(Return {
                         parent_map: map,
-                        results: d.results.clone(),
+                        results: d.results.to_vec(),
                         first_new: g.values.len(),
                     }),
                 });

@@ -28,7 +28,7 @@ use crate::error::{AdError, Result};
 use crate::lin::{self, Lin};
 use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
-use jitad_ir::{Function, Inst, Op, Region, Type, Value, ValueDef};
+use jitad_ir::{Function, Inst, Op, Region, Type, Value, ValueDef, ValueList};
 use std::collections::HashMap;
 
 /// Generates the forward-mode derivative of `func` with respect to the parameters at
@@ -301,7 +301,7 @@ impl Jvp<'_> {
     fn inst(&mut self, em: &mut Emitter, inst: Inst) -> Result<()> {
         let src = self.src;
         let d = &src.insts[inst];
-        let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
+        let args: ValueList = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
         match &d.op {
             Op::Loop(_) => return self.lp(em, inst, &args),
             Op::RevLoop(_) | Op::TapeLoop(_) if self.loop_pairs.contains_key(&inst) => {
@@ -347,7 +347,7 @@ impl Jvp<'_> {
         }
         // Copy the primal instruction.
         let res = match &d.op {
-            Op::Const(c) => vec![em.constant(*c)],
+            Op::Const(c) => ValueList::from_slice(&[em.constant(*c)]),
             op => em.ins(op.clone(), &args)?,
         };
         for (&r, &nr) in d.results.iter().zip(&res) {

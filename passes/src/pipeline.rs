@@ -291,8 +291,8 @@ pub fn compact_owned(mut f: Function) -> Function {
     g.values = PrimaryMap::with_capacity(f.values.len());
     let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_capacity(f.values.len());
     let move_name = |f: &mut Function, g: &mut Function, old: Value, new: Value| {
-        if let Some(n) = f.values[old].name.take() {
-            g.values[new].name = Some(n);
+        if let Some(n) = f.names.remove(&old) {
+            g.names.insert(new, n);
         }
     };
     let params = f.params().to_vec();
@@ -324,12 +324,13 @@ pub fn compact_owned(mut f: Function) -> Function {
         let new_regions: Vec<Region> = old_regions.iter().map(|_| g.new_region()).collect();
         let ni = g.insts.next_key();
         for (k, r) in results.iter_mut().enumerate() {
-            let name = f.values[*r].name.take();
             let nr = g.values.push(ValueData {
                 ty: f.values[*r].ty,
                 def: ValueDef::Result(ni, k as u32),
-                name,
             });
+            if let Some(n) = f.names.remove(r) {
+                g.names.insert(nr, n);
+            }
             map[*r] = Some(nr);
             *r = nr;
         }

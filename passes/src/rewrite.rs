@@ -34,10 +34,12 @@ impl Subst {
             return;
         }
         self.map[v] = Some(w);
-        let name = f.values.get(v).and_then(|d| d.name.clone());
-        if let (Some(n), Some(wd)) = (name, f.values.get_mut(w)) {
-            if wd.name.is_none() && !matches!(wd.def, ValueDef::Param(..)) {
-                wd.name = Some(n);
+        // Only a result takes the name: a parameter's name is its interface.
+        let named_result = |d: &jitad_ir::ValueData| !matches!(d.def, ValueDef::Param(..));
+        if let Some(n) = f.names.get(&v) {
+            if !f.names.contains_key(&w) && f.values.get(w).is_some_and(named_result) {
+                let n = n.clone();
+                f.names.insert(w, n);
             }
         }
     }

@@ -40,7 +40,7 @@
 
 use crate::rewrite::{def_op, float_of, is_float_bits, Subst};
 use jitad_ir::shape::SliceRange;
-use jitad_ir::{Constant, Function, Inst, Op, Type, Value};
+use jitad_ir::{Constant, Function, Inst, Op, Type, Value, ValueList};
 use std::collections::HashMap;
 
 enum Action {
@@ -74,7 +74,7 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
                 let cv = f.insts[k].results[0];
                 let d = &mut f.insts[inst];
                 d.op = op;
-                d.args = vec![x, cv];
+                d.args = ValueList::from_slice(&[x, cv]);
                 before.insert(inst, k);
                 changed = true;
                 continue;
@@ -98,7 +98,7 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
             Some(Action::Rewrite(op, args)) => {
                 let d = &mut f.insts[inst];
                 d.op = op;
-                d.args = args;
+                d.args = args.into();
                 changed = true;
             }
             Some(Action::Const(c)) => {

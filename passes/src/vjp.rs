@@ -37,7 +37,7 @@ use crate::revloop::{self, LoopPlan};
 use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::checkpoint::Policy;
-use jitad_ir::{Function, Inst, Module, Op, Region, Type, Value};
+use jitad_ir::{Function, Inst, Module, Op, Region, Type, Value, ValueList};
 use std::collections::HashMap;
 
 /// Generates the reverse-mode derivative of `func` with respect to the parameters at
@@ -294,9 +294,9 @@ impl Vjp<'_> {
         };
         for &inst in body {
             let d = &src.insts[inst];
-            let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
+            let args: ValueList = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
             let res = match &d.op {
-                Op::Const(c) => vec![em.constant(*c)],
+                Op::Const(c) => ValueList::from_slice(&[em.constant(*c)]),
                 Op::Loop(_) if self.loops.contains_key(&inst) => {
                     // An active loop: run it through its outlined iteration, recording
                     // the states its reverse sweep will need.
@@ -340,7 +340,7 @@ impl Vjp<'_> {
                         .iter()
                         .map(|&y| self.get(y))
                         .collect::<Result<_>>()?;
-                    em.end_loop(&next)?
+                    em.end_loop(&next)?.into()
                 }
                 Op::Yield | Op::Ret => return Err(malformed(src, "terminator inside a region")),
                 op => em.ins(op.clone(), &args)?,
@@ -363,7 +363,7 @@ impl Vjp<'_> {
         if d.results.iter().all(|&r| self.adj[r].is_none()) {
             return Ok(());
         }
-        let args: Vec<Value> = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
+        let args: ValueList = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
         match &d.op {
             Op::Call(_) => {
                 let Some((name, cwrt)) = self.calls.get(&inst).cloned() else {

@@ -631,5 +631,5 @@ fn copy_inst(
     for (&o, &n) in d.results.iter().zip(&new_results) {
         map.insert(o, n);
     }
-    Some(new_results)
+    Some(new_results.to_vec())
 }
