@@ -29,7 +29,7 @@
 //! ordinal. The IR's call-depth rule is checked on the caller's module before this
 //! pass, so synthetic frames never make the JIT reject a program the interpreter runs.
 
-use jitad_ir::{Function, Inst, Module, Op, Region, Signature, Type, Value};
+use jitad_ir::{Function, Inst, Module, Op, Region, Signature, Type, TypeList, Value, ValueList};
 use std::collections::{HashMap, HashSet};
 
 /// For each rewritten or synthetic function (by name), the original `(function,
@@ -226,7 +226,7 @@ fn extract(
     while let Some((src, dst)) = work.pop() {
         for &i in &f.regions[src].insts {
             let d = &f.insts[i];
-            let args: Vec<Value> = d
+            let args: ValueList = d
                 .args
                 .iter()
                 .map(|a| vmap.get(a).copied().unwrap_or(*a))
@@ -246,7 +246,7 @@ fn extract(
                 regions.push(ng);
                 work.push((nr, ng));
             }
-            let tys: Vec<Type> = d.results.iter().map(|&v| f.ty(v)).collect();
+            let tys: TypeList = d.results.iter().map(|&v| f.ty(v)).collect();
             let ni = g.append_inst(dst, op, args, &tys, regions);
             for (&a, &b) in d.results.iter().zip(&g.insts[ni].results) {
                 vmap.insert(a, b);

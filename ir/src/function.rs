@@ -97,7 +97,8 @@ pub struct Function {
     /// The names values were given in text or by a pass (without `%`); printers invent
     /// `%vN` for the rest. A side table, not a field of [`ValueData`]: most values of a
     /// traced or derived function have no name, and an `Option<String>` in each made
-    /// every value 64 bytes instead of 36, for every pass to walk past.
+    /// every value 64 bytes instead of 36, for every pass to walk past. Keys are values
+    /// of this function ([`Self::set_name`] checks it in debug builds).
     pub names: FxHashMap<Value, String>,
 }
 
@@ -223,6 +224,11 @@ impl Function {
 
     /// Names `v` (without `%`).
     pub fn set_name(&mut self, v: Value, name: impl Into<String>) {
+        debug_assert!(
+            self.values.get(v).is_some(),
+            "{v} is not a value of @{}",
+            self.name
+        );
         self.names.insert(v, name.into());
     }
 

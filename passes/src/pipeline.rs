@@ -289,6 +289,7 @@ pub fn compact_owned(mut f: Function) -> Function {
     // Upper bounds: the new function holds at most what the old one does.
     g.insts = PrimaryMap::with_capacity(f.insts.len());
     g.values = PrimaryMap::with_capacity(f.values.len());
+    g.names.reserve(f.names.len());
     let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_capacity(f.values.len());
     let move_name = |f: &mut Function, g: &mut Function, old: Value, new: Value| {
         if let Some(n) = f.names.remove(&old) {

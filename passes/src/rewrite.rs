@@ -35,9 +35,9 @@ impl Subst {
         }
         self.map[v] = Some(w);
         // Only a result takes the name: a parameter's name is its interface.
-        let named_result = |d: &jitad_ir::ValueData| !matches!(d.def, ValueDef::Param(..));
+        let is_result = |d: &jitad_ir::ValueData| !matches!(d.def, ValueDef::Param(..));
         if let Some(n) = f.names.get(&v) {
-            if !f.names.contains_key(&w) && f.values.get(w).is_some_and(named_result) {
+            if !f.names.contains_key(&w) && f.values.get(w).is_some_and(is_result) {
                 let n = n.clone();
                 f.names.insert(w, n);
             }
