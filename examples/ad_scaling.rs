@@ -64,6 +64,13 @@ fn main() -> Result<(), jitad::Error> {
                 },
             ),
             (
+                "single_pass",
+                jitad::CompileOptions {
+                    regalloc: jitad::codegen::RegAlloc::SinglePass,
+                    ..Default::default()
+                },
+            ),
+            (
                 "opt speed",
                 jitad::CompileOptions {
                     optimize: true,

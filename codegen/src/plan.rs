@@ -57,14 +57,21 @@ pub(crate) struct FnPlan {
     /// Top-level instruction ranges (indices into `top`), one per chunk; a single
     /// range means the function is not chunked.
     pub chunks: Vec<Range<usize>>,
-    /// Workspace slot (8-byte index) of each value that crosses chunks.
-    pub slot: IdMap<Value, u32>,
-    /// For each top-level result that crosses chunks, the chunk defining it.
-    pub home: IdMap<Value, usize>,
-    /// Results of `ret` that are top-level values of a chunked function, with their
-    /// positions in `ret`: the defining chunk stores them straight into the results
-    /// buffer, so neither a slot nor the last chunk has to carry them.
-    pub early_ret: IdMap<Value, Vec<u32>>,
+    /// Workspace slot (8-byte index) of each value that crosses chunks, `NONE` for
+    /// the others. The three per-value tables are dense (empty when the function is
+    /// not chunked): lowering asks them about every result, and hash maps of up to
+    /// 10⁶ entries made each question a cache miss.
+    slot: SecondaryMap<Value, u32>,
+    /// For each top-level result that crosses chunks, the chunk defining it (`NONE`
+    /// for the others).
+    home: SecondaryMap<Value, u32>,
+    /// Results of `ret` that are top-level values of a chunked function: an index into
+    /// `early_ret_pos`, or `NONE`.
+    early_ret: SecondaryMap<Value, u32>,
+    /// The positions in `ret` of each value `early_ret` names: its defining chunk
+    /// stores it straight into the results buffer, so neither a slot nor the last
+    /// chunk has to carry it.
+    early_ret_pos: Vec<Vec<u32>>,
     /// IR instructions in each chunk (loop bodies included).
     pub chunk_insts: Vec<usize>,
     /// Where, in this function's workspace, call frames too large for the machine stack
@@ -80,6 +87,29 @@ pub(crate) struct FnPlan {
     pub tensors: Option<TensorPlan>,
     /// Workspace offset of the tensor region (16-aligned).
     pub tensor_base: u64,
+}
+
+/// "No entry" in [`FnPlan`]'s dense per-value tables.
+const NONE: u32 = u32::MAX;
+
+impl FnPlan {
+    /// The workspace slot of `v` if it crosses chunks.
+    pub fn slot_of(&self, v: Value) -> Option<u32> {
+        Some(self.slot[v]).filter(|&s| s != NONE)
+    }
+
+    /// The chunk defining `v` if it crosses chunks.
+    pub fn home_of(&self, v: Value) -> Option<usize> {
+        Some(self.home[v])
+            .filter(|&h| h != NONE)
+            .map(|h| h as usize)
+    }
+
+    /// The positions in `ret` at which `v`'s defining chunk stores it, if it does.
+    pub fn early_ret_of(&self, v: Value) -> Option<&[u32]> {
+        let i = self.early_ret[v];
+        (i != NONE).then(|| self.early_ret_pos[i as usize].as_slice())
+    }
 }
 
 /// Index of each function by name (the first one wins on duplicates; the light check
@@ -366,13 +396,18 @@ pub(crate) fn plan_function(
         .iter()
         .map(|r| spans[r.clone()].iter().map(|s| s.len()).sum())
         .collect();
-    let mut slot = IdMap::default();
-    let mut home = IdMap::default();
-    let mut early_ret: IdMap<Value, Vec<u32>> = IdMap::default();
+    let mut slot = SecondaryMap::with_default(NONE);
+    let mut num_slots = 0u32;
+    let mut home = SecondaryMap::with_default(NONE);
+    let mut early_ret = SecondaryMap::with_default(NONE);
+    let mut early_ret_pos: Vec<Vec<u32>> = Vec::new();
     if chunks.len() > 1 {
         // Dense: every top-level result of a long function gets an entry.
         let mut def_chunk: SecondaryMap<Value, u32> = SecondaryMap::with_default(u32::MAX);
         def_chunk.resize(f.values.len());
+        slot.resize(f.values.len());
+        home.resize(f.values.len());
+        early_ret.resize(f.values.len());
         for (c, r) in chunks.iter().enumerate() {
             for k in r.clone() {
                 for &i in &nested[spans[k].clone()] {
@@ -380,17 +415,21 @@ pub(crate) fn plan_function(
                     if d.op == Op::Ret {
                         for (pos, &a) in d.args.iter().enumerate() {
                             if def_chunk[a] != u32::MAX {
-                                early_ret.entry(a).or_default().push(pos as u32);
+                                if early_ret[a] == NONE {
+                                    early_ret[a] = early_ret_pos.len() as u32;
+                                    early_ret_pos.push(Vec::new());
+                                }
+                                early_ret_pos[early_ret[a] as usize].push(pos as u32);
                             }
                         }
                         continue;
                     }
                     for &a in &d.args {
                         let dc = def_chunk[a];
-                        if dc != u32::MAX && dc as usize != c && !slot.contains_key(&a) {
-                            let n = slot.len() as u32;
-                            slot.insert(a, n);
-                            home.insert(a, dc as usize);
+                        if dc != u32::MAX && dc as usize != c && slot[a] == NONE {
+                            slot[a] = num_slots;
+                            num_slots += 1;
+                            home[a] = dc;
                         }
                     }
                 }
@@ -400,7 +439,7 @@ pub(crate) fn plan_function(
             }
         }
     }
-    let frame_offset = 8 * slot.len() as u64;
+    let frame_offset = 8 * u64::from(num_slots);
     let tensor_base = (frame_offset + frame).next_multiple_of(16);
     let own_bytes = match &tensors {
         Some(t) => tensor_base.saturating_add(t.bytes),
@@ -414,6 +453,7 @@ pub(crate) fn plan_function(
         slot,
         home,
         early_ret,
+        early_ret_pos,
         chunk_insts,
         frame_offset,
         own_bytes,

@@ -19,6 +19,11 @@ use crate::error::{AdError, Result};
 use jitad_ir::op::Axes;
 use jitad_ir::shape::Reduction;
 use jitad_ir::{Op, Type, Value};
+use smallvec::SmallVec;
+
+/// The factors of a partial derivative or a term: rarely more than three, kept inline
+/// (the reverse sweep builds a few of these for every instruction it differentiates).
+pub(crate) type Factors = SmallVec<[Value; 3]>;
 
 /// The quantity is exactly zero unless `cond == when`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +62,7 @@ pub(crate) struct Partial {
     /// Negated.
     pub(crate) neg: bool,
     /// Factors (values of the derived function).
-    pub(crate) factors: Vec<Value>,
+    pub(crate) factors: Factors,
     /// Divisor.
     pub(crate) div: Option<Value>,
 }
@@ -77,15 +82,15 @@ impl Partial {
     /// ∂ = v.
     pub(crate) fn of(v: Value) -> Self {
         Partial {
-            factors: vec![v],
+            factors: Factors::from_slice(&[v]),
             ..Partial::default()
         }
     }
     /// ∂ = ±(factors)/div.
-    pub(crate) fn ratio(neg: bool, factors: Vec<Value>, div: Value) -> Self {
+    pub(crate) fn ratio(neg: bool, factors: &[Value], div: Value) -> Self {
         Partial {
             neg,
-            factors,
+            factors: Factors::from_slice(factors),
             div: Some(div),
         }
     }
@@ -95,14 +100,14 @@ impl Partial {
 #[derive(Clone, Debug)]
 pub(crate) struct Term {
     neg: bool,
-    factors: Vec<Value>,
+    factors: Factors,
     div: Option<Value>,
     mask: Option<Mask>,
 }
 
 /// `lin · ∂`.
 pub(crate) fn term(lin: Lin, p: &Partial) -> Term {
-    let mut factors = Vec::with_capacity(p.factors.len() + 1);
+    let mut factors = Factors::new();
     factors.push(lin.val);
     factors.extend_from_slice(&p.factors);
     Term {
@@ -116,8 +121,8 @@ pub(crate) fn term(lin: Lin, p: &Partial) -> Term {
 /// Drops factors that are the constant 1 and turns −1 into a sign flip. Returns the
 /// remaining factors and whether the sign flipped. `fallback` gets the first factor if
 /// all were ±1 (so the product is never empty).
-fn simplify_factors(em: &Emitter, factors: &[Value]) -> (Vec<Value>, bool, Option<Value>) {
-    let mut out = Vec::with_capacity(factors.len());
+fn simplify_factors(em: &Emitter, factors: &[Value]) -> (Factors, bool, Option<Value>) {
+    let mut out = Factors::new();
     let mut flip = false;
     for &f in factors {
         match em.const_f64(f) {
@@ -156,9 +161,18 @@ fn emit_term(em: &mut Emitter, t: &Term) -> Result<(Value, bool)> {
     match (acc, first) {
         (Some(a), _) => Ok((a, neg)),
         (None, Some(f)) => {
-            // Every factor was ±1: the product is 1 of the factors' type.
-            let ty = em.ty(f);
-            Ok((em.float(ty, 1.0)?, neg))
+            // Every factor was ±1: the product is ±1 of the factors' type, which a
+            // factor already holds. Reusing it rather than emitting a new `const`
+            // matters on a chain of sums, whose adjoints are all the seed 1 (the
+            // traced Rosenbrock gradient emitted 4 dead constants per term).
+            match em.const_f64(f) {
+                Some(1.0) => Ok((f, neg)),
+                Some(-1.0) => Ok((f, !neg)),
+                _ => {
+                    let ty = em.ty(f);
+                    Ok((em.float(ty, 1.0)?, neg))
+                }
+            }
         }
         (None, None) => Err(crate::error::AdError::Malformed {
             func: em.f.name.clone(),
@@ -327,6 +341,23 @@ pub(crate) fn accumulate_lin(
 /// mask condition's types broadcast together, as the elementwise `mul`/`div`/`select`
 /// that emit it do.
 fn term_type(em: &Emitter, t: &Term) -> Result<Type> {
+    // The common case, scalar code: every float operand has the first factor's scalar
+    // type, which is then the term's (what `elementwise` would say, without
+    // collecting the types; on a traced scalar gradient this ran for every adjoint
+    // contribution).
+    let first = em.ty(t.factors[0]);
+    if matches!(first, Type::Scalar(_))
+        && t.factors[1..]
+            .iter()
+            .chain(t.div.as_ref())
+            .chain(t.mask.as_ref().map(|m| &m.cond))
+            .all(|&v| {
+                let ty = em.ty(v);
+                ty == first || !ty.is_float()
+            })
+    {
+        return Ok(first);
+    }
     let tys: Vec<Type> = t
         .factors
         .iter()

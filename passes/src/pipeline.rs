@@ -289,17 +289,10 @@ pub fn compact_owned(mut f: Function) -> Function {
     // Upper bounds: the new function holds at most what the old one does.
     g.insts = PrimaryMap::with_capacity(f.insts.len());
     g.values = PrimaryMap::with_capacity(f.values.len());
-    g.names.reserve(f.names.len());
     let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_capacity(f.values.len());
-    let move_name = |f: &mut Function, g: &mut Function, old: Value, new: Value| {
-        if let Some(n) = f.names.remove(&old) {
-            g.names.insert(new, n);
-        }
-    };
     let params = f.params().to_vec();
     for p in params {
         let np = g.add_param(f.ty(p));
-        move_name(&mut f, &mut g, p, np);
         map[p] = Some(np);
     }
     let body = g.body;
@@ -329,9 +322,6 @@ pub fn compact_owned(mut f: Function) -> Function {
                 ty: f.values[*r].ty,
                 def: ValueDef::Result(ni, k as u32),
             });
-            if let Some(n) = f.names.remove(r) {
-                g.names.insert(nr, n);
-            }
             map[*r] = Some(nr);
             *r = nr;
         }
@@ -349,10 +339,18 @@ pub fn compact_owned(mut f: Function) -> Function {
             let ps = std::mem::take(&mut f.regions[or].params);
             for p in ps {
                 let np = g.add_region_param(nr, f.ty(p));
-                move_name(&mut f, &mut g, p, np);
                 map[p] = Some(np);
             }
             stack.push((or, nr, 0));
+        }
+    }
+    // Names move once the map is complete: one pass over the (usually small) table
+    // rather than a lookup per value, which on a 10⁶-instruction gradient with 10⁵
+    // named parameters missed the cache every time.
+    g.names.reserve(f.names.len());
+    for (old, n) in f.names.drain() {
+        if let Some(new) = map.get(old).copied().flatten() {
+            g.names.insert(new, n);
         }
     }
     g

@@ -330,8 +330,8 @@ pub(crate) fn rule(
         }
         Op::Div => {
             let (b, y) = (get!(b), get!(y));
-            ps.push((0, Partial::ratio(false, vec![], b)));
-            ps.push((1, Partial::ratio(true, vec![y], b)));
+            ps.push((0, Partial::ratio(false, &[], b)));
+            ps.push((1, Partial::ratio(true, &[y], b)));
         }
         Op::Fma => {
             let (a, b) = (get!(a), get!(b));
@@ -342,7 +342,7 @@ pub(crate) fn rule(
         Op::Sqrt => {
             let y = get!(y);
             let half = em.float(em.ty(y), 0.5)?;
-            ps.push((0, Partial::ratio(false, vec![half], y)));
+            ps.push((0, Partial::ratio(false, &[half], y)));
         }
         Op::Exp => ps.push((0, Partial::of(get!(y)))),
         Op::Expm1 => {
@@ -350,12 +350,12 @@ pub(crate) fn rule(
             let one = em.float(em.ty(y), 1.0)?;
             ps.push((0, Partial::of(em.ins1(Op::Add, &[y, one])?)));
         }
-        Op::Log => ps.push((0, Partial::ratio(false, vec![], get!(a)))),
+        Op::Log => ps.push((0, Partial::ratio(false, &[], get!(a)))),
         Op::Log1p => {
             let a = get!(a);
             let one = em.float(em.ty(a), 1.0)?;
             let d = em.ins1(Op::Add, &[a, one])?;
-            ps.push((0, Partial::ratio(false, vec![], d)));
+            ps.push((0, Partial::ratio(false, &[], d)));
         }
         Op::Sin => ps.push((0, Partial::of(em.ins1(Op::Cos, &[get!(a)])?))),
         Op::Cos => {
@@ -364,7 +364,7 @@ pub(crate) fn rule(
                 0,
                 Partial {
                     neg: true,
-                    factors: vec![s],
+                    factors: smallvec::smallvec![s],
                     div: None,
                 },
             ));
@@ -396,7 +396,7 @@ pub(crate) fn rule(
                 0,
                 Partial {
                     neg: false,
-                    factors: vec![k, e],
+                    factors: smallvec::smallvec![k, e],
                     div: None,
                 },
             ));
@@ -430,7 +430,7 @@ pub(crate) fn rule(
                     1,
                     Partial {
                         neg: false,
-                        factors: vec![y, l],
+                        factors: smallvec::smallvec![y, l],
                         div: None,
                     },
                 ));
@@ -447,7 +447,7 @@ pub(crate) fn rule(
                         0,
                         Partial {
                             neg: false,
-                            factors: vec![a, two],
+                            factors: smallvec::smallvec![a, two],
                             div: None,
                         },
                     ));
@@ -459,7 +459,7 @@ pub(crate) fn rule(
                         0,
                         Partial {
                             neg: false,
-                            factors: vec![p, k],
+                            factors: smallvec::smallvec![p, k],
                             div: None,
                         },
                     ));
@@ -470,8 +470,8 @@ pub(crate) fn rule(
             let (a, b) = (get!(a), get!(b));
             let bb = em.ins1(Op::Mul, &[b, b])?;
             let r = em.ins1(Op::Fma, &[a, a, bb])?;
-            ps.push((0, Partial::ratio(false, vec![b], r)));
-            ps.push((1, Partial::ratio(true, vec![a], r)));
+            ps.push((0, Partial::ratio(false, &[b], r)));
+            ps.push((1, Partial::ratio(true, &[a], r)));
         }
         Op::Copysign => {
             let (a, b) = (get!(a), get!(b));

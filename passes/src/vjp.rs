@@ -38,6 +38,7 @@ use crate::rules::{self, Rule};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::checkpoint::Policy;
 use jitad_ir::{Function, Inst, Module, Op, Region, Type, Value, ValueList};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Generates the reverse-mode derivative of `func` with respect to the parameters at
@@ -71,6 +72,10 @@ struct Vjp<'a> {
     /// The checkpointing policy written into each `revloop`.
     policy: Policy,
     primal: SecondaryMap<Value, bool>,
+    /// The source's named values: most values are unnamed, and asking the names table
+    /// about each missed the cache on large traced functions (whose parameters are
+    /// named).
+    named: SecondaryMap<Value, bool>,
 }
 
 fn malformed(src: &Function, reason: &str) -> AdError {
@@ -137,6 +142,10 @@ pub(crate) fn build(
         tapes: HashMap::new(),
         policy: s.policy,
         primal: SecondaryMap::new(),
+        named: src.names.keys().fold(SecondaryMap::new(), |mut m, &v| {
+            m[v] = true;
+            m
+        }),
     };
     let mut em = Emitter::new(name, &s.sigs);
     for &p in src.params() {
@@ -277,7 +286,7 @@ impl Vjp<'_> {
     }
 
     fn name_adjoint(&self, em: &mut Emitter, primal: Value, v: Value) {
-        if !self.primal[v] && em.const_of(v).is_none() {
+        if self.named[primal] && !self.primal[v] && em.const_of(v).is_none() {
             if let Some(n) = derived_name(self.src, primal, "", "_bar") {
                 em.name_if_unnamed(v, n);
             }
@@ -348,8 +357,10 @@ impl Vjp<'_> {
             for (&r, &nr) in d.results.iter().zip(&res) {
                 self.map[r] = Some(nr);
                 self.primal[nr] = true;
-                if let Some(n) = src.name_of(r) {
-                    em.f.set_name(nr, n);
+                if self.named[r] {
+                    if let Some(n) = src.name_of(r) {
+                        em.f.set_name(nr, n);
+                    }
                 }
             }
         }
@@ -406,7 +417,8 @@ impl Vjp<'_> {
                 let ny = self.get(y)?;
                 let ybar_val = ybar.val;
                 self.name_adjoint(em, y, ybar_val);
-                let need: Vec<bool> = d.args.iter().map(|&a| self.act.is_active(a)).collect();
+                let need: SmallVec<[bool; 4]> =
+                    d.args.iter().map(|&a| self.act.is_active(a)).collect();
                 let contributions = match rules::rule(em, op, &args, Some(ny), &need)? {
                     Rule::Zero => vec![],
                     Rule::Pointwise(ps) => rules::pointwise_adjoint(&ps, ybar),

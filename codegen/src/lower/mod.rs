@@ -311,13 +311,13 @@ impl<'a, 'b> Lower<'a, 'b> {
             // Values later chunks read go to their workspace slots right away, and
             // values the function returns straight to the results buffer.
             for &r in &self.f.insts[inst].results {
-                if let Some(&s) = self.plan.slot.get(&r) {
+                if let Some(s) = self.plan.slot_of(r) {
                     let v = self.vals[&r];
                     let ws = self.ws_ptr;
                     let off = self.off(s as usize, 0)?;
                     self.b.ins().store(trusted(), v, ws, off);
                 }
-                if let Some(ps) = self.plan.early_ret.get(&r) {
+                if let Some(ps) = self.plan.early_ret_of(r) {
                     let v = self.vals[&r];
                     let t = self.scalar(r)?;
                     for &p in ps {
@@ -571,7 +571,7 @@ impl<'a, 'b> Lower<'a, 'b> {
     fn is_mem(&self, v: Value) -> bool {
         match self.f.values.get(v).map(|d| d.def) {
             Some(ValueDef::Param(r, _)) => r == self.f.body,
-            Some(ValueDef::Result(..)) => self.plan.home.get(&v).is_some_and(|&h| h < self.chunk),
+            Some(ValueDef::Result(..)) => self.plan.home_of(v).is_some_and(|h| h < self.chunk),
             None => false,
         }
     }
@@ -603,7 +603,9 @@ impl<'a, 'b> Lower<'a, 'b> {
                 self.load(t, base, off)
             }
             _ if self.is_mem(v) => {
-                let s = self.plan.slot[&v];
+                let Some(s) = self.plan.slot_of(v) else {
+                    return Err(self.err(format!("{v} crosses chunks without a slot")));
+                };
                 let base = self.ws_ptr;
                 let off = self.off(s as usize, 0)?;
                 self.load(t, base, off)
@@ -679,7 +681,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 // re-loaded from memory; loading them all first would make them all
                 // live at once.
                 for (i, &v) in d.args.iter().enumerate() {
-                    if self.plan.early_ret.contains_key(&v) {
+                    if self.plan.early_ret_of(v).is_some() {
                         continue; // stored by its defining chunk
                     }
                     if self.is_tensor(v) {

@@ -328,7 +328,7 @@ pub(crate) fn transpose(
                     let v = keep(em, yb.val, xt, &axes.to_vec())?;
                     let n = xt.num_elements() / yt.num_elements().max(1);
                     let nv = em.float(xt, n as f64)?;
-                    lin::term(out(v), &Partial::ratio(false, vec![], nv))
+                    lin::term(out(v), &Partial::ratio(false, &[], nv))
                 }
                 Op::Transpose(perm) => {
                     let inv = shape::inverse_permutation(&perm.to_vec())
