@@ -681,24 +681,63 @@ fn take_results(
 }
 
 impl TensorSteps<'_> {
+    /// Runs step `i`: the forward step, or with `adj` the backward step. Its arguments
+    /// come from the flattened `state` (and `adj`); its tensor results go to their
+    /// homes in `homes` (spans), or else to the result areas `out_*`. The scalar
+    /// results are left in the frame's result slots ([`TensorSteps::results`]). The one
+    /// call into machine code of these steps.
+    fn call_step(
+        &mut self,
+        i: i64,
+        state: &[u64],
+        adj: Option<&[u64]>,
+        homes: Option<&mut [u64]>,
+    ) -> Result<(), u32> {
+        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
+        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
+        args[0] = i as u64;
+        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
+        let (entry, outs) = match adj {
+            Some(adj) => {
+                put_args(self.ad, adj, &mut args[1 + k + c..], self.arg_f, self.arg_b);
+                (self.bwd, self.ad)
+            }
+            None => (self.fwd, self.st),
+        };
+        match homes {
+            Some(dst) => put_result_homes(outs, res, dst),
+            None => put_result_addrs(outs, res, self.out_w, self.out_f, self.out_b),
+        }
+        // SAFETY: `entry` is `fwd: (i64, s.., c..) -> s..` or `bwd: (i64, s.., c.., a..)
+        // -> a..` of the JIT module the calling handle keeps alive. It reads the
+        // 1 + k + c (+ a) argument slots just written (the captures' were written
+        // once, from the caller's buffers, live for the whole sweep): a tensor's slot
+        // holds the address of its elements, in `state`, `adj` or their converted
+        // copies `arg_f`/`arg_b`, all live and unchanged during the call. It writes
+        // k (or a) result slots, which `res` holds (max(k, a) of them), and each tensor
+        // result's elements at the address in its slot: a result area `out_*` that
+        // nothing else accesses, or its home in `homes`, which the callers keep
+        // disjoint from `state` and `adj` (the other of two buffers, or the next place
+        // in a tape), so the step never reads what it writes. `ws` is the callee
+        // workspace the caller's plan sized for it. It cannot unwind.
+        let st = unsafe { entry(args.as_ptr(), res.as_mut_ptr(), self.ws) };
+        if st != 0 {
+            return Err(st);
+        }
+        Ok(())
+    }
+
+    /// The frame's result slots.
+    fn results(&self) -> &[u64] {
+        &self.frame[1 + self.st.len() + self.c + self.ad.len()..]
+    }
+
     /// Forward step `i` of a span ([`TensorSteps::spans`]): its state read in place
     /// from `src`, the next state written straight to `dst` (a tensor by the step
     /// itself, a scalar from its result slot).
     fn forward_into(&mut self, i: i64, src: &[u64], dst: &mut [u64]) -> Result<(), u32> {
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
-        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-        args[0] = i as u64;
-        put_args(self.st, src, &mut args[1..1 + k], self.arg_f, self.arg_b);
-        put_result_homes(self.st, res, dst);
-        // SAFETY: as in `forward`, with every tensor argument's address in `src` and
-        // every tensor result's in `dst`: the callers pass disjoint buffers (the two
-        // state buffers; or `state` or one place in the tape, and the next place in
-        // the tape), live for the call, so the step never reads what it writes.
-        let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-        if st != 0 {
-            return Err(st);
-        }
-        take_scalar_results(self.st, res, dst);
+        self.call_step(i, src, None, Some(&mut *dst))?;
+        take_scalar_results(self.st, self.results(), dst);
         Ok(())
     }
 
@@ -711,20 +750,8 @@ impl TensorSteps<'_> {
         adj: &[u64],
         dst: &mut [u64],
     ) -> Result<(), u32> {
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
-        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-        args[0] = i as u64;
-        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
-        put_args(self.ad, adj, &mut args[1 + k + c..], self.arg_f, self.arg_b);
-        put_result_homes(self.ad, res, dst);
-        // SAFETY: as in `backward`, with the state's tensor addresses in `state`, the
-        // adjoints' in `adj` and the results' in `dst`, which the callers keep
-        // disjoint from both (the other of two adjoint buffers), live for the call.
-        let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-        if st != 0 {
-            return Err(st);
-        }
-        take_scalar_results(self.ad, res, dst);
+        self.call_step(i, state, Some(adj), Some(&mut *dst))?;
+        take_scalar_results(self.ad, self.results(), dst);
         Ok(())
     }
 }
@@ -733,40 +760,15 @@ impl Steps for TensorSteps<'_> {
     type Error = u32;
 
     fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), u32> {
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
-        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-        args[0] = i as u64;
-        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
-        put_result_addrs(self.st, res, self.out_w, self.out_f, self.out_b);
-        // SAFETY: `fwd` is the entry of `(i64, s.., c..) -> s..` in the JIT module the
-        // calling handle keeps alive; it reads 1 + k + c argument slots (a tensor's
-        // holds the address of its elements: in `state` or a converted copy, both
-        // live and unchanged during the call; a capture's, the caller's buffer) and
-        // writes k result slots (`res` holds max(k, a) ≥ k; a tensor result's slot
-        // holds the address of its result area, which nothing else accesses). `ws` is
-        // the callee workspace the caller's plan sized for it. It cannot unwind.
-        let st = unsafe { (self.fwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-        if st != 0 {
-            return Err(st);
-        }
+        self.call_step(i, state, None, None)?;
+        let res = &self.frame[1 + self.st.len() + self.c + self.ad.len()..];
         take_results(self.st, res, state, self.out_w, self.out_f, self.out_b);
         Ok(())
     }
 
     fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), u32> {
-        let (k, c, a) = (self.st.len(), self.c, self.ad.len());
-        let (args, res) = self.frame.split_at_mut(1 + k + c + a);
-        args[0] = i as u64;
-        put_args(self.st, state, &mut args[1..1 + k], self.arg_f, self.arg_b);
-        put_args(self.ad, adj, &mut args[1 + k + c..], self.arg_f, self.arg_b);
-        put_result_addrs(self.ad, res, self.out_w, self.out_f, self.out_b);
-        // SAFETY: as in `forward`, for `bwd: (i64, s.., c.., a..) -> a..`, reading
-        // 1 + k + c + a slots and writing a; the adjoints' addresses point into `adj`
-        // or converted copies, which the step only reads.
-        let st = unsafe { (self.bwd)(args.as_ptr(), res.as_mut_ptr(), self.ws) };
-        if st != 0 {
-            return Err(st);
-        }
+        self.call_step(i, state, Some(adj), None)?;
+        let res = &self.frame[1 + self.st.len() + self.c + self.ad.len()..];
         take_results(self.ad, res, adj, self.out_w, self.out_f, self.out_b);
         Ok(())
     }
