@@ -152,10 +152,20 @@ impl<'i> Batch<'i> {
                 Some(small) if job.small => small,
                 _ => isa,
             };
-            job.ctx
-                .compile(&**isa, &mut ControlPlane::default())
-                .map(|_| ())
-                .map_err(|e| codegen_err(job.what.clone(), e.inner))
+            // A panic in Cranelift (a bug, never the input's fault) is an error of the
+            // compile, whichever thread it happens on.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.ctx
+                    .compile(&**isa, &mut ControlPlane::default())
+                    .map(|_| ())
+                    .map_err(|e| codegen_err(job.what.clone(), e.inner))
+            }))
+            .unwrap_or_else(|_| {
+                Err(CompileError::Cranelift {
+                    func: job.what.clone(),
+                    message: "Cranelift panicked".into(),
+                })
+            })
         };
         let threads = self.threads.min(self.jobs.len());
         if threads > 1 && self.weight >= PARALLEL_MIN_INSTS {
@@ -163,39 +173,48 @@ impl<'i> Batch<'i> {
             // from a shared queue, so none idles while another has a share left (fixed
             // shares of about equal weight left a core idle for ~a fifth of the batch:
             // chunks differ in cost), and the calling thread works rather than waits.
-            let queue = std::sync::Mutex::new(self.jobs.iter_mut());
-            let work = || -> Result<(), CompileError> {
+            let queue = std::sync::Mutex::new(self.jobs.iter_mut().enumerate());
+            let panicked = || CompileError::Cranelift {
+                func: "a worker thread".into(),
+                message: "Cranelift panicked".into(),
+            };
+            // Runs jobs until the queue is empty; the first failure (its job's index,
+            // and the error) ends this thread's work and empties the queue, so the
+            // others stop after their current job.
+            let work = || -> Result<(), (usize, CompileError)> {
                 loop {
-                    // A worker never panics holding the lock (it compiles outside it),
-                    // so a poisoned lock only means another worker's error ended the
-                    // batch.
-                    let Some(job) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                    // Nothing panics while holding the lock (jobs compile outside it),
+                    // so it is never poisoned; `None` just ends the work.
+                    let Some((k, job)) = queue.lock().ok().and_then(|mut q| q.next()) else {
                         return Ok(());
                     };
                     if let Err(e) = compile_one(job) {
-                        // Empty the queue so the others stop after their current job.
                         if let Ok(mut q) = queue.lock() {
                             q.by_ref().for_each(drop);
                         }
-                        return Err(e);
+                        return Err((k, e));
                     }
                 }
             };
-            let results: Vec<Result<(), CompileError>> = std::thread::scope(|s| {
+            let mut failures: Vec<(usize, CompileError)> = std::thread::scope(|s| {
                 let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
                 let mine = work();
                 std::iter::once(mine)
-                    .chain(handles.into_iter().map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(CompileError::Cranelift {
-                                func: "a worker thread".into(),
-                                message: "Cranelift panicked".into(),
-                            })
-                        })
-                    }))
+                    .chain(
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|_| Err((usize::MAX, panicked())))),
+                    )
+                    .filter_map(Result::err)
                     .collect()
             });
-            results.into_iter().collect::<Result<(), _>>()?;
+            // Jobs leave the queue in order, so every job before the first failing one
+            // was compiled: report that one, as the serial path would, whichever
+            // thread took it.
+            failures.sort_by_key(|&(k, _)| k);
+            if let Some((_, e)) = failures.into_iter().next() {
+                return Err(e);
+            }
         } else {
             self.jobs.iter_mut().try_for_each(compile_one)?;
         }
