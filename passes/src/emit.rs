@@ -21,6 +21,11 @@ pub(crate) struct Emitter<'s> {
     pub(crate) f: Function,
     stack: Vec<(Region, Option<PendingLoop>)>,
     sigs: &'s HashMap<String, Signature>,
+    /// The first constant of each value emitted into the function's body. A constant
+    /// the transform itself asks for at top level (a seed, a rule's 1 or ½) reuses
+    /// it rather than duplicating the primal's: the clean-up's CSE would merge the two,
+    /// and that merge alone made it run simplification a second time.
+    body_consts: HashMap<Constant, Value>,
 }
 
 /// A loop whose body is being emitted.
@@ -39,6 +44,7 @@ impl<'s> Emitter<'s> {
             f,
             stack: vec![(body, None)],
             sigs,
+            body_consts: HashMap::new(),
         }
     }
 
@@ -99,8 +105,20 @@ impl<'s> Emitter<'s> {
         }
     }
 
-    /// Appends `const c`.
+    /// The constant `c`: at top level, one already emitted there if any, else a new
+    /// `const c`.
     pub(crate) fn constant(&mut self, c: Constant) -> Value {
+        if self.current() == self.f.body {
+            if let Some(&v) = self.body_consts.get(&c) {
+                return v;
+            }
+        }
+        self.copy_constant(c)
+    }
+
+    /// Appends `const c` (a copy of a primal constant: one instruction for one, so the
+    /// copy keeps its names).
+    pub(crate) fn copy_constant(&mut self, c: Constant) -> Value {
         let region = self.current();
         let inst = self.f.append_inst(
             region,
@@ -109,7 +127,11 @@ impl<'s> Emitter<'s> {
             &[Type::Scalar(c.ty())],
             vec![],
         );
-        self.f.insts[inst].results[0]
+        let v = self.f.insts[inst].results[0];
+        if region == self.f.body {
+            self.body_consts.entry(c).or_insert(v);
+        }
+        v
     }
 
     /// A float constant of the element type of the (float) type `ty`: a scalar, which

@@ -347,7 +347,7 @@ impl Jvp<'_> {
         }
         // Copy the primal instruction.
         let res = match &d.op {
-            Op::Const(c) => ValueList::from_slice(&[em.constant(*c)]),
+            Op::Const(c) => ValueList::from_slice(&[em.copy_constant(*c)]),
             op => em.ins(op.clone(), &args)?,
         };
         for (&r, &nr) in d.results.iter().zip(&res) {

@@ -305,7 +305,7 @@ impl Vjp<'_> {
             let d = &src.insts[inst];
             let args: ValueList = d.args.iter().map(|&a| self.get(a)).collect::<Result<_>>()?;
             let res = match &d.op {
-                Op::Const(c) => ValueList::from_slice(&[em.constant(*c)]),
+                Op::Const(c) => ValueList::from_slice(&[em.copy_constant(*c)]),
                 Op::Loop(_) if self.loops.contains_key(&inst) => {
                     // An active loop: run it through its outlined iteration, recording
                     // the states its reverse sweep will need.
