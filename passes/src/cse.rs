@@ -354,18 +354,12 @@ mod tests {
         crate::dce::dce(&mut g);
         // Top level: the second round's products merge into the first's; in the loop,
         // `w` into `v`; after it, nothing to merge.
-        let muls = g
-            .insts_in_order()
-            .iter()
-            .filter(|&&i| g.insts[i].op == Op::Mul)
-            .count();
-        assert_eq!(muls, 3 * keys);
-        let divs = g
-            .insts_in_order()
-            .iter()
-            .filter(|&&i| g.insts[i].op == Op::Div)
-            .count();
-        assert_eq!(divs, 2 * keys);
+        let count = |op: Op| {
+            let order = g.insts_in_order();
+            order.iter().filter(|&&i| g.insts[i].op == op).count()
+        };
+        assert_eq!(count(Op::Mul), 3 * keys);
+        assert_eq!(count(Op::Div), 2 * keys);
     }
 
     /// Every key hashes to 0, so every lookup after the first goes through the exact
