@@ -103,7 +103,10 @@ fn dce_straight_line(f: &mut Function, pure_call: &dyn Fn(&str) -> bool) -> bool
         if is_root(&d.op, pure_call) || d.results.iter().any(|&r| used[r]) {
             keep[k] = true;
             for &a in &d.args {
-                used[a] = true;
+                // (An id past the table is malformed input: skipped, not grown into.)
+                if let Some(u) = used.get_mut(a) {
+                    *u = true;
+                }
             }
         }
     }

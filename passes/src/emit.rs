@@ -109,8 +109,12 @@ impl<'s> Emitter<'s> {
     /// `const c`.
     pub(crate) fn constant(&mut self, c: Constant) -> Value {
         if self.current() == self.f.body {
+            // Not a named one (a copy of `%bias = const 0.0`): a seed or a zero would
+            // print under the primal's name.
             if let Some(&v) = self.body_consts.get(&c) {
-                return v;
+                if !self.f.names.contains_key(&v) {
+                    return v;
+                }
             }
         }
         self.copy_constant(c)

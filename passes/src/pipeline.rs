@@ -283,7 +283,18 @@ pub fn pure_functions(m: &Module) -> HashSet<String> {
 /// its walk), and their definitions and parents agree.
 fn is_compact(f: &Function) -> bool {
     let (mut nv, mut ni, mut nr) = (0usize, 0usize, 1usize);
-    if f.body.index() != 0 {
+    // What `compact_owned` rebuilds besides the numbering: the signature's parameters
+    // from the body's, the body's (absent) parent, the names of values that exist.
+    let params_agree = f.sig.params.len() == f.params().len()
+        && f.params()
+            .iter()
+            .zip(&f.sig.params)
+            .all(|(&p, &t)| f.values.get(p).map(|d| d.ty) == Some(t));
+    if f.body.index() != 0
+        || f.regions[f.body].parent.is_some()
+        || !params_agree
+        || f.names.keys().any(|v| v.index() >= f.values.len())
+    {
         return false;
     }
     let param_ok = |v: Value, r: Region, k: usize, nv: &mut usize| {
@@ -309,7 +320,9 @@ fn is_compact(f: &Function) -> bool {
             return false;
         }
         ni += 1;
-        let d = &f.insts[inst];
+        let Some(d) = f.insts.get(inst) else {
+            return false;
+        };
         for &rr in &d.regions {
             if rr.index() != nr || f.regions.get(rr).and_then(|x| x.parent) != Some(inst) {
                 return false;
