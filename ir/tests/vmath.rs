@@ -344,7 +344,15 @@ fn f32_kernels_round_the_f64_result_once() {
         };
         for k in 0..4 {
             let v = f32s[k](x);
-            assert_eq!(v.to_bits(), (f64s[k](f64::from(x)) as f32).to_bits());
+            // A NaN only as a NaN: Rust leaves a NaN result's payload and quietness
+            // unspecified (RFC 3514), and release builds fold the f32 → f64 → f32
+            // round trip of a signalling NaN differently in two inlined copies of
+            // the same expression (0x7fbd187c in one, 0x7ffd187c in the other).
+            let w = f64s[k](f64::from(x)) as f32;
+            assert!(
+                v.to_bits() == w.to_bits() || (v.is_nan() && w.is_nan()),
+                "f32 fn {k} at {x:e}: {v:e} vs {w:e}"
+            );
             let r = reference[k](f64::from(x)) as f32;
             let d = (v.to_bits() as i64 - r.to_bits() as i64).unsigned_abs();
             assert!(
