@@ -761,15 +761,27 @@ impl Steps for TensorSteps<'_> {
 
     fn forward(&mut self, i: i64, state: &mut [u64]) -> Result<(), u32> {
         self.call_step(i, state, None, None)?;
-        let res = &self.frame[1 + self.st.len() + self.c + self.ad.len()..];
-        take_results(self.st, res, state, self.out_w, self.out_f, self.out_b);
+        take_results(
+            self.st,
+            self.results(),
+            state,
+            self.out_w,
+            self.out_f,
+            self.out_b,
+        );
         Ok(())
     }
 
     fn backward(&mut self, i: i64, state: &[u64], adj: &mut [u64]) -> Result<(), u32> {
         self.call_step(i, state, Some(adj), None)?;
-        let res = &self.frame[1 + self.st.len() + self.c + self.ad.len()..];
-        take_results(self.ad, res, adj, self.out_w, self.out_f, self.out_b);
+        take_results(
+            self.ad,
+            self.results(),
+            adj,
+            self.out_w,
+            self.out_f,
+            self.out_b,
+        );
         Ok(())
     }
 

@@ -78,7 +78,8 @@ impl<H: BuildHasher> Tables<'_, H> {
     ) -> Option<Value> {
         let anchor = k.1.iter().copied().filter(|a| !a.is_reserved_value()).max();
         if let Some(a) = anchor {
-            let (mut node, len) = self.head[a];
+            let (first, len) = self.head[a];
+            let mut node = first;
             while node != NIL {
                 let (w, next) = self.nodes[node as usize];
                 if has_key(f, w, &k) {
@@ -87,9 +88,8 @@ impl<H: BuildHasher> Tables<'_, H> {
                 node = next;
             }
             if len < CHAIN_MAX {
-                let (old, _) = self.head[a];
                 self.head[a] = (self.nodes.len() as u32, len + 1);
-                self.nodes.push((r, old));
+                self.nodes.push((r, first));
                 if let Some(added) = added {
                     added.push(Added::Chain(a, r));
                 }

@@ -291,7 +291,7 @@ fn is_compact(f: &Function) -> bool {
             .zip(&f.sig.params)
             .all(|(&p, &t)| f.values.get(p).map(|d| d.ty) == Some(t));
     if f.body.index() != 0
-        || f.regions[f.body].parent.is_some()
+        || f.regions.get(f.body).is_none_or(|b| b.parent.is_some())
         || !params_agree
         || f.names.keys().any(|v| v.index() >= f.values.len())
     {
