@@ -21,6 +21,7 @@ use crate::runtime::{symbols, RtSig};
 use crate::stack::{FrameSizes, JobCalls};
 use crate::tensor_rt::{TensorCopyFn, TensorOpFn, TENSOR_COPY_SYMBOL, TENSOR_OP_SYMBOL};
 use crate::{CompileOptions, RegAlloc};
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{AbiParam, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -232,6 +233,15 @@ impl<'i> Batch<'i> {
                 .iter()
                 .map(|r| ModuleReloc::from_mach_reloc(r, &job.ctx.func, job.id))
                 .collect();
+            // Every callee is referenced by its absolute address (`Lower::func_ref`),
+            // which reaches any distance; a displacement-sized relocation could
+            // overflow when the JIT relocates, and cranelift-jit panics there.
+            if let Some(r) = relocs.iter().find(|r| r.kind != Reloc::Abs8) {
+                return Err(CompileError::Cranelift {
+                    func: job.what.clone(),
+                    message: format!("unexpected relocation {} (only absolute ones)", r.kind),
+                });
+            }
             let frame = frame_size(code);
             if frame > max_frame {
                 return Err(CompileError::FrameTooLarge {
@@ -787,9 +797,20 @@ pub(crate) fn compile(
     stats.span_loops = cx.span_loops;
     let stack_need = crate::stack::stack_needs(funcs.len(), &job_calls, &frames);
     let tf = Instant::now();
-    module
-        .finalize_definitions()
-        .map_err(|e| cranelift_err("finalize".into(), e))?;
+    // Relocation is where cranelift-jit unwraps a value that does not fit; the check
+    // of each function's relocations above keeps it from happening, and should it
+    // still, the compile fails instead of the caller.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        module
+            .finalize_definitions()
+            .map_err(|e| cranelift_err("finalize".into(), e))
+    }))
+    .unwrap_or_else(|_| {
+        Err(CompileError::Cranelift {
+            func: "finalize".into(),
+            message: "Cranelift panicked while relocating".into(),
+        })
+    })?;
     stats.finalize = tf.elapsed();
     let mut ptrs = vec![];
     for &r in &roots {

@@ -48,6 +48,17 @@ impl<'s> Emitter<'s> {
         }
     }
 
+    /// Room for `insts` instructions and `values` values before the tables grow. A
+    /// transform of a large function emits about as much again as it copies: growing
+    /// the tables by doubling copied every entry once or twice and touched twice the
+    /// pages. Only a hint: when the memory cannot be had, the tables grow as they go.
+    pub(crate) fn reserve(&mut self, insts: usize, values: usize) {
+        let _ = self.f.insts.try_reserve(insts);
+        let _ = self.f.values.try_reserve(values);
+        let body = self.f.body;
+        let _ = self.f.regions[body].insts.try_reserve(insts);
+    }
+
     fn type_err(&self, source: jitad_ir::TypeError) -> AdError {
         AdError::Type {
             func: self.f.name.clone(),

@@ -528,11 +528,38 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.switch_to_block(cont);
     }
 
+    /// A reference to generated function `id`, for a `call` or a `func_addr`.
+    ///
+    /// Never *colocated* (what `Module::declare_func_in_func` makes of a function the
+    /// module defines): a colocated callee is reached by a 32-bit displacement from
+    /// the call, but the JIT maps code in separate allocations as a module grows, and
+    /// with gigabytes of other memory between them the displacement overflows —
+    /// cranelift-jit then panicked while relocating (the traced Rosenbrock gradient at
+    /// n = 10⁶, 13,000 chunks, one run in four). Not colocated, the call loads the
+    /// callee's absolute address (an 8-byte relocation, any distance apart) and calls
+    /// through a register: one instruction more per call.
     fn func_ref(&mut self, id: FuncId) -> cl::FuncRef {
         if let Some(&r) = self.frefs.get(&id) {
             return r;
         }
-        let r = self.module.declare_func_in_func(id, self.b.func);
+        let sig = self
+            .module
+            .declarations()
+            .get_function_decl(id)
+            .signature
+            .clone();
+        let func = &mut *self.b.func;
+        let signature = func.import_signature(sig);
+        let name = func.declare_imported_user_function(cl::UserExternalName {
+            namespace: 0,
+            index: id.as_u32(),
+        });
+        let r = func.import_function(cl::ExtFuncData {
+            name: cl::ExternalName::user(name),
+            signature,
+            colocated: false,
+            patchable: false,
+        });
         self.frefs.insert(id, r);
         r
     }
