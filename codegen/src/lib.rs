@@ -35,7 +35,8 @@
 //! [`Compiled::workspace_bytes`] (values passed between chunks, then callees'
 //! workspaces; heap memory owned by the handle, never the machine stack), and a status:
 //! 0 for success, `k ≥ 1` when the module's guard `k − 1` failed. Calls between IR
-//! functions are direct calls with the same ABI (arguments and results in the caller's
+//! functions are calls with the same ABI, through the callee's absolute address, so
+//! code may lie any distance apart in memory (arguments and results in the caller's
 //! one call area on the stack, or its workspace when over 1 KiB); a nonzero status is
 //! passed up at once. Because an all-`f64`
 //! function's slots are exactly an `[f64]`, [`Compiled::call_f64`] passes the caller's

@@ -29,7 +29,7 @@
 //! | select | `select` |
 //! | cast | Rust `as`: `fcvt_to_sint_sat`, `fcvt_from_sint`, `fpromote`/`fdemote`; to bool `x != 0` |
 //! | guard | branch to a cold exit returning the guard's status |
-//! | call | arguments and results through a stack slot (a tensor: the address of its buffer), a direct call, status check |
+//! | call | arguments and results through a stack slot (a tensor: the address of its buffer), a call through the callee's absolute address, status check |
 //! | loop | rotated (do-while) loop: zero-trip check, body block with the index and carried values as block parameters, back edge `i + 1 < end`; a carried tensor is the address of its current buffer, two loop buffers alternating, the last one copied into the result once |
 
 mod tensor;
