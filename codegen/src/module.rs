@@ -805,10 +805,15 @@ pub(crate) fn compile(
             .finalize_definitions()
             .map_err(|e| cranelift_err("finalize".into(), e))
     }))
-    .unwrap_or_else(|_| {
+    .unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         Err(CompileError::Cranelift {
             func: "finalize".into(),
-            message: "Cranelift panicked while relocating".into(),
+            message: format!("Cranelift panicked while finalizing: {what}"),
         })
     })?;
     stats.finalize = tf.elapsed();

@@ -29,7 +29,8 @@ pub struct Activity {
 impl Activity {
     /// Analyses `f` for derivatives with respect to the parameters at `wrt` and of the
     /// results at `outputs` (indices into the `ret` operands). Indices out of range and
-    /// non-float parameters or results are ignored.
+    /// non-float parameters or results are ignored. `f` must verify (the transforms
+    /// verify it first): on other input the result is unspecified.
     pub fn analyze(f: &Function, wrt: &[usize], outputs: &[usize]) -> Self {
         Self::analyze_with(f, wrt, outputs, false)
     }

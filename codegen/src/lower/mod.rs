@@ -531,13 +531,16 @@ impl<'a, 'b> Lower<'a, 'b> {
     /// A reference to generated function `id`, for a `call` or a `func_addr`.
     ///
     /// Never *colocated* (what `Module::declare_func_in_func` makes of a function the
-    /// module defines): a colocated callee is reached by a 32-bit displacement from
-    /// the call, but the JIT maps code in separate allocations as a module grows, and
+    /// module defines): on x86-64 a colocated callee is reached by a 32-bit displacement
+    /// from the call, but the JIT maps code in separate allocations as a module grows
+    /// (a function that does not fit the current one gets a mapping of its own), and
     /// with gigabytes of other memory between them the displacement overflows —
     /// cranelift-jit then panicked while relocating (the traced Rosenbrock gradient at
     /// n = 10⁶, 13,000 chunks, one run in four). Not colocated, the call loads the
     /// callee's absolute address (an 8-byte relocation, any distance apart) and calls
-    /// through a register: one instruction more per call.
+    /// through a register: one instruction more per call. (aarch64's direct calls
+    /// reach through veneers, but one rule for every host keeps `Batch::flush`'s
+    /// relocation check simple.)
     fn func_ref(&mut self, id: FuncId) -> cl::FuncRef {
         if let Some(&r) = self.frefs.get(&id) {
             return r;
