@@ -67,6 +67,22 @@ fn codegen_err(func: String, e: CodegenError) -> CompileError {
     CompileError::Cranelift { func, message }
 }
 
+/// A panic caught in Cranelift (a bug, never the input's fault) as an error of the
+/// compile, with the panic's message when it has one.
+fn panicked(func: String, payload: &(dyn std::any::Any + Send)) -> CompileError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    CompileError::Cranelift {
+        func,
+        message: match what {
+            Some(w) => format!("Cranelift panicked: {w}"),
+            None => "Cranelift panicked".into(),
+        },
+    }
+}
+
 /// IR instructions lowered before the pending functions are compiled (in parallel when
 /// there are several and [`CompileOptions::threads`] allows).
 const BATCH_INSTS: usize = 16_000;
@@ -161,12 +177,7 @@ impl<'i> Batch<'i> {
                     .map(|_| ())
                     .map_err(|e| codegen_err(job.what.clone(), e.inner))
             }))
-            .unwrap_or_else(|_| {
-                Err(CompileError::Cranelift {
-                    func: job.what.clone(),
-                    message: "Cranelift panicked".into(),
-                })
-            })
+            .unwrap_or_else(|p| Err(panicked(job.what.clone(), &*p)))
         };
         let threads = self.threads.min(self.jobs.len());
         if threads > 1 && self.weight >= PARALLEL_MIN_INSTS {
@@ -175,10 +186,6 @@ impl<'i> Batch<'i> {
             // shares of about equal weight left a core idle for ~a fifth of the batch:
             // chunks differ in cost), and the calling thread works rather than waits.
             let queue = std::sync::Mutex::new(self.jobs.iter_mut().enumerate());
-            let panicked = || CompileError::Cranelift {
-                func: "a worker thread".into(),
-                message: "Cranelift panicked".into(),
-            };
             // Runs jobs until the queue is empty; the first failure (its job's index,
             // and the error) ends this thread's work and empties the queue, so the
             // others stop after their current job.
@@ -201,11 +208,11 @@ impl<'i> Batch<'i> {
                 let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
                 let mine = work();
                 std::iter::once(mine)
-                    .chain(
-                        handles
-                            .into_iter()
-                            .map(|h| h.join().unwrap_or_else(|_| Err((usize::MAX, panicked())))),
-                    )
+                    .chain(handles.into_iter().map(|h| {
+                        h.join().unwrap_or_else(|p| {
+                            Err((usize::MAX, panicked("a worker thread".into(), &*p)))
+                        })
+                    }))
                     .filter_map(Result::err)
                     .collect()
             });
@@ -805,17 +812,7 @@ pub(crate) fn compile(
             .finalize_definitions()
             .map_err(|e| cranelift_err("finalize".into(), e))
     }))
-    .unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(CompileError::Cranelift {
-            func: "finalize".into(),
-            message: format!("Cranelift panicked while finalizing: {what}"),
-        })
-    })?;
+    .unwrap_or_else(|p| Err(panicked("finalize".into(), &*p)))?;
     stats.finalize = tf.elapsed();
     let mut ptrs = vec![];
     for &r in &roots {

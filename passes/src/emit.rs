@@ -48,13 +48,17 @@ impl<'s> Emitter<'s> {
         }
     }
 
-    /// Room for `insts` instructions and `values` values before the tables grow. A
-    /// transform of a large function emits about as much again as it copies: growing
-    /// the tables by doubling copied every entry once or twice and touched twice the
-    /// pages. Only a hint: when the memory cannot be had, the tables grow as they go.
-    pub(crate) fn reserve(&mut self, insts: usize, values: usize) {
+    /// Room for a transform of `src` before the tables grow: it copies `src` whole and
+    /// emits about as much again (tangents or adjoints), and growing the tables by
+    /// doubling copied every entry once or twice and touched twice the pages. Only a
+    /// hint: when the memory cannot be had, the tables grow as they go.
+    pub(crate) fn reserve_for(&mut self, src: &Function) {
+        let insts = src.insts.len().saturating_mul(2);
         let _ = self.f.insts.try_reserve(insts);
-        let _ = self.f.values.try_reserve(values);
+        let _ = self
+            .f
+            .values
+            .try_reserve(src.values.len().saturating_mul(2));
         let body = self.f.body;
         let _ = self.f.regions[body].insts.try_reserve(insts);
     }

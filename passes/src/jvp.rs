@@ -233,11 +233,7 @@ pub(crate) fn build(
         loop_pairs,
     };
     let mut em = Emitter::new(name, &s.sigs);
-    // The primal is copied whole, and its tangent is about as large again.
-    em.reserve(
-        src.insts.len().saturating_mul(2),
-        src.values.len().saturating_mul(2),
-    );
+    em.reserve_for(src);
     for &p in src.params() {
         let np = em.param(src.ty(p), src.name_of(p).map(str::to_string));
         t.map[p] = Some(np);
