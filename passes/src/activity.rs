@@ -51,16 +51,16 @@ impl Activity {
         // later step, and the transforms refuse an active tensor instruction by name
         // rather than silently drop its derivative).
         let fl = |v: Value| f.values.get(v).is_some_and(|d| d.ty.is_float());
-        // Forward: varied. Without loops, one pass in program order is exact (every
-        // operand's definition comes first); a loop's back edge may need more.
-        let mut loops = confirm;
+        // Forward: varied. Without loops (the body is the only region, as DCE tests
+        // too), one pass in program order is exact (every operand's definition comes
+        // first); a loop's back edge may need more.
+        let repeat = confirm || f.regions.len() > 1;
         loop {
             let mut changed = false;
             for &inst in &order {
                 let d = &f.insts[inst];
                 match &d.op {
                     Op::Loop(b) => {
-                        loops = true;
                         let nd = b.num_dyn();
                         let Some(body) = d.regions.first().map(|&r| &f.regions[r]) else {
                             continue;
@@ -101,7 +101,7 @@ impl Activity {
                     }
                 }
             }
-            if !changed || !loops {
+            if !changed || !repeat {
                 break;
             }
         }
@@ -162,7 +162,7 @@ impl Activity {
                     }
                 }
             }
-            if !changed || !loops {
+            if !changed || !repeat {
                 break;
             }
         }
