@@ -57,6 +57,13 @@ fn main() -> Result<(), jitad::Error> {
         for (label, opts) in [
             ("default", jitad::CompileOptions::default()),
             (
+                "no sharing",
+                jitad::CompileOptions {
+                    share_chunks: false,
+                    ..Default::default()
+                },
+            ),
+            (
                 "no schedule",
                 jitad::CompileOptions {
                     schedule: false,

@@ -26,6 +26,9 @@ pub struct CompileStats {
     pub clif_functions: usize,
     /// Chunks (0 when no function was split).
     pub chunks: usize,
+    /// Chunks that run an identical earlier chunk's code instead of their own
+    /// ([`crate::CompileOptions::share_chunks`]).
+    pub shared_chunks: usize,
     /// Loop steps also compiled as spans (their body inlined in a loop that the
     /// checkpointing drivers call once per run of steps; see `Steps::spans` in
     /// `jitad_ir::checkpoint`).

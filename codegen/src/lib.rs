@@ -148,6 +148,7 @@
 //! functions are panic-free `extern "C"` math, so nothing unwinds through JIT frames.
 
 mod abi;
+mod dedup;
 mod error;
 mod fusion;
 mod handle;
@@ -199,6 +200,12 @@ pub struct CompileOptions {
     /// Threads compiling chunks of long functions at once (default: the available
     /// parallelism, at most 4; 1 compiles on the calling thread only).
     pub threads: usize,
+    /// Compile chunks that differ only in the memory words they touch once, and call
+    /// that code with each chunk's own addresses (default: on; see the private
+    /// `dedup` module). Repetitive traced code (an unrolled loop, an elementwise
+    /// gradient) then compiles a handful of chunks instead of hundreds. Results are
+    /// bit-identical either way.
+    pub share_chunks: bool,
     /// Reorder instructions for short live ranges before lowering (default: on; see
     /// the private `schedule` module). Results are bit-identical either way.
     pub schedule: bool,
@@ -224,6 +231,7 @@ impl Default for CompileOptions {
             emit_text: false,
             max_frame_bytes: 1 << 20,
             schedule: true,
+            share_chunks: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }

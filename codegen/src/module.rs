@@ -13,6 +13,7 @@ use crate::abi::{
     cl_ty, desc, driver_signature, entry_signature, span_signature, DriverFn, EntryFn,
     REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
 };
+use crate::dedup::{share_chunks, Family, Sharing};
 use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, Owner, Shared};
 use crate::lower::{Lower, ModuleCx};
@@ -110,6 +111,19 @@ struct Job {
 /// The machine stack frame of compiled code: below the frame pointer
 /// (`frame_to_fp_offset`: clobbers, spill and explicit slots, outgoing arguments), plus
 /// the saved frame pointer and return address.
+/// The signature of a shared chunk ([`crate::dedup`]): the entry ABI and one pointer
+/// per group.
+fn shared_signature(
+    abi: &cranelift_codegen::ir::Signature,
+    groups: usize,
+    ptr: cranelift_codegen::ir::Type,
+) -> cranelift_codegen::ir::Signature {
+    let mut sig = abi.clone();
+    sig.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), groups));
+    sig
+}
+
 fn frame_size(code: &cranelift_codegen::CompiledCode) -> u64 {
     let below_fp = code
         .buffer
@@ -600,20 +614,48 @@ pub(crate) fn compile(
     let tensor_copy_id = module
         .declare_function(TENSOR_COPY_SYMBOL, Linkage::Import, &csig)
         .map_err(|e| cranelift_err(TENSOR_COPY_SYMBOL.into(), e))?;
+    // Chunks that share their code with identical ones (`crate::dedup`).
+    let mut sharing: Vec<Vec<Sharing>> = vec![vec![]; funcs.len()];
+    if opts.share_chunks {
+        for &fi in &order {
+            if let Some(p) = plans[fi].as_ref().filter(|p| p.chunks.len() > 1) {
+                sharing[fi] = share_chunks(funcs[fi], p);
+            }
+        }
+    }
     // Declare every generated function before lowering any, so calls can refer to them.
+    // A chunk whose code is another's gets that chunk's id; `chunk_groups` holds the
+    // group addresses every chunk is called with (none for one with its own code).
     let mut main_ids = vec![None; funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; funcs.len()];
+    let mut chunk_groups: Vec<Vec<Vec<(Family, u32)>>> = vec![vec![]; funcs.len()];
     for &fi in &order {
-        let decl = |module: &mut JITModule, name: String| {
-            module
-                .declare_function(&name, Linkage::Local, &abi)
-                .map_err(|e| cranelift_err(name, e))
-        };
-        main_ids[fi] = Some(decl(module, format!("jitad_fn{fi}"))?);
+        let decl =
+            |module: &mut JITModule, name: String, sig: &cranelift_codegen::ir::Signature| {
+                module
+                    .declare_function(&name, Linkage::Local, sig)
+                    .map_err(|e| cranelift_err(name, e))
+            };
+        main_ids[fi] = Some(decl(module, format!("jitad_fn{fi}"), &abi)?);
         let nchunks = plans[fi].as_ref().map_or(1, |p| p.chunks.len());
         if nchunks > 1 {
             for k in 0..nchunks {
-                chunk_ids[fi].push(decl(module, format!("jitad_fn{fi}_chunk{k}"))?);
+                let (id, groups) = match sharing[fi].get(k) {
+                    Some(Sharing::Shared { rep, groups }) if *rep < k => {
+                        (chunk_ids[fi][*rep], groups.clone())
+                    }
+                    Some(Sharing::Shared { groups, .. }) => {
+                        let sig = shared_signature(&abi, groups.len(), ptr);
+                        let name = format!("jitad_fn{fi}_chunk{k}_shared");
+                        (decl(module, name, &sig)?, groups.clone())
+                    }
+                    _ => (
+                        decl(module, format!("jitad_fn{fi}_chunk{k}"), &abi)?,
+                        vec![],
+                    ),
+                };
+                chunk_ids[fi].push(id);
+                chunk_groups[fi].push(groups);
             }
         }
     }
@@ -684,6 +726,11 @@ pub(crate) fn compile(
         } else {
             stats.chunks += chunk_ids[fi].len();
             for (k, &id) in chunk_ids[fi].iter().enumerate() {
+                // A chunk whose code is an earlier one's is not compiled again.
+                if matches!(sharing[fi].get(k), Some(Sharing::Shared { rep, .. }) if *rep < k) {
+                    stats.shared_chunks += 1;
+                    continue;
+                }
                 jobs.push((id, Some(k)));
             }
             jobs.push((main, None));
@@ -691,10 +738,16 @@ pub(crate) fn compile(
         for (id, chunk) in jobs {
             let tl = Instant::now();
             let mut ctx = batch.spare.pop().unwrap_or_else(Context::new);
-            ctx.func.signature = abi.clone();
+            let groups = chunk
+                .and_then(|k| chunk_groups[fi].get(k))
+                .filter(|g| !g.is_empty());
+            ctx.func.signature = match groups {
+                Some(g) => shared_signature(&abi, g.len(), ptr),
+                None => abi.clone(),
+            };
             ctx.func.name = UserFuncName::user(0, id.as_u32());
             let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let l = Lower::new(
+            let mut l = Lower::new(
                 &mut cx,
                 module,
                 f,
@@ -703,13 +756,16 @@ pub(crate) fn compile(
                 b,
                 &mut ordinal,
             );
+            if let Some(g) = groups {
+                l = l.shared(g)?;
+            }
             let weight = match chunk {
                 Some(k) => {
                     l.lower_chunk()?;
                     plan.chunk_insts[k]
                 }
                 None => {
-                    l.lower_driver(&chunk_ids[fi])?;
+                    l.lower_driver(&chunk_ids[fi], &chunk_groups[fi])?;
                     chunk_ids[fi].len()
                 }
             };

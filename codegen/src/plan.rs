@@ -301,6 +301,9 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
 
 /// Every instruction nested in `inst`'s regions (not `inst` itself), in program order.
 pub(crate) fn nested_insts(f: &Function, inst: Inst, out: &mut Vec<Inst>) {
+    if f.insts[inst].regions.is_empty() {
+        return;
+    }
     let mut stack: Vec<(jitad_ir::Region, usize)> = f.insts[inst]
         .regions
         .iter()

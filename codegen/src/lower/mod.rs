@@ -37,6 +37,7 @@ mod tensor;
 use crate::abi::{
     cl_ty, desc, encode_policy, frame_bytes, guard_status, word_offset, GuardInfo, MAX_STACK_FRAME,
 };
+use crate::dedup::{Family, Groups};
 use crate::error::CompileError;
 use crate::plan::{nested_insts, FnPlan, IdMap};
 use cranelift_codegen::ir::{
@@ -163,6 +164,9 @@ pub(crate) struct Lower<'a, 'b> {
     /// Lowering a span ([`Lower::lower_span`]): `ret` hands its values to the
     /// enclosing loop, like a `yield`.
     span: bool,
+    /// A chunk whose code other chunks share ([`crate::dedup`]): where its memory
+    /// words are, and the group pointers it takes after the usual three.
+    groups: Option<(Groups, Vec<cl::Value>)>,
 }
 
 /// A memory-backed value (a parameter, a value of an earlier chunk) used again within
@@ -217,7 +221,43 @@ impl<'a, 'b> Lower<'a, 'b> {
             tick: 0,
             tensor_out: IdMap::default(),
             span: false,
+            groups: None,
         }
+    }
+
+    /// Makes this a chunk whose code is shared ([`crate::dedup`]): its memory words
+    /// are addressed relative to `groups`, whose addresses the function takes as
+    /// parameters after the usual three (its signature must have them).
+    pub(crate) fn shared(mut self, groups: &[(Family, u32)]) -> Result<Self, CompileError> {
+        let Some(entry) = self.b.current_block() else {
+            return Err(self.err("a shared chunk without an entry block"));
+        };
+        let params = self.b.block_params(entry);
+        if params.len() != 3 + groups.len() {
+            return Err(self.err("a shared chunk's signature does not match its groups"));
+        }
+        let ptrs = params[3..].to_vec();
+        self.groups = Some((Groups::new(groups), ptrs));
+        Ok(self)
+    }
+
+    /// The base pointer and displacement of 8-byte word `word` of `fam` (the argument
+    /// buffer, the results buffer, the workspace): the family's pointer, or in a
+    /// shared chunk the pointer of the word's group.
+    fn word(&self, fam: Family, word: usize) -> Result<(cl::Value, i32), CompileError> {
+        if let Some((g, ptrs)) = &self.groups {
+            let located = u32::try_from(word).ok().and_then(|w| g.locate(fam, w));
+            let Some((k, rel)) = located else {
+                return Err(self.err(format!("{fam:?} word {word} outside the chunk's groups")));
+            };
+            return Ok((ptrs[k], self.off(rel as usize, 0)?));
+        }
+        let base = match fam {
+            Family::Args => self.args_ptr,
+            Family::Results => self.res_ptr,
+            Family::Slots => self.ws_ptr,
+        };
+        Ok((base, self.off(word, 0)?))
     }
 
     fn i(&mut self) -> cranelift_frontend::FuncInstBuilder<'_, 'a> {
@@ -313,9 +353,8 @@ impl<'a, 'b> Lower<'a, 'b> {
             for &r in &self.f.insts[inst].results {
                 if let Some(s) = self.plan.slot_of(r) {
                     let v = self.vals[&r];
-                    let ws = self.ws_ptr;
-                    let off = self.off(s as usize, 0)?;
-                    self.b.ins().store(trusted(), v, ws, off);
+                    let (base, off) = self.word(Family::Slots, s as usize)?;
+                    self.b.ins().store(trusted(), v, base, off);
                 }
                 if let Some(ps) = self.plan.early_ret_of(r) {
                     let v = self.vals[&r];
@@ -483,12 +522,21 @@ impl<'a, 'b> Lower<'a, 'b> {
         self.b.ins().store(trusted(), x, base, off);
     }
 
-    /// Builds the driver of a chunked function: calls each chunk in order.
-    pub(crate) fn lower_driver(mut self, chunks: &[FuncId]) -> Result<(), CompileError> {
-        for &id in chunks {
+    /// Builds the driver of a chunked function: calls each chunk in order, a shared
+    /// chunk ([`crate::dedup`]) with the addresses of its groups.
+    pub(crate) fn lower_driver(
+        mut self,
+        chunks: &[FuncId],
+        groups: &[Vec<(Family, u32)>],
+    ) -> Result<(), CompileError> {
+        for (k, &id) in chunks.iter().enumerate() {
             let fref = self.func_ref(id);
-            let (a, r, w) = (self.args_ptr, self.res_ptr, self.ws_ptr);
-            let call = self.b.ins().call(fref, &[a, r, w]);
+            let mut args = vec![self.args_ptr, self.res_ptr, self.ws_ptr];
+            for &(fam, start) in groups.get(k).map_or(&[][..], |g| &g[..]) {
+                let (base, off) = self.word(fam, start as usize)?;
+                args.push(self.b.ins().iadd_imm_s(base, i64::from(off)));
+            }
+            let call = self.b.ins().call(fref, &args);
             let st = self.b.inst_results(call)[0];
             self.check_status(st);
         }
@@ -591,8 +639,7 @@ impl<'a, 'b> Lower<'a, 'b> {
         } else {
             x
         };
-        let base = self.res_ptr;
-        let off = self.off(i, 0)?;
+        let (base, off) = self.word(Family::Results, i)?;
         self.b.ins().store(trusted(), x, base, off);
         Ok(())
     }
@@ -628,16 +675,14 @@ impl<'a, 'b> Lower<'a, 'b> {
                 return Err(self.err(format!("{v}: a span parameter left unbound")))
             }
             ValueDef::Param(r, i) if r == self.f.body => {
-                let base = self.args_ptr;
-                let off = self.off(i as usize, 0)?;
+                let (base, off) = self.word(Family::Args, i as usize)?;
                 self.load(t, base, off)
             }
             _ if self.is_mem(v) => {
                 let Some(s) = self.plan.slot_of(v) else {
                     return Err(self.err(format!("{v} crosses chunks without a slot")));
                 };
-                let base = self.ws_ptr;
-                let off = self.off(s as usize, 0)?;
+                let (base, off) = self.word(Family::Slots, s as usize)?;
                 self.load(t, base, off)
             }
             _ => return Err(self.err(format!("{v} is used where it is not defined"))),

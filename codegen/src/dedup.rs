@@ -1,0 +1,336 @@
+//! Sharing the machine code of identical chunks.
+//!
+//! A function traced from repetitive scalar code (an unrolled time-stepper, the
+//! element-by-element gradient of a sum) is chunked ([`crate::plan`]) into hundreds of
+//! chunks that differ only in *where* they read and write: the argument words, result
+//! words and workspace slots they touch move by a constant from one repetition to the
+//! next. Such chunks are compiled once. A shared chunk takes, after the usual
+//! `(args, results, workspace)`, one pointer per *group* of the words it touches, and
+//! addresses each word relative to its group; the driver passes each call its own
+//! groups' addresses.
+//!
+//! **When two chunks share.** [`canon`] walks a chunk in lowering order and writes down
+//! everything its lowering depends on: every op, its operand structure (a value defined
+//! in the chunk by the order of its definition, any other by the word it is loaded
+//! from), every type, every region's shape, and each memory word as (family, group,
+//! offset in the group). Groups are runs of a family's words (arguments, results,
+//! workspace slots) with gaps of at most [`GAP`] words. Two chunks share their code
+//! exactly when these descriptions are equal (compared in full, not by hash), so the
+//! code lowered for one, called with the other's group addresses, does what the
+//! other's own code would. Chunks with a `guard` (its ordinal names it in errors), a
+//! `ret`, a checkpointed loop (their descriptors), or more than [`MAX_GROUPS`] groups
+//! are never shared.
+//!
+//! **How much repeats.** Chunks have a fixed size (in instructions), so code that
+//! repeats every p instructions is cut at p / gcd(size, p) different phases: that many
+//! distinct chunks at most, whatever the number of repetitions (13 for the traced
+//! Rosenbrock gradient, 1300 chunks at n = 10⁵). A long period (hundreds of
+//! instructions) leaves as many distinct chunks; cutting where the content says
+//! (content-defined chunking) would remove that, and is not done.
+//!
+//! Cost: one walk of each chunk and a hash per chunk; equal hashes are compared in
+//! full. Linear in the chunk's instructions.
+
+use crate::plan::FnPlan;
+use cranelift_entity::SecondaryMap;
+use jitad_ir::{Function, Inst, Op, Type, Value, ValueDef};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// Words of one family closer than this (exclusive gap) fall in one group.
+pub(crate) const GAP: u32 = 16;
+
+/// The most group pointers a shared chunk takes (beyond them, it is not shared).
+pub(crate) const MAX_GROUPS: usize = 8;
+
+/// Where a memory word lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Family {
+    /// The argument buffer.
+    Args = 0,
+    /// The results buffer.
+    Results = 1,
+    /// The function's workspace slots.
+    Slots = 2,
+}
+
+/// One item of a chunk's description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Tok<'f> {
+    Op(&'f Op),
+    Ty(&'f Type),
+    W(u64),
+}
+
+/// A chunk's description ([`canon`]), and the groups its words fall in.
+#[derive(Debug)]
+pub(crate) struct Canon<'f> {
+    toks: Vec<Tok<'f>>,
+    hash: u64,
+    /// Each group's family and first word, in group order.
+    pub groups: Vec<(Family, u32)>,
+}
+
+impl PartialEq for Canon<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.toks == other.toks
+    }
+}
+
+/// Marks for `Tok::W` items, so the kinds of word never alias.
+const LOCAL: u64 = 1 << 62;
+const MEM: u64 = 2 << 62;
+const SHAPE: u64 = 3 << 62;
+
+/// Group addressing of a shared chunk: where each memory word is.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    /// Per family, the first word of each of its groups and the group's index, sorted.
+    starts: [Vec<(u32, usize)>; 3],
+}
+
+impl Groups {
+    /// From a chunk's group list ([`Canon::groups`]).
+    pub fn new(groups: &[(Family, u32)]) -> Self {
+        let mut g = Groups::default();
+        for (k, &(fam, start)) in groups.iter().enumerate() {
+            g.starts[fam as usize].push((start, k));
+        }
+        for s in &mut g.starts {
+            s.sort_unstable();
+        }
+        g
+    }
+
+    /// The group holding `word` of `fam` and the word's offset in it.
+    pub fn locate(&self, fam: Family, word: u32) -> Option<(usize, u32)> {
+        let s = &self.starts[fam as usize];
+        let k = s.partition_point(|&(start, _)| start <= word);
+        let &(start, g) = s.get(k.checked_sub(1)?)?;
+        Some((g, word - start))
+    }
+}
+
+/// Scratch space reused across chunks: `local[v]` is `(chunk + 1) << 32 | id` for a
+/// value defined in the chunk being described.
+pub(crate) struct Scratch {
+    local: SecondaryMap<Value, u64>,
+    refs: Vec<(Family, u32)>,
+}
+
+impl Scratch {
+    pub fn new(f: &Function) -> Self {
+        let mut local = SecondaryMap::with_default(0);
+        local.resize(f.values.len());
+        Scratch {
+            local,
+            refs: vec![],
+        }
+    }
+}
+
+/// The description of chunk `chunk` of `f` under `plan`, or `None` if it may not be
+/// shared (see the module docs).
+pub(crate) fn canon<'f>(
+    f: &'f Function,
+    plan: &FnPlan,
+    chunk: usize,
+    scratch: &mut Scratch,
+    nested: &mut Vec<Inst>,
+) -> Option<Canon<'f>> {
+    let stamp = (chunk as u64 + 1) << 32;
+    let mut next_id = 0u64;
+    let mut toks: Vec<Tok<'f>> = Vec::with_capacity(4 * plan.chunk_insts[chunk] + 16);
+    scratch.refs.clear();
+    let refs = &mut scratch.refs;
+    let local = &mut scratch.local;
+    for &top in &plan.top[plan.chunks[chunk].clone()] {
+        nested.clear();
+        nested.push(top);
+        if !f.insts[top].regions.is_empty() {
+            crate::plan::nested_insts(f, top, nested);
+        }
+        for &inst in nested.iter() {
+            let d = &f.insts[inst];
+            match d.op {
+                Op::Guard | Op::Ret | Op::TapeLoop(_) | Op::RevLoop(_) => return None,
+                _ => {}
+            }
+            toks.push(Tok::Op(&d.op));
+            toks.push(Tok::W(
+                SHAPE
+                    | d.args.len() as u64
+                    | (d.results.len() as u64) << 16
+                    | (d.regions.len() as u64) << 32,
+            ));
+            for &r in &d.regions {
+                let rd = &f.regions[r];
+                toks.push(Tok::W(
+                    SHAPE | rd.insts.len() as u64 | (rd.params.len() as u64) << 32,
+                ));
+                for &p in &rd.params {
+                    local[p] = stamp | next_id;
+                    next_id += 1;
+                    toks.push(Tok::Ty(&f.values[p].ty));
+                }
+            }
+            for &a in &d.args {
+                let l = local[a];
+                if l >> 32 == stamp >> 32 {
+                    toks.push(Tok::W(LOCAL | (l & 0xffff_ffff)));
+                    continue;
+                }
+                let word = match f.values[a].def {
+                    ValueDef::Param(r, i) if r == f.body => (Family::Args, i),
+                    ValueDef::Result(..) if plan.home_of(a).is_some_and(|h| h < chunk) => {
+                        (Family::Slots, plan.slot_of(a)?)
+                    }
+                    _ => return None,
+                };
+                toks.push(Tok::W(MEM | refs.len() as u64));
+                toks.push(Tok::Ty(&f.values[a].ty));
+                refs.push(word);
+            }
+            for &r in &d.results {
+                local[r] = stamp | next_id;
+                next_id += 1;
+                toks.push(Tok::Ty(&f.values[r].ty));
+                // Only top-level results cross chunks (lowering stores them there).
+                if inst != top {
+                    continue;
+                }
+                if let Some(s) = plan.slot_of(r) {
+                    toks.push(Tok::W(MEM | refs.len() as u64));
+                    refs.push((Family::Slots, s));
+                }
+                for &p in plan.early_ret_of(r).unwrap_or(&[]) {
+                    toks.push(Tok::W(MEM | refs.len() as u64));
+                    refs.push((Family::Results, p));
+                }
+            }
+        }
+    }
+    // Groups: runs of each family's distinct words.
+    let mut words = refs.clone();
+    words.sort_unstable();
+    words.dedup();
+    let mut groups: Vec<(Family, u32)> = vec![];
+    let mut prev: Option<(Family, u32)> = None;
+    for &(fam, w) in &words {
+        match prev {
+            Some((pf, pw)) if pf == fam && w - pw <= GAP => {}
+            _ => groups.push((fam, w)),
+        }
+        prev = Some((fam, w));
+    }
+    if groups.len() > MAX_GROUPS {
+        return None;
+    }
+    let g = Groups::new(&groups);
+    toks.push(Tok::W(SHAPE | groups.len() as u64));
+    for &(fam, _) in &groups {
+        toks.push(Tok::W(fam as u64));
+    }
+    for &(fam, w) in refs.iter() {
+        let (k, off) = g.locate(fam, w)?;
+        toks.push(Tok::W((k as u64) << 32 | u64::from(off)));
+    }
+    let mut h = FastHasher(0);
+    toks.hash(&mut h);
+    Some(Canon {
+        toks,
+        hash: h.finish(),
+        groups,
+    })
+}
+
+/// A fast, non-cryptographic hasher (one multiply per word), for descriptions that
+/// are compared in full whenever their hashes agree.
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// How chunk `k` of a function is compiled.
+#[derive(Debug, Clone)]
+pub(crate) enum Sharing {
+    /// Its own code, the usual ABI.
+    Own,
+    /// The code of chunk `rep` (possibly itself), called with these groups' addresses.
+    Shared {
+        rep: usize,
+        groups: Vec<(Family, u32)>,
+    },
+}
+
+/// A chunk's representative (the first chunk with its description) and its groups.
+type Found = Option<(usize, Vec<(Family, u32)>)>;
+
+/// Decides, for every chunk of `f`, whether it shares code (see the module docs).
+/// Chunks whose description occurs once keep their own code and ABI.
+pub(crate) fn share_chunks(f: &Function, plan: &FnPlan) -> Vec<Sharing> {
+    let n = plan.chunks.len();
+    if n < 2 {
+        return vec![Sharing::Own; n];
+    }
+    let mut scratch = Scratch::new(f);
+    let mut nested = vec![];
+    // Hash → representatives (their description and chunk index).
+    let mut reps: HashMap<u64, Vec<(Canon<'_>, usize)>> = HashMap::new();
+    let mut uses = vec![0usize; n];
+    let found: Vec<Found> = (0..n)
+        .map(|k| {
+            let mut c = canon(f, plan, k, &mut scratch, &mut nested)?;
+            let groups = std::mem::take(&mut c.groups);
+            let bucket = reps.entry(c.hash).or_default();
+            let rep = match bucket.iter().find(|(r, _)| *r == c) {
+                Some(&(_, rep)) => rep,
+                None => {
+                    bucket.push((c, k));
+                    k
+                }
+            };
+            uses[rep] += 1;
+            Some((rep, groups))
+        })
+        .collect();
+    found
+        .into_iter()
+        .map(|r| match r {
+            Some((rep, groups)) if uses[rep] > 1 => Sharing::Shared { rep, groups },
+            _ => Sharing::Own,
+        })
+        .collect()
+}
