@@ -36,6 +36,7 @@ use cranelift_entity::SecondaryMap;
 use jitad_ir::{Function, Inst, Op, Type, Value, ValueDef};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 
 /// Words of one family closer than this (exclusive gap) fall in one group.
 pub(crate) const GAP: u32 = 16;
@@ -298,35 +299,106 @@ pub(crate) enum Sharing {
 /// A chunk's representative (the first chunk with its description) and its groups.
 type Found = Option<(usize, Vec<(Family, u32)>)>;
 
-/// Decides, for every chunk of `f`, whether it shares code (see the module docs).
-/// Chunks whose description occurs once keep their own code and ABI.
-pub(crate) fn share_chunks(f: &Function, plan: &FnPlan) -> Vec<Sharing> {
-    let n = plan.chunks.len();
-    if n < 2 {
-        return vec![Sharing::Own; n];
-    }
+/// Representatives by hash: each one's description and chunk index.
+type Reps<'f> = HashMap<u64, Vec<(Canon<'f>, usize)>>;
+
+/// Distinct descriptions kept per hash. Equal hashes of different chunks are rare
+/// (a 64-bit hash), but input could be made to collide on purpose: with this bound a
+/// chunk is compared with at most this many others, so the pass stays linear; a chunk
+/// that finds its bucket full keeps its own code.
+const MAX_BUCKET: usize = 4;
+
+/// Chunks `range` of `f`: each one's representative among them, and the
+/// representatives.
+fn describe_part<'f>(
+    f: &'f Function,
+    plan: &FnPlan,
+    range: Range<usize>,
+) -> (Vec<Found>, Reps<'f>) {
     let mut scratch = Scratch::new(f);
     let mut nested = vec![];
-    // Hash → representatives (their description and chunk index).
-    let mut reps: HashMap<u64, Vec<(Canon<'_>, usize)>> = HashMap::new();
-    let mut uses = vec![0usize; n];
-    let found: Vec<Found> = (0..n)
+    let mut reps: Reps<'f> = HashMap::new();
+    let found = range
         .map(|k| {
             let mut c = canon(f, plan, k, &mut scratch, &mut nested)?;
             let groups = std::mem::take(&mut c.groups);
             let bucket = reps.entry(c.hash).or_default();
             let rep = match bucket.iter().find(|(r, _)| *r == c) {
                 Some(&(_, rep)) => rep,
-                None => {
+                None if bucket.len() < MAX_BUCKET => {
                     bucket.push((c, k));
                     k
                 }
+                None => return None,
             };
-            uses[rep] += 1;
             Some((rep, groups))
         })
         .collect();
-    found
+    (found, reps)
+}
+
+/// Decides, for every chunk of `f`, whether it shares code (see the module docs),
+/// describing the chunks on up to `threads` threads. Chunks whose description occurs
+/// once keep their own code and ABI.
+pub(crate) fn share_chunks(f: &Function, plan: &FnPlan, threads: usize) -> Vec<Sharing> {
+    let n = plan.chunks.len();
+    if n < 2 {
+        return vec![Sharing::Own; n];
+    }
+    // Contiguous parts, one per thread (a thread costs more than a few chunks).
+    let parts = threads.clamp(1, n.div_ceil(32));
+    let per = n.div_ceil(parts);
+    let ranges: Vec<Range<usize>> = (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
+    let described: Vec<(Vec<Found>, Reps<'_>)> = if ranges.len() == 1 {
+        vec![describe_part(f, plan, 0..n)]
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = ranges[1..]
+                .iter()
+                .map(|r| {
+                    let r = r.clone();
+                    sc.spawn(move || describe_part(f, plan, r))
+                })
+                .collect();
+            let mut out = vec![describe_part(f, plan, ranges[0].clone())];
+            for h in handles {
+                // A panic in a part (there is no known one) only loses its sharing.
+                out.push(h.join().unwrap_or_else(|_| (vec![], HashMap::new())));
+            }
+            out
+        })
+    };
+    // Merge: each part's representatives map to the first equal one of earlier parts.
+    let mut global: Reps<'_> = HashMap::new();
+    let mut rep_of = vec![usize::MAX; n];
+    let mut found_all: Vec<Found> = Vec::with_capacity(n);
+    for (range, (found, reps)) in ranges.iter().zip(described) {
+        for (hash, bucket) in reps {
+            let g = global.entry(hash).or_default();
+            for (c, k) in bucket {
+                match g.iter().find(|(r, _)| *r == c) {
+                    Some(&(_, rep)) => rep_of[k] = rep,
+                    None => {
+                        rep_of[k] = k;
+                        g.push((c, k));
+                    }
+                }
+            }
+        }
+        // A part that panicked describes nothing: its chunks keep their own code.
+        found_all.extend(
+            found
+                .into_iter()
+                .chain(std::iter::repeat(None))
+                .take(range.len()),
+        );
+    }
+    let mut uses = vec![0usize; n];
+    for (rep, _) in found_all.iter_mut().flatten() {
+        *rep = rep_of[*rep];
+        uses[*rep] += 1;
+    }
+    found_all
         .into_iter()
         .map(|r| match r {
             Some((rep, groups)) if uses[rep] > 1 => Sharing::Shared { rep, groups },

@@ -619,7 +619,7 @@ pub(crate) fn compile(
     if opts.share_chunks {
         for &fi in &order {
             if let Some(p) = plans[fi].as_ref().filter(|p| p.chunks.len() > 1) {
-                sharing[fi] = share_chunks(funcs[fi], p);
+                sharing[fi] = share_chunks(funcs[fi], p, opts.threads);
             }
         }
     }

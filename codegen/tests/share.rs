@@ -84,6 +84,17 @@ fn repeated_chunks_compile_once_and_compute_the_same() {
             shared_n * 2 >= chunks,
             "chunk {chunk}: {shared_n} of {chunks} shared"
         );
+        // Chunks are described on several threads and the parts merged: the same
+        // sharing as on one.
+        for threads in [1, 3] {
+            let o = CompileOptions {
+                threads,
+                ..opts(chunk, true)
+            };
+            let (out, _, n) = run(&m, &o, &args);
+            assert_eq!(n, shared_n, "chunk {chunk}, {threads} threads");
+            assert_same(&out, &want, "shared on other threads");
+        }
         assert_same(&own, &want, "unshared vs interpreter");
         assert_same(
             &shared,
