@@ -46,6 +46,10 @@ pub struct DeriveTimes {
 pub struct Traced {
     module: Module,
     entry: String,
+    /// True when `module` passed the verifier in this value's making (made from IR,
+    /// or a part of such a module), not only by the transforms: differentiating it
+    /// then skips verifying it again.
+    verified: bool,
 }
 
 /// Traces `f` at `example` (one `f64` parameter `%x0, %x1, ...` per value) and verifies
@@ -143,6 +147,7 @@ impl Traced {
         Ok(Traced {
             module,
             entry: entry.to_string(),
+            verified: true,
         })
     }
 
@@ -180,6 +185,7 @@ impl Traced {
         Ok(Traced {
             module,
             entry: entry.to_string(),
+            verified: self.verified,
         })
     }
 
@@ -242,8 +248,11 @@ impl Traced {
             // The new functions join copies of only the functions they call: the
             // primal is not copied unless the derivative calls it.
             Transform::Detached(kind) => {
-                let (name, funcs) =
-                    jitad_passes::derive_functions(&self.module, &self.entry, kind, &wrt)?;
+                let (name, funcs) = if self.verified {
+                    jitad_passes::derive_functions_verified(&self.module, &self.entry, kind, &wrt)?
+                } else {
+                    jitad_passes::derive_functions(&self.module, &self.entry, kind, &wrt)?
+                };
                 let t1 = Instant::now();
                 times.transform = t1 - t0;
                 let module = assemble(&self.module, &name, funcs);
@@ -251,6 +260,7 @@ impl Traced {
                 Traced {
                     module,
                     entry: name,
+                    verified: false,
                 }
             }
             Transform::InPlace(transform) => {
@@ -263,6 +273,7 @@ impl Traced {
                 let mut t = Traced {
                     module,
                     entry: name,
+                    verified: false,
                 };
                 // Prune first: optimising the primal (when the derivative does not
                 // call it) would be wasted work.
@@ -284,6 +295,11 @@ impl Traced {
 
     /// Drops functions the entry cannot reach.
     fn prune(&mut self) {
+        // The entry alone (a traced function's gradient: 10⁶ instructions) reaches
+        // exactly itself; the walk would read every instruction to find no call.
+        if self.module.funcs.len() == 1 {
+            return;
+        }
         let keep: HashSet<String> = self.reachable().iter().map(|f| f.name.clone()).collect();
         self.module.funcs.retain(|f| keep.contains(&f.name));
     }
@@ -292,6 +308,7 @@ impl Traced {
     /// IEEE-safe simplification, to a fixed point). Results are unchanged bit for bit.
     pub fn optimize(&self) -> Traced {
         let mut t = self.clone();
+        t.verified = false;
         jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
         t
     }
@@ -354,6 +371,7 @@ impl Traced {
     /// [`jitad_ir::checkpoint`]. Results are unchanged; memory and time are not.
     pub fn with_checkpoint(&self, policy: jitad_ir::checkpoint::Policy) -> Traced {
         let mut t = self.clone();
+        t.verified = false;
         jitad_passes::set_policy(&mut t.module, policy);
         t
     }
@@ -578,6 +596,7 @@ mod tests {
             let mut want = Traced {
                 module: m,
                 entry: name,
+                verified: false,
             };
             want.prune();
             jitad_passes::optimize_module(&mut want.module, &OptOptions::default());

@@ -31,7 +31,7 @@ use cranelift_codegen::{CodegenError, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module as _, ModuleError, ModuleReloc};
-use jitad_ir::callgraph::{check_limits, CallGraph, Limits};
+use jitad_ir::callgraph::{CallGraph, Limits};
 use jitad_ir::{Function, Inst, Module, Op};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -464,8 +464,7 @@ pub(crate) fn compile(
     // The interpreter's rule, checked before anything runs: same programs rejected,
     // same error.
     for &r in &roots {
-        let lookup = |n: &str| by_name.get(n).copied();
-        check_limits(m, &lookup, &m.funcs[r], Limits::default())?;
+        graph.check_limits(r, Limits::default())?;
     }
     // Check before scheduling or planning, which index the IR freely.
     let mut in_order = vec![false; m.funcs.len()];

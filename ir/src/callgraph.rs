@@ -517,13 +517,8 @@ pub fn check_limits(
     entry: &Function,
     limits: Limits,
 ) -> Result<Depth, LimitError> {
-    const NEW: u8 = 0;
-    const OPEN: u8 = 1;
-    const DONE: u8 = 2;
     let n = m.funcs.len();
-    let mut mark = vec![NEW; n];
-    let mut memo = vec![Deepest::default(); n];
-    let sites_of = |f: &Function| -> Vec<(usize, bool)> {
+    let sites_of = |_: Option<usize>, f: &Function| -> Vec<(usize, bool)> {
         call_sites(f)
             .into_iter()
             .filter_map(|(i, c)| {
@@ -535,6 +530,53 @@ pub fn check_limits(
             })
             .collect()
     };
+    limits_with(m, lookup, entry, limits, &sites_of)
+}
+
+impl CallGraph<'_> {
+    /// [`check_limits`] for function `entry` of the graph's module, from the call sites
+    /// the graph already found (no walk over the functions' instructions again).
+    pub fn check_limits(&self, entry: usize, limits: Limits) -> Result<Depth, LimitError> {
+        let m = self.module;
+        let n = m.funcs.len();
+        let sites_of = |i: Option<usize>, f: &Function| -> Vec<(usize, bool)> {
+            match i.and_then(|i| self.sites.get(i)) {
+                Some(sites) => sites
+                    .iter()
+                    .filter_map(|s| s.callee.filter(|&ci| ci < n).map(|ci| (ci, s.driver)))
+                    .collect(),
+                None => call_sites(f)
+                    .into_iter()
+                    .filter_map(|(k, c)| {
+                        let driver = f
+                            .insts
+                            .get(k)
+                            .is_some_and(|d| !matches!(d.op, crate::op::Op::Call(_)));
+                        self.index_of(c).map(|ci| (ci, driver))
+                    })
+                    .collect(),
+            }
+        };
+        let lookup = |name: &str| self.index_of(name);
+        limits_with(m, &lookup, &m.funcs[entry], limits, &sites_of)
+    }
+}
+
+/// [`check_limits`] with the resolved call sites of a function (by its index, `None`
+/// for an entry outside the module) supplied by `sites_of`.
+fn limits_with(
+    m: &Module,
+    lookup: &dyn Fn(&str) -> Option<usize>,
+    entry: &Function,
+    limits: Limits,
+    sites_of: &dyn Fn(Option<usize>, &Function) -> Vec<(usize, bool)>,
+) -> Result<Depth, LimitError> {
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let n = m.funcs.len();
+    let mut mark = vec![NEW; n];
+    let mut memo = vec![Deepest::default(); n];
     // Frames: (function or None for the entry, its resolved calls, next position).
     type Item = (Option<usize>, Vec<(usize, bool)>, usize);
     // The entry is a node of its own unless it is the module's function of its name.
@@ -542,7 +584,7 @@ pub fn check_limits(
     if let Some(i) = entry_idx {
         mark[i] = OPEN;
     }
-    let mut stack: Vec<Item> = vec![(entry_idx, sites_of(entry), 0)];
+    let mut stack: Vec<Item> = vec![(entry_idx, sites_of(entry_idx, entry), 0)];
     let name = |fi: Option<usize>| fi.map_or(entry.name.as_str(), |i| m.funcs[i].name.as_str());
     let mut top_result = Deepest::default();
     while let Some(top) = stack.last_mut() {
@@ -551,7 +593,7 @@ pub fn check_limits(
             match mark[ci] {
                 NEW => {
                     mark[ci] = OPEN;
-                    let s = sites_of(&m.funcs[ci]);
+                    let s = sites_of(Some(ci), &m.funcs[ci]);
                     stack.push((Some(ci), s, 0));
                 }
                 OPEN => {

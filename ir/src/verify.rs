@@ -60,6 +60,7 @@ use crate::op::{Op, TypeError, TypeList};
 use crate::print::{write_inst, Line};
 use crate::types::Type;
 use cranelift_entity::EntityRef;
+use smallvec::SmallVec;
 use std::fmt::Write as _;
 
 /// Every error the verifier found in a function or module (never empty).
@@ -800,7 +801,8 @@ impl<'a> Verifier<'a> {
         }
 
         // Operands in scope.
-        let mut arg_tys = Some(Vec::with_capacity(d.args.len()));
+        // Inline lists: no allocation per instruction (this runs on every trace).
+        let mut arg_tys: Option<SmallVec<[Type; 4]>> = Some(SmallVec::new());
         for (k, &a) in d.args.iter().enumerate() {
             let Some(vd) = f.values.get(a) else {
                 arg_tys = None;
@@ -911,7 +913,7 @@ impl<'a> Verifier<'a> {
         }
 
         // Results.
-        let got: Option<Vec<Type>> = d
+        let got: Option<SmallVec<[Type; 4]>> = d
             .results
             .iter()
             .map(|&r| f.values.get(r).map(|vd| vd.ty))

@@ -53,7 +53,9 @@ pub mod rules;
 pub mod simplify;
 pub mod vjp;
 
-pub use derive::{derive_functions, float_params, Kind as DerivativeKind};
+pub use derive::{
+    derive_functions, derive_functions_verified, float_params, Kind as DerivativeKind,
+};
 pub use error::{AdError, Result};
 pub use hessian::{hessian, hvp};
 pub use jvp::jvp;
