@@ -562,6 +562,10 @@ impl CallGraph<'_> {
     }
 }
 
+/// The resolved calls `(callee index, through a loop driver)` of a function, given its
+/// index (`None` for an entry outside the module) and itself.
+type SitesOf<'a> = dyn Fn(Option<usize>, &Function) -> Vec<(usize, bool)> + 'a;
+
 /// [`check_limits`] with the resolved call sites of a function (by its index, `None`
 /// for an entry outside the module) supplied by `sites_of`.
 fn limits_with(
@@ -569,7 +573,7 @@ fn limits_with(
     lookup: &dyn Fn(&str) -> Option<usize>,
     entry: &Function,
     limits: Limits,
-    sites_of: &dyn Fn(Option<usize>, &Function) -> Vec<(usize, bool)>,
+    sites_of: &SitesOf<'_>,
 ) -> Result<Depth, LimitError> {
     const NEW: u8 = 0;
     const OPEN: u8 = 1;
