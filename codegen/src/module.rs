@@ -312,13 +312,21 @@ fn span_requests(
     by_name: &HashMap<&str, usize>,
     plans: &[Option<FnPlan>],
 ) -> (Vec<Vec<(usize, bool)>>, Vec<bool>) {
+    // One walk over each function's instructions: its loop drivers (what the rest looks
+    // at) and whether it runs one itself or through a call.
     let mut drives = vec![false; funcs.len()];
+    let mut drivers: Vec<Vec<Inst>> = vec![vec![]; funcs.len()];
     for &fi in order {
-        drives[fi] = funcs[fi].insts.values().any(|d| match &d.op {
-            Op::RevLoop(_) | Op::TapeLoop(_) => true,
-            Op::Call(n) => by_name.get(n.as_str()).is_some_and(|&c| drives[c]),
-            _ => false,
-        });
+        for (inst, d) in funcs[fi].insts.iter() {
+            drives[fi] |= match &d.op {
+                Op::RevLoop(_) | Op::TapeLoop(_) => {
+                    drivers[fi].push(inst);
+                    true
+                }
+                Op::Call(n) => by_name.get(n.as_str()).is_some_and(|&c| drives[c]),
+                _ => false,
+            };
+        }
     }
     let eligible = |fi: usize, k: usize, bwd: bool| -> bool {
         let f = funcs[fi];
@@ -340,7 +348,8 @@ fn span_requests(
     let mut out: Vec<Vec<(usize, bool)>> = vec![vec![]; funcs.len()];
     for &fi in order {
         let f = funcs[fi];
-        for (inst, d) in f.insts.iter() {
+        for &inst in &drivers[fi] {
+            let d = &f.insts[inst];
             let (steps, k) = match &d.op {
                 Op::TapeLoop(r) => (
                     [Some(r.fwd.as_str()), None],
