@@ -508,7 +508,7 @@ impl CompileTimes {
              clean-up {:.3?} ({} rounds: constfold {:.3?}, simplify {:.3?}, cse {:.3?}, \
              dce {:.3?}, compact {:.3?}, purity+inline {:.3?})\n\
              compile {:.3?}: setup {:.3?}, lower {:.3?}, Cranelift {:.3?}, finalize {:.3?} \
-             ({} chunks)\n\
+             ({} chunks, {} of them running another's code)\n\
              total {:.3?} ({} primal, {} gradient instructions)",
             self.trace,
             self.ad,
@@ -529,6 +529,7 @@ impl CompileTimes {
             c.cranelift,
             c.finalize,
             c.chunks,
+            c.shared_chunks,
             self.total(),
             self.primal_insts,
             self.grad_insts,

@@ -797,8 +797,11 @@ pub(crate) fn compile(
                 id,
                 what,
                 ctx,
-                // Tensor code is loops: never the single-pass allocator.
-                small: weight <= SMALL_FN_INSTS && plan.tensors.is_none(),
+                // Tensor code is loops: never the single-pass allocator. A chunk driver
+                // is a row of calls (thousands for a 10⁶-instruction function), where the
+                // backtracking allocator's time grows faster than the row and its
+                // register choices save nothing beside the calls.
+                small: chunk.is_none() || (weight <= SMALL_FN_INSTS && plan.tensors.is_none()),
             });
             batch.weight += weight;
             if batch.weight >= BATCH_INSTS {
