@@ -158,17 +158,14 @@ pub(crate) fn canon<'f>(
                 _ => {}
             }
             toks.push(Tok::Op(&d.op));
-            toks.push(Tok::W(
-                SHAPE
-                    | d.args.len() as u64
-                    | (d.results.len() as u64) << 16
-                    | (d.regions.len() as u64) << 32,
-            ));
+            // Counts as separate items: no count can spill into another's bits.
+            for count in [d.args.len(), d.results.len(), d.regions.len()] {
+                toks.push(Tok::W(SHAPE | count as u64));
+            }
             for &r in &d.regions {
                 let rd = &f.regions[r];
-                toks.push(Tok::W(
-                    SHAPE | rd.insts.len() as u64 | (rd.params.len() as u64) << 32,
-                ));
+                toks.push(Tok::W(SHAPE | rd.insts.len() as u64));
+                toks.push(Tok::W(SHAPE | rd.params.len() as u64));
                 for &p in &rd.params {
                     local[p] = stamp | next_id;
                     next_id += 1;
@@ -353,22 +350,30 @@ pub(crate) fn share_chunks(f: &Function, plan: &FnPlan, threads: usize) -> Vec<S
         vec![describe_part(f, plan, 0..n)]
     } else {
         std::thread::scope(|sc| {
+            // A part whose thread the OS refuses is described here, after the first.
             let handles: Vec<_> = ranges[1..]
                 .iter()
                 .map(|r| {
-                    let r = r.clone();
-                    sc.spawn(move || describe_part(f, plan, r))
+                    let part = r.clone();
+                    let spawned = std::thread::Builder::new()
+                        .spawn_scoped(sc, move || describe_part(f, plan, part));
+                    (r.clone(), spawned.ok())
                 })
                 .collect();
             let mut out = vec![describe_part(f, plan, ranges[0].clone())];
-            for h in handles {
-                // A panic in a part (there is no known one) only loses its sharing.
-                out.push(h.join().unwrap_or_else(|_| (vec![], HashMap::new())));
+            for (r, h) in handles {
+                out.push(match h {
+                    // A panic in a part (there is no known one) only loses its sharing.
+                    Some(h) => h.join().unwrap_or_else(|_| (vec![], HashMap::new())),
+                    None => describe_part(f, plan, r),
+                });
             }
             out
         })
     };
     // Merge: each part's representatives map to the first equal one of earlier parts.
+    // A merged bucket holds at most `MAX_BUCKET` per part, and parts are at most
+    // `threads`, so the comparisons stay linear.
     let mut global: Reps<'_> = HashMap::new();
     let mut rep_of = vec![usize::MAX; n];
     let mut found_all: Vec<Found> = Vec::with_capacity(n);

@@ -127,6 +127,18 @@
 //! Rosenbrock gradient (`--example rosenbrock`, 17 IR instructions per element):
 //! n = 10³ → 0.06 s, 10⁴ → 0.43 s, 10⁵ (1.7 M instructions) → 4.6 s.
 //!
+//! **Identical chunks compile once.** Code traced from repetition (an unrolled loop, an
+//! element-by-element gradient) chunks into many chunks that differ only in the
+//! argument words, result words and workspace slots they touch. Such chunks share one
+//! compiled body, which addresses its words relative to pointers the driver passes it
+//! ([`CompileOptions::share_chunks`], on by default; the private `dedup` module says
+//! when two chunks count as identical). The traced extended Rosenbrock gradient at
+//! n = 10⁵ (1.3 M instructions, 1300 chunks) then compiles 20 chunks instead of 1300:
+//! Cranelift's share of its compile falls from about 1.3 s to under 0.1 s, its machine
+//! code from 8.5 MB to 0.2 MB, and a call from 1.03 ms to 0.23 ms, since the code now
+//! fits the instruction cache (`JITAD_VERBOSE=2 target/release/examples/ad_scaling
+//! 100000`). Chunk drivers, rows of calls, use the single-pass register allocator.
+//!
 //! # Stack safety
 //!
 //! Every generated function has inline stack probes, so no frame steps over a guard

@@ -62,8 +62,11 @@ pub(crate) struct JobCalls {
     /// Its Cranelift id.
     pub id: FuncId,
     /// True for the driver of a chunked function (it calls that function's chunks,
-    /// generated just before it).
+    /// or the drivers of its chunks, generated just before it).
     pub chunk_driver: bool,
+    /// True for a driver of some of a chunked function's chunks (a function of many
+    /// chunks; the function's driver calls these).
+    pub sub_driver: bool,
     /// IR functions it calls: directly (`false`) or through a loop driver (`true`).
     pub calls: Vec<(usize, bool)>,
 }
@@ -72,18 +75,26 @@ pub(crate) struct JobCalls {
 /// functions in compile order (callees before callers, chunks before their driver).
 pub(crate) fn stack_needs(num_funcs: usize, jobs: &[JobCalls], frames: &FrameSizes) -> Vec<u64> {
     let mut need = vec![0u64; num_funcs];
-    // The largest chunk need of the function whose chunks are being read.
+    // The largest chunk need, and sub-driver frame, of the function whose chunks are
+    // being read.
     let mut chunks_max = 0u64;
+    let mut subs_max = 0u64;
     let mut cur = usize::MAX;
     for j in jobs {
         if j.func != cur {
             cur = j.func;
             chunks_max = 0;
+            subs_max = 0;
         }
         let frame = frames.get(j.id);
+        if j.sub_driver {
+            subs_max = subs_max.max(frame);
+            continue;
+        }
         if j.chunk_driver {
-            need[j.func] = frame.saturating_add(chunks_max);
+            need[j.func] = frame.saturating_add(subs_max).saturating_add(chunks_max);
             chunks_max = 0;
+            subs_max = 0;
             continue;
         }
         let below = j

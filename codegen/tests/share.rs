@@ -245,3 +245,27 @@ fn a_failing_guard_in_a_repeated_chunk_is_named_by_its_own_position() {
         }
     }
 }
+
+#[test]
+fn thousands_of_chunks_keep_every_frame_small() {
+    // One chunk per instruction: 6,400 chunks, called through drivers of drivers, so
+    // no driver's frame grows with the number of chunks.
+    let n = 800;
+    let m = parse_module(&elementwise(n)).unwrap();
+    let mut rng = Rng(11);
+    let args: Vec<Val> = (0..n).map(|_| Val::F64(rng.f64())).collect();
+    let c = compile_module(&m, "main", &opts(1, true)).unwrap();
+    assert!(c.stats().chunks > 6000, "{}", c.stats().chunks);
+    assert!(
+        c.stats().max_frame_bytes <= 8192,
+        "{} bytes",
+        c.stats().max_frame_bytes
+    );
+    let mut out = vec![Val::F64(0.0); c.results().len()];
+    c.call(&args, &mut out).unwrap();
+    assert_same(
+        &out,
+        &eval(&m, "main", &args).unwrap(),
+        "one chunk per instruction",
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! Every generated function (an IR function, one chunk of it, or a chunk driver) has the
 //! ABI of [`crate::EntryFn`]: `(args, results, workspace) -> status`, pointers to
-//! 8-byte slots ([`crate::abi`]). Values come from three places:
+//! 8-byte slots ([`crate::abi`]); a chunk whose body other chunks share
+//! ([`crate::dedup`]) takes one pointer more per group of the words it touches, and
+//! addresses those words from them. Values come from three places:
 //!
 //! - SSA values computed in this Cranelift function (`vals`);
 //! - function parameters, loaded from the argument buffer where they are used;
