@@ -497,7 +497,7 @@ pub(crate) fn compile(
     let mut in_order = vec![false; m.funcs.len()];
     for &fi in &order {
         in_order[fi] = true;
-        check_function(&graph, &m.funcs[fi])?;
+        check_function(&graph, &m.funcs[fi], opts.threads)?;
     }
     // The JIT schedules its own order of the functions it compiles (the caller's IR is
     // left as written). A function whose only region is its body (a traced function or
@@ -548,7 +548,7 @@ pub(crate) fn compile(
                     let order = reachable_post_order(&graph, &roots)?;
                     for &fi in &order {
                         if fi >= in_order.len() {
-                            check_function(&graph, &outlined.funcs[fi])?;
+                            check_function(&graph, &outlined.funcs[fi], opts.threads)?;
                         }
                     }
                     order

@@ -23,7 +23,7 @@ use crate::error::CompileError;
 use crate::fusion::{has_tensors, plan_tensors, TensorPlan};
 use cranelift_entity::SecondaryMap;
 use jitad_ir::callgraph::{CallGraph, OrderError};
-use jitad_ir::{Function, Inst, Module, Op, Type, TypeList, Value};
+use jitad_ir::{Function, Inst, Module, Op, Region, Type, TypeList, Value};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -146,7 +146,11 @@ fn tensor_free(f: &Function, t: Type, what: &str) -> Result<(), CompileError> {
 /// lowering takes them (not through loop drivers or guards).
 /// Scoping (use before definition) is checked while lowering. This is not the full
 /// verifier, only enough that no malformed input reaches Cranelift.
-pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), CompileError> {
+pub(crate) fn check_function(
+    graph: &CallGraph<'_>,
+    f: &Function,
+    threads: usize,
+) -> Result<(), CompileError> {
     let body = f
         .regions
         .get(f.body)
@@ -159,11 +163,9 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
             return Err(invalid(f, format!("parameter {p} does not have type {t}")));
         }
     }
-    // Walk every region, checking each instruction. One operand-type buffer for all
-    // (no allocation per instruction but `result_types`' own).
+    // Walk every region, checking each instruction.
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![(f.body, None::<Inst>)];
-    let mut arg_tys: Vec<Type> = Vec::new();
     while let Some((region, parent)) = stack.pop() {
         if !seen.insert(region) {
             return Err(invalid(f, format!("{region} is owned twice")));
@@ -175,128 +177,191 @@ pub(crate) fn check_function(graph: &CallGraph<'_>, f: &Function) -> Result<(), 
         let Some((&last, _)) = rd.insts.split_last() else {
             return Err(invalid(f, format!("{region} is empty")));
         };
-        for &inst in &rd.insts {
-            let d = f
-                .insts
-                .get(inst)
-                .ok_or_else(|| invalid(f, format!("missing {inst}")))?;
-            let ty_of = |v: Value| {
-                f.values
-                    .get(v)
-                    .map(|d| d.ty)
-                    .ok_or_else(|| invalid(f, format!("{inst} uses unknown value {v}")))
-            };
-            arg_tys.clear();
-            for &v in &d.args {
-                arg_tys.push(ty_of(v)?);
-            }
-            // Calls and loops take tensors (as buffer pointers; loops touching tensors
-            // are outlined, `crate::outline`), anywhere; `revloop`/`tapeloop` too (their
-            // drivers flatten them). Only a guard's condition is a scalar.
-            let no_tensors = matches!(d.op, Op::Guard);
-            if no_tensors {
-                let place = format!("`{}`", d.op.name());
-                for &t in &arg_tys {
-                    tensor_free(f, t, &format!("operand of {place}"))?;
-                }
-                for &r in &d.results {
-                    tensor_free(f, ty_of(r)?, &format!("result of {place}"))?;
-                }
-            }
-            let is_last = inst == last;
-            let want_term = match (parent, &d.op) {
-                (None, Op::Ret) | (Some(_), Op::Yield) => true,
-                (_, Op::Ret | Op::Yield) => {
-                    return Err(invalid(f, format!("misplaced `{}` at {inst}", d.op)))
-                }
-                _ => false,
-            };
-            if want_term != is_last {
-                return Err(invalid(
-                    f,
-                    format!("{region} must end in exactly one terminator ({inst})"),
-                ));
-            }
-            let expect = match &d.op {
-                Op::Ret => {
-                    if arg_tys != f.sig.results {
-                        return Err(invalid(f, "`ret` operands differ from the signature"));
+        // Each instruction's check reads the function only, so a long region (a traced
+        // gradient's body) is checked in parts on several threads; the first part's
+        // error wins, as it would in one walk.
+        let check = |part: &[Inst]| check_insts(graph, f, region, part, last, parent);
+        let parts = if rd.insts.len() >= PARALLEL_CHECK_INSTS {
+            threads.clamp(1, 4)
+        } else {
+            1
+        };
+        let nested = if parts == 1 {
+            check(&rd.insts)?
+        } else {
+            let per = rd.insts.len().div_ceil(parts);
+            let results: Vec<Result<Vec<(Region, Inst)>, CompileError>> =
+                std::thread::scope(|sc| {
+                    let mut chunks = rd.insts.chunks(per);
+                    let first = chunks.next().unwrap_or(&[]);
+                    let handles: Vec<_> = chunks
+                        .map(|c| {
+                            (
+                                c,
+                                std::thread::Builder::new().spawn_scoped(sc, move || check(c)),
+                            )
+                        })
+                        .collect();
+                    let mut out = vec![check(first)];
+                    for (c, h) in handles {
+                        out.push(match h {
+                            Ok(h) => h
+                                .join()
+                                .unwrap_or_else(|_| Err(invalid(f, "the IR check panicked"))),
+                            // No thread: check the part here.
+                            Err(_) => check(c),
+                        });
                     }
-                    TypeList::new()
-                }
-                Op::Yield => {
-                    // Checked against the loop below, when the loop is visited.
-                    TypeList::new()
-                }
-                op => op
-                    .result_types(&arg_tys, |name| graph.get(name).map(|g| &g.sig))
-                    .map_err(|e| invalid(f, format!("{inst}: {e}")))?,
-            };
-            let mut same = d.results.len() == expect.len();
-            for (k, &r) in d.results.iter().enumerate() {
-                let t = ty_of(r)?;
-                same &= expect.get(k) == Some(&t);
+                    out
+                });
+            let mut nested = vec![];
+            for r in results {
+                nested.extend(r?);
             }
-            if !same {
-                return Err(invalid(
-                    f,
-                    format!("{inst}: result types differ from `{}`'s typing", d.op),
-                ));
+            nested
+        };
+        // Each loop's body, checked after this region (the order of a one-thread walk).
+        for (r, inst) in nested {
+            stack.push((r, Some(inst)));
+        }
+    }
+    Ok(())
+}
+
+/// Regions at least this long are checked on several threads.
+const PARALLEL_CHECK_INSTS: usize = 100_000;
+
+/// Checks instructions `insts` of `region`, whose last instruction is `last`, owned by
+/// `parent` (`None`: the body); returns the body regions of its loops with the loops,
+/// in order.
+fn check_insts(
+    graph: &CallGraph<'_>,
+    f: &Function,
+    region: Region,
+    insts: &[Inst],
+    last: Inst,
+    parent: Option<Inst>,
+) -> Result<Vec<(Region, Inst)>, CompileError> {
+    let mut nested = vec![];
+    // One operand-type buffer for all (no allocation per instruction but
+    // `result_types`' own).
+    let mut arg_tys: Vec<Type> = Vec::new();
+    for &inst in insts {
+        let d = f
+            .insts
+            .get(inst)
+            .ok_or_else(|| invalid(f, format!("missing {inst}")))?;
+        let ty_of = |v: Value| {
+            f.values
+                .get(v)
+                .map(|d| d.ty)
+                .ok_or_else(|| invalid(f, format!("{inst} uses unknown value {v}")))
+        };
+        arg_tys.clear();
+        for &v in &d.args {
+            arg_tys.push(ty_of(v)?);
+        }
+        // Calls and loops take tensors (as buffer pointers; loops touching tensors
+        // are outlined, `crate::outline`), anywhere; `revloop`/`tapeloop` too (their
+        // drivers flatten them). Only a guard's condition is a scalar.
+        let no_tensors = matches!(d.op, Op::Guard);
+        if no_tensors {
+            let place = format!("`{}`", d.op.name());
+            for &t in &arg_tys {
+                tensor_free(f, t, &format!("operand of {place}"))?;
             }
-            match &d.op {
-                Op::Loop(b) => {
-                    let [r] = d.regions[..] else {
-                        return Err(invalid(f, format!("{inst}: a loop needs one body region")));
-                    };
-                    let rd = f
-                        .regions
-                        .get(r)
-                        .ok_or_else(|| invalid(f, format!("missing {r}")))?;
-                    let carried = &arg_tys[b.num_dyn()..];
-                    let ptys = rd
-                        .params
-                        .iter()
-                        .map(|&v| ty_of(v))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    if ptys.first() != Some(&Type::I64) || ptys[1..] != *carried {
-                        return Err(invalid(
-                            f,
-                            format!("{inst}: loop body parameters must be (i64, carried...)"),
-                        ));
-                    }
-                    let y = rd.insts.last().and_then(|&i| f.insts.get(i));
-                    match y {
-                        Some(y) if y.op == Op::Yield => {
-                            let ytys = y
-                                .args
-                                .iter()
-                                .map(|&v| ty_of(v))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            if ytys != carried {
-                                return Err(invalid(
-                                    f,
-                                    format!("{inst}: `yield` types differ from the carried types"),
-                                ));
-                            }
-                        }
-                        _ => {
+            for &r in &d.results {
+                tensor_free(f, ty_of(r)?, &format!("result of {place}"))?;
+            }
+        }
+        let is_last = inst == last;
+        let want_term = match (parent, &d.op) {
+            (None, Op::Ret) | (Some(_), Op::Yield) => true,
+            (_, Op::Ret | Op::Yield) => {
+                return Err(invalid(f, format!("misplaced `{}` at {inst}", d.op)))
+            }
+            _ => false,
+        };
+        if want_term != is_last {
+            return Err(invalid(
+                f,
+                format!("{region} must end in exactly one terminator ({inst})"),
+            ));
+        }
+        let expect = match &d.op {
+            Op::Ret => {
+                if arg_tys != f.sig.results {
+                    return Err(invalid(f, "`ret` operands differ from the signature"));
+                }
+                TypeList::new()
+            }
+            Op::Yield => {
+                // Checked against the loop below, when the loop is visited.
+                TypeList::new()
+            }
+            op => op
+                .result_types(&arg_tys, |name| graph.get(name).map(|g| &g.sig))
+                .map_err(|e| invalid(f, format!("{inst}: {e}")))?,
+        };
+        let mut same = d.results.len() == expect.len();
+        for (k, &r) in d.results.iter().enumerate() {
+            let t = ty_of(r)?;
+            same &= expect.get(k) == Some(&t);
+        }
+        if !same {
+            return Err(invalid(
+                f,
+                format!("{inst}: result types differ from `{}`'s typing", d.op),
+            ));
+        }
+        match &d.op {
+            Op::Loop(b) => {
+                let [r] = d.regions[..] else {
+                    return Err(invalid(f, format!("{inst}: a loop needs one body region")));
+                };
+                let rd = f
+                    .regions
+                    .get(r)
+                    .ok_or_else(|| invalid(f, format!("missing {r}")))?;
+                let carried = &arg_tys[b.num_dyn()..];
+                let ptys = rd
+                    .params
+                    .iter()
+                    .map(|&v| ty_of(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if ptys.first() != Some(&Type::I64) || ptys[1..] != *carried {
+                    return Err(invalid(
+                        f,
+                        format!("{inst}: loop body parameters must be (i64, carried...)"),
+                    ));
+                }
+                let y = rd.insts.last().and_then(|&i| f.insts.get(i));
+                match y {
+                    Some(y) if y.op == Op::Yield => {
+                        let ytys = y
+                            .args
+                            .iter()
+                            .map(|&v| ty_of(v))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if ytys != carried {
                             return Err(invalid(
                                 f,
-                                format!("{inst}: loop body must end in `yield`"),
-                            ))
+                                format!("{inst}: `yield` types differ from the carried types"),
+                            ));
                         }
                     }
-                    stack.push((r, Some(inst)));
+                    _ => return Err(invalid(f, format!("{inst}: loop body must end in `yield`"))),
                 }
-                _ => {
-                    if !d.regions.is_empty() {
-                        return Err(invalid(f, format!("{inst}: `{}` takes no region", d.op)));
-                    }
+                nested.push((r, inst));
+            }
+            _ => {
+                if !d.regions.is_empty() {
+                    return Err(invalid(f, format!("{inst}: `{}` takes no region", d.op)));
                 }
             }
         }
     }
-    Ok(())
+    Ok(nested)
 }
 
 /// Every instruction nested in `inst`'s regions (not `inst` itself), in program order.

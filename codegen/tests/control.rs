@@ -471,3 +471,34 @@ fn loops_carrying_tensors_compile_and_agree_with_the_interpreter() {
     assert_eq!(want, vec![Val::F64(18.0)]);
     assert_eq!(call1(&c, &[Val::F64(1.5)]), want);
 }
+
+#[test]
+fn a_malformed_instruction_deep_in_a_long_body_is_rejected() {
+    // Long bodies are checked in parts on several threads: an error in the last part
+    // is still found, and one in the first part is the one reported.
+    let mut m = long_chain(240_000);
+    let f = &mut m.funcs[0];
+    let muls: Vec<_> = f
+        .insts
+        .iter()
+        .filter(|(_, d)| d.op == jitad_ir::Op::Mul)
+        .map(|(i, _)| i)
+        .collect();
+    let (first, last) = (muls[0], muls[muls.len() - 1]);
+    f.insts[last].op = jitad_ir::Op::Lt;
+    let o = CompileOptions {
+        threads: 2,
+        ..opts()
+    };
+    let e = compile_module(&m, "long", &o).err().expect("accepted");
+    assert!(
+        matches!(&e, CompileError::InvalidIr { message, .. } if message.contains(&format!("{last}: "))),
+        "{e}"
+    );
+    m.funcs[0].insts[first].op = jitad_ir::Op::Lt;
+    let e = compile_module(&m, "long", &o).err().expect("accepted");
+    assert!(
+        matches!(&e, CompileError::InvalidIr { message, .. } if message.contains(&format!("{first}: "))),
+        "{e}"
+    );
+}

@@ -21,9 +21,9 @@
 
 use crate::function::{Function, Inst, Module, Region};
 use cranelift_entity::EntityRef;
-use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 /// The most call frames open at once (the entry's included). A chain of exactly this
 /// many functions runs; one more is rejected with [`LimitError::CallDepth`].
@@ -100,8 +100,9 @@ pub struct CallGraph<'m> {
     module: &'m Module,
     index: HashMap<&'m str, usize>,
     sites: Vec<Vec<Site<'m>>>,
-    /// Strongly connected component of each function (computed on first use).
-    sccs: OnceCell<Sccs>,
+    /// Strongly connected component of each function (computed on first use; a
+    /// `OnceLock` so the graph can be shared by threads checking one function).
+    sccs: OnceLock<Sccs>,
 }
 
 #[derive(Debug)]
@@ -137,7 +138,7 @@ impl<'m> CallGraph<'m> {
             module: m,
             index,
             sites,
-            sccs: OnceCell::new(),
+            sccs: OnceLock::new(),
         }
     }
 

@@ -109,7 +109,7 @@
 //!   with it yields an untraced constant (and a guard pinning the value).
 
 use crate::builder::{BuildError, FunctionBuilder};
-use crate::function::{Function, Value};
+use crate::function::{Function, Value, ValueList};
 use crate::interp::Val;
 use crate::math::f64m;
 use crate::op::{Constant, Op, TypeError};
@@ -118,7 +118,7 @@ use crate::types::{ScalarType, Type};
 use cranelift_entity::EntityRef;
 use num_traits::{Float, FloatConst, Num, NumCast, One, ToPrimitive, Zero};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::num::FpCategory;
 use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
@@ -349,14 +349,16 @@ struct Scope {
     generation: u32,
     /// Constants materialised in this region, once per bit pattern (and type, for
     /// `fill`).
-    consts: HashMap<(Constant, Type), Value>,
+    // Fx hashing: looked up for every constant a traced operation takes (a Rosenbrock
+    // term takes two), where SipHash showed in the profile.
+    consts: rustc_hash::FxHashMap<(Constant, Type), Value>,
 }
 
 impl Scope {
     fn new(generation: u32) -> Self {
         Scope {
             generation,
-            consts: HashMap::new(),
+            consts: rustc_hash::FxHashMap::default(),
         }
     }
 }
@@ -568,7 +570,8 @@ impl Ctx {
         self.node_value(a.node, &Val::F64(a.x))
     }
 
-    fn values_of(&mut self, args: &[Var]) -> Option<Vec<Value>> {
+    /// The IR values of `args` (inline: no allocation per traced operation).
+    fn values_of(&mut self, args: &[Var]) -> Option<ValueList> {
         args.iter().map(|&a| self.value_of(a)).collect()
     }
 
@@ -903,7 +906,7 @@ fn trace_vars(
                 .collect();
             f(&inputs)
         },
-        |ctx, outputs| ctx.values_of(outputs),
+        |ctx, outputs| ctx.values_of(outputs).map(|v| v.to_vec()),
     )
 }
 
