@@ -125,7 +125,9 @@ fn shared_signature(
 /// drivers of this many. A driver is a row of calls, compiled with the single-pass
 /// register allocator (the backtracking one's time grows faster than the row: 1.9 s
 /// for the 13,000 chunks of a 10⁶-element gradient), whose frame grows by a spill
-/// slot per call; rows of this length keep every driver's frame near 2 KiB.
+/// slot per call; rows of this length keep the drivers' frames near 2 KiB up to
+/// 256² chunks (a function of 6·10⁷ instructions), and the top driver's frame grows
+/// by 8 bytes per 256 chunks beyond that.
 const DRIVER_CALLS: usize = 256;
 
 /// What a lowering job builds for a function.

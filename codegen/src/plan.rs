@@ -205,9 +205,9 @@ pub(crate) fn check_function(
                     let mut out = vec![check(first)];
                     for (c, h) in handles {
                         out.push(match h {
-                            Ok(h) => h
-                                .join()
-                                .unwrap_or_else(|_| Err(invalid(f, "the IR check panicked"))),
+                            // A panic in a part (there is no known one) goes on, as
+                            // it would from a walk on one thread.
+                            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                             // No thread: check the part here.
                             Err(_) => check(c),
                         });

@@ -13,8 +13,9 @@
 //!   than a page cannot step over the guard page.
 //! - **Static stack need.** The IR has no recursion, so the deepest chain of frames is
 //!   known at compile time: for each IR function, its frame plus the largest need of
-//!   what it calls (a chunked function: its chunk driver's frame plus the largest
-//!   chunk's), where a call through a `tapeloop`/`revloop` driver adds
+//!   what it calls (a chunked function: its chunk driver's frame, plus the largest
+//!   frame among the drivers of its chunks when it has more than 256, plus the
+//!   largest chunk's), where a call through a `tapeloop`/`revloop` driver adds
 //!   [`DRIVER_STACK`] for the Rust driver between the two pieces of machine code.
 //!   [`crate::Compiled`] checks before every call that the calling thread has that
 //!   much stack left plus [`CALL_MARGIN`], and returns

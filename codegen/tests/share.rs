@@ -248,8 +248,8 @@ fn a_failing_guard_in_a_repeated_chunk_is_named_by_its_own_position() {
 
 #[test]
 fn thousands_of_chunks_keep_every_frame_small() {
-    // One chunk per instruction: 6,400 chunks, called through drivers of drivers, so
-    // no driver's frame grows with the number of chunks.
+    // One chunk per instruction: 6,400 chunks, called through drivers of at most 256
+    // chunks, so no driver's frame grows with the number of chunks here.
     let n = 800;
     let m = parse_module(&elementwise(n)).unwrap();
     let mut rng = Rng(11);

@@ -519,46 +519,46 @@ pub fn check_limits(
     limits: Limits,
 ) -> Result<Depth, LimitError> {
     let n = m.funcs.len();
-    let sites_of = |_: Option<usize>, f: &Function| -> Vec<(usize, bool)> {
-        call_sites(f)
-            .into_iter()
-            .filter_map(|(i, c)| {
-                let driver = f
-                    .insts
-                    .get(i)
-                    .is_some_and(|d| !matches!(d.op, crate::op::Op::Call(_)));
-                lookup(c).filter(|&ci| ci < n).map(|ci| (ci, driver))
-            })
-            .collect()
-    };
+    let sites_of = |_: Option<usize>, f: &Function| resolved_calls(f, lookup, n);
     limits_with(m, lookup, entry, limits, &sites_of)
+}
+
+/// The calls of `f` whose callee `lookup` finds below `n`: `(callee, through a loop
+/// driver)`, in program order.
+fn resolved_calls(
+    f: &Function,
+    lookup: &dyn Fn(&str) -> Option<usize>,
+    n: usize,
+) -> Vec<(usize, bool)> {
+    call_sites(f)
+        .into_iter()
+        .filter_map(|(i, c)| {
+            let driver = f
+                .insts
+                .get(i)
+                .is_some_and(|d| !matches!(d.op, crate::op::Op::Call(_)));
+            lookup(c).filter(|&ci| ci < n).map(|ci| (ci, driver))
+        })
+        .collect()
 }
 
 impl CallGraph<'_> {
     /// [`check_limits`] for function `entry` of the graph's module, from the call sites
     /// the graph already found (no walk over the functions' instructions again).
+    /// `entry` must be an index of the module's functions (it panics otherwise).
     pub fn check_limits(&self, entry: usize, limits: Limits) -> Result<Depth, LimitError> {
         let m = self.module;
         let n = m.funcs.len();
+        let lookup = |name: &str| self.index_of(name);
         let sites_of = |i: Option<usize>, f: &Function| -> Vec<(usize, bool)> {
             match i.and_then(|i| self.sites.get(i)) {
                 Some(sites) => sites
                     .iter()
                     .filter_map(|s| s.callee.filter(|&ci| ci < n).map(|ci| (ci, s.driver)))
                     .collect(),
-                None => call_sites(f)
-                    .into_iter()
-                    .filter_map(|(k, c)| {
-                        let driver = f
-                            .insts
-                            .get(k)
-                            .is_some_and(|d| !matches!(d.op, crate::op::Op::Call(_)));
-                        self.index_of(c).map(|ci| (ci, driver))
-                    })
-                    .collect(),
+                None => resolved_calls(f, &lookup, n),
             }
         };
-        let lookup = |name: &str| self.index_of(name);
         limits_with(m, &lookup, &m.funcs[entry], limits, &sites_of)
     }
 }
@@ -828,5 +828,35 @@ mod tests {
             matches!(&e, LimitError::Unbounded { chain, .. } if chain == "@a -> @b -> @a"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_graph_checks_limits_as_the_module_walk_does() {
+        // `CallGraph::check_limits` reads the sites the graph found; the free function
+        // walks the instructions: same depths and errors, from every entry.
+        let tight = Limits {
+            calls: 2,
+            drivers: 0,
+        };
+        for m in [
+            module(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])]),
+            module(&[("a", &["b"]), ("b", &["a"])]),
+            module(&[("a", &["zz", "b"]), ("b", &[]), ("a", &["a"])]),
+            chain_module(300),
+        ] {
+            let idx = name_index(&m);
+            let lookup = |n: &str| idx.get(n).copied();
+            let g = CallGraph::new(&m);
+            for (i, f) in m.funcs.iter().enumerate() {
+                for limits in [Limits::default(), tight] {
+                    assert_eq!(
+                        g.check_limits(i, limits),
+                        check_limits(&m, &lookup, f, limits),
+                        "@{} ({i})",
+                        f.name
+                    );
+                }
+            }
+        }
     }
 }
