@@ -233,52 +233,13 @@ pub(crate) fn canon<'f>(
         let (k, off) = g.locate(fam, w)?;
         toks.push(Tok::W((k as u64) << 32 | u64::from(off)));
     }
-    let mut h = FastHasher(0);
+    let mut h = crate::plan::IdHasher::default();
     toks.hash(&mut h);
     Some(Canon {
         toks,
         hash: h.finish(),
         groups,
     })
-}
-
-/// A fast, non-cryptographic hasher (one multiply per word), for descriptions that
-/// are compared in full whenever their hashes agree.
-struct FastHasher(u64);
-
-impl FastHasher {
-    #[inline]
-    fn add(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
 }
 
 /// How chunk `k` of a function is compiled.
@@ -291,6 +252,24 @@ pub(crate) enum Sharing {
         rep: usize,
         groups: Vec<(Family, u32)>,
     },
+}
+
+impl Sharing {
+    /// The groups whose addresses a call passes (none for a chunk with its own code).
+    pub fn groups(&self) -> &[(Family, u32)] {
+        match self {
+            Sharing::Own => &[],
+            Sharing::Shared { groups, .. } => groups,
+        }
+    }
+
+    /// For chunk `k`: the earlier chunk whose code it runs (so it is not compiled).
+    pub fn earlier_rep(&self, k: usize) -> Option<usize> {
+        match *self {
+            Sharing::Shared { rep, .. } if rep < k => Some(rep),
+            _ => None,
+        }
+    }
 }
 
 /// A chunk's representative (the first chunk with its description) and its groups.
@@ -343,34 +322,13 @@ pub(crate) fn share_chunks(f: &Function, plan: &FnPlan, threads: usize) -> Vec<S
         return vec![Sharing::Own; n];
     }
     // Contiguous parts, one per thread (a thread costs more than a few chunks).
-    let parts = threads.clamp(1, n.div_ceil(32));
-    let per = n.div_ceil(parts);
-    let ranges: Vec<Range<usize>> = (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
-    let described: Vec<(Vec<Found>, Reps<'_>)> = if ranges.len() == 1 {
-        vec![describe_part(f, plan, 0..n)]
-    } else {
-        std::thread::scope(|sc| {
-            // A part whose thread the OS refuses is described here, after the first.
-            let handles: Vec<_> = ranges[1..]
-                .iter()
-                .map(|r| {
-                    let part = r.clone();
-                    let spawned = std::thread::Builder::new()
-                        .spawn_scoped(sc, move || describe_part(f, plan, part));
-                    (r.clone(), spawned.ok())
-                })
-                .collect();
-            let mut out = vec![describe_part(f, plan, ranges[0].clone())];
-            for (r, h) in handles {
-                out.push(match h {
-                    // A panic in a part (there is no known one) only loses its sharing.
-                    Some(h) => h.join().unwrap_or_else(|_| (vec![], HashMap::new())),
-                    None => describe_part(f, plan, r),
-                });
-            }
-            out
-        })
-    };
+    let ranges = crate::par::split(n, threads.clamp(1, n.div_ceil(32)));
+    let described: Vec<(Vec<Found>, Reps<'_>)> =
+        crate::par::run_parts(&ranges, |r| describe_part(f, plan, r))
+            .into_iter()
+            // A panic in a part (there is no known one) only loses its sharing.
+            .map(|r| r.unwrap_or_else(|_| (vec![], HashMap::new())))
+            .collect();
     // Merge: each part's representatives map to the first equal one of earlier parts.
     // A merged bucket holds at most `MAX_BUCKET` per part, and parts are at most
     // `threads`, so the comparisons stay linear.

@@ -167,6 +167,7 @@ mod handle;
 mod lower;
 mod module;
 mod outline;
+mod par;
 mod plan;
 mod revloop;
 mod runtime;

@@ -13,7 +13,7 @@ use crate::abi::{
     cl_ty, desc, driver_signature, entry_signature, span_signature, DriverFn, EntryFn,
     REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
 };
-use crate::dedup::{share_chunks, Family, Sharing};
+use crate::dedup::{share_chunks, Sharing};
 use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, Owner, Shared};
 use crate::lower::{Lower, ModuleCx};
@@ -652,11 +652,9 @@ pub(crate) fn compile(
         }
     }
     // Declare every generated function before lowering any, so calls can refer to them.
-    // A chunk whose code is another's gets that chunk's id; `chunk_groups` holds the
-    // group addresses every chunk is called with (none for one with its own code).
+    // A chunk whose code is another's gets that chunk's id.
     let mut main_ids = vec![None; funcs.len()];
     let mut chunk_ids: Vec<Vec<FuncId>> = vec![vec![]; funcs.len()];
-    let mut chunk_groups: Vec<Vec<Vec<(Family, u32)>>> = vec![vec![]; funcs.len()];
     let mut driver_ids: Vec<Vec<FuncId>> = vec![vec![]; funcs.len()];
     for &fi in &order {
         let decl =
@@ -669,22 +667,16 @@ pub(crate) fn compile(
         let nchunks = plans[fi].as_ref().map_or(1, |p| p.chunks.len());
         if nchunks > 1 {
             for k in 0..nchunks {
-                let (id, groups) = match sharing[fi].get(k) {
-                    Some(Sharing::Shared { rep, groups }) if *rep < k => {
-                        (chunk_ids[fi][*rep], groups.clone())
+                let share = sharing[fi].get(k);
+                let id = match (share.and_then(|s| s.earlier_rep(k)), share) {
+                    (Some(rep), _) => chunk_ids[fi][rep],
+                    (None, Some(s @ Sharing::Shared { .. })) => {
+                        let sig = shared_signature(&abi, s.groups().len(), ptr);
+                        decl(module, format!("jitad_fn{fi}_chunk{k}_shared"), &sig)?
                     }
-                    Some(Sharing::Shared { groups, .. }) => {
-                        let sig = shared_signature(&abi, groups.len(), ptr);
-                        let name = format!("jitad_fn{fi}_chunk{k}_shared");
-                        (decl(module, name, &sig)?, groups.clone())
-                    }
-                    _ => (
-                        decl(module, format!("jitad_fn{fi}_chunk{k}"), &abi)?,
-                        vec![],
-                    ),
+                    _ => decl(module, format!("jitad_fn{fi}_chunk{k}"), &abi)?,
                 };
                 chunk_ids[fi].push(id);
-                chunk_groups[fi].push(groups);
             }
             if nchunks > DRIVER_CALLS {
                 for j in 0..nchunks.div_ceil(DRIVER_CALLS) {
@@ -762,7 +754,7 @@ pub(crate) fn compile(
             stats.chunks += chunk_ids[fi].len();
             for (k, &id) in chunk_ids[fi].iter().enumerate() {
                 // A chunk whose code is an earlier one's is not compiled again.
-                if matches!(sharing[fi].get(k), Some(Sharing::Shared { rep, .. }) if *rep < k) {
+                if sharing[fi].get(k).and_then(|s| s.earlier_rep(k)).is_some() {
                     stats.shared_chunks += 1;
                     continue;
                 }
@@ -781,7 +773,8 @@ pub(crate) fn compile(
             let tl = Instant::now();
             let mut ctx = batch.spare.pop().unwrap_or_else(Context::new);
             let groups = chunk
-                .and_then(|k| chunk_groups[fi].get(k))
+                .and_then(|k| sharing[fi].get(k))
+                .map(Sharing::groups)
                 .filter(|g| !g.is_empty());
             ctx.func.signature = match groups {
                 Some(g) => shared_signature(&abi, g.len(), ptr),
@@ -809,11 +802,12 @@ pub(crate) fn compile(
                 Piece::Drivers(j) => {
                     let n = chunk_ids[fi].len();
                     let r = j * DRIVER_CALLS..((j + 1) * DRIVER_CALLS).min(n);
-                    l.lower_driver(&chunk_ids[fi][r.clone()], &chunk_groups[fi][r.clone()])?;
+                    let share = sharing[fi].get(r.clone()).unwrap_or(&[]);
+                    l.lower_driver(&chunk_ids[fi][r.clone()], share)?;
                     r.len()
                 }
                 Piece::Driver if driver_ids[fi].is_empty() => {
-                    l.lower_driver(&chunk_ids[fi], &chunk_groups[fi])?;
+                    l.lower_driver(&chunk_ids[fi], &sharing[fi])?;
                     chunk_ids[fi].len()
                 }
                 Piece::Driver => {

@@ -27,21 +27,44 @@ use jitad_ir::{Function, Inst, Module, Op, Region, Type, TypeList, Value};
 use std::collections::HashMap;
 use std::ops::Range;
 
-/// A fast hasher for small integer ids (entity indices): one multiply per word.
+/// A fast, non-cryptographic hasher for entity ids and other short integer streams
+/// (a chunk's description, `crate::dedup`): one rotate, xor and multiply per word.
+/// Keys are not attacker-chosen, or collisions are resolved by full comparison.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct IdHasher(u64);
+
+impl IdHasher {
+    #[inline]
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
         }
     }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
     fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }
 
@@ -180,46 +203,20 @@ pub(crate) fn check_function(
         // Each instruction's check reads the function only, so a long region (a traced
         // gradient's body) is checked in parts on several threads; the first part's
         // error wins, as it would in one walk.
-        let check = |part: &[Inst]| check_insts(graph, f, region, part, last, parent);
         let parts = if rd.insts.len() >= PARALLEL_CHECK_INSTS {
             threads.clamp(1, 4)
         } else {
             1
         };
-        let nested = if parts == 1 {
-            check(&rd.insts)?
-        } else {
-            let per = rd.insts.len().div_ceil(parts);
-            let results: Vec<Result<Vec<(Region, Inst)>, CompileError>> =
-                std::thread::scope(|sc| {
-                    let mut chunks = rd.insts.chunks(per);
-                    let first = chunks.next().unwrap_or(&[]);
-                    let handles: Vec<_> = chunks
-                        .map(|c| {
-                            (
-                                c,
-                                std::thread::Builder::new().spawn_scoped(sc, move || check(c)),
-                            )
-                        })
-                        .collect();
-                    let mut out = vec![check(first)];
-                    for (c, h) in handles {
-                        out.push(match h {
-                            // A panic in a part (there is no known one) goes on, as
-                            // it would from a walk on one thread.
-                            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                            // No thread: check the part here.
-                            Err(_) => check(c),
-                        });
-                    }
-                    out
-                });
-            let mut nested = vec![];
-            for r in results {
-                nested.extend(r?);
-            }
-            nested
-        };
+        let results = crate::par::run_parts(&crate::par::split(rd.insts.len(), parts), |r| {
+            check_insts(graph, f, region, &rd.insts[r], last, parent)
+        });
+        let mut nested = vec![];
+        for r in results {
+            // A panic in a part (there is no known one) goes on, as it would from a
+            // walk on one thread.
+            nested.extend(r.unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
         // Each loop's body, checked after this region (the order of a one-thread walk).
         for (r, inst) in nested {
             stack.push((r, Some(inst)));

@@ -39,7 +39,7 @@ mod tensor;
 use crate::abi::{
     cl_ty, desc, encode_policy, frame_bytes, guard_status, word_offset, GuardInfo, MAX_STACK_FRAME,
 };
-use crate::dedup::{Family, Groups};
+use crate::dedup::{Family, Groups, Sharing};
 use crate::error::CompileError;
 use crate::plan::{nested_insts, FnPlan, IdMap};
 use cranelift_codegen::ir::{
@@ -525,16 +525,17 @@ impl<'a, 'b> Lower<'a, 'b> {
     }
 
     /// Builds the driver of a chunked function: calls each chunk in order, a shared
-    /// chunk ([`crate::dedup`]) with the addresses of its groups.
+    /// chunk ([`crate::dedup`]) with the addresses of its groups (`sharing`: per chunk,
+    /// or empty when every chunk has its own code).
     pub(crate) fn lower_driver(
         mut self,
         chunks: &[FuncId],
-        groups: &[Vec<(Family, u32)>],
+        sharing: &[Sharing],
     ) -> Result<(), CompileError> {
         for (k, &id) in chunks.iter().enumerate() {
             let fref = self.func_ref(id);
             let mut args = vec![self.args_ptr, self.res_ptr, self.ws_ptr];
-            for &(fam, start) in groups.get(k).map_or(&[][..], |g| &g[..]) {
+            for &(fam, start) in sharing.get(k).map_or(&[][..], Sharing::groups) {
                 let (base, off) = self.word(fam, start as usize)?;
                 args.push(self.b.ins().iadd_imm_s(base, i64::from(off)));
             }
