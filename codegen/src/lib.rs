@@ -54,7 +54,10 @@
 //! private `fusion` module assigns by liveness (a region is reused once its value is
 //! dead; a value only returned is computed straight into the caller's buffer), so a
 //! call allocates nothing (`matmul` aside: `matrixmultiply` allocates its packing
-//! buffer inside each product).
+//! buffer inside each product). The plan is static: it holds every tensor the function
+//! may compute, a loop body's too whether or not the loop runs, where the interpreter
+//! allocates only what it runs. A workspace too large to allocate fails the call with
+//! [`CallError::OutOfMemory`] before any code runs.
 //!
 //! Lowering (`fusion`, `lower::tensor`): elementwise ops and the views (`broadcast`,
 //! `reshape`, `slice`, `transpose`, `pad`) are fused into loop nests, one per group,

@@ -123,7 +123,8 @@ pub struct Stats {
     pub verified: u64,
     /// Evaluations run on both engines.
     pub evals: u64,
-    /// Evaluations skipped (over budget or unbounded).
+    /// Evaluations skipped (over budget or unbounded, or the compiled code's workspace
+    /// too large to allocate).
     pub skipped: u64,
     /// AD transforms that succeeded.
     pub derived: u64,
@@ -295,16 +296,25 @@ impl Ctx {
                 });
             }
         }
-        self.stats.evals += 1;
         let jitted = match compiled {
             Ok(c) => {
                 let mut out: Vec<Val> = c.results().iter().map(|&t| Val::from_slot(t, 0)).collect();
-                stage("jit-call", || Ok(c.call(args, &mut out)))?
-                    .map(|()| out)
-                    .map_err(|e| e.to_string())
+                match stage("jit-call", || Ok(c.call(args, &mut out)))? {
+                    Ok(()) => Ok(out),
+                    // The compiled code's workspace holds every tensor the function
+                    // may compute, also in a loop body that runs no iteration, where
+                    // the interpreter allocates only what it runs: a workspace too
+                    // large to allocate is a documented refusal, not a disagreement.
+                    Err(jitad_codegen::CallError::OutOfMemory { .. }) => {
+                        self.stats.skipped += 1;
+                        return Ok(Ran::Nothing);
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
             Err(e) => Err(format!("compile error: {e}")),
         };
+        self.stats.evals += 1;
         match (interp, jitted) {
             (Ok(a), Ok(b)) => {
                 if all_same(&a, &b) {
