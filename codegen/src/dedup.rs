@@ -17,9 +17,16 @@
 //! workspace slots) with gaps of at most [`GAP`] words. Two chunks share their code
 //! exactly when these descriptions are equal (compared in full, not by hash), so the
 //! code lowered for one, called with the other's group addresses, does what the
-//! other's own code would. Chunks with a `guard` (its ordinal names it in errors), a
-//! `ret`, a checkpointed loop (their descriptors), or more than [`MAX_GROUPS`] groups
-//! are never shared.
+//! other's own code would. Chunks with a `ret`, a checkpointed loop (their
+//! descriptors), or more than [`MAX_GROUPS`] groups are never shared.
+//!
+//! **Guards.** A failing guard returns a status naming its entry in the module's guard
+//! table, so the code of a shared chunk names its representative's guards. Each chunk
+//! running another's code still gets entries of its own, with its guards' ordinals as
+//! if it had been lowered, and its driver moves a status in the representative's range
+//! to the same guard in its own ([`crate::lower::GuardShift`]): an error names the
+//! guard that failed, as the interpreter does. Traced branches (`if x < y`) record a
+//! guard per element, so in such code a chunk without guards is rare.
 //!
 //! **How much repeats.** Chunks have a fixed size (in instructions), so code that
 //! repeats every p instructions is cut at p / gcd(size, p) different phases: that many
@@ -154,7 +161,7 @@ pub(crate) fn canon<'f>(
         for &inst in nested.iter() {
             let d = &f.insts[inst];
             match d.op {
-                Op::Guard | Op::Ret | Op::TapeLoop(_) | Op::RevLoop(_) => return None,
+                Op::Ret | Op::TapeLoop(_) | Op::RevLoop(_) => return None,
                 _ => {}
             }
             toks.push(Tok::Op(&d.op));

@@ -141,6 +141,9 @@
 //! code from 8.5 MB to 0.2 MB, and a call from 1.03 ms to 0.23 ms, since the code now
 //! fits the instruction cache (`JITAD_VERBOSE=2 target/release/examples/ad_scaling
 //! 100000`). Chunk drivers, rows of calls, use the single-pass register allocator.
+//! Chunks holding guards share too (a traced `if` records one per element): the
+//! driver moves a failing guard's status from the shared code's guards to the calling
+//! chunk's own, so [`CallError::GuardFailed`] names the guard the interpreter names.
 //!
 //! # Stack safety
 //!

@@ -10,13 +10,13 @@
 //! stack the deepest chain of frames needs ([`crate::stack`]).
 
 use crate::abi::{
-    cl_ty, desc, driver_signature, entry_signature, span_signature, DriverFn, EntryFn,
-    REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
+    cl_ty, desc, driver_signature, entry_signature, guard_status, span_signature, DriverFn,
+    EntryFn, GuardInfo, REVLOOP_SYMBOL, TAPELOOP_SYMBOL,
 };
 use crate::dedup::{share_chunks, Sharing};
 use crate::error::CompileError;
 use crate::handle::{CompileStats, Compiled, Owner, Shared};
-use crate::lower::{Lower, ModuleCx};
+use crate::lower::{GuardShift, Lower, ModuleCx};
 use crate::plan::{check_function, index_by_name, plan_function, reachable_post_order, FnPlan};
 use crate::runtime::{symbols, RtSig};
 use crate::stack::{FrameSizes, JobCalls};
@@ -139,6 +139,15 @@ enum Piece {
     Drivers(usize),
     /// The function's entry when chunked: calls its chunks, or their drivers.
     Driver,
+}
+
+/// What a function's compile does, in order.
+enum Work {
+    /// Lower and compile this piece as this function.
+    Lower(FuncId, Piece),
+    /// Chunk `k` runs the code of the earlier chunk `rep`: nothing to lower, but its
+    /// guards get entries of their own in the guard table ([`GuardShift`]).
+    Runs { k: usize, rep: usize },
 }
 
 /// The machine stack frame of compiled code: below the frame pointer
@@ -747,29 +756,65 @@ pub(crate) fn compile(
             fusion.push_str(&crate::fusion::describe(f, tp));
         }
         let mut ordinal = 0usize;
-        let mut jobs: Vec<(FuncId, Piece)> = vec![];
+        let mut jobs: Vec<Work> = vec![];
+        // Per chunk: the guard table's length before its guards, and their count.
+        let mut chunk_guards = vec![(0usize, 0usize); chunk_ids[fi].len()];
+        let mut shifts: Vec<Option<GuardShift>> = vec![None; chunk_ids[fi].len()];
         if chunk_ids[fi].is_empty() {
-            jobs.push((main, Piece::Chunk(0)));
+            jobs.push(Work::Lower(main, Piece::Chunk(0)));
         } else {
             stats.chunks += chunk_ids[fi].len();
             for (k, &id) in chunk_ids[fi].iter().enumerate() {
                 // A chunk whose code is an earlier one's is not compiled again.
-                if sharing[fi].get(k).and_then(|s| s.earlier_rep(k)).is_some() {
+                if let Some(rep) = sharing[fi].get(k).and_then(|s| s.earlier_rep(k)) {
                     stats.shared_chunks += 1;
+                    jobs.push(Work::Runs { k, rep });
                     continue;
                 }
-                jobs.push((id, Piece::Chunk(k)));
+                jobs.push(Work::Lower(id, Piece::Chunk(k)));
             }
             for (j, &id) in driver_ids[fi].iter().enumerate() {
-                jobs.push((id, Piece::Drivers(j)));
+                jobs.push(Work::Lower(id, Piece::Drivers(j)));
             }
-            jobs.push((main, Piece::Driver));
+            jobs.push(Work::Lower(main, Piece::Driver));
         }
-        for (id, piece) in jobs {
+        for work in jobs {
+            let (id, piece) = match work {
+                Work::Lower(id, piece) => (id, piece),
+                Work::Runs { k, rep } => {
+                    // Its guards, in the order the representative's code lowered them:
+                    // equal descriptions, so the same positions.
+                    let (rep_first, count) = chunk_guards[rep];
+                    let first = cx.guards.len();
+                    for j in 0..count {
+                        cx.guards.push(GuardInfo {
+                            func: f.name.clone(),
+                            ordinal: ordinal + j,
+                        });
+                    }
+                    ordinal += count;
+                    chunk_guards[k] = (first, count);
+                    if count > 0 {
+                        let too_many = || CompileError::InvalidIr {
+                            func: f.name.clone(),
+                            message: "too many guards".into(),
+                        };
+                        let status = |i: usize| guard_status(i).ok_or_else(too_many);
+                        status(cx.guards.len() - 1)?;
+                        shifts[k] = Some(GuardShift {
+                            first: status(rep_first)?,
+                            count: u32::try_from(count).map_err(|_| too_many())?,
+                            delta: u32::try_from(first - rep_first).map_err(|_| too_many())?,
+                        });
+                    }
+                    continue;
+                }
+            };
             let chunk = match piece {
                 Piece::Chunk(k) => Some(k),
                 Piece::Drivers(_) | Piece::Driver => None,
             };
+            let guards_before = cx.guards.len();
             let tl = Instant::now();
             let mut ctx = batch.spare.pop().unwrap_or_else(Context::new);
             let groups = chunk
@@ -797,21 +842,25 @@ pub(crate) fn compile(
             let weight = match piece {
                 Piece::Chunk(k) => {
                     l.lower_chunk()?;
+                    if let Some(g) = chunk_guards.get_mut(k) {
+                        *g = (guards_before, cx.guards.len() - guards_before);
+                    }
                     plan.chunk_insts[k]
                 }
                 Piece::Drivers(j) => {
                     let n = chunk_ids[fi].len();
                     let r = j * DRIVER_CALLS..((j + 1) * DRIVER_CALLS).min(n);
                     let share = sharing[fi].get(r.clone()).unwrap_or(&[]);
-                    l.lower_driver(&chunk_ids[fi][r.clone()], share)?;
+                    let shift = shifts.get(r.clone()).unwrap_or(&[]);
+                    l.lower_driver(&chunk_ids[fi][r.clone()], share, shift)?;
                     r.len()
                 }
                 Piece::Driver if driver_ids[fi].is_empty() => {
-                    l.lower_driver(&chunk_ids[fi], &sharing[fi])?;
+                    l.lower_driver(&chunk_ids[fi], &sharing[fi], &shifts)?;
                     chunk_ids[fi].len()
                 }
                 Piece::Driver => {
-                    l.lower_driver(&driver_ids[fi], &[])?;
+                    l.lower_driver(&driver_ids[fi], &[], &[])?;
                     driver_ids[fi].len()
                 }
             };

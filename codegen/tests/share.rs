@@ -6,7 +6,7 @@ mod common;
 
 use common::{same, Rng};
 use jitad_codegen::{compile_module, CompileOptions};
-use jitad_ir::{eval, parse_module, Module, Val};
+use jitad_ir::{eval, parse_module, EvalError, Inst, Module, Op, Val};
 use std::fmt::Write as _;
 
 fn opts(chunk: usize, share: bool) -> CompileOptions {
@@ -107,7 +107,8 @@ fn repeated_chunks_compile_once_and_compute_the_same() {
 /// A random repetitive function: a template of `len` instructions repeated `reps`
 /// times, each repetition reading parameters `stride` further on, its predecessor's
 /// values and those of the repetition `back` before it, sometimes through a call, a
-/// loop or a guard, and returning some of its values.
+/// loop or a guard (that a value is below the last parameter, `%lim`), and returning
+/// some of its values.
 fn random_repetitive(rng: &mut Rng) -> String {
     let params = 24;
     let len = 3 + (rng.next() % 8) as usize;
@@ -140,11 +141,11 @@ fn random_repetitive(rng: &mut Rng) -> String {
         let _ = write!(s, "{}%p{i}: f64", if i > 0 { ", " } else { "" });
     }
     let nret = reps * rets.len() + 1;
-    s.push_str(") -> (");
+    s.push_str(", %lim: f64) -> (");
     for i in 0..nret {
         let _ = write!(s, "{}f64", if i > 0 { ", " } else { "" });
     }
-    s.push_str(") {\n  %three = const 3 : i64\n  %big = const 1.0e300 : f64\n");
+    s.push_str(") {\n  %three = const 3 : i64\n");
     let name = |r: usize, j: usize| format!("%v{r}_{j}");
     for r in 0..reps {
         for (j, &(op, srcs)) in tmpl.iter().enumerate() {
@@ -170,7 +171,7 @@ fn random_repetitive(rng: &mut Rng) -> String {
                 ),
                 7 => writeln!(
                     s,
-                    "  %ok{r}_{j} = lt {a}, %big\n  guard %ok{r}_{j}\n  {v} = tanh {b}"
+                    "  %ok{r}_{j} = lt {a}, %lim\n  guard %ok{r}_{j}\n  {v} = tanh {b}"
                 ),
                 _ => writeln!(s, "  {v} = const {}.5 : f64", j % 3),
             };
@@ -194,11 +195,13 @@ fn random_repetitive(rng: &mut Rng) -> String {
 fn random_repetitive_functions_agree_with_and_without_sharing() {
     let mut rng = Rng(0x5eed_cafe);
     let mut shared_total = 0;
+    let mut failed = 0;
     for case in 0..120 {
         let src = random_repetitive(&mut rng);
         let m = parse_module(&src).unwrap();
         jitad_ir::verify_module(&m).unwrap();
-        let args: Vec<Val> = (0..24).map(|_| Val::F64(rng.f64())).collect();
+        let mut args: Vec<Val> = (0..24).map(|_| Val::F64(rng.f64())).collect();
+        args.push(Val::F64(1.0e300));
         let want = eval(&m, "main", &args).unwrap();
         let chunk = 1 + (rng.next() % 12) as usize;
         let (own, _, _) = run(&m, &opts(chunk, false), &args);
@@ -208,15 +211,44 @@ fn random_repetitive_functions_agree_with_and_without_sharing() {
         let what = format!("case {case}, chunk {chunk}:\n{src}");
         assert_same(&own, &want, &what);
         assert_same(&shared, &want, &what);
+        // Lower limits fail a guard somewhere: every engine names the same one.
+        let guards: Vec<Inst> = m.funcs[0].regions[m.funcs[0].body]
+            .insts
+            .iter()
+            .copied()
+            .filter(|&i| m.funcs[0].insts[i].op == Op::Guard)
+            .collect();
+        let compiled =
+            [false, true].map(|share| compile_module(&m, "main", &opts(chunk, share)).unwrap());
+        for _ in 0..8 {
+            args[24] = Val::F64(3.0 * rng.f64() - 1.0);
+            let want = match eval(&m, "main", &args) {
+                Err(EvalError::GuardFailed { inst, .. }) => guards.iter().position(|&g| g == inst),
+                Ok(_) => None,
+                Err(e) => panic!("{what}: {e}"),
+            };
+            failed += usize::from(want.is_some_and(|g| g > 0));
+            for c in &compiled {
+                let mut out = vec![Val::F64(0.0); c.results().len()];
+                let got = match c.call(&args, &mut out) {
+                    Err(jitad_codegen::CallError::GuardFailed { guard, .. }) => Some(guard),
+                    Ok(()) => None,
+                    Err(e) => panic!("{what}: {e}"),
+                };
+                assert_eq!(got, want, "{what}");
+            }
+        }
     }
     // The generator is meant to exercise sharing, not only to allow it.
     assert!(shared_total > 500, "only {shared_total} chunks shared");
+    assert!(failed > 50, "only {failed} failures past the first guard");
 }
 
 #[test]
 fn a_failing_guard_in_a_repeated_chunk_is_named_by_its_own_position() {
-    // Guard `i` checks element `i`; chunks holding guards compile on their own, so the
-    // error names the guard that failed, not the first chunk's.
+    // Guard `i` checks element `i`. The chunks share code, and each one's driver call
+    // moves a failing guard's status to its own guards: the error names the guard
+    // that failed, not the representative's.
     let n = 300;
     let mut s = String::from("func @main(");
     for i in 0..n {
@@ -235,6 +267,12 @@ fn a_failing_guard_in_a_repeated_chunk_is_named_by_its_own_position() {
     let m = parse_module(&s).unwrap();
     let c = compile_module(&m, "main", &opts(16, true)).unwrap();
     assert!(c.stats().chunks > 10);
+    assert!(
+        c.stats().shared_chunks * 2 > c.stats().chunks,
+        "{} of {} chunks shared",
+        c.stats().shared_chunks,
+        c.stats().chunks
+    );
     for bad in [3, 150, 299] {
         let mut args = vec![Val::F64(0.5); n];
         args[bad] = Val::F64(100.0);

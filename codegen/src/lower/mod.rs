@@ -53,6 +53,19 @@ use jitad_ir::{Bound, Constant, Function, Inst, Op, ScalarType, Value, ValueDef}
 use std::collections::HashMap;
 
 /// Module-wide facts shared by every function's lowering.
+/// How a driver turns the status of a chunk running another's code into its own: a
+/// status in `first..first + count` (the representative's guards) moves `delta`
+/// entries on in the guard table, to the chunk's own guard at the same position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GuardShift {
+    /// The status of the representative's first guard.
+    pub first: u32,
+    /// The guards in the chunk.
+    pub count: u32,
+    /// The chunk's first guard entry less the representative's.
+    pub delta: u32,
+}
+
 pub(crate) struct ModuleCx<'a> {
     /// Function index by name.
     pub by_name: HashMap<&'a str, usize>,
@@ -526,11 +539,14 @@ impl<'a, 'b> Lower<'a, 'b> {
 
     /// Builds the driver of a chunked function: calls each chunk in order, a shared
     /// chunk ([`crate::dedup`]) with the addresses of its groups (`sharing`: per chunk,
-    /// or empty when every chunk has its own code).
+    /// or empty when every chunk has its own code) and, when it runs another chunk's
+    /// code with guards in it, its status moved to its own guards (`shifts`: per chunk,
+    /// or empty).
     pub(crate) fn lower_driver(
         mut self,
         chunks: &[FuncId],
         sharing: &[Sharing],
+        shifts: &[Option<GuardShift>],
     ) -> Result<(), CompileError> {
         for (k, &id) in chunks.iter().enumerate() {
             let fref = self.func_ref(id);
@@ -540,7 +556,19 @@ impl<'a, 'b> Lower<'a, 'b> {
                 args.push(self.b.ins().iadd_imm_s(base, i64::from(off)));
             }
             let call = self.b.ins().call(fref, &args);
-            let st = self.b.inst_results(call)[0];
+            let mut st = self.b.inst_results(call)[0];
+            if let Some(&Some(sh)) = shifts.get(k) {
+                // `st − first ∈ [0, count)` (unsigned) is one of the code's own guards:
+                // the same guard of this chunk is `delta` entries further on. Any other
+                // status (a callee's guard, a driver's) passes unchanged.
+                let rel = self.b.ins().iadd_imm_s(st, -i64::from(sh.first));
+                let own =
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, rel, i64::from(sh.count));
+                let moved = self.b.ins().iadd_imm_s(st, i64::from(sh.delta));
+                st = self.b.ins().select(own, moved, st);
+            }
             self.check_status(st);
         }
         let z = self.b.ins().iconst(types::I32, 0);
