@@ -6,7 +6,7 @@ mod common;
 
 use common::{same, Rng};
 use jitad_codegen::{compile_module, CompileOptions};
-use jitad_ir::{eval, parse_module, EvalError, Inst, Module, Op, Val};
+use jitad_ir::{eval, parse_module, EvalError, Function, Inst, Module, Op, Region, Val};
 use std::fmt::Write as _;
 
 fn opts(chunk: usize, share: bool) -> CompileOptions {
@@ -107,8 +107,8 @@ fn repeated_chunks_compile_once_and_compute_the_same() {
 /// A random repetitive function: a template of `len` instructions repeated `reps`
 /// times, each repetition reading parameters `stride` further on, its predecessor's
 /// values and those of the repetition `back` before it, sometimes through a call, a
-/// loop or a guard (that a value is below the last parameter, `%lim`), and returning
-/// some of its values.
+/// loop or a guard (that a value is below the last parameter, `%lim`; at top level or
+/// in a loop body), and returning some of its values.
 fn random_repetitive(rng: &mut Rng) -> String {
     let params = 24;
     let len = 3 + (rng.next() % 8) as usize;
@@ -133,7 +133,7 @@ fn random_repetitive(rng: &mut Rng) -> String {
             _ => Src::Param(0),
         };
         let ops = [pick(), pick()];
-        tmpl.push((rng.next() % 9, ops));
+        tmpl.push((rng.next() % 10, ops));
     }
     let rets: Vec<usize> = (0..len).filter(|_| rng.next().is_multiple_of(3)).collect();
     let mut s = String::from("func @main(");
@@ -173,6 +173,12 @@ fn random_repetitive(rng: &mut Rng) -> String {
                     s,
                     "  %ok{r}_{j} = lt {a}, %lim\n  guard %ok{r}_{j}\n  {v} = tanh {b}"
                 ),
+                8 => writeln!(
+                    s,
+                    "  {v} = loop %i{r}_{j} in 0..%three (%c{r}_{j} = {a} : f64) {{\n    \
+                     %n{r}_{j} = mul %c{r}_{j}, {b}\n    %ok{r}_{j} = lt %n{r}_{j}, %lim\n    \
+                     guard %ok{r}_{j}\n    yield %n{r}_{j}\n  }}"
+                ),
                 _ => writeln!(s, "  {v} = const {}.5 : f64", j % 3),
             };
         }
@@ -189,6 +195,19 @@ fn random_repetitive(rng: &mut Rng) -> String {
          %t = tanh %m\n  ret %t\n}\n",
     );
     s
+}
+
+/// The guards of region `r` and the regions in it, in program order (a loop body's at
+/// the loop's place), as guard errors number them.
+fn guards_in_order(f: &Function, r: Region, out: &mut Vec<Inst>) {
+    for &i in &f.regions[r].insts {
+        if f.insts[i].op == Op::Guard {
+            out.push(i);
+        }
+        for &nr in &f.insts[i].regions {
+            guards_in_order(f, nr, out);
+        }
+    }
 }
 
 #[test]
@@ -212,12 +231,8 @@ fn random_repetitive_functions_agree_with_and_without_sharing() {
         assert_same(&own, &want, &what);
         assert_same(&shared, &want, &what);
         // Lower limits fail a guard somewhere: every engine names the same one.
-        let guards: Vec<Inst> = m.funcs[0].regions[m.funcs[0].body]
-            .insts
-            .iter()
-            .copied()
-            .filter(|&i| m.funcs[0].insts[i].op == Op::Guard)
-            .collect();
+        let mut guards = vec![];
+        guards_in_order(&m.funcs[0], m.funcs[0].body, &mut guards);
         let compiled =
             [false, true].map(|share| compile_module(&m, "main", &opts(chunk, share)).unwrap());
         for _ in 0..8 {
