@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use jitad_codegen::{CompileOptions, Compiled};
-use jitad_ir::{Function, Module, Tensor, Type, Val, Var};
+use jitad_ir::{Function, Module, Tensor, Type, Val, Var, VerifiedModule};
 use jitad_passes::{DerivativeKind, OptOptions};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -44,12 +44,27 @@ pub struct DeriveTimes {
 /// A function as verified IR; see the module docs.
 #[derive(Clone, Debug)]
 pub struct Traced {
-    module: Module,
+    module: Source,
     entry: String,
-    /// True when `module` passed the verifier in this value's making (made from IR,
-    /// or a part of such a module), not only by the transforms: differentiating it
-    /// then skips verifying it again.
-    verified: bool,
+}
+
+/// A `Traced`'s module, and whether it passed the verifier in this value's making.
+#[derive(Clone, Debug)]
+enum Source {
+    /// Made from IR (or a part of such a module): differentiating it skips verifying
+    /// it again ([`jitad_passes::derive_functions_verified`]).
+    Verified(VerifiedModule),
+    /// Made by the transforms or changed since.
+    Derived(Module),
+}
+
+impl Source {
+    fn get(&self) -> &Module {
+        match self {
+            Source::Verified(m) => m.module(),
+            Source::Derived(m) => m,
+        }
+    }
 }
 
 /// Traces `f` at `example` (one `f64` parameter `%x0, %x1, ...` per value) and verifies
@@ -143,11 +158,9 @@ impl Traced {
         if module.get(entry).is_none() {
             return Err(Error::UnknownFunction(entry.to_string()));
         }
-        jitad_ir::verify_module(&module)?;
         Ok(Traced {
-            module,
+            module: Source::Verified(VerifiedModule::new(module)?),
             entry: entry.to_string(),
-            verified: true,
         })
     }
 
@@ -169,23 +182,35 @@ impl Traced {
     /// (no re-verification: a verified module's functions closed under calls verify).
     pub fn with_entry(&self, entry: &str) -> Result<Traced> {
         let entry = entry.strip_prefix('@').unwrap_or(entry);
-        if self.module.get(entry).is_none() {
+        let whole = self.module.get();
+        if whole.get(entry).is_none() {
             return Err(Error::UnknownFunction(entry.to_string()));
         }
-        let keep: HashSet<&str> = reachable_from(&self.module, entry)
+        let keep: HashSet<&str> = reachable_from(whole, entry)
             .into_iter()
             .map(|f| f.name.as_str())
             .collect();
-        let mut module = Module::new();
-        // Names are unique in a verified module: push, not `insert` (a search each).
-        module.funcs = (self.module.funcs.iter())
-            .filter(|f| keep.contains(f.name.as_str()))
-            .cloned()
-            .collect();
+        // What the entry reaches is closed under calls, so a verified module's part
+        // stays verified (`restrict` checks it).
+        let verified = match &self.module {
+            Source::Verified(v) => v.restrict(&keep),
+            Source::Derived(_) => None,
+        };
+        let module = match verified {
+            Some(part) => Source::Verified(part),
+            None => {
+                let mut part = Module::new();
+                // Names are unique in a module `Traced` holds: push, not `insert`.
+                part.funcs = (whole.funcs.iter())
+                    .filter(|f| keep.contains(f.name.as_str()))
+                    .cloned()
+                    .collect();
+                Source::Derived(part)
+            }
+        };
         Ok(Traced {
             module,
             entry: entry.to_string(),
-            verified: self.verified,
         })
     }
 
@@ -198,19 +223,20 @@ impl Traced {
     pub fn function(&self) -> &Function {
         // `from_module` checked it exists and no method removes it.
         self.module
+            .get()
             .get(&self.entry)
             .expect("the entry function exists (checked on construction)")
     }
 
     /// The module: the entry and every function it may call.
     pub fn module(&self) -> &Module {
-        &self.module
+        self.module.get()
     }
 
     /// The entry function followed by the functions it calls (transitively), in the
     /// order they are first called.
     pub fn reachable(&self) -> Vec<&Function> {
-        reachable_from(&self.module, &self.entry)
+        reachable_from(self.module.get(), &self.entry)
     }
 
     /// The entry and its callees as `.jir` text (parseable; `print → parse → print` is
@@ -244,73 +270,65 @@ impl Traced {
             None => self.float_params(),
         };
         let mut times = DeriveTimes::default();
-        let mut t = match how {
+        let mut t: (Module, String) = match how {
             // The new functions join copies of only the functions they call: the
             // primal is not copied unless the derivative calls it.
             Transform::Detached(kind) => {
-                let (name, funcs) = if self.verified {
-                    jitad_passes::derive_functions_verified(&self.module, &self.entry, kind, &wrt)?
-                } else {
-                    jitad_passes::derive_functions(&self.module, &self.entry, kind, &wrt)?
+                let (name, funcs) = match &self.module {
+                    Source::Verified(m) => {
+                        jitad_passes::derive_functions_verified(m, &self.entry, kind, &wrt)?
+                    }
+                    Source::Derived(m) => {
+                        jitad_passes::derive_functions(m, &self.entry, kind, &wrt)?
+                    }
                 };
                 let t1 = Instant::now();
                 times.transform = t1 - t0;
-                let module = assemble(&self.module, &name, funcs);
+                let module = assemble(self.module.get(), &name, funcs);
                 times.copy = t1.elapsed();
-                Traced {
-                    module,
-                    entry: name,
-                    verified: false,
-                }
+                (module, name)
             }
             Transform::InPlace(transform) => {
-                let mut module = self.module.clone();
+                let mut module = self.module.get().clone();
                 let t1 = Instant::now();
                 times.copy = t1 - t0;
                 let name = transform(&mut module, &self.entry, &wrt)?;
                 let t2 = Instant::now();
                 times.transform = t2 - t1;
-                let mut t = Traced {
-                    module,
-                    entry: name,
-                    verified: false,
-                };
                 // Prune first: optimising the primal (when the derivative does not
                 // call it) would be wasted work.
-                t.prune();
+                prune(&mut module, &name);
                 times.prune = t2.elapsed();
-                t
+                (module, name)
             }
         };
         let t3 = Instant::now();
-        let cleanup = jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
+        let cleanup = jitad_passes::optimize_module(&mut t.0, &OptOptions::default());
         let t4 = Instant::now();
-        t.prune();
+        prune(&mut t.0, &t.1);
         times.cleanup = t4 - t3;
         times.passes = cleanup.times;
         times.rounds = cleanup.rounds;
         times.prune += t4.elapsed();
-        Ok((t, times))
-    }
-
-    /// Drops functions the entry cannot reach.
-    fn prune(&mut self) {
-        // The entry alone (a traced function's gradient: 10⁶ instructions) reaches
-        // exactly itself; the walk would read every instruction to find no call.
-        if self.module.funcs.len() == 1 {
-            return;
-        }
-        let keep: HashSet<String> = self.reachable().iter().map(|f| f.name.clone()).collect();
-        self.module.funcs.retain(|f| keep.contains(&f.name));
+        let (module, entry) = t;
+        Ok((
+            Traced {
+                module: Source::Derived(module),
+                entry,
+            },
+            times,
+        ))
     }
 
     /// A copy cleaned up by the optimisation pipeline (DCE, CSE, constant folding,
     /// IEEE-safe simplification, to a fixed point). Results are unchanged bit for bit.
     pub fn optimize(&self) -> Traced {
-        let mut t = self.clone();
-        t.verified = false;
-        jitad_passes::optimize_module(&mut t.module, &OptOptions::default());
-        t
+        let mut module = self.module.get().clone();
+        jitad_passes::optimize_module(&mut module, &OptOptions::default());
+        Traced {
+            module: Source::Derived(module),
+            entry: self.entry.clone(),
+        }
     }
 
     /// Forward mode with respect to every float parameter:
@@ -370,28 +388,30 @@ impl Traced {
     /// and [`Traced::vjp`] for functions with active loops) use `policy`; see
     /// [`jitad_ir::checkpoint`]. Results are unchanged; memory and time are not.
     pub fn with_checkpoint(&self, policy: jitad_ir::checkpoint::Policy) -> Traced {
-        let mut t = self.clone();
-        t.verified = false;
-        jitad_passes::set_policy(&mut t.module, policy);
-        t
+        let mut module = self.module.get().clone();
+        jitad_passes::set_policy(&mut module, policy);
+        Traced {
+            module: Source::Derived(module),
+            entry: self.entry.clone(),
+        }
     }
 
     /// Evaluates the entry function with the reference interpreter, also returning what
     /// its reverse sweeps through loops did.
     pub fn eval_with_stats(&self, args: &[Val]) -> Result<(Vec<Val>, jitad_ir::checkpoint::Stats)> {
         let mut it = jitad_ir::Interpreter::new();
-        let out = it.eval(self.function(), Some(&self.module), args)?;
+        let out = it.eval(self.function(), Some(self.module.get()), args)?;
         Ok((out, it.last_stats()))
     }
 
     /// Evaluates the entry function with the reference interpreter.
     pub fn eval(&self, args: &[Val]) -> Result<Vec<Val>> {
-        Ok(jitad_ir::eval(&self.module, &self.entry, args)?)
+        Ok(jitad_ir::eval(self.module.get(), &self.entry, args)?)
     }
 
     /// [`Traced::eval`] for a function taking and returning `f64` only.
     pub fn eval_f64(&self, args: &[f64]) -> Result<Vec<f64>> {
-        Ok(jitad_ir::eval_f64(&self.module, &self.entry, args)?)
+        Ok(jitad_ir::eval_f64(self.module.get(), &self.entry, args)?)
     }
 
     /// JIT-compiles the entry function (and its callees) with default options, as
@@ -405,7 +425,7 @@ impl Traced {
     /// JIT-compiles the entry function with `opts`.
     pub fn compile_with(&self, opts: &CompileOptions) -> Result<Compiled> {
         Ok(jitad_codegen::compile_module(
-            &self.module,
+            self.module.get(),
             &self.entry,
             opts,
         )?)
@@ -475,6 +495,20 @@ fn assemble(old: &Module, entry: &str, new: Vec<Function>) -> Module {
         }
     }
     Module { funcs }
+}
+
+/// Drops the functions of `module` that `entry` cannot reach.
+fn prune(module: &mut Module, entry: &str) {
+    // The entry alone (a traced function's gradient: 10⁶ instructions) reaches exactly
+    // itself; the walk would read every instruction to find no call.
+    if module.funcs.len() == 1 {
+        return;
+    }
+    let keep: HashSet<String> = reachable_from(module, entry)
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    module.funcs.retain(|f| keep.contains(&f.name));
 }
 
 /// Function `entry` of `module` followed by the functions it calls (transitively), in
@@ -591,22 +625,17 @@ mod tests {
             (jitad_passes::jvp, &[1], t.jvp_wrt(&[1]).unwrap()),
         ];
         for (transform, wrt, got) in cases {
-            let mut m = t.module.clone();
-            let name = transform(&mut m, "f", wrt).unwrap();
-            let mut want = Traced {
-                module: m,
-                entry: name,
-                verified: false,
-            };
-            want.prune();
-            jitad_passes::optimize_module(&mut want.module, &OptOptions::default());
-            want.prune();
-            assert_eq!(got.name(), want.name());
+            let mut want = t.module().clone();
+            let name = transform(&mut want, "f", wrt).unwrap();
+            prune(&mut want, &name);
+            jitad_passes::optimize_module(&mut want, &OptOptions::default());
+            prune(&mut want, &name);
+            assert_eq!(got.name(), name);
             assert_eq!(
-                jitad_ir::print_module(&got.module),
-                jitad_ir::print_module(&want.module)
+                jitad_ir::print_module(got.module()),
+                jitad_ir::print_module(&want)
             );
-            assert!(got.module.get("unused").is_none());
+            assert!(got.module().get("unused").is_none());
         }
     }
 

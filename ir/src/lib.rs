@@ -51,4 +51,6 @@ pub use trace::{
     fori_loop, trace, trace_scalar, trace_tensors, Carry, Index, Tensor, TraceError, Var,
 };
 pub use types::{ScalarType, Shape, Type};
-pub use verify::{verify_function, verify_module, VerifyError, VerifyErrorKind, VerifyErrors};
+pub use verify::{
+    verify_function, verify_module, VerifiedModule, VerifyError, VerifyErrorKind, VerifyErrors,
+};

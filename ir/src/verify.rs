@@ -350,6 +350,63 @@ pub fn verify_module(m: &Module) -> Result<(), VerifyErrors> {
     }
 }
 
+/// A module that passed [`verify_module`], and cannot have changed since: the only
+/// constructors verify it (or keep a call-closed part of a verified one), and it gives
+/// out only shared references. What consumers that would otherwise verify again (the
+/// AD transforms, `jitad_passes::derive_functions_verified`) take as proof.
+#[derive(Clone, Debug)]
+pub struct VerifiedModule(Module);
+
+impl VerifiedModule {
+    /// Verifies `m` ([`verify_module`]).
+    pub fn new(m: Module) -> Result<Self, VerifyErrors> {
+        verify_module(&m)?;
+        Ok(VerifiedModule(m))
+    }
+
+    /// The module.
+    pub fn module(&self) -> &Module {
+        &self.0
+    }
+
+    /// The module, to change (it is verified no longer).
+    pub fn into_module(self) -> Module {
+        self.0
+    }
+
+    /// The functions named in `keep`, in module order, as a verified module of their
+    /// own: `None` unless every callee of a kept function is kept too. Verification is
+    /// per function against its callees' signatures, and a part of a module has unique
+    /// names and no cycle when the module has none, so a call-closed part verifies.
+    /// Linear in the kept functions.
+    pub fn restrict(&self, keep: &std::collections::HashSet<&str>) -> Option<VerifiedModule> {
+        let funcs: Vec<Function> = (self.0.funcs.iter())
+            .filter(|f| keep.contains(f.name.as_str()))
+            .cloned()
+            .collect();
+        // Against the functions kept, not `keep`, which may name others.
+        let kept: std::collections::HashSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+        let closed = funcs.iter().all(|f| {
+            f.insts
+                .values()
+                .all(|d| d.op.callees().all(|c| kept.contains(c)))
+        });
+        closed.then(|| {
+            let mut m = Module::new();
+            // Names are unique in a verified module: push, not `insert` (a search each).
+            m.funcs = funcs;
+            VerifiedModule(m)
+        })
+    }
+}
+
+impl std::ops::Deref for VerifiedModule {
+    type Target = Module;
+    fn deref(&self) -> &Module {
+        &self.0
+    }
+}
+
 /// Verifies one function. Callee signatures come from `m`; with `None`, every call is
 /// an error ([`VerifyErrorKind::NoModule`]). Call cycles through `m` that return to
 /// `f` are reported (`f` stands for the module's function of its name). Returns all
@@ -1016,6 +1073,39 @@ mod tests {
     use super::*;
     use crate::builder::FunctionBuilder;
     use crate::op::{Bound, Constant, LoopBounds, Signature};
+
+    /// A `VerifiedModule` exists only for a module that verifies, and a part of one
+    /// only when the part is closed under calls.
+    #[test]
+    fn verified_modules_are_verified_and_parts_closed_under_calls() {
+        let src = "func @f(%x: f64) -> f64 {\n  %y = call @g(%x)\n  ret %y\n}\n\
+                   func @g(%x: f64) -> f64 {\n  %y = sin %x\n  ret %y\n}\n\
+                   func @h(%x: f64) -> f64 {\n  ret %x\n}\n";
+        let m = crate::parse_module(src).unwrap();
+        let v = VerifiedModule::new(m.clone()).unwrap();
+        assert_eq!(v.funcs.len(), 3);
+        let keep = |names: &[&'static str]| names.iter().copied().collect();
+        let fg = v.restrict(&keep(&["f", "g"])).unwrap();
+        assert_eq!(crate::print_module(fg.module()), {
+            let mut want = m.clone();
+            want.funcs.retain(|f| f.name != "h");
+            crate::print_module(&want)
+        });
+        assert!(verify_module(fg.module()).is_ok());
+        // `@f` without its callee, however `keep` is spelled.
+        assert!(v.restrict(&keep(&["f"])).is_none());
+        assert!(v.restrict(&keep(&["f", "nope"])).is_none());
+        assert_eq!(v.restrict(&keep(&["h", "nope"])).unwrap().funcs.len(), 1);
+        // A module that does not verify gets no proof: a call to a missing function,
+        // or a name defined twice.
+        let mut bad = m.clone();
+        bad.funcs.retain(|f| f.name != "g");
+        assert!(VerifiedModule::new(bad).is_err());
+        let mut dup = m;
+        let first = dup.funcs[0].clone();
+        dup.funcs.push(first);
+        assert!(VerifiedModule::new(dup).is_err());
+    }
 
     const B03: LoopBounds = LoopBounds {
         start: Bound::Imm(0),

@@ -13,7 +13,7 @@
 use crate::emit::is_float;
 use crate::error::{AdError, Result};
 use jitad_ir::callgraph::CallGraph;
-use jitad_ir::{verify::verify_function_in, Function, Module, Signature, Type};
+use jitad_ir::{verify::verify_function_in, Function, Module, Signature, Type, VerifiedModule};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -327,18 +327,18 @@ pub fn derive_functions(
     derive_detached(m, func, kind, wrt, false)
 }
 
-/// [`derive_functions`] for a module that passed [`jitad_ir::verify_module`] and has not
-/// changed since (what `jitad::Traced` holds): the functions it differentiates are not
+/// [`derive_functions`] for a module verified already ([`VerifiedModule`], what
+/// `jitad::Traced` holds when made from IR): the functions it differentiates are not
 /// verified again, a linear walk saved per function (a tenth of a second on a traced
-/// function of 10⁶ instructions). On a module that does not verify, the transforms
-/// may return a wrong derivative or panic; [`derive_functions`] checks first.
+/// function of 10⁶ instructions). The type is the proof, so no input reaches the
+/// transforms unverified.
 pub fn derive_functions_verified(
-    m: &Module,
+    m: &VerifiedModule,
     func: &str,
     kind: Kind,
     wrt: &[usize],
 ) -> Result<(String, Vec<Function>)> {
-    derive_detached(m, func, kind, wrt, true)
+    derive_detached(m.module(), func, kind, wrt, true)
 }
 
 /// A readable name for a derived value: the primal's name with a prefix or suffix, or
