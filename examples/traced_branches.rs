@@ -1,26 +1,12 @@
-//! A loss with a branch per element, traced as scalars: each `if` records a guard (the
-//! branch taken), so nearly every chunk of the gradient holds guards. Times trace →
-//! grad and the compile, and a call, with and without chunk sharing
-//! ([`jitad::CompileOptions::share_chunks`]):
+//! A loss with a branch per element ([`jitad::problems::huber`]), traced as scalars:
+//! each `if` records a guard (the branch taken), so nearly every chunk of the gradient
+//! holds guards. Times trace → grad and the compile, and a call, with and without chunk
+//! sharing ([`jitad::CompileOptions::share_chunks`]):
 //! `cargo run --release --example traced_branches [-- N] [--mixed]`.
 //! By default every element takes the quadratic branch; `--mixed` spreads the elements
 //! over both branches in a pseudo-random pattern, so chunks repeat less.
-use jitad::{Float, Var};
+use jitad::problems::huber;
 use std::time::Instant;
-
-/// `Σ huber(x_i − 0.5)`: quadratic within 1 of zero, linear outside.
-fn huber_sum(x: &[Var]) -> Var {
-    let mut s = x[0] * 0.0;
-    for &v in x {
-        let r = v - 0.5;
-        s += if r.abs() < 1.0 {
-            r * r * 0.5
-        } else {
-            r.abs() - 0.5
-        };
-    }
-    s
-}
 
 fn main() -> Result<(), jitad::Error> {
     let n: usize = std::env::args()
@@ -38,7 +24,7 @@ fn main() -> Result<(), jitad::Error> {
         })
         .collect();
     let t = Instant::now();
-    let g = jitad::trace_scalar("huber", &x, huber_sum)?.grad()?;
+    let g = jitad::trace_scalar("huber", &x, huber)?.grad()?;
     println!(
         "n={n}{}: trace + grad {:?}, {} gradient instructions",
         if mixed { " (mixed branches)" } else { "" },

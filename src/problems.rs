@@ -31,6 +31,23 @@ pub fn rosenbrock<T: Float>(x: &[T]) -> T {
     s
 }
 
+/// Huber loss f(x) = Σ h(x_i − ½), h(r) = r²/2 for |r| < 1 and |r| − ½ otherwise: a
+/// branch per element, which tracing records as a guard (the branch each element took).
+pub fn huber<T: Float>(x: &[T]) -> T {
+    let half = T::from(0.5).unwrap_or_else(T::zero);
+    let one = T::one();
+    let mut s = T::zero();
+    for &v in x {
+        let r = v - half;
+        s = s + if r.abs() < one {
+            r * r * half
+        } else {
+            r.abs() - half
+        };
+    }
+    s
+}
+
 /// The standard starting point: x_i = −1.2 for even i, 1 for odd i.
 pub fn rosenbrock_start(n: usize) -> Vec<f64> {
     (0..n)

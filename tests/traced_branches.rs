@@ -1,24 +1,11 @@
-//! Traced branches at scale: a `huber`-style loss traced as scalars records a guard per
+//! Traced branches at scale: the Huber loss ([`jitad::problems::huber`]) traced as scalars records a guard per
 //! element (the branch each element took), so nearly every chunk of its gradient holds
 //! guards. Such chunks share machine code ([`jitad::CompileOptions::share_chunks`]), and
 //! compute what the interpreter computes; when an input takes the other branch, the
 //! compiled code names the same guard the interpreter names.
 
-use jitad::{CompileOptions, Float, Traced, Var};
-
-/// `Σ huber(x_i − 0.5)`: quadratic within 1 of zero, linear outside.
-fn huber_sum(x: &[Var]) -> Var {
-    let mut s = x[0] * 0.0;
-    for &v in x {
-        let r = v - 0.5;
-        s += if r.abs() < 1.0 {
-            r * r * 0.5
-        } else {
-            r.abs() - 0.5
-        };
-    }
-    s
-}
+use jitad::problems::huber;
+use jitad::{CompileOptions, Traced};
 
 fn opts(share: bool) -> CompileOptions {
     CompileOptions {
@@ -59,11 +46,13 @@ fn traced_branches_share_code_and_fail_at_the_interpreters_guard() {
             }
         })
         .collect();
-    let g = jitad::trace_scalar("huber", &x, huber_sum)
+    let g = jitad::trace_scalar("huber", &x, huber)
         .unwrap()
         .grad()
         .unwrap();
     let want = g.eval_f64(&x).unwrap();
+    // The traced ops are the native ones: the same value, bit for bit.
+    assert_eq!(want[0].to_bits(), huber(&x).to_bits());
     let shared = g.compile_with(&opts(true)).unwrap();
     let own = g.compile_with(&opts(false)).unwrap();
     let st = shared.stats();

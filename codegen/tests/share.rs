@@ -280,21 +280,32 @@ fn a_failing_guard_in_a_repeated_chunk_is_named_by_its_own_position() {
     }
     let _ = writeln!(s, "  ret %s{n}\n}}");
     let m = parse_module(&s).unwrap();
-    let c = compile_module(&m, "main", &opts(16, true)).unwrap();
-    assert!(c.stats().chunks > 10);
-    assert!(
-        c.stats().shared_chunks * 2 > c.stats().chunks,
-        "{} of {} chunks shared",
-        c.stats().shared_chunks,
-        c.stats().chunks
-    );
-    for bad in [3, 150, 299] {
-        let mut args = vec![Val::F64(0.5); n];
-        args[bad] = Val::F64(100.0);
-        let mut out = [Val::F64(0.0)];
-        match c.call(&args, &mut out) {
-            Err(jitad_codegen::CallError::GuardFailed { guard, .. }) => assert_eq!(guard, bad),
-            other => panic!("element {bad}: {other:?}"),
+    // Chunks of 16, and of 2 (600 chunks: their calls go through sub-drivers of at
+    // most 256 chunks, each moving its own chunks' statuses).
+    for size in [16, 2] {
+        let c = compile_module(&m, "main", &opts(size, true)).unwrap();
+        let st = c.stats();
+        assert!(
+            st.chunks > if size == 2 { 512 } else { 10 },
+            "{}",
+            st.chunks
+        );
+        assert!(
+            st.shared_chunks * 2 > st.chunks,
+            "{} of {} chunks shared",
+            st.shared_chunks,
+            st.chunks
+        );
+        for bad in [3, 150, 299] {
+            let mut args = vec![Val::F64(0.5); n];
+            args[bad] = Val::F64(100.0);
+            let mut out = [Val::F64(0.0)];
+            match c.call(&args, &mut out) {
+                Err(jitad_codegen::CallError::GuardFailed { func, guard }) => {
+                    assert_eq!((func.as_str(), guard), ("main", bad), "chunks of {size}")
+                }
+                other => panic!("element {bad}, chunks of {size}: {other:?}"),
+            }
         }
     }
 }

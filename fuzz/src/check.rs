@@ -123,8 +123,7 @@ pub struct Stats {
     pub verified: u64,
     /// Evaluations run on both engines.
     pub evals: u64,
-    /// Evaluations skipped (over budget or unbounded, or the compiled code's workspace
-    /// too large to allocate).
+    /// Evaluations skipped (over budget or unbounded).
     pub skipped: u64,
     /// AD transforms that succeeded.
     pub derived: u64,
@@ -136,6 +135,9 @@ pub struct Stats {
     /// supported — tensors carried by loops or passed to calls:
     /// [`jitad_codegen::CompileError::is_unsupported`]).
     pub interp_only: u64,
+    /// JIT calls refused for a workspace of a GiB or more, the interpreter's result
+    /// kept (see `Ctx::run`).
+    pub huge_workspace: u64,
 }
 
 impl Stats {
@@ -149,6 +151,7 @@ impl Stats {
         self.ad_errors += o.ad_errors;
         self.dot_tests += o.dot_tests;
         self.interp_only += o.interp_only;
+        self.huge_workspace += o.huge_workspace;
     }
 }
 
@@ -309,8 +312,11 @@ impl Ctx {
                     Err(jitad_codegen::CallError::OutOfMemory { .. })
                         if c.workspace_bytes() >= 1 << 30 =>
                     {
-                        self.stats.skipped += 1;
-                        return Ok(Ran::Nothing);
+                        self.stats.huge_workspace += 1;
+                        return Ok(match interp {
+                            Ok(v) => Ran::Values(v),
+                            Err(_) => Ran::Nothing,
+                        });
                     }
                     Err(e) => Err(e.to_string()),
                 }

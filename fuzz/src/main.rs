@@ -201,7 +201,7 @@ fn run_worker(o: &Opts, start: u64) -> ExitCode {
         let c = make_case(o.seed, id, &corpus);
         let line = match check_text(&c.text, c.check_seed) {
             Ok(s) => format!(
-                "ok {id} {} {} {} {} {} {} {} {}",
+                "ok {id} {} {} {} {} {} {} {} {} {}",
                 s.parsed,
                 s.verified,
                 s.evals,
@@ -209,7 +209,8 @@ fn run_worker(o: &Opts, start: u64) -> ExitCode {
                 s.derived,
                 s.ad_errors,
                 s.dot_tests,
-                s.interp_only
+                s.interp_only,
+                s.huge_workspace
             ),
             Err(f) => format!("fail {id} {}\t{}", f.stage, escape(&f.message)),
         };
@@ -356,7 +357,7 @@ fn drive(o: &Opts) -> ExitCode {
                         ("ok", Some(k)) => {
                             let n: Vec<u64> =
                                 rest.split(' ').filter_map(|x| x.parse().ok()).collect();
-                            if n.len() == 8 {
+                            if n.len() == 9 {
                                 stats.add(&Stats {
                                     parsed: n[0],
                                     verified: n[1],
@@ -366,6 +367,7 @@ fn drive(o: &Opts) -> ExitCode {
                                     ad_errors: n[5],
                                     dot_tests: n[6],
                                     interp_only: n[7],
+                                    huge_workspace: n[8],
                                 });
                             }
                             cases += 1;
@@ -448,7 +450,8 @@ fn drive(o: &Opts) -> ExitCode {
     println!(
         "  parsed {}, verified {}, evaluations on both engines {} (skipped over budget {}), \
          AD transforms {} (clean AD errors {}), dot-product tests {}, interpreter-only \
-         evaluations (tensor programs) {}",
+         evaluations (tensor programs) {}, JIT calls refused for a workspace of a GiB or \
+         more {}",
         stats.parsed,
         stats.verified,
         stats.evals,
@@ -456,7 +459,8 @@ fn drive(o: &Opts) -> ExitCode {
         stats.derived,
         stats.ad_errors,
         stats.dot_tests,
-        stats.interp_only
+        stats.interp_only,
+        stats.huge_workspace
     );
     if findings.is_empty() {
         println!("  no failures");

@@ -352,8 +352,8 @@ pub fn verify_module(m: &Module) -> Result<(), VerifyErrors> {
 
 /// A module that passed [`verify_module`], and cannot have changed since: the only
 /// constructors verify it (or keep a call-closed part of a verified one), and it gives
-/// out only shared references. What consumers that would otherwise verify again (the
-/// AD transforms, `jitad_passes::derive_functions_verified`) take as proof.
+/// out only shared references. What a consumer that would otherwise verify again
+/// (`jitad_passes::derive_functions_verified`) takes as proof.
 #[derive(Clone, Debug)]
 pub struct VerifiedModule(Module);
 

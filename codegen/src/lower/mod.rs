@@ -52,7 +52,6 @@ use cranelift_module::{FuncId, Module as _};
 use jitad_ir::{Bound, Constant, Function, Inst, Op, ScalarType, Value, ValueDef};
 use std::collections::HashMap;
 
-/// Module-wide facts shared by every function's lowering.
 /// How a driver turns the status of a chunk running another's code into its own: a
 /// status in `first..first + count` (the representative's guards) moves `delta`
 /// entries on in the guard table, to the chunk's own guard at the same position.
@@ -66,6 +65,7 @@ pub(crate) struct GuardShift {
     pub delta: u32,
 }
 
+/// Module-wide facts shared by every function's lowering.
 pub(crate) struct ModuleCx<'a> {
     /// Function index by name.
     pub by_name: HashMap<&'a str, usize>,
