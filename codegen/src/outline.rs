@@ -236,18 +236,18 @@ fn extract(
             } else {
                 d.op.clone()
             };
-            let mut regions = vec![];
-            for &nr in &d.regions {
+            let mut nested = None;
+            if let Some(nr) = d.regions.get() {
                 let ng = g.new_region();
                 for &p in &f.regions[nr].params {
                     let np = g.add_region_param(ng, f.ty(p));
                     vmap.insert(p, np);
                 }
-                regions.push(ng);
+                nested = Some(ng);
                 work.push((nr, ng));
             }
             let tys: TypeList = d.results.iter().map(|&v| f.ty(v)).collect();
-            let ni = g.append_inst(dst, op, args, &tys, regions);
+            let ni = g.append_inst(dst, op, args, &tys, nested);
             for (&a, &b) in d.results.iter().zip(&g.insts[ni].results) {
                 vmap.insert(a, b);
             }
@@ -257,9 +257,9 @@ fn extract(
         }
     }
     let call_args: Vec<Value> = params.iter().chain(&captured).copied().collect();
-    let call = f.create_inst(Op::Call(name.to_string()), call_args, &carried, vec![]);
+    let call = f.create_inst(Op::Call(name.to_string()), call_args, &carried, None);
     let ys = f.insts[call].results.clone();
-    let y = f.create_inst(Op::Yield, ys, &[], vec![]);
+    let y = f.create_inst(Op::Yield, ys, &[], None);
     f.regions[body].insts = vec![call, y];
     g
 }

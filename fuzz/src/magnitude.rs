@@ -282,7 +282,7 @@ fn rewrite(
                     }
                     return None;
                 }
-                let a = f.create_inst(Op::Abs, vec![v], &[ty], vec![]);
+                let a = f.create_inst(Op::Abs, vec![v], &[ty], None);
                 new.push(a);
                 args[k] = f.result(a);
             }

@@ -173,7 +173,7 @@ impl FunctionBuilder {
             .result_types(&tys, |name| callees.get(name))
             .map_err(|e| self.type_err(e))?;
         let region = self.current();
-        let inst = self.func.append_inst(region, op, args, &results, vec![]);
+        let inst = self.func.append_inst(region, op, args, &results, None);
         Ok((inst, self.func.insts[inst].results.clone()))
     }
 
@@ -199,7 +199,7 @@ impl FunctionBuilder {
         let ty = Type::Scalar(c.ty());
         let inst = self
             .func
-            .append_inst(region, Op::Const(c), vec![], &[ty], vec![]);
+            .append_inst(region, Op::Const(c), vec![], &[ty], None);
         self.func.result(inst)
     }
 
@@ -303,14 +303,14 @@ impl FunctionBuilder {
         };
         self.stack.pop();
         self.func
-            .append_inst(open.region, Op::Yield, next.to_vec(), &[], vec![]);
+            .append_inst(open.region, Op::Yield, next.to_vec(), &[], None);
         let outer = self.current();
         let inst = self.func.append_inst(
             outer,
             open.op,
             open.args,
             &open.carried_tys,
-            vec![open.region],
+            Some(open.region),
         );
         Ok(self.func.insts[inst].results.to_vec())
     }
@@ -334,7 +334,7 @@ impl FunctionBuilder {
         self.func.sig.results = vals.iter().map(|&v| self.func.ty(v)).collect();
         let body = self.func.body;
         self.func
-            .append_inst(body, Op::Ret, vals.to_vec(), &[], vec![]);
+            .append_inst(body, Op::Ret, vals.to_vec(), &[], None);
         self.done = true;
         Ok(())
     }

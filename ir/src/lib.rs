@@ -40,7 +40,8 @@ pub mod vmath;
 
 pub use builder::{BuildError, FunctionBuilder};
 pub use function::{
-    Function, Inst, InstData, Module, Region, RegionData, Value, ValueData, ValueDef, ValueList,
+    Function, Inst, InstData, Module, Region, RegionData, Regions, Value, ValueData, ValueDef,
+    ValueList,
 };
 pub use interp::{eval, eval_f64, eval_function, EvalError, Interpreter, Val};
 pub use op::{Bound, Constant, LoopBounds, Op, RevLoop, Signature, TapeLoop, TypeError, TypeList};

@@ -1309,7 +1309,7 @@ impl FnBuilder<'_> {
                 Self::check_count(stmt.pos, &stmt.results, op, result_tys.len())?;
                 let inst = self
                     .f
-                    .append_inst(region, op.clone(), vals, &result_tys, vec![]);
+                    .append_inst(region, op.clone(), vals, &result_tys, None);
                 let results = self.f.insts[inst].results.clone();
                 for (name, v) in stmt.results.iter().zip(results) {
                     self.define(name, v)?;
@@ -1364,7 +1364,7 @@ impl FnBuilder<'_> {
                 self.stmts(body_region, body)?;
                 let inst = self
                     .f
-                    .append_inst(region, op, args, &carried_tys, vec![body_region]);
+                    .append_inst(region, op, args, &carried_tys, Some(body_region));
                 let results = self.f.insts[inst].results.clone();
                 for (name, v) in stmt.results.iter().zip(results) {
                     self.define(name, v)?;

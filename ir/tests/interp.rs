@@ -638,7 +638,7 @@ fn malformed_functions_give_errors_not_panics() {
     // No terminator.
     let mut f = Function::new("nt", sig(1));
     let x = f.params()[0];
-    f.append_inst(f.body, Op::Neg, vec![x], &[Type::F64], vec![]);
+    f.append_inst(f.body, Op::Neg, vec![x], &[Type::F64], None);
     assert!(matches!(
         eval_function(&f, None, &[Val::F64(1.0)]),
         Err(EvalError::Malformed { .. })
@@ -646,7 +646,7 @@ fn malformed_functions_give_errors_not_panics() {
     // An operand that does not exist.
     let mut f = Function::new("bad", sig(1));
     let ghost = Value::new(999);
-    f.append_inst(f.body, Op::Neg, vec![ghost], &[Type::F64], vec![]);
+    f.append_inst(f.body, Op::Neg, vec![ghost], &[Type::F64], None);
     assert!(matches!(
         eval_function(&f, None, &[Val::F64(1.0)]),
         Err(EvalError::Malformed { .. })
@@ -660,9 +660,9 @@ fn malformed_functions_give_errors_not_panics() {
     ] {
         let mut f = Function::new("arity", sig(1));
         let x = f.params()[0];
-        let inst = f.append_inst(f.body, op, vec![x; args], &[Type::F64], vec![]);
+        let inst = f.append_inst(f.body, op, vec![x; args], &[Type::F64], None);
         let r = f.result(inst);
-        f.append_inst(f.body, Op::Ret, vec![r], &[], vec![]);
+        f.append_inst(f.body, Op::Ret, vec![r], &[], None);
         assert!(matches!(
             eval_function(&f, None, &[Val::F64(1.0)]),
             Err(EvalError::Malformed { .. })
@@ -672,8 +672,8 @@ fn malformed_functions_give_errors_not_panics() {
     for op in [Op::Sin, Op::Guard, Op::Yield] {
         let mut f = Function::new("odd", sig(1));
         let x = f.params()[0];
-        f.append_inst(f.body, op, vec![x], &[], vec![]);
-        f.append_inst(f.body, Op::Ret, vec![x], &[], vec![]);
+        f.append_inst(f.body, op, vec![x], &[], None);
+        f.append_inst(f.body, Op::Ret, vec![x], &[], None);
         assert!(matches!(
             eval_function(&f, None, &[Val::F64(1.0)]),
             Err(EvalError::Malformed { .. })
@@ -683,9 +683,9 @@ fn malformed_functions_give_errors_not_panics() {
     let mut f = Function::new("lp", sig(1));
     let x = f.params()[0];
     let l = Op::Loop(bounds(Bound::Imm(0), Bound::Imm(2)));
-    let inst = f.append_inst(f.body, l, vec![x], &[Type::F64], vec![]);
+    let inst = f.append_inst(f.body, l, vec![x], &[Type::F64], None);
     let r = f.result(inst);
-    f.append_inst(f.body, Op::Ret, vec![r, r], &[], vec![]);
+    f.append_inst(f.body, Op::Ret, vec![r, r], &[], None);
     assert!(matches!(
         eval_function(&f, None, &[Val::F64(1.0)]),
         Err(EvalError::Malformed { .. })
@@ -695,15 +695,15 @@ fn malformed_functions_give_errors_not_panics() {
     let x = f.params()[0];
     let body = f.body;
     let l = Op::Loop(bounds(Bound::Imm(0), Bound::Imm(2)));
-    f.append_inst(body, l, vec![], &[], vec![body]);
-    f.append_inst(body, Op::Ret, vec![x], &[], vec![]);
+    f.append_inst(body, l, vec![], &[], Some(body));
+    f.append_inst(body, Op::Ret, vec![x], &[], None);
     assert!(matches!(
         eval_function(&f, None, &[Val::F64(1.0)]),
         Err(EvalError::Malformed { .. })
     ));
     let mut f = Function::new("rc", sig(1));
     let x = f.params()[0];
-    f.append_inst(f.body, Op::Ret, vec![x, x], &[], vec![]);
+    f.append_inst(f.body, Op::Ret, vec![x, x], &[], None);
     assert!(matches!(
         eval_function(&f, None, &[Val::F64(1.0)]),
         Err(EvalError::Malformed { .. })

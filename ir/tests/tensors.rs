@@ -459,7 +459,7 @@ fn verifier_rejects_layoutless_values_built_directly() {
         },
     );
     let body = f.body;
-    f.append_inst(body, jitad_ir::Op::Ret, vec![], &[], vec![]);
+    f.append_inst(body, jitad_ir::Op::Ret, vec![], &[], None);
     let e = jitad_ir::verify_function(&f, None).unwrap_err();
     assert!(e.to_string().contains("zero-size"), "{e}");
 }

@@ -151,13 +151,13 @@ fn eval_one(op: &Op, args: &[Constant], as_tensor: bool) -> Option<Constant> {
             } else {
                 Op::Const(c)
             };
-            let i = f.append_inst(body, op, vec![], &[ty], vec![]);
+            let i = f.append_inst(body, op, vec![], &[ty], None);
             f.insts[i].results[0]
         })
         .collect();
-    let i: Inst = f.append_inst(body, op.clone(), vals, &[*rty], vec![]);
+    let i: Inst = f.append_inst(body, op.clone(), vals, &[*rty], None);
     let r = f.insts[i].results[0];
-    f.append_inst(body, Op::Ret, vec![r], &[], vec![]);
+    f.append_inst(body, Op::Ret, vec![r], &[], None);
     f.sig.results = vec![*rty];
     let out = interp::eval_function(&f, None, &[]).ok()?;
     Some(match out.first()? {

@@ -102,7 +102,7 @@ impl<'s> Emitter<'s> {
             .result_types(&tys, |n| sigs.get(n))
             .map_err(|e| self.type_err(e))?;
         let region = self.current();
-        let inst = self.f.append_inst(region, op, args, &results, vec![]);
+        let inst = self.f.append_inst(region, op, args, &results, None);
         Ok(self.f.insts[inst].results.clone())
     }
 
@@ -139,13 +139,9 @@ impl<'s> Emitter<'s> {
     /// copy keeps its names).
     pub(crate) fn copy_constant(&mut self, c: Constant) -> Value {
         let region = self.current();
-        let inst = self.f.append_inst(
-            region,
-            Op::Const(c),
-            vec![],
-            &[Type::Scalar(c.ty())],
-            vec![],
-        );
+        let inst = self
+            .f
+            .append_inst(region, Op::Const(c), vec![], &[Type::Scalar(c.ty())], None);
         let v = self.f.insts[inst].results[0];
         if region == self.f.body {
             self.body_consts.entry(c).or_insert(v);
@@ -264,14 +260,14 @@ impl<'s> Emitter<'s> {
             });
         }
         self.f
-            .append_inst(region, Op::Yield, next.to_vec(), &[], vec![]);
+            .append_inst(region, Op::Yield, next.to_vec(), &[], None);
         let outer = self.current();
         let inst: Inst = self.f.append_inst(
             outer,
             Op::Loop(pending.bounds),
             pending.args,
             &pending.carried,
-            vec![region],
+            Some(region),
         );
         Ok(self.f.insts[inst].results.to_vec())
     }
@@ -286,8 +282,7 @@ impl<'s> Emitter<'s> {
         }
         self.f.sig.results = vals.iter().map(|&v| self.f.ty(v)).collect();
         let body = self.f.body;
-        self.f
-            .append_inst(body, Op::Ret, vals.to_vec(), &[], vec![]);
+        self.f.append_inst(body, Op::Ret, vals.to_vec(), &[], None);
         Ok(self.f)
     }
 }

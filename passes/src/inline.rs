@@ -52,7 +52,7 @@
 
 use cranelift_entity::{EntityRef, SecondaryMap};
 use jitad_ir::callgraph::CallGraph;
-use jitad_ir::{Function, Inst, Module, Op, Region, Value};
+use jitad_ir::{Function, Inst, Module, Op, Region, Regions, Value};
 use rustc_hash::FxHashSet;
 use std::collections::HashMap;
 
@@ -325,8 +325,8 @@ fn expand(
             }
         }
         let tys: Vec<_> = d.results.iter().map(|&r| src.ty(r)).collect();
-        let new_regions: Vec<Region> = d.regions.iter().map(|_| g.new_region()).collect();
-        let ni = g.create_inst(d.op.clone(), args, &tys, new_regions.clone());
+        let new_regions: Regions = d.regions.get().map(|_| g.new_region()).into();
+        let ni = g.create_inst(d.op.clone(), args, &tys, new_regions.get());
         g.regions[dst].insts.push(ni);
         for (k, &r) in d.results.iter().enumerate() {
             let nr = g.insts[ni].results[k];

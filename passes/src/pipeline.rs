@@ -16,7 +16,7 @@
 
 use crate::{constfold, cse, dce, inline, simplify};
 use cranelift_entity::{EntityRef, PrimaryMap, SecondaryMap};
-use jitad_ir::{Function, InstData, Module, Op, Region, Value, ValueData, ValueDef};
+use jitad_ir::{Function, InstData, Module, Op, Region, Regions, Value, ValueData, ValueDef};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -391,7 +391,7 @@ pub fn compact_owned(mut f: Function) -> Function {
         // The old result list is renumbered in place and becomes the new one: what
         // `Function::create_inst` does, without allocating.
         let mut results = std::mem::take(&mut d.results);
-        let new_regions: Vec<Region> = old_regions.iter().map(|_| g.new_region()).collect();
+        let new_regions: Regions = old_regions.get().map(|_| g.new_region()).into();
         let ni = g.insts.next_key();
         for (k, r) in results.iter_mut().enumerate() {
             let nr = g.values.push(ValueData {
@@ -408,7 +408,7 @@ pub fn compact_owned(mut f: Function) -> Function {
             op,
             args,
             results,
-            regions: new_regions.clone(),
+            regions: new_regions,
         });
         g.regions[new_r].insts.push(ni);
         for (&or, &nr) in old_regions.iter().zip(&new_regions).rev() {
@@ -479,7 +479,7 @@ mod tests {
                     Op::Const(jitad_ir::Constant::F64(1.0)),
                     vec![],
                     &[Type::F64],
-                    vec![],
+                    None,
                 );
                 assert!(!is_compact(&h), "seed {seed} @{}", f.name);
                 // A hole in the numbering.

@@ -172,8 +172,8 @@ fn copy_region(
             (op, _) => op.clone(),
         };
         let tys: Vec<Type> = d.results.iter().map(|&r| src.ty(r)).collect();
-        let mut regions = Vec::new();
-        for &nr in &d.regions {
+        let mut nested = None;
+        if let Some(nr) = d.regions.get() {
             let new = dst.new_region();
             for &p in &src.regions[nr].params {
                 let np = dst.add_region_param(new, src.ty(p));
@@ -184,9 +184,9 @@ fn copy_region(
             }
             // Loop bodies see what was defined before the loop: copy them first.
             copy_region(cx, src, dst, nr, new, map, Term::Keep)?;
-            regions.push(new);
+            nested = Some(new);
         }
-        let new_inst = dst.create_inst(op, args, &tys, regions);
+        let new_inst = dst.create_inst(op, args, &tys, nested);
         dst.regions[dst_region].insts.push(new_inst);
         for (k, &r) in d.results.iter().enumerate() {
             let nr = dst.insts[new_inst].results[k];

@@ -70,7 +70,7 @@ pub fn simplify(f: &mut Function, fast_math: bool) -> bool {
             let op = Op::Pad(ranges);
             let tys = [f.ty(x), Type::Scalar(c.ty())];
             if op.result_types(&tys, |_| None).ok().as_deref() == Some(&[f.ty(r)][..]) {
-                let k = f.create_inst(Op::Const(c), vec![], &[tys[1]], vec![]);
+                let k = f.create_inst(Op::Const(c), vec![], &[tys[1]], None);
                 let cv = f.insts[k].results[0];
                 let d = &mut f.insts[inst];
                 d.op = op;

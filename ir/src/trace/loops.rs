@@ -567,7 +567,7 @@ fn loop_function(f: &Function, inst: Inst) -> Option<(Function, Vec<Value>)> {
     for &a in &data.args {
         use_value(a, &defined);
     }
-    let mut stack: Vec<Region> = data.regions.clone();
+    let mut stack: Vec<Region> = data.regions.to_vec();
     while let Some(r) = stack.pop() {
         let rd = f.regions.get(r)?;
         defined.extend(rd.params.iter().copied());
@@ -595,7 +595,7 @@ fn loop_function(f: &Function, inst: Inst) -> Option<(Function, Vec<Value>)> {
         }
     }
     g.sig.results = results.iter().map(|&v| g.ty(v)).collect();
-    g.append_inst(body, Op::Ret, results, &[], vec![]);
+    g.append_inst(body, Op::Ret, results, &[], None);
     Some((g, free))
 }
 
@@ -610,15 +610,15 @@ fn copy_inst(
     work: &mut Vec<(Region, Region)>,
 ) -> Option<Vec<Value>> {
     let d = f.insts.get(i)?;
-    let mut regions = Vec::with_capacity(d.regions.len());
-    for &r in &d.regions {
+    let mut nested = None;
+    if let Some(r) = d.regions.get() {
         let nr = g.new_region();
         for &p in &f.regions.get(r)?.params {
             let np = g.add_region_param(nr, f.ty(p));
             map.insert(p, np);
         }
         work.push((r, nr));
-        regions.push(nr);
+        nested = Some(nr);
     }
     let args = d
         .args
@@ -626,7 +626,7 @@ fn copy_inst(
         .map(|a| map.get(a).copied())
         .collect::<Option<Vec<_>>>()?;
     let tys: Vec<_> = d.results.iter().map(|&v| f.ty(v)).collect();
-    let ni = g.append_inst(region, d.op.clone(), args, &tys, regions);
+    let ni = g.append_inst(region, d.op.clone(), args, &tys, nested);
     let new_results = g.insts[ni].results.clone();
     for (&o, &n) in d.results.iter().zip(&new_results) {
         map.insert(o, n);
