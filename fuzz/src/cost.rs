@@ -174,9 +174,9 @@ impl Walk<'_> {
             let c: u128 = match &d.op {
                 Op::Call(name) => 1 + self.callee(name)?,
                 Op::Loop(b) => {
-                    let trips = self.trips(*b, &d.args)?;
+                    let trips = self.trips(**b, &d.args)?;
                     if let (Some(&body), Some((s, e))) =
-                        (d.regions.first(), self.bounds(*b, &d.args))
+                        (d.regions.first(), self.bounds(**b, &d.args))
                     {
                         if let Some(&idx) = f.regions.get(body).and_then(|b| b.params.first()) {
                             self.iv.insert(idx, (s.0, (e.1 - 1).max(s.0)));

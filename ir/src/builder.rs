@@ -252,7 +252,7 @@ impl FunctionBuilder {
         let mut args = dyn_bounds.to_vec();
         args.extend_from_slice(inits);
         let tys: Vec<Type> = args.iter().map(|&a| self.func.ty(a)).collect();
-        let op = Op::Loop(bounds);
+        let op = Op::Loop(Box::new(bounds));
         let carried_tys = op
             .result_types(&tys, |_| None)
             .map_err(|e| self.type_err(e))?;

@@ -396,3 +396,40 @@ impl Module {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pass walks the instruction table and every transform fills one, millions
+    /// of entries for a traced gradient: its entries must not grow unnoticed.
+    #[test]
+    fn instruction_entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Regions>(), 4);
+        assert!(
+            std::mem::size_of::<Op>() <= 32,
+            "{}",
+            std::mem::size_of::<Op>()
+        );
+        assert!(
+            std::mem::size_of::<InstData>() <= 88,
+            "{}",
+            std::mem::size_of::<InstData>()
+        );
+    }
+
+    #[test]
+    fn regions_read_as_a_slice_of_none_or_one() {
+        let r = Region::from_u32(3);
+        assert!(Regions::none().is_empty());
+        assert_eq!(Regions::default(), Regions::none());
+        assert_eq!(Regions::none().get(), None);
+        assert_eq!(Regions::from(None), Regions::none());
+        let one = Regions::from(r);
+        assert_eq!(one.as_slice(), &[r]);
+        assert_eq!(one.get(), Some(r));
+        assert_eq!(Regions::from(Some(r)), one);
+        assert_eq!((&one).into_iter().copied().collect::<Vec<_>>(), vec![r]);
+        assert_eq!(format!("{one:?}"), "[region3]");
+    }
+}

@@ -247,6 +247,10 @@ impl LoopBounds {
 
 /// An operation. Variant docs give the maths and the edge conventions; derivative rules
 /// live in `jitad-passes`, lowering in `jitad-codegen`.
+///
+/// 32 bytes: the two rare variants whose payload is larger (`fill`'s type, a loop's
+/// bounds) hold it boxed, so the other ~50 ops (a traced gradient's millions of
+/// instructions) don't pay 8 more bytes each in every instruction table.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `const c : T` — a literal.
@@ -350,7 +354,7 @@ pub enum Op {
 
     // ---- tensors (shape rules: `crate::shape`; semantics: `crate::kernels`) ----
     /// `fill c : T` — the tensor of type `T` (element type `c`'s) with every element `c`.
-    Fill(Constant, Type),
+    Fill(Constant, Box<Type>),
     /// `broadcast x : T` — `x` broadcast to `T` with NumPy's rules (trailing axes aligned,
     /// a dimension 1 or a missing leading axis repeats): `y[i…] = x[i… with the broadcast
     /// axes at 0]`. The explicit form of what elementwise ops do implicitly; its
@@ -416,7 +420,7 @@ pub enum Op {
     /// after the last trip (the inits when there are no trips). Operands: dynamic
     /// bounds (start, end, whichever are dynamic), then the inits. Body region
     /// parameters: the index (`i64`), then the carried values.
-    Loop(LoopBounds),
+    Loop(Box<LoopBounds>),
     /// `revloop start..end checkpoint P fwd @F bwd @B (inits...) caps (caps...)
     /// seed (seeds...)` — the reverse sweep of a loop, made by reverse-mode AD.
     ///
@@ -845,7 +849,7 @@ impl Op {
             "powi" => Op::Powi(0),
             "cast" => Op::Cast(ScalarType::F64),
             "call" => Op::Call(String::new()),
-            "loop" => Op::Loop(bounds),
+            "loop" => Op::Loop(Box::new(bounds)),
             "tapeloop" => Op::TapeLoop(Box::new(TapeLoop {
                 bounds,
                 policy,
@@ -900,8 +904,10 @@ impl Op {
             "ret" => Op::Ret,
             "fill" => Op::Fill(
                 Constant::F64(0.0),
-                crate::types::Shape::new(&[1])
-                    .map_or(Type::F64, |s| Type::Tensor(ScalarType::F64, s)),
+                Box::new(
+                    crate::types::Shape::new(&[1])
+                        .map_or(Type::F64, |s| Type::Tensor(ScalarType::F64, s)),
+                ),
             ),
             "broadcast" => Op::Broadcast(Type::F64),
             "iota" => Op::Iota(0, Type::F64),
@@ -969,7 +975,7 @@ impl Op {
             | Op::Matmul
             | Op::Dot => Format::Binary,
             Op::Fma | Op::Select => Format::Ternary,
-            Op::Fill(c, t) => Format::Literal(*c, *t),
+            Op::Fill(c, t) => Format::Literal(*c, **t),
             Op::Broadcast(t) | Op::Reshape(t) => Format::WithType(*t),
             Op::Iota(a, t) => Format::Iota(usize::from(*a), *t),
             Op::Reduce(_, axes) => Format::WithAxes(*axes),
@@ -982,7 +988,7 @@ impl Op {
             Op::Powi(n) => Format::WithImm(i64::from(*n)),
             Op::Cast(t) => Format::WithType(Type::Scalar(*t)),
             Op::Call(f) => Format::Call(f),
-            Op::Loop(b) => Format::Loop(*b),
+            Op::Loop(b) => Format::Loop(**b),
             Op::TapeLoop(t) => Format::TapeLoop(t),
             Op::RevLoop(r) => Format::RevLoop(r),
         }
@@ -1028,7 +1034,7 @@ impl Op {
                         expected: "a tensor type with its literal's element type",
                     });
                 }
-                Op::Fill(c, t)
+                Op::Fill(c, Box::new(t))
             }
             (Op::Broadcast(_), Format::WithType(t)) => Op::Broadcast(t),
             (Op::Reshape(_), Format::WithType(t)) => Op::Reshape(t),
@@ -1064,7 +1070,7 @@ impl Op {
                     })?,
             ),
             (Op::Call(_), Format::Call(f)) => Op::Call(f.to_string()),
-            (Op::Loop(_), Format::Loop(b)) => Op::Loop(b),
+            (Op::Loop(_), Format::Loop(b)) => Op::Loop(Box::new(b)),
             (Op::TapeLoop(_), Format::TapeLoop(t)) => Op::TapeLoop(Box::new(t.clone())),
             (Op::RevLoop(_), Format::RevLoop(r)) => Op::RevLoop(Box::new(r.clone())),
             (op, f) if f.is_plain() && op.format() == f => op,
@@ -1435,7 +1441,7 @@ impl Op {
                 Type::Scalar(_) => Type::Scalar(*to),
                 Type::Tensor(_, s) => Type::Tensor(*to, s),
             }]),
-            Op::Fill(c, t) => Ok(smallvec![shape::fill(c.ty(), *t)?]),
+            Op::Fill(c, t) => Ok(smallvec![shape::fill(c.ty(), **t)?]),
             Op::Broadcast(t) => Ok(smallvec![shape::broadcast_to(args[0], *t)?]),
             Op::Iota(axis, t) => Ok(smallvec![shape::iota(*t, usize::from(*axis))?]),
             Op::Reduce(r, axes) => Ok(smallvec![shape::reduce(*r, args[0], &axes.to_vec())?]),

@@ -1348,7 +1348,7 @@ impl FnBuilder<'_> {
                     }
                     args.push(v);
                 }
-                let op = Op::Loop(bounds);
+                let op = Op::Loop(Box::new(bounds));
                 let tys: Vec<Type> = args.iter().map(|&v| self.f.ty(v)).collect();
                 let carried_tys = op
                     .result_types(&tys, |_| None)

@@ -488,7 +488,7 @@ impl Ctx {
         let ty = t.ty();
         if let Some(first) = uniform(&t) {
             return self.cached((first, ty), |ctx| {
-                let v = ctx.ins1(Op::Fill(first, ty), &[])?;
+                let v = ctx.ins1(Op::Fill(first, Box::new(ty)), &[])?;
                 ctx.put_held(v, x.clone());
                 Some(v)
             });

@@ -1358,7 +1358,7 @@ mod tests {
         let mut f = one_loop();
         let region = f.insts[inst(2)].regions[0];
         let x = f.params()[0];
-        let second = f.create_inst(Op::Loop(B03), vec![x], &[Type::F64], Some(region));
+        let second = f.create_inst(Op::Loop(Box::new(B03)), vec![x], &[Type::F64], Some(region));
         let body = f.body;
         f.regions[body].insts.insert(1, second);
         expect(
@@ -1377,7 +1377,7 @@ mod tests {
         let mut f = quickstart();
         let x = f.params()[0];
         let body = f.body;
-        let l = f.create_inst(Op::Loop(B03), vec![x], &[Type::F64], Some(body));
+        let l = f.create_inst(Op::Loop(Box::new(B03)), vec![x], &[Type::F64], Some(body));
         f.regions[body].insts.insert(0, l);
         expect(
             check(&f),
@@ -1728,10 +1728,10 @@ mod tests {
     #[test]
     fn rejects_loops_missing_dynamic_bounds() {
         let mut f = one_loop();
-        f.insts[inst(2)].op = Op::Loop(LoopBounds {
+        f.insts[inst(2)].op = Op::Loop(Box::new(LoopBounds {
             start: Bound::Dyn,
             end: Bound::Dyn,
-        });
+        }));
         expect(
             check(&f),
             |k| {
@@ -1751,10 +1751,10 @@ mod tests {
         );
         // A dynamic bound that is not i64.
         let mut f = one_loop();
-        f.insts[inst(2)].op = Op::Loop(LoopBounds {
+        f.insts[inst(2)].op = Op::Loop(Box::new(LoopBounds {
             start: Bound::Imm(0),
             end: Bound::Dyn,
-        });
+        }));
         expect(
             check(&f),
             |k| {
@@ -1945,25 +1945,28 @@ mod tests {
 
     // ---- robustness ----
 
-    const OPS: [Op; 14] = [
-        Op::Add,
-        Op::Neg,
-        Op::Fma,
-        Op::Select,
-        Op::Guard,
-        Op::Yield,
-        Op::Ret,
-        Op::Cast(crate::ScalarType::I64),
-        Op::Const(Constant::Bool(true)),
-        Op::Powi(3),
-        Op::Loop(B03),
-        Op::Loop(LoopBounds {
-            start: Bound::Dyn,
-            end: Bound::Dyn,
-        }),
-        Op::Lt,
-        Op::Sin,
-    ];
+    /// Ops to put in a corrupted instruction's place.
+    fn ops() -> [Op; 14] {
+        [
+            Op::Add,
+            Op::Neg,
+            Op::Fma,
+            Op::Select,
+            Op::Guard,
+            Op::Yield,
+            Op::Ret,
+            Op::Cast(crate::ScalarType::I64),
+            Op::Const(Constant::Bool(true)),
+            Op::Powi(3),
+            Op::Loop(Box::new(B03)),
+            Op::Loop(Box::new(LoopBounds {
+                start: Bound::Dyn,
+                end: Bound::Dyn,
+            })),
+            Op::Lt,
+            Op::Sin,
+        ]
+    }
 
     /// Applies one corruption, chosen by `kind`, with `a` and `b` as raw material.
     fn corrupt(f: &mut Function, kind: u8, a: u32, b: u32) {
@@ -1989,7 +1992,7 @@ mod tests {
                     d.op = match b % 16 {
                         14 => Op::Call("h".into()),
                         15 => Op::Call("g".into()),
-                        k => OPS[k as usize].clone(),
+                        k => ops()[k as usize].clone(),
                     };
                 }
             }

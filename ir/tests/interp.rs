@@ -682,7 +682,7 @@ fn malformed_functions_give_errors_not_panics() {
     // A loop without a body region; ret with the wrong count.
     let mut f = Function::new("lp", sig(1));
     let x = f.params()[0];
-    let l = Op::Loop(bounds(Bound::Imm(0), Bound::Imm(2)));
+    let l = Op::Loop(Box::new(bounds(Bound::Imm(0), Bound::Imm(2))));
     let inst = f.append_inst(f.body, l, vec![x], &[Type::F64], None);
     let r = f.result(inst);
     f.append_inst(f.body, Op::Ret, vec![r, r], &[], None);
@@ -694,7 +694,7 @@ fn malformed_functions_give_errors_not_panics() {
     let mut f = Function::new("self", sig(1));
     let x = f.params()[0];
     let body = f.body;
-    let l = Op::Loop(bounds(Bound::Imm(0), Bound::Imm(2)));
+    let l = Op::Loop(Box::new(bounds(Bound::Imm(0), Bound::Imm(2))));
     f.append_inst(body, l, vec![], &[], Some(body));
     f.append_inst(body, Op::Ret, vec![x], &[], None);
     assert!(matches!(

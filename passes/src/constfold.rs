@@ -60,7 +60,7 @@ pub fn constfold(f: &mut Function) -> bool {
             if let Some(c) = fold_uniform(f, &d.op, &d.args) {
                 if c.ty() == rty.elem() {
                     let data = &mut f.insts[inst];
-                    data.op = Op::Fill(c, rty);
+                    data.op = Op::Fill(c, Box::new(rty));
                     data.args.clear();
                     changed = true;
                 }
@@ -147,7 +147,7 @@ fn eval_one(op: &Op, args: &[Constant], as_tensor: bool) -> Option<Constant> {
         .zip(&tys)
         .map(|(&c, &ty)| {
             let op = if as_tensor {
-                Op::Fill(c, ty)
+                Op::Fill(c, Box::new(ty))
             } else {
                 Op::Const(c)
             };

@@ -169,7 +169,7 @@ impl<'s> Emitter<'s> {
         match ty {
             Type::Scalar(_) => self.float(ty, 0.0),
             Type::Tensor(s, _) => match Constant::float(s, 0.0) {
-                Some(c) => self.ins1(Op::Fill(c, ty), &[]),
+                Some(c) => self.ins1(Op::Fill(c, Box::new(ty)), &[]),
                 None => Err(AdError::Malformed {
                     func: self.f.name.clone(),
                     reason: format!("a derivative of type {ty} was requested"),
@@ -217,7 +217,7 @@ impl<'s> Emitter<'s> {
         let mut args = dyn_bounds.to_vec();
         args.extend_from_slice(inits);
         let tys: Vec<Type> = args.iter().map(|&a| self.f.ty(a)).collect();
-        let carried = Op::Loop(bounds)
+        let carried = Op::Loop(Box::new(bounds))
             .result_types(&tys, |_| None)
             .map_err(|e| self.type_err(e))?;
         if dyn_bounds.len() != bounds.num_dyn() {
@@ -264,7 +264,7 @@ impl<'s> Emitter<'s> {
         let outer = self.current();
         let inst: Inst = self.f.append_inst(
             outer,
-            Op::Loop(pending.bounds),
+            Op::Loop(Box::new(pending.bounds)),
             pending.args,
             &pending.carried,
             Some(region),

@@ -498,9 +498,10 @@ impl Jvp<'_> {
     fn lp(&mut self, em: &mut Emitter, inst: Inst, args: &[Value]) -> Result<()> {
         let src = self.src;
         let d = &src.insts[inst];
-        let Op::Loop(bounds) = d.op else {
+        let Op::Loop(bounds) = &d.op else {
             return Err(malformed(src, "not a loop"));
         };
+        let bounds = **bounds;
         let nd = bounds.num_dyn();
         let &[body] = d.regions.as_slice() else {
             return Err(malformed(src, "loop without exactly one body"));

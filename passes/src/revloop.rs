@@ -270,9 +270,10 @@ pub(crate) fn plan(
     index: usize,
 ) -> Result<Option<LoopPlan>> {
     let d = &src.insts[inst];
-    let Op::Loop(bounds) = d.op else {
+    let Op::Loop(bounds) = &d.op else {
         return Err(malformed(src, "not a loop"));
     };
+    let bounds = **bounds;
     let &[body] = d.regions.as_slice() else {
         return Err(malformed(src, "loop without exactly one body"));
     };

@@ -333,7 +333,7 @@ impl Vjp<'_> {
                         return Err(malformed(src, "loop without its bounds"));
                     }
                     let params = src.regions[r].params.clone();
-                    let (index, carried) = em.begin_loop(*bounds, &args[..nd], &args[nd..])?;
+                    let (index, carried) = em.begin_loop(**bounds, &args[..nd], &args[nd..])?;
                     let new_params: Vec<Value> = std::iter::once(index).chain(carried).collect();
                     if new_params.len() != params.len() {
                         return Err(malformed(src, "loop carries mismatched values"));

@@ -803,7 +803,7 @@ impl<'a, 'b> Lower<'a, 'b> {
                 return Ok(Flow::Returned);
             }
             Op::Yield => return Ok(Flow::Yield(self.args(inst)?)),
-            Op::Loop(bounds) => return self.lower_loop(inst, *bounds).map(|()| Flow::Next),
+            Op::Loop(bounds) => return self.lower_loop(inst, **bounds).map(|()| Flow::Next),
             Op::Call(name) => return self.lower_call(inst, name).map(|()| Flow::Next),
             Op::RevLoop(r) => return self.lower_revloop(inst, r).map(|()| Flow::Next),
             Op::TapeLoop(r) => return self.lower_tapeloop(inst, r).map(|()| Flow::Next),

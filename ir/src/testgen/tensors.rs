@@ -182,7 +182,7 @@ impl Gen {
             }
             1 => {
                 let c = Constant::F64(self.rng.pick(CONSTS));
-                let f = self.ins1(b, Op::Fill(c, ty), &[])?;
+                let f = self.ins1(b, Op::Fill(c, Box::new(ty)), &[])?;
                 if self.rng.chance(1, 2) {
                     let x = self.f64_val(b);
                     self.ins1(b, Op::Add, &[f, x])
@@ -209,7 +209,7 @@ impl Gen {
             }
             _ => {
                 let c = Constant::F64(self.rng.pick(CONSTS));
-                let mut t = self.ins1(b, Op::Fill(c, ty), &[])?;
+                let mut t = self.ins1(b, Op::Fill(c, Box::new(ty)), &[])?;
                 for _ in 0..1 + self.rng.below(2) {
                     let v = self.row_of(b, d)?;
                     let k = self.rng.below(d[0]);
