@@ -474,7 +474,12 @@ fn assemble(old: &Module, entry: &str, new: Vec<Function>) -> Module {
                 Slot::Old(f) => *f,
                 Slot::New(j) => &new[*j],
             };
-            stack.extend(f.insts.values().flat_map(|d| d.op.callees()));
+            stack.extend(
+                f.insts
+                    .values()
+                    .filter(|d| d.op.calls())
+                    .flat_map(|d| d.op.callees()),
+            );
         }
     }
     let keep: HashSet<String> = keep.into_iter().map(str::to_string).collect();
@@ -528,7 +533,12 @@ fn reachable_from<'m>(module: &'m Module, entry: &str) -> Vec<&'m Function> {
         order.push(f);
         // Reversed, so the first callee is visited first.
         let start = stack.len();
-        stack.extend(f.insts.values().flat_map(|d| d.op.callees()));
+        stack.extend(
+            f.insts
+                .values()
+                .filter(|d| d.op.calls())
+                .flat_map(|d| d.op.callees()),
+        );
         stack[start..].reverse();
     }
     order

@@ -303,7 +303,7 @@ impl FunctionBuilder {
         };
         self.stack.pop();
         self.func
-            .append_inst(open.region, Op::Yield, next.to_vec(), &[], None);
+            .append_inst(open.region, Op::Yield, next, &[], None);
         let outer = self.current();
         let inst = self.func.append_inst(
             outer,
@@ -333,8 +333,7 @@ impl FunctionBuilder {
         }
         self.func.sig.results = vals.iter().map(|&v| self.func.ty(v)).collect();
         let body = self.func.body;
-        self.func
-            .append_inst(body, Op::Ret, vals.to_vec(), &[], None);
+        self.func.append_inst(body, Op::Ret, vals, &[], None);
         self.done = true;
         Ok(())
     }

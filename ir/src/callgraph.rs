@@ -44,7 +44,7 @@ pub fn call_sites(f: &Function) -> Vec<(Inst, &str)> {
     // in memory order settles that without the walk's per-function tables, which on a
     // 10⁶-instruction function cost more than the scan (and the graph is built several
     // times per trace → grad → compile).
-    if !f.insts.values().any(|d| d.op.callees().next().is_some()) {
+    if !f.insts.values().any(|d| d.op.calls()) {
         return out;
     }
     let mut seen_regions = vec![false; f.regions.len()];

@@ -230,7 +230,7 @@ impl Function {
         &mut self,
         region: Region,
         op: Op,
-        args: impl Into<ValueList>,
+        args: impl AsRef<[Value]>,
         result_types: &[Type],
         nested: Option<Region>,
     ) -> Inst {
@@ -244,27 +244,27 @@ impl Function {
     pub fn create_inst(
         &mut self,
         op: Op,
-        args: impl Into<ValueList>,
+        args: impl AsRef<[Value]>,
         result_types: &[Type],
         nested: Option<Region>,
     ) -> Inst {
         let inst = self.insts.next_key();
-        let results = result_types
-            .iter()
-            .enumerate()
-            .map(|(i, &ty)| {
-                self.values.push(ValueData {
-                    ty,
-                    def: ValueDef::Result(inst, i as u32),
-                })
-            })
-            .collect();
+        // Pushes and a slice copy rather than `collect`/`From<&[T]>`, whose generic
+        // element-at-a-time paths showed as the top entry of a traced gradient's
+        // profile (these run once per instruction every transform creates).
+        let mut results = ValueList::new();
+        for (i, &ty) in result_types.iter().enumerate() {
+            results.push(self.values.push(ValueData {
+                ty,
+                def: ValueDef::Result(inst, i as u32),
+            }));
+        }
         if let Some(r) = nested {
             self.regions[r].parent = Some(inst);
         }
         self.insts.push(InstData {
             op,
-            args: args.into(),
+            args: ValueList::from_slice(args.as_ref()),
             results,
             regions: nested.into(),
         })

@@ -1300,6 +1300,12 @@ impl Op {
         first.into_iter().chain(second)
     }
 
+    /// True if the op runs functions ([`Op::callees`] is not empty): a test of the op
+    /// alone, for scans of whole instruction tables (is there any call at all?).
+    pub fn calls(&self) -> bool {
+        matches!(self, Op::Call(_) | Op::TapeLoop(_) | Op::RevLoop(_))
+    }
+
     /// The result types for operands of types `args`. `callee` looks up the signature
     /// of a called function. For `loop` this checks the bounds and returns the carried
     /// types; the body region is the verifier's business.
@@ -1623,6 +1629,7 @@ mod tests {
         for &n in Op::NAMES {
             let op = Op::from_name(n).unwrap_or_else(|| panic!("no op named {n}"));
             assert_eq!(op.name(), n);
+            assert_eq!(op.calls(), op.callees().next().is_some(), "{n}");
             assert_eq!(
                 Op::from_plain_name(n).is_some(),
                 op.format().is_plain(),

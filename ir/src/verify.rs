@@ -970,13 +970,16 @@ impl<'a> Verifier<'a> {
         }
 
         // Results.
-        let got: Option<SmallVec<[Type; 4]>> = d
-            .results
-            .iter()
-            .map(|&r| f.values.get(r).map(|vd| vd.ty))
-            .collect();
-        if let (Some(expected), Some(got)) = (&expected_results, &got) {
-            if expected[..] != got[..] {
+        // Compared in place (no list of the results' types per instruction). A result
+        // id out of range is reported where results are defined.
+        let all_exist = d.results.iter().all(|&r| f.values.get(r).is_some());
+        if let (Some(expected), true) = (&expected_results, all_exist) {
+            let same = expected.len() == d.results.len()
+                && expected
+                    .iter()
+                    .zip(&d.results)
+                    .all(|(&t, &r)| f.values.get(r).is_some_and(|vd| vd.ty == t));
+            if !same {
                 self.err(
                     Some(inst),
                     VerifyErrorKind::ResultTypes {

@@ -259,8 +259,7 @@ impl<'s> Emitter<'s> {
                 reason: "a derived loop body yields the wrong types".into(),
             });
         }
-        self.f
-            .append_inst(region, Op::Yield, next.to_vec(), &[], None);
+        self.f.append_inst(region, Op::Yield, next, &[], None);
         let outer = self.current();
         let inst: Inst = self.f.append_inst(
             outer,
@@ -282,7 +281,7 @@ impl<'s> Emitter<'s> {
         }
         self.f.sig.results = vals.iter().map(|&v| self.f.ty(v)).collect();
         let body = self.f.body;
-        self.f.append_inst(body, Op::Ret, vals.to_vec(), &[], None);
+        self.f.append_inst(body, Op::Ret, vals, &[], None);
         Ok(self.f)
     }
 }

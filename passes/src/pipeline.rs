@@ -190,7 +190,7 @@ pub fn optimize_module(m: &mut Module, opts: &OptOptions) -> OptStats {
     let has_callees = m
         .funcs
         .iter()
-        .any(|f| f.insts.values().any(|d| d.op.callees().next().is_some()));
+        .any(|f| f.insts.values().any(|d| d.op.calls()));
     let pure = if has_callees {
         pure_functions(m)
     } else {
