@@ -19,15 +19,19 @@
 //! `lorenz-loop` times the Lorenz RK4 loop (`tests/ir/loops/lorenz.jir`) at N = 10⁵ and
 //! 10⁶ steps: the primal (`hand` = [`jitad::problems::lorenz_value`], `jit` = the
 //! cleaned-up IR compiled) and value+gradient (`hand` = the store-all adjoint
-//! [`jitad::problems::lorenz_grad`], `jit-store-all` and `jit-binomial-20` the compiled
-//! reverse-mode gradient under those checkpointing policies), checked to agree first.
+//! [`jitad::problems::lorenz_grad`], `hand-binomial-20` the hand-written Revolve
+//! adjoint [`jitad::problems::lorenz_grad_binomial`] with 20 snapshots, `jit-store-all`
+//! and `jit-binomial-20` the compiled reverse-mode gradient under those checkpointing
+//! policies), checked to agree first.
 //!
 //! `cargo bench --bench gradients -- rosenbrock/jit` runs one leg; `jitad bench` prints
 //! the same suite as one table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jitad::ir::checkpoint::Policy;
-use jitad::problems::{lorenz_grad, lorenz_value, LORENZ_JIR, LORENZ_POINT};
+use jitad::problems::{
+    lorenz_grad, lorenz_grad_binomial, lorenz_value, BinomialTape, LORENZ_JIR, LORENZ_POINT,
+};
 use jitad::suite::{self, Case, Leg, Mlp, Quickstart, Rosenbrock};
 use jitad::workloads::{self, MlpShape, TensorCase};
 use jitad::{Traced, Val};
@@ -97,12 +101,18 @@ fn lorenz_loop(c: &mut Criterion) {
         args.push(Val::I64(n as i64));
         let (mut y, mut out) = (vec![Val::F64(0.0)], vec![Val::F64(0.0); 7]);
         let (mut tape, mut gh) = (Vec::new(), [0.0; 6]);
+        let (mut revolve, mut gb) = (BinomialTape::default(), [0.0; 6]);
         // The legs agree before they are timed: the primal bit for bit, the gradient
         // within rounding (the hand-written adjoint orders its sums differently).
         jit_primal.call(&args, &mut y).expect("primal");
         let v = lorenz_value(&LORENZ_POINT, n);
         assert_eq!(y[0].as_f64().map(f64::to_bits), Some(v.to_bits()));
         lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut gh);
+        lorenz_grad_binomial(&LORENZ_POINT, n, 20, &mut revolve, &mut gb);
+        assert_eq!(
+            gb, gh,
+            "the hand-written binomial adjoint is the store-all one"
+        );
         for c in [&store_all, &binomial] {
             c.call(&args, &mut out).expect("gradient");
             for (a, b) in out[1..].iter().filter_map(Val::as_f64).zip(gh) {
@@ -117,6 +127,12 @@ fn lorenz_loop(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("grad/hand", n), |b| {
             b.iter(|| lorenz_grad(black_box(&LORENZ_POINT), n, &mut tape, &mut gh))
+        });
+        g.bench_function(BenchmarkId::new("grad/hand-binomial-20", n), |b| {
+            b.iter(|| {
+                let p = black_box(&LORENZ_POINT);
+                lorenz_grad_binomial(p, n, 20, &mut revolve, &mut gb)
+            })
         });
         g.bench_function(BenchmarkId::new("grad/jit-store-all", n), |b| {
             b.iter(|| store_all.call(black_box(&args), &mut out).expect("call"))

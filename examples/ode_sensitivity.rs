@@ -5,13 +5,13 @@
 //! checkpointing policy. Prints, per N and policy: the gradient's time and its ratio to
 //! the compiled primal, the peak snapshot memory, the process's peak RSS, and the
 //! driver's statistics; and checks every policy's gradient against store-all and the
-//! hand-written adjoint.
+//! hand-written adjoint (and times the hand-written binomial:20 adjoint beside them).
 //!
 //! `cargo run --release --example ode_sensitivity [-- N...]` (default N = 10³, 10⁵, 10⁶;
 //! `recompute` runs only for N ≤ 10⁴, being O(N²)).
 
 use jitad::ir::checkpoint::Policy;
-use jitad::problems::{lorenz_grad, LORENZ_JIR, LORENZ_POINT};
+use jitad::problems::{lorenz_grad, lorenz_grad_binomial, BinomialTape, LORENZ_JIR, LORENZ_POINT};
 use jitad::{Traced, Val};
 use std::time::Instant;
 
@@ -92,12 +92,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut g_hand);
         });
         drop(tape);
+        let (mut revolve, mut g_bin) = (BinomialTape::default(), [0.0; 6]);
+        let t_bin = median_secs(reps, || {
+            lorenz_grad_binomial(&LORENZ_POINT, n, 20, &mut revolve, &mut g_bin);
+        });
+        if g_bin != g_hand {
+            return Err(
+                format!("N={n}: hand-written binomial {g_bin:?} vs store-all {g_hand:?}").into(),
+            );
+        }
         println!(
-            "N = {n}: loss {:.12}, compiled primal {:.3} ms, hand-written store-all adjoint {:.3} ms ({:.2}x the primal)",
+            "N = {n}: loss {:.12}, compiled primal {:.3} ms, hand-written store-all adjoint {:.3} ms ({:.2}x the primal), hand-written binomial:20 {:.3} ms ({:.2}x)",
             y[0].as_f64().unwrap_or(f64::NAN),
             t_primal * 1e3,
             t_hand * 1e3,
-            t_hand / t_primal
+            t_hand / t_primal,
+            t_bin * 1e3,
+            t_bin / t_primal
         );
         println!(
             "  {:<14} {:>10} {:>8} {:>12} {:>12} {:>10} {:>14}",

@@ -391,6 +391,69 @@ fn lorenz_field_adjoint(s: [f64; 3], p: [f64; 3], v: [f64; 3], pbar: &mut [f64; 
     ]
 }
 
+/// The backward step of one RK4 iteration from the state `s` before it: recomputes the
+/// stages, then runs their adjoints, last first (the step is `s + hs·(k1 + 2k2 + 2k3 +
+/// k4)`), returning the state adjoint before the step and adding the parameters' to
+/// `pbar`. `hh = h/2` and `hs = h/6` are the caller's, computed once. Written out on
+/// plain `f64`s like [`rk4_f64`], with no closures, so it inlines whole into the
+/// baselines' fused-multiply-add versions (a closure left out of line there runs each
+/// `mul_add` through the software routine).
+#[inline(always)]
+fn rk4_adjoint(
+    s: [f64; 3],
+    params: [f64; 3],
+    [h, hh, hs]: [f64; 3],
+    a: [f64; 3],
+    pbar: &mut [f64; 3],
+) -> [f64; 3] {
+    let [sigma, rho, beta] = params;
+    let [x, y, z] = s;
+    let k1 = lorenz_field(s, sigma, rho, beta);
+    let s2 = [
+        hh.mul_add(k1[0], x),
+        hh.mul_add(k1[1], y),
+        hh.mul_add(k1[2], z),
+    ];
+    let k2 = lorenz_field(s2, sigma, rho, beta);
+    let s3 = [
+        hh.mul_add(k2[0], x),
+        hh.mul_add(k2[1], y),
+        hh.mul_add(k2[2], z),
+    ];
+    let k3 = lorenz_field(s3, sigma, rho, beta);
+    let s4 = [
+        h.mul_add(k3[0], x),
+        h.mul_add(k3[1], y),
+        h.mul_add(k3[2], z),
+    ];
+    let (h2, hs2) = ([hs * a[0], hs * a[1], hs * a[2]], 2.0 * hs);
+    let s4b = lorenz_field_adjoint(s4, params, h2, pbar);
+    let b2 = [hs2 * a[0], hs2 * a[1], hs2 * a[2]];
+    let k3b = [
+        h.mul_add(s4b[0], b2[0]),
+        h.mul_add(s4b[1], b2[1]),
+        h.mul_add(s4b[2], b2[2]),
+    ];
+    let s3b = lorenz_field_adjoint(s3, params, k3b, pbar);
+    let k2b = [
+        hh.mul_add(s3b[0], b2[0]),
+        hh.mul_add(s3b[1], b2[1]),
+        hh.mul_add(s3b[2], b2[2]),
+    ];
+    let s2b = lorenz_field_adjoint(s2, params, k2b, pbar);
+    let k1b = [
+        hh.mul_add(s2b[0], h2[0]),
+        hh.mul_add(s2b[1], h2[1]),
+        hh.mul_add(s2b[2], h2[2]),
+    ];
+    let s1b = lorenz_field_adjoint(s, params, k1b, pbar);
+    [
+        a[0] + s4b[0] + s3b[0] + s2b[0] + s1b[0],
+        a[1] + s4b[1] + s3b[1] + s2b[1] + s1b[1],
+        a[2] + s4b[2] + s3b[2] + s2b[2] + s1b[2],
+    ]
+}
+
 /// Hand-written value and gradient of [`lorenz_loss`] with respect to all six inputs,
 /// store-all, the way a careful engineer writes it: one forward loop keeping each
 /// step's state in `tape` (reused between calls, so no allocation in steady state), one
@@ -410,25 +473,179 @@ pub fn lorenz_grad(p: &[f64], n: usize, tape: &mut Vec<[f64; 3]>, g: &mut [f64])
     let value = s[0] + s[1] + s[2];
     let mut a = [1.0; 3];
     let mut pbar = [0.0; 3];
-    let (hh, hs) = (h * 0.5, h * 0.16666666666666666);
+    let steps = [h, h * 0.5, h * 0.16666666666666666];
     for &s in tape.iter().rev() {
-        // Recompute the stages.
-        let k1 = lorenz_field(s, params[0], params[1], params[2]);
-        let s2 = [0, 1, 2].map(|i| fma(hh, k1[i], s[i]));
-        let k2 = lorenz_field(s2, params[0], params[1], params[2]);
-        let s3 = [0, 1, 2].map(|i| fma(hh, k2[i], s[i]));
-        let k3 = lorenz_field(s3, params[0], params[1], params[2]);
-        let s4 = [0, 1, 2].map(|i| fma(h, k3[i], s[i]));
-        // Adjoints of the stages, last first: the step is s + hs·(k1 + 2k2 + 2k3 + k4).
-        let k4b = a.map(|v| hs * v);
-        let s4b = lorenz_field_adjoint(s4, params, k4b, &mut pbar);
-        let k3b = [0, 1, 2].map(|i| fma(h, s4b[i], 2.0 * hs * a[i]));
-        let s3b = lorenz_field_adjoint(s3, params, k3b, &mut pbar);
-        let k2b = [0, 1, 2].map(|i| fma(hh, s3b[i], 2.0 * hs * a[i]));
-        let s2b = lorenz_field_adjoint(s2, params, k2b, &mut pbar);
-        let k1b = [0, 1, 2].map(|i| fma(hh, s2b[i], hs * a[i]));
-        let s1b = lorenz_field_adjoint(s, params, k1b, &mut pbar);
-        a = [0, 1, 2].map(|i| a[i] + s4b[i] + s3b[i] + s2b[i] + s1b[i]);
+        a = rk4_adjoint(s, params, steps, a, &mut pbar);
+    }
+    g[..3].copy_from_slice(&pbar);
+    g[3..6].copy_from_slice(&a);
+    value
+}
+
+/// Reusable storage for [`lorenz_grad_binomial`]: the snapshots, the states of the
+/// segment being reversed, the task stack and a table of binomial coefficients, kept
+/// between calls so a steady-state call allocates nothing.
+#[derive(Debug, Default)]
+pub struct BinomialTape {
+    /// The states held at once: a stack, the initial state at the bottom.
+    snaps: Vec<[f64; 3]>,
+    /// A short segment's states, all stored before it is reversed.
+    leaf: Vec<[f64; 3]>,
+    tasks: Vec<BinomialTask>,
+    /// `β(s, r) = C(s + r, s)` at `s·(r_max + 1) + r`, saturating.
+    beta: Vec<u64>,
+    r_max: usize,
+    /// Forward steps the last call ran, the first sweep's and the value's included.
+    pub forward_steps: u64,
+}
+
+/// A task of [`lorenz_grad_binomial`]'s schedule.
+#[derive(Clone, Copy, Debug)]
+enum BinomialTask {
+    /// Reverse iterations `a..b` with `s` states to hold at once, the one before `a`
+    /// (the top snapshot) included.
+    Reverse { a: usize, b: usize, s: usize },
+    /// Drop the top snapshot.
+    Release,
+}
+
+impl BinomialTape {
+    /// Fills the table of `β(s, r)` for `s ≤ snaps`, `r ≤ r_max` (the repetition number
+    /// of `n` iterations; no part of the schedule needs more).
+    fn prepare(&mut self, n: usize, snaps: usize) {
+        // The repetition number first: β(snaps, r) = β(snaps, r − 1)·(snaps + r)/r.
+        let (mut r_max, mut top) = (0usize, 1u128);
+        while top < n as u128 {
+            r_max += 1;
+            top = top * (snaps + r_max) as u128 / r_max as u128;
+        }
+        let w = r_max + 1;
+        self.r_max = r_max;
+        self.beta.clear();
+        self.beta.resize((snaps + 1) * w, 1);
+        for s in 1..=snaps {
+            for r in 1..w {
+                self.beta[s * w + r] =
+                    self.beta[(s - 1) * w + r].saturating_add(self.beta[s * w + r - 1]);
+            }
+        }
+    }
+
+    /// `β(s, r)`, 0 for `r < 0`.
+    fn beta(&self, s: usize, r: isize) -> u64 {
+        usize::try_from(r).map_or(0, |r| self.beta[s * (self.r_max + 1) + r])
+    }
+
+    /// Revolve's split of `l ≥ 3` iterations held with `s ≥ 1` states: how many to run
+    /// before taking the next snapshot. With `r` the least repetition number such that
+    /// `β(s, r) ≥ l`, the offset `l − β(s−1, r−1) − β(s−2, r−1)` clamped to
+    /// `[β(s, r−2), β(s, r−1)]` gives Revolve's minimum number of forward steps.
+    fn split(&self, l: usize, s: usize) -> usize {
+        let l = l as u64;
+        let r = (0..=self.r_max as isize)
+            .find(|&r| self.beta(s, r) >= l)
+            .unwrap_or(self.r_max as isize);
+        let b3 = if s >= 2 { self.beta(s - 2, r - 1) } else { 0 };
+        let m = l
+            .saturating_sub(self.beta(s - 1, r - 1))
+            .saturating_sub(b3)
+            .max(self.beta(s, r - 2))
+            .min(self.beta(s, r - 1));
+        m.clamp(1, l - 1) as usize
+    }
+}
+
+/// Hand-written value and gradient of [`lorenz_loss`] under binomial checkpointing
+/// (Revolve, Griewank & Walther 2000), holding at most `snaps` states at once: the
+/// baseline for jitad's `binomial:S`, written the way a careful engineer writes it. An
+/// explicit task stack runs Revolve's schedule (so it needs no recursion, and the
+/// whole of it compiles for the CPU's fused multiply-add like [`lorenz_grad`]); a
+/// segment short enough to store is run forward once, keeping its states, and then
+/// reversed; a longer one is run to Revolve's split, snapshotted there, and its right
+/// part reversed before its left. The backward steps are [`lorenz_grad`]'s on the same
+/// states, so the gradient is the store-all one bit for bit;
+/// [`BinomialTape::forward_steps`] reports Revolve's minimum plus one (the step that
+/// gives the value).
+///
+/// # Panics
+///
+/// If `snaps` is 0.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+pub fn lorenz_grad_binomial(
+    p: &[f64],
+    n: usize,
+    snaps: usize,
+    w: &mut BinomialTape,
+    g: &mut [f64],
+) -> f64 {
+    assert!(snaps >= 1, "binomial checkpointing needs a snapshot");
+    let h = 1.0 / n as f64;
+    let params = [p[0], p[1], p[2]];
+    let s0 = [p[3], p[4], p[5]];
+    let steps = [h, h * 0.5, h * 0.16666666666666666];
+    w.prepare(n, snaps);
+    w.snaps.clear();
+    w.snaps.push(s0);
+    w.tasks.clear();
+    w.tasks.push(BinomialTask::Reverse {
+        a: 0,
+        b: n,
+        s: snaps,
+    });
+    w.forward_steps = 0;
+    // The seed is the loss's adjoint, known before the last state: the value comes
+    // with the first segment reversed, the last one.
+    let mut value = s0[0] + s0[1] + s0[2];
+    let mut a = [1.0; 3];
+    let mut pbar = [0.0; 3];
+    while let Some(task) = w.tasks.pop() {
+        let BinomialTask::Reverse { a: lo, b: hi, s } = task else {
+            w.snaps.pop();
+            continue;
+        };
+        let l = hi - lo;
+        let Some(&base) = w.snaps.last() else { break };
+        if l == 0 {
+            continue;
+        }
+        if l <= s + 1 {
+            // Store the segment's states (`l − 1 ≤ s` of them), then reverse it.
+            w.leaf.clear();
+            w.leaf.push(base);
+            let mut x = base;
+            for _ in 1..l {
+                x = rk4_f64(x, params, h);
+                w.leaf.push(x);
+            }
+            w.forward_steps += l as u64 - 1;
+            if hi == n {
+                let last = rk4_f64(x, params, h);
+                w.forward_steps += 1;
+                value = last[0] + last[1] + last[2];
+            }
+            for &x in w.leaf.iter().rev() {
+                a = rk4_adjoint(x, params, steps, a, &mut pbar);
+            }
+            continue;
+        }
+        let m = w.split(l, s);
+        let mut x = base;
+        for _ in 0..m {
+            x = rk4_f64(x, params, h);
+        }
+        w.forward_steps += m as u64;
+        w.snaps.push(x);
+        w.tasks.push(BinomialTask::Reverse {
+            a: lo,
+            b: lo + m,
+            s,
+        });
+        w.tasks.push(BinomialTask::Release);
+        w.tasks.push(BinomialTask::Reverse {
+            a: lo + m,
+            b: hi,
+            s: s - 1,
+        });
     }
     g[..3].copy_from_slice(&pbar);
     g[3..6].copy_from_slice(&a);
@@ -500,6 +717,25 @@ mod tests {
             lorenz_loss(&LORENZ_POINT, 200).to_bits()
         );
         assert_close(&g, &fd(|p| lorenz_loss(p, 200), &LORENZ_POINT), 1e-6);
+    }
+
+    #[test]
+    fn binomial_lorenz_adjoint_is_the_store_all_one_at_revolves_step_count() {
+        let (mut tape, mut w) = (Vec::new(), BinomialTape::default());
+        for n in [0, 1, 2, 3, 4, 7, 40, 200, 1001] {
+            let mut g = [0.0; 6];
+            let v = lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut g);
+            for snaps in [1, 2, 3, 5, 20] {
+                let mut gb = [f64::NAN; 6];
+                let vb = lorenz_grad_binomial(&LORENZ_POINT, n, snaps, &mut w, &mut gb);
+                assert_eq!(vb.to_bits(), v.to_bits(), "value, n {n}, {snaps} snapshots");
+                assert_eq!(gb.map(f64::to_bits), g.map(f64::to_bits), "n {n}, {snaps}");
+                // Revolve's minimum (counted independently of this schedule), plus the
+                // step that gives the value.
+                let least = jitad_ir::checkpoint::revolve_forward_steps(n as u64, snaps as u64);
+                assert_eq!(w.forward_steps, least + u64::from(n > 0), "n {n}, {snaps}");
+            }
+        }
     }
 
     #[test]
