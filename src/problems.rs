@@ -487,9 +487,10 @@ pub fn lorenz_grad(p: &[f64], n: usize, tape: &mut Vec<[f64; 3]>, g: &mut [f64])
 /// between calls so a steady-state call allocates nothing.
 #[derive(Debug, Default)]
 pub struct BinomialTape {
-    /// The states held at once: a stack, the initial state at the bottom.
+    /// The snapshots: a stack, the initial state at the bottom.
     snaps: Vec<[f64; 3]>,
-    /// A short segment's states, all stored before it is reversed.
+    /// A short segment's states after its first (the top snapshot), all stored before
+    /// it is reversed; the last of them is the working state.
     leaf: Vec<[f64; 3]>,
     tasks: Vec<BinomialTask>,
     /// `β(s, r) = C(s + r, s)` at `s·(r_max + 1) + r`, saturating.
@@ -497,6 +498,9 @@ pub struct BinomialTape {
     r_max: usize,
     /// Forward steps the last call ran, the first sweep's and the value's included.
     pub forward_steps: u64,
+    /// The most states the last call held at once: snapshots (the initial state
+    /// included) and a segment's stored states, the working state among them.
+    pub peak_states: usize,
 }
 
 /// A task of [`lorenz_grad_binomial`]'s schedule.
@@ -542,9 +546,12 @@ impl BinomialTape {
     /// `[β(s, r−2), β(s, r−1)]` gives Revolve's minimum number of forward steps.
     fn split(&self, l: usize, s: usize) -> usize {
         let l = l as u64;
+        // No part of the schedule needs more repetitions than the whole: a right part
+        // is at most β(s − 1, r) long, a left one at most β(s, r − 1).
         let r = (0..=self.r_max as isize)
             .find(|&r| self.beta(s, r) >= l)
             .unwrap_or(self.r_max as isize);
+        debug_assert!(s >= 1 && self.beta(s, r) >= l, "split({l}, {s})");
         let b3 = if s >= 2 { self.beta(s - 2, r - 1) } else { 0 };
         let m = l
             .saturating_sub(self.beta(s - 1, r - 1))
@@ -556,13 +563,16 @@ impl BinomialTape {
 }
 
 /// Hand-written value and gradient of [`lorenz_loss`] under binomial checkpointing
-/// (Revolve, Griewank & Walther 2000), holding at most `snaps` states at once: the
+/// (Revolve, Griewank & Walther 2000) with `snaps` snapshots, the initial state
+/// included, and a working state ([`BinomialTape::peak_states`] reports at most
+/// `snaps + 1` states held): the
 /// baseline for jitad's `binomial:S`, written the way a careful engineer writes it. An
 /// explicit task stack runs Revolve's schedule (so it needs no recursion, and the
 /// whole of it compiles for the CPU's fused multiply-add like [`lorenz_grad`]); a
 /// segment short enough to store is run forward once, keeping its states, and then
 /// reversed; a longer one is run to Revolve's split, snapshotted there, and its right
-/// part reversed before its left. The backward steps are [`lorenz_grad`]'s on the same
+/// part reversed before its left (a right part of one step at once, from the working
+/// state, with no snapshot). The backward steps are [`lorenz_grad`]'s on the same
 /// states, so the gradient is the store-all one bit for bit;
 /// [`BinomialTape::forward_steps`] reports Revolve's minimum plus one (the step that
 /// gives the value).
@@ -579,6 +589,9 @@ pub fn lorenz_grad_binomial(
     g: &mut [f64],
 ) -> f64 {
     assert!(snaps >= 1, "binomial checkpointing needs a snapshot");
+    // More snapshots than steps change nothing (the whole loop is one segment), and
+    // the table of binomial coefficients stays small.
+    let snaps = snaps.min(n.max(1));
     let h = 1.0 / n as f64;
     let params = [p[0], p[1], p[2]];
     let s0 = [p[3], p[4], p[5]];
@@ -593,6 +606,7 @@ pub fn lorenz_grad_binomial(
         s: snaps,
     });
     w.forward_steps = 0;
+    w.peak_states = 1;
     // The seed is the loss's adjoint, known before the last state: the value comes
     // with the first segment reversed, the last one.
     let mut value = s0[0] + s0[1] + s0[2];
@@ -611,13 +625,13 @@ pub fn lorenz_grad_binomial(
         if l <= s + 1 {
             // Store the segment's states (`l − 1 ≤ s` of them), then reverse it.
             w.leaf.clear();
-            w.leaf.push(base);
             let mut x = base;
             for _ in 1..l {
                 x = rk4_f64(x, params, h);
                 w.leaf.push(x);
             }
             w.forward_steps += l as u64 - 1;
+            w.peak_states = w.peak_states.max(w.snaps.len() + w.leaf.len());
             if hi == n {
                 let last = rk4_f64(x, params, h);
                 w.forward_steps += 1;
@@ -626,6 +640,7 @@ pub fn lorenz_grad_binomial(
             for &x in w.leaf.iter().rev() {
                 a = rk4_adjoint(x, params, steps, a, &mut pbar);
             }
+            a = rk4_adjoint(base, params, steps, a, &mut pbar);
             continue;
         }
         let m = w.split(l, s);
@@ -634,12 +649,23 @@ pub fn lorenz_grad_binomial(
             x = rk4_f64(x, params, h);
         }
         w.forward_steps += m as u64;
-        w.snaps.push(x);
+        w.peak_states = w.peak_states.max(w.snaps.len() + 1);
         w.tasks.push(BinomialTask::Reverse {
             a: lo,
             b: lo + m,
             s,
         });
+        if hi - lo - m == 1 {
+            // The right part is one step: reverse it from the working state now.
+            if hi == n {
+                let last = rk4_f64(x, params, h);
+                w.forward_steps += 1;
+                value = last[0] + last[1] + last[2];
+            }
+            a = rk4_adjoint(x, params, steps, a, &mut pbar);
+            continue;
+        }
+        w.snaps.push(x);
         w.tasks.push(BinomialTask::Release);
         w.tasks.push(BinomialTask::Reverse {
             a: lo + m,
@@ -725,7 +751,7 @@ mod tests {
         for n in [0, 1, 2, 3, 4, 7, 40, 200, 1001] {
             let mut g = [0.0; 6];
             let v = lorenz_grad(&LORENZ_POINT, n, &mut tape, &mut g);
-            for snaps in [1, 2, 3, 5, 20] {
+            for snaps in [1, 2, 3, 5, 20, 5000] {
                 let mut gb = [f64::NAN; 6];
                 let vb = lorenz_grad_binomial(&LORENZ_POINT, n, snaps, &mut w, &mut gb);
                 assert_eq!(vb.to_bits(), v.to_bits(), "value, n {n}, {snaps} snapshots");
@@ -734,6 +760,12 @@ mod tests {
                 // step that gives the value.
                 let least = jitad_ir::checkpoint::revolve_forward_steps(n as u64, snaps as u64);
                 assert_eq!(w.forward_steps, least + u64::from(n > 0), "n {n}, {snaps}");
+                // The snapshots and the working state, as jitad's `binomial:S` holds.
+                assert!(
+                    w.peak_states <= snaps + 1,
+                    "n {n}, {snaps}: {}",
+                    w.peak_states
+                );
             }
         }
     }
