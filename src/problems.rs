@@ -613,65 +613,67 @@ pub fn lorenz_grad_binomial(
     let mut a = [1.0; 3];
     let mut pbar = [0.0; 3];
     while let Some(task) = w.tasks.pop() {
-        let BinomialTask::Reverse { a: lo, b: hi, s } = task else {
+        let BinomialTask::Reverse {
+            a: mut lo,
+            b: hi,
+            s,
+        } = task
+        else {
             w.snaps.pop();
             continue;
         };
-        let l = hi - lo;
-        let Some(&base) = w.snaps.last() else { break };
-        if l == 0 {
+        let Some(&(mut base)) = w.snaps.last() else {
+            break;
+        };
+        if hi == lo {
             continue;
         }
-        if l <= s + 1 {
-            // Store the segment's states (`l − 1 ≤ s` of them), then reverse it.
-            w.leaf.clear();
+        if hi - lo > s + 1 {
+            let m = w.split(hi - lo, s);
             let mut x = base;
-            for _ in 1..l {
+            for _ in 0..m {
                 x = rk4_f64(x, params, h);
-                w.leaf.push(x);
             }
-            w.forward_steps += l as u64 - 1;
-            w.peak_states = w.peak_states.max(w.snaps.len() + w.leaf.len());
-            if hi == n {
-                let last = rk4_f64(x, params, h);
-                w.forward_steps += 1;
-                value = last[0] + last[1] + last[2];
+            w.forward_steps += m as u64;
+            w.peak_states = w.peak_states.max(w.snaps.len() + 1);
+            w.tasks.push(BinomialTask::Reverse {
+                a: lo,
+                b: lo + m,
+                s,
+            });
+            if hi - lo - m > 1 {
+                w.snaps.push(x);
+                w.tasks.push(BinomialTask::Release);
+                w.tasks.push(BinomialTask::Reverse {
+                    a: lo + m,
+                    b: hi,
+                    s: s - 1,
+                });
+                continue;
             }
-            for &x in w.leaf.iter().rev() {
-                a = rk4_adjoint(x, params, steps, a, &mut pbar);
-            }
-            a = rk4_adjoint(base, params, steps, a, &mut pbar);
-            continue;
+            // The right part is one step: reverse it from the working state now, as a
+            // segment of one with no snapshot.
+            (base, lo) = (x, lo + m);
         }
-        let m = w.split(l, s);
+        // Store the segment's states (`l − 1 ≤ s` of them), then reverse it.
+        let l = hi - lo;
+        w.leaf.clear();
         let mut x = base;
-        for _ in 0..m {
+        for _ in 1..l {
             x = rk4_f64(x, params, h);
+            w.leaf.push(x);
         }
-        w.forward_steps += m as u64;
-        w.peak_states = w.peak_states.max(w.snaps.len() + 1);
-        w.tasks.push(BinomialTask::Reverse {
-            a: lo,
-            b: lo + m,
-            s,
-        });
-        if hi - lo - m == 1 {
-            // The right part is one step: reverse it from the working state now.
-            if hi == n {
-                let last = rk4_f64(x, params, h);
-                w.forward_steps += 1;
-                value = last[0] + last[1] + last[2];
-            }
+        w.forward_steps += l as u64 - 1;
+        w.peak_states = w.peak_states.max(w.snaps.len() + w.leaf.len());
+        if hi == n {
+            let last = rk4_f64(x, params, h);
+            w.forward_steps += 1;
+            value = last[0] + last[1] + last[2];
+        }
+        for &x in w.leaf.iter().rev() {
             a = rk4_adjoint(x, params, steps, a, &mut pbar);
-            continue;
         }
-        w.snaps.push(x);
-        w.tasks.push(BinomialTask::Release);
-        w.tasks.push(BinomialTask::Reverse {
-            a: lo + m,
-            b: hi,
-            s: s - 1,
-        });
+        a = rk4_adjoint(base, params, steps, a, &mut pbar);
     }
     g[..3].copy_from_slice(&pbar);
     g[3..6].copy_from_slice(&a);
